@@ -1,0 +1,93 @@
+/**
+ * One error type for the whole code base. Callers branch on `code`, never on messages;
+ * the HTTP layer maps codes to statuses and clients rebuild the same typed error from
+ * `{ code, message }` bodies, so a failure keeps its meaning across process boundaries.
+ */
+
+export const ErrorCodes = {
+  BAD_REQUEST: 400,
+  INVALID_TAG: 400,
+  INVALID_DIGEST: 400,
+  INVALID_PATH: 400,
+  INVALID_RANGE: 416,
+  DIGEST_MISMATCH: 400,
+  SIZE_MISMATCH: 400,
+  BAD_ANNOUNCE: 400,
+  BAD_METAINFO: 400,
+  NOT_FOUND: 404,
+  TAG_NOT_FOUND: 404,
+  BLOB_NOT_FOUND: 404,
+  UPLOAD_NOT_FOUND: 404,
+  METHOD_NOT_ALLOWED: 405,
+  TAG_CONFLICT: 409,
+  UPLOAD_CONFLICT: 409,
+  PAYLOAD_TOO_LARGE: 413,
+  CONFIG_INVALID: 500,
+  INTERNAL: 500,
+  BACKEND_ERROR: 502,
+  UPSTREAM_ERROR: 502,
+  UNAVAILABLE: 503,
+  TIMEOUT: 504,
+  ABORTED: 499,
+  ALREADY_EXISTS: 409,
+  USAGE: 400,
+  IO_ERROR: 500,
+  TORRENT_ERROR: 500,
+  PEER_PROTOCOL: 400,
+} as const
+
+export type ErrorCode = keyof typeof ErrorCodes
+
+export interface ShoalErrorOptions {
+  cause?: unknown
+  details?: Record<string, unknown>
+  status?: number
+}
+
+export class ShoalError extends Error {
+  readonly code: ErrorCode
+  readonly details: Record<string, unknown> | undefined
+  readonly status: number
+
+  constructor(code: ErrorCode, message: string, opts: ShoalErrorOptions = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause })
+    this.name = 'ShoalError'
+    this.code = code
+    this.details = opts.details
+    this.status = opts.status ?? ErrorCodes[code]
+  }
+
+  toJSON(): { code: ErrorCode; message: string; details?: Record<string, unknown> } {
+    return this.details === undefined
+      ? { code: this.code, message: this.message }
+      : { code: this.code, message: this.message, details: this.details }
+  }
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(ErrorCodes, value)
+}
+
+export function isShoalError(err: unknown, code?: ErrorCode): err is ShoalError {
+  return err instanceof ShoalError && (code === undefined || err.code === code)
+}
+
+/** Wraps anything thrown into a ShoalError, keeping ShoalErrors as they are. */
+export function toShoalError(err: unknown, fallback: ErrorCode = 'INTERNAL'): ShoalError {
+  if (err instanceof ShoalError) return err
+  if (isAbortError(err)) return new ShoalError('ABORTED', 'operation aborted', { cause: err })
+  const message = err instanceof Error ? err.message : String(err)
+  return new ShoalError(fallback, message, { cause: err })
+}
+
+export function isAbortError(err: unknown): boolean {
+  return (
+    err instanceof Error &&
+    (err.name === 'AbortError' || (err as NodeJS.ErrnoException).code === 'ABORT_ERR')
+  )
+}
+
+/** The errno code of a Node system error (ENOENT, EEXIST...), or undefined. */
+export function errnoCode(err: unknown): string | undefined {
+  return err instanceof Error ? (err as NodeJS.ErrnoException).code : undefined
+}

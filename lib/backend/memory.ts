@@ -1,0 +1,54 @@
+/** An in-memory backend: for unit tests and as a second implementation of the contract. */
+import { Readable } from 'node:stream'
+import { ShoalError } from '../errors/index.js'
+import { type Backend, type ListPage, type ObjectStat, checkKey, DEFAULT_LIST_LIMIT } from './types.js'
+
+export class MemoryBackend implements Backend {
+  readonly kind = 'memory'
+  private readonly objects = new Map<string, Buffer>()
+
+  async stat(key: string): Promise<ObjectStat | undefined> {
+    checkKey(key)
+    const obj = this.objects.get(key)
+    return obj ? { size: obj.length } : undefined
+  }
+
+  async get(key: string, opts: { start?: number; end?: number } = {}): Promise<Readable> {
+    checkKey(key)
+    const obj = this.objects.get(key)
+    if (!obj) throw new ShoalError('BLOB_NOT_FOUND', `object not found: ${key}`)
+    const start = opts.start ?? 0
+    const end = opts.end === undefined ? obj.length - 1 : Math.min(opts.end, obj.length - 1)
+    if (start < 0 || start > obj.length || end < start - 1) throw new ShoalError('INVALID_RANGE', `range ${start}-${end} outside object of ${obj.length} bytes`)
+    return Readable.from([obj.subarray(start, end + 1)])
+  }
+
+  async put(key: string, body: Readable | Buffer, opts: { size?: number } = {}): Promise<void> {
+    checkKey(key)
+    let data: Buffer
+    if (Buffer.isBuffer(body)) data = body
+    else {
+      const chunks: Buffer[] = []
+      for await (const c of body) chunks.push(c as Buffer)
+      data = Buffer.concat(chunks)
+    }
+    if (opts.size !== undefined && opts.size !== data.length) {
+      throw new ShoalError('SIZE_MISMATCH', `object ${key}: got ${data.length} bytes, expected ${opts.size}`)
+    }
+    this.objects.set(key, Buffer.from(data))
+  }
+
+  async delete(key: string): Promise<void> {
+    checkKey(key)
+    this.objects.delete(key)
+  }
+
+  async list(prefix: string, opts: { after?: string; limit?: number } = {}): Promise<ListPage> {
+    const limit = opts.limit ?? DEFAULT_LIST_LIMIT
+    const keys = [...this.objects.keys()]
+      .filter((k) => k.startsWith(prefix) && (opts.after === undefined || Buffer.compare(Buffer.from(k), Buffer.from(opts.after)) > 0))
+      .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)))
+    const page = keys.slice(0, limit)
+    return keys.length > limit ? { keys: page, next: page[page.length - 1] as string } : { keys: page }
+  }
+}

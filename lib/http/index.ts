@@ -1,0 +1,5 @@
+export { HttpServer, type HttpServerOptions } from './server.js'
+export { Router, MAX_PATH_BYTES } from './router.js'
+export { HttpClient, urlPath, type HttpClientOptions, type RequestOptions, type ResponseData } from './client.js'
+export { readBody, readJson, sendJson, sendError, sendEmpty, DEFAULT_JSON_LIMIT } from './body.js'
+export type { RouteContext, Handler } from './types.js'

@@ -1,0 +1,122 @@
+/**
+ * Client of an origin's HTTP API (ARCHITECTURE.md §4). Other daemons talk to origins only
+ * through this class.
+ */
+import type { Readable } from 'node:stream'
+import { Digest } from '../../core/index.js'
+import { ShoalError } from '../../errors/index.js'
+import { HttpClient, urlPath } from '../../http/index.js'
+
+export const DEFAULT_CHUNK_SIZE = 16 << 20
+
+export interface BlobStat {
+  size: number
+  /** true while the origin is still fetching the blob from its backend (HTTP 202). */
+  pending: boolean
+}
+
+export class OriginClient {
+  readonly http: HttpClient
+
+  constructor(
+    readonly baseUrl: string,
+    opts: { timeoutMs?: number } = {},
+  ) {
+    this.http = new HttpClient(baseUrl, { name: 'origin', timeoutMs: opts.timeoutMs })
+  }
+
+  /** HEAD the blob: its size, or undefined when this origin does not hold it. */
+  async stat(ns: string, digest: Digest, signal?: AbortSignal): Promise<BlobStat | undefined> {
+    const res = await this.http.request('HEAD', urlPath`/namespace/${ns}/blobs/${digest}`, { signal, accept: [404] })
+    await res.body.dump()
+    if (res.statusCode === 404) return undefined
+    return { size: Number(res.headers['content-length'] ?? 0), pending: res.statusCode === 202 }
+  }
+
+  /** Streams the blob (optionally a byte range, inclusive). */
+  async download(ns: string, digest: Digest, opts: { signal?: AbortSignal; start?: number; end?: number } = {}): Promise<Readable> {
+    const headers: Record<string, string> = {}
+    if (opts.start !== undefined) headers.range = `bytes=${opts.start}-${opts.end ?? ''}`
+    const res = await this.http.request('GET', urlPath`/namespace/${ns}/blobs/${digest}`, { signal: opts.signal, headers })
+    if (res.statusCode === 202) {
+      await res.body.dump()
+      throw new ShoalError('UNAVAILABLE', `origin ${this.baseUrl} is still fetching ${digest} from its backend; retry shortly`)
+    }
+    return res.body
+  }
+
+  /** The bencoded .torrent the origin generated for the blob. */
+  async metainfo(ns: string, digest: Digest, signal?: AbortSignal): Promise<Buffer> {
+    return this.http.buffer('GET', urlPath`/namespace/${ns}/blobs/${digest}/metainfo`, { signal })
+  }
+
+  /** Origins (host:port of their HTTP servers) that own the digest, first is primary. */
+  async locations(digest: Digest, signal?: AbortSignal): Promise<string[]> {
+    const body = await this.http.json<{ locations: string[] }>('GET', urlPath`/blobs/${digest}/locations`, { signal })
+    return body.locations
+  }
+
+  /**
+   * Uploads `size` bytes from `body` as the blob `digest`: start, one PATCH per chunk
+   * (Content-Range `start-end`, inclusive), then commit, where the origin verifies the sha256.
+   * Resolves `{ existed: true }` without sending anything when the origin already holds it.
+   */
+  async upload(
+    ns: string,
+    digest: Digest,
+    body: Readable,
+    size: number,
+    opts: { chunkSize?: number; signal?: AbortSignal } = {},
+  ): Promise<{ existed: boolean }> {
+    const signal = opts.signal
+    const start = await this.http.request('POST', urlPath`/namespace/${ns}/blobs/${digest}/uploads`, { signal, accept: [409] })
+    const started = (await start.body.json()) as { uid?: string; code?: string }
+    if (start.statusCode === 409) {
+      if (started.code === 'ALREADY_EXISTS') return { existed: true }
+      throw new ShoalError('UPLOAD_CONFLICT', `origin refused to start an upload of ${digest}: ${started.code}`)
+    }
+    const uid = started.uid
+    if (!uid) throw new ShoalError('UPSTREAM_ERROR', 'origin did not return an upload id')
+    const chunkSize = opts.chunkSize ?? DEFAULT_CHUNK_SIZE
+    const path = urlPath`/namespace/${ns}/blobs/${digest}/uploads/${uid}`
+    try {
+      let offset = 0
+      for await (const chunk of chunks(body, chunkSize)) {
+        const end = offset + chunk.length - 1
+        await this.http.status('PATCH', path, {
+          signal,
+          body: chunk,
+          headers: { 'content-range': `${offset}-${end}`, 'content-type': 'application/octet-stream' },
+        })
+        offset += chunk.length
+      }
+      if (offset !== size) throw new ShoalError('SIZE_MISMATCH', `read ${offset} bytes of ${digest}; ${size} were announced`)
+      await this.http.status('PUT', path, { signal })
+      return { existed: false }
+    } catch (err) {
+      await this.http.status('DELETE', path, { accept: [404] }).catch(() => undefined)
+      throw err
+    }
+  }
+}
+
+/** Re-slices a stream into buffers of exactly `size` bytes (the last may be shorter). */
+async function* chunks(body: Readable, size: number): AsyncGenerator<Buffer> {
+  let parts: Buffer[] = []
+  let have = 0
+  for await (const data of body) {
+    let buf = data as Buffer
+    while (buf.length > 0) {
+      const take = Math.min(size - have, buf.length)
+      parts.push(buf.subarray(0, take))
+      have += take
+      buf = buf.subarray(take)
+      if (have === size) {
+        yield Buffer.concat(parts, have)
+        parts = []
+        have = 0
+      }
+    }
+  }
+  if (have > 0) yield Buffer.concat(parts, have)
+}

@@ -2,6 +2,7 @@
 import { Readable } from 'node:stream'
 import { ShoalError } from '../errors/index.js'
 import { type Backend, type ListPage, type ObjectStat, checkKey, DEFAULT_LIST_LIMIT } from './types.js'
+import { checkPrefix, resolveRange } from './util.js'
 
 export class MemoryBackend implements Backend {
   readonly kind = 'memory'
@@ -17,9 +18,7 @@ export class MemoryBackend implements Backend {
     checkKey(key)
     const obj = this.objects.get(key)
     if (!obj) throw new ShoalError('BLOB_NOT_FOUND', `object not found: ${key}`)
-    const start = opts.start ?? 0
-    const end = opts.end === undefined ? obj.length - 1 : Math.min(opts.end, obj.length - 1)
-    if (start < 0 || start > obj.length || end < start - 1) throw new ShoalError('INVALID_RANGE', `range ${start}-${end} outside object of ${obj.length} bytes`)
+    const { start, end } = resolveRange(obj.length, opts, key)
     return Readable.from([obj.subarray(start, end + 1)])
   }
 
@@ -44,6 +43,7 @@ export class MemoryBackend implements Backend {
   }
 
   async list(prefix: string, opts: { after?: string; limit?: number } = {}): Promise<ListPage> {
+    checkPrefix(prefix)
     const limit = opts.limit ?? DEFAULT_LIST_LIMIT
     const keys = [...this.objects.keys()]
       .filter((k) => k.startsWith(prefix) && (opts.after === undefined || Buffer.compare(Buffer.from(k), Buffer.from(opts.after)) > 0))

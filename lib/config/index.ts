@@ -11,6 +11,7 @@ import { z, type ZodType } from 'zod'
 import { ShoalError } from '../errors/index.js'
 
 export { z }
+export type { ZodType }
 
 export interface LoadConfigOptions {
   /** Folder name under config/, e.g. 'origin'. */

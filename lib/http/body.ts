@@ -1,6 +1,6 @@
 /** Request/response body helpers with hard size limits: hostile bodies never grow memory. */
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { ZodType } from 'zod'
+import type { ZodType } from '../config/index.js'
 import { ShoalError, toShoalError } from '../errors/index.js'
 
 export const DEFAULT_JSON_LIMIT = 1 << 20

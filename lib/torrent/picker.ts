@@ -74,19 +74,18 @@ export class PiecePicker {
   pick(peerHas: Bitfield): number {
     const n = this.pieceCount
     if (n === 0) return -1
-    const start = Math.floor(Math.random() * n)
     if (this.have.count < this.randomFirst) {
       // Reservoir sampling over the candidates: uniform without building a list.
       let chosen = -1
       let seen = 0
-      for (let k = 0; k < n; k++) {
-        const i = k
+      for (let i = 0; i < n; i++) {
         if (!peerHas.has(i) || !this.wanted(i)) continue
         seen++
         if (Math.random() * seen < 1) chosen = i
       }
       return chosen
     }
+    const start = Math.floor(Math.random() * n)
     let best = -1
     let bestAvail = 0xffffffff
     for (let k = 0; k < n; k++) {

@@ -104,6 +104,8 @@ export const DEFAULTS = {
   /** Fewer connected peers than this while downloading counts as "short of peers". */
   hungryPeerCount: 8,
   randomFirstPieces: 4,
+  /** Memory for pieces being assembled, per torrent. */
+  maxActiveBytes: 256 << 20,
   stoppedAnnounceTimeoutMs: 2_000,
 } as const
 

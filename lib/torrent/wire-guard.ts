@@ -28,7 +28,7 @@ FIXED[0x10] = 13 // reject
 FIXED[0x11] = 5 // allowed fast
 /** Minimum lengths for variable-size messages. */
 const MIN = new Int32Array(256).fill(1)
-MIN[7] = 9 // piece: index, begin, at least... an empty block is still malformed, see below
+MIN[7] = 10 // piece: index, begin and a non-empty block
 MIN[20] = 2 // extended: id byte + sub-id
 
 export class WireGuard {
@@ -49,7 +49,8 @@ export class WireGuard {
     let p = 0
     const n = chunk.length
     if (this.handshakeLeft > 0) {
-      if (this.handshakeLeft === HANDSHAKE_LENGTH && n > 0 && chunk[0] !== 19) return 'not a BitTorrent handshake'
+      if (this.handshakeLeft === HANDSHAKE_LENGTH && n > 0 && chunk[0] !== 19)
+        return 'not a BitTorrent handshake'
       const take = Math.min(this.handshakeLeft, n)
       this.handshakeLeft -= take
       p = take
@@ -77,7 +78,6 @@ export class WireGuard {
       if (fixed >= 0 ? this.length !== fixed : this.length < MIN[id]!) {
         return `malformed message id ${id} with length ${this.length}`
       }
-      if (id === 7 && this.length === 9) return 'empty piece message'
       this.bodyLeft = this.length - 1
       this.reset()
     }

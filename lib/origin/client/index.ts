@@ -47,7 +47,17 @@ export class OriginClient {
 
   /** The bencoded .torrent the origin generated for the blob. */
   async metainfo(ns: string, digest: Digest, signal?: AbortSignal): Promise<Buffer> {
-    return this.http.buffer('GET', urlPath`/namespace/${ns}/blobs/${digest}/metainfo`, { signal })
+    const res = await this.http.request('GET', urlPath`/namespace/${ns}/blobs/${digest}/metainfo`, { signal })
+    if (res.statusCode === 202) {
+      await res.body.dump()
+      throw new ShoalError('UNAVAILABLE', `origin ${this.baseUrl} is still fetching ${digest} from its backend; retry shortly`)
+    }
+    return Buffer.from(await res.body.arrayBuffer())
+  }
+
+  /** Removes the blob from the origin's cache and backend (namespace `ns`) and stops seeding it. */
+  async deleteBlob(ns: string, digest: Digest, signal?: AbortSignal): Promise<void> {
+    await this.http.status('DELETE', urlPath`/namespace/${ns}/blobs/${digest}`, { signal })
   }
 
   /** Origins (host:port of their HTTP servers) that own the digest, first is primary. */
@@ -91,7 +101,9 @@ export class OriginClient {
         offset += chunk.length
       }
       if (offset !== size) throw new ShoalError('SIZE_MISMATCH', `read ${offset} bytes of ${digest}; ${size} were announced`)
-      await this.http.status('PUT', path, { signal })
+      // The commit hashes the blob and writes it to the backend before answering: allow time
+      // in proportion to its size (20 MiB/s is a slow disk).
+      await this.http.status('PUT', path, { signal, timeoutMs: 60_000 + Math.ceil(size / (20 << 20)) * 1000 })
       return { existed: false }
     } catch (err) {
       await this.http.status('DELETE', path, { accept: [404] }).catch(() => undefined)

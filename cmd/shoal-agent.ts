@@ -1,0 +1,5 @@
+#!/usr/bin/env node
+// shoal-agent: see `shoal-agent --help`; the flags and start-up live in lib/cli/daemons.ts.
+import { agentCommand } from '../lib/cli/daemons.js'
+
+await agentCommand().parseAsync(process.argv)

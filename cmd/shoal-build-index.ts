@@ -1,0 +1,5 @@
+#!/usr/bin/env node
+// shoal-build-index: see `shoal-build-index --help`; the flags and start-up live in lib/cli/daemons.ts.
+import { buildIndexCommand } from '../lib/cli/daemons.js'
+
+await buildIndexCommand().parseAsync(process.argv)

@@ -1,0 +1,5 @@
+#!/usr/bin/env node
+// shoal-origin: see `shoal-origin --help`; the flags and start-up live in lib/cli/daemons.ts.
+import { originCommand } from '../lib/cli/daemons.js'
+
+await originCommand().parseAsync(process.argv)

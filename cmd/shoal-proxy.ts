@@ -1,0 +1,5 @@
+#!/usr/bin/env node
+// shoal-proxy: see `shoal-proxy --help`; the flags and start-up live in lib/cli/daemons.ts.
+import { proxyCommand } from '../lib/cli/daemons.js'
+
+await proxyCommand().parseAsync(process.argv)

@@ -1,0 +1,149 @@
+/**
+ * Gets blobs into the agent's cache through the swarm: metainfo from the tracker, pieces from
+ * peers (SHA-1 per piece), then the whole blob's sha256 before it becomes visible. Concurrent
+ * requests for one digest share one download; progress is kept for the API and the demo.
+ */
+import { type Digest, MetaInfo } from '../../core/index.js'
+import { ShoalError, toShoalError } from '../../errors/index.js'
+import type { Logger } from '../../log/index.js'
+import type { BlobStore } from '../../store/index.js'
+import type { TorrentEngine } from '../../torrent/index.js'
+import type { TrackerClient } from '../../tracker/client/index.js'
+import type { DownloadProgress } from '../client/index.js'
+
+export class Downloads {
+  private readonly inflight = new Map<string, Promise<void>>()
+  private readonly progress = new Map<string, DownloadProgress & { meta?: MetaInfo }>()
+
+  constructor(
+    private readonly store: BlobStore,
+    private readonly engine: TorrentEngine,
+    private readonly trackers: TrackerClient[],
+    private readonly log: Logger,
+    private readonly timeoutMs: number,
+  ) {}
+
+  /** Resolves once the blob is verified in the local cache. */
+  async ensure(ns: string, digest: Digest, signal?: AbortSignal): Promise<void> {
+    if (await this.store.stat(digest)) return
+    let pending = this.inflight.get(digest.hex)
+    if (!pending) {
+      pending = this.download(ns, digest).finally(() => this.inflight.delete(digest.hex))
+      this.inflight.set(digest.hex, pending)
+    }
+    if (!signal) return pending
+    // The caller may give up (client went away); the shared download carries on for others.
+    await Promise.race([
+      pending,
+      new Promise<never>((_, reject) => {
+        if (signal.aborted) reject(new ShoalError('ABORTED', 'request aborted'))
+        signal.addEventListener('abort', () => reject(new ShoalError('ABORTED', 'request aborted')), { once: true })
+      }),
+    ])
+  }
+
+  status(digest: Digest): DownloadProgress | undefined {
+    const p = this.progress.get(digest.hex)
+    if (!p) return undefined
+    const { meta, ...rest } = p
+    if (p.state === 'downloading' && meta) {
+      const s = this.engine.stats(meta.infoHash)
+      if (s) Object.assign(rest, pickStats(s))
+    }
+    return rest
+  }
+
+  /** Starts seeding every cached blob whose metainfo sidecar is present (after a restart). */
+  async reseedCache(): Promise<number> {
+    let n = 0
+    for await (const digest of this.store.list()) {
+      const raw = await this.store.readMetaInfo(digest)
+      if (!raw) continue
+      try {
+        const meta = MetaInfo.parse(raw)
+        this.engine.seed(meta, await this.store.openSeed(digest, layoutOf(meta)))
+        n++
+      } catch (err) {
+        this.log.warn({ digest: digest.toString(), err: toShoalError(err).message }, 'cannot re-seed cached blob')
+      }
+    }
+    return n
+  }
+
+  private async download(ns: string, digest: Digest): Promise<void> {
+    const started = Date.now()
+    const entry: DownloadProgress & { meta?: MetaInfo } = {
+      digest: digest.toString(),
+      state: 'downloading',
+      piecesDone: 0,
+      pieceCount: 0,
+      size: 0,
+      bytesFromOrigins: 0,
+      bytesFromAgents: 0,
+      bytesUploaded: 0,
+      startedAt: started,
+    }
+    this.progress.set(digest.hex, entry)
+    const signal = AbortSignal.timeout(this.timeoutMs)
+    try {
+      const meta = await this.fetchMetaInfo(ns, digest, signal)
+      entry.meta = meta
+      entry.pieceCount = meta.pieceCount
+      entry.size = meta.length
+      this.log.info({ digest: digest.toString(), size: meta.length, pieces: meta.pieceCount, infoHash: meta.infoHash.hex }, 'download started')
+      const file = await this.store.openDownload(digest, layoutOf(meta))
+      let stats
+      try {
+        stats = await this.engine.download(meta, file, { signal })
+      } catch (err) {
+        await file.close().catch(() => undefined)
+        if (signal.aborted) throw new ShoalError('TIMEOUT', `download of ${digest} did not finish within ${Math.round(this.timeoutMs / 1000)} s`)
+        throw err
+      }
+      // Whole-blob check before the blob becomes visible; the engine keeps serving pieces meanwhile.
+      await file.finish(digest)
+      await this.store.writeMetaInfo(digest, meta.raw)
+      Object.assign(entry, pickStats(stats), { state: 'done', piecesDone: meta.pieceCount, finishedAt: Date.now() })
+      this.log.info(
+        { digest: digest.toString(), ms: Date.now() - started, fromOrigins: stats.bytesFromOrigins, fromAgents: stats.bytesFromAgents },
+        'download verified',
+      )
+    } catch (err) {
+      const e = toShoalError(err)
+      Object.assign(entry, { state: 'failed', error: e.message, finishedAt: Date.now() })
+      this.log.warn({ digest: digest.toString(), code: e.code, err: e.message }, 'download failed')
+      throw e
+    }
+  }
+
+  private async fetchMetaInfo(ns: string, digest: Digest, signal: AbortSignal): Promise<MetaInfo> {
+    let lastError: unknown
+    for (const tracker of this.trackers) {
+      try {
+        const meta = MetaInfo.parse(await tracker.metainfo(ns, digest, signal))
+        if (meta.name !== digest.hex) {
+          throw new ShoalError('BAD_METAINFO', `tracker served metainfo named ${meta.name} for ${digest}`)
+        }
+        return meta
+      } catch (err) {
+        const e = toShoalError(err)
+        if (e.code === 'BLOB_NOT_FOUND' || e.code === 'NOT_FOUND') throw new ShoalError('BLOB_NOT_FOUND', `blob not found: ${digest}`)
+        lastError = e
+      }
+    }
+    throw toShoalError(lastError, 'UNAVAILABLE')
+  }
+}
+
+export function layoutOf(meta: MetaInfo): { length: number; pieceLength: number; pieceCount: number } {
+  return { length: meta.length, pieceLength: meta.pieceLength, pieceCount: meta.pieceCount }
+}
+
+function pickStats(s: { bytesFromOrigins: number; bytesFromAgents: number; bytesUploaded: number; piecesFromOrigins: number; piecesFromAgents: number }) {
+  return {
+    bytesFromOrigins: s.bytesFromOrigins,
+    bytesFromAgents: s.bytesFromAgents,
+    bytesUploaded: s.bytesUploaded,
+    piecesDone: s.piecesFromOrigins + s.piecesFromAgents,
+  }
+}

@@ -1,0 +1,147 @@
+/**
+ * The agent daemon: one per host. Serves the local API PullCLI uses, downloads blobs through
+ * the swarm into its cache, and seeds what it has to other agents.
+ */
+import { join, resolve } from 'node:path'
+import { DEFAULT_NAMESPACE, Digest, MetaInfo, Tag } from '../../core/index.js'
+import { ShoalError } from '../../errors/index.js'
+import { HttpServer, sendEmpty, sendJson, type RouteContext } from '../../http/index.js'
+import type { Logger } from '../../log/index.js'
+import { createRegistry, type Registry } from '../../metrics/index.js'
+import { BlobStore } from '../../store/index.js'
+import { TorrentEngine } from '../../torrent/index.js'
+import { BuildIndexClient } from '../../build-index/client/index.js'
+import { TrackerClient } from '../../tracker/client/index.js'
+import type { DownloadProgress } from '../client/index.js'
+import type { AgentConfig } from '../config.js'
+import { Downloads } from './downloads.js'
+
+export interface AgentDeps {
+  logger: Logger
+  registry?: Registry
+  buildIndex?: BuildIndexClient
+  trackers?: TrackerClient[]
+}
+
+export class AgentServer {
+  readonly store: BlobStore
+  readonly engine: TorrentEngine
+  private readonly http: HttpServer
+  private readonly downloads: Downloads
+  private readonly buildIndex: BuildIndexClient
+  private readonly log: Logger
+  private started: Promise<void> | undefined
+  private ready = false
+
+  constructor(
+    readonly config: AgentConfig,
+    deps: AgentDeps,
+  ) {
+    this.log = deps.logger.child({ component: 'agent' })
+    const registry = deps.registry ?? createRegistry('agent')
+    const trackers = deps.trackers ?? config.trackers.map((t) => new TrackerClient(t))
+    this.buildIndex = deps.buildIndex ?? new BuildIndexClient(config.buildIndex)
+    this.store = new BlobStore(join(resolve(config.dataDir), 'store'), { logger: this.log })
+    this.engine = new TorrentEngine({
+      role: 'agent',
+      host: config.peer.host,
+      port: config.peer.port,
+      peerSource: trackers[0] as TrackerClient,
+      logger: deps.logger,
+      registry,
+      maxConnectionsPerTorrent: config.peer.maxConnectionsPerTorrent,
+    })
+    this.downloads = new Downloads(this.store, this.engine, trackers, this.log, config.downloadTimeoutSeconds * 1000)
+    this.http = new HttpServer({
+      name: 'agent',
+      logger: deps.logger,
+      registry,
+      readiness: () => {
+        if (!this.ready) throw new ShoalError('UNAVAILABLE', 'starting')
+      },
+    })
+    const r = this.http.router
+    r.get('/tags/:tag', (ctx) => this.resolveTag(ctx))
+    r.get('/namespace/:ns/blobs/:digest', (ctx) => this.getBlob(ctx))
+    r.get('/downloads/:digest', (ctx) => this.getProgress(ctx))
+    r.delete('/blobs/:digest', (ctx) => this.deleteBlob(ctx))
+  }
+
+  get url(): string {
+    return `http://${this.config.server.host}:${this.http.port}`
+  }
+
+  get peerPort(): number {
+    return this.engine.port
+  }
+
+  start(): Promise<void> {
+    this.started ??= (async () => {
+      await this.store.init()
+      await this.engine.start()
+      const reseeded = await this.downloads.reseedCache()
+      await this.http.start(this.config.server.port, this.config.server.host)
+      this.ready = true
+      this.log.info({ api: this.url, peerPort: this.engine.port, reseeded }, 'agent started')
+    })()
+    return this.started
+  }
+
+  async stop(): Promise<void> {
+    if (!this.started) return
+    await this.started.catch(() => undefined)
+    this.started = undefined
+    this.ready = false
+    await this.http.stop()
+    await this.engine.stop()
+    this.log.info('agent stopped')
+  }
+
+  /** Download progress and byte counts by source, as GET /downloads/:digest reports them. */
+  async progressOf(digest: Digest): Promise<DownloadProgress> {
+    const progress = this.downloads.status(digest)
+    if (progress) return progress
+    const stat = await this.store.stat(digest)
+    if (!stat) throw new ShoalError('BLOB_NOT_FOUND', `no download of ${digest} on this agent`)
+    return { digest: digest.toString(), state: 'cached', piecesDone: 0, pieceCount: 0, size: stat.size, bytesFromOrigins: 0, bytesFromAgents: 0, bytesUploaded: 0 }
+  }
+
+  private async resolveTag({ res, params, signal }: RouteContext): Promise<void> {
+    const tag = Tag.parse(params.tag as string)
+    const digest = await this.buildIndex.getTag(tag, signal)
+    sendJson(res, 200, { tag: tag.toString(), digest: digest.toString() })
+  }
+
+  private async getBlob({ res, params, signal }: RouteContext): Promise<void> {
+    const digest = Digest.parse(params.digest as string)
+    const ns = params.ns || DEFAULT_NAMESPACE
+    await this.downloads.ensure(ns, digest, signal)
+    const stat = await this.store.stat(digest)
+    if (!stat) throw new ShoalError('BLOB_NOT_FOUND', `blob not found: ${digest}`)
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': stat.size, 'x-shoal-digest': digest.toString() })
+    const stream = this.store.createReadStream(digest)
+    stream.on('error', (err) => res.destroy(err))
+    stream.pipe(res)
+  }
+
+  private async getProgress({ res, params }: RouteContext): Promise<void> {
+    sendJson(res, 200, await this.progressOf(Digest.parse(params.digest as string)))
+  }
+
+  private async deleteBlob({ res, params }: RouteContext): Promise<void> {
+    const digest = Digest.parse(params.digest as string)
+    const raw = await this.store.readMetaInfo(digest)
+    if (raw) {
+      this.engine.remove(MetaInfo.parse(raw).infoHash)
+    }
+    await this.store.delete(digest)
+    this.log.info({ digest: digest.toString() }, 'blob removed from agent cache')
+    sendEmpty(res, 204)
+  }
+}
+
+export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<AgentServer> {
+  const agent = new AgentServer(config, deps)
+  await agent.start()
+  return agent
+}

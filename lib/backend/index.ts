@@ -1,0 +1,43 @@
+/**
+ * Storage backends and their configuration. `type` picks the implementation; S3 joins the
+ * union later. Paths in an fs config are relative to the process's working folder.
+ */
+import { resolve } from 'node:path'
+import { z } from '../config/index.js'
+import { FsBackend } from './fs.js'
+import { MemoryBackend } from './memory.js'
+import type { Backend } from './types.js'
+
+export { FsBackend } from './fs.js'
+export { MemoryBackend } from './memory.js'
+export {
+  type Backend,
+  type ListPage,
+  type ObjectStat,
+  checkKey,
+  MAX_KEY_BYTES,
+  DEFAULT_LIST_LIMIT,
+} from './types.js'
+
+export const FsBackendConfig = z.strictObject({
+  type: z.literal('fs'),
+  /** Folder holding the objects. */
+  root: z.string().min(1).default('./data/backend'),
+})
+
+/** Keeps objects in process memory: tests and throw-away demos only, nothing survives a restart. */
+export const MemoryBackendConfig = z.strictObject({
+  type: z.literal('memory'),
+})
+
+export const BackendConfig = z.discriminatedUnion('type', [FsBackendConfig, MemoryBackendConfig])
+export type BackendConfig = z.infer<typeof BackendConfig>
+
+export function createBackend(config: BackendConfig): Backend {
+  switch (config.type) {
+    case 'fs':
+      return new FsBackend(resolve(config.root))
+    case 'memory':
+      return new MemoryBackend()
+  }
+}

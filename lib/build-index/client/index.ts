@@ -1,0 +1,127 @@
+/**
+ * Client of the build-index HTTP API (ARCHITECTURE.md §4). Other daemons (proxy, agent) talk
+ * to build-index only through this class. Tags are sent as one percent-encoded path segment;
+ * a string tag is sent as given, so the server's INVALID_TAG message reaches the caller.
+ */
+import { Digest, type Tag } from '../../core/index.js'
+import { ShoalError } from '../../errors/index.js'
+import { HttpClient, urlPath } from '../../http/index.js'
+
+export interface PutTagResult {
+  tag: string
+  digest: Digest
+  /** created: new tag; moved: `latest` now points elsewhere; unchanged: it already pointed there. */
+  result: 'created' | 'moved' | 'unchanged'
+  /** The digest `latest` pointed at before a move. */
+  previous?: string
+}
+
+export interface TagInfo {
+  tag: string
+  digest: Digest
+  createdAt: string
+  updatedAt: string
+}
+
+export class BuildIndexClient {
+  readonly http: HttpClient
+
+  constructor(
+    readonly baseUrl: string,
+    opts: { timeoutMs?: number } = {},
+  ) {
+    this.http = new HttpClient(baseUrl, { name: 'build-index', timeoutMs: opts.timeoutMs })
+  }
+
+  /**
+   * Points `tag` at `digest`. Throws TAG_CONFLICT (a version other than latest already points
+   * elsewhere), BLOB_NOT_FOUND (push the blob first), INVALID_TAG / INVALID_DIGEST.
+   */
+  async putTag(
+    tag: Tag | string,
+    digest: Digest,
+    opts: { ns?: string; signal?: AbortSignal } = {},
+  ): Promise<PutTagResult> {
+    const query = opts.ns ? `?ns=${encodeURIComponent(opts.ns)}` : ''
+    const body = await this.http.json<{
+      tag: string
+      digest: string
+      result: PutTagResult['result']
+      previous?: string
+    }>('PUT', urlPath`/tags/${String(tag)}/digest/${digest}` + query, { signal: opts.signal })
+    const out: PutTagResult = { tag: body.tag, digest: parseDigest(body.digest), result: body.result }
+    if (body.previous) out.previous = body.previous
+    return out
+  }
+
+  /** The digest the tag points at; TAG_NOT_FOUND when there is no such tag. */
+  async getTag(tag: Tag | string, signal?: AbortSignal): Promise<Digest> {
+    return (await this.tagInfo(tag, signal)).digest
+  }
+
+  /** The whole tag record (timestamps included). */
+  async tagInfo(tag: Tag | string, signal?: AbortSignal): Promise<TagInfo> {
+    const body = await this.http.json<{ tag: string; digest: string; createdAt: string; updatedAt: string }>(
+      'GET',
+      urlPath`/tags/${String(tag)}`,
+      { signal },
+    )
+    return {
+      tag: body.tag,
+      digest: parseDigest(body.digest),
+      createdAt: body.createdAt,
+      updatedAt: body.updatedAt,
+    }
+  }
+
+  async hasTag(tag: Tag | string, signal?: AbortSignal): Promise<boolean> {
+    const status = await this.http.status('HEAD', urlPath`/tags/${String(tag)}`, { signal, accept: [404] })
+    return status !== 404
+  }
+
+  /** Removes the tag (not the blob); TAG_NOT_FOUND when absent. */
+  async deleteTag(tag: Tag | string, signal?: AbortSignal): Promise<void> {
+    await this.http.status('DELETE', urlPath`/tags/${String(tag)}`, { signal })
+  }
+
+  /** One page of tags starting with the raw `prefix` ('' for all); pass `next` back as `after`. */
+  async list(
+    prefix: string,
+    opts: { after?: string; limit?: number; signal?: AbortSignal } = {},
+  ): Promise<{ tags: string[]; next?: string }> {
+    const q = new URLSearchParams()
+    if (opts.limit !== undefined) q.set('limit', String(opts.limit))
+    if (opts.after !== undefined) q.set('after', opts.after)
+    const qs = q.size > 0 ? `?${q.toString()}` : ''
+    const path = prefix === '' ? '/list/' : urlPath`/list/${prefix}`
+    const body = await this.http.json<{ tags: string[]; next?: string }>('GET', path + qs, {
+      signal: opts.signal,
+    })
+    return body.next === undefined ? { tags: body.tags } : { tags: body.tags, next: body.next }
+  }
+
+  /** Every tag under `prefix`, page by page. */
+  async *listAll(
+    prefix: string,
+    opts: { pageSize?: number; signal?: AbortSignal } = {},
+  ): AsyncGenerator<string> {
+    let after: string | undefined
+    do {
+      const page = await this.list(prefix, { after, limit: opts.pageSize, signal: opts.signal })
+      yield* page.tags
+      after = page.next
+    } while (after !== undefined)
+  }
+}
+
+function parseDigest(value: string): Digest {
+  try {
+    return Digest.parse(value)
+  } catch (err) {
+    throw new ShoalError(
+      'UPSTREAM_ERROR',
+      `build-index returned an invalid digest "${String(value).slice(0, 100)}"`,
+      { cause: err },
+    )
+  }
+}

@@ -1,0 +1,36 @@
+/**
+ * Build-index configuration (ARCHITECTURE.md §3: port 15004). Every key has a default, so `{}`
+ * is a valid config; unknown keys are errors at start-up.
+ */
+import { BackendConfig } from '../backend/index.js'
+import { ListenConfig, LogConfig, z } from '../config/index.js'
+import { DEFAULT_NAMESPACE } from '../core/index.js'
+
+export const NAMESPACE_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/
+
+export const BuildIndexConfigSchema = z.strictObject({
+  log: LogConfig,
+  server: ListenConfig(15004),
+  /**
+   * Where tag objects live (keys under `tags/`). May be the same backend the origins write
+   * blobs to: the key spaces do not overlap.
+   */
+  backend: BackendConfig.default({ type: 'fs', root: './data/backend' }),
+  /** Origin HTTP servers (host:port). The first that answers tells which origin owns a digest. */
+  origins: z.array(z.string().min(1)).min(1).default(['127.0.0.1:15002']),
+  /** Namespace used for the "blob exists" check when a PUT gives no `?ns=`. */
+  namespace: z
+    .string()
+    .regex(NAMESPACE_RE, 'namespace must be 1-128 of A-Z a-z 0-9 . _ -')
+    .default(DEFAULT_NAMESPACE),
+  list: z
+    .strictObject({
+      /** Page size of GET /list when no `limit` is given. */
+      defaultLimit: z.number().int().min(1).max(1000).default(100),
+      /** Larger `limit` values are clamped to this. */
+      maxLimit: z.number().int().min(1).max(10000).default(1000),
+    })
+    .prefault({}),
+})
+
+export type BuildIndexConfig = z.infer<typeof BuildIndexConfigSchema>

@@ -1,0 +1,175 @@
+/**
+ * The build-index daemon: maps human-readable tags to sha256 digests (ARCHITECTURE.md §4).
+ *
+ *   PUT    /tags/:tag/digest/:digest[?ns=]  point a tag at a digest the origins hold
+ *   GET    /tags/:tag                       { tag, digest, createdAt, updatedAt }
+ *   HEAD   /tags/:tag                       200 / 404
+ *   DELETE /tags/:tag                       204
+ *   GET    /list[/:prefix][?limit=&after=]  { tags, next? }; `GET /list` and `GET /list/` list all
+ *
+ * Tags are one percent-encoded path segment each ('/' written %2F).
+ */
+import type { AddressInfo } from 'node:net'
+import { type Backend, createBackend } from '../../backend/index.js'
+import { DEFAULT_NAMESPACE, Digest, printable, Tag } from '../../core/index.js'
+import { ShoalError } from '../../errors/index.js'
+import { HttpServer, type RouteContext, sendEmpty, sendJson } from '../../http/index.js'
+import type { Logger } from '../../log/index.js'
+import { createRegistry, type Registry } from '../../metrics/index.js'
+import { OriginClient } from '../../origin/client/index.js'
+import { type BuildIndexConfig, NAMESPACE_RE } from '../config.js'
+import { type BlobCheck, OriginBlobCheck } from './blob-check.js'
+import { TAG_PREFIX, TagStore } from './tags.js'
+
+export { type BlobCheck, OriginBlobCheck } from './blob-check.js'
+export { KeyedMutex } from './mutex.js'
+export { type PutResult, TAG_PREFIX, type TagPage, type TagRecord, TagStore, tagObjectKey } from './tags.js'
+
+export interface BuildIndexDeps {
+  logger: Logger
+  registry?: Registry
+  /** Where tags are stored (default: built from `config.backend`). */
+  backend?: Backend
+  /** Client of the first origin to ask for a digest's locations (default: config.origins). */
+  originClient?: OriginClient
+  /** Replaces the whole "does the origin cluster hold this blob" check (tests). */
+  blobCheck?: BlobCheck
+}
+
+export class BuildIndexServer {
+  readonly http: HttpServer
+  readonly tags: TagStore
+  readonly registry: Registry
+  private readonly log: Logger
+  private readonly backend: Backend
+  private address: AddressInfo | undefined
+  private starting: Promise<void> | undefined
+
+  constructor(
+    readonly config: BuildIndexConfig,
+    deps: BuildIndexDeps,
+  ) {
+    this.log = deps.logger.child({ component: 'build-index' })
+    this.registry = deps.registry ?? createRegistry('build-index')
+    this.backend = deps.backend ?? createBackend(config.backend)
+    const blobCheck =
+      deps.blobCheck ??
+      new OriginBlobCheck(
+        deps.originClient ? [deps.originClient] : config.origins.map((o) => new OriginClient(o)),
+      )
+    this.tags = new TagStore({
+      backend: this.backend,
+      blobCheck,
+      logger: deps.logger,
+      registry: this.registry,
+    })
+    this.http = new HttpServer({
+      name: 'build-index',
+      logger: deps.logger,
+      registry: this.registry,
+      // A stat of a key that need not exist proves the backend answers; a list could walk every tag.
+      readiness: async () => {
+        await this.backend.stat(`${TAG_PREFIX}readiness-probe`)
+      },
+    })
+    this.routes()
+  }
+
+  async start(): Promise<void> {
+    this.starting ??= (async () => {
+      try {
+        this.address = await this.http.start(this.config.server.port, this.config.server.host)
+        this.log.info(
+          { url: this.url, backend: this.backend.kind, origins: this.config.origins },
+          'build-index started',
+        )
+      } catch (err) {
+        this.starting = undefined
+        throw err
+      }
+    })()
+    return this.starting
+  }
+
+  async stop(): Promise<void> {
+    if (!this.starting) return
+    this.starting = undefined
+    this.address = undefined
+    await this.http.stop()
+    this.log.info('build-index stopped')
+  }
+
+  /** http://host:port actually bound (valid after start()). */
+  get url(): string {
+    if (!this.address) throw new ShoalError('UNAVAILABLE', 'build-index is not started')
+    const host = this.address.family === 'IPv6' ? `[${this.address.address}]` : this.address.address
+    return `http://${host}:${this.address.port}`
+  }
+
+  private routes(): void {
+    const r = this.http.router
+    r.put('/tags/:tag/digest/:digest', async ({ params, query, res, signal }) => {
+      const tag = Tag.parse(params.tag ?? '')
+      const digest = Digest.parse(params.digest ?? '')
+      const ns = namespace(query, this.config.namespace)
+      const { record, result, previous } = await this.tags.put(tag, digest, { ns, signal })
+      sendJson(res, 200, {
+        tag: record.tag,
+        digest: record.digest,
+        result,
+        ...(previous ? { previous } : {}),
+      })
+    })
+    r.get('/tags/:tag', async ({ params, res, signal }) => {
+      const record = await this.tags.get(Tag.parse(params.tag ?? ''), signal)
+      sendJson(res, 200, record)
+    })
+    r.delete('/tags/:tag', async ({ params, res, signal }) => {
+      await this.tags.delete(Tag.parse(params.tag ?? ''), signal)
+      sendEmpty(res, 204)
+    })
+    const list = async ({ params, query, res, signal }: RouteContext) => {
+      const limit = parseLimit(query.get('limit'), this.config.list.defaultLimit, this.config.list.maxLimit)
+      const after = query.get('after') ?? undefined
+      sendJson(
+        res,
+        200,
+        await this.tags.list(params.prefix ?? '', { after: after || undefined, limit, signal }),
+      )
+    }
+    r.get('/list', list)
+    r.get('/list/', list)
+    r.get('/list/:prefix', list)
+  }
+}
+
+export async function startBuildIndex(
+  config: BuildIndexConfig,
+  deps: BuildIndexDeps,
+): Promise<BuildIndexServer> {
+  const server = new BuildIndexServer(config, deps)
+  await server.start()
+  return server
+}
+
+export function namespace(query: URLSearchParams, fallback = DEFAULT_NAMESPACE): string {
+  const ns = query.get('ns')
+  if (ns === null || ns === '') return fallback
+  if (!NAMESPACE_RE.test(ns))
+    throw new ShoalError(
+      'BAD_REQUEST',
+      `invalid namespace "${printable(ns)}": use 1-128 of A-Z a-z 0-9 . _ -`,
+    )
+  return ns
+}
+
+function parseLimit(value: string | null, fallback: number, max: number): number {
+  if (value === null || value === '') return fallback
+  if (!/^[0-9]{1,9}$/.test(value) || Number(value) < 1) {
+    throw new ShoalError(
+      'BAD_REQUEST',
+      `invalid limit "${printable(value)}": expected a whole number from 1 to ${max}`,
+    )
+  }
+  return Math.min(Number(value), max)
+}

@@ -1,0 +1,85 @@
+/**
+ * Shared start-up for every daemon binary: load and validate config, create the root logger,
+ * start, and stop cleanly on SIGINT/SIGTERM. A bad config or a taken port is one clear line
+ * and exit code 1, never a stack trace.
+ */
+import { type Command, InvalidArgumentError } from './commander.js'
+import { loadConfig, type LoadConfigOptions, type ZodType } from '../config/index.js'
+import { toShoalError } from '../errors/index.js'
+import { createLogger, type Logger } from '../log/index.js'
+
+export interface Stoppable {
+  stop(): Promise<void>
+}
+
+export interface DaemonSpec<C extends { log: { level: string; file?: string | undefined } }> {
+  name: string
+  component: string
+  schema: ZodType<C>
+  overrides: (flags: Record<string, unknown>) => Record<string, unknown>
+  start: (config: C, logger: Logger) => Promise<Stoppable>
+}
+
+/** Options every daemon accepts; each binary adds its own port flags. */
+export function addDaemonOptions(cmd: Command): Command {
+  return cmd
+    .option('--config <file>', 'YAML config file (default: config/<component>/<env>.yaml, which extends base.yaml)')
+    .option('--env <name>', 'environment whose config file to load (default: $SHOAL_ENV or development)')
+    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace')
+    .option('--log-file <file>', 'append JSON logs to this file instead of stdout')
+}
+
+export async function runDaemon<C extends { log: { level: string; file?: string | undefined } }>(
+  spec: DaemonSpec<C>,
+  flags: Record<string, unknown>,
+): Promise<void> {
+  let config: C
+  const opts: LoadConfigOptions = {
+    component: spec.component,
+    file: flags.config as string | undefined,
+    env: flags.env as string | undefined,
+    overrides: { ...spec.overrides(flags), log: { level: flags.logLevel, file: flags.logFile } },
+  }
+  try {
+    config = loadConfig(spec.schema, opts)
+  } catch (err) {
+    process.stderr.write(`${spec.name}: ${toShoalError(err).message}\n`)
+    process.exitCode = 1
+    return
+  }
+  const logger = createLogger({ name: spec.name, level: config.log.level as never, destination: config.log.file })
+  let running: Stoppable
+  try {
+    running = await spec.start(config, logger)
+  } catch (err) {
+    const e = toShoalError(err)
+    logger.fatal({ code: e.code, err: e.message }, `${spec.name} failed to start`)
+    process.stderr.write(`${spec.name}: ${e.message}\n`)
+    process.exitCode = 1
+    return
+  }
+  let stopping = false
+  const shutdown = (signal: string) => {
+    if (stopping) return
+    stopping = true
+    logger.info({ signal }, `${spec.name} stopping`)
+    running.stop().then(
+      () => {
+        logger.info(`${spec.name} stopped`)
+        logger.flush?.()
+      },
+      (err) => {
+        logger.error({ err: toShoalError(err).message }, 'error while stopping')
+        process.exitCode = 1
+      },
+    )
+  }
+  process.once('SIGINT', () => shutdown('SIGINT'))
+  process.once('SIGTERM', () => shutdown('SIGTERM'))
+}
+
+export function intFlag(value: string): number {
+  const n = Number(value)
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError(`not a valid port or count: ${value}`)
+  return n
+}

@@ -1,0 +1,28 @@
+/**
+ * `shoal herd`: the central services in one process. The herd wires the services to each
+ * other (ports from ARCHITECTURE.md §3, counted from basePort); a section per service may
+ * override anything else, and is validated by that service's own strict schema.
+ */
+import { LogConfig, z } from '../config/index.js'
+
+const Section = z.record(z.string(), z.unknown()).default({})
+
+export const HerdConfigSchema = z.strictObject({
+  log: LogConfig,
+  /** Origin cache, local backend (blobs and tags) live under here. */
+  dataDir: z.string().min(1).default('./data/herd'),
+  /** Address agents and CLIs use to reach the herd (written into metainfo and peer lists). */
+  advertiseHost: z.string().min(1).default('127.0.0.1'),
+  /** Address the services listen on. */
+  bindHost: z.string().min(1).default('0.0.0.0'),
+  /** Proxy port; origin peer +1, origin HTTP +2, tracker +3, build-index +4. 0 picks free ports (tests). */
+  basePort: z.number().int().min(0).max(65530).default(15000),
+  origin: Section,
+  tracker: Section,
+  buildIndex: Section,
+  proxy: Section,
+})
+
+export type HerdConfig = z.infer<typeof HerdConfigSchema>
+
+export const HERD_PORT_OFFSETS = { proxy: 0, originPeer: 1, originHttp: 2, tracker: 3, buildIndex: 4 } as const

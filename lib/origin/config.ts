@@ -1,0 +1,45 @@
+/** Origin configuration (config/origin/base.yaml documents every key). */
+import { BackendConfig } from '../backend/index.js'
+import { ListenConfig, LogConfig, z } from '../config/index.js'
+
+export const DEFAULT_UPLOAD_CHUNK_LIMIT = 64 << 20
+
+export const OriginConfigSchema = z.strictObject({
+  log: LogConfig,
+  /** HTTP API (uploads, downloads, metainfo, locations). */
+  server: ListenConfig(15002),
+  /** BitTorrent listener of the seeding engine (wired in by the caller). */
+  peer: z
+    .strictObject({
+      host: z.string().min(1).default('0.0.0.0'),
+      port: z.number().int().min(0).max(65535).default(15001),
+      /** Address agents reach this origin's peer port at, when it differs from host. */
+      announceIp: z.string().min(1).optional(),
+    })
+    .prefault({}),
+  /** Local cache, uploads in progress and temp files. */
+  dataDir: z.string().min(1).default('./data/origin'),
+  /** Durable storage the origin writes every committed blob back to; default: fs under <dataDir>/backend. */
+  backend: BackendConfig.optional(),
+  /** The cluster's tracker; metainfo announces to `${trackerUrl}/announce`. */
+  trackerUrl: z
+    .string()
+    .regex(/^https?:\/\/[^/\s]+/, 'must be an http(s) URL such as http://127.0.0.1:15003')
+    .default('http://127.0.0.1:15003'),
+  hashring: z
+    .strictObject({
+      /** HTTP addresses (host:port) of every origin in the ring, this one included; empty = just this one. */
+      nodes: z.array(z.string().min(1)).default([]),
+      /** How many origins own each blob (answered by /blobs/:digest/locations). */
+      replicas: z.number().int().min(1).max(16).default(1),
+    })
+    .prefault({}),
+  /** This origin's advertised HTTP address (host:port) in the ring; default 127.0.0.1:<bound port>. */
+  self: z.string().min(1).optional(),
+  /** Largest PATCH body accepted, bytes. */
+  uploadChunkLimit: z.number().int().positive().default(DEFAULT_UPLOAD_CHUNK_LIMIT),
+  /** Uploads untouched for this long are deleted at start-up and hourly, seconds. */
+  uploadTtlSeconds: z.number().int().positive().default(86_400),
+})
+
+export type OriginConfig = z.infer<typeof OriginConfigSchema>

@@ -1,0 +1,170 @@
+/**
+ * The origin's HTTP routes (ARCHITECTURE.md §4; the protocol is fixed by lib/origin/client).
+ * Handlers only translate HTTP to BlobService calls and back.
+ */
+import { pipeline } from 'node:stream/promises'
+import { Digest } from '../../core/index.js'
+import { ShoalError } from '../../errors/index.js'
+import { type Router, sendEmpty, sendJson, urlPath } from '../../http/index.js'
+import type { HashRing } from '../../hashring/index.js'
+import type { BlobStore } from '../../store/index.js'
+import { type BlobService, checkNamespace } from './service.js'
+
+export interface RouteDeps {
+  service: BlobService
+  store: BlobStore
+  ring: () => HashRing
+  replicas: number
+  uploadChunkLimit: number
+}
+
+const BLOB = '/namespace/:ns/blobs/:digest'
+
+export function registerRoutes(router: Router, deps: RouteDeps): void {
+  const { service, store } = deps
+  const target = (params: Record<string, string>) => ({
+    ns: checkNamespace(params.ns as string),
+    digest: Digest.parse(params.digest as string),
+  })
+
+  router.post(`${BLOB}/uploads`, async ({ res, params }) => {
+    const { ns, digest } = target(params)
+    const uid = await service.startUpload(ns, digest)
+    res.setHeader('location', urlPath`/namespace/${ns}/blobs/${digest}/uploads/${uid}`)
+    sendJson(res, 202, { uid })
+  })
+
+  router.patch(`${BLOB}/uploads/:uid`, async ({ req, res, params, signal }) => {
+    target(params)
+    const range = parseContentRange(req.headers['content-range'])
+    const length = range.end - range.start + 1
+    if (length > deps.uploadChunkLimit) {
+      throw new ShoalError(
+        'PAYLOAD_TOO_LARGE',
+        `chunk of ${length} bytes exceeds the limit of ${deps.uploadChunkLimit}; send smaller chunks`,
+      )
+    }
+    const declared = req.headers['content-length']
+    if (declared !== undefined && Number(declared) !== length) {
+      throw new ShoalError(
+        'SIZE_MISMATCH',
+        `Content-Length ${declared} does not match Content-Range ${range.start}-${range.end}`,
+      )
+    }
+    const offset = await store.appendUpload(params.uid as string, range.start, req, length, signal)
+    sendEmpty(res, 204, { range: `0-${offset - 1}` })
+  })
+
+  router.put(`${BLOB}/uploads/:uid`, async ({ res, params }) => {
+    const { ns, digest } = target(params)
+    const { size } = await service.commitUpload(ns, digest, params.uid as string)
+    sendJson(res, 201, { digest: digest.toString(), size })
+  })
+
+  router.delete(`${BLOB}/uploads/:uid`, async ({ res, params }) => {
+    target(params)
+    await store.deleteUpload(params.uid as string)
+    sendEmpty(res, 204)
+  })
+
+  router.get(BLOB, async ({ req, res, params }) => {
+    const { ns, digest } = target(params)
+    const where = await service.locate(ns, digest)
+    if (!where) throw new ShoalError('BLOB_NOT_FOUND', `blob ${digest} is not stored in namespace ${ns}`)
+    const head = req.method === 'HEAD'
+    if (where.state === 'pending') {
+      // Being fetched from the backend: HEAD tells the size, GET asks to come back.
+      if (head) return sendEmpty(res, 202, { 'content-length': where.size, 'retry-after': 1 })
+      res.setHeader('retry-after', '1')
+      return sendJson(res, 202, {
+        status: 'fetching',
+        message: `${digest} is being fetched from the backend; retry shortly`,
+      })
+    }
+    const range = parseRange(req.headers.range, where.size)
+    const headers: Record<string, string | number> = {
+      'content-type': 'application/octet-stream',
+      'accept-ranges': 'bytes',
+      'content-length': range ? range.end - range.start + 1 : where.size,
+      etag: `"${digest.hex}"`,
+    }
+    if (range) headers['content-range'] = `bytes ${range.start}-${range.end}/${where.size}`
+    if (head) return sendEmpty(res, range ? 206 : 200, headers)
+    const body = store.createReadStream(digest, range)
+    res.writeHead(range ? 206 : 200, headers)
+    await pipeline(body, res)
+  })
+
+  router.get(`${BLOB}/metainfo`, async ({ res, params }) => {
+    const { ns, digest } = target(params)
+    const raw = await service.metaInfo(ns, digest)
+    if (!raw) throw new ShoalError('BLOB_NOT_FOUND', `blob ${digest} is not stored in namespace ${ns}`)
+    if (raw === 'pending') {
+      res.setHeader('retry-after', '1')
+      return sendJson(res, 202, {
+        status: 'fetching',
+        message: `${digest} is being fetched from the backend; retry shortly`,
+      })
+    }
+    res.writeHead(200, { 'content-type': 'application/x-bittorrent', 'content-length': raw.length })
+    res.end(raw)
+  })
+
+  router.delete(BLOB, async ({ res, params }) => {
+    const { ns, digest } = target(params)
+    await service.deleteBlob(ns, digest)
+    sendEmpty(res, 204)
+  })
+
+  router.get('/blobs/:digest/locations', ({ res, params }) => {
+    const digest = Digest.parse(params.digest as string)
+    sendJson(res, 200, { locations: deps.ring().owners(digest, deps.replicas) })
+  })
+}
+
+/** `start-end` (inclusive), also accepting the `bytes start-end/total` form. */
+export function parseContentRange(header: string | undefined): { start: number; end: number } {
+  const m = /^(?:bytes[ =])?(\d{1,15})-(\d{1,15})(?:\/(?:\d{1,15}|\*))?$/.exec(header?.trim() ?? '')
+  if (!m) {
+    throw new ShoalError(
+      'INVALID_RANGE',
+      `a chunk needs a Content-Range header "start-end" (inclusive bytes); got "${header ?? ''}"`,
+    )
+  }
+  const start = Number(m[1])
+  const end = Number(m[2])
+  if (end < start)
+    throw new ShoalError('INVALID_RANGE', `Content-Range ${start}-${end} ends before it starts`)
+  return { start, end }
+}
+
+/** A single `Range: bytes=a-b | a- | -n`; undefined means the whole blob. */
+export function parseRange(
+  header: string | undefined,
+  size: number,
+): { start: number; end: number } | undefined {
+  if (header === undefined) return undefined
+  const m = /^bytes=(\d{0,15})-(\d{0,15})$/.exec(header.trim())
+  const unsatisfiable = () =>
+    new ShoalError(
+      'INVALID_RANGE',
+      `range "${header.slice(0, 100)}" cannot be served from a blob of ${size} bytes (one range, bytes=a-b)`,
+      {
+        details: { size },
+      },
+    )
+  if (!m || (m[1] === '' && m[2] === '')) throw unsatisfiable()
+  let start: number
+  let end: number
+  if (m[1] === '') {
+    const suffix = Number(m[2])
+    if (suffix === 0) throw unsatisfiable()
+    start = Math.max(0, size - suffix)
+    end = size - 1
+  } else {
+    start = Number(m[1])
+    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1)
+  }
+  if (start >= size || end < start) throw unsatisfiable()
+  return { start, end }
+}

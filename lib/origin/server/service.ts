@@ -1,0 +1,274 @@
+/**
+ * What the origin does with blobs, apart from HTTP: uploads and their commit (verify, metainfo,
+ * write-back, seed), background fetches from the backend into the cache, metainfo sidecars,
+ * deletes.
+ *
+ * Backend key layout: `blobs/<namespace>/sha256/<hex[0:2]>/<hex>`. The namespace is part of the
+ * key so deleting a blob in one namespace never removes another namespace's copy; the local
+ * cache is content-addressed and shared by all namespaces.
+ */
+import bencode from 'bencode'
+import { type Digest, MetaInfo } from '../../core/index.js'
+import { isAbortError, ShoalError, toShoalError } from '../../errors/index.js'
+import type { Backend } from '../../backend/index.js'
+import type { Logger } from '../../log/index.js'
+import type { Counter } from '../../metrics/index.js'
+import type { BlobStore } from '../../store/index.js'
+import type { Seeds } from './seeder.js'
+
+const NAMESPACE_RE = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/
+/** After a failed backend fetch, requests get that error for this long instead of a new fetch. */
+const FAILURE_HOLD_MS = 10_000
+
+export function checkNamespace(ns: string): string {
+  if (!NAMESPACE_RE.test(ns)) {
+    throw new ShoalError(
+      'BAD_REQUEST',
+      'invalid namespace: expected 1-128 of A-Z a-z 0-9 . _ - (not starting with ".")',
+    )
+  }
+  return ns
+}
+
+export function blobKey(ns: string, digest: Digest): string {
+  return `blobs/${checkNamespace(ns)}/sha256/${digest.hex.slice(0, 2)}/${digest.hex}`
+}
+
+export interface OriginMetrics {
+  committed: Counter
+  uploadedBytes: Counter
+  mismatches: Counter
+  fetches: Counter
+}
+
+export type BlobState = { state: 'cached'; size: number } | { state: 'pending'; size: number }
+
+export class BlobService {
+  private readonly fetching = new Map<string, Promise<void>>()
+  private readonly failures = new Map<string, { at: number; error: ShoalError }>()
+  private readonly generating = new Map<string, Promise<MetaInfo>>()
+  private readonly background = new Set<Promise<unknown>>()
+  private readonly controller = new AbortController()
+
+  constructor(
+    private readonly opts: {
+      store: BlobStore
+      backend: Backend
+      seeds: Seeds
+      /** Announce URL written into metainfo. */
+      announce: string
+      log: Logger
+      metrics: OriginMetrics
+    },
+  ) {}
+
+  /** Starts an upload, or ALREADY_EXISTS when the blob is stored (made durable in `ns` first). */
+  async startUpload(ns: string, digest: Digest): Promise<string> {
+    const { store, backend } = this.opts
+    const key = blobKey(ns, digest)
+    const cached = await store.stat(digest)
+    if (cached) await this.writeBack(ns, digest, cached.size)
+    if (cached || (await backend.stat(key))) {
+      throw new ShoalError('ALREADY_EXISTS', `blob ${digest} is already stored in namespace ${ns}`)
+    }
+    return store.createUpload()
+  }
+
+  /** Verifies and stores the upload; resolves only once the blob is in the backend (durable). */
+  async commitUpload(ns: string, digest: Digest, uid: string): Promise<{ size: number }> {
+    const { store, metrics, log } = this.opts
+    blobKey(ns, digest)
+    let size: number
+    try {
+      ;({ size } = await store.commitUpload(uid, digest))
+    } catch (err) {
+      if ((err as ShoalError).code === 'DIGEST_MISMATCH') metrics.mismatches.inc({ source: 'upload' })
+      throw err
+    }
+    // Both read the whole blob; doing them side by side halves the wait for big blobs.
+    const [meta] = await Promise.all([this.ensureMetaInfo(digest), this.writeBack(ns, digest, size)])
+    await this.seed(digest, meta)
+    metrics.committed.inc()
+    metrics.uploadedBytes.inc(size)
+    log.info({ ns, digest: digest.toString(), size, infoHash: meta.infoHash.hex }, 'upload committed')
+    return { size }
+  }
+
+  /** Where the blob is: cached (servable), pending (being fetched from the backend), or unknown. */
+  async locate(ns: string, digest: Digest): Promise<BlobState | undefined> {
+    const cached = await this.opts.store.stat(digest)
+    if (cached) return { state: 'cached', size: cached.size }
+    const failure = this.failures.get(digest.hex)
+    if (failure && Date.now() - failure.at < FAILURE_HOLD_MS && !this.fetching.has(digest.hex))
+      throw failure.error
+    const remote = await this.opts.backend.stat(blobKey(ns, digest), this.controller.signal)
+    if (!remote) return undefined
+    this.fetch(ns, digest)
+    return { state: 'pending', size: remote.size }
+  }
+
+  /** The .torrent of a blob: bytes, 'pending' while it is fetched, undefined when unknown. */
+  async metaInfo(ns: string, digest: Digest): Promise<Buffer | 'pending' | undefined> {
+    const where = await this.locate(ns, digest)
+    if (!where) return undefined
+    if (where.state === 'pending') return 'pending'
+    return (await this.ensureMetaInfo(digest)).raw
+  }
+
+  /** Removes the blob from the cache, the backend (this namespace) and the swarm. Idempotent. */
+  async deleteBlob(ns: string, digest: Digest): Promise<void> {
+    const key = blobKey(ns, digest)
+    await this.fetching.get(digest.hex)?.catch(() => undefined)
+    this.opts.seeds.remove(digest)
+    await this.opts.store.delete(digest)
+    await this.opts.backend.delete(key)
+    this.failures.delete(digest.hex)
+    this.opts.log.info({ ns, digest: digest.toString() }, 'blob deleted')
+  }
+
+  /** Seeds every cached blob (at start). Blobs without a metainfo sidecar are hashed in the background. */
+  async reseed(): Promise<void> {
+    const { store, seeds, log } = this.opts
+    if (!seeds.enabled) return
+    const missing: Digest[] = []
+    for await (const digest of store.list()) {
+      if (!(await store.readMetaInfo(digest))) {
+        missing.push(digest)
+        continue
+      }
+      await this.ensureMetaInfo(digest)
+        .then((meta) => this.seed(digest, meta))
+        .catch((err) => log.warn({ err, digest: digest.toString() }, 'cannot re-seed a cached blob'))
+    }
+    log.info({ seeding: seeds.count, withoutMetainfo: missing.length }, 're-seeded cached blobs')
+    if (missing.length > 0) {
+      this.track(
+        (async () => {
+          for (const digest of missing) {
+            if (this.controller.signal.aborted) return
+            await this.ensureMetaInfo(digest)
+              .then((meta) => this.seed(digest, meta))
+              .catch((err) => log.warn({ err, digest: digest.toString() }, 'cannot re-seed a cached blob'))
+          }
+        })(),
+      )
+    }
+  }
+
+  /**
+   * Reads (or generates and stores) the blob's metainfo. A sidecar that no longer parses or does
+   * not match the blob is regenerated; one with another tracker URL gets ours (infohash unchanged).
+   */
+  ensureMetaInfo(digest: Digest): Promise<MetaInfo> {
+    const running = this.generating.get(digest.hex)
+    if (running) return running
+    const job = this.loadMetaInfo(digest).finally(() => this.generating.delete(digest.hex))
+    this.generating.set(digest.hex, job)
+    return job
+  }
+
+  async stop(): Promise<void> {
+    this.controller.abort()
+    await Promise.allSettled([...this.fetching.values(), ...this.background])
+  }
+
+  private async loadMetaInfo(digest: Digest): Promise<MetaInfo> {
+    const { store, announce, log } = this.opts
+    const st = await store.stat(digest)
+    if (!st) throw new ShoalError('BLOB_NOT_FOUND', `blob ${digest} is not in this origin's cache`)
+    const raw = await store.readMetaInfo(digest)
+    if (raw) {
+      let meta: MetaInfo | undefined
+      try {
+        meta = MetaInfo.parse(raw)
+      } catch (err) {
+        log.warn({ err, digest: digest.toString() }, 'metainfo sidecar is corrupt; regenerating')
+      }
+      if (meta && meta.length === st.size && meta.name === digest.hex) {
+        if (meta.announce === announce) return meta
+        const fixed = MetaInfo.parse(withAnnounce(meta.raw, announce))
+        await store.writeMetaInfo(digest, fixed.raw)
+        return fixed
+      }
+    }
+    const meta = await MetaInfo.create(store.blobPath(digest), { name: digest.hex, announce, size: st.size })
+    await store.writeMetaInfo(digest, meta.raw)
+    return meta
+  }
+
+  private async seed(digest: Digest, meta: MetaInfo): Promise<void> {
+    try {
+      await this.opts.seeds.add(digest, meta)
+    } catch (err) {
+      // The blob is stored and durable; failing to seed must not fail the request.
+      this.opts.log.warn({ err, digest: digest.toString() }, 'cannot seed blob')
+    }
+  }
+
+  /** Makes sure the backend holds the cached blob under `ns` (skipped when it already does). */
+  private async writeBack(ns: string, digest: Digest, size: number): Promise<void> {
+    const { store, backend } = this.opts
+    const key = blobKey(ns, digest)
+    const signal = this.controller.signal
+    if ((await backend.stat(key, signal))?.size === size) return
+    try {
+      await backend.put(key, store.createReadStream(digest), { size, signal })
+    } catch (err) {
+      const e = toShoalError(err, 'BACKEND_ERROR')
+      throw new ShoalError(
+        e.code === 'ABORTED' ? 'ABORTED' : 'BACKEND_ERROR',
+        `cannot write ${digest} back to the backend: ${e.message}`,
+        {
+          cause: err,
+        },
+      )
+    }
+  }
+
+  /** Fetches the blob from the backend into the cache in the background (one fetch per digest). */
+  private fetch(ns: string, digest: Digest): void {
+    if (this.fetching.has(digest.hex) || this.controller.signal.aborted) return
+    const { store, backend, log, metrics } = this.opts
+    const signal = this.controller.signal
+    const started = Date.now()
+    const job = (async () => {
+      const body = await backend.get(blobKey(ns, digest), { signal })
+      const { size } = await store.putStream(digest, body, signal)
+      this.failures.delete(digest.hex)
+      metrics.fetches.inc({ result: 'ok' })
+      log.info({ ns, digest: digest.toString(), size, ms: Date.now() - started }, 'blob fetched from backend')
+      await this.seed(digest, await this.ensureMetaInfo(digest))
+    })()
+      .catch((err) => {
+        if (isAbortError(err) || signal.aborted) return
+        const e = toShoalError(err, 'BACKEND_ERROR')
+        if (e.code === 'DIGEST_MISMATCH') metrics.mismatches.inc({ source: 'backend' })
+        metrics.fetches.inc({ result: 'error' })
+        const message = `cannot fetch ${digest} from the backend: ${e.message}`
+        if (this.failures.size >= 1000) {
+          for (const [hex, f] of this.failures)
+            if (Date.now() - f.at >= FAILURE_HOLD_MS) this.failures.delete(hex)
+        }
+        this.failures.set(digest.hex, {
+          at: Date.now(),
+          error: new ShoalError('BACKEND_ERROR', message, { cause: err }),
+        })
+        log.error({ ns, digest: digest.toString(), code: e.code, err: e.message }, 'backend fetch failed')
+      })
+      .finally(() => this.fetching.delete(digest.hex))
+    this.fetching.set(digest.hex, job)
+  }
+
+  private track(p: Promise<unknown>): void {
+    this.background.add(p)
+    void p.finally(() => this.background.delete(p))
+  }
+}
+
+/** The same torrent with `announce` as its only tracker; the info dictionary is untouched. */
+function withAnnounce(raw: Buffer, announce: string): Buffer {
+  const decoded = bencode.decode(raw) as Record<string, unknown>
+  decoded.announce = Buffer.from(announce)
+  decoded['announce-list'] = [[Buffer.from(announce)]]
+  return Buffer.from(bencode.encode(decoded))
+}

@@ -1,0 +1,98 @@
+/**
+ * Client of the proxy's push API (ARCHITECTURE.md §4), used by PushCLI and RemoveCLI.
+ * Tags are sent as one percent-encoded path segment; a string tag is sent as given so the
+ * server's INVALID_TAG message reaches the caller.
+ */
+import type { Readable } from 'node:stream'
+import { Digest, type Tag } from '../../core/index.js'
+import { ShoalError } from '../../errors/index.js'
+import { HttpClient, urlPath } from '../../http/index.js'
+
+export interface PushResult {
+  /** true when the proxy's origin already held the blob and nothing was uploaded. */
+  existed: boolean
+  size: number
+}
+
+export class ProxyClient {
+  readonly http: HttpClient
+
+  constructor(
+    readonly baseUrl: string,
+    opts: { timeoutMs?: number } = {},
+  ) {
+    this.http = new HttpClient(baseUrl, { name: 'proxy', timeoutMs: opts.timeoutMs })
+  }
+
+  /** The blob's size when the origin cluster already holds it (the dedupe check), else undefined. */
+  async hasBlob(ns: string, digest: Digest, signal?: AbortSignal): Promise<{ size: number } | undefined> {
+    const res = await this.http.request('HEAD', urlPath`/proxy/namespace/${ns}/blobs/${digest}`, {
+      signal,
+      accept: [404],
+    })
+    await res.body.dump()
+    if (res.statusCode === 404) return undefined
+    return { size: Number(res.headers['content-length'] ?? 0) }
+  }
+
+  /**
+   * Streams `size` bytes from `body` as blob `digest`. The origin verifies the sha256 on commit
+   * (DIGEST_MISMATCH when the bytes do not match). When the blob is already stored the proxy
+   * answers at once without reading the body: `{ existed: true }`.
+   */
+  async pushBlob(
+    ns: string,
+    digest: Digest,
+    body: Readable,
+    size: number,
+    signal?: AbortSignal,
+  ): Promise<PushResult> {
+    if (!Number.isSafeInteger(size) || size < 0)
+      throw new ShoalError('BAD_REQUEST', `invalid blob size ${size}`)
+    try {
+      const out = await this.http.json<{ existed: boolean; size: number }>(
+        'PUT',
+        urlPath`/proxy/namespace/${ns}/blobs/${digest}`,
+        {
+          body,
+          signal,
+          // Uploads of large blobs take a while before the proxy answers (it answers after the commit).
+          timeoutMs: 0,
+          headers: { 'content-length': String(size), 'content-type': 'application/octet-stream' },
+        },
+      )
+      return { existed: out.existed, size: out.size }
+    } finally {
+      // When the proxy answered early (existed) the rest of the stream was never read: close it.
+      if (!body.destroyed) body.destroy()
+    }
+  }
+
+  async putTag(
+    tag: Tag | string,
+    digest: Digest,
+    opts: AbortSignal | { ns?: string; signal?: AbortSignal } = {},
+  ): Promise<{ tag: string; digest: Digest; result: string }> {
+    const { ns, signal } = opts instanceof AbortSignal ? { ns: undefined, signal: opts } : opts
+    const query = ns ? `?ns=${encodeURIComponent(ns)}` : ''
+    const out = await this.http.json<{ tag: string; digest: string; result: string }>(
+      'PUT',
+      urlPath`/proxy/tags/${String(tag)}/digest/${digest}` + query,
+      { signal },
+    )
+    return { tag: out.tag, digest: Digest.parse(out.digest), result: out.result }
+  }
+
+  /** The digest the tag points at; TAG_NOT_FOUND when there is no such tag. */
+  async getTag(tag: Tag | string, signal?: AbortSignal): Promise<Digest> {
+    const out = await this.http.json<{ digest: string }>('GET', urlPath`/proxy/tags/${String(tag)}`, {
+      signal,
+    })
+    return Digest.parse(out.digest)
+  }
+
+  /** Removes the tag (the blob stays; garbage collection is separate); TAG_NOT_FOUND when absent. */
+  async deleteTag(tag: Tag | string, signal?: AbortSignal): Promise<void> {
+    await this.http.status('DELETE', urlPath`/proxy/tags/${String(tag)}`, { signal })
+  }
+}

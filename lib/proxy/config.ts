@@ -1,0 +1,29 @@
+/**
+ * Proxy configuration (ARCHITECTURE.md §3: port 15000). Every key has a default, so `{}` is a
+ * valid config; unknown keys are errors at start-up.
+ *
+ * The admin/metrics port 15005 of §3 is not a separate listener yet: /health, /readiness and
+ * /metrics are served on the push port.
+ */
+import { ListenConfig, LogConfig, z } from '../config/index.js'
+
+export const ProxyConfigSchema = z.strictObject({
+  log: LogConfig,
+  server: ListenConfig(15000),
+  /** Origin HTTP servers (host:port). The first that answers tells which origin owns a digest. */
+  origins: z.array(z.string().min(1)).min(1).default(['127.0.0.1:15002']),
+  /** Build-index (host:port) that tags are put into. */
+  buildIndex: z.string().min(1).default('127.0.0.1:15004'),
+  /**
+   * Bytes per PATCH when streaming a push to the origin; the proxy holds at most one chunk
+   * per upload in memory.
+   */
+  uploadChunkSize: z
+    .number()
+    .int()
+    .min(64 << 10)
+    .max(1 << 30)
+    .default(16 << 20),
+})
+
+export type ProxyConfig = z.infer<typeof ProxyConfigSchema>

@@ -1,0 +1,230 @@
+/**
+ * The proxy daemon: the push entry point (ARCHITECTURE.md §2 push flow, §4).
+ *
+ *   HEAD   /proxy/namespace/:ns/blobs/:digest         200 + content-length when stored, else 404
+ *   PUT    /proxy/namespace/:ns/blobs/:digest         raw bytes with Content-Length; streamed to
+ *                                                     the owner origin → 201, or 200 if stored
+ *   PUT    /proxy/tags/:tag/digest/:digest[?ns=]      put the tag in build-index
+ *   GET    /proxy/tags/:tag                           resolve a tag
+ *   DELETE /proxy/tags/:tag                           remove a tag (not the blob)
+ *
+ * The proxy stores nothing: bytes go straight through to the owner origin, one upload chunk
+ * (uploadChunkSize) in memory at a time. /health, /readiness and /metrics are on the same
+ * port for now (the separate admin port 15005 of §3 is not split out yet).
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { BuildIndexClient } from '../../build-index/client/index.js'
+import { Digest, printable, Tag } from '../../core/index.js'
+import { ShoalError } from '../../errors/index.js'
+import { HttpServer, sendEmpty, sendJson } from '../../http/index.js'
+import type { Logger } from '../../log/index.js'
+import { type Counter, counter, createRegistry, type Registry } from '../../metrics/index.js'
+import { OriginClient } from '../../origin/client/index.js'
+import type { ProxyConfig } from '../config.js'
+import { OwnerOrigins } from './owners.js'
+
+export { OwnerOrigins } from './owners.js'
+
+const NAMESPACE_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/
+
+export interface ProxyDeps {
+  logger: Logger
+  registry?: Registry
+  /** Client of the first origin to ask for a digest's locations (default: config.origins). */
+  originClient?: OriginClient
+  /** Builds clients for owner origins returned by `locations` (default: new OriginClient). */
+  originClientFor?: (address: string) => OriginClient
+  buildIndex?: BuildIndexClient
+}
+
+export class ProxyServer {
+  readonly http: HttpServer
+  readonly registry: Registry
+  private readonly log: Logger
+  private readonly owners: OwnerOrigins
+  private readonly buildIndex: BuildIndexClient
+  private readonly pushes: Counter
+  private readonly pushedBytes: Counter
+  private address: AddressInfo | undefined
+  private starting: Promise<void> | undefined
+
+  constructor(
+    readonly config: ProxyConfig,
+    deps: ProxyDeps,
+  ) {
+    this.log = deps.logger.child({ component: 'proxy' })
+    this.registry = deps.registry ?? createRegistry('proxy')
+    const seeds = deps.originClient ? [deps.originClient] : config.origins.map((o) => new OriginClient(o))
+    this.owners = new OwnerOrigins(seeds, deps.originClientFor)
+    this.buildIndex = deps.buildIndex ?? new BuildIndexClient(config.buildIndex)
+    this.pushes = counter(this.registry, 'shoal_proxy_blob_pushes_total', 'Blob pushes by result', ['result'])
+    this.pushedBytes = counter(this.registry, 'shoal_proxy_pushed_bytes_total', 'Bytes streamed to origins')
+    this.http = new HttpServer({
+      name: 'proxy',
+      logger: deps.logger,
+      registry: this.registry,
+      // Pushes need both: a proxy that cannot reach build-index or any origin should not get traffic.
+      readiness: async () => {
+        await this.buildIndex.http.status('GET', '/health', { timeoutMs: 2_000 })
+        await anyHealthy(seeds)
+      },
+    })
+    this.routes()
+  }
+
+  async start(): Promise<void> {
+    this.starting ??= (async () => {
+      try {
+        this.address = await this.http.start(this.config.server.port, this.config.server.host)
+        this.log.info(
+          { url: this.url, origins: this.config.origins, buildIndex: this.config.buildIndex },
+          'proxy started',
+        )
+      } catch (err) {
+        this.starting = undefined
+        throw err
+      }
+    })()
+    return this.starting
+  }
+
+  async stop(): Promise<void> {
+    if (!this.starting) return
+    this.starting = undefined
+    this.address = undefined
+    await this.http.stop()
+    this.log.info('proxy stopped')
+  }
+
+  /** http://host:port actually bound (valid after start()). */
+  get url(): string {
+    if (!this.address) throw new ShoalError('UNAVAILABLE', 'proxy is not started')
+    const host = this.address.family === 'IPv6' ? `[${this.address.address}]` : this.address.address
+    return `http://${host}:${this.address.port}`
+  }
+
+  private routes(): void {
+    const r = this.http.router
+    r.head('/proxy/namespace/:ns/blobs/:digest', async ({ params, res, signal }) => {
+      const ns = checkNamespace(params.ns ?? '')
+      const digest = Digest.parse(params.digest ?? '')
+      const stat = await (await this.owners.owner(digest, signal)).stat(ns, digest, signal)
+      if (!stat) throw new ShoalError('BLOB_NOT_FOUND', `blob not found: ${digest}`)
+      sendEmpty(res, 200, { 'content-length': stat.size })
+    })
+
+    r.put('/proxy/namespace/:ns/blobs/:digest', async ({ req, res, params, signal }) => {
+      const ns = checkNamespace(params.ns ?? '')
+      const digest = Digest.parse(params.digest ?? '')
+      const size = contentLength(req)
+      const owner = await this.owners.owner(digest, signal)
+      const stat = await owner.stat(ns, digest, signal)
+      if (stat) {
+        this.pushes.inc({ result: 'existed' })
+        this.log.info({ ns, digest: digest.toString(), size: stat.size }, 'push skipped: blob already stored')
+        answerUnread(req, res, 200, { digest: digest.toString(), size: stat.size, existed: true })
+        return
+      }
+      const started = Date.now()
+      try {
+        const { existed } = await owner.upload(ns, digest, req, size, {
+          chunkSize: this.config.uploadChunkSize,
+          signal,
+        })
+        if (existed) {
+          // Another pusher committed it between our HEAD and our upload start.
+          this.pushes.inc({ result: 'existed' })
+          answerUnread(req, res, 200, { digest: digest.toString(), size, existed: true })
+          return
+        }
+      } catch (err) {
+        this.pushes.inc({ result: 'failed' })
+        throw err
+      }
+      this.pushes.inc({ result: 'uploaded' })
+      this.pushedBytes.inc(size)
+      const ms = Date.now() - started
+      this.log.info({ ns, digest: digest.toString(), size, ms, origin: owner.baseUrl }, 'blob pushed')
+      sendJson(res, 201, { digest: digest.toString(), size, existed: false })
+    })
+
+    r.put('/proxy/tags/:tag/digest/:digest', async ({ params, query, res, signal }) => {
+      const tag = Tag.parse(params.tag ?? '')
+      const digest = Digest.parse(params.digest ?? '')
+      const nsParam = query.get('ns')
+      const ns = nsParam ? checkNamespace(nsParam) : undefined
+      const out = await this.buildIndex.putTag(tag, digest, { ns, signal })
+      if (out.result !== 'unchanged')
+        this.log.info({ tag: out.tag, digest: out.digest.toString(), result: out.result }, 'tag put')
+      sendJson(res, 200, { tag: out.tag, digest: out.digest.toString(), result: out.result })
+    })
+
+    r.get('/proxy/tags/:tag', async ({ params, res, signal }) => {
+      const info = await this.buildIndex.tagInfo(Tag.parse(params.tag ?? ''), signal)
+      sendJson(res, 200, { tag: info.tag, digest: info.digest.toString() })
+    })
+
+    r.delete('/proxy/tags/:tag', async ({ params, res, signal }) => {
+      const tag = Tag.parse(params.tag ?? '')
+      await this.buildIndex.deleteTag(tag, signal)
+      this.log.info({ tag: tag.toString() }, 'tag deleted')
+      sendEmpty(res, 204)
+    })
+  }
+}
+
+export async function startProxy(config: ProxyConfig, deps: ProxyDeps): Promise<ProxyServer> {
+  const server = new ProxyServer(config, deps)
+  await server.start()
+  return server
+}
+
+function checkNamespace(ns: string): string {
+  if (!NAMESPACE_RE.test(ns))
+    throw new ShoalError(
+      'BAD_REQUEST',
+      `invalid namespace "${printable(ns)}": use 1-128 of A-Z a-z 0-9 . _ -`,
+    )
+  return ns
+}
+
+/** The declared body size; a push must say how big it is so the origin can check it. */
+function contentLength(req: IncomingMessage): number {
+  const value = req.headers['content-length']
+  if (value === undefined) {
+    throw new ShoalError(
+      'BAD_REQUEST',
+      'Content-Length is required: send the blob with its size, not chunked',
+      { status: 411 },
+    )
+  }
+  if (!/^[0-9]{1,16}$/.test(value) || !Number.isSafeInteger(Number(value))) {
+    throw new ShoalError('BAD_REQUEST', `invalid Content-Length "${printable(value)}"`)
+  }
+  return Number(value)
+}
+
+/**
+ * Answers without reading the request body, then closes the connection: the rest of the
+ * body would otherwise be read as the next request, and draining gigabytes we do not need
+ * is wasted bandwidth.
+ */
+function answerUnread(req: IncomingMessage, res: ServerResponse, status: number, body: unknown): void {
+  res.setHeader('connection', 'close')
+  sendJson(res, status, body)
+  if (!req.complete) res.once('finish', () => req.socket.destroy())
+}
+
+async function anyHealthy(origins: OriginClient[]): Promise<void> {
+  let lastErr: unknown
+  for (const o of origins) {
+    try {
+      await o.http.status('GET', '/health', { timeoutMs: 2_000 })
+      return
+    } catch (err) {
+      lastErr = err
+    }
+  }
+  throw lastErr
+}

@@ -1,0 +1,84 @@
+/**
+ * Read-only storage over a verified blob in the cache, for seeding. The file handle is opened on
+ * first read and closed when idle, so an origin seeding thousands of blobs does not hold
+ * thousands of descriptors.
+ */
+import { open, type FileHandle } from 'node:fs/promises'
+import type { Digest } from '../core/index.js'
+import { ShoalError, errnoCode } from '../errors/index.js'
+import { ioError, readFully } from './fsutil.js'
+import { type BlobLayout, type PieceStorage, checkBlock, checkLayout } from './layout.js'
+
+/** Read-only storage over a verified cached blob. */
+export class SeedFile implements PieceStorage {
+  readonly pieceCount: number
+  private fh: Promise<FileHandle> | undefined
+  private inflight = 0
+  private idleTimer: NodeJS.Timeout | undefined
+  private closed = false
+
+  constructor(
+    readonly digest: Digest,
+    readonly layout: BlobLayout,
+    private readonly path: string,
+    private readonly idleMs = 30_000,
+  ) {
+    checkLayout(layout)
+    this.pieceCount = layout.pieceCount
+  }
+
+  hasPiece(i: number): boolean {
+    return !this.closed && Number.isInteger(i) && i >= 0 && i < this.pieceCount
+  }
+
+  async readBlock(piece: number, offset: number, length: number): Promise<Buffer> {
+    if (this.closed) throw new ShoalError('IO_ERROR', `seed of ${this.digest} is closed`)
+    checkBlock(this.layout, piece, offset, length, `read from ${this.digest}`)
+    this.inflight++
+    try {
+      this.fh ??= open(this.path, 'r')
+      let fh: FileHandle
+      try {
+        fh = await this.fh
+      } catch (err) {
+        this.fh = undefined
+        if (errnoCode(err) === 'ENOENT')
+          throw new ShoalError('BLOB_NOT_FOUND', `blob ${this.digest} is no longer in the cache`)
+        throw ioError(err, `cannot open ${this.path}`)
+      }
+      return await readFully(fh, Buffer.allocUnsafe(length), piece * this.layout.pieceLength + offset)
+    } finally {
+      this.inflight--
+      this.armIdle()
+    }
+  }
+
+  async writePiece(piece: number, _data?: Buffer): Promise<void> {
+    throw new ShoalError(
+      'BAD_REQUEST',
+      `seed of ${this.digest} is read-only (write of piece ${piece} refused)`,
+    )
+  }
+
+  async close(): Promise<void> {
+    this.closed = true
+    if (this.idleTimer) clearTimeout(this.idleTimer)
+    await this.release()
+  }
+
+  private armIdle(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer)
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = undefined
+      if (this.inflight === 0) void this.release()
+      else this.armIdle()
+    }, this.idleMs)
+    this.idleTimer.unref()
+  }
+
+  private async release(): Promise<void> {
+    const fh = this.fh
+    this.fh = undefined
+    if (fh) await fh.then((h) => h.close()).catch(() => undefined)
+  }
+}

@@ -1,0 +1,44 @@
+/**
+ * What a Torrent needs from the engine that owns it. An interface rather than the engine
+ * class, so torrent.ts does not import engine.ts (and tests could drive a Torrent directly).
+ */
+import type { Logger } from '../log/index.js'
+import type { Counter, Gauge } from '../metrics/index.js'
+import type { Peer } from './peer.js'
+import type { Torrent } from './torrent.js'
+import type { PeerSource } from './types.js'
+
+export interface ResolvedOptions {
+  maxConnectionsPerTorrent: number
+  pipelineDepth: number
+  requestTimeoutMs: number
+  handshakeTimeoutMs: number
+  banMs: number
+  uploadSlots: number
+}
+
+export interface EngineMetrics {
+  sent: Counter
+  received: Counter
+  verified: Counter
+  badPieces: Counter
+  bans: Counter
+  peers: Gauge
+}
+
+export interface EngineContext {
+  readonly peerId: Buffer
+  readonly port: number
+  readonly logger: Logger
+  readonly options: ResolvedOptions
+  readonly metrics: EngineMetrics
+  readonly peerSource: PeerSource
+  /** Opens an outgoing connection for the torrent and sends our handshake. */
+  dial(torrent: Torrent, ip: string, port: number): Peer
+  /** Blacklists the peer (id and dialled address) for banMs. */
+  ban(peer: Peer): void
+  /** Key is a peer id in hex or an "ip:port" address. */
+  isBanned(key: string): boolean
+  isSelf(ip: string, port: number): boolean
+  removeTorrent(torrent: Torrent, reason: string): void
+}

@@ -1,0 +1,96 @@
+/**
+ * Who a torrent is connected to: handshaken peers by id, outgoing dials by address, the
+ * duplicate-connection rule, and which announced addresses are worth dialling.
+ */
+import type { EngineContext } from './context.js'
+import type { Peer } from './peer.js'
+import type { AnnouncePeer } from './types.js'
+
+export class PeerSet {
+  /** Handshaken peers by peer id (hex). */
+  readonly byId = new Map<string, Peer>()
+  /** Outgoing connections alive or in progress, by dialled address. */
+  readonly dialed = new Map<string, Peer>()
+  /** Which peer id answered at an address, so a known peer is not dialled again. */
+  private readonly addrIds = new Map<string, string>()
+  private readonly ctx: EngineContext
+
+  constructor(ctx: EngineContext) {
+    this.ctx = ctx
+  }
+
+  get size(): number {
+    return this.byId.size
+  }
+
+  values(): IterableIterator<Peer> {
+    return this.byId.values()
+  }
+
+  /** Every connection, handshaken or not (for shutdown). */
+  all(): Peer[] {
+    return [...this.byId.values(), ...this.dialed.values()]
+  }
+
+  /** Announced peers worth dialling now, within the connection limit. */
+  *toDial(list: AnnouncePeer[]): Generator<AnnouncePeer> {
+    const ctx = this.ctx
+    for (const p of list) {
+      if (this.byId.size + this.pendingDials() >= ctx.options.maxConnectionsPerTorrent) return
+      if (typeof p.ip !== 'string' || !Number.isInteger(p.port) || p.port <= 0 || p.port > 65535) continue
+      const addr = `${p.ip}:${p.port}`
+      if (this.dialed.has(addr) || ctx.isSelf(p.ip, p.port) || ctx.isBanned(addr)) continue
+      const known = this.addrIds.get(addr)
+      if (known !== undefined && this.byId.has(known)) continue
+      if (p.peerId !== undefined && p.peerId.length === 20) {
+        const id = Buffer.from(p.peerId)
+        const hex = id.toString('hex')
+        if (this.byId.has(hex) || ctx.isBanned(hex) || id.equals(ctx.peerId)) continue
+      }
+      yield p
+    }
+  }
+
+  addDial(peer: Peer): void {
+    this.dialed.set(peer.addr, peer)
+  }
+
+  onDialClosed(peer: Peer): void {
+    if (this.dialed.get(peer.addr) === peer) this.dialed.delete(peer.addr)
+  }
+
+  /**
+   * Registers a handshaken peer; false when it must be closed (limit reached, or a duplicate
+   * that loses). When both sides dialled each other, the connection opened by the lower peer
+   * id survives: both ends compute the same answer, so exactly one connection remains.
+   */
+  add(peer: Peer): boolean {
+    const existing = this.byId.get(peer.idHex)
+    if (existing !== undefined) {
+      if (existing.direction === peer.direction) return false
+      if (this.initiator(existing).compare(this.initiator(peer)) < 0) return false
+      existing.close('duplicate connection')
+    }
+    if (this.byId.size >= this.ctx.options.maxConnectionsPerTorrent) return false
+    this.byId.set(peer.idHex, peer)
+    if (peer.direction === 'out') this.addrIds.set(peer.addr, peer.idHex)
+    return true
+  }
+
+  /** Forgets a closed peer; false when it was not (or no longer) the registered connection. */
+  delete(peer: Peer): boolean {
+    if (this.byId.get(peer.idHex) !== peer) return false
+    this.byId.delete(peer.idHex)
+    return true
+  }
+
+  private pendingDials(): number {
+    let n = 0
+    for (const peer of this.dialed.values()) if (!peer.handshaken) n++
+    return n
+  }
+
+  private initiator(peer: Peer): Buffer {
+    return peer.direction === 'out' ? this.ctx.peerId : peer.id
+  }
+}

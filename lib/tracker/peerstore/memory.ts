@@ -1,0 +1,229 @@
+/**
+ * In-memory peer store. Every swarm keeps its peers in three class arrays (origins, seeders,
+ * leechers) so a handout samples the best classes first in O(numwant), never scanning the swarm.
+ * Memory is bounded twice: per infohash and overall, always evicting the peer that announced
+ * longest ago, so a flood of fake peer ids or infohashes costs old entries, not the process.
+ */
+import { ShoalError } from '../../errors/index.js'
+import {
+  addressKey,
+  type PeerClass,
+  type PeerRecord,
+  type PeerStore,
+  type PeerStoreStats,
+  peerClass,
+  type SwarmCounts,
+} from './types.js'
+
+export interface MemoryPeerStoreOptions {
+  maxPeersPerInfoHash?: number
+  maxPeers?: number
+  /** How often expired peers are swept out (ms); reads also skip them, so this only frees memory. */
+  sweepIntervalMs?: number
+  /** Clock, for tests. */
+  now?: () => number
+  /** Random in [0, 1), for tests. */
+  random?: () => number
+}
+
+interface Entry {
+  infoHash: string
+  record: PeerRecord
+  addr: string
+  expiresAt: number
+  cls: PeerClass
+  /** Position in its swarm's class array (kept in step by swap-removal). */
+  idx: number
+}
+
+interface Swarm {
+  /** Insertion order = announce order: the first entry is the stalest. */
+  byId: Map<string, Entry>
+  byAddr: Map<string, Entry>
+  classes: [Entry[], Entry[], Entry[]]
+}
+
+const HEX40 = /^[0-9a-f]{40}$/
+
+export class MemoryPeerStore implements PeerStore {
+  readonly kind = 'memory'
+  private readonly swarms = new Map<string, Swarm>()
+  /** Every entry over all swarms, in announce order, for the global bound and the sweep. */
+  private readonly all = new Map<Entry, true>()
+  private readonly maxPerInfoHash: number
+  private readonly maxPeers: number
+  private readonly now: () => number
+  private readonly random: () => number
+  private timer: NodeJS.Timeout | undefined
+  private closed = false
+
+  constructor(opts: MemoryPeerStoreOptions = {}) {
+    this.maxPerInfoHash = opts.maxPeersPerInfoHash ?? 5000
+    this.maxPeers = opts.maxPeers ?? 200_000
+    this.now = opts.now ?? Date.now
+    this.random = opts.random ?? Math.random
+    const every = opts.sweepIntervalMs ?? 10_000
+    if (every > 0) {
+      this.timer = setInterval(() => this.sweep(), every)
+      this.timer.unref()
+    }
+  }
+
+  async announce(infoHash: string, peer: PeerRecord, ttlMs: number): Promise<void> {
+    this.checkOpen()
+    checkInfoHash(infoHash)
+    if (!HEX40.test(peer.peerId))
+      throw new ShoalError('BAD_REQUEST', 'peer id must be 40 lowercase hex characters')
+    if (!Number.isInteger(peer.port) || peer.port < 1 || peer.port > 65535) {
+      throw new ShoalError('BAD_REQUEST', `invalid peer port ${peer.port}`)
+    }
+    if (!(ttlMs > 0)) throw new ShoalError('BAD_REQUEST', 'peer ttl must be positive')
+    let swarm = this.swarms.get(infoHash)
+    if (!swarm) {
+      swarm = { byId: new Map(), byAddr: new Map(), classes: [[], [], []] }
+      this.swarms.set(infoHash, swarm)
+    }
+    const addr = addressKey(peer.ip, peer.port)
+    const previous = swarm.byId.get(peer.peerId)
+    if (previous) this.detach(swarm, previous)
+    const sameAddr = swarm.byAddr.get(addr)
+    if (sameAddr) this.detach(swarm, sameAddr)
+    const record: PeerRecord = {
+      peerId: peer.peerId,
+      ip: peer.ip,
+      port: peer.port,
+      complete: peer.complete,
+      origin: peer.origin,
+    }
+    const entry: Entry = {
+      infoHash,
+      record,
+      addr,
+      expiresAt: this.now() + ttlMs,
+      cls: peerClass(record),
+      idx: 0,
+    }
+    const list = swarm.classes[entry.cls]
+    entry.idx = list.length
+    list.push(entry)
+    swarm.byId.set(record.peerId, entry)
+    swarm.byAddr.set(addr, entry)
+    if (!this.swarms.has(infoHash)) this.swarms.set(infoHash, swarm) // detach may have dropped an emptied swarm
+    this.all.set(entry, true)
+    while (swarm.byId.size > this.maxPerInfoHash) this.detach(swarm, first(swarm.byId.values()) as Entry)
+    while (this.all.size > this.maxPeers) {
+      const oldest = first(this.all.keys()) as Entry
+      this.detach(this.swarms.get(oldest.infoHash) as Swarm, oldest)
+    }
+  }
+
+  async remove(infoHash: string, peerIdHex: string): Promise<void> {
+    this.checkOpen()
+    const swarm = this.swarms.get(infoHash)
+    const entry = swarm?.byId.get(peerIdHex)
+    if (swarm && entry) this.detach(swarm, entry)
+  }
+
+  async peers(infoHash: string, limit: number): Promise<PeerRecord[]> {
+    this.checkOpen()
+    const swarm = this.live(infoHash)
+    const out: PeerRecord[] = []
+    if (!swarm || limit <= 0) return out
+    const now = this.now()
+    for (const list of swarm.classes) {
+      // Partial Fisher-Yates: the first k slots become a uniform sample; order inside a class is
+      // meaningless, so shuffling the array in place costs nothing.
+      for (let i = 0; i < list.length && out.length < limit; i++) {
+        const j = i + Math.floor(this.random() * (list.length - i))
+        const picked = list[j] as Entry
+        if (j !== i) {
+          const here = list[i] as Entry
+          list[i] = picked
+          list[j] = here
+          picked.idx = i
+          here.idx = j
+        }
+        if (picked.expiresAt > now) out.push({ ...picked.record })
+      }
+      if (out.length >= limit) break
+    }
+    return out
+  }
+
+  async counts(infoHash: string): Promise<SwarmCounts> {
+    this.checkOpen()
+    const swarm = this.live(infoHash)
+    if (!swarm) return { complete: 0, incomplete: 0 }
+    return {
+      complete: swarm.classes[0].length + swarm.classes[1].length,
+      incomplete: swarm.classes[2].length,
+    }
+  }
+
+  async stats(): Promise<PeerStoreStats> {
+    this.checkOpen()
+    const stats = { swarms: this.swarms.size, origins: 0, seeders: 0, leechers: 0 }
+    for (const swarm of this.swarms.values()) {
+      stats.origins += swarm.classes[0].length
+      stats.seeders += swarm.classes[1].length
+      stats.leechers += swarm.classes[2].length
+    }
+    return stats
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    if (this.timer) clearInterval(this.timer)
+    this.timer = undefined
+    this.swarms.clear()
+    this.all.clear()
+  }
+
+  /** Drops expired peers from the stale end of the swarm and returns it (undefined when empty). */
+  private live(infoHash: string): Swarm | undefined {
+    const swarm = this.swarms.get(infoHash)
+    if (!swarm) return undefined
+    const now = this.now()
+    for (const entry of swarm.byId.values()) {
+      if (entry.expiresAt > now) break
+      this.detach(swarm, entry)
+    }
+    return this.swarms.get(infoHash)
+  }
+
+  /** Full pass: with mixed TTLs the announce order is not the expiry order, so scan everything. */
+  private sweep(): void {
+    const now = this.now()
+    for (const entry of this.all.keys()) {
+      if (entry.expiresAt <= now) this.detach(this.swarms.get(entry.infoHash) as Swarm, entry)
+    }
+  }
+
+  private detach(swarm: Swarm, entry: Entry): void {
+    const list = swarm.classes[entry.cls]
+    const last = list.pop() as Entry
+    if (last !== entry) {
+      list[entry.idx] = last
+      last.idx = entry.idx
+    }
+    if (swarm.byId.get(entry.record.peerId) === entry) swarm.byId.delete(entry.record.peerId)
+    if (swarm.byAddr.get(entry.addr) === entry) swarm.byAddr.delete(entry.addr)
+    this.all.delete(entry)
+    if (swarm.byId.size === 0) this.swarms.delete(entry.infoHash)
+  }
+
+  private checkOpen(): void {
+    if (this.closed)
+      throw new ShoalError('UNAVAILABLE', 'the peer store is closed (the tracker is shutting down)')
+  }
+}
+
+function checkInfoHash(infoHash: string): void {
+  if (!HEX40.test(infoHash))
+    throw new ShoalError('BAD_REQUEST', 'infohash must be 40 lowercase hex characters')
+}
+
+function first<T>(items: IterableIterator<T>): T | undefined {
+  return items.next().value
+}

@@ -1,0 +1,288 @@
+/**
+ * shoal-tracker: the BitTorrent HTTP announce with Shoal's ordered handout, and metainfo for a
+ * digest (fetched from the origins). The announce handler is ours, on our HttpServer, rather than
+ * bittorrent-tracker's Server: its swarm hands peers out at random and its parser is unbounded.
+ */
+import type { ServerResponse } from 'node:http'
+import { Digest } from '../../core/index.js'
+import { ShoalError, toShoalError } from '../../errors/index.js'
+import { HttpServer } from '../../http/index.js'
+import type { Logger } from '../../log/index.js'
+import { counter, createRegistry, Gauge, type Registry } from '../../metrics/index.js'
+import { OriginClient } from '../../origin/client/index.js'
+import type { TrackerConfig } from '../config.js'
+import { createPeerStore } from '../peerstore/index.js'
+import { type PeerStore, peerClass } from '../peerstore/types.js'
+import { encodeAnnounceResponse, encodeFailure, parseAnnounce } from './announce.js'
+import { Announcer, OriginSet } from './handout.js'
+import { MetainfoService } from './metainfo.js'
+
+export type { AnnounceEvent, AnnounceRequest, AnnounceResponse, ParseOptions } from './announce.js'
+export {
+  decodeQuery,
+  encodeAnnounceResponse,
+  encodeFailure,
+  ipToBytes,
+  MAX_QUERY_BYTES,
+  normaliseIp,
+  parseAnnounce,
+} from './announce.js'
+export {
+  type AnnounceInput,
+  type AnnounceOutcome,
+  Announcer,
+  OriginSet,
+  orderPeers,
+  type Self,
+} from './handout.js'
+export { type MetainfoResult, MetainfoService, type MetainfoServiceOptions } from './metainfo.js'
+
+export interface TrackerDeps {
+  logger: Logger
+  registry?: Registry
+  /** A shared store (e.g. in tests); the tracker then does not close it. Default: from config. */
+  peerStore?: PeerStore
+  /** Builds the client of one origin from its HTTP host:port. */
+  originClient?: (httpAddress: string) => OriginClient
+  /** Random source for the handout shuffle (tests). */
+  random?: () => number
+}
+
+const CLASS_NAMES = ['origin', 'seeder', 'leecher'] as const
+const MAX_NAMESPACE_BYTES = 255
+
+export class TrackerServer {
+  readonly registry: Registry
+  private readonly log: Logger
+  private readonly http: HttpServer
+  private readonly metainfo: MetainfoService
+  private store: PeerStore | undefined
+  private announcer: Announcer | undefined
+  private starting: Promise<void> | undefined
+  private boundUrl: string | undefined
+
+  constructor(
+    readonly config: TrackerConfig,
+    private readonly deps: TrackerDeps,
+  ) {
+    this.log = deps.logger.child({ component: 'tracker' })
+    this.registry = deps.registry ?? createRegistry('tracker')
+    const announces = counter(
+      this.registry,
+      'shoal_tracker_announces_total',
+      'Announces by result (ok, rejected, error) and event',
+      ['result', 'event'],
+    )
+    const handedOut = counter(
+      this.registry,
+      'shoal_tracker_peers_handed_out_total',
+      'Peers handed out, by class',
+      ['class'],
+    )
+    const metainfoRequests = counter(
+      this.registry,
+      'shoal_tracker_metainfo_requests_total',
+      'Metainfo requests by result',
+      ['result'],
+    )
+    this.registerSwarmGauges()
+
+    this.http = new HttpServer({
+      name: 'tracker',
+      logger: deps.logger,
+      registry: this.registry,
+      readiness: () => {
+        if (!this.announcer) throw new ShoalError('UNAVAILABLE', 'tracker is starting')
+      },
+    })
+    const makeClient =
+      deps.originClient ??
+      ((addr: string) => new OriginClient(`http://${addr}`, { timeoutMs: config.originTimeoutMs }))
+    this.metainfo = new MetainfoService({
+      origins: config.origins.map((o) => o.http),
+      client: makeClient,
+      cacheSize: config.metainfoCacheSize,
+      logger: this.log,
+      onResult: (result) => metainfoRequests.inc({ result }),
+    })
+
+    this.http.router.get('/announce', async ({ req, res }) => {
+      const rawUrl = req.url ?? ''
+      const q = rawUrl.indexOf('?')
+      let parsed: ReturnType<typeof parseAnnounce>
+      try {
+        parsed = parseAnnounce(q < 0 ? '' : rawUrl.slice(q + 1), {
+          remoteAddress: req.socket.remoteAddress,
+          maxNumWant: config.maxNumWant,
+          defaultNumWant: config.defaultNumWant,
+          trustClientIp: config.trustClientIp,
+        })
+      } catch (err) {
+        announces.inc({ result: 'rejected', event: 'unknown' })
+        const e = toShoalError(err, 'BAD_ANNOUNCE')
+        this.log.debug({ reason: e.message, from: req.socket.remoteAddress }, 'announce rejected')
+        sendBencoded(res, encodeFailure(e.message))
+        return
+      }
+      const event = parsed.event || 'none'
+      const announcer = this.announcer
+      try {
+        if (!announcer) throw new ShoalError('UNAVAILABLE', 'tracker is not started')
+        const outcome = await announcer.announce(parsed)
+        for (const p of outcome.peers) handedOut.inc({ class: CLASS_NAMES[peerClass(p)] })
+        announces.inc({ result: 'ok', event })
+        sendBencoded(
+          res,
+          encodeAnnounceResponse({
+            interval: config.announceInterval,
+            minInterval: config.minInterval,
+            complete: outcome.complete,
+            incomplete: outcome.incomplete,
+            peers: outcome.peers,
+            compact: parsed.compact,
+            noPeerId: parsed.noPeerId,
+          }),
+        )
+        this.log.debug(
+          {
+            infoHash: parsed.infoHashHex,
+            peer: `${parsed.ip}:${parsed.port}`,
+            event,
+            handedOut: outcome.peers.length,
+          },
+          'announce',
+        )
+      } catch (err) {
+        // Stock clients understand only a failure reason, never our JSON errors.
+        announces.inc({ result: 'error', event })
+        const e = toShoalError(err)
+        this.log.warn({ code: e.code, err: e.message, infoHash: parsed.infoHashHex }, 'announce failed')
+        sendBencoded(res, encodeFailure(`tracker error: ${e.message}; retry later`))
+      }
+    })
+
+    this.http.router.get('/namespace/:ns/blobs/:digest/metainfo', async ({ params, res }) => {
+      const ns = params.ns ?? ''
+      if (ns === '' || Buffer.byteLength(ns) > MAX_NAMESPACE_BYTES || hasControlCharacters(ns)) {
+        throw new ShoalError(
+          'BAD_REQUEST',
+          `invalid namespace: 1..${MAX_NAMESPACE_BYTES} bytes without control characters`,
+        )
+      }
+      const digest = Digest.parse(params.digest ?? '')
+      const raw = await this.metainfo.get(ns, digest)
+      res.writeHead(200, { 'content-type': 'application/x-bittorrent', 'content-length': raw.length })
+      res.end(raw)
+    })
+  }
+
+  /** Binds the HTTP server; idempotent (a second call waits for the first). */
+  async start(): Promise<void> {
+    if (!this.starting) {
+      this.starting = this.doStart().catch(async (err) => {
+        this.starting = undefined
+        await this.stop().catch(() => undefined)
+        throw err
+      })
+    }
+    return this.starting
+  }
+
+  /** Stops serving, aborts metainfo fetches, closes the store it owns. Idempotent. */
+  async stop(): Promise<void> {
+    this.starting = undefined
+    this.announcer = undefined
+    this.boundUrl = undefined
+    await this.http.stop()
+    this.metainfo.close()
+    const store = this.store
+    this.store = undefined
+    if (store && store !== this.deps.peerStore) await store.close()
+  }
+
+  /** `http://host:port` actually bound (loopback when bound to every interface). */
+  get url(): string {
+    if (!this.boundUrl) throw new ShoalError('UNAVAILABLE', 'the tracker is not started; call start() first')
+    return this.boundUrl
+  }
+
+  private async doStart(): Promise<void> {
+    const origins = await OriginSet.resolve(
+      this.config.origins.map((o) => o.peer),
+      this.log,
+    )
+    this.store = this.deps.peerStore ?? createPeerStore(this.config.peerStore)
+    const addr = await this.http.start(this.config.server.port, this.config.server.host)
+    this.announcer = new Announcer(this.store, origins, this.config.peerTtlSeconds * 1000, {
+      random: this.deps.random,
+    })
+    const host = addr.address === '0.0.0.0' ? '127.0.0.1' : addr.address === '::' ? '::1' : addr.address
+    this.boundUrl = `http://${host.includes(':') ? `[${host}]` : host}:${addr.port}`
+    this.log.info(
+      {
+        url: this.boundUrl,
+        origins: this.config.origins.length,
+        originPeers: origins.size,
+        peerStore: this.store.kind,
+        interval: this.config.announceInterval,
+        peerTtlSeconds: this.config.peerTtlSeconds,
+      },
+      'tracker started',
+    )
+  }
+
+  /** Swarm sizes, read from the store when Prometheus scrapes (never per announce). */
+  private registerSwarmGauges(): void {
+    const self = this
+    if (!this.registry.getSingleMetric('shoal_tracker_swarms')) {
+      new Gauge({
+        name: 'shoal_tracker_swarms',
+        help: 'Infohashes with at least one live peer',
+        registers: [this.registry],
+        async collect() {
+          const stats = await self.store?.stats().catch(() => undefined)
+          if (stats) this.set(stats.swarms)
+        },
+      })
+    }
+    if (!this.registry.getSingleMetric('shoal_tracker_peers')) {
+      new Gauge({
+        name: 'shoal_tracker_peers',
+        help: 'Live peers over all swarms, by class',
+        labelNames: ['class'],
+        registers: [this.registry],
+        async collect() {
+          const stats = await self.store?.stats().catch(() => undefined)
+          if (!stats) return
+          this.set({ class: 'origin' }, stats.origins)
+          this.set({ class: 'seeder' }, stats.seeders)
+          this.set({ class: 'leecher' }, stats.leechers)
+        },
+      })
+    }
+  }
+}
+
+export async function startTracker(config: TrackerConfig, deps: TrackerDeps): Promise<TrackerServer> {
+  const server = new TrackerServer(config, deps)
+  await server.start()
+  return server
+}
+
+function hasControlCharacters(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    if (c < 0x20 || c === 0x7f) return true
+  }
+  return false
+}
+
+function sendBencoded(res: ServerResponse, body: Buffer): void {
+  if (res.headersSent || res.destroyed) return
+  res.writeHead(200, {
+    'content-type': 'text/plain',
+    'content-length': body.length,
+    'cache-control': 'no-store',
+  })
+  res.end(body)
+}

@@ -1,0 +1,140 @@
+/**
+ * Metainfo for a digest, fetched from the origins in the ring order of lib/hashring (the ring
+ * the origins use, so the digest's owner is asked first), validated, and kept in a bounded LRU. Concurrent requests for the same digest share one fetch:
+ * when a thousand agents start the same pull, the origins see one request, not a thousand.
+ */
+import { type Digest, MetaInfo } from '../../core/index.js'
+import { isAbortError, isShoalError, ShoalError, toShoalError } from '../../errors/index.js'
+import { HashRing } from '../../hashring/index.js'
+import type { Logger } from '../../log/index.js'
+import type { OriginClient } from '../../origin/client/index.js'
+
+export type MetainfoResult = 'hit' | 'fetched' | 'not_found' | 'unavailable'
+
+export interface MetainfoServiceOptions {
+  /** Origin HTTP addresses (host:port). */
+  origins: readonly string[]
+  client: (httpAddress: string) => OriginClient
+  cacheSize: number
+  logger: Logger
+  onResult?: (result: MetainfoResult) => void
+}
+
+export class MetainfoService {
+  private readonly cache = new Map<string, Buffer>()
+  private readonly inflight = new Map<string, Promise<Buffer>>()
+  private readonly clients = new Map<string, OriginClient>()
+  private readonly ring: HashRing | undefined
+  private controller = new AbortController()
+
+  constructor(private readonly opts: MetainfoServiceOptions) {
+    this.ring = opts.origins.length > 0 ? new HashRing(opts.origins) : undefined
+  }
+
+  /** Origins in the order they are asked for `digest`: its ring owner first, then the rest. */
+  order(digest: Digest): string[] {
+    if (!this.ring) return []
+    const ordered = this.ring.owners(digest, this.ring.nodes.length)
+    for (const o of this.opts.origins) if (!ordered.includes(o)) ordered.push(o)
+    return ordered
+  }
+
+  async get(ns: string, digest: Digest): Promise<Buffer> {
+    const key = digest.hex
+    const cached = this.cache.get(key)
+    if (cached) {
+      this.cache.delete(key)
+      this.cache.set(key, cached)
+      this.opts.onResult?.('hit')
+      return cached
+    }
+    // In-flight fetches are keyed by namespace too: namespaces may route to different backends.
+    const flightKey = `${ns}\u0000${key}`
+    let flight = this.inflight.get(flightKey)
+    if (!flight) {
+      flight = this.fetch(ns, digest).finally(() => this.inflight.delete(flightKey))
+      this.inflight.set(flightKey, flight)
+    }
+    return flight
+  }
+
+  /** Aborts fetches in flight (on stop) and empties the cache. */
+  close(): void {
+    this.controller.abort()
+    this.controller = new AbortController()
+    this.cache.clear()
+  }
+
+  private async fetch(ns: string, digest: Digest): Promise<Buffer> {
+    const origins = this.order(digest)
+    if (origins.length === 0) {
+      this.opts.onResult?.('unavailable')
+      throw new ShoalError(
+        'UNAVAILABLE',
+        'no origins are configured on this tracker: list them under "origins" in its config',
+      )
+    }
+    const signal = this.controller.signal
+    let notFound = 0
+    const problems: string[] = []
+    for (const origin of origins) {
+      try {
+        const raw = await this.client(origin).metainfo(ns, digest, signal)
+        MetaInfo.parse(raw)
+        this.remember(digest.hex, raw)
+        this.opts.onResult?.('fetched')
+        this.opts.logger.debug(
+          { digest: digest.toString(), origin, bytes: raw.length },
+          'metainfo fetched from origin',
+        )
+        return raw
+      } catch (err) {
+        if (signal.aborted || isAbortError(err) || isShoalError(err, 'ABORTED')) {
+          throw new ShoalError('UNAVAILABLE', 'the tracker is shutting down', { cause: err })
+        }
+        if (isShoalError(err, 'BLOB_NOT_FOUND') || isShoalError(err, 'NOT_FOUND')) {
+          notFound++
+          continue
+        }
+        const e = toShoalError(err, 'UPSTREAM_ERROR')
+        problems.push(`${origin}: ${e.message}`)
+        this.opts.logger.warn(
+          { digest: digest.toString(), origin, code: e.code, err: e.message },
+          'origin failed to serve metainfo',
+        )
+      }
+    }
+    // Not found only when every origin said so; one that failed might be the one holding it.
+    if (notFound === origins.length) {
+      this.opts.onResult?.('not_found')
+      throw new ShoalError(
+        'BLOB_NOT_FOUND',
+        `blob ${digest} is not known to any origin (${origins.length} asked); push it first`,
+      )
+    }
+    this.opts.onResult?.('unavailable')
+    throw new ShoalError(
+      'UNAVAILABLE',
+      `cannot get metainfo for ${digest} from the origins; retry later (${problems.join('; ')})`,
+    )
+  }
+
+  private client(origin: string): OriginClient {
+    let c = this.clients.get(origin)
+    if (!c) {
+      c = this.opts.client(origin)
+      this.clients.set(origin, c)
+    }
+    return c
+  }
+
+  private remember(key: string, raw: Buffer): void {
+    if (this.opts.cacheSize <= 0) return
+    this.cache.set(key, raw)
+    while (this.cache.size > this.opts.cacheSize) {
+      const oldest = this.cache.keys().next().value
+      if (oldest === undefined) break
+      this.cache.delete(oldest)
+    }
+  }
+}

@@ -1,0 +1,368 @@
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { connect, type Socket } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t, { type Test } from 'tap'
+import { MetaInfo } from '../../lib/core/index.js'
+import { createLogger, type Logger, silentLogger } from '../../lib/log/index.js'
+import { Registry } from '../../lib/metrics/index.js'
+import {
+  type AnnounceRequest,
+  type AnnounceResponse,
+  type EngineOptions,
+  MemoryStorage,
+  type PeerSource,
+  TorrentEngine,
+  type TorrentStorage,
+} from '../../lib/torrent/index.js'
+
+const log: Logger = process.env.SHOAL_TEST_LOG ? createLogger({ level: 'debug' }) : silentLogger()
+
+/** A tracker stand-in: hands every announcer the listed engines' addresses (itself included). */
+class StaticPeerSource implements PeerSource {
+  readonly events: Array<{ port: number; event: string | undefined; left: number }> = []
+  constructor(private readonly peers: () => TorrentEngine[]) {}
+  async announce(req: AnnounceRequest): Promise<AnnounceResponse> {
+    this.events.push({ port: req.port, event: req.event, left: req.left })
+    return { interval: 60, peers: this.peers().map((e) => ({ ip: '127.0.0.1', port: e.port })) }
+  }
+}
+
+/** Serves correct pieces, slowly: it must not finish the download alone before others join. */
+class SlowStorage implements TorrentStorage {
+  constructor(
+    private readonly inner: MemoryStorage,
+    private readonly delayMs: number,
+  ) {}
+  get pieceCount() {
+    return this.inner.pieceCount
+  }
+  hasPiece(i: number) {
+    return this.inner.hasPiece(i)
+  }
+  async readBlock(piece: number, offset: number, length: number) {
+    await new Promise((r) => setTimeout(r, this.delayMs))
+    return this.inner.readBlock(piece, offset, length)
+  }
+  writePiece(piece: number, data: Buffer) {
+    return this.inner.writePiece(piece, data)
+  }
+}
+
+/** A seeder whose disk returns flipped bits. */
+class CorruptStorage extends MemoryStorage {
+  override async readBlock(piece: number, offset: number, length: number): Promise<Buffer> {
+    const block = await super.readBlock(piece, offset, length)
+    block[0]! ^= 0xff
+    return block
+  }
+}
+
+async function makeTorrent(
+  t: Pick<Test, 'teardown'>,
+  size: number,
+  pieceLength: number,
+): Promise<{ meta: MetaInfo; data: Buffer }> {
+  const dir = await mkdtemp(join(tmpdir(), 'shoal-torrent-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const data = randomBytes(size)
+  const path = join(dir, 'blob')
+  await writeFile(path, data)
+  const meta = await MetaInfo.create(path, {
+    name: 'blob',
+    announce: 'http://127.0.0.1:1/announce',
+    size,
+    pieceLength,
+  })
+  return { meta, data }
+}
+
+async function engine(
+  t: Pick<Test, 'teardown'>,
+  role: 'origin' | 'agent',
+  source: PeerSource,
+  extra: Partial<EngineOptions> = {},
+) {
+  const e = new TorrentEngine({ role, host: '127.0.0.1', port: 0, peerSource: source, logger: log, ...extra })
+  await e.start()
+  t.teardown(() => e.stop())
+  return e
+}
+
+async function metric(registry: Registry, name: string): Promise<number> {
+  const m = (await registry.getMetricsAsJSON()).find((x) => x.name === name)
+  return (m?.values ?? []).reduce((sum, v) => sum + Number(v.value), 0)
+}
+
+t.test('three agents download from an origin concurrently; bytes identical, accounting exact', async (t) => {
+  const { meta, data } = await makeTorrent(t, 8 << 20, 256 << 10)
+  const all: TorrentEngine[] = []
+  const source = new StaticPeerSource(() => all)
+  const origin = await engine(t, 'origin', source)
+  all.push(origin)
+  origin.seed(meta, MemoryStorage.complete(meta, data))
+  origin.seed(meta, MemoryStorage.complete(meta, data)) // idempotent
+  const agents = [
+    await engine(t, 'agent', source),
+    await engine(t, 'agent', source),
+    await engine(t, 'agent', source),
+  ]
+  all.push(...agents)
+  t.equal(origin.peerId.subarray(0, 8).toString(), '-SO0001-')
+  t.equal(agents[0]!.peerId.subarray(0, 8).toString(), '-SA0001-')
+  t.equal(agents[0]!.peerId.length, 20)
+
+  const stores = agents.map(() => new MemoryStorage(meta))
+  const began = performance.now()
+  const [first, ...rest] = agents.map((a, i) => a.download(meta, stores[i]!))
+  const shared = agents[0]!.download(meta, stores[0]!) // same infohash: shares the download
+  const stats = await Promise.all([first!, ...rest])
+  const seconds = (performance.now() - began) / 1000
+  t.comment(`3 agents x 8 MiB in ${seconds.toFixed(2)} s (${((3 * 8) / seconds).toFixed(0)} MiB/s aggregate)`)
+  t.same(await shared, stats[0], 'a concurrent download() call resolves with the same download')
+
+  let uploadedByAgents = 0
+  for (const [i, s] of stats.entries()) {
+    t.ok(stores[i]!.toBuffer().equals(data), `agent ${i} has identical bytes`)
+    t.equal(
+      s.bytesFromOrigins + s.bytesFromAgents,
+      meta.length,
+      `agent ${i}: every verified byte credited once`,
+    )
+    t.equal(
+      s.piecesFromOrigins + s.piecesFromAgents,
+      meta.pieceCount,
+      `agent ${i}: every piece credited once`,
+    )
+    t.ok(s.finishedAt! >= s.startedAt)
+  }
+  // Uploads keep counting after a download finishes (the agent seeds on), so read them now.
+  for (const a of agents) uploadedByAgents += a.stats(meta.infoHash)!.bytesUploaded
+  const fromAgents = stats.reduce((n, s) => n + s.bytesFromAgents, 0)
+  t.ok(uploadedByAgents >= fromAgents, 'agents uploaded at least what agents received')
+  t.ok(origin.stats(meta.infoHash)!.bytesUploaded >= stats.reduce((n, s) => n + s.bytesFromOrigins, 0))
+
+  const agentPorts = new Set(agents.map((a) => a.port))
+  const events = source.events.filter((e) => agentPorts.has(e.port))
+  for (const a of agents) {
+    const mine = events.filter((e) => e.port === a.port)
+    t.equal(mine[0]?.event, 'started', 'first announce is started')
+    t.equal(mine[0]?.left, meta.length)
+    t.ok(
+      mine.some((e) => e.event === 'completed' && e.left === 0),
+      'completed is announced',
+    )
+  }
+  t.match(
+    source.events.find((e) => e.port === origin.port),
+    { event: 'started', left: 0 },
+    'the seeder announced with left=0',
+  )
+})
+
+t.test('agents serve each other once the origin is gone (agent-to-agent credit is exact)', async (t) => {
+  const { meta, data } = await makeTorrent(t, 8 << 20, 256 << 10)
+  const all: TorrentEngine[] = []
+  const source = new StaticPeerSource(() => all)
+  const origin = await engine(t, 'origin', source)
+  all.push(origin)
+  origin.seed(meta, MemoryStorage.complete(meta, data))
+  const a = await engine(t, 'agent', source)
+  all.push(a)
+  const sa = await a.download(meta, new MemoryStorage(meta))
+  t.equal(sa.bytesFromOrigins, meta.length, 'the first agent got everything from the origin')
+  t.equal(sa.piecesFromOrigins, meta.pieceCount)
+  t.equal(sa.bytesFromAgents, 0)
+
+  const stopped = source.events.length
+  origin.remove(meta.infoHash) // the origin now refuses the infohash (unknown torrent)
+  t.equal(origin.stats(meta.infoHash), undefined)
+  await new Promise((r) => setTimeout(r, 50))
+  t.ok(
+    source.events.slice(stopped).some((e) => e.port === origin.port && e.event === 'stopped'),
+    'remove() announces stopped',
+  )
+
+  const b = await engine(t, 'agent', source)
+  const c = await engine(t, 'agent', source)
+  all.push(b, c)
+  const stores = [new MemoryStorage(meta), new MemoryStorage(meta)]
+  const [sb, sc] = await Promise.all([b.download(meta, stores[0]!), c.download(meta, stores[1]!)])
+  for (const [name, s, store] of [
+    ['b', sb!, stores[0]!],
+    ['c', sc!, stores[1]!],
+  ] as const) {
+    t.ok(store.toBuffer().equals(data), `agent ${name} has identical bytes`)
+    t.equal(s.bytesFromOrigins, 0, `agent ${name}: nothing from origins`)
+    t.equal(s.bytesFromAgents, meta.length, `agent ${name}: everything from agents`)
+    t.equal(s.piecesFromAgents, meta.pieceCount)
+  }
+  t.ok(a.stats(meta.infoHash)!.bytesUploaded > 0, 'the first agent seeded')
+})
+
+t.test(
+  'a peer sending corrupt pieces is rejected and banned; the download completes from a good seeder',
+  async (t) => {
+    const { meta, data } = await makeTorrent(t, 1 << 20, 64 << 10)
+    const good: TorrentEngine[] = []
+    const bad: TorrentEngine[] = []
+    const seederSource = new StaticPeerSource(() => [])
+    const liar = await engine(t, 'agent', seederSource)
+    liar.seed(meta, CorruptStorage.complete(meta, data))
+    const honest = await engine(t, 'origin', seederSource)
+    honest.seed(meta, new SlowStorage(MemoryStorage.complete(meta, data), 3))
+    bad.push(liar)
+    good.push(honest)
+    const registry = new Registry()
+    const leecher = await engine(t, 'agent', new StaticPeerSource(() => [...bad, ...good]), { registry })
+    const store = new MemoryStorage(meta)
+    const s = await leecher.download(meta, store, { signal: AbortSignal.timeout(20_000) })
+    t.ok(store.toBuffer().equals(data), 'identical bytes despite the liar')
+    t.ok((await metric(registry, 'shoal_torrent_pieces_failed_total')) >= 1, 'a bad piece was detected')
+    t.ok((await metric(registry, 'shoal_torrent_peer_bans_total')) >= 1, 'the liar was banned')
+    t.equal(s.piecesFromOrigins, meta.pieceCount, 'every verified piece came from the honest origin')
+    t.equal(s.bytesFromAgents, 0, 'no byte from the liar survived verification')
+    t.ok(liar.stats(meta.infoHash)!.bytesUploaded > 0, 'the liar did get to send')
+  },
+)
+
+/** A seeder whose disk never answers: its requests must time out and move elsewhere. */
+class StalledStorage extends MemoryStorage {
+  override readBlock(): Promise<Buffer> {
+    return new Promise(() => {})
+  }
+}
+
+t.test('a stalled peer does not stall the download: its requests time out and are re-issued', async (t) => {
+  const { meta, data } = await makeTorrent(t, 1 << 20, 64 << 10)
+  const seeds: TorrentEngine[] = []
+  const quiet = new StaticPeerSource(() => [])
+  const stalled = await engine(t, 'agent', quiet)
+  stalled.seed(meta, StalledStorage.complete(meta, data))
+  const good = await engine(t, 'origin', quiet)
+  good.seed(meta, new SlowStorage(MemoryStorage.complete(meta, data), 2))
+  seeds.push(stalled, good)
+  const leecher = await engine(t, 'agent', new StaticPeerSource(() => seeds), { requestTimeoutMs: 400 })
+  const store = new MemoryStorage(meta)
+  const began = Date.now()
+  const s = await leecher.download(meta, store, { signal: AbortSignal.timeout(15_000) })
+  t.ok(store.toBuffer().equals(data), 'identical bytes')
+  t.equal(s.piecesFromOrigins, meta.pieceCount, 'everything came from the responsive seeder')
+  t.equal(stalled.stats(meta.infoHash)!.bytesUploaded, 0, 'the stalled seeder sent nothing')
+  t.ok(Date.now() - began < 10_000, 'finished without waiting for the stalled peer')
+})
+
+function rawConnect(port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host: '127.0.0.1', port }, () => resolve(s))
+    s.on('error', reject)
+  })
+}
+
+function closedWithin(s: Socket, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (s.destroyed || s.readableEnded) return resolve(true)
+    const timer = setTimeout(() => {
+      s.destroy()
+      resolve(false)
+    }, ms)
+    s.on('error', () => {})
+    s.resume() // drain whatever the engine sends (its handshake, bitfield...)
+    s.once('close', () => {
+      clearTimeout(timer)
+      resolve(true)
+    })
+    s.once('end', () => {
+      clearTimeout(timer)
+      s.destroy()
+      resolve(true)
+    })
+  })
+}
+
+function handshake(infoHash: Buffer): Buffer {
+  const reserved = Buffer.alloc(8)
+  reserved[7] = 0x04 // fast extension, like our own peers
+  return Buffer.concat([
+    Buffer.from('\x13BitTorrent protocol', 'latin1'),
+    reserved,
+    infoHash,
+    randomBytes(20),
+  ])
+}
+
+function msg(id: number, ...fields: number[]): Buffer {
+  const b = Buffer.alloc(5 + 4 * fields.length)
+  b.writeUInt32BE(1 + 4 * fields.length, 0)
+  b[4] = id
+  for (const [i, f] of fields.entries()) b.writeUInt32BE(f, 5 + 4 * i)
+  return b
+}
+
+t.test('hostile wire input closes the connection, never the engine', async (t) => {
+  const { meta, data } = await makeTorrent(t, 1 << 20, 64 << 10)
+  const all: TorrentEngine[] = []
+  const source = new StaticPeerSource(() => all)
+  const origin = await engine(t, 'origin', source, { handshakeTimeoutMs: 300 })
+  all.push(origin)
+  origin.seed(meta, MemoryStorage.complete(meta, data))
+  const ih = meta.infoHash.toBuffer()
+  const cases: Array<[string, Buffer]> = [
+    ['HTTP garbage', Buffer.from('GET /announce HTTP/1.1\r\nHost: x\r\n\r\n')],
+    ['random bytes', randomBytes(4096)],
+    ['unknown infohash', handshake(randomBytes(20))],
+    [
+      'giant length prefix',
+      Buffer.concat([handshake(ih), Buffer.from([0x7f, 0xff, 0xff, 0xf0]), randomBytes(64 << 10)]),
+    ],
+    [
+      'length prefix with the top bit set',
+      Buffer.concat([handshake(ih), Buffer.from([0xff, 0xff, 0xff, 0xff, 4])]),
+    ],
+    ['truncated have', Buffer.concat([handshake(ih), Buffer.from([0, 0, 0, 1, 4])])],
+    [
+      'bitfield of the wrong size',
+      Buffer.concat([handshake(ih), Buffer.from([0, 0, 0, 10, 5]), Buffer.alloc(9, 0xff)]),
+    ],
+    ['have out of range', Buffer.concat([handshake(ih), msg(4, 1_000_000)])],
+    ['oversized request', Buffer.concat([handshake(ih), msg(2), msg(6, 0, 0, 1 << 20)])],
+    [
+      'request past the piece end',
+      Buffer.concat([handshake(ih), msg(2), msg(6, 0, (64 << 10) - 100, 16 << 10)]),
+    ],
+    ['request for a missing piece index', Buffer.concat([handshake(ih), msg(2), msg(6, 999, 0, 16 << 10)])],
+    ['silence (handshake timeout)', Buffer.alloc(0)],
+  ]
+  for (const [name, bytes] of cases) {
+    const s = await rawConnect(origin.port)
+    if (bytes.length > 0) s.write(bytes)
+    t.ok(await closedWithin(s, 3000), `${name}: connection closed by the engine`)
+  }
+
+  const agent = await engine(t, 'agent', source)
+  all.push(agent)
+  const store = new MemoryStorage(meta)
+  const s = await agent.download(meta, store, { signal: AbortSignal.timeout(10_000) })
+  t.ok(store.toBuffer().equals(data), 'a good download still works afterwards')
+  t.equal(s.piecesFromOrigins, meta.pieceCount)
+})
+
+t.test('download rejects with TIMEOUT / ABORTED and leaves nothing running', async (t) => {
+  const { meta } = await makeTorrent(t, 256 << 10, 64 << 10)
+  const lonely = await engine(t, 'agent', new StaticPeerSource(() => []))
+  await t.rejects(lonely.download(meta, new MemoryStorage(meta), { signal: AbortSignal.timeout(200) }), {
+    code: 'TIMEOUT',
+  })
+  t.equal(lonely.stats(meta.infoHash), undefined, 'the abandoned download was removed')
+  const ac = new AbortController()
+  const p = lonely.download(meta, new MemoryStorage(meta), { signal: ac.signal })
+  ac.abort()
+  await t.rejects(p, { code: 'ABORTED' })
+  const q = lonely.download(meta, new MemoryStorage(meta))
+  lonely.remove(meta.infoHash)
+  await t.rejects(q, { code: 'ABORTED' }, 'remove() rejects pending downloads')
+  await lonely.stop()
+  await lonely.stop() // idempotent
+  await t.rejects(lonely.download(meta, new MemoryStorage(meta)), { code: 'ABORTED' })
+})

@@ -1,0 +1,65 @@
+import { mkdtemp, mkdir, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import { AgentConfigSchema } from '../../lib/agent/config.js'
+import { loadConfig } from '../../lib/config/index.js'
+import { HerdConfigSchema } from '../../lib/herd/config.js'
+
+async function configTree(files: Record<string, string>): Promise<string> {
+  const root = await mkdtemp(join(tmpdir(), 'shoal-config-'))
+  for (const [name, text] of Object.entries(files)) {
+    await mkdir(join(root, name, '..'), { recursive: true })
+    await writeFile(join(root, name), text)
+  }
+  return root
+}
+
+t.test('defaults make an empty config valid', async (t) => {
+  const root = await configTree({})
+  const c = loadConfig(AgentConfigSchema, { component: 'agent', configDir: root })
+  t.equal(c.server.host, '127.0.0.1', 'agent API binds loopback by default')
+  t.equal(c.server.port, 16002)
+  t.equal(c.peer.port, 16001)
+  t.ok(Object.isFrozen(c) && Object.isFrozen(c.server), 'config is frozen')
+})
+
+t.test('environment file extends base; flags override both', async (t) => {
+  const root = await configTree({
+    'agent/base.yaml': 'server:\n  port: 1000\npeer:\n  port: 1001\n',
+    'agent/staging.yaml': 'extends: base.yaml\nserver:\n  port: 2000\n',
+  })
+  const c = loadConfig(AgentConfigSchema, { component: 'agent', configDir: root, env: 'staging', overrides: { peer: { port: 3001 }, dataDir: undefined } })
+  t.equal(c.server.port, 2000, 'environment beats base')
+  t.equal(c.peer.port, 3001, 'flags beat files')
+  t.equal(c.dataDir, './data/agent', 'undefined flags leave defaults alone')
+})
+
+t.test('an unknown or misspelt key stops start-up naming it', async (t) => {
+  const root = await configTree({ 'agent/base.yaml': 'server:\n  prot: 1000\ndataDri: /x\n' })
+  t.throws(() => loadConfig(AgentConfigSchema, { component: 'agent', configDir: root }), {
+    code: 'CONFIG_INVALID',
+    message: /unknown key "server\.prot".*unknown key "dataDri"|unknown key "dataDri".*unknown key "server\.prot"/,
+  })
+})
+
+t.test('wrong types and broken files are named too', async (t) => {
+  const root = await configTree({
+    'agent/base.yaml': 'server:\n  port: "not a number"\n',
+    'agent/broken.yaml': 'server: [1, 2\n',
+    'agent/loop.yaml': 'extends: loop.yaml\n',
+    'agent/missing.yaml': 'extends: nowhere.yaml\n',
+  })
+  t.throws(() => loadConfig(AgentConfigSchema, { component: 'agent', configDir: root }), { code: 'CONFIG_INVALID', message: /"server\.port"/ })
+  t.throws(() => loadConfig(AgentConfigSchema, { component: 'agent', configDir: root, env: 'broken' }), { code: 'CONFIG_INVALID', message: /cannot read config/ })
+  t.throws(() => loadConfig(AgentConfigSchema, { component: 'agent', configDir: root, env: 'loop' }), { code: 'CONFIG_INVALID', message: /loops/ })
+  t.throws(() => loadConfig(AgentConfigSchema, { component: 'agent', configDir: root, env: 'missing' }), { code: 'CONFIG_INVALID', message: /does not exist/ })
+  t.throws(() => loadConfig(AgentConfigSchema, { component: 'agent', file: join(root, 'nope.yaml') }), { code: 'CONFIG_INVALID', message: /not found/ })
+})
+
+t.test('the shipped config files are valid', async (t) => {
+  for (const env of ['base', 'development', 'production']) {
+    t.doesNotThrow(() => loadConfig(AgentConfigSchema, { component: 'agent', env }), `agent ${env}`)
+  }
+  t.doesNotThrow(() => loadConfig(HerdConfigSchema, { component: 'herd', env: 'development' }), 'herd development')
+})

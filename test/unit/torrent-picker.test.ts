@@ -1,0 +1,218 @@
+import { createHash, randomBytes } from 'node:crypto'
+import t from 'tap'
+import {
+  Bitfield,
+  BLOCK_SIZE,
+  classifyPeerId,
+  MAX_MESSAGE_LENGTH,
+  MemoryStorage,
+  PieceBuffer,
+  PiecePicker,
+  WireGuard,
+} from '../../lib/torrent/index.js'
+
+t.test('bitfield: wire order, counts, strict parsing', async (t) => {
+  const bf = new Bitfield(10)
+  t.equal(bf.buffer.length, 2)
+  t.ok(bf.set(0))
+  t.ok(bf.set(9))
+  t.notOk(bf.set(9), 'setting twice reports no change')
+  t.equal(bf.count, 2)
+  t.same([...bf.buffer], [0x80, 0x40], 'bit 7 of byte 0 is piece 0')
+  t.ok(bf.clear(0))
+  t.notOk(bf.clear(0))
+  t.equal(bf.count, 1)
+
+  const parsed = Bitfield.fromWire(10, Uint8Array.from([0xff, 0xc0]))
+  t.ok(parsed)
+  t.equal(parsed!.count, 10)
+  t.ok(parsed!.complete)
+  t.equal(Bitfield.fromWire(10, Uint8Array.from([0xff])), undefined, 'wrong length is rejected')
+  t.equal(Bitfield.fromWire(10, Uint8Array.from([0xff, 0xe0])), undefined, 'a spare bit set is rejected')
+  t.equal(
+    Bitfield.fromWire(16, Uint8Array.from([0xff, 0xff]))!.count,
+    16,
+    'no spare bits when length is a multiple of 8',
+  )
+  t.ok(Bitfield.full(13).complete)
+  t.equal(Bitfield.full(13).buffer[1], 0xf8)
+})
+
+t.test('picker: availability follows bitfields and haves', async (t) => {
+  const p = new PiecePicker(12)
+  const a = Bitfield.fromWire(12, Uint8Array.from([0b1100_0000, 0b0001_0000]))!
+  const b = Bitfield.full(12)
+  p.addBitfield(a)
+  p.addBitfield(b)
+  t.same([...p.availability], [2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2])
+  p.addHave(5)
+  t.equal(p.availability[5], 2)
+  p.removeBitfield(b)
+  t.same([...p.availability], [1, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1])
+})
+
+t.test('picker: rarest first, skipping pieces we have or are fetching', async (t) => {
+  const n = 64
+  const p = new PiecePicker(n, { randomFirst: 0 })
+  const seedA = Bitfield.full(n)
+  const seedB = Bitfield.full(n)
+  const partial = new Bitfield(n)
+  for (let i = 0; i < n; i++) if (i !== 17 && i !== 40) partial.set(i)
+  p.addBitfield(seedA)
+  p.addBitfield(seedB)
+  p.addBitfield(partial)
+  // 17 and 40 have availability 2, every other piece 3.
+  for (let k = 0; k < 20; k++) t.ok([17, 40].includes(p.pick(seedA)), 'a rarest piece is chosen')
+  p.setBusy(17, true)
+  t.equal(p.pick(seedA), 40, 'a busy piece is not picked twice')
+  p.markHave(40)
+  const next = p.pick(seedA)
+  t.not(next, 17)
+  t.not(next, 40)
+  t.ok(next >= 0)
+  t.equal(p.pick(new Bitfield(n)), -1, 'nothing wanted from a peer without pieces')
+  t.equal(p.pick(partial) === 17 || p.pick(partial) === 40, false, 'never a piece the peer lacks')
+})
+
+t.test('picker: first pieces are random, not always the rarest', async (t) => {
+  const n = 100
+  const p = new PiecePicker(n, { randomFirst: 4 })
+  const seed = Bitfield.full(n)
+  p.addBitfield(seed)
+  const other = Bitfield.full(n)
+  other.clear(0)
+  p.addBitfield(other) // piece 0 is the unique rarest
+  const picks = new Set<number>()
+  for (let k = 0; k < 50; k++) picks.add(p.pick(seed))
+  t.ok(picks.size > 5, `random picks spread out (${picks.size} distinct)`)
+  for (let i = 1; i <= 4; i++) p.markHave(i)
+  t.equal(p.pick(seed), 0, 'rarest first once a few pieces are in')
+})
+
+t.test('picker: starts from what storage already has', async (t) => {
+  const p = new PiecePicker(5, { has: (i) => i % 2 === 0 })
+  t.equal(p.have.count, 3)
+  t.notOk(p.wanted(0))
+  t.ok(p.wanted(1))
+  p.markHave(1)
+  p.markHave(3)
+  t.ok(p.complete)
+})
+
+t.test('piece buffer: assembly, release, duplicates, verification, credit', async (t) => {
+  const size = BLOCK_SIZE * 2 + 100
+  const data = randomBytes(size)
+  const sha1 = createHash('sha1').update(data).digest()
+  const piece = new PieceBuffer<string>(7, size)
+  t.equal(piece.blockCount, 3)
+  t.equal(piece.blockLength(2), 100)
+  t.equal(piece.nextFreeBlock(), 0)
+  piece.markRequested(0, 'A')
+  piece.markRequested(1, 'A')
+  t.equal(piece.nextFreeBlock(), 2)
+  piece.markRequested(2, 'A')
+  t.equal(piece.nextFreeBlock(), -1)
+  t.notOk(piece.release(1, 'B'), 'only the requester can release a block')
+  t.ok(piece.release(1, 'A'))
+  t.equal(piece.nextFreeBlock(), 1, 'a released block is free again')
+  piece.markRequested(1, 'B')
+
+  t.ok(piece.accept(0, data.subarray(0, BLOCK_SIZE), 'A', 'origin'))
+  t.ok(piece.accept(2, data.subarray(2 * BLOCK_SIZE), 'A', 'origin'))
+  t.notOk(piece.accept(2, data.subarray(2 * BLOCK_SIZE), 'A', 'origin'), 'a duplicate is dropped')
+  t.notOk(piece.complete)
+  t.ok(piece.accept(1, data.subarray(BLOCK_SIZE, 2 * BLOCK_SIZE), 'B', 'agent'))
+  t.ok(piece.complete)
+  t.ok(piece.verify(sha1))
+  t.same(piece.sources, ['A', 'B'])
+  t.equal(piece.originBytes, BLOCK_SIZE + 100)
+  t.equal(piece.agentBytes, BLOCK_SIZE)
+  t.equal(piece.originBytes + piece.agentBytes, size, 'credit is exact')
+  t.equal(piece.majorityClass, 'origin')
+
+  const bad = new PieceBuffer<string>(0, BLOCK_SIZE)
+  const wrong = Buffer.from(data.subarray(0, BLOCK_SIZE))
+  wrong[5]! ^= 1
+  bad.accept(0, wrong, 'X', 'agent')
+  t.notOk(bad.verify(createHash('sha1').update(data.subarray(0, BLOCK_SIZE)).digest()))
+})
+
+t.test('peer class comes from the peer-id prefix', async (t) => {
+  t.equal(classifyPeerId(Buffer.from('-SO0001-abcdefghijkl')), 'origin')
+  t.equal(classifyPeerId(Buffer.from('-SA0001-abcdefghijkl')), 'agent')
+  t.equal(classifyPeerId(Buffer.from('-aria2-0000000000000')), 'agent')
+})
+
+function handshake(): Buffer {
+  return Buffer.concat([Buffer.from('\x13BitTorrent protocol', 'latin1'), Buffer.alloc(48)])
+}
+function msg(id: number, body: Buffer = Buffer.alloc(0), length = body.length + 1): Buffer {
+  const h = Buffer.alloc(5)
+  h.writeUInt32BE(length >>> 0, 0)
+  h[4] = id
+  return Buffer.concat([h, body])
+}
+
+t.test('wire guard: follows framing across arbitrary chunk boundaries', async (t) => {
+  const stream = Buffer.concat([
+    handshake(),
+    Buffer.alloc(4), // keep-alive
+    msg(5, Buffer.alloc(3)), // bitfield
+    msg(4, Buffer.alloc(4)), // have
+    msg(6, Buffer.alloc(12)), // request
+    msg(7, Buffer.alloc(8 + BLOCK_SIZE)), // piece
+    msg(20, Buffer.from([0, 0x64, 0x65])), // extended
+    msg(2), // interested
+  ])
+  for (const size of [1, 3, 7, 64, 1000, stream.length]) {
+    const g = new WireGuard()
+    let bad: string | undefined
+    for (let i = 0; i < stream.length && bad === undefined; i += size)
+      bad = g.check(stream.subarray(i, i + size))
+    t.equal(bad, undefined, `valid stream passes in ${size}-byte chunks`)
+  }
+})
+
+t.test('wire guard: rejects oversized and malformed frames', async (t) => {
+  const cases: Array<[string, Buffer]> = [
+    ['not a handshake', Buffer.from('GET / HTTP/1.1\r\n\r\n')],
+    ['giant length', Buffer.concat([handshake(), Buffer.from([0x7f, 0xff, 0xff, 0xff])])],
+    ['top bit set', Buffer.concat([handshake(), Buffer.from([0xff, 0xff, 0xff, 0xff])])],
+    ['just over the limit', Buffer.concat([handshake(), msg(7, Buffer.alloc(0), MAX_MESSAGE_LENGTH + 1)])],
+    ['short have', Buffer.concat([handshake(), msg(4)])],
+    ['long choke', Buffer.concat([handshake(), msg(0, Buffer.alloc(1))])],
+    ['short request', Buffer.concat([handshake(), msg(6, Buffer.alloc(8))])],
+    ['empty piece', Buffer.concat([handshake(), msg(7, Buffer.alloc(8))])],
+    ['short extended', Buffer.concat([handshake(), msg(20)])],
+  ]
+  for (const [name, bytes] of cases) {
+    const g = new WireGuard()
+    let bad: string | undefined
+    for (let i = 0; i < bytes.length && bad === undefined; i += 3) bad = g.check(bytes.subarray(i, i + 3))
+    t.type(bad, 'string', `${name}: ${bad}`)
+  }
+  const g = new WireGuard()
+  t.equal(
+    g.check(Buffer.concat([handshake(), msg(7, Buffer.alloc(8), MAX_MESSAGE_LENGTH)])),
+    undefined,
+    'the limit itself is fine',
+  )
+})
+
+t.test('memory storage', async (t) => {
+  const layout = { length: 100_000, pieceLength: 32_768 }
+  const data = randomBytes(layout.length)
+  const full = MemoryStorage.complete(layout, data)
+  t.equal(full.pieceCount, 4)
+  t.ok(full.complete)
+  t.same(await full.readBlock(3, 0, 100_000 - 3 * 32_768), data.subarray(3 * 32_768))
+  await t.rejects(full.readBlock(3, 1, 100_000 - 3 * 32_768), { code: 'INVALID_RANGE' })
+  const empty = new MemoryStorage(layout)
+  t.notOk(empty.hasPiece(0))
+  await t.rejects(empty.readBlock(0, 0, 10), { code: 'NOT_FOUND' })
+  await t.rejects(empty.writePiece(0, Buffer.alloc(10)), { code: 'SIZE_MISMATCH' })
+  for (let i = 0; i < 4; i++)
+    await empty.writePiece(i, data.subarray(i * 32_768, Math.min(layout.length, (i + 1) * 32_768)))
+  t.ok(empty.complete)
+  t.same(empty.toBuffer(), data)
+})

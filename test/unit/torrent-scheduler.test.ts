@@ -1,0 +1,210 @@
+import t from 'tap'
+import type { MetaInfo } from '../../lib/core/index.js'
+import { silentLogger } from '../../lib/log/index.js'
+import { Bitfield, BLOCK_SIZE, PiecePicker } from '../../lib/torrent/index.js'
+import type { Peer } from '../../lib/torrent/peer.js'
+import { Scheduler } from '../../lib/torrent/scheduler.js'
+
+const PIECE = 4 * BLOCK_SIZE
+
+/** Just enough of a MetaInfo for the scheduler: 8 pieces of 4 blocks, the last one short. */
+const meta = {
+  pieceCount: 8,
+  pieceLength: PIECE,
+  length: 7 * PIECE + 100,
+  pieceSize: (i: number) => (i < 7 ? PIECE : 100),
+} as unknown as MetaInfo
+
+interface FakePeer extends Peer {
+  sent: Array<[number, number, number]>
+  cancels: Array<[number, number, number]>
+}
+
+/** Pieces 0-6, all full-size (the short last piece has a test of its own). */
+function fullPieces(): Bitfield {
+  const bits = new Bitfield(8)
+  for (let i = 0; i < 7; i++) bits.set(i)
+  return bits
+}
+
+function fakePeer(addr: string, bits: Bitfield = fullPieces()): FakePeer {
+  const sent: Array<[number, number, number]> = []
+  const cancels: Array<[number, number, number]> = []
+  return {
+    addr,
+    cls: 'agent',
+    closed: false,
+    bits,
+    outstanding: new Map(),
+    owned: [],
+    snubbedUntil: 0,
+    log: silentLogger(),
+    wire: {
+      peerChoking: false,
+      amInterested: true,
+      request: (i: number, o: number, l: number) => sent.push([i, o, l]),
+      cancel: (i: number, o: number, l: number) => cancels.push([i, o, l]),
+    },
+    sent,
+    cancels,
+  } as unknown as FakePeer
+}
+
+function setup(depth: number) {
+  const picker = new PiecePicker(8, { randomFirst: 0 })
+  const scheduler = new Scheduler(meta, picker, depth)
+  return { picker, scheduler }
+}
+
+const block = (len = BLOCK_SIZE) => Buffer.alloc(len)
+
+t.test('a peer fetches whole pieces (affinity) up to its pipeline depth', async (t) => {
+  const { picker, scheduler } = setup(8)
+  const a = fakePeer('a')
+  picker.addBitfield(a.bits!)
+  scheduler.fill(a, 0)
+  t.equal(a.sent.length, 8)
+  const pieces = new Set(a.sent.map(([i]) => i))
+  t.equal(pieces.size, 2, 'two whole pieces, not eight scattered blocks')
+  t.equal(a.owned.length, 2)
+  for (const p of pieces) t.ok(picker.isBusy(p))
+  scheduler.fill(a, 0)
+  t.equal(a.sent.length, 8, 'a full pipeline requests nothing more')
+  const choked = fakePeer('c')
+  ;(choked.wire as { peerChoking: boolean }).peerChoking = true
+  scheduler.fill(choked, 0)
+  t.equal(choked.sent.length, 0, 'nothing is requested from a peer that chokes us')
+})
+
+t.test('blocks assemble into a piece; duplicates and bad blocks are told apart', async (t) => {
+  const { picker, scheduler } = setup(4)
+  const a = fakePeer('a')
+  picker.addBitfield(a.bits!)
+  scheduler.fill(a, 0)
+  const [index] = a.sent[0]!
+  t.same(scheduler.onBlock(a, index, 1, block()), { kind: 'invalid', why: `unexpected block ${index}:1` })
+  t.equal(scheduler.onBlock(a, index, 0, block(10)).kind, 'invalid', 'wrong length')
+  t.same(scheduler.onBlock(a, index, 0, block()), { kind: 'accepted', piece: undefined })
+  t.equal(scheduler.onBlock(a, index, 0, block()).kind, 'ignored', 'duplicate')
+  t.equal(scheduler.onBlock(a, index, BLOCK_SIZE, block()).kind, 'accepted')
+  t.equal(scheduler.onBlock(a, index, 2 * BLOCK_SIZE, block()).kind, 'accepted')
+  const done = scheduler.onBlock(a, index, 3 * BLOCK_SIZE, block())
+  t.equal(done.kind, 'accepted')
+  t.equal(done.kind === 'accepted' && done.piece?.index, index, 'the last block completes the piece')
+  t.equal(a.outstanding.size, 0)
+  t.equal(a.owned.length, 0, 'a completed piece is detached from its owner')
+  t.notOk(scheduler.active.has(index))
+  t.ok(picker.isBusy(index), 'stays busy until verified and written')
+  scheduler.reset(index)
+  t.notOk(picker.isBusy(index), 'reset makes it wanted again (failed verification)')
+})
+
+t.test('the short last piece uses a short last block', async (t) => {
+  const { picker, scheduler } = setup(64)
+  const bits = new Bitfield(8)
+  bits.set(7)
+  const a = fakePeer('a', bits)
+  picker.addBitfield(bits)
+  scheduler.fill(a, 0)
+  t.same(a.sent, [[7, 0, 100]])
+})
+
+t.test('a choking peer releases its blocks; another peer finishes its started pieces first', async (t) => {
+  const { picker, scheduler } = setup(4)
+  const a = fakePeer('a')
+  const b = fakePeer('b')
+  picker.addBitfield(a.bits!)
+  picker.addBitfield(b.bits!)
+  scheduler.fill(a, 0)
+  const [index] = a.sent[0]!
+  scheduler.onBlock(a, index, 0, block())
+  scheduler.releaseAll(a, false)
+  t.equal(a.outstanding.size, 0)
+  t.equal(a.cancels.length, 0, 'no cancel after a choke')
+  scheduler.fill(b, 0)
+  t.same(
+    b.sent.slice(0, 3).map(([i, o]) => [i, o]),
+    [
+      [index, BLOCK_SIZE],
+      [index, 2 * BLOCK_SIZE],
+      [index, 3 * BLOCK_SIZE],
+    ],
+    'the orphaned piece is adopted before a new one is started',
+  )
+  t.equal(b.owned[0]?.index, index)
+})
+
+t.test('timed-out requests are cancelled, re-issued elsewhere, and the slow peer is snubbed', async (t) => {
+  const { picker, scheduler } = setup(4)
+  const slow = fakePeer('slow')
+  const fast = fakePeer('fast')
+  picker.addBitfield(slow.bits!)
+  picker.addBitfield(fast.bits!)
+  scheduler.fill(slow, 1000)
+  const slowPiece = slow.sent[0]![0]
+  t.notOk(scheduler.expire([slow], 1000 + 29_999, 30_000), 'not yet')
+  t.ok(scheduler.expire([slow], 1000 + 30_000, 30_000))
+  t.equal(slow.cancels.length, 4, 'the slow peer is told to forget them')
+  t.ok(slow.snubbedUntil > 31_000)
+  scheduler.fillAll([slow, fast], 31_000)
+  t.equal(fast.sent[0]![0], slowPiece, 'the responsive peer takes the released piece')
+  t.equal(slow.outstanding.size, 1, 'a snubbed peer gets one request at a time')
+  t.not(slow.sent.at(-1)![0], slowPiece, '...and only for a new piece')
+  const late = scheduler.onBlock(slow, slowPiece, 0, block())
+  t.equal(late.kind, 'accepted', 'a late block is still used if the piece needs it')
+  t.equal(
+    scheduler.onBlock(fast, slowPiece, 0, block()).kind,
+    'ignored',
+    'and the re-issued copy is then a duplicate',
+  )
+})
+
+t.test('a reject frees the block and the piece', async (t) => {
+  const { picker, scheduler } = setup(4)
+  const a = fakePeer('a')
+  picker.addBitfield(a.bits!)
+  scheduler.fill(a, 0)
+  const [index, offset] = a.sent[0]!
+  scheduler.onReject(a, index, offset)
+  t.equal(a.outstanding.size, 3)
+  t.equal(a.owned.length, 0, 'the peer no longer owns the piece')
+  const b = fakePeer('b')
+  scheduler.fill(b, 0)
+  t.same(b.sent[0], [index, offset, BLOCK_SIZE], 'the rejected block goes to the next peer')
+})
+
+t.test('at the end, peers share the blocks left in pieces others own', async (t) => {
+  const { picker, scheduler } = setup(2)
+  const bits = new Bitfield(8)
+  bits.set(0)
+  const a = fakePeer('a', bits)
+  const b = fakePeer('b', bits)
+  picker.addBitfield(bits)
+  picker.addBitfield(bits)
+  scheduler.fill(a, 0) // a owns piece 0 but only asked for 2 of its 4 blocks
+  scheduler.fill(b, 0)
+  t.same(
+    b.sent.map(([i, o]) => [i, o]),
+    [
+      [0, 2 * BLOCK_SIZE],
+      [0, 3 * BLOCK_SIZE],
+    ],
+  )
+})
+
+t.test('memory for pieces in flight is bounded', async (t) => {
+  const picker = new PiecePicker(8, { randomFirst: 0 })
+  const scheduler = new Scheduler(meta, picker, 8, 2 * PIECE)
+  const a = fakePeer('a')
+  const b = fakePeer('b')
+  picker.addBitfield(a.bits!)
+  picker.addBitfield(b.bits!)
+  scheduler.fill(a, 0)
+  t.equal(a.sent.length, 8, 'two pieces fit the budget')
+  scheduler.fill(b, 0)
+  t.equal(b.sent.length, 0, 'no third piece is opened past the budget')
+  const [index] = a.sent[0]!
+  for (let o = 0; o < 4; o++) scheduler.onBlock(a, index, o * BLOCK_SIZE, block())
+  scheduler.fill(b, 0)
+  t.equal(new Set(b.sent.map(([i]) => i)).size, 1, 'a finished piece frees room for one more')
+})

@@ -74,7 +74,7 @@ export class Scheduler {
    * wrong size is a protocol violation: we only ever request aligned 16 KiB blocks.
    */
   onBlock(peer: Peer, index: number, offset: number, data: Uint8Array): BlockResult {
-    if (index >= this.meta.pieceCount || offset % BLOCK_SIZE !== 0) {
+    if (index < 0 || index >= this.meta.pieceCount || offset < 0 || offset % BLOCK_SIZE !== 0) {
       return { kind: 'invalid', why: `unexpected block ${index}:${offset}` }
     }
     const b = offset / BLOCK_SIZE

@@ -293,7 +293,7 @@ export class Torrent implements PeerOwner {
   }
 
   onReject(peer: Peer, index: number, offset: number, _length: number): void {
-    if (index >= this.meta.pieceCount) {
+    if (index < 0 || index >= this.meta.pieceCount) {
       peer.close('reject out of range')
       return
     }

@@ -26,7 +26,7 @@ async function startCluster(t: Test, agents: number): Promise<{ herd: Herd; agen
     bindHost: '127.0.0.1',
     basePort: 0,
     log: { level: 'silent' },
-    tracker: { announceInterval: 2 },
+    tracker: { announceInterval: 2, minInterval: 1, peerTtlSeconds: 10 },
   })
   const herd = await startHerd(herdConfig, { logger })
   t.teardown(() => herd.stop())

@@ -14,6 +14,8 @@ import type { DownloadProgress } from '../client/index.js'
 export class Downloads {
   private readonly inflight = new Map<string, Promise<void>>()
   private readonly progress = new Map<string, DownloadProgress & { meta?: MetaInfo }>()
+  /** Storage handed to the engine per digest, closed when the blob is dropped or the agent stops. */
+  private readonly open = new Map<string, { close(): Promise<void> }>()
 
   constructor(
     private readonly store: BlobStore,
@@ -61,13 +63,31 @@ export class Downloads {
       if (!raw) continue
       try {
         const meta = MetaInfo.parse(raw)
-        this.engine.seed(meta, await this.store.openSeed(digest, layoutOf(meta)))
+        const seed = await this.store.openSeed(digest, layoutOf(meta))
+        this.open.set(digest.hex, seed)
+        this.engine.seed(meta, seed)
         n++
       } catch (err) {
         this.log.warn({ digest: digest.toString(), err: toShoalError(err).message }, 'cannot re-seed cached blob')
       }
     }
     return n
+  }
+
+  /** Stops serving a blob and closes its file (before it is deleted). */
+  async release(digest: Digest, meta: MetaInfo | undefined): Promise<void> {
+    if (meta) this.engine.remove(meta.infoHash)
+    const file = this.open.get(digest.hex)
+    this.open.delete(digest.hex)
+    this.progress.delete(digest.hex)
+    await file?.close()
+  }
+
+  /** Closes every file handed to the engine; call after the engine has stopped. */
+  async closeAll(): Promise<void> {
+    const files = [...this.open.values()]
+    this.open.clear()
+    await Promise.all(files.map((f) => f.close().catch(() => undefined)))
   }
 
   private async download(ns: string, digest: Digest): Promise<void> {
@@ -92,6 +112,7 @@ export class Downloads {
       entry.size = meta.length
       this.log.info({ digest: digest.toString(), size: meta.length, pieces: meta.pieceCount, infoHash: meta.infoHash.hex }, 'download started')
       const file = await this.store.openDownload(digest, layoutOf(meta))
+      entry.piecesDone = meta.pieceCount - file.missingCount()
       let stats
       try {
         stats = await this.engine.download(meta, file, { signal })
@@ -102,6 +123,8 @@ export class Downloads {
       }
       // Whole-blob check before the blob becomes visible; the engine keeps serving pieces meanwhile.
       await file.finish(digest)
+      // The same open file keeps serving pieces to other agents until the blob is dropped.
+      this.open.set(digest.hex, file)
       await this.store.writeMetaInfo(digest, meta.raw)
       Object.assign(entry, pickStats(stats), { state: 'done', piecesDone: meta.pieceCount, finishedAt: Date.now() })
       this.log.info(

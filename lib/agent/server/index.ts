@@ -94,6 +94,7 @@ export class AgentServer {
     this.ready = false
     await this.http.stop()
     await this.engine.stop()
+    await this.downloads.closeAll()
     this.log.info('agent stopped')
   }
 
@@ -131,9 +132,7 @@ export class AgentServer {
   private async deleteBlob({ res, params }: RouteContext): Promise<void> {
     const digest = Digest.parse(params.digest as string)
     const raw = await this.store.readMetaInfo(digest)
-    if (raw) {
-      this.engine.remove(MetaInfo.parse(raw).infoHash)
-    }
+    await this.downloads.release(digest, raw ? MetaInfo.parse(raw) : undefined)
     await this.store.delete(digest)
     this.log.info({ digest: digest.toString() }, 'blob removed from agent cache')
     sendEmpty(res, 204)

@@ -13,6 +13,10 @@ declare module 'create-torrent' {
     onProgress?: (hashedLength: number, estimatedTorrentLength: number) => void
   }
   type Callback = (err: Error | null, torrent?: Uint8Array) => void
-  function createTorrent(input: string | string[] | Uint8Array, opts: CreateTorrentOptions, cb: Callback): void
+  function createTorrent(
+    input: string | string[] | Uint8Array,
+    opts: CreateTorrentOptions,
+    cb: Callback,
+  ): void
   export default createTorrent
 }

@@ -14,12 +14,12 @@
  * Writes go to `.tmp/`, are fsynced and renamed into place: readers see the old or the new
  * object, never a mix (an open reader keeps the old inode).
  */
-import { mkdir, open, readdir, rename, rm, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises'
+import { type FileHandle, mkdir, open, readdir, rename, rm, rmdir, stat, unlink } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { addAbortSignal, type Readable } from 'node:stream'
-import { ShoalError, errnoCode, isAbortError } from '../errors/index.js'
+import { errnoCode, isAbortError, ShoalError } from '../errors/index.js'
 import { fsyncDir, tempName, writeFully } from '../store/fsutil.js'
-import { type Backend, type ListPage, type ObjectStat, checkKey, DEFAULT_LIST_LIMIT } from './types.js'
+import { type Backend, checkKey, DEFAULT_LIST_LIMIT, type ListPage, type ObjectStat } from './types.js'
 import { checkPrefix, resolveRange } from './util.js'
 
 const CHUNK_BYTES = 200

@@ -12,11 +12,11 @@ export { FsBackend } from './fs.js'
 export { MemoryBackend } from './memory.js'
 export {
   type Backend,
-  type ListPage,
-  type ObjectStat,
   checkKey,
-  MAX_KEY_BYTES,
   DEFAULT_LIST_LIMIT,
+  type ListPage,
+  MAX_KEY_BYTES,
+  type ObjectStat,
 } from './types.js'
 
 export const FsBackendConfig = z.strictObject({

@@ -1,7 +1,7 @@
 /** An in-memory backend: for unit tests and as a second implementation of the contract. */
 import { Readable } from 'node:stream'
 import { ShoalError } from '../errors/index.js'
-import { type Backend, type ListPage, type ObjectStat, checkKey, DEFAULT_LIST_LIMIT } from './types.js'
+import { type Backend, checkKey, DEFAULT_LIST_LIMIT, type ListPage, type ObjectStat } from './types.js'
 import { checkPrefix, resolveRange } from './util.js'
 
 export class MemoryBackend implements Backend {
@@ -46,7 +46,11 @@ export class MemoryBackend implements Backend {
     checkPrefix(prefix)
     const limit = opts.limit ?? DEFAULT_LIST_LIMIT
     const keys = [...this.objects.keys()]
-      .filter((k) => k.startsWith(prefix) && (opts.after === undefined || Buffer.compare(Buffer.from(k), Buffer.from(opts.after)) > 0))
+      .filter(
+        (k) =>
+          k.startsWith(prefix) &&
+          (opts.after === undefined || Buffer.compare(Buffer.from(k), Buffer.from(opts.after)) > 0),
+      )
       .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)))
     const page = keys.slice(0, limit)
     return keys.length > limit ? { keys: page, next: page[page.length - 1] as string } : { keys: page }

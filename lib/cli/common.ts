@@ -1,7 +1,7 @@
 /** What every CLI shares: defaults, one-line errors, and the exit code policy. */
-import { networkInterfaces, hostname } from 'node:os'
-import { type Command, CommanderError } from './commander.js'
+import { hostname, networkInterfaces } from 'node:os'
 import { isShoalError, toShoalError } from '../errors/index.js'
+import { type Command, CommanderError } from './commander.js'
 
 export const DEFAULT_PROXY = '127.0.0.1:15000'
 export const DEFAULT_AGENT = '127.0.0.1:16002'
@@ -53,7 +53,8 @@ export async function runCli(program: Command, argv: string[], io: Output = stdi
 
 export function parseSeconds(value: string): number {
   const n = Number(value)
-  if (!Number.isFinite(n) || n <= 0) throw new CommanderError(2, 'shoal.invalidArgument', `invalid number of seconds: ${value}`)
+  if (!Number.isFinite(n) || n <= 0)
+    throw new CommanderError(2, 'shoal.invalidArgument', `invalid number of seconds: ${value}`)
   return n
 }
 

@@ -3,10 +3,11 @@
  * start, and stop cleanly on SIGINT/SIGTERM. A bad config or a taken port is one clear line
  * and exit code 1, never a stack trace.
  */
-import { type Command, InvalidArgumentError } from './commander.js'
-import { loadConfig, type LoadConfigOptions, type ZodType } from '../config/index.js'
+
+import { type LoadConfigOptions, loadConfig, type ZodType } from '../config/index.js'
 import { toShoalError } from '../errors/index.js'
 import { createLogger, type Logger } from '../log/index.js'
+import { type Command, InvalidArgumentError } from './commander.js'
 
 export interface Stoppable {
   stop(): Promise<void>
@@ -23,7 +24,10 @@ export interface DaemonSpec<C extends { log: { level: string; file?: string | un
 /** Options every daemon accepts; each binary adds its own port flags. */
 export function addDaemonOptions(cmd: Command): Command {
   return cmd
-    .option('--config <file>', 'YAML config file (default: config/<component>/<env>.yaml, which extends base.yaml)')
+    .option(
+      '--config <file>',
+      'YAML config file (default: config/<component>/<env>.yaml, which extends base.yaml)',
+    )
     .option('--env <name>', 'environment whose config file to load (default: $SHOAL_ENV or development)')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace')
     .option('--log-file <file>', 'append JSON logs to this file instead of stdout')
@@ -47,7 +51,11 @@ export async function runDaemon<C extends { log: { level: string; file?: string 
     process.exitCode = 1
     return
   }
-  const logger = createLogger({ name: spec.name, level: config.log.level as never, destination: config.log.file })
+  const logger = createLogger({
+    name: spec.name,
+    level: config.log.level as never,
+    destination: config.log.file,
+  })
   let running: Stoppable
   try {
     running = await spec.start(config, logger)
@@ -80,6 +88,7 @@ export async function runDaemon<C extends { log: { level: string; file?: string 
 
 export function intFlag(value: string): number {
   const n = Number(value)
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError(`not a valid port or count: ${value}`)
+  if (!Number.isInteger(n) || n < 0 || n > 65535)
+    throw new InvalidArgumentError(`not a valid port or count: ${value}`)
   return n
 }

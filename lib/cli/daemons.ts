@@ -21,7 +21,9 @@ const listen = (f: Record<string, unknown>) => ({ port: f.port, host: f.host })
 
 export function agentCommand(name = 'shoal-agent'): Command {
   return addDaemonOptions(new Command(name))
-    .description('Run a Shoal agent: downloads blobs through the swarm, seeds them, serves PullCLI on 127.0.0.1.')
+    .description(
+      'Run a Shoal agent: downloads blobs through the swarm, seeds them, serves PullCLI on 127.0.0.1.',
+    )
     .option('--port <n>', 'local API port (default 16002)', intFlag)
     .option('--host <addr>', 'local API bind address (default 127.0.0.1)')
     .option('--peer-port <n>', 'BitTorrent peer port (default 16001)', intFlag)
@@ -50,7 +52,9 @@ export function agentCommand(name = 'shoal-agent'): Command {
 
 export function originCommand(name = 'shoal-origin'): Command {
   return addDaemonOptions(new Command(name))
-    .description('Run a Shoal origin: stores blobs, writes them back to the backend, seeds them over BitTorrent.')
+    .description(
+      'Run a Shoal origin: stores blobs, writes them back to the backend, seeds them over BitTorrent.',
+    )
     .option('--port <n>', 'HTTP port (default 15002)', intFlag)
     .option('--host <addr>', 'HTTP bind address (default 0.0.0.0)')
     .option('--peer-port <n>', 'BitTorrent peer port (default 15001)', intFlag)
@@ -62,7 +66,12 @@ export function originCommand(name = 'shoal-origin'): Command {
           name,
           component: 'origin',
           schema: OriginConfigSchema,
-          overrides: () => ({ server: listen(f), peer: { port: f.peerPort }, dataDir: f.dataDir, trackerUrl: f.trackerUrl }),
+          overrides: () => ({
+            server: listen(f),
+            peer: { port: f.peerPort },
+            dataDir: f.dataDir,
+            trackerUrl: f.trackerUrl,
+          }),
           start: (config, logger) => startOriginNode(config, { logger }),
         },
         f,
@@ -129,7 +138,9 @@ export function proxyCommand(name = 'shoal-proxy'): Command {
 
 export function herdCommand(name = 'herd'): Command {
   return addDaemonOptions(new Command(name))
-    .description('Run proxy + origin + tracker + build-index in one process (local-folder backend, in-memory peers).')
+    .description(
+      'Run proxy + origin + tracker + build-index in one process (local-folder backend, in-memory peers).',
+    )
     .option('--data-dir <dir>', 'folder for the origin cache and the local backend (default ./data/herd)')
     .option('--host <addr>', 'address the services advertise to agents (default 127.0.0.1)')
     .option('--base-port <n>', 'proxy port; the others follow ARCHITECTURE.md §3 (default 15000)', intFlag)

@@ -1,6 +1,14 @@
 /** The user-facing CLIs: PushCLI push, PullCLI pull, RemoveCLI remove. */
 import { Command } from './commander.js'
-import { DEFAULT_AGENT, DEFAULT_PROXY, defaultSrcHost, formatBytes, parseSeconds, type Output, stdio } from './common.js'
+import {
+  DEFAULT_AGENT,
+  DEFAULT_PROXY,
+  defaultSrcHost,
+  formatBytes,
+  type Output,
+  parseSeconds,
+  stdio,
+} from './common.js'
 import { pull } from './pull.js'
 import { push } from './push.js'
 import { remove } from './remove.js'
@@ -12,8 +20,11 @@ export function pushProgram(io: Output = stdio): Command {
     .description('Hash a file, upload it through the proxy (unless Shoal already has it) and tag it.')
     .argument('[file]', 'the file to push (same as --src-path)')
     .option('--src-path <path>', 'the file to push')
-    .option('--src-host <host>', 'source host written into the tag (default: this host\'s first IPv4 address)')
-    .option('--tag <tag>', 'tag srcHost-srcDir-fileName[:version] (default: built from --src-host and the file\'s path)')
+    .option('--src-host <host>', "source host written into the tag (default: this host's first IPv4 address)")
+    .option(
+      '--tag <tag>',
+      "tag srcHost-srcDir-fileName[:version] (default: built from --src-host and the file's path)",
+    )
     .option('--version <version>', 'version part of the tag (default: latest)')
     .option('--dst-host <host:port>', 'the proxy to push through', DEFAULT_PROXY)
     .option('--timeout <seconds>', 'give up after this many seconds', parseSeconds)
@@ -31,7 +42,9 @@ export function pushProgram(io: Output = stdio): Command {
       })
       io.out(`tag:    ${r.tag}`)
       io.out(`digest: ${r.digest}`)
-      io.out(`size:   ${r.size} (${formatBytes(r.size)})${r.uploaded ? '' : ', already stored: only the tag was written'}`)
+      io.out(
+        `size:   ${r.size} (${formatBytes(r.size)})${r.uploaded ? '' : ', already stored: only the tag was written'}`,
+      )
     })
   return program
 }
@@ -40,12 +53,17 @@ export function pullProgram(io: Output = stdio): Command {
   const program = new Command('PullCLI').description('Download files from Shoal through the local agent.')
   program
     .command('pull')
-    .description('Resolve a tag, have the agent fetch the blob through the swarm, and write it into a folder.')
+    .description(
+      'Resolve a tag, have the agent fetch the blob through the swarm, and write it into a folder.',
+    )
     .requiredOption('--tag <tag>', 'the tag to pull, srcHost-srcDir-fileName[:version]')
     .requiredOption('--dst-path <dir>', 'the folder to write the file into (created if missing)')
     .option('--dst-host <host:port>', 'the agent to download through', DEFAULT_AGENT)
     .option('--timeout <seconds>', 'give up after this many seconds', parseSeconds)
-    .addHelpText('after', '\nThe file is written to a temp name, verified by sha256, then renamed into place.\n')
+    .addHelpText(
+      'after',
+      '\nThe file is written to a temp name, verified by sha256, then renamed into place.\n',
+    )
     .action(async (f) => {
       const r = await pull({ tag: f.tag, dstPath: f.dstPath, dstHost: f.dstHost, timeoutSeconds: f.timeout })
       io.out(`pulled ${r.tag} -> ${r.path} (${formatBytes(r.size)}, ${r.digest}, ${r.seconds.toFixed(2)} s)`)

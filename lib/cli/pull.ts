@@ -11,7 +11,7 @@ import { Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { AgentClient } from '../agent/client/index.js'
 import { DEFAULT_NAMESPACE, Digest, Tag } from '../core/index.js'
-import { ShoalError, errnoCode } from '../errors/index.js'
+import { errnoCode, ShoalError } from '../errors/index.js'
 
 export interface PullOptions {
   tag: string
@@ -55,14 +55,18 @@ export async function pull(opts: PullOptions): Promise<PullResult> {
     await pipeline(body, tee, createWriteStream(tmpPath, { flags: 'wx' }), { signal })
     const got = Digest.fromHash(hash)
     if (!got.equals(digest)) {
-      throw new ShoalError('DIGEST_MISMATCH', `received bytes hash to ${got}, expected ${digest}; nothing was written`)
+      throw new ShoalError(
+        'DIGEST_MISMATCH',
+        `received bytes hash to ${got}, expected ${digest}; nothing was written`,
+      )
     }
     const fh = await open(tmpPath, 'r')
     await fh.sync().finally(() => fh.close())
     await rename(tmpPath, finalPath)
   } catch (err) {
     await rm(tmpPath, { force: true })
-    if (signal?.aborted) throw new ShoalError('TIMEOUT', `pull of ${tag} did not finish within ${opts.timeoutSeconds} s`)
+    if (signal?.aborted)
+      throw new ShoalError('TIMEOUT', `pull of ${tag} did not finish within ${opts.timeoutSeconds} s`)
     throw err
   }
   return { tag, digest, size, path: finalPath, seconds: (Date.now() - started) / 1000 }

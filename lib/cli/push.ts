@@ -5,8 +5,8 @@
 import { createReadStream } from 'node:fs'
 import { stat } from 'node:fs/promises'
 import { basename, dirname, resolve } from 'node:path'
-import { DEFAULT_NAMESPACE, type Digest, Tag, digestFile } from '../core/index.js'
-import { ShoalError, errnoCode } from '../errors/index.js'
+import { DEFAULT_NAMESPACE, type Digest, digestFile, Tag } from '../core/index.js'
+import { errnoCode, ShoalError } from '../errors/index.js'
 import { ProxyClient } from '../proxy/client/index.js'
 
 export interface PushOptions {
@@ -35,19 +35,34 @@ export async function push(opts: PushOptions): Promise<PushResult> {
     const why = errnoCode(err) === 'ENOENT' ? 'no such file' : (errnoCode(err) ?? 'cannot read it')
     throw new ShoalError('INVALID_PATH', `cannot push ${opts.srcPath}: ${why}`)
   }
-  if (st.isDirectory()) throw new ShoalError('INVALID_PATH', `cannot push ${opts.srcPath}: directories are not supported yet; push a file`)
+  if (st.isDirectory())
+    throw new ShoalError(
+      'INVALID_PATH',
+      `cannot push ${opts.srcPath}: directories are not supported yet; push a file`,
+    )
   if (!st.isFile()) throw new ShoalError('INVALID_PATH', `cannot push ${opts.srcPath}: not a regular file`)
 
   const tag = opts.tag
     ? withVersion(Tag.parse(opts.tag), opts.version)
-    : Tag.from({ srcHost: opts.srcHost, srcDir: dirname(path), fileName: basename(path), version: opts.version })
+    : Tag.from({
+        srcHost: opts.srcHost,
+        srcDir: dirname(path),
+        fileName: basename(path),
+        version: opts.version,
+      })
   const signal = opts.timeoutSeconds ? AbortSignal.timeout(opts.timeoutSeconds * 1000) : undefined
   const ns = opts.namespace ?? DEFAULT_NAMESPACE
   const { digest, size } = await digestFile(path, signal)
   const proxy = new ProxyClient(opts.dstHost)
   let uploaded = false
   if (!(await proxy.hasBlob(ns, digest, signal))) {
-    const result = await proxy.pushBlob(ns, digest, createReadStream(path, { highWaterMark: 1 << 20 }), size, signal)
+    const result = await proxy.pushBlob(
+      ns,
+      digest,
+      createReadStream(path, { highWaterMark: 1 << 20 }),
+      size,
+      signal,
+    )
     uploaded = !result.existed
   }
   await proxy.putTag(tag, digest, signal)

@@ -7,11 +7,11 @@ import { existsSync, readFileSync } from 'node:fs'
 import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parse as parseYaml } from 'yaml'
-import { z, type ZodType } from 'zod'
+import { type ZodType, z } from 'zod'
 import { ShoalError } from '../errors/index.js'
 
-export { z }
 export type { ZodType }
+export { z }
 
 export interface LoadConfigOptions {
   /** Folder name under config/, e.g. 'origin'. */
@@ -83,14 +83,18 @@ function resolveFiles(opts: LoadConfigOptions): string[] {
   const chain: string[] = []
   let current: string | undefined = start
   while (current) {
-    if (chain.includes(current)) throw new ShoalError('CONFIG_INVALID', `config "extends" loops back to ${current}`)
-    if (chain.length >= MAX_EXTENDS_DEPTH) throw new ShoalError('CONFIG_INVALID', `config "extends" chain deeper than ${MAX_EXTENDS_DEPTH}`)
+    if (chain.includes(current))
+      throw new ShoalError('CONFIG_INVALID', `config "extends" loops back to ${current}`)
+    if (chain.length >= MAX_EXTENDS_DEPTH)
+      throw new ShoalError('CONFIG_INVALID', `config "extends" chain deeper than ${MAX_EXTENDS_DEPTH}`)
     chain.unshift(current)
     const ext: unknown = readYaml(current, true).extends
     if (ext === undefined) break
-    if (typeof ext !== 'string') throw new ShoalError('CONFIG_INVALID', `"extends" in ${current} must be a file name`)
+    if (typeof ext !== 'string')
+      throw new ShoalError('CONFIG_INVALID', `"extends" in ${current} must be a file name`)
     current = isAbsolute(ext) ? ext : join(dirname(current), ext)
-    if (!existsSync(current)) throw new ShoalError('CONFIG_INVALID', `${chain[0]} extends ${ext}, which does not exist`)
+    if (!existsSync(current))
+      throw new ShoalError('CONFIG_INVALID', `${chain[0]} extends ${ext}, which does not exist`)
   }
   return chain
 }
@@ -100,16 +104,22 @@ function readYaml(file: string, keepExtends = false): Record<string, unknown> {
   try {
     doc = parseYaml(readFileSync(file, 'utf8'))
   } catch (err) {
-    throw new ShoalError('CONFIG_INVALID', `cannot read config ${file}: ${(err as Error).message}`, { cause: err })
+    throw new ShoalError('CONFIG_INVALID', `cannot read config ${file}: ${(err as Error).message}`, {
+      cause: err,
+    })
   }
   if (doc === null || doc === undefined) return {}
-  if (typeof doc !== 'object' || Array.isArray(doc)) throw new ShoalError('CONFIG_INVALID', `config ${file} must be a YAML mapping`)
+  if (typeof doc !== 'object' || Array.isArray(doc))
+    throw new ShoalError('CONFIG_INVALID', `config ${file} must be a YAML mapping`)
   const obj = { ...(doc as Record<string, unknown>) }
   if (!keepExtends) delete obj.extends
   return obj
 }
 
-export function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+export function deepMerge(
+  base: Record<string, unknown>,
+  over: Record<string, unknown>,
+): Record<string, unknown> {
   const out: Record<string, unknown> = { ...base }
   for (const [k, v] of Object.entries(over)) {
     const prev = out[k]

@@ -25,9 +25,16 @@ export class Digest {
     let hex: string
     if (lower.startsWith('sha256:')) hex = lower.slice(7)
     else if (opts.allowBareHex) hex = lower
-    else throw new ShoalError('INVALID_DIGEST', `invalid digest "${printable(value)}": expected sha256:<64 hex characters>`)
+    else
+      throw new ShoalError(
+        'INVALID_DIGEST',
+        `invalid digest "${printable(value)}": expected sha256:<64 hex characters>`,
+      )
     if (!HEX64.test(hex)) {
-      throw new ShoalError('INVALID_DIGEST', `invalid digest "${printable(value)}": expected sha256:<64 hex characters>`)
+      throw new ShoalError(
+        'INVALID_DIGEST',
+        `invalid digest "${printable(value)}": expected sha256:<64 hex characters>`,
+      )
     }
     return new Digest(hex)
   }
@@ -67,7 +74,10 @@ export class Digest {
 }
 
 /** Streams a file through sha256; never holds more than one chunk in memory. */
-export async function digestFile(path: string, signal?: AbortSignal): Promise<{ digest: Digest; size: number }> {
+export async function digestFile(
+  path: string,
+  signal?: AbortSignal,
+): Promise<{ digest: Digest; size: number }> {
   const hash = createHash('sha256')
   let size = 0
   const stream = createReadStream(path, { highWaterMark: 1 << 20, signal })

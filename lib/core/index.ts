@@ -1,5 +1,5 @@
 export { Digest, digestFile, printable } from './digest.js'
 export { InfoHash } from './infohash.js'
-export { MetaInfo, pieceLengthFor, MAX_METAINFO_BYTES } from './metainfo.js'
-export { Tag, tagKey, tagFromKey, LATEST, MAX_TAG_BYTES, type TagParts } from './tag.js'
+export { MAX_METAINFO_BYTES, MetaInfo, pieceLengthFor } from './metainfo.js'
+export { LATEST, MAX_TAG_BYTES, Tag, type TagParts, tagFromKey, tagKey } from './tag.js'
 export const DEFAULT_NAMESPACE = 'default'

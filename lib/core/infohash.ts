@@ -16,12 +16,14 @@ export class InfoHash {
 
   static fromHex(hex: string): InfoHash {
     const lower = String(hex).toLowerCase()
-    if (!HEX40.test(lower)) throw new ShoalError('BAD_REQUEST', 'invalid infohash: expected 40 hex characters')
+    if (!HEX40.test(lower))
+      throw new ShoalError('BAD_REQUEST', 'invalid infohash: expected 40 hex characters')
     return new InfoHash(lower)
   }
 
   static fromBytes(bytes: Uint8Array): InfoHash {
-    if (bytes.length !== 20) throw new ShoalError('BAD_REQUEST', `invalid infohash: ${bytes.length} bytes, expected 20`)
+    if (bytes.length !== 20)
+      throw new ShoalError('BAD_REQUEST', `invalid infohash: ${bytes.length} bytes, expected 20`)
     return new InfoHash(Buffer.from(bytes).toString('hex'))
   }
 

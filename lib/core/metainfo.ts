@@ -4,9 +4,10 @@
  * public trackers create-torrent adds by default). The info dictionary depends only on the
  * blob's bytes and the piece-length policy, so every origin computes the same infohash.
  */
-import bencode from 'bencode'
+
 import createTorrent from 'create-torrent'
 import { ShoalError } from '../errors/index.js'
+import { bencodeDecode, bencodeEncode } from './bencode.js'
 import { InfoHash } from './infohash.js'
 
 export const MAX_METAINFO_BYTES = 16 << 20
@@ -73,22 +74,25 @@ export class MetaInfo implements MetaInfoFields {
 
   /** Parses a .torrent, strictly: single-file, sizes bounded, piece table consistent. */
   static parse(data: Uint8Array): MetaInfo {
-    if (data.length > MAX_METAINFO_BYTES) bad(`metainfo is ${data.length} bytes; the limit is ${MAX_METAINFO_BYTES}`)
+    if (data.length > MAX_METAINFO_BYTES)
+      bad(`metainfo is ${data.length} bytes; the limit is ${MAX_METAINFO_BYTES}`)
     let decoded: unknown
     try {
-      decoded = bencode.decode(data)
+      decoded = bencodeDecode(data)
     } catch (err) {
       throw new ShoalError('BAD_METAINFO', 'metainfo is not valid bencode', { cause: err })
     }
     if (!isDict(decoded)) bad('metainfo is not a dictionary')
     const info = decoded.info
     if (!isDict(info)) bad('metainfo has no info dictionary')
-    if (info.files !== undefined) bad('multi-file torrents are not supported (directories travel as manifests)')
+    if (info.files !== undefined)
+      bad('multi-file torrents are not supported (directories travel as manifests)')
     const length = info.length
     const pieceLength = info['piece length']
     const pieces = info.pieces
     const name = info.name
-    if (typeof length !== 'number' || !Number.isSafeInteger(length) || length < 0) bad('info.length is missing or invalid')
+    if (typeof length !== 'number' || !Number.isSafeInteger(length) || length < 0)
+      bad('info.length is missing or invalid')
     if (
       typeof pieceLength !== 'number' ||
       pieceLength < MIN_PIECE_LENGTH ||
@@ -103,8 +107,9 @@ export class MetaInfo implements MetaInfoFields {
       bad(`info.pieces has ${pieces.length} bytes; ${expected} expected for length ${length}`)
     }
     if (!(name instanceof Uint8Array)) bad('info.name is missing')
-    const announce = decoded.announce instanceof Uint8Array ? Buffer.from(decoded.announce).toString('utf8') : ''
-    const infoBytes = bencode.encode(info)
+    const announce =
+      decoded.announce instanceof Uint8Array ? Buffer.from(decoded.announce).toString('utf8') : ''
+    const infoBytes = bencodeEncode(info)
     return new MetaInfo({
       infoHash: InfoHash.fromInfoBytes(infoBytes),
       name: Buffer.from(name).toString('utf8'),
@@ -136,7 +141,8 @@ export class MetaInfo implements MetaInfoFields {
           creationDate: new Date(0),
         },
         (err: Error | null, torrent?: Uint8Array) => {
-          if (err || !torrent) reject(new ShoalError('BAD_METAINFO', `cannot create metainfo: ${err?.message}`, { cause: err }))
+          if (err || !torrent)
+            reject(new ShoalError('BAD_METAINFO', `cannot create metainfo: ${err?.message}`, { cause: err }))
           else resolve(Buffer.from(torrent))
         },
       )

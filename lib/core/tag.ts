@@ -56,7 +56,8 @@ export class Tag {
       name = input.slice(0, lastColon)
       version = input.slice(lastColon + 1)
     }
-    if (firstSlash < 2 || name[firstSlash - 1] !== '-') fail(input, 'srcHost is empty or not followed by "-/srcDir"')
+    if (firstSlash < 2 || name[firstSlash - 1] !== '-')
+      fail(input, 'srcHost is empty or not followed by "-/srcDir"')
     const srcHost = name.slice(0, firstSlash - 1)
     const rest = name.slice(firstSlash)
     const lastSlash = rest.lastIndexOf('/')
@@ -83,7 +84,10 @@ export class Tag {
     const srcDir = normaliseDir(parts.srcDir, shown)
     checkFileName(parts.fileName, shown)
     if (!VERSION_RE.test(version)) {
-      fail(shown, `version "${printable(version)}" must be 1-128 of A-Z a-z 0-9 . _ + - and start with a letter or digit`)
+      fail(
+        shown,
+        `version "${printable(version)}" must be 1-128 of A-Z a-z 0-9 . _ + - and start with a letter or digit`,
+      )
     }
     const tag = new Tag({ srcHost: parts.srcHost, srcDir, fileName: parts.fileName, version })
     const bytes = Buffer.byteLength(tag.toString(), 'utf8')
@@ -103,7 +107,8 @@ export class Tag {
   /** `srcHost-srcDir-fileName` without the version. */
   get name(): string {
     const lastComponent = this.srcDir.slice(this.srcDir.lastIndexOf('/') + 1)
-    const dir = this.srcDir === '/' || lastComponent.includes('-') ? `${this.srcDir.replace(/\/$/, '')}/` : this.srcDir
+    const dir =
+      this.srcDir === '/' || lastComponent.includes('-') ? `${this.srcDir.replace(/\/$/, '')}/` : this.srcDir
     return `${this.srcHost}-${dir}-${this.fileName}`
   }
 

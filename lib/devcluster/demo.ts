@@ -49,7 +49,14 @@ export async function demo(opts: DemoOptions = {}): Promise<DemoRow[]> {
     const source = await digestFile(file)
     out(`generated ${file} (${size >> 20} MiB, ${source.digest})`)
 
-    const pushed = await run(process.execPath, [builtBinary('PushCLI'), 'push', '--src-path', file, '--src-host', '127.0.0.1'])
+    const pushed = await run(process.execPath, [
+      builtBinary('PushCLI'),
+      'push',
+      '--src-path',
+      file,
+      '--src-host',
+      '127.0.0.1',
+    ])
     process.stdout.write(pushed.stdout)
     const tag = /^tag:\s+(.+)$/m.exec(pushed.stdout)?.[1]
     if (!tag) throw new ShoalError('INTERNAL', `PushCLI printed no tag: ${pushed.stdout}`)
@@ -59,10 +66,21 @@ export async function demo(opts: DemoOptions = {}): Promise<DemoRow[]> {
       agentProcs.map(async (p) => {
         const dst = join(workdir, 'output', p.name)
         const started = Date.now()
-        await run(process.execPath, [builtBinary('PullCLI'), 'pull', '--tag', tag, '--dst-path', dst, '--dst-host', `127.0.0.1:${p.ports.server}`])
+        await run(process.execPath, [
+          builtBinary('PullCLI'),
+          'pull',
+          '--tag',
+          tag,
+          '--dst-path',
+          dst,
+          '--dst-host',
+          `127.0.0.1:${p.ports.server}`,
+        ])
         const seconds = (Date.now() - started) / 1000
         const copy = await digestFile(join(dst, 'reference-data.bin'))
-        const progress = await new AgentClient(`127.0.0.1:${p.ports.server}`).progress(Digest.parse(source.digest.toString()))
+        const progress = await new AgentClient(`127.0.0.1:${p.ports.server}`).progress(
+          Digest.parse(source.digest.toString()),
+        )
         return {
           agent: p.name,
           seconds,
@@ -86,16 +104,24 @@ async function writeRandomFile(path: string, size: number): Promise<void> {
   for (let written = 0; written < size; written += chunk.length) {
     randomFillSync(chunk)
     const n = Math.min(chunk.length, size - written)
-    if (!stream.write(Buffer.from(chunk.subarray(0, n)))) await new Promise<void>((r) => stream.once('drain', () => r()))
+    if (!stream.write(Buffer.from(chunk.subarray(0, n))))
+      await new Promise<void>((r) => stream.once('drain', () => r()))
   }
   await new Promise<void>((res, rej) => stream.end((err?: Error | null) => (err ? rej(err) : res())))
 }
 
 function printTable(rows: DemoRow[], out: (l: string) => void): void {
   const header = ['agent', 'seconds', 'bytes from origin', 'bytes from agents', 'sha256']
-  const lines = rows.map((r) => [r.agent, r.seconds.toFixed(2), String(r.bytesFromOrigins), String(r.bytesFromAgents), r.verified ? 'ok' : 'MISMATCH'])
+  const lines = rows.map((r) => [
+    r.agent,
+    r.seconds.toFixed(2),
+    String(r.bytesFromOrigins),
+    String(r.bytesFromAgents),
+    r.verified ? 'ok' : 'MISMATCH',
+  ])
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] as string).length)))
-  const fmt = (cols: string[]) => cols.map((c, i) => (i === 0 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number))).join('  ')
+  const fmt = (cols: string[]) =>
+    cols.map((c, i) => (i === 0 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number))).join('  ')
   out('')
   out(fmt(header))
   out(widths.map((w) => '-'.repeat(w)).join('  '))

@@ -35,12 +35,21 @@ export interface ProcessStatus extends StateEntry {
 const stateFile = (workdir: string) => join(workdir, 'devcluster.json')
 
 export async function up(
-  opts: { workdir?: string; agents?: number; readyTimeoutMs?: number; basePort?: number; agentBasePort?: number } = {},
+  opts: {
+    workdir?: string
+    agents?: number
+    readyTimeoutMs?: number
+    basePort?: number
+    agentBasePort?: number
+  } = {},
 ): Promise<ClusterState> {
   const workdir = resolve(opts.workdir ?? DEFAULT_WORKDIR)
   const existing = await readState(workdir)
   if (existing?.processes.some((p) => isAlive(p.pid))) {
-    throw new ShoalError('ALREADY_EXISTS', `a devcluster is already running from ${workdir}; run "shoal devcluster down" first`)
+    throw new ShoalError(
+      'ALREADY_EXISTS',
+      `a devcluster is already running from ${workdir}; run "shoal devcluster down" first`,
+    )
   }
   const layout = clusterLayout(workdir, opts.agents ?? 3, opts.basePort, opts.agentBasePort)
   await mkdir(join(workdir, 'logs'), { recursive: true })
@@ -51,7 +60,8 @@ export async function up(
       state.processes.push(launch(entry, spec, workdir))
       await writeState(state)
       // The herd must be up before agents re-seed and announce.
-      if (spec === layout.herd) await waitReady(state.processes[0] as StateEntry, opts.readyTimeoutMs ?? 30_000)
+      if (spec === layout.herd)
+        await waitReady(state.processes[0] as StateEntry, opts.readyTimeoutMs ?? 30_000)
     }
     for (const p of state.processes.slice(1)) await waitReady(p, opts.readyTimeoutMs ?? 30_000)
   } catch (err) {
@@ -65,7 +75,11 @@ export async function status(opts: { workdir?: string } = {}): Promise<ProcessSt
   const state = await readState(resolve(opts.workdir ?? DEFAULT_WORKDIR))
   if (!state) return []
   return Promise.all(
-    state.processes.map(async (p) => ({ ...p, alive: isAlive(p.pid), ready: isAlive(p.pid) && (await isReady(p.readyUrl)) })),
+    state.processes.map(async (p) => ({
+      ...p,
+      alive: isAlive(p.pid),
+      ready: isAlive(p.pid) && (await isReady(p.readyUrl)),
+    })),
   )
 }
 
@@ -93,7 +107,11 @@ function launch(entry: string, spec: ProcessSpec, workdir: string): StateEntry {
   try {
     // Detached so the cluster outlives `shoal devcluster up`; the JSON logs on stdout and
     // anything on stderr (a config error, say) go to the process's one log file.
-    const child = spawn(process.execPath, [entry, ...spec.args], { detached: true, stdio: ['ignore', fd, fd], env: process.env })
+    const child = spawn(process.execPath, [entry, ...spec.args], {
+      detached: true,
+      stdio: ['ignore', fd, fd],
+      env: process.env,
+    })
     child.unref()
     if (!child.pid) throw new ShoalError('UNAVAILABLE', `cannot start ${spec.name}`)
     return { name: spec.name, pid: child.pid, readyUrl: spec.readyUrl, ports: spec.ports, log }
@@ -107,7 +125,10 @@ async function waitReady(p: StateEntry, timeoutMs: number): Promise<void> {
   while (Date.now() < deadline) {
     if (!isAlive(p.pid)) {
       const tail = await readFile(p.log, 'utf8').catch(() => '')
-      throw new ShoalError('UNAVAILABLE', `${p.name} exited during start-up: ${tail.trim().split('\n').slice(-3).join(' | ') || `see ${p.log}`}`)
+      throw new ShoalError(
+        'UNAVAILABLE',
+        `${p.name} exited during start-up: ${tail.trim().split('\n').slice(-3).join(' | ') || `see ${p.log}`}`,
+      )
     }
     if (await isReady(p.readyUrl)) return
     await sleep(100)
@@ -117,7 +138,9 @@ async function waitReady(p: StateEntry, timeoutMs: number): Promise<void> {
 
 async function isReady(url: string): Promise<boolean> {
   try {
-    return (await new HttpClient(url, { name: 'devcluster', timeoutMs: 2000 }).status('GET', '/readiness')) === 200
+    return (
+      (await new HttpClient(url, { name: 'devcluster', timeoutMs: 2000 }).status('GET', '/readiness')) === 200
+    )
   } catch {
     return false
   }

@@ -22,12 +22,20 @@ export const HERD_BASE_PORT = 15000
 export const AGENT_BASE_PORT = 16000
 
 /** Agent N (1-based): registry 16000 + 1000·(N−1), peer +1, server +2. */
-export function agentPorts(n: number, base = AGENT_BASE_PORT): { registry: number; peer: number; server: number } {
+export function agentPorts(
+  n: number,
+  base = AGENT_BASE_PORT,
+): { registry: number; peer: number; server: number } {
   const first = base + 1000 * (n - 1)
   return { registry: first, peer: first + 1, server: first + 2 }
 }
 
-export function clusterLayout(workdir: string, agents: number, herdBase = HERD_BASE_PORT, agentBase = AGENT_BASE_PORT): ClusterLayout {
+export function clusterLayout(
+  workdir: string,
+  agents: number,
+  herdBase = HERD_BASE_PORT,
+  agentBase = AGENT_BASE_PORT,
+): ClusterLayout {
   const herd: ProcessSpec = {
     name: 'herd',
     args: ['herd', '--data-dir', join(workdir, 'herd'), '--base-port', String(herdBase)],
@@ -47,11 +55,16 @@ export function clusterLayout(workdir: string, agents: number, herdBase = HERD_B
       name: `agent-${i}`,
       args: [
         'agent',
-        '--port', String(p.server),
-        '--peer-port', String(p.peer),
-        '--data-dir', join(workdir, `agent-${i}`),
-        '--tracker', `127.0.0.1:${herdBase + 3}`,
-        '--build-index', `127.0.0.1:${herdBase + 4}`,
+        '--port',
+        String(p.server),
+        '--peer-port',
+        String(p.peer),
+        '--data-dir',
+        join(workdir, `agent-${i}`),
+        '--tracker',
+        `127.0.0.1:${herdBase + 3}`,
+        '--build-index',
+        `127.0.0.1:${herdBase + 4}`,
       ],
       readyUrl: `http://127.0.0.1:${p.server}`,
       ports: { peer: p.peer, server: p.server },

@@ -82,8 +82,7 @@ export function toShoalError(err: unknown, fallback: ErrorCode = 'INTERNAL'): Sh
 
 export function isAbortError(err: unknown): boolean {
   return (
-    err instanceof Error &&
-    (err.name === 'AbortError' || (err as NodeJS.ErrnoException).code === 'ABORT_ERR')
+    err instanceof Error && (err.name === 'AbortError' || (err as NodeJS.ErrnoException).code === 'ABORT_ERR')
   )
 }
 

@@ -25,4 +25,10 @@ export const HerdConfigSchema = z.strictObject({
 
 export type HerdConfig = z.infer<typeof HerdConfigSchema>
 
-export const HERD_PORT_OFFSETS = { proxy: 0, originPeer: 1, originHttp: 2, tracker: 3, buildIndex: 4 } as const
+export const HERD_PORT_OFFSETS = {
+  proxy: 0,
+  originPeer: 1,
+  originHttp: 2,
+  tracker: 3,
+  buildIndex: 4,
+} as const

@@ -100,7 +100,12 @@ export async function startHerd(config: HerdConfig, deps: { logger: Logger }): P
   }
 }
 
-function section<T>(schema: import('../config/index.js').ZodType<T>, name: string, user: Record<string, unknown>, wiring: Record<string, unknown>): T {
+function section<T>(
+  schema: import('../config/index.js').ZodType<T>,
+  name: string,
+  user: Record<string, unknown>,
+  wiring: Record<string, unknown>,
+): T {
   return validateConfig(schema, deepMerge(wiring, user), `herd config section "${name}"`)
 }
 

@@ -15,7 +15,10 @@ export interface OriginNode {
   stop(): Promise<void>
 }
 
-export async function startOriginNode(config: OriginConfig, deps: { logger: Logger; registry?: Registry }): Promise<OriginNode> {
+export async function startOriginNode(
+  config: OriginConfig,
+  deps: { logger: Logger; registry?: Registry },
+): Promise<OriginNode> {
   const registry = deps.registry ?? createRegistry('origin')
   const engine = new TorrentEngine({
     role: 'origin',

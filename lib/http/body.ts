@@ -8,19 +8,27 @@ export const DEFAULT_JSON_LIMIT = 1 << 20
 export async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length'])
   if (Number.isFinite(declared) && declared > limit) {
-    throw new ShoalError('PAYLOAD_TOO_LARGE', `request body of ${declared} bytes exceeds the limit of ${limit}`)
+    throw new ShoalError(
+      'PAYLOAD_TOO_LARGE',
+      `request body of ${declared} bytes exceeds the limit of ${limit}`,
+    )
   }
   const chunks: Buffer[] = []
   let size = 0
   for await (const chunk of req) {
     size += (chunk as Buffer).length
-    if (size > limit) throw new ShoalError('PAYLOAD_TOO_LARGE', `request body exceeds the limit of ${limit} bytes`)
+    if (size > limit)
+      throw new ShoalError('PAYLOAD_TOO_LARGE', `request body exceeds the limit of ${limit} bytes`)
     chunks.push(chunk as Buffer)
   }
   return Buffer.concat(chunks, size)
 }
 
-export async function readJson<T>(req: IncomingMessage, schema: ZodType<T>, limit = DEFAULT_JSON_LIMIT): Promise<T> {
+export async function readJson<T>(
+  req: IncomingMessage,
+  schema: ZodType<T>,
+  limit = DEFAULT_JSON_LIMIT,
+): Promise<T> {
   const body = await readBody(req, limit)
   let value: unknown
   try {
@@ -31,7 +39,10 @@ export async function readJson<T>(req: IncomingMessage, schema: ZodType<T>, limi
   const parsed = schema.safeParse(value)
   if (!parsed.success) {
     const issue = parsed.error.issues[0]
-    throw new ShoalError('BAD_REQUEST', `invalid request body: ${issue?.path.join('.') || '(root)'}: ${issue?.message}`)
+    throw new ShoalError(
+      'BAD_REQUEST',
+      `invalid request body: ${issue?.path.join('.') || '(root)'}: ${issue?.message}`,
+    )
   }
   return parsed.data
 }
@@ -51,7 +62,11 @@ export function sendError(res: ServerResponse, err: unknown): void {
   sendJson(res, e.status, e.toJSON())
 }
 
-export function sendEmpty(res: ServerResponse, status: number, headers: Record<string, string | number> = {}): void {
+export function sendEmpty(
+  res: ServerResponse,
+  status: number,
+  headers: Record<string, string | number> = {},
+): void {
   res.writeHead(status, headers)
   res.end()
 }

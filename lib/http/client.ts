@@ -3,8 +3,8 @@
  * into the ShoalError the server raised, from its `{ code, message }` body; a peer that cannot
  * be reached becomes UNAVAILABLE naming the address.
  */
-import { Agent, request, type Dispatcher } from 'undici'
-import { ShoalError, isErrorCode, isAbortError, errnoCode } from '../errors/index.js'
+import { Agent, type Dispatcher, request } from 'undici'
+import { errnoCode, isAbortError, isErrorCode, ShoalError } from '../errors/index.js'
 
 export interface HttpClientOptions {
   /** Name of the service, for error messages ("build-index"). */
@@ -57,12 +57,19 @@ export class HttpClient {
         bodyTimeout: 0,
       })
     } catch (err) {
-      if (isAbortError(err) || opts.signal?.aborted) throw new ShoalError('ABORTED', `${this.name} request aborted`, { cause: err })
+      if (isAbortError(err) || opts.signal?.aborted)
+        throw new ShoalError('ABORTED', `${this.name} request aborted`, { cause: err })
       const code = errnoCode(err) ?? (err as Error).name
       if (code === 'UND_ERR_HEADERS_TIMEOUT') {
-        throw new ShoalError('TIMEOUT', `${this.name} at ${this.baseUrl} did not answer ${method} ${shortPath(path)} in time`, { cause: err })
+        throw new ShoalError(
+          'TIMEOUT',
+          `${this.name} at ${this.baseUrl} did not answer ${method} ${shortPath(path)} in time`,
+          { cause: err },
+        )
       }
-      throw new ShoalError('UNAVAILABLE', `cannot reach ${this.name} at ${this.baseUrl}: ${code}`, { cause: err })
+      throw new ShoalError('UNAVAILABLE', `cannot reach ${this.name} at ${this.baseUrl}: ${code}`, {
+        cause: err,
+      })
     }
     if (res.statusCode < 300 || opts.accept?.includes(res.statusCode)) return res
     throw await errorFromResponse(res, this.name, method, path)
@@ -70,14 +77,19 @@ export class HttpClient {
 
   async json<T>(method: string, path: string, opts: RequestOptions & { json?: unknown } = {}): Promise<T> {
     const body = opts.json === undefined ? opts.body : JSON.stringify(opts.json)
-    const headers = opts.json === undefined ? opts.headers : { 'content-type': 'application/json', ...opts.headers }
+    const headers =
+      opts.json === undefined ? opts.headers : { 'content-type': 'application/json', ...opts.headers }
     const res = await this.request(method, path, { ...opts, body, headers })
     const text = await res.body.text()
     if (!text) return undefined as T
     try {
       return JSON.parse(text) as T
     } catch (err) {
-      throw new ShoalError('UPSTREAM_ERROR', `${this.name} sent invalid JSON for ${method} ${shortPath(path)}`, { cause: err })
+      throw new ShoalError(
+        'UPSTREAM_ERROR',
+        `${this.name} sent invalid JSON for ${method} ${shortPath(path)}`,
+        { cause: err },
+      )
     }
   }
 
@@ -94,7 +106,12 @@ export class HttpClient {
   }
 }
 
-async function errorFromResponse(res: ResponseData, name: string, method: string, path: string): Promise<ShoalError> {
+async function errorFromResponse(
+  res: ResponseData,
+  name: string,
+  method: string,
+  path: string,
+): Promise<ShoalError> {
   let text = ''
   try {
     let size = 0
@@ -111,15 +128,22 @@ async function errorFromResponse(res: ResponseData, name: string, method: string
     res.body.destroy()
   }
   try {
-    const parsed = JSON.parse(text) as { code?: unknown; message?: unknown; details?: Record<string, unknown> }
+    const parsed = JSON.parse(text) as {
+      code?: unknown
+      message?: unknown
+      details?: Record<string, unknown>
+    }
     if (isErrorCode(parsed.code) && typeof parsed.message === 'string') {
       return new ShoalError(parsed.code, parsed.message, { status: res.statusCode, details: parsed.details })
     }
   } catch {
     // Not one of our JSON errors: fall through to a generic one.
   }
-  const code = res.statusCode === 404 ? 'NOT_FOUND' : res.statusCode === 503 ? 'UNAVAILABLE' : 'UPSTREAM_ERROR'
-  return new ShoalError(code, `${name} answered ${res.statusCode} to ${method} ${shortPath(path)}`, { status: res.statusCode })
+  const code =
+    res.statusCode === 404 ? 'NOT_FOUND' : res.statusCode === 503 ? 'UNAVAILABLE' : 'UPSTREAM_ERROR'
+  return new ShoalError(code, `${name} answered ${res.statusCode} to ${method} ${shortPath(path)}`, {
+    status: res.statusCode,
+  })
 }
 
 function normaliseBase(base: string): string {
@@ -132,8 +156,12 @@ function shortPath(path: string): string {
 }
 
 /** Builds a path with every interpolated value percent-encoded as one segment. */
-export function urlPath(strings: TemplateStringsArray, ...values: Array<string | number | { toString(): string }>): string {
+export function urlPath(
+  strings: TemplateStringsArray,
+  ...values: Array<string | number | { toString(): string }>
+): string {
   let out = strings[0] ?? ''
-  for (let i = 0; i < values.length; i++) out += encodeURIComponent(String(values[i])) + (strings[i + 1] ?? '')
+  for (let i = 0; i < values.length; i++)
+    out += encodeURIComponent(String(values[i])) + (strings[i + 1] ?? '')
   return out
 }

@@ -1,5 +1,11 @@
+export { DEFAULT_JSON_LIMIT, readBody, readJson, sendEmpty, sendError, sendJson } from './body.js'
+export {
+  HttpClient,
+  type HttpClientOptions,
+  type RequestOptions,
+  type ResponseData,
+  urlPath,
+} from './client.js'
+export { MAX_PATH_BYTES, Router } from './router.js'
 export { HttpServer, type HttpServerOptions } from './server.js'
-export { Router, MAX_PATH_BYTES } from './router.js'
-export { HttpClient, urlPath, type HttpClientOptions, type RequestOptions, type ResponseData } from './client.js'
-export { readBody, readJson, sendJson, sendError, sendEmpty, DEFAULT_JSON_LIMIT } from './body.js'
-export type { RouteContext, Handler } from './types.js'
+export type { Handler, RouteContext } from './types.js'

@@ -56,7 +56,8 @@ export class Router {
       if (!params) continue
       pathMatched = true
       if (route.method === method) return { handler: route.handler, params }
-      if (method === 'HEAD' && route.method === 'GET' && !fallback) fallback = { handler: route.handler, params }
+      if (method === 'HEAD' && route.method === 'GET' && !fallback)
+        fallback = { handler: route.handler, params }
     }
     if (fallback) return fallback
     if (pathMatched) throw new ShoalError('METHOD_NOT_ALLOWED', `${method} is not allowed on ${rawPath}`)

@@ -5,7 +5,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { ShoalError, isShoalError, toShoalError } from '../errors/index.js'
+import { isShoalError, ShoalError, toShoalError } from '../errors/index.js'
 import type { Logger } from '../log/index.js'
 import type { Registry } from '../metrics/index.js'
 import { sendError, sendJson } from './body.js'
@@ -49,9 +49,12 @@ export class HttpServer {
   /** Binds host:port (port 0 picks a free one). Idempotent: a second call returns the same address. */
   async start(port: number, host = '127.0.0.1'): Promise<AddressInfo> {
     if (this.starting) return this.starting
-    const server = createServer({ requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 5_000 }, (req, res) => {
-      void this.handle(req, res)
-    })
+    const server = createServer(
+      { requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 5_000 },
+      (req, res) => {
+        void this.handle(req, res)
+      },
+    )
     server.on('clientError', (err, socket) => {
       this.log.debug({ err: err.message }, 'client error')
       if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n')
@@ -62,8 +65,15 @@ export class HttpServer {
       const onError = (err: NodeJS.ErrnoException) => {
         this.starting = undefined
         this.server = undefined
-        const hint = err.code === 'EADDRINUSE' ? ' (another process is using it; pick another port in the config)' : ''
-        reject(new ShoalError('UNAVAILABLE', `${this.opts.name}: cannot listen on ${host}:${port}: ${err.code ?? err.message}${hint}`, { cause: err }))
+        const hint =
+          err.code === 'EADDRINUSE' ? ' (another process is using it; pick another port in the config)' : ''
+        reject(
+          new ShoalError(
+            'UNAVAILABLE',
+            `${this.opts.name}: cannot listen on ${host}:${port}: ${err.code ?? err.message}${hint}`,
+            { cause: err },
+          ),
+        )
       }
       server.once('error', onError)
       server.listen(port, host, () => {
@@ -112,8 +122,10 @@ export class HttpServer {
       await handler({ req, res, params, query, signal: controller.signal, log: this.log })
     } catch (err) {
       const e = toShoalError(err)
-      if (e.status >= 500 && !isShoalError(err)) this.log.error({ err, method, url: rawUrl }, 'handler failed')
-      else if (e.status >= 500) this.log.warn({ code: e.code, msg: e.message, method, url: rawUrl }, 'request failed')
+      if (e.status >= 500 && !isShoalError(err))
+        this.log.error({ err, method, url: rawUrl }, 'handler failed')
+      else if (e.status >= 500)
+        this.log.warn({ code: e.code, msg: e.message, method, url: rawUrl }, 'request failed')
       if (!res.destroyed) sendError(res, e)
       // A body we refused to read is still arriving: close so it does not stream into the next request.
       if (!req.complete) res.once('finish', () => req.socket.destroy())
@@ -122,7 +134,10 @@ export class HttpServer {
       res.off('close', onClose)
       const ms = Number(process.hrtime.bigint() - started) / 1e6
       if (!rawUrl.startsWith('/health') && !rawUrl.startsWith('/metrics')) {
-        this.log.debug({ method, url: rawUrl.slice(0, 300), status: res.statusCode, ms: Math.round(ms) }, 'request')
+        this.log.debug(
+          { method, url: rawUrl.slice(0, 300), status: res.statusCode, ms: Math.round(ms) },
+          'request',
+        )
       }
     }
   }

@@ -2,7 +2,7 @@
  * Structured JSON logs (pino). One root logger per process, passed down; components take a
  * child with `component` set, so one log file can be filtered per part.
  */
-import { pino, type Logger as PinoLogger, type DestinationStream } from 'pino'
+import { type DestinationStream, type Logger as PinoLogger, pino } from 'pino'
 
 export type Logger = PinoLogger
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'

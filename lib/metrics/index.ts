@@ -2,7 +2,7 @@
  * One Prometheus registry per daemon (never prom-client's global one), so several daemons
  * can live in one process, as they do in `shoal herd` and in the integration tests.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 
 export { Counter, Gauge, Histogram, Registry }
 

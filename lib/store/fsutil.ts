@@ -4,9 +4,9 @@
  * (a rename is only durable once its directory is synced), and crash-safe whole-file writes.
  */
 import { createHash, randomBytes } from 'node:crypto'
-import { open, rename, rm, type FileHandle } from 'node:fs/promises'
+import { type FileHandle, open, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import { ShoalError, errnoCode } from '../errors/index.js'
+import { errnoCode, ShoalError } from '../errors/index.js'
 
 /** A name that cannot collide with another writer's temp file. */
 export function tempName(prefix = 'tmp'): string {

@@ -17,7 +17,7 @@ import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promis
 import { join } from 'node:path'
 import { addAbortSignal, type Readable } from 'node:stream'
 import { Digest } from '../core/index.js'
-import { ShoalError, errnoCode } from '../errors/index.js'
+import { errnoCode, ShoalError } from '../errors/index.js'
 import type { Logger } from '../log/index.js'
 import { atomicWriteFile, fsyncDir, ioError, tempName, writeFully } from './fsutil.js'
 import type { BlobLayout } from './layout.js'
@@ -25,7 +25,7 @@ import { PieceFile } from './piece-file.js'
 import { SeedFile } from './seed-file.js'
 import { Uploads } from './uploads.js'
 
-export { type BlobLayout, type PieceStorage, checkLayout, pieceSize } from './layout.js'
+export { type BlobLayout, checkLayout, type PieceStorage, pieceSize } from './layout.js'
 export { PieceFile } from './piece-file.js'
 export { SeedFile } from './seed-file.js'
 

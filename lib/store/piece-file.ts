@@ -5,13 +5,13 @@
  * persisted only after an fdatasync, so a crash can lose pieces but never mark a piece done whose
  * bytes are not on disk. Reopening resumes from the bitfield when it matches the layout.
  */
-import { mkdir, open, rename, rm, type FileHandle } from 'node:fs/promises'
+import { type FileHandle, mkdir, open, rename, rm } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import type { Digest } from '../core/index.js'
-import { ShoalError, errnoCode } from '../errors/index.js'
+import { errnoCode, ShoalError } from '../errors/index.js'
 import type { Logger } from '../log/index.js'
 import { atomicWriteFile, fsyncDir, hashHandle, ioError, readFully, writeFully } from './fsutil.js'
-import { type BlobLayout, type PieceStorage, checkBlock, checkLayout, pieceSize } from './layout.js'
+import { type BlobLayout, checkBlock, checkLayout, type PieceStorage, pieceSize } from './layout.js'
 
 export interface DownloadPaths {
   data: string

@@ -3,11 +3,11 @@
  * first read and closed when idle, so an origin seeding thousands of blobs does not hold
  * thousands of descriptors.
  */
-import { open, type FileHandle } from 'node:fs/promises'
+import { type FileHandle, open } from 'node:fs/promises'
 import type { Digest } from '../core/index.js'
-import { ShoalError, errnoCode } from '../errors/index.js'
+import { errnoCode, ShoalError } from '../errors/index.js'
 import { ioError, readFully } from './fsutil.js'
-import { type BlobLayout, type PieceStorage, checkBlock, checkLayout } from './layout.js'
+import { type BlobLayout, checkBlock, checkLayout, type PieceStorage } from './layout.js'
 
 /** Read-only storage over a verified cached blob. */
 export class SeedFile implements PieceStorage {

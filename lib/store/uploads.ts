@@ -4,11 +4,11 @@
  * Only one request at a time may write or commit a given upload.
  */
 import { randomBytes } from 'node:crypto'
-import { open, readdir, rm, stat, type FileHandle } from 'node:fs/promises'
+import { type FileHandle, open, readdir, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { addAbortSignal, type Readable } from 'node:stream'
 import type { Digest } from '../core/index.js'
-import { ShoalError, errnoCode } from '../errors/index.js'
+import { errnoCode, ShoalError } from '../errors/index.js'
 import type { Logger } from '../log/index.js'
 import { hashHandle, ioError, writeFully } from './fsutil.js'
 

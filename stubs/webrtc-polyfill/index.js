@@ -2,7 +2,19 @@
 function unsupported() {
   throw new Error('WebRTC not supported in Shoal (webrtc-polyfill stub)')
 }
-export class RTCPeerConnection { constructor() { unsupported() } }
-export class RTCSessionDescription { constructor() { unsupported() } }
-export class RTCIceCandidate { constructor() { unsupported() } }
+export class RTCPeerConnection {
+  constructor() {
+    unsupported()
+  }
+}
+export class RTCSessionDescription {
+  constructor() {
+    unsupported()
+  }
+}
+export class RTCIceCandidate {
+  constructor() {
+    unsupported()
+  }
+}
 export default { RTCPeerConnection, RTCSessionDescription, RTCIceCandidate }

@@ -32,7 +32,18 @@ t.test('devcluster up → push → pull on two agents → remove → down', asyn
   const dir = await tempDir(t, 'shoal-e2e-')
   const workdir = join(dir, 'cluster')
   const cluster = ['devcluster', '--workdir', workdir]
-  const upArgs = ['devcluster', 'up', '--agents', '2', '--workdir', workdir, '--base-port', String(BASE), '--agent-base-port', String(AGENT_BASE)]
+  const upArgs = [
+    'devcluster',
+    'up',
+    '--agents',
+    '2',
+    '--workdir',
+    workdir,
+    '--base-port',
+    String(BASE),
+    '--agent-base-port',
+    String(AGENT_BASE),
+  ]
   t.teardown(() => cli('shoal', [...cluster.slice(0, 1), 'down', '--workdir', workdir]))
 
   const started = await cli('shoal', upArgs)
@@ -46,7 +57,17 @@ t.test('devcluster up → push → pull on two agents → remove → down', asyn
   const src = join(dir, 'data', '交易数据.txt')
   await mkdir(join(dir, 'data'))
   await randomFile(src, 5 << 20)
-  const pushed = await cli('PushCLI', ['push', '--src-path', src, '--src-host', '192.168.1.1', '--version', 'v1', '--dst-host', PROXY])
+  const pushed = await cli('PushCLI', [
+    'push',
+    '--src-path',
+    src,
+    '--src-host',
+    '192.168.1.1',
+    '--version',
+    'v1',
+    '--dst-host',
+    PROXY,
+  ])
   t.equal(pushed.code, 0, `push: ${pushed.stderr}`)
   const tag = /^tag:\s+(.+)$/m.exec(pushed.stdout)?.[1] ?? ''
   t.equal(tag, `192.168.1.1-${join(dir, 'data')}-交易数据.txt:v1`)
@@ -63,14 +84,34 @@ t.test('devcluster up → push → pull on two agents → remove → down', asyn
     t.ok((await digestFile(join(out, '交易数据.txt'))).digest.equals(digest), `agent ${n} copy verified`)
   }
 
-  const missing = await cli('PullCLI', ['pull', '--tag', '192.168.1.1-/data-nothing.txt:v1', '--dst-path', join(dir, 'x'), '--dst-host', agentApi(1)])
+  const missing = await cli('PullCLI', [
+    'pull',
+    '--tag',
+    '192.168.1.1-/data-nothing.txt:v1',
+    '--dst-path',
+    join(dir, 'x'),
+    '--dst-host',
+    agentApi(1),
+  ])
   t.equal(missing.code, 1, 'unknown tag exits 1')
-  t.equal(missing.stderr.trim(), 'PullCLI: tag not found: 192.168.1.1-/data-nothing.txt:v1', 'one clear line, no stack')
+  t.equal(
+    missing.stderr.trim(),
+    'PullCLI: tag not found: 192.168.1.1-/data-nothing.txt:v1',
+    'one clear line, no stack',
+  )
 
   const removed = await cli('RemoveCLI', ['remove', '--tag', tag, '--dst-host', PROXY])
   t.equal(removed.code, 0, `remove: ${removed.stderr}`)
   t.match(removed.stdout, `removed ${tag}`)
-  const gone = await cli('PullCLI', ['pull', '--tag', tag, '--dst-path', join(dir, 'y'), '--dst-host', agentApi(1)])
+  const gone = await cli('PullCLI', [
+    'pull',
+    '--tag',
+    tag,
+    '--dst-path',
+    join(dir, 'y'),
+    '--dst-host',
+    agentApi(1),
+  ])
   t.equal(gone.code, 1)
   t.match(gone.stderr, `tag not found: ${tag}`)
   t.ok((await stat(join(dir, 'out-1', '交易数据.txt'))).isFile(), 'files already pulled stay')
@@ -84,7 +125,13 @@ t.test('devcluster up → push → pull on two agents → remove → down', asyn
 
 t.test('user mistakes are one line and a non-zero exit', async (t) => {
   const dir = await tempDir(t, 'shoal-e2e-')
-  const noFile = await cli('PushCLI', ['push', '--src-path', join(dir, 'absent.txt'), '--dst-host', '127.0.0.1:1'])
+  const noFile = await cli('PushCLI', [
+    'push',
+    '--src-path',
+    join(dir, 'absent.txt'),
+    '--dst-host',
+    '127.0.0.1:1',
+  ])
   t.equal(noFile.code, 1)
   t.equal(noFile.stderr.trim(), `PushCLI: cannot push ${join(dir, 'absent.txt')}: no such file`)
 
@@ -92,7 +139,15 @@ t.test('user mistakes are one line and a non-zero exit', async (t) => {
   t.equal(badTag.code, 1)
   t.match(badTag.stderr, /^PullCLI: invalid tag .*"\.\." components\n$/)
 
-  const noAgent = await cli('PullCLI', ['pull', '--tag', 'h-/d-f.txt', '--dst-path', dir, '--dst-host', '127.0.0.1:1'])
+  const noAgent = await cli('PullCLI', [
+    'pull',
+    '--tag',
+    'h-/d-f.txt',
+    '--dst-path',
+    dir,
+    '--dst-host',
+    '127.0.0.1:1',
+  ])
   t.equal(noAgent.code, 1)
   t.match(noAgent.stderr, /^PullCLI: cannot reach agent at http:\/\/127\.0\.0\.1:1: ECONNREFUSED\n$/)
 

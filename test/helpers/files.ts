@@ -5,7 +5,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
 /** A temp folder removed when the test ends. */
-export async function tempDir(t: { teardown(fn: () => unknown): void }, prefix = 'shoal-test-'): Promise<string> {
+export async function tempDir(
+  t: { teardown(fn: () => unknown): void },
+  prefix = 'shoal-test-',
+): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), prefix))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   return dir

@@ -10,7 +10,7 @@ import { AgentServer } from '../../lib/agent/server/index.js'
 import { pull } from '../../lib/cli/pull.js'
 import { push } from '../../lib/cli/push.js'
 import { validateConfig } from '../../lib/config/index.js'
-import { Digest, MetaInfo, digestFile } from '../../lib/core/index.js'
+import { Digest, digestFile, MetaInfo } from '../../lib/core/index.js'
 import { HerdConfigSchema } from '../../lib/herd/config.js'
 import { type Herd, startHerd } from '../../lib/herd/index.js'
 import { silentLogger } from '../../lib/log/index.js'
@@ -19,7 +19,10 @@ import { randomFile, tempDir } from '../helpers/files.js'
 
 const logger = silentLogger()
 
-async function startCluster(t: Test, agents: number): Promise<{ herd: Herd; agents: AgentServer[]; dir: string }> {
+async function startCluster(
+  t: Test,
+  agents: number,
+): Promise<{ herd: Herd; agents: AgentServer[]; dir: string }> {
   const dir = await tempDir(t)
   const herdConfig = validateConfig(HerdConfigSchema, {
     dataDir: join(dir, 'herd'),
@@ -62,49 +65,74 @@ t.test('push one file, pull it on three agents at once; every copy verified', as
   t.notOk(again.uploaded, 'a digest already stored is not uploaded again, only tagged')
 
   const results = await Promise.all(
-    agents.map((a, i) => pull({ tag: pushed.tag.toString(), dstPath: join(dir, `out-${i}`), dstHost: a.url, timeoutSeconds: 60 })),
+    agents.map((a, i) =>
+      pull({
+        tag: pushed.tag.toString(),
+        dstPath: join(dir, `out-${i}`),
+        dstHost: a.url,
+        timeoutSeconds: 60,
+      }),
+    ),
   )
   for (const r of results) {
-    t.equal(r.path.endsWith('交易数据.bin'), true, 'lands under the file\'s own name')
+    t.equal(r.path.endsWith('交易数据.bin'), true, "lands under the file's own name")
     const copy = await digestFile(r.path)
     t.ok(copy.digest.equals(pushed.digest), `${r.path} has the pushed sha256`)
   }
 })
 
-t.test('agents serve each other: with the origin gone, later agents get every piece from an agent', async (t) => {
-  const { herd, agents, dir } = await startCluster(t, 3)
-  const src = join(dir, 'ref.bin')
-  await randomFile(src, 12 << 20)
-  const pushed = await push({ srcPath: src, srcHost: 'h1', dstHost: herd.urls.proxy })
-  const [first, second, third] = agents as [AgentServer, AgentServer, AgentServer]
+t.test(
+  'agents serve each other: with the origin gone, later agents get every piece from an agent',
+  async (t) => {
+    const { herd, agents, dir } = await startCluster(t, 3)
+    const src = join(dir, 'ref.bin')
+    await randomFile(src, 12 << 20)
+    const pushed = await push({ srcPath: src, srcHost: 'h1', dstHost: herd.urls.proxy })
+    const [first, second, third] = agents as [AgentServer, AgentServer, AgentServer]
 
-  await pull({ tag: pushed.tag.toString(), dstPath: join(dir, 'o1'), dstHost: first.url, timeoutSeconds: 60 })
-  const p1 = await first.progressOf(pushed.digest)
-  t.equal(p1.bytesFromOrigins, 12 << 20, 'the first agent got everything from the origin')
+    await pull({
+      tag: pushed.tag.toString(),
+      dstPath: join(dir, 'o1'),
+      dstHost: first.url,
+      timeoutSeconds: 60,
+    })
+    const p1 = await first.progressOf(pushed.digest)
+    t.equal(p1.bytesFromOrigins, 12 << 20, 'the first agent got everything from the origin')
 
-  // The origin stops seeding this blob: whatever the other agents get now comes from the first.
-  const meta = MetaInfo.parse(await new OriginClient(herd.urls.origin).metainfo('default', pushed.digest))
-  herd.originNode.engine.remove(meta.infoHash)
+    // The origin stops seeding this blob: whatever the other agents get now comes from the first.
+    const meta = MetaInfo.parse(await new OriginClient(herd.urls.origin).metainfo('default', pushed.digest))
+    herd.originNode.engine.remove(meta.infoHash)
 
-  await Promise.all(
-    [second, third].map((a, i) => pull({ tag: pushed.tag.toString(), dstPath: join(dir, `o${i + 2}`), dstHost: a.url, timeoutSeconds: 60 })),
-  )
-  let fromAgents = 0
-  for (const a of [second, third]) {
-    const p = await a.progressOf(pushed.digest)
-    t.equal(p.bytesFromOrigins, 0, 'nothing came from the origin')
-    fromAgents += p.bytesFromAgents
-    const copy = await digestFile(join(dir, a === second ? 'o2' : 'o3', 'ref.bin'))
-    t.ok(copy.digest.equals(pushed.digest), 'copy verified')
-  }
-  t.ok(fromAgents >= 2 * (12 << 20), `agents received ${fromAgents} bytes from other agents`)
-  t.ok(Digest.isValid(pushed.digest.toString()))
-})
+    await Promise.all(
+      [second, third].map((a, i) =>
+        pull({
+          tag: pushed.tag.toString(),
+          dstPath: join(dir, `o${i + 2}`),
+          dstHost: a.url,
+          timeoutSeconds: 60,
+        }),
+      ),
+    )
+    let fromAgents = 0
+    for (const a of [second, third]) {
+      const p = await a.progressOf(pushed.digest)
+      t.equal(p.bytesFromOrigins, 0, 'nothing came from the origin')
+      fromAgents += p.bytesFromAgents
+      const copy = await digestFile(join(dir, a === second ? 'o2' : 'o3', 'ref.bin'))
+      t.ok(copy.digest.equals(pushed.digest), 'copy verified')
+    }
+    t.ok(fromAgents >= 2 * (12 << 20), `agents received ${fromAgents} bytes from other agents`)
+    t.ok(Digest.isValid(pushed.digest.toString()))
+  },
+)
 
 t.test('pulling an unknown tag fails with a clear error', async (t) => {
   const { agents, dir } = await startCluster(t, 1)
-  await t.rejects(pull({ tag: 'h-/nowhere-file.txt:v9', dstPath: join(dir, 'x'), dstHost: (agents[0] as AgentServer).url }), {
-    code: 'TAG_NOT_FOUND',
-    message: 'tag not found: h-/nowhere-file.txt:v9',
-  })
+  await t.rejects(
+    pull({ tag: 'h-/nowhere-file.txt:v9', dstPath: join(dir, 'x'), dstHost: (agents[0] as AgentServer).url }),
+    {
+      code: 'TAG_NOT_FOUND',
+      message: 'tag not found: h-/nowhere-file.txt:v9',
+    },
+  )
 })

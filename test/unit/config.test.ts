@@ -1,4 +1,4 @@
-import { mkdtemp, mkdir, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
@@ -29,7 +29,12 @@ t.test('environment file extends base; flags override both', async (t) => {
     'agent/base.yaml': 'server:\n  port: 1000\npeer:\n  port: 1001\n',
     'agent/staging.yaml': 'extends: base.yaml\nserver:\n  port: 2000\n',
   })
-  const c = loadConfig(AgentConfigSchema, { component: 'agent', configDir: root, env: 'staging', overrides: { peer: { port: 3001 }, dataDir: undefined } })
+  const c = loadConfig(AgentConfigSchema, {
+    component: 'agent',
+    configDir: root,
+    env: 'staging',
+    overrides: { peer: { port: 3001 }, dataDir: undefined },
+  })
   t.equal(c.server.port, 2000, 'environment beats base')
   t.equal(c.peer.port, 3001, 'flags beat files')
   t.equal(c.dataDir, './data/agent', 'undefined flags leave defaults alone')
@@ -39,7 +44,8 @@ t.test('an unknown or misspelt key stops start-up naming it', async (t) => {
   const root = await configTree({ 'agent/base.yaml': 'server:\n  prot: 1000\ndataDri: /x\n' })
   t.throws(() => loadConfig(AgentConfigSchema, { component: 'agent', configDir: root }), {
     code: 'CONFIG_INVALID',
-    message: /unknown key "server\.prot".*unknown key "dataDri"|unknown key "dataDri".*unknown key "server\.prot"/,
+    message:
+      /unknown key "server\.prot".*unknown key "dataDri"|unknown key "dataDri".*unknown key "server\.prot"/,
   })
 })
 
@@ -50,16 +56,34 @@ t.test('wrong types and broken files are named too', async (t) => {
     'agent/loop.yaml': 'extends: loop.yaml\n',
     'agent/missing.yaml': 'extends: nowhere.yaml\n',
   })
-  t.throws(() => loadConfig(AgentConfigSchema, { component: 'agent', configDir: root }), { code: 'CONFIG_INVALID', message: /"server\.port"/ })
-  t.throws(() => loadConfig(AgentConfigSchema, { component: 'agent', configDir: root, env: 'broken' }), { code: 'CONFIG_INVALID', message: /cannot read config/ })
-  t.throws(() => loadConfig(AgentConfigSchema, { component: 'agent', configDir: root, env: 'loop' }), { code: 'CONFIG_INVALID', message: /loops/ })
-  t.throws(() => loadConfig(AgentConfigSchema, { component: 'agent', configDir: root, env: 'missing' }), { code: 'CONFIG_INVALID', message: /does not exist/ })
-  t.throws(() => loadConfig(AgentConfigSchema, { component: 'agent', file: join(root, 'nope.yaml') }), { code: 'CONFIG_INVALID', message: /not found/ })
+  t.throws(() => loadConfig(AgentConfigSchema, { component: 'agent', configDir: root }), {
+    code: 'CONFIG_INVALID',
+    message: /"server\.port"/,
+  })
+  t.throws(() => loadConfig(AgentConfigSchema, { component: 'agent', configDir: root, env: 'broken' }), {
+    code: 'CONFIG_INVALID',
+    message: /cannot read config/,
+  })
+  t.throws(() => loadConfig(AgentConfigSchema, { component: 'agent', configDir: root, env: 'loop' }), {
+    code: 'CONFIG_INVALID',
+    message: /loops/,
+  })
+  t.throws(() => loadConfig(AgentConfigSchema, { component: 'agent', configDir: root, env: 'missing' }), {
+    code: 'CONFIG_INVALID',
+    message: /does not exist/,
+  })
+  t.throws(() => loadConfig(AgentConfigSchema, { component: 'agent', file: join(root, 'nope.yaml') }), {
+    code: 'CONFIG_INVALID',
+    message: /not found/,
+  })
 })
 
 t.test('the shipped config files are valid', async (t) => {
   for (const env of ['base', 'development', 'production']) {
     t.doesNotThrow(() => loadConfig(AgentConfigSchema, { component: 'agent', env }), `agent ${env}`)
   }
-  t.doesNotThrow(() => loadConfig(HerdConfigSchema, { component: 'herd', env: 'development' }), 'herd development')
+  t.doesNotThrow(
+    () => loadConfig(HerdConfigSchema, { component: 'herd', env: 'development' }),
+    'herd development',
+  )
 })

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { Digest, Tag, tagKey, tagFromKey } from '../../lib/core/index.js'
+import { Digest, Tag, tagFromKey, tagKey } from '../../lib/core/index.js'
 import { isShoalError } from '../../lib/errors/index.js'
 
 t.test('tag grammar: valid tags', async (t) => {
@@ -23,7 +23,11 @@ t.test('tag grammar: valid tags', async (t) => {
   t.equal(dashFile.fileName, 'my-file.txt')
 
   const dashDir = Tag.from({ srcHost: 'h', srcDir: '/opt/ref-data', fileName: 'x-1.csv' })
-  t.equal(dashDir.toString(), 'h-/opt/ref-data/-x-1.csv:latest', 'a dir with "-" is written with a trailing slash')
+  t.equal(
+    dashDir.toString(),
+    'h-/opt/ref-data/-x-1.csv:latest',
+    'a dir with "-" is written with a trailing slash',
+  )
   const back = Tag.parse(dashDir.toString())
   t.equal(back.srcDir, '/opt/ref-data')
   t.equal(back.fileName, 'x-1.csv')
@@ -84,8 +88,18 @@ t.test('digest parsing', async (t) => {
   t.equal(Digest.parse(`sha256:${hex}`).hex, hex)
   t.equal(Digest.parse(`SHA256:${hex.toUpperCase()}`).toString(), `sha256:${hex}`, 'normalised to lower case')
   t.equal(Digest.fromHex(hex).toString(), `sha256:${hex}`)
-  t.equal(Digest.fromBuffer(Buffer.from('abc')).hex, 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad')
-  for (const bad of [hex, `sha256:${hex.slice(1)}`, `sha256:${'g'.repeat(64)}`, `md5:${hex}`, `sha256:${hex}/../x`, 'x'.repeat(1000)]) {
+  t.equal(
+    Digest.fromBuffer(Buffer.from('abc')).hex,
+    'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad',
+  )
+  for (const bad of [
+    hex,
+    `sha256:${hex.slice(1)}`,
+    `sha256:${'g'.repeat(64)}`,
+    `md5:${hex}`,
+    `sha256:${hex}/../x`,
+    'x'.repeat(1000),
+  ]) {
     t.throws(() => Digest.parse(bad), { code: 'INVALID_DIGEST' }, `rejects ${bad.slice(0, 20)}`)
   }
 })

@@ -33,7 +33,11 @@ export class AgentClient {
    * Streams the blob; the agent downloads it through the swarm first when it does not have it,
    * so the answer may take as long as the download (`timeoutMs` bounds the wait for headers).
    */
-  async blob(ns: string, digest: Digest, opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<{ size: number; body: Readable }> {
+  async blob(
+    ns: string,
+    digest: Digest,
+    opts: { signal?: AbortSignal; timeoutMs?: number } = {},
+  ): Promise<{ size: number; body: Readable }> {
     const res = await this.http.request('GET', urlPath`/namespace/${ns}/blobs/${digest}`, opts)
     return { size: Number(res.headers['content-length'] ?? -1), body: res.body }
   }

@@ -7,7 +7,7 @@ import { type Digest, MetaInfo } from '../../core/index.js'
 import { ShoalError, toShoalError } from '../../errors/index.js'
 import type { Logger } from '../../log/index.js'
 import type { BlobStore } from '../../store/index.js'
-import type { TorrentEngine } from '../../torrent/index.js'
+import type { DownloadStats, TorrentEngine } from '../../torrent/index.js'
 import type { TrackerClient } from '../../tracker/client/index.js'
 import type { DownloadProgress } from '../client/index.js'
 
@@ -39,7 +39,9 @@ export class Downloads {
       pending,
       new Promise<never>((_, reject) => {
         if (signal.aborted) reject(new ShoalError('ABORTED', 'request aborted'))
-        signal.addEventListener('abort', () => reject(new ShoalError('ABORTED', 'request aborted')), { once: true })
+        signal.addEventListener('abort', () => reject(new ShoalError('ABORTED', 'request aborted')), {
+          once: true,
+        })
       }),
     ])
   }
@@ -68,7 +70,10 @@ export class Downloads {
         this.engine.seed(meta, seed)
         n++
       } catch (err) {
-        this.log.warn({ digest: digest.toString(), err: toShoalError(err).message }, 'cannot re-seed cached blob')
+        this.log.warn(
+          { digest: digest.toString(), err: toShoalError(err).message },
+          'cannot re-seed cached blob',
+        )
       }
     }
     return n
@@ -110,15 +115,27 @@ export class Downloads {
       entry.meta = meta
       entry.pieceCount = meta.pieceCount
       entry.size = meta.length
-      this.log.info({ digest: digest.toString(), size: meta.length, pieces: meta.pieceCount, infoHash: meta.infoHash.hex }, 'download started')
+      this.log.info(
+        {
+          digest: digest.toString(),
+          size: meta.length,
+          pieces: meta.pieceCount,
+          infoHash: meta.infoHash.hex,
+        },
+        'download started',
+      )
       const file = await this.store.openDownload(digest, layoutOf(meta))
       entry.piecesDone = meta.pieceCount - file.missingCount()
-      let stats
+      let stats: DownloadStats
       try {
         stats = await this.engine.download(meta, file, { signal })
       } catch (err) {
         await file.close().catch(() => undefined)
-        if (signal.aborted) throw new ShoalError('TIMEOUT', `download of ${digest} did not finish within ${Math.round(this.timeoutMs / 1000)} s`)
+        if (signal.aborted)
+          throw new ShoalError(
+            'TIMEOUT',
+            `download of ${digest} did not finish within ${Math.round(this.timeoutMs / 1000)} s`,
+          )
         throw err
       }
       // Whole-blob check before the blob becomes visible; the engine keeps serving pieces meanwhile.
@@ -126,9 +143,18 @@ export class Downloads {
       // The same open file keeps serving pieces to other agents until the blob is dropped.
       this.open.set(digest.hex, file)
       await this.store.writeMetaInfo(digest, meta.raw)
-      Object.assign(entry, pickStats(stats), { state: 'done', piecesDone: meta.pieceCount, finishedAt: Date.now() })
+      Object.assign(entry, pickStats(stats), {
+        state: 'done',
+        piecesDone: meta.pieceCount,
+        finishedAt: Date.now(),
+      })
       this.log.info(
-        { digest: digest.toString(), ms: Date.now() - started, fromOrigins: stats.bytesFromOrigins, fromAgents: stats.bytesFromAgents },
+        {
+          digest: digest.toString(),
+          ms: Date.now() - started,
+          fromOrigins: stats.bytesFromOrigins,
+          fromAgents: stats.bytesFromAgents,
+        },
         'download verified',
       )
     } catch (err) {
@@ -150,7 +176,8 @@ export class Downloads {
         return meta
       } catch (err) {
         const e = toShoalError(err)
-        if (e.code === 'BLOB_NOT_FOUND' || e.code === 'NOT_FOUND') throw new ShoalError('BLOB_NOT_FOUND', `blob not found: ${digest}`)
+        if (e.code === 'BLOB_NOT_FOUND' || e.code === 'NOT_FOUND')
+          throw new ShoalError('BLOB_NOT_FOUND', `blob not found: ${digest}`)
         lastError = e
       }
     }
@@ -162,7 +189,13 @@ export function layoutOf(meta: MetaInfo): { length: number; pieceLength: number;
   return { length: meta.length, pieceLength: meta.pieceLength, pieceCount: meta.pieceCount }
 }
 
-function pickStats(s: { bytesFromOrigins: number; bytesFromAgents: number; bytesUploaded: number; piecesFromOrigins: number; piecesFromAgents: number }) {
+function pickStats(s: {
+  bytesFromOrigins: number
+  bytesFromAgents: number
+  bytesUploaded: number
+  piecesFromOrigins: number
+  piecesFromAgents: number
+}) {
   return {
     bytesFromOrigins: s.bytesFromOrigins,
     bytesFromAgents: s.bytesFromAgents,

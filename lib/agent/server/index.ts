@@ -3,14 +3,14 @@
  * the swarm into its cache, and seeds what it has to other agents.
  */
 import { join, resolve } from 'node:path'
+import { BuildIndexClient } from '../../build-index/client/index.js'
 import { DEFAULT_NAMESPACE, Digest, MetaInfo, Tag } from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
-import { HttpServer, sendEmpty, sendJson, type RouteContext } from '../../http/index.js'
+import { HttpServer, type RouteContext, sendEmpty, sendJson } from '../../http/index.js'
 import type { Logger } from '../../log/index.js'
 import { createRegistry, type Registry } from '../../metrics/index.js'
 import { BlobStore } from '../../store/index.js'
 import { TorrentEngine } from '../../torrent/index.js'
-import { BuildIndexClient } from '../../build-index/client/index.js'
 import { TrackerClient } from '../../tracker/client/index.js'
 import type { DownloadProgress } from '../client/index.js'
 import type { AgentConfig } from '../config.js'
@@ -51,7 +51,13 @@ export class AgentServer {
       registry,
       maxConnectionsPerTorrent: config.peer.maxConnectionsPerTorrent,
     })
-    this.downloads = new Downloads(this.store, this.engine, trackers, this.log, config.downloadTimeoutSeconds * 1000)
+    this.downloads = new Downloads(
+      this.store,
+      this.engine,
+      trackers,
+      this.log,
+      config.downloadTimeoutSeconds * 1000,
+    )
     this.http = new HttpServer({
       name: 'agent',
       logger: deps.logger,
@@ -104,7 +110,16 @@ export class AgentServer {
     if (progress) return progress
     const stat = await this.store.stat(digest)
     if (!stat) throw new ShoalError('BLOB_NOT_FOUND', `no download of ${digest} on this agent`)
-    return { digest: digest.toString(), state: 'cached', piecesDone: 0, pieceCount: 0, size: stat.size, bytesFromOrigins: 0, bytesFromAgents: 0, bytesUploaded: 0 }
+    return {
+      digest: digest.toString(),
+      state: 'cached',
+      piecesDone: 0,
+      pieceCount: 0,
+      size: stat.size,
+      bytesFromOrigins: 0,
+      bytesFromAgents: 0,
+      bytesUploaded: 0,
+    }
   }
 
   private async resolveTag({ res, params, signal }: RouteContext): Promise<void> {
@@ -119,7 +134,11 @@ export class AgentServer {
     await this.downloads.ensure(ns, digest, signal)
     const stat = await this.store.stat(digest)
     if (!stat) throw new ShoalError('BLOB_NOT_FOUND', `blob not found: ${digest}`)
-    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': stat.size, 'x-shoal-digest': digest.toString() })
+    res.writeHead(200, {
+      'content-type': 'application/octet-stream',
+      'content-length': stat.size,
+      'x-shoal-digest': digest.toString(),
+    })
     const stream = this.store.createReadStream(digest)
     stream.on('error', (err) => res.destroy(err))
     stream.pipe(res)

@@ -3,7 +3,7 @@
  * through this class.
  */
 import type { Readable } from 'node:stream'
-import { Digest } from '../../core/index.js'
+import type { Digest } from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
 import { HttpClient, urlPath } from '../../http/index.js'
 
@@ -27,20 +27,33 @@ export class OriginClient {
 
   /** HEAD the blob: its size, or undefined when this origin does not hold it. */
   async stat(ns: string, digest: Digest, signal?: AbortSignal): Promise<BlobStat | undefined> {
-    const res = await this.http.request('HEAD', urlPath`/namespace/${ns}/blobs/${digest}`, { signal, accept: [404] })
+    const res = await this.http.request('HEAD', urlPath`/namespace/${ns}/blobs/${digest}`, {
+      signal,
+      accept: [404],
+    })
     await res.body.dump()
     if (res.statusCode === 404) return undefined
     return { size: Number(res.headers['content-length'] ?? 0), pending: res.statusCode === 202 }
   }
 
   /** Streams the blob (optionally a byte range, inclusive). */
-  async download(ns: string, digest: Digest, opts: { signal?: AbortSignal; start?: number; end?: number } = {}): Promise<Readable> {
+  async download(
+    ns: string,
+    digest: Digest,
+    opts: { signal?: AbortSignal; start?: number; end?: number } = {},
+  ): Promise<Readable> {
     const headers: Record<string, string> = {}
     if (opts.start !== undefined) headers.range = `bytes=${opts.start}-${opts.end ?? ''}`
-    const res = await this.http.request('GET', urlPath`/namespace/${ns}/blobs/${digest}`, { signal: opts.signal, headers })
+    const res = await this.http.request('GET', urlPath`/namespace/${ns}/blobs/${digest}`, {
+      signal: opts.signal,
+      headers,
+    })
     if (res.statusCode === 202) {
       await res.body.dump()
-      throw new ShoalError('UNAVAILABLE', `origin ${this.baseUrl} is still fetching ${digest} from its backend; retry shortly`)
+      throw new ShoalError(
+        'UNAVAILABLE',
+        `origin ${this.baseUrl} is still fetching ${digest} from its backend; retry shortly`,
+      )
     }
     return res.body
   }
@@ -50,7 +63,10 @@ export class OriginClient {
     const res = await this.http.request('GET', urlPath`/namespace/${ns}/blobs/${digest}/metainfo`, { signal })
     if (res.statusCode === 202) {
       await res.body.dump()
-      throw new ShoalError('UNAVAILABLE', `origin ${this.baseUrl} is still fetching ${digest} from its backend; retry shortly`)
+      throw new ShoalError(
+        'UNAVAILABLE',
+        `origin ${this.baseUrl} is still fetching ${digest} from its backend; retry shortly`,
+      )
     }
     return Buffer.from(await res.body.arrayBuffer())
   }
@@ -62,7 +78,9 @@ export class OriginClient {
 
   /** Origins (host:port of their HTTP servers) that own the digest, first is primary. */
   async locations(digest: Digest, signal?: AbortSignal): Promise<string[]> {
-    const body = await this.http.json<{ locations: string[] }>('GET', urlPath`/blobs/${digest}/locations`, { signal })
+    const body = await this.http.json<{ locations: string[] }>('GET', urlPath`/blobs/${digest}/locations`, {
+      signal,
+    })
     return body.locations
   }
 
@@ -79,11 +97,17 @@ export class OriginClient {
     opts: { chunkSize?: number; signal?: AbortSignal } = {},
   ): Promise<{ existed: boolean }> {
     const signal = opts.signal
-    const start = await this.http.request('POST', urlPath`/namespace/${ns}/blobs/${digest}/uploads`, { signal, accept: [409] })
+    const start = await this.http.request('POST', urlPath`/namespace/${ns}/blobs/${digest}/uploads`, {
+      signal,
+      accept: [409],
+    })
     const started = (await start.body.json()) as { uid?: string; code?: string }
     if (start.statusCode === 409) {
       if (started.code === 'ALREADY_EXISTS') return { existed: true }
-      throw new ShoalError('UPLOAD_CONFLICT', `origin refused to start an upload of ${digest}: ${started.code}`)
+      throw new ShoalError(
+        'UPLOAD_CONFLICT',
+        `origin refused to start an upload of ${digest}: ${started.code}`,
+      )
     }
     const uid = started.uid
     if (!uid) throw new ShoalError('UPSTREAM_ERROR', 'origin did not return an upload id')
@@ -100,7 +124,8 @@ export class OriginClient {
         })
         offset += chunk.length
       }
-      if (offset !== size) throw new ShoalError('SIZE_MISMATCH', `read ${offset} bytes of ${digest}; ${size} were announced`)
+      if (offset !== size)
+        throw new ShoalError('SIZE_MISMATCH', `read ${offset} bytes of ${digest}; ${size} were announced`)
       // The commit hashes the blob and writes it to the backend before answering: allow time
       // in proportion to its size (20 MiB/s is a slow disk).
       await this.http.status('PUT', path, { signal, timeoutMs: 60_000 + Math.ceil(size / (20 << 20)) * 1000 })

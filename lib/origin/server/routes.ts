@@ -5,8 +5,8 @@
 import { pipeline } from 'node:stream/promises'
 import { Digest } from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
-import { type Router, sendEmpty, sendJson, urlPath } from '../../http/index.js'
 import type { HashRing } from '../../hashring/index.js'
+import { type Router, sendEmpty, sendJson, urlPath } from '../../http/index.js'
 import type { BlobStore } from '../../store/index.js'
 import { type BlobService, checkNamespace } from './service.js'
 

@@ -7,10 +7,11 @@
  * key so deleting a blob in one namespace never removes another namespace's copy; the local
  * cache is content-addressed and shared by all namespaces.
  */
-import bencode from 'bencode'
+
+import type { Backend } from '../../backend/index.js'
+import { bencodeDecode, bencodeEncode } from '../../core/bencode.js'
 import { type Digest, MetaInfo } from '../../core/index.js'
 import { isAbortError, ShoalError, toShoalError } from '../../errors/index.js'
-import type { Backend } from '../../backend/index.js'
 import type { Logger } from '../../log/index.js'
 import type { Counter } from '../../metrics/index.js'
 import type { BlobStore } from '../../store/index.js'
@@ -267,8 +268,8 @@ export class BlobService {
 
 /** The same torrent with `announce` as its only tracker; the info dictionary is untouched. */
 function withAnnounce(raw: Buffer, announce: string): Buffer {
-  const decoded = bencode.decode(raw) as Record<string, unknown>
+  const decoded = bencodeDecode(raw) as Record<string, unknown>
   decoded.announce = Buffer.from(announce)
   decoded['announce-list'] = [[Buffer.from(announce)]]
-  return Buffer.from(bencode.encode(decoded))
+  return bencodeEncode(decoded)
 }

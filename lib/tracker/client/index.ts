@@ -4,7 +4,7 @@
  * sizes are bounded and every field is checked before use.
  */
 import { isIP } from 'node:net'
-import bencode from 'bencode'
+import { bencodeDecode } from '../../core/bencode.js'
 import type { Digest, InfoHash } from '../../core/index.js'
 import { MAX_METAINFO_BYTES } from '../../core/index.js'
 import { isShoalError, ShoalError } from '../../errors/index.js'
@@ -117,7 +117,7 @@ async function readLimited(res: ResponseData, limit: number): Promise<Buffer> {
 export function parseAnnounceResponse(body: Buffer): TrackerAnnounceResponse {
   let decoded: unknown
   try {
-    decoded = bencode.decode(body)
+    decoded = bencodeDecode(body)
   } catch (err) {
     throw new ShoalError('UPSTREAM_ERROR', 'tracker sent an answer that is not valid bencode', { cause: err })
   }

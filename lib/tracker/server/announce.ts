@@ -5,7 +5,7 @@
  * decode them as UTF-8 and corrupt every byte above 0x7f.
  */
 import { isIP } from 'node:net'
-import bencode from 'bencode'
+import { bencodeEncode } from '../../core/bencode.js'
 import { ShoalError } from '../../errors/index.js'
 import type { PeerRecord } from '../peerstore/types.js'
 
@@ -255,11 +255,11 @@ export function encodeAnnounceResponse(r: AnnounceResponse): Buffer {
         : { 'peer id': Buffer.from(p.peerId, 'hex'), ip: p.ip, port: p.port },
     )
   }
-  return Buffer.from(bencode.encode(body))
+  return bencodeEncode(body)
 }
 
 export function encodeFailure(reason: string): Buffer {
-  return Buffer.from(bencode.encode({ 'failure reason': reason }))
+  return bencodeEncode({ 'failure reason': reason })
 }
 
 function reject(reason: string): never {

@@ -4,9 +4,7 @@
  */
 import { BackendConfig } from '../backend/index.js'
 import { ListenConfig, LogConfig, z } from '../config/index.js'
-import { DEFAULT_NAMESPACE } from '../core/index.js'
-
-export const NAMESPACE_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/
+import { DEFAULT_NAMESPACE, NAMESPACE_RE } from '../core/index.js'
 
 export const BuildIndexConfigSchema = z.strictObject({
   log: LogConfig,

@@ -73,7 +73,7 @@ export async function runDaemon<C extends { log: { level: string; file?: string 
     logger.info({ signal }, `${spec.name} stopping`)
     running.stop().then(
       () => {
-        logger.info(`${spec.name} stopped`)
+        logger.info({ signal }, 'shutdown complete')
         logger.flush?.()
       },
       (err) => {

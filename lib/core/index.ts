@@ -1,5 +1,5 @@
 export { Digest, digestFile, printable } from './digest.js'
 export { InfoHash } from './infohash.js'
 export { MAX_METAINFO_BYTES, MetaInfo, pieceLengthFor } from './metainfo.js'
+export { DEFAULT_NAMESPACE, NAMESPACE_RE, parseNamespace } from './namespace.js'
 export { LATEST, MAX_TAG_BYTES, Tag, type TagParts, tagFromKey, tagKey } from './tag.js'
-export const DEFAULT_NAMESPACE = 'default'

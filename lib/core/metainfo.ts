@@ -138,7 +138,6 @@ export class MetaInfo implements MetaInfoFields {
           private: true,
           pieceLength,
           createdBy: 'shoal',
-          creationDate: new Date(0),
         },
         (err: Error | null, torrent?: Uint8Array) => {
           if (err || !torrent)

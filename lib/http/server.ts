@@ -17,6 +17,10 @@ export interface HttpServerOptions {
   registry?: Registry
   /** Throws (or rejects) with a reason when the daemon cannot serve yet. */
   readiness?: () => Promise<void> | void
+  /** Called once each time the server starts listening (after start() binds, before it resolves). */
+  onStart?: (address: AddressInfo) => void
+  /** Called once each time a started server has stopped (after stop() closes, before it resolves). */
+  onStop?: () => void
 }
 
 export class HttpServer {
@@ -81,6 +85,7 @@ export class HttpServer {
         const addr = server.address() as AddressInfo
         this.log.info({ host: addr.address, port: addr.port }, `${this.opts.name} listening`)
         resolve(addr)
+        this.opts.onStart?.(addr)
       })
     })
     return this.starting
@@ -89,6 +94,15 @@ export class HttpServer {
   get port(): number {
     const addr = this.server?.address()
     return addr && typeof addr === 'object' ? addr.port : 0
+  }
+
+  /** `http://host:port` actually bound (IPv6 in brackets); UNAVAILABLE until start() resolves and after stop(). */
+  get url(): string {
+    const addr = this.server?.address()
+    if (!addr || typeof addr !== 'object')
+      throw new ShoalError('UNAVAILABLE', `${this.opts.name} is not started`)
+    const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
+    return `http://${host}:${addr.port}`
   }
 
   /** Stops accepting, aborts in-flight handlers and closes every connection. Idempotent. */
@@ -102,6 +116,7 @@ export class HttpServer {
       server.close(() => resolve())
       server.closeAllConnections()
     })
+    this.opts.onStop?.()
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {

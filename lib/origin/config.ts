@@ -13,8 +13,6 @@ export const OriginConfigSchema = z.strictObject({
     .strictObject({
       host: z.string().min(1).default('0.0.0.0'),
       port: z.number().int().min(0).max(65535).default(15001),
-      /** Address agents reach this origin's peer port at, when it differs from host. */
-      announceIp: z.string().min(1).optional(),
     })
     .prefault({}),
   /** Local cache, uploads in progress and temp files. */

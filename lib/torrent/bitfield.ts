@@ -61,6 +61,15 @@ export class Bitfield {
     return true
   }
 
+  /** How many pieces this has that `other` (of the same length) lacks: a peer's use to us. */
+  countNotIn(other: Bitfield): number {
+    const mine = this.buffer
+    const theirs = other.buffer
+    let count = 0
+    for (let i = 0; i < mine.length; i++) count += POPCOUNT[mine[i]! & ~theirs[i]!]!
+    return count
+  }
+
   clear(i: number): boolean {
     const byte = i >> 3
     const mask = 0x80 >> (i & 7)

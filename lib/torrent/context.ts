@@ -1,6 +1,8 @@
 /**
- * What a Torrent needs from the engine that owns it. An interface rather than the engine
- * class, so torrent.ts does not import engine.ts (and tests could drive a Torrent directly).
+ * What a Torrent (and its PeerSet, Downloader, Uploader) needs from the engine that owns it.
+ * EngineCore implements it; an interface rather than that class, so torrent.ts does not
+ * import the engine (and tests could drive a Torrent directly), and so none of it has to be
+ * on TorrentEngine, whose surface is the public API only.
  */
 import type { Logger } from '../log/index.js'
 import type { Counter, Gauge } from '../metrics/index.js'

@@ -96,12 +96,7 @@ export class Scheduler {
     if (this.active.get(piece.index) !== piece) return
     this.active.delete(piece.index)
     this.activeBytes -= piece.size
-    const owner = piece.owner
-    if (owner !== undefined) {
-      const i = owner.owned.indexOf(piece)
-      if (i >= 0) owner.owned.splice(i, 1)
-      piece.owner = undefined
-    }
+    this.disown(piece)
   }
 
   /** The peer refused a block: it will not serve that piece, so stop counting on it for it. */
@@ -111,7 +106,7 @@ export class Scheduler {
     const piece = this.active.get(index)
     if (piece === undefined) return
     piece.release(b, peer)
-    if (piece.owner === peer) this.detachOwner(peer, piece)
+    if (piece.owner === peer) this.disown(piece)
   }
 
   /** Frees everything the peer was fetching; with `cancel`, tells the peer too (timeouts). */
@@ -203,9 +198,12 @@ export class Scheduler {
     peer.owned.push(piece)
   }
 
-  private detachOwner(peer: Peer, piece: PieceBuffer<Peer>): void {
+  /** Unassigns the piece from its owner (if any), so any peer may continue it. */
+  private disown(piece: PieceBuffer<Peer>): void {
+    const owner = piece.owner
+    if (owner === undefined) return
     piece.owner = undefined
-    const i = peer.owned.indexOf(piece)
-    if (i >= 0) peer.owned.splice(i, 1)
+    const i = owner.owned.indexOf(piece)
+    if (i >= 0) owner.owned.splice(i, 1)
   }
 }

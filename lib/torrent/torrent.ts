@@ -1,42 +1,39 @@
 /**
- * One torrent in the engine: lifecycle, what each peer has (availability and interest),
- * piece verification and storage, exact per-class download accounting and the announce loop.
- * Request scheduling lives in Scheduler, choking and serving in Uploader, connection
- * bookkeeping in PeerSet, sockets and framing in Peer.
+ * One torrent in the engine: its lifecycle (seeding, downloading, removed) and the callers
+ * waiting for it, its connections, the announce loop, and keep-alive/idle housekeeping.
+ * Each peer's messages arrive here (PeerOwner) and go to the side they concern: what peers
+ * have and the request/receive path to Downloader, choking and serving to Uploader.
+ * Connection bookkeeping lives in PeerSet, sockets and framing in Peer.
  */
 import type { MetaInfo } from '../core/index.js'
 import { ShoalError } from '../errors/index.js'
 import type { Logger } from '../log/index.js'
-import { Announcer } from './announcer.js'
+import { Announcer, type AnnounceTarget } from './announcer.js'
 import { Bitfield } from './bitfield.js'
 import type { EngineContext } from './context.js'
+import { Downloader, type DownloadHost } from './downloader.js'
 import type { Peer, PeerOwner, Respond } from './peer.js'
 import { PeerSet } from './peer-set.js'
-import { type PieceBuffer, PiecePicker } from './picker.js'
-import { Scheduler } from './scheduler.js'
 import { type AnnouncePeer, DEFAULTS, type DownloadStats, type TorrentStorage } from './types.js'
 import { Uploader } from './uploader.js'
 import { Waiters } from './waiters.js'
 
 export type TorrentState = 'seeding' | 'downloading' | 'removed'
 
-export class Torrent implements PeerOwner {
+export class Torrent implements PeerOwner, DownloadHost, AnnounceTarget {
   readonly meta: MetaInfo
   readonly storage: TorrentStorage
+  readonly ctx: EngineContext
   readonly infoHashHex: string
   readonly infoHashBuf: Buffer
-  readonly picker: PiecePicker
+  /** The engine's logger with this torrent's infohash. */
+  readonly log: Logger
   readonly peers: PeerSet
-  private readonly ctx: EngineContext
-  private readonly log: Logger
-  private readonly scheduler: Scheduler
-  private readonly announcer: Announcer
+  private readonly downloader: Downloader
   private readonly uploader: Uploader
+  private readonly announcer: Announcer
   private readonly waiters = new Waiters<DownloadStats>()
-  private readonly stats: DownloadStats
   private state: TorrentState
-  private haveBytes = 0
-  private downloaded = 0
   private tickTimer: NodeJS.Timeout | undefined
 
   constructor(meta: MetaInfo, storage: TorrentStorage, ctx: EngineContext) {
@@ -53,31 +50,16 @@ export class Torrent implements PeerOwner {
     this.infoHashBuf = meta.infoHash.toBuffer()
     this.log = ctx.logger.child({ infoHash: this.infoHashHex })
     this.peers = new PeerSet(ctx)
-    this.picker = new PiecePicker(meta.pieceCount, {
-      has: (i) => storage.hasPiece(i),
-      randomFirst: DEFAULTS.randomFirstPieces,
-    })
-    for (let i = 0; i < meta.pieceCount; i++) if (this.picker.have.has(i)) this.haveBytes += meta.pieceSize(i)
-    this.scheduler = new Scheduler(meta, this.picker, ctx.options.pipelineDepth)
+    this.downloader = new Downloader(this)
     this.uploader = new Uploader({
       meta,
       storage,
-      have: this.picker.have,
+      have: this.downloader.have,
       slots: ctx.options.uploadSlots,
       metrics: ctx.metrics,
       log: this.log,
     })
-    this.state = this.picker.complete ? 'seeding' : 'downloading'
-    const now = Date.now()
-    this.stats = {
-      bytesFromOrigins: 0,
-      bytesFromAgents: 0,
-      bytesUploaded: 0,
-      piecesFromOrigins: 0,
-      piecesFromAgents: 0,
-      startedAt: now,
-    }
-    if (this.state === 'seeding') this.stats.finishedAt = now
+    this.state = this.downloader.complete ? 'seeding' : 'downloading'
     this.announcer = new Announcer(this, {
       source: ctx.peerSource,
       peerId: ctx.peerId,
@@ -94,7 +76,11 @@ export class Torrent implements PeerOwner {
   }
 
   get complete(): boolean {
-    return this.picker.complete
+    return this.downloader.complete
+  }
+
+  get downloading(): boolean {
+    return this.state === 'downloading'
   }
 
   get removed(): boolean {
@@ -103,22 +89,13 @@ export class Torrent implements PeerOwner {
 
   /** Seeding needs nothing but the announce; downloading also logs its start. */
   start(): void {
+    const missing = this.meta.pieceCount - this.downloader.have.count
     if (this.state === 'downloading') {
-      this.log.info(
-        {
-          pieces: this.meta.pieceCount,
-          missing: this.meta.pieceCount - this.picker.have.count,
-          length: this.meta.length,
-        },
-        'download started',
-      )
+      this.log.info({ pieces: this.meta.pieceCount, missing, length: this.meta.length }, 'download started')
     } else if (this.complete) {
       this.log.debug({ pieces: this.meta.pieceCount, length: this.meta.length }, 'seeding')
     } else {
-      this.log.warn(
-        { missing: this.meta.pieceCount - this.picker.have.count },
-        'seeding an incomplete torrent',
-      )
+      this.log.warn({ missing }, 'seeding an incomplete torrent')
     }
     this.announcer.start()
   }
@@ -135,7 +112,7 @@ export class Torrent implements PeerOwner {
   }
 
   snapshot(): DownloadStats {
-    return { ...this.stats, bytesUploaded: this.uploader.bytesUploaded }
+    return { ...this.downloader.stats, bytesUploaded: this.uploader.bytesUploaded }
   }
 
   /** Closes everything; resolves when the 'stopped' announce went out (or gave up). */
@@ -149,13 +126,26 @@ export class Torrent implements PeerOwner {
     return this.announcer.stop()
   }
 
+  // ----- DownloadHost -----
+
+  onDownloaded(): void {
+    this.state = 'seeding'
+    this.announcer.completed()
+    this.waiters.resolveAll(this.snapshot())
+  }
+
+  onStorageFailed(err: ShoalError): void {
+    this.waiters.rejectAll(err)
+    this.ctx.removeTorrent(this, 'storage failed')
+  }
+
   // ----- AnnounceTarget -----
 
   counters(): { uploaded: number; downloaded: number; left: number } {
     return {
       uploaded: this.uploader.bytesUploaded,
-      downloaded: this.downloaded,
-      left: this.meta.length - this.haveBytes,
+      downloaded: this.downloader.downloaded,
+      left: this.downloader.left,
     }
   }
 
@@ -178,7 +168,7 @@ export class Torrent implements PeerOwner {
     peer.log = this.log
     peer.attach(this)
     const w = peer.wire
-    const have = this.picker.have
+    const have = this.downloader.have
     if (have.complete && w.hasFast) w.haveAll()
     else if (have.empty) {
       if (w.hasFast) w.haveNone()
@@ -197,74 +187,46 @@ export class Torrent implements PeerOwner {
   onClose(peer: Peer): void {
     if (!this.peers.delete(peer)) return
     this.ctx.metrics.peers.dec()
-    if (peer.bits !== undefined) this.picker.removeBitfield(peer.bits)
-    peer.bits = undefined
-    this.scheduler.releaseAll(peer, false)
+    this.downloader.onPeerClosed(peer)
     this.uploader.onClosed(peer, this.peers.values())
-    if (this.state === 'downloading') this.fillAll()
+    this.downloader.fillAll()
   }
 
-  // ----- what the peer has -----
+  // ----- peer messages: what it has, and our requests (Downloader) -----
 
   onBitfield(peer: Peer, data: Uint8Array): void {
-    const bits = Bitfield.fromWire(this.meta.pieceCount, data)
-    if (bits === undefined) {
-      peer.close('malformed bitfield')
-      return
-    }
-    this.setPeerBits(peer, bits)
+    this.downloader.onBitfield(peer, data)
   }
 
   onHaveAll(peer: Peer): void {
-    this.setPeerBits(peer, Bitfield.full(this.meta.pieceCount))
+    this.downloader.onHaveAll(peer)
   }
 
   onHaveNone(peer: Peer): void {
-    if (!peer.bits?.empty) peer.close('have-none after pieces')
-  }
-
-  private setPeerBits(peer: Peer, bits: Bitfield): void {
-    // BEP 3: the bitfield is only the first message; a second one would corrupt availability.
-    if (!peer.bits?.empty) {
-      peer.close('bitfield after pieces')
-      return
-    }
-    peer.bits = bits
-    this.picker.addBitfield(bits)
-    const have = this.picker.have.buffer
-    let interesting = 0
-    for (let i = 0; i < have.length; i++) interesting += popcount(bits.buffer[i]! & ~have[i]!)
-    peer.interesting = interesting
-    this.afterPeerGained(peer)
+    this.downloader.onHaveNone(peer)
   }
 
   onHave(peer: Peer, index: number): void {
-    if (!Number.isInteger(index) || index < 0 || index >= this.meta.pieceCount) {
-      peer.close('have out of range')
-      return
-    }
-    if (!peer.bits!.set(index)) return
-    this.picker.addHave(index)
-    if (!this.picker.have.has(index)) peer.interesting++
-    this.afterPeerGained(peer)
+    this.downloader.onHave(peer, index)
   }
 
-  private afterPeerGained(peer: Peer): void {
-    if (this.complete && peer.bits!.complete) {
-      peer.close('both seeding')
-      return
-    }
-    this.updateInterest(peer)
-    this.scheduler.fill(peer, Date.now())
+  onChoke(peer: Peer): void {
+    this.downloader.onChoke(peer)
   }
 
-  private updateInterest(peer: Peer): void {
-    const want = peer.interesting > 0 && this.state === 'downloading'
-    if (want && !peer.wire.amInterested) peer.wire.interested()
-    else if (!want && peer.wire.amInterested) peer.wire.uninterested()
+  onUnchoke(peer: Peer): void {
+    this.downloader.onUnchoke(peer)
   }
 
-  // ----- choking and serving: see Uploader -----
+  onReject(peer: Peer, index: number, offset: number, length: number): void {
+    this.downloader.onReject(peer, index, offset, length)
+  }
+
+  onPiece(peer: Peer, index: number, offset: number, block: Uint8Array): void {
+    this.downloader.onPiece(peer, index, offset, block)
+  }
+
+  // ----- peer messages: choking and serving (Uploader) -----
 
   onInterested(peer: Peer): void {
     this.uploader.onInterested(peer)
@@ -278,133 +240,12 @@ export class Torrent implements PeerOwner {
     this.uploader.onRequest(peer, index, offset, length, respond)
   }
 
-  // ----- downloading -----
-
-  onChoke(peer: Peer): void {
-    // Without BEP 6 a choke drops our pending requests; with it the peer rejects them one by one.
-    if (!peer.wire.hasFast) {
-      this.scheduler.releaseAll(peer, false)
-      this.fillAll()
-    }
-  }
-
-  onUnchoke(peer: Peer): void {
-    this.scheduler.fill(peer, Date.now())
-  }
-
-  onReject(peer: Peer, index: number, offset: number, _length: number): void {
-    if (index < 0 || index >= this.meta.pieceCount) {
-      peer.close('reject out of range')
-      return
-    }
-    this.scheduler.onReject(peer, index, offset)
-    if (!peer.wire.peerChoking && peer.bits!.clear(index)) {
-      // Rejected while unchoked: the peer will not serve this piece; stop asking it for it.
-      this.picker.availability[index]!--
-      if (!this.picker.have.has(index)) peer.interesting--
-      this.updateInterest(peer)
-    }
-    this.fillAll()
-  }
-
-  onPiece(peer: Peer, index: number, offset: number, block: Uint8Array): void {
-    const now = Date.now()
-    const r = this.scheduler.onBlock(peer, index, offset, block)
-    if (r.kind === 'invalid') {
-      peer.close(r.why)
-      return
-    }
-    if (r.kind === 'accepted') {
-      this.ctx.metrics.received.inc({ source: peer.cls }, block.length)
-      if (r.piece !== undefined) this.finishPiece(r.piece)
-    }
-    this.scheduler.fill(peer, now)
-  }
-
-  private finishPiece(piece: PieceBuffer<Peer>): void {
-    const i = piece.index
-    if (!piece.verify(this.meta.pieceHash(i))) {
-      this.ctx.metrics.badPieces.inc()
-      const sources = piece.sources.map((p) => p.addr)
-      this.log.warn({ piece: i, sources }, 'piece failed SHA-1 verification; discarding')
-      // A sole source is certainly guilty; among several, ban on the second strike.
-      for (const src of piece.sources) {
-        src.strikes++
-        if (piece.sources.length === 1 || src.strikes >= 2) {
-          this.ctx.ban(src)
-          src.close('sent a corrupt piece')
-        }
-      }
-      this.scheduler.reset(i)
-      this.fillAll()
-      return
-    }
-    void this.store(piece)
-  }
-
-  private async store(piece: PieceBuffer<Peer>): Promise<void> {
-    const i = piece.index
-    try {
-      await this.storage.writePiece(i, piece.data)
-    } catch (err) {
-      if (this.state === 'removed') return
-      this.log.error({ err, piece: i }, 'cannot write piece; failing the download')
-      this.picker.setBusy(i, false)
-      this.waiters.rejectAll(
-        new ShoalError('IO_ERROR', `cannot write piece ${i}: ${(err as Error).message}`, { cause: err }),
-      )
-      this.ctx.removeTorrent(this, 'storage failed')
-      return
-    }
-    if (this.state === 'removed' || !this.picker.markHave(i)) return
-    const size = piece.size
-    this.haveBytes += size
-    this.downloaded += size
-    this.stats.bytesFromOrigins += piece.originBytes
-    this.stats.bytesFromAgents += piece.agentBytes
-    if (piece.majorityClass === 'origin') this.stats.piecesFromOrigins++
-    else this.stats.piecesFromAgents++
-    this.ctx.metrics.verified.inc()
-    for (const peer of this.peers.values()) {
-      peer.wire.have(i)
-      if (peer.bits?.has(i)) {
-        peer.interesting--
-        if (peer.interesting === 0) this.updateInterest(peer)
-      }
-    }
-    if (this.picker.complete) this.onComplete()
-  }
-
-  private onComplete(): void {
-    this.state = 'seeding'
-    this.stats.finishedAt = Date.now()
-    const s = this.stats
-    const seconds = Math.max(0.001, (s.finishedAt! - s.startedAt) / 1000)
-    this.log.info(
-      { ...s, seconds, mbps: Math.round((this.downloaded / seconds / 1e6) * 10) / 10 },
-      'download finished',
-    )
-    for (const peer of [...this.peers.values()]) {
-      if (peer.bits?.complete) peer.close('both seeding')
-      else this.updateInterest(peer)
-    }
-    this.announcer.completed()
-    this.waiters.resolveAll(this.snapshot())
-  }
-
-  private fillAll(): void {
-    if (this.state !== 'downloading') return
-    this.scheduler.fillAll(this.peers.values(), Date.now())
-  }
-
   // ----- housekeeping -----
 
   private readonly tick = (): void => {
     try {
       const now = Date.now()
-      const o = this.ctx.options
-      if (this.state === 'downloading' && this.scheduler.expire(this.peers.values(), now, o.requestTimeoutMs))
-        this.fillAll()
+      this.downloader.expire(now)
       for (const peer of [...this.peers.values()]) {
         if (now - peer.lastRecvAt > DEFAULTS.idleTimeoutMs) peer.close('idle')
         else if (now - peer.lastSendAt > DEFAULTS.keepAliveMs) peer.wire.keepAlive()
@@ -418,10 +259,4 @@ export class Torrent implements PeerOwner {
     // Every caller gave up: stop fetching (what was written stays for a later resume).
     if (this.state === 'downloading') this.ctx.removeTorrent(this, 'download aborted')
   }
-}
-
-function popcount(b: number): number {
-  b -= (b >> 1) & 0x55
-  b = (b & 0x33) + ((b >> 2) & 0x33)
-  return (b + (b >> 4)) & 0x0f
 }

@@ -47,9 +47,7 @@ export class Uploader {
   }
 
   onUninterested(peer: Peer, peers: Iterable<Peer>): void {
-    if (!peer.unchokedByUs) return
-    peer.unchokedByUs = false
-    this.unchoked--
+    if (!this.freeSlot(peer)) return
     peer.wire.choke()
     peer.serveQueue.length = 0
     this.unchokeWaiting(peers)
@@ -57,10 +55,7 @@ export class Uploader {
 
   /** A peer went away: give its slot to someone waiting. */
   onClosed(peer: Peer, peers: Iterable<Peer>): void {
-    if (!peer.unchokedByUs) return
-    peer.unchokedByUs = false
-    this.unchoked--
-    this.unchokeWaiting(peers)
+    if (this.freeSlot(peer)) this.unchokeWaiting(peers)
   }
 
   onRequest(peer: Peer, index: number, offset: number, length: number, respond: Respond): void {
@@ -83,6 +78,14 @@ export class Uploader {
     }
     peer.serveQueue.push({ index, offset, length, respond })
     if (!peer.serving) void this.serve(peer)
+  }
+
+  /** Takes back the peer's upload slot; false when it did not hold one. */
+  private freeSlot(peer: Peer): boolean {
+    if (!peer.unchokedByUs) return false
+    peer.unchokedByUs = false
+    this.unchoked--
+    return true
   }
 
   private unchokeWaiting(peers: Iterable<Peer>): void {

@@ -3,7 +3,8 @@
  * PushCLI / PullCLI / RemoveCLI driven from the command line.
  */
 import { execFile } from 'node:child_process'
-import { mkdir, readdir, stat } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
@@ -29,9 +30,13 @@ async function cli(name: string, args: string[]): Promise<{ code: number; stdout
 }
 
 t.test('devcluster up → push → pull on two agents → remove → down', async (t) => {
-  const dir = await tempDir(t, 'shoal-e2e-')
+  const dir = await mkdtemp(join(tmpdir(), 'shoal-e2e-'))
   const workdir = join(dir, 'cluster')
-  const cluster = ['devcluster', '--workdir', workdir]
+  // One teardown, in this order: stop the processes (their state lives in dir), then remove dir.
+  t.teardown(async () => {
+    await cli('shoal', ['devcluster', 'down', '--workdir', workdir])
+    await rm(dir, { recursive: true, force: true })
+  })
   const upArgs = [
     'devcluster',
     'up',
@@ -44,7 +49,6 @@ t.test('devcluster up → push → pull on two agents → remove → down', asyn
     '--agent-base-port',
     String(AGENT_BASE),
   ]
-  t.teardown(() => cli('shoal', [...cluster.slice(0, 1), 'down', '--workdir', workdir]))
 
   const started = await cli('shoal', upArgs)
   t.equal(started.code, 0, `devcluster up: ${started.stderr}`)

@@ -9,6 +9,7 @@ import { Digest, Tag } from '../../lib/core/index.js'
 import { ShoalError } from '../../lib/errors/index.js'
 import { HttpClient, HttpServer, readBody, sendEmpty, sendJson } from '../../lib/http/index.js'
 import { silentLogger } from '../../lib/log/index.js'
+import { OriginClient, OriginCluster } from '../../lib/origin/client/index.js'
 import { ProxyClient } from '../../lib/proxy/client/index.js'
 import { ProxyConfigSchema } from '../../lib/proxy/config.js'
 import { startProxy } from '../../lib/proxy/server/index.js'
@@ -278,6 +279,7 @@ t.test('service endpoints and lifecycle', async (t) => {
   t.equal(proxy.url, url)
   await proxy.stop()
   await proxy.stop()
+  t.throws(() => proxy.url, { code: 'UNAVAILABLE', message: 'proxy is not started' })
 
   // Readiness fails with a reason when build-index and origins are unreachable.
   const lonely = await startProxy(
@@ -294,4 +296,35 @@ t.test('service endpoints and lifecycle', async (t) => {
   })
   t.equal(res.statusCode, 503)
   t.match(await res.body.json(), { code: 'UNAVAILABLE', message: /build-index/ })
+})
+
+t.test('origin cluster: the owner is found past origins that are down', async (t) => {
+  const origin = await fakeOrigin(t)
+  const digest = Digest.fromHex('ab'.repeat(32))
+  const built: string[] = []
+  const cluster = new OriginCluster(['127.0.0.1:1', origin.self], (a) => {
+    built.push(a)
+    return new OriginClient(a)
+  })
+  t.equal(cluster.seeds.length, 2)
+  const owner = await cluster.owner(digest)
+  t.equal(owner.http.baseUrl, `http://${origin.self}`)
+  t.equal(owner, cluster.seeds[1], 'the owner reuses the client of the configured origin')
+  t.equal(cluster.clientFor(`http://${origin.self}/`), owner, 'one client per origin however spelt')
+  t.same(built, ['127.0.0.1:1', origin.self])
+
+  await t.rejects(new OriginCluster(['127.0.0.1:1']).owner(digest), {
+    code: 'UNAVAILABLE',
+    message: /no configured origin answered the locations of sha256:ab/,
+  })
+  t.throws(() => new OriginCluster([]), { code: 'CONFIG_INVALID' })
+
+  const empty = new HttpServer({ name: 'empty-origin', logger })
+  empty.router.get('/blobs/:digest/locations', ({ res }) => sendJson(res, 200, { locations: [] }))
+  await empty.start(0)
+  t.teardown(() => empty.stop())
+  await t.rejects(new OriginCluster([empty.url, origin.self]).owner(digest), {
+    code: 'UPSTREAM_ERROR',
+    message: `origin ${empty.url} returned no locations for ${digest}`,
+  })
 })

@@ -90,25 +90,59 @@ async function engine(
   return e
 }
 
+/**
+ * A torrent seeded by an origin, and a tracker stand-in that hands out every engine in the
+ * swarm; `join()` starts an agent and adds it to what the tracker hands out.
+ */
+async function seededSwarm(
+  t: Pick<Test, 'teardown'>,
+  size: number,
+  pieceLength: number,
+  originOptions: Partial<EngineOptions> = {},
+) {
+  const { meta, data } = await makeTorrent(t, size, pieceLength)
+  const all: TorrentEngine[] = []
+  const source = new StaticPeerSource(() => all)
+  const origin = await engine(t, 'origin', source, originOptions)
+  all.push(origin)
+  origin.seed(meta, MemoryStorage.complete(meta, data))
+  const join = async () => {
+    const agent = await engine(t, 'agent', source)
+    all.push(agent)
+    return agent
+  }
+  return { meta, data, source, origin, join }
+}
+
+/**
+ * Two seeders the tracker tells about nobody: an agent whose storage misbehaves (`Faulty`) and
+ * an honest origin serving each block after `delayMs`, so that the faulty one gets its share of
+ * the requests. `source` is the tracker stand-in for a leecher: the faulty seeder first.
+ */
+async function faultyAndHonestSeeders(
+  t: Pick<Test, 'teardown'>,
+  torrent: { meta: MetaInfo; data: Buffer },
+  Faulty: typeof MemoryStorage,
+  delayMs: number,
+) {
+  const { meta, data } = torrent
+  const quiet = new StaticPeerSource(() => [])
+  const faulty = await engine(t, 'agent', quiet)
+  faulty.seed(meta, Faulty.complete(meta, data))
+  const honest = await engine(t, 'origin', quiet)
+  honest.seed(meta, new SlowStorage(MemoryStorage.complete(meta, data), delayMs))
+  return { faulty, source: new StaticPeerSource(() => [faulty, honest]) }
+}
+
 async function metric(registry: Registry, name: string): Promise<number> {
   const m = (await registry.getMetricsAsJSON()).find((x) => x.name === name)
   return (m?.values ?? []).reduce((sum, v) => sum + Number(v.value), 0)
 }
 
 t.test('three agents download from an origin concurrently; bytes identical, accounting exact', async (t) => {
-  const { meta, data } = await makeTorrent(t, 8 << 20, 256 << 10)
-  const all: TorrentEngine[] = []
-  const source = new StaticPeerSource(() => all)
-  const origin = await engine(t, 'origin', source)
-  all.push(origin)
-  origin.seed(meta, MemoryStorage.complete(meta, data))
+  const { meta, data, source, origin, join } = await seededSwarm(t, 8 << 20, 256 << 10)
   origin.seed(meta, MemoryStorage.complete(meta, data)) // idempotent
-  const agents = [
-    await engine(t, 'agent', source),
-    await engine(t, 'agent', source),
-    await engine(t, 'agent', source),
-  ]
-  all.push(...agents)
+  const agents = [await join(), await join(), await join()]
   t.equal(origin.peerId.subarray(0, 8).toString(), '-SO0001-')
   t.equal(agents[0]!.peerId.subarray(0, 8).toString(), '-SA0001-')
   t.equal(agents[0]!.peerId.length, 20)
@@ -162,14 +196,8 @@ t.test('three agents download from an origin concurrently; bytes identical, acco
 })
 
 t.test('agents serve each other once the origin is gone (agent-to-agent credit is exact)', async (t) => {
-  const { meta, data } = await makeTorrent(t, 8 << 20, 256 << 10)
-  const all: TorrentEngine[] = []
-  const source = new StaticPeerSource(() => all)
-  const origin = await engine(t, 'origin', source)
-  all.push(origin)
-  origin.seed(meta, MemoryStorage.complete(meta, data))
-  const a = await engine(t, 'agent', source)
-  all.push(a)
+  const { meta, data, source, origin, join } = await seededSwarm(t, 8 << 20, 256 << 10)
+  const a = await join()
   const sa = await a.download(meta, new MemoryStorage(meta))
   t.equal(sa.bytesFromOrigins, meta.length, 'the first agent got everything from the origin')
   t.equal(sa.piecesFromOrigins, meta.pieceCount)
@@ -184,9 +212,8 @@ t.test('agents serve each other once the origin is gone (agent-to-agent credit i
     'remove() announces stopped',
   )
 
-  const b = await engine(t, 'agent', source)
-  const c = await engine(t, 'agent', source)
-  all.push(b, c)
+  const b = await join()
+  const c = await join()
   const stores = [new MemoryStorage(meta), new MemoryStorage(meta)]
   const [sb, sc] = await Promise.all([b.download(meta, stores[0]!), c.download(meta, stores[1]!)])
   for (const [name, s, store] of [
@@ -205,17 +232,9 @@ t.test(
   'a peer sending corrupt pieces is rejected and banned; the download completes from a good seeder',
   async (t) => {
     const { meta, data } = await makeTorrent(t, 1 << 20, 64 << 10)
-    const good: TorrentEngine[] = []
-    const bad: TorrentEngine[] = []
-    const seederSource = new StaticPeerSource(() => [])
-    const liar = await engine(t, 'agent', seederSource)
-    liar.seed(meta, CorruptStorage.complete(meta, data))
-    const honest = await engine(t, 'origin', seederSource)
-    honest.seed(meta, new SlowStorage(MemoryStorage.complete(meta, data), 3))
-    bad.push(liar)
-    good.push(honest)
+    const { faulty: liar, source } = await faultyAndHonestSeeders(t, { meta, data }, CorruptStorage, 3)
     const registry = new Registry()
-    const leecher = await engine(t, 'agent', new StaticPeerSource(() => [...bad, ...good]), { registry })
+    const leecher = await engine(t, 'agent', source, { registry })
     const store = new MemoryStorage(meta)
     const s = await leecher.download(meta, store, { signal: AbortSignal.timeout(20_000) })
     t.ok(store.toBuffer().equals(data), 'identical bytes despite the liar')
@@ -236,14 +255,8 @@ class StalledStorage extends MemoryStorage {
 
 t.test('a stalled peer does not stall the download: its requests time out and are re-issued', async (t) => {
   const { meta, data } = await makeTorrent(t, 1 << 20, 64 << 10)
-  const seeds: TorrentEngine[] = []
-  const quiet = new StaticPeerSource(() => [])
-  const stalled = await engine(t, 'agent', quiet)
-  stalled.seed(meta, StalledStorage.complete(meta, data))
-  const good = await engine(t, 'origin', quiet)
-  good.seed(meta, new SlowStorage(MemoryStorage.complete(meta, data), 2))
-  seeds.push(stalled, good)
-  const leecher = await engine(t, 'agent', new StaticPeerSource(() => seeds), { requestTimeoutMs: 400 })
+  const { faulty: stalled, source } = await faultyAndHonestSeeders(t, { meta, data }, StalledStorage, 2)
+  const leecher = await engine(t, 'agent', source, { requestTimeoutMs: 400 })
   const store = new MemoryStorage(meta)
   const began = Date.now()
   const s = await leecher.download(meta, store, { signal: AbortSignal.timeout(15_000) })
@@ -301,12 +314,7 @@ function msg(id: number, ...fields: number[]): Buffer {
 }
 
 t.test('hostile wire input closes the connection, never the engine', async (t) => {
-  const { meta, data } = await makeTorrent(t, 1 << 20, 64 << 10)
-  const all: TorrentEngine[] = []
-  const source = new StaticPeerSource(() => all)
-  const origin = await engine(t, 'origin', source, { handshakeTimeoutMs: 300 })
-  all.push(origin)
-  origin.seed(meta, MemoryStorage.complete(meta, data))
+  const { meta, data, origin, join } = await seededSwarm(t, 1 << 20, 64 << 10, { handshakeTimeoutMs: 300 })
   const ih = meta.infoHash.toBuffer()
   const cases: Array<[string, Buffer]> = [
     ['HTTP garbage', Buffer.from('GET /announce HTTP/1.1\r\nHost: x\r\n\r\n')],
@@ -340,8 +348,7 @@ t.test('hostile wire input closes the connection, never the engine', async (t) =
     t.ok(await closedWithin(s, 3000), `${name}: connection closed by the engine`)
   }
 
-  const agent = await engine(t, 'agent', source)
-  all.push(agent)
+  const agent = await join()
   const store = new MemoryStorage(meta)
   const s = await agent.download(meta, store, { signal: AbortSignal.timeout(10_000) })
   t.ok(store.toBuffer().equals(data), 'a good download still works afterwards')

@@ -1,10 +1,14 @@
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { AgentConfigSchema } from '../../lib/agent/config.js'
-import { loadConfig } from '../../lib/config/index.js'
+import { BuildIndexConfigSchema } from '../../lib/build-index/config.js'
+import { defaultConfigDir, loadConfig } from '../../lib/config/index.js'
 import { HerdConfigSchema } from '../../lib/herd/config.js'
+import { OriginConfigSchema } from '../../lib/origin/config.js'
+import { ProxyConfigSchema } from '../../lib/proxy/config.js'
+import { TrackerConfigSchema } from '../../lib/tracker/config.js'
 
 async function configTree(files: Record<string, string>): Promise<string> {
   const root = await mkdtemp(join(tmpdir(), 'shoal-config-'))
@@ -78,12 +82,23 @@ t.test('wrong types and broken files are named too', async (t) => {
   })
 })
 
-t.test('the shipped config files are valid', async (t) => {
-  for (const env of ['base', 'development', 'production']) {
-    t.doesNotThrow(() => loadConfig(AgentConfigSchema, { component: 'agent', env }), `agent ${env}`)
+t.test('every shipped config file is valid for its component', async (t) => {
+  const schemas = {
+    agent: AgentConfigSchema,
+    origin: OriginConfigSchema,
+    tracker: TrackerConfigSchema,
+    'build-index': BuildIndexConfigSchema,
+    proxy: ProxyConfigSchema,
+    herd: HerdConfigSchema,
   }
-  t.doesNotThrow(
-    () => loadConfig(HerdConfigSchema, { component: 'herd', env: 'development' }),
-    'herd development',
-  )
+  const root = defaultConfigDir()
+  for (const [component, schema] of Object.entries(schemas)) {
+    const files = (await readdir(join(root, component))).filter((f) => f.endsWith('.yaml'))
+    t.ok(files.includes('base.yaml'), `${component} has a base.yaml`)
+    for (const file of files) {
+      const load = () =>
+        loadConfig(schema as typeof AgentConfigSchema, { component, file: join(root, component, file) })
+      t.doesNotThrow(load, `${component}/${file}`)
+    }
+  }
 })

@@ -36,6 +36,12 @@ t.test('bitfield: wire order, counts, strict parsing', async (t) => {
   )
   t.ok(Bitfield.full(13).complete)
   t.equal(Bitfield.full(13).buffer[1], 0xf8)
+
+  const theirs = Bitfield.fromWire(10, Uint8Array.from([0b1010_0000, 0b1100_0000]))! // 0, 2, 8, 9
+  const ours = Bitfield.fromWire(10, Uint8Array.from([0b1000_0001, 0b0100_0000]))! // 0, 7, 9
+  t.equal(theirs.countNotIn(ours), 2, 'pieces they have that we lack: 2 and 8')
+  t.equal(Bitfield.full(10).countNotIn(new Bitfield(10)), 10)
+  t.equal(ours.countNotIn(Bitfield.full(10)), 0)
 })
 
 t.test('picker: availability follows bitfields and haves', async (t) => {

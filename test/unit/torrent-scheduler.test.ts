@@ -50,18 +50,23 @@ function fakePeer(addr: string, bits: Bitfield = fullPieces()): FakePeer {
   } as unknown as FakePeer
 }
 
-function setup(depth: number) {
+/** A scheduler over 8 pieces, and `peer()`: a fake peer whose bitfield the picker already counts. */
+function setup(depth: number, maxActiveBytes?: number) {
   const picker = new PiecePicker(8, { randomFirst: 0 })
-  const scheduler = new Scheduler(meta, picker, depth)
-  return { picker, scheduler }
+  const scheduler = new Scheduler(meta, picker, depth, maxActiveBytes)
+  const peer = (addr: string, bits?: Bitfield): FakePeer => {
+    const p = fakePeer(addr, bits)
+    picker.addBitfield(p.bits!)
+    return p
+  }
+  return { picker, scheduler, peer }
 }
 
 const block = (len = BLOCK_SIZE) => Buffer.alloc(len)
 
 t.test('a peer fetches whole pieces (affinity) up to its pipeline depth', async (t) => {
-  const { picker, scheduler } = setup(8)
-  const a = fakePeer('a')
-  picker.addBitfield(a.bits!)
+  const { picker, scheduler, peer } = setup(8)
+  const a = peer('a')
   scheduler.fill(a, 0)
   t.equal(a.sent.length, 8)
   const pieces = new Set(a.sent.map(([i]) => i))
@@ -77,9 +82,8 @@ t.test('a peer fetches whole pieces (affinity) up to its pipeline depth', async 
 })
 
 t.test('blocks assemble into a piece; duplicates and bad blocks are told apart', async (t) => {
-  const { picker, scheduler } = setup(4)
-  const a = fakePeer('a')
-  picker.addBitfield(a.bits!)
+  const { picker, scheduler, peer } = setup(4)
+  const a = peer('a')
   scheduler.fill(a, 0)
   const [index] = a.sent[0]!
   t.same(scheduler.onBlock(a, index, 1, block()), { kind: 'invalid', why: `unexpected block ${index}:1` })
@@ -100,21 +104,18 @@ t.test('blocks assemble into a piece; duplicates and bad blocks are told apart',
 })
 
 t.test('the short last piece uses a short last block', async (t) => {
-  const { picker, scheduler } = setup(64)
+  const { scheduler, peer } = setup(64)
   const bits = new Bitfield(8)
   bits.set(7)
-  const a = fakePeer('a', bits)
-  picker.addBitfield(bits)
+  const a = peer('a', bits)
   scheduler.fill(a, 0)
   t.same(a.sent, [[7, 0, 100]])
 })
 
 t.test('a choking peer releases its blocks; another peer finishes its started pieces first', async (t) => {
-  const { picker, scheduler } = setup(4)
-  const a = fakePeer('a')
-  const b = fakePeer('b')
-  picker.addBitfield(a.bits!)
-  picker.addBitfield(b.bits!)
+  const { scheduler, peer } = setup(4)
+  const a = peer('a')
+  const b = peer('b')
   scheduler.fill(a, 0)
   const [index] = a.sent[0]!
   scheduler.onBlock(a, index, 0, block())
@@ -135,11 +136,9 @@ t.test('a choking peer releases its blocks; another peer finishes its started pi
 })
 
 t.test('timed-out requests are cancelled, re-issued elsewhere, and the slow peer is snubbed', async (t) => {
-  const { picker, scheduler } = setup(4)
-  const slow = fakePeer('slow')
-  const fast = fakePeer('fast')
-  picker.addBitfield(slow.bits!)
-  picker.addBitfield(fast.bits!)
+  const { scheduler, peer } = setup(4)
+  const slow = peer('slow')
+  const fast = peer('fast')
   scheduler.fill(slow, 1000)
   const slowPiece = slow.sent[0]![0]
   t.notOk(scheduler.expire([slow], 1000 + 29_999, 30_000), 'not yet')
@@ -160,9 +159,8 @@ t.test('timed-out requests are cancelled, re-issued elsewhere, and the slow peer
 })
 
 t.test('a reject frees the block and the piece', async (t) => {
-  const { picker, scheduler } = setup(4)
-  const a = fakePeer('a')
-  picker.addBitfield(a.bits!)
+  const { scheduler, peer } = setup(4)
+  const a = peer('a')
   scheduler.fill(a, 0)
   const [index, offset] = a.sent[0]!
   scheduler.onReject(a, index, offset)
@@ -174,13 +172,11 @@ t.test('a reject frees the block and the piece', async (t) => {
 })
 
 t.test('at the end, peers share the blocks left in pieces others own', async (t) => {
-  const { picker, scheduler } = setup(2)
+  const { scheduler, peer } = setup(2)
   const bits = new Bitfield(8)
   bits.set(0)
-  const a = fakePeer('a', bits)
-  const b = fakePeer('b', bits)
-  picker.addBitfield(bits)
-  picker.addBitfield(bits)
+  const a = peer('a', bits)
+  const b = peer('b', bits)
   scheduler.fill(a, 0) // a owns piece 0 but only asked for 2 of its 4 blocks
   scheduler.fill(b, 0)
   t.same(
@@ -193,12 +189,9 @@ t.test('at the end, peers share the blocks left in pieces others own', async (t)
 })
 
 t.test('memory for pieces in flight is bounded', async (t) => {
-  const picker = new PiecePicker(8, { randomFirst: 0 })
-  const scheduler = new Scheduler(meta, picker, 8, 2 * PIECE)
-  const a = fakePeer('a')
-  const b = fakePeer('b')
-  picker.addBitfield(a.bits!)
-  picker.addBitfield(b.bits!)
+  const { scheduler, peer } = setup(8, 2 * PIECE)
+  const a = peer('a')
+  const b = peer('b')
   scheduler.fill(a, 0)
   t.equal(a.sent.length, 8, 'two pieces fit the budget')
   scheduler.fill(b, 0)

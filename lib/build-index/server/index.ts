@@ -9,15 +9,14 @@
  *
  * Tags are one percent-encoded path segment each ('/' written %2F).
  */
-import type { AddressInfo } from 'node:net'
 import { type Backend, createBackend } from '../../backend/index.js'
-import { DEFAULT_NAMESPACE, Digest, printable, Tag } from '../../core/index.js'
+import { DEFAULT_NAMESPACE, Digest, parseNamespace, printable, Tag } from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
 import { HttpServer, type RouteContext, sendEmpty, sendJson } from '../../http/index.js'
 import type { Logger } from '../../log/index.js'
 import { createRegistry, type Registry } from '../../metrics/index.js'
-import { OriginClient } from '../../origin/client/index.js'
-import { type BuildIndexConfig, NAMESPACE_RE } from '../config.js'
+import { type OriginClientFactory, OriginCluster } from '../../origin/client/index.js'
+import type { BuildIndexConfig } from '../config.js'
 import { type BlobCheck, OriginBlobCheck } from './blob-check.js'
 import { TAG_PREFIX, TagStore } from './tags.js'
 
@@ -30,8 +29,8 @@ export interface BuildIndexDeps {
   registry?: Registry
   /** Where tags are stored (default: built from `config.backend`). */
   backend?: Backend
-  /** Client of the first origin to ask for a digest's locations (default: config.origins). */
-  originClient?: OriginClient
+  /** Builds the clients of the origins, configured and owners (default: new OriginClient). */
+  originClientFor?: OriginClientFactory
   /** Replaces the whole "does the origin cluster hold this blob" check (tests). */
   blobCheck?: BlobCheck
 }
@@ -42,8 +41,6 @@ export class BuildIndexServer {
   readonly registry: Registry
   private readonly log: Logger
   private readonly backend: Backend
-  private address: AddressInfo | undefined
-  private starting: Promise<void> | undefined
 
   constructor(
     readonly config: BuildIndexConfig,
@@ -53,10 +50,7 @@ export class BuildIndexServer {
     this.registry = deps.registry ?? createRegistry('build-index')
     this.backend = deps.backend ?? createBackend(config.backend)
     const blobCheck =
-      deps.blobCheck ??
-      new OriginBlobCheck(
-        deps.originClient ? [deps.originClient] : config.origins.map((o) => new OriginClient(o)),
-      )
+      deps.blobCheck ?? new OriginBlobCheck(new OriginCluster(config.origins, deps.originClientFor))
     this.tags = new TagStore({
       backend: this.backend,
       blobCheck,
@@ -71,39 +65,29 @@ export class BuildIndexServer {
       readiness: async () => {
         await this.backend.stat(`${TAG_PREFIX}readiness-probe`)
       },
+      onStart: () =>
+        this.log.info(
+          { url: this.url, backend: this.backend.kind, origins: this.config.origins },
+          'build-index started',
+        ),
+      onStop: () => this.log.info('build-index stopped'),
     })
     this.routes()
   }
 
+  /** Idempotent: a second call while started changes nothing. */
   async start(): Promise<void> {
-    this.starting ??= (async () => {
-      try {
-        this.address = await this.http.start(this.config.server.port, this.config.server.host)
-        this.log.info(
-          { url: this.url, backend: this.backend.kind, origins: this.config.origins },
-          'build-index started',
-        )
-      } catch (err) {
-        this.starting = undefined
-        throw err
-      }
-    })()
-    return this.starting
+    await this.http.start(this.config.server.port, this.config.server.host)
   }
 
-  async stop(): Promise<void> {
-    if (!this.starting) return
-    this.starting = undefined
-    this.address = undefined
-    await this.http.stop()
-    this.log.info('build-index stopped')
+  /** Idempotent. */
+  stop(): Promise<void> {
+    return this.http.stop()
   }
 
   /** http://host:port actually bound (valid after start()). */
   get url(): string {
-    if (!this.address) throw new ShoalError('UNAVAILABLE', 'build-index is not started')
-    const host = this.address.family === 'IPv6' ? `[${this.address.address}]` : this.address.address
-    return `http://${host}:${this.address.port}`
+    return this.http.url
   }
 
   private routes(): void {
@@ -155,12 +139,7 @@ export async function startBuildIndex(
 export function namespace(query: URLSearchParams, fallback = DEFAULT_NAMESPACE): string {
   const ns = query.get('ns')
   if (ns === null || ns === '') return fallback
-  if (!NAMESPACE_RE.test(ns))
-    throw new ShoalError(
-      'BAD_REQUEST',
-      `invalid namespace "${printable(ns)}": use 1-128 of A-Z a-z 0-9 . _ -`,
-    )
-  return ns
+  return parseNamespace(ns)
 }
 
 function parseLimit(value: string | null, fallback: number, max: number): number {

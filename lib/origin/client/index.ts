@@ -1,11 +1,13 @@
 /**
  * Client of an origin's HTTP API (ARCHITECTURE.md §4). Other daemons talk to origins only
- * through this class.
+ * through this class, and find the owner origin of a digest with OriginCluster (cluster.ts).
  */
 import type { Readable } from 'node:stream'
 import type { Digest } from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
-import { HttpClient, urlPath } from '../../http/index.js'
+import { HttpClient, type ResponseData, urlPath } from '../../http/index.js'
+
+export { type OriginClientFactory, OriginCluster } from './cluster.js'
 
 export const DEFAULT_CHUNK_SIZE = 16 << 20
 
@@ -48,27 +50,25 @@ export class OriginClient {
       signal: opts.signal,
       headers,
     })
-    if (res.statusCode === 202) {
-      await res.body.dump()
-      throw new ShoalError(
-        'UNAVAILABLE',
-        `origin ${this.baseUrl} is still fetching ${digest} from its backend; retry shortly`,
-      )
-    }
+    await this.refusePending(res, digest)
     return res.body
   }
 
   /** The bencoded .torrent the origin generated for the blob. */
   async metainfo(ns: string, digest: Digest, signal?: AbortSignal): Promise<Buffer> {
     const res = await this.http.request('GET', urlPath`/namespace/${ns}/blobs/${digest}/metainfo`, { signal })
-    if (res.statusCode === 202) {
-      await res.body.dump()
-      throw new ShoalError(
-        'UNAVAILABLE',
-        `origin ${this.baseUrl} is still fetching ${digest} from its backend; retry shortly`,
-      )
-    }
+    await this.refusePending(res, digest)
     return Buffer.from(await res.body.arrayBuffer())
+  }
+
+  /** A 202 means the origin is still fetching the blob from its backend: UNAVAILABLE, retry later. */
+  private async refusePending(res: ResponseData, digest: Digest): Promise<void> {
+    if (res.statusCode !== 202) return
+    await res.body.dump()
+    throw new ShoalError(
+      'UNAVAILABLE',
+      `origin ${this.baseUrl} is still fetching ${digest} from its backend; retry shortly`,
+    )
   }
 
   /** Removes the blob from the origin's cache and backend (namespace `ns`) and stops seeding it. */

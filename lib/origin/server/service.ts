@@ -10,26 +10,18 @@
 
 import type { Backend } from '../../backend/index.js'
 import { bencodeDecode, bencodeEncode } from '../../core/bencode.js'
-import { type Digest, MetaInfo } from '../../core/index.js'
+import { type Digest, MetaInfo, parseNamespace } from '../../core/index.js'
 import { isAbortError, ShoalError, toShoalError } from '../../errors/index.js'
 import type { Logger } from '../../log/index.js'
 import type { Counter } from '../../metrics/index.js'
 import type { BlobStore } from '../../store/index.js'
 import type { Seeds } from './seeder.js'
 
-const NAMESPACE_RE = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/
 /** After a failed backend fetch, requests get that error for this long instead of a new fetch. */
 const FAILURE_HOLD_MS = 10_000
 
-export function checkNamespace(ns: string): string {
-  if (!NAMESPACE_RE.test(ns)) {
-    throw new ShoalError(
-      'BAD_REQUEST',
-      'invalid namespace: expected 1-128 of A-Z a-z 0-9 . _ - (not starting with ".")',
-    )
-  }
-  return ns
-}
+/** Validates a namespace from a request (it becomes part of backend keys). */
+export const checkNamespace = parseNamespace
 
 export function blobKey(ns: string, digest: Digest): string {
   return `blobs/${checkNamespace(ns)}/sha256/${digest.hex.slice(0, 2)}/${digest.hex}`

@@ -13,28 +13,20 @@
  * port for now (the separate admin port 15005 of §3 is not split out yet).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { BuildIndexClient } from '../../build-index/client/index.js'
-import { Digest, printable, Tag } from '../../core/index.js'
+import { Digest, parseNamespace, printable, Tag } from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
 import { HttpServer, sendEmpty, sendJson } from '../../http/index.js'
 import type { Logger } from '../../log/index.js'
 import { type Counter, counter, createRegistry, type Registry } from '../../metrics/index.js'
-import { OriginClient } from '../../origin/client/index.js'
+import { type OriginClient, type OriginClientFactory, OriginCluster } from '../../origin/client/index.js'
 import type { ProxyConfig } from '../config.js'
-import { OwnerOrigins } from './owners.js'
-
-export { OwnerOrigins } from './owners.js'
-
-const NAMESPACE_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/
 
 export interface ProxyDeps {
   logger: Logger
   registry?: Registry
-  /** Client of the first origin to ask for a digest's locations (default: config.origins). */
-  originClient?: OriginClient
-  /** Builds clients for owner origins returned by `locations` (default: new OriginClient). */
-  originClientFor?: (address: string) => OriginClient
+  /** Builds the clients of the origins, configured and owners (default: new OriginClient). */
+  originClientFor?: OriginClientFactory
   buildIndex?: BuildIndexClient
 }
 
@@ -42,12 +34,10 @@ export class ProxyServer {
   readonly http: HttpServer
   readonly registry: Registry
   private readonly log: Logger
-  private readonly owners: OwnerOrigins
+  private readonly origins: OriginCluster
   private readonly buildIndex: BuildIndexClient
   private readonly pushes: Counter
   private readonly pushedBytes: Counter
-  private address: AddressInfo | undefined
-  private starting: Promise<void> | undefined
 
   constructor(
     readonly config: ProxyConfig,
@@ -55,8 +45,7 @@ export class ProxyServer {
   ) {
     this.log = deps.logger.child({ component: 'proxy' })
     this.registry = deps.registry ?? createRegistry('proxy')
-    const seeds = deps.originClient ? [deps.originClient] : config.origins.map((o) => new OriginClient(o))
-    this.owners = new OwnerOrigins(seeds, deps.originClientFor)
+    this.origins = new OriginCluster(config.origins, deps.originClientFor)
     this.buildIndex = deps.buildIndex ?? new BuildIndexClient(config.buildIndex)
     this.pushes = counter(this.registry, 'shoal_proxy_blob_pushes_total', 'Blob pushes by result', ['result'])
     this.pushedBytes = counter(this.registry, 'shoal_proxy_pushed_bytes_total', 'Bytes streamed to origins')
@@ -67,58 +56,48 @@ export class ProxyServer {
       // Pushes need both: a proxy that cannot reach build-index or any origin should not get traffic.
       readiness: async () => {
         await this.buildIndex.http.status('GET', '/health', { timeoutMs: 2_000 })
-        await anyHealthy(seeds)
+        await anyHealthy(this.origins.seeds)
       },
+      onStart: () =>
+        this.log.info(
+          { url: this.url, origins: this.config.origins, buildIndex: this.config.buildIndex },
+          'proxy started',
+        ),
+      onStop: () => this.log.info('proxy stopped'),
     })
     this.routes()
   }
 
+  /** Idempotent: a second call while started changes nothing. */
   async start(): Promise<void> {
-    this.starting ??= (async () => {
-      try {
-        this.address = await this.http.start(this.config.server.port, this.config.server.host)
-        this.log.info(
-          { url: this.url, origins: this.config.origins, buildIndex: this.config.buildIndex },
-          'proxy started',
-        )
-      } catch (err) {
-        this.starting = undefined
-        throw err
-      }
-    })()
-    return this.starting
+    await this.http.start(this.config.server.port, this.config.server.host)
   }
 
-  async stop(): Promise<void> {
-    if (!this.starting) return
-    this.starting = undefined
-    this.address = undefined
-    await this.http.stop()
-    this.log.info('proxy stopped')
+  /** Idempotent. */
+  stop(): Promise<void> {
+    return this.http.stop()
   }
 
   /** http://host:port actually bound (valid after start()). */
   get url(): string {
-    if (!this.address) throw new ShoalError('UNAVAILABLE', 'proxy is not started')
-    const host = this.address.family === 'IPv6' ? `[${this.address.address}]` : this.address.address
-    return `http://${host}:${this.address.port}`
+    return this.http.url
   }
 
   private routes(): void {
     const r = this.http.router
     r.head('/proxy/namespace/:ns/blobs/:digest', async ({ params, res, signal }) => {
-      const ns = checkNamespace(params.ns ?? '')
+      const ns = parseNamespace(params.ns ?? '')
       const digest = Digest.parse(params.digest ?? '')
-      const stat = await (await this.owners.owner(digest, signal)).stat(ns, digest, signal)
+      const stat = await (await this.origins.owner(digest, signal)).stat(ns, digest, signal)
       if (!stat) throw new ShoalError('BLOB_NOT_FOUND', `blob not found: ${digest}`)
       sendEmpty(res, 200, { 'content-length': stat.size })
     })
 
     r.put('/proxy/namespace/:ns/blobs/:digest', async ({ req, res, params, signal }) => {
-      const ns = checkNamespace(params.ns ?? '')
+      const ns = parseNamespace(params.ns ?? '')
       const digest = Digest.parse(params.digest ?? '')
       const size = contentLength(req)
-      const owner = await this.owners.owner(digest, signal)
+      const owner = await this.origins.owner(digest, signal)
       const stat = await owner.stat(ns, digest, signal)
       if (stat) {
         this.pushes.inc({ result: 'existed' })
@@ -153,7 +132,7 @@ export class ProxyServer {
       const tag = Tag.parse(params.tag ?? '')
       const digest = Digest.parse(params.digest ?? '')
       const nsParam = query.get('ns')
-      const ns = nsParam ? checkNamespace(nsParam) : undefined
+      const ns = nsParam ? parseNamespace(nsParam) : undefined
       const out = await this.buildIndex.putTag(tag, digest, { ns, signal })
       if (out.result !== 'unchanged')
         this.log.info({ tag: out.tag, digest: out.digest.toString(), result: out.result }, 'tag put')
@@ -178,15 +157,6 @@ export async function startProxy(config: ProxyConfig, deps: ProxyDeps): Promise<
   const server = new ProxyServer(config, deps)
   await server.start()
   return server
-}
-
-function checkNamespace(ns: string): string {
-  if (!NAMESPACE_RE.test(ns))
-    throw new ShoalError(
-      'BAD_REQUEST',
-      `invalid namespace "${printable(ns)}": use 1-128 of A-Z a-z 0-9 . _ -`,
-    )
-  return ns
 }
 
 /** The declared body size; a push must say how big it is so the origin can check it. */
@@ -216,7 +186,7 @@ function answerUnread(req: IncomingMessage, res: ServerResponse, status: number,
   if (!req.complete) res.once('finish', () => req.socket.destroy())
 }
 
-async function anyHealthy(origins: OriginClient[]): Promise<void> {
+async function anyHealthy(origins: readonly OriginClient[]): Promise<void> {
   let lastErr: unknown
   for (const o of origins) {
     try {

@@ -5,39 +5,23 @@
  */
 import { isIP } from 'node:net'
 import { bencodeDecode } from '../../core/bencode.js'
-import type { Digest, InfoHash } from '../../core/index.js'
+import type { Digest } from '../../core/index.js'
 import { MAX_METAINFO_BYTES } from '../../core/index.js'
 import { isShoalError, ShoalError } from '../../errors/index.js'
 import { HttpClient, type ResponseData, urlPath } from '../../http/index.js'
+import type { AnnouncePeer, AnnounceRequest, AnnounceResponse } from '../../torrent/index.js'
 
 export const MAX_ANNOUNCE_RESPONSE_BYTES = 1 << 20
 const DEFAULT_INTERVAL = 60
 
-export interface TrackerAnnounceRequest {
-  infoHash: InfoHash
-  peerId: Buffer
-  port: number
-  uploaded: number
-  downloaded: number
-  left: number
-  event?: 'started' | 'completed' | 'stopped'
-  numwant?: number
+/** The engine's announce request (this client is its PeerSource), plus BEP 3's optional `ip`. */
+export interface TrackerAnnounceRequest extends AnnounceRequest {
   /** Only honoured by trackers configured with trustClientIp. */
   ip?: string
-  signal?: AbortSignal
 }
 
-export interface TrackerPeer {
-  ip: string
-  port: number
-  peerId?: Buffer
-}
-
-export interface TrackerAnnounceResponse {
-  /** Seconds until the next regular announce. */
-  interval: number
-  peers: TrackerPeer[]
-}
+export type TrackerPeer = AnnouncePeer
+export type TrackerAnnounceResponse = AnnounceResponse
 
 export class TrackerClient {
   readonly baseUrl: string

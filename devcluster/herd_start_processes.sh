@@ -7,6 +7,8 @@ set -euo pipefail
 SHOAL_HOME=${SHOAL_HOME:-$(cd "$(dirname "$0")/.." && pwd)}
 SHOAL_BASE_PORT=${SHOAL_BASE_PORT:-15000}
 SHOAL_DATA_DIR=${SHOAL_DATA_DIR:-/var/lib/shoal/herd}
+# The address agents reach this host at: handed out as the origin's peer address. Set it in any
+# deployment where agents are not on this host's loopback.
 SHOAL_ADVERTISE_HOST=${SHOAL_ADVERTISE_HOST:-127.0.0.1}
 SHOAL_ENV=${SHOAL_ENV:-development}
 export SHOAL_ENV

@@ -19,8 +19,11 @@ export const AgentConfigSchema = z.strictObject({
   trackers: z.array(z.string().min(1)).min(1).default(['127.0.0.1:15003']),
   /** Build-index HTTP address, for resolving tags. */
   buildIndex: z.string().min(1).default('127.0.0.1:15004'),
-  /** A download that makes no progress for this long fails. */
-  downloadTimeoutSeconds: z.number().int().min(1).default(600),
+  /**
+   * A download that makes no progress (no verified piece; before the first piece, no metainfo)
+   * for this long fails. There is no limit on the total time: a large blob takes what it takes.
+   */
+  stallTimeoutSeconds: z.number().int().min(1).default(120),
 })
 
 export type AgentConfig = z.infer<typeof AgentConfigSchema>

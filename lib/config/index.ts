@@ -3,7 +3,7 @@
  * `extends` it < flags. Validated once with a strict schema (an unknown or misspelt key stops
  * the daemon with an error naming it), then frozen.
  */
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parse as parseYaml } from 'yaml'
@@ -71,13 +71,22 @@ function resolveFiles(opts: LoadConfigOptions): string[] {
     if (!existsSync(start)) throw new ShoalError('CONFIG_INVALID', `config file not found: ${start}`)
   } else {
     const dir = join(opts.configDir ?? defaultConfigDir(), opts.component)
-    const env = opts.env ?? process.env.SHOAL_ENV ?? 'development'
-    for (const candidate of [join(dir, `${env}.yaml`), join(dir, 'base.yaml')]) {
-      if (existsSync(candidate)) {
-        start = candidate
-        break
-      }
-    }
+    const explicit = opts.env ?? process.env.SHOAL_ENV
+    const env = explicit ?? 'development'
+    const envFile = join(dir, `${env}.yaml`)
+    if (existsSync(envFile)) start = envFile
+    else if (explicit !== undefined && explicit !== 'base') {
+      // A misspelt --env must not quietly run with the base defaults.
+      const known = existsSync(dir)
+        ? readdirSync(dir)
+            .filter((f) => f.endsWith('.yaml'))
+            .map((f) => f.slice(0, -5))
+        : []
+      throw new ShoalError(
+        'CONFIG_INVALID',
+        `no config for environment "${env}" of ${opts.component}: ${envFile} does not exist (known: ${known.join(', ') || 'none'})`,
+      )
+    } else if (existsSync(join(dir, 'base.yaml'))) start = join(dir, 'base.yaml')
     if (!start) return []
   }
   const chain: string[] = []

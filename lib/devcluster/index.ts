@@ -3,7 +3,7 @@
  * ARCHITECTURE.md §3, each with its data and one log file under a work folder.
  */
 import { spawn } from 'node:child_process'
-import { closeSync, openSync } from 'node:fs'
+import { closeSync, openSync, readFileSync } from 'node:fs'
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -146,12 +146,21 @@ async function isReady(url: string): Promise<boolean> {
   }
 }
 
+/**
+ * True when `pid` runs and is one of ours: after a reboot or crash a recorded pid may belong to
+ * an unrelated process, which `down` must never signal. On Linux the command line must name
+ * the shoal entry point; elsewhere only liveness can be checked.
+ */
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0)
-    return true
   } catch {
     return false
+  }
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('/cmd/shoal.js')
+  } catch {
+    return process.platform !== 'linux'
   }
 }
 

@@ -21,7 +21,15 @@ export interface HttpServerOptions {
   onStart?: (address: AddressInfo) => void
   /** Called once each time a started server has stopped (after stop() closes, before it resolves). */
   onStop?: () => void
+  /**
+   * A request body that sends nothing for this long is cut off, so a stalled uploader cannot
+   * hold a socket (and an upload's lock) forever. Responses are not limited: an agent may
+   * legitimately think for minutes before its first byte. Default 120 s.
+   */
+  bodyIdleTimeoutMs?: number
 }
+
+const DEFAULT_BODY_IDLE_TIMEOUT_MS = 120_000
 
 export class HttpServer {
   readonly router = new Router()
@@ -119,6 +127,17 @@ export class HttpServer {
     this.opts.onStop?.()
   }
 
+  private limitBodyIdle(req: IncomingMessage): void {
+    const ms = this.opts.bodyIdleTimeoutMs ?? DEFAULT_BODY_IDLE_TIMEOUT_MS
+    if (ms <= 0) return
+    req.setTimeout(ms, () => {
+      this.log.warn({ method: req.method, url: req.url?.slice(0, 200), idleMs: ms }, 'request body stalled; closing')
+      req.socket.destroy()
+    })
+    // Once the body is in, the response may take as long as it needs.
+    req.once('end', () => req.socket.setTimeout(0))
+  }
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = process.hrtime.bigint()
     const controller = new AbortController()
@@ -127,6 +146,8 @@ export class HttpServer {
       if (!res.writableFinished) controller.abort()
     }
     res.on('close', onClose)
+    const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined
+    if (hasBody) this.limitBodyIdle(req)
     const method = req.method ?? 'GET'
     const rawUrl = req.url ?? '/'
     try {

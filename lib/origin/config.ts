@@ -32,7 +32,12 @@ export const OriginConfigSchema = z.strictObject({
       replicas: z.number().int().min(1).max(16).default(1),
     })
     .prefault({}),
-  /** This origin's advertised HTTP address (host:port) in the ring; default 127.0.0.1:<bound port>. */
+  /**
+   * This origin's advertised HTTP address (host:port) in the ring, handed to remote proxies and
+   * build-indexes by GET /blobs/:digest/locations. Default: server.host when it is a specific
+   * address, else this host's first non-internal IPv4 (127.0.0.1 only when there is none), with
+   * the bound port.
+   */
   self: z.string().min(1).optional(),
   /** Largest PATCH body accepted, bytes. */
   uploadChunkLimit: z.number().int().positive().default(DEFAULT_UPLOAD_CHUNK_LIMIT),

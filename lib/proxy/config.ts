@@ -7,6 +7,9 @@
  */
 import { ListenConfig, LogConfig, z } from '../config/index.js'
 
+/** The origin's default uploadChunkLimit (lib/origin/config.ts), the largest chunk it accepts. */
+export const MAX_UPLOAD_CHUNK_SIZE = 64 << 20
+
 export const ProxyConfigSchema = z.strictObject({
   log: LogConfig,
   server: ListenConfig(15000),
@@ -16,13 +19,15 @@ export const ProxyConfigSchema = z.strictObject({
   buildIndex: z.string().min(1).default('127.0.0.1:15004'),
   /**
    * Bytes per PATCH when streaming a push to the origin; the proxy holds at most one chunk
-   * per upload in memory.
+   * per upload in memory. Capped at 64 MiB: origins refuse PATCH bodies larger than their
+   * `uploadChunkLimit` (64 MiB by default) with PAYLOAD_TOO_LARGE, so a bigger chunk could never
+   * be uploaded and would only cost memory per concurrent push.
    */
   uploadChunkSize: z
     .number()
     .int()
     .min(64 << 10)
-    .max(1 << 30)
+    .max(MAX_UPLOAD_CHUNK_SIZE)
     .default(16 << 20),
 })
 

@@ -88,11 +88,15 @@ export function ioError(err: unknown, what: string): ShoalError {
 
 const HASH_CHUNK = 1 << 20
 
-/** sha256 (hex) of the first `length` bytes behind `fh`, read positionally in 1 MiB chunks. */
-export async function hashHandle(fh: FileHandle, length: number): Promise<string> {
+/**
+ * sha256 (hex) of the first `length` bytes behind `fh`, read positionally in 1 MiB chunks.
+ * `signal` is checked between chunks (ABORTED), so hashing a big file stops promptly.
+ */
+export async function hashHandle(fh: FileHandle, length: number, signal?: AbortSignal): Promise<string> {
   const hash = createHash('sha256')
   const buf = Buffer.allocUnsafe(Math.min(HASH_CHUNK, Math.max(length, 1)))
   for (let pos = 0; pos < length; pos += buf.length) {
+    if (signal?.aborted) throw new ShoalError('ABORTED', 'hashing aborted', { cause: signal.reason })
     const n = Math.min(buf.length, length - pos)
     await readFully(fh, buf, pos, n)
     hash.update(buf.subarray(0, n))

@@ -103,9 +103,12 @@ export class BlobStore {
     return this.uploads.append(uid, offset, body, length, signal)
   }
 
-  /** Verifies the sha256 and moves the upload into the cache; DIGEST_MISMATCH deletes it. */
-  commitUpload(uid: string, expected: Digest): Promise<{ size: number }> {
-    return this.uploads.commit(uid, expected, (path) => this.moveIntoCache(path, expected))
+  /**
+   * Verifies the sha256 and moves the upload into the cache; DIGEST_MISMATCH deletes it.
+   * Aborted by `signal` (ABORTED) before the move, the upload is kept as it was.
+   */
+  commitUpload(uid: string, expected: Digest, signal?: AbortSignal): Promise<{ size: number }> {
+    return this.uploads.commit(uid, expected, (path) => this.moveIntoCache(path, expected), signal)
   }
 
   deleteUpload(uid: string): Promise<void> {

@@ -60,14 +60,19 @@ export class SeedFile implements PieceStorage {
     )
   }
 
+  /** Closes the descriptor (after reads in flight finish) and refuses further reads. Idempotent. */
   async close(): Promise<void> {
     this.closed = true
     if (this.idleTimer) clearTimeout(this.idleTimer)
+    this.idleTimer = undefined
     await this.release()
   }
 
   private armIdle(): void {
     if (this.idleTimer) clearTimeout(this.idleTimer)
+    this.idleTimer = undefined
+    // A read that ends after close() must not leave a timer behind.
+    if (this.closed) return
     this.idleTimer = setTimeout(() => {
       this.idleTimer = undefined
       if (this.inflight === 0) void this.release()

@@ -100,12 +100,14 @@ export class Uploads {
 
   /**
    * Verifies the upload against `expected`; on a match fsyncs it and hands its path to `accept`
-   * (which moves it into the cache), on a mismatch deletes it.
+   * (which moves it into the cache), on a mismatch deletes it. Aborted (ABORTED) before it is
+   * accepted, the upload stays as it was and can be committed again.
    */
   async commit(
     uid: string,
     expected: Digest,
     accept: (path: string) => Promise<void>,
+    signal?: AbortSignal,
   ): Promise<{ size: number }> {
     const path = this.path(uid)
     this.lock(uid)
@@ -120,7 +122,7 @@ export class Uploads {
       let actual: string
       try {
         size = (await fh.stat()).size
-        actual = await hashHandle(fh, size)
+        actual = await hashHandle(fh, size, signal)
         if (actual === expected.hex) await fh.sync()
       } finally {
         await fh.close()
@@ -137,6 +139,8 @@ export class Uploads {
           { details: { expected: expected.toString(), actual: `sha256:${actual}` } },
         )
       }
+      if (signal?.aborted)
+        throw new ShoalError('ABORTED', `commit of upload ${uid} aborted`, { cause: signal.reason })
       await accept(path)
       return { size }
     } finally {

@@ -37,7 +37,7 @@ export interface EngineContext {
   readonly peerSource: PeerSource
   /** Opens an outgoing connection for the torrent and sends our handshake. */
   dial(torrent: Torrent, ip: string, port: number): Peer
-  /** Blacklists the peer (id and dialled address) for banMs. */
+  /** Blacklists the peer (id, dialled address, IP for incoming connections) for banMs. */
   ban(peer: Peer): void
   /** Key is a peer id in hex or an "ip:port" address. */
   isBanned(key: string): boolean

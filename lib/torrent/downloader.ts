@@ -183,6 +183,9 @@ export class Downloader {
       peer.close(r.why)
       return
     }
+    // Not requested from this peer: dropped, so it can never taint (and get banned) the peers
+    // actually supplying that piece. It freed no request, so there is nothing to top up.
+    if (r.kind === 'unrequested') return
     if (r.kind === 'accepted') {
       this.metrics.received.inc({ source: peer.cls }, block.length)
       if (r.piece !== undefined) this.finishPiece(r.piece)

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto'
 import { connect, type Socket } from 'node:net'
 import { networkInterfaces } from 'node:os'
 import type { InfoHash, MetaInfo } from '../core/index.js'
+import { ShoalError } from '../errors/index.js'
 import type { Logger } from '../log/index.js'
 import { counter, gauge, Registry } from '../metrics/index.js'
 import type { EngineContext, EngineMetrics, ResolvedOptions } from './context.js'
@@ -18,6 +19,8 @@ import { DEFAULTS, type EngineOptions, type PeerSource, type TorrentStorage } fr
 const PEER_ID_PREFIX = { origin: '-SO0001-', agent: '-SA0001-' } as const
 /** Connections still in their handshake, across all torrents: a cap against socket floods. */
 const MAX_PENDING_HANDSHAKES = 256
+/** Ban entries kept at most (each ban adds two); past it the oldest go first. */
+const MAX_BANS = 4096
 
 export class EngineCore implements EngineContext, PeerHandshakeHandler {
   readonly peerId: Buffer
@@ -29,7 +32,12 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
   private readonly torrents = new Map<string, Torrent>()
   private readonly connections = new Set<Peer>()
   private readonly dialTargets = new Map<Peer, Torrent>()
-  /** Peer ids and addresses that sent corrupt data, with the time the ban ends. */
+  /**
+   * Who sent corrupt data, with the time the ban ends: peer ids (hex), dialled "ip:port"
+   * addresses, and (under ipBanKey) the IPs incoming connections are refused from. Every ban
+   * lasts banMs, so insertion order is expiry order: expired entries are pruned from the front,
+   * and past MAX_BANS the oldest are dropped.
+   */
   private readonly bans = new Map<string, number>()
   /** Addresses that turned out to be us (e.g. a NATed or aliased address). */
   private readonly selfAddrs = new Set<string>()
@@ -68,10 +76,22 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
     return this.torrents.get(infoHash.hex)
   }
 
-  /** The torrent for `meta`, created and started on first use. */
+  /**
+   * The torrent for `meta`, created and started on first use. Opening it again with the same
+   * storage returns it; with another storage object it throws rather than silently keep the
+   * old one (whose bytes may be the very ones the caller is replacing, e.g. a blob that failed
+   * its whole-blob check): the caller must remove() the infohash first.
+   */
   open(meta: MetaInfo, storage: TorrentStorage): Torrent {
     const existing = this.torrents.get(meta.infoHash.hex)
-    if (existing) return existing
+    if (existing) {
+      if (existing.storage === storage) return existing
+      const state = existing.complete ? 'seeding' : 'downloading'
+      throw new ShoalError(
+        'TORRENT_ERROR',
+        `torrent ${meta.infoHash.hex} is already ${state} from another storage; remove() it first`,
+      )
+    }
     const torrent = new Torrent(meta, storage, this)
     this.torrents.set(meta.infoHash.hex, torrent)
     torrent.start()
@@ -96,11 +116,12 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
 
   /** The listener's connection handler: bound once, so no closure per socket. */
   readonly accept = (socket: Socket): void => {
-    if (this.closed || this.pendingHandshakes() >= MAX_PENDING_HANDSHAKES) {
+    const ip = stripMapped(socket.remoteAddress ?? '?')
+    if (this.closed || this.pendingHandshakes() >= MAX_PENDING_HANDSHAKES || this.isBanned(ipBanKey(ip))) {
       socket.destroy()
       return
     }
-    this.track(socket, 'in', stripMapped(socket.remoteAddress ?? '?'), socket.remotePort ?? 0)
+    this.track(socket, 'in', ip, socket.remotePort ?? 0)
   }
 
   dial(torrent: Torrent, ip: string, port: number): Peer {
@@ -121,7 +142,11 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
       if (peer.direction === 'out') this.selfAddrs.add(peer.addr)
       return false
     }
-    if (this.isBanned(peer.idHex) || (peer.direction === 'out' && this.isBanned(peer.addr))) return false
+    if (
+      this.isBanned(peer.idHex) ||
+      this.isBanned(peer.direction === 'out' ? peer.addr : ipBanKey(peer.ip))
+    )
+      return false
     if (peer.direction === 'in') peer.sendHandshake(torrent.infoHashBuf, this.peerId)
     return torrent.attach(peer)
   }
@@ -157,12 +182,30 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
 
   // ----- who not to talk to -----
 
+  /**
+   * Bans the peer id, and the address: the dialled ip:port (we dial it no more), and the IP,
+   * from which incoming connections are refused (their ports are ephemeral, and a peer id is
+   * whatever the peer says, so the id alone would let it reconnect as someone new). Dials are
+   * not refused by IP: an origin may share an address with a banned peer (NAT, one test host).
+   */
   ban(peer: Peer): void {
-    const until = Date.now() + this.options.banMs
-    if (peer.idHex) this.bans.set(peer.idHex, until)
-    if (peer.direction === 'out') this.bans.set(peer.addr, until)
+    const now = Date.now()
+    const until = now + this.options.banMs
+    if (peer.idHex) this.addBan(peer.idHex, until, now)
+    if (peer.direction === 'out') this.addBan(peer.addr, until, now)
+    this.addBan(ipBanKey(peer.ip), until, now)
     this.metrics.bans.inc()
     this.logger.warn({ peer: peer.addr, peerId: peer.idHex, banMs: this.options.banMs }, 'peer banned')
+  }
+
+  private addBan(key: string, until: number, now: number): void {
+    const bans = this.bans
+    bans.delete(key) // re-inserted at the end, where the latest expiry belongs
+    for (const [k, t] of bans) {
+      if (t > now && bans.size < MAX_BANS) break
+      bans.delete(k)
+    }
+    bans.set(key, until)
   }
 
   isBanned(key: string): boolean {
@@ -198,6 +241,11 @@ function createMetrics(registry: Registry): EngineMetrics {
     bans: counter(registry, 'shoal_torrent_peer_bans_total', 'Peers blacklisted for sending corrupt data'),
     peers: gauge(registry, 'shoal_torrent_peers', 'Connected peers (handshaken), over all torrents'),
   }
+}
+
+/** The ban key of an IP (incoming connections); a space never occurs in ids or ip:port keys. */
+function ipBanKey(ip: string): string {
+  return `ip ${ip}`
 }
 
 /** IPv4 peers reach a dual-stack listener as '::ffff:a.b.c.d'; compare them as plain IPv4. */

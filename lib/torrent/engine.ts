@@ -60,10 +60,19 @@ export class TorrentEngine {
     return this.#stopping
   }
 
+  /**
+   * Serves `storage` for `meta` (idempotent with the same storage). Throws TORRENT_ERROR when
+   * the infohash is already open with another storage object: remove() it first.
+   */
   seed(meta: MetaInfo, storage: TorrentStorage): void {
     this.#open(meta, storage)
   }
 
+  /**
+   * Downloads into `storage`; concurrent calls with the same storage share one download.
+   * Rejects with TORRENT_ERROR when the infohash is already open (downloading or seeding)
+   * with another storage object: remove() it first.
+   */
   download(
     meta: MetaInfo,
     storage: TorrentStorage,

@@ -77,6 +77,11 @@ export class Peer {
   interesting = 0
   /** Block key (piece * blocksPerPiece + block) → when it was requested, oldest first. */
   readonly outstanding = new Map<number, number>()
+  /**
+   * Block keys of requests to this peer that a timeout or choke withdrew (the latest batch
+   * only): a block the peer still sends for one of them is late, not unrequested.
+   */
+  readonly withdrawn = new Set<number>()
   /** Pieces assigned to this peer (PieceBuffer.owner === this). */
   readonly owned: Array<PieceBuffer<Peer>> = []
   lastRecvAt = Date.now()

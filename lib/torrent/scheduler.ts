@@ -14,9 +14,18 @@ import { BLOCK_SIZE, DEFAULTS } from './types.js'
 const NOOP = (): void => {}
 
 export type BlockResult =
-  | { kind: 'ignored'; wasOutstanding: boolean }
+  /** Requested from this peer but not needed any more (a duplicate, or its piece completed). */
+  | { kind: 'ignored' }
+  /** Never requested from this peer (or so long ago we forgot): dropped, never stored. */
+  | { kind: 'unrequested' }
   | { kind: 'accepted'; piece: PieceBuffer<Peer> | undefined }
   | { kind: 'invalid'; why: string }
+
+// Shared results, so the per-block path allocates nothing (only a completed piece, once per
+// piece, and protocol violations, which close the connection, build a new object).
+const IGNORED: BlockResult = Object.freeze({ kind: 'ignored' })
+const UNREQUESTED: BlockResult = Object.freeze({ kind: 'unrequested' })
+const ACCEPTED: BlockResult = Object.freeze({ kind: 'accepted', piece: undefined })
 
 export class Scheduler {
   readonly picker: PiecePicker
@@ -69,24 +78,31 @@ export class Scheduler {
   }
 
   /**
-   * A block arrived. Late blocks (after a timeout re-issued them elsewhere) are still used if
-   * the piece needs them; duplicates are dropped. A block at a misaligned offset or of the
+   * A block arrived. Only blocks we asked *this* peer for are used: bittorrent-protocol passes
+   * unrequested 'piece' messages through, and a block sprayed into a piece someone else is
+   * supplying would make that peer share the blame (and the ban) when the piece fails SHA-1.
+   * Such blocks are dropped without a word (BEP 6 allows a peer to answer a cancel with the
+   * block, so an unknown block is not proof of hostility). A late block, requested from this
+   * peer before a timeout or choke withdrew the request, is still used if the piece needs it;
+   * duplicates are dropped. A block at a misaligned offset, past the piece's end or of the
    * wrong size is a protocol violation: we only ever request aligned 16 KiB blocks.
    */
   onBlock(peer: Peer, index: number, offset: number, data: Uint8Array): BlockResult {
     if (index < 0 || index >= this.meta.pieceCount || offset < 0 || offset % BLOCK_SIZE !== 0) {
       return { kind: 'invalid', why: `unexpected block ${index}:${offset}` }
     }
-    const b = offset / BLOCK_SIZE
-    const wasOutstanding = peer.outstanding.delete(index * this.blocksPerPiece + b)
-    const piece = this.active.get(index)
-    // Not wanted: a duplicate, or a block of a piece that completed or was reset meanwhile.
-    if (piece === undefined || !piece.wants(b)) return { kind: 'ignored', wasOutstanding }
-    if (data.length !== piece.blockLength(b)) {
+    const size = this.meta.pieceSize(index)
+    if (offset >= size || data.length !== Math.min(BLOCK_SIZE, size - offset)) {
       return { kind: 'invalid', why: `block ${index}:${offset} has ${data.length} bytes` }
     }
+    const b = offset / BLOCK_SIZE
+    const key = index * this.blocksPerPiece + b
+    if (!peer.outstanding.delete(key) && !peer.withdrawn.delete(key)) return UNREQUESTED
+    const piece = this.active.get(index)
+    // Not wanted: a duplicate, or a block of a piece that completed or was reset meanwhile.
+    if (piece === undefined || !piece.wants(b)) return IGNORED
     piece.accept(b, data, peer, peer.cls)
-    if (!piece.complete) return { kind: 'accepted', piece: undefined }
+    if (!piece.complete) return ACCEPTED
     this.detach(piece)
     return { kind: 'accepted', piece }
   }
@@ -102,17 +118,30 @@ export class Scheduler {
   /** The peer refused a block: it will not serve that piece, so stop counting on it for it. */
   onReject(peer: Peer, index: number, offset: number): void {
     const b = offset / BLOCK_SIZE
-    if (!peer.outstanding.delete(index * this.blocksPerPiece + b)) return
+    const key = index * this.blocksPerPiece + b
+    // A reject of a withdrawn request (BEP 6 answers a cancel so): it will not come late.
+    if (!peer.outstanding.delete(key)) {
+      peer.withdrawn.delete(key)
+      return
+    }
     const piece = this.active.get(index)
     if (piece === undefined) return
     piece.release(b, peer)
     if (piece.owner === peer) this.disown(piece)
   }
 
-  /** Frees everything the peer was fetching; with `cancel`, tells the peer too (timeouts). */
+  /**
+   * Frees everything the peer was fetching; with `cancel`, tells the peer too (timeouts).
+   * The freed requests become the peer's `withdrawn` set, so a block it still sends for one of
+   * them is accepted as late rather than dropped as unrequested. Only the latest batch is kept
+   * (the set is replaced, not grown), which bounds it by the pipeline depth.
+   */
   releaseAll(peer: Peer, cancel: boolean): void {
     const bpp = this.blocksPerPiece
+    const withdrawn = peer.withdrawn
+    withdrawn.clear()
     for (const key of peer.outstanding.keys()) {
+      if (!peer.closed) withdrawn.add(key)
       const index = Math.floor(key / bpp)
       const b = key - index * bpp
       const piece = this.active.get(index)

@@ -41,7 +41,7 @@ async function startCluster(
       dataDir: join(dir, `agent-${i}`),
       trackers: [herd.urls.tracker],
       buildIndex: herd.urls.buildIndex,
-      downloadTimeoutSeconds: 60,
+      stallTimeoutSeconds: 30,
     })
     const agent = new AgentServer(config, { logger })
     await agent.start()

@@ -1,5 +1,5 @@
 import { mkdtemp, readdir, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { networkInterfaces, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import t, { type Test } from 'tap'
@@ -10,14 +10,24 @@ import { isShoalError } from '../../lib/errors/index.js'
 import { silentLogger } from '../../lib/log/index.js'
 import { OriginClient } from '../../lib/origin/client/index.js'
 import { OriginConfigSchema } from '../../lib/origin/config.js'
-import { blobKey, OriginServer, type Seeder, type SeedStorage } from '../../lib/origin/server/index.js'
+import {
+  blobKey,
+  defaultSelf,
+  OriginServer,
+  type Seeder,
+  type SeedStorage,
+} from '../../lib/origin/server/index.js'
+import { Seeds } from '../../lib/origin/server/seeder.js'
+import { BlobStore, type SeedFile } from '../../lib/store/index.js'
 
 const TRACKER = 'http://tracker.test:15003'
 
 class RecordingSeeder implements Seeder {
   readonly seeded = new Map<string, { meta: MetaInfo; storage: SeedStorage }>()
   readonly removed: string[] = []
+  calls = 0
   seed(meta: MetaInfo, storage: SeedStorage): void {
+    this.calls++
     this.seeded.set(meta.infoHash.hex, { meta, storage })
   }
   remove(infoHash: InfoHash): void {
@@ -26,7 +36,10 @@ class RecordingSeeder implements Seeder {
   }
 }
 
-async function startOrigin(t: Test, opts: { dir?: string; seeder?: Seeder; chunkLimit?: number } = {}) {
+async function startOrigin(
+  t: Test,
+  opts: { dir?: string; seeder?: Seeder; chunkLimit?: number; config?: Record<string, unknown> } = {},
+) {
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'shoal-origin-')))
   if (!opts.dir) t.teardown(() => rm(dir, { recursive: true, force: true }))
   const config = validateConfig(OriginConfigSchema, {
@@ -36,6 +49,7 @@ async function startOrigin(t: Test, opts: { dir?: string; seeder?: Seeder; chunk
     backend: { type: 'fs', root: join(dir, 'backend') },
     trackerUrl: TRACKER,
     uploadChunkLimit: opts.chunkLimit ?? 64 << 20,
+    ...opts.config,
   })
   const backend = new FsBackend(join(dir, 'backend'))
   const origin = new OriginServer(config, { logger: silentLogger(), backend, seeder: opts.seeder })
@@ -295,4 +309,164 @@ t.test('restart: cached blobs are seeded again, empty blobs work', async (t) => 
   const meta = MetaInfo.parse(await second.client.metainfo('default', digest))
   t.ok(seeder.seeded.has(meta.infoHash.hex), 're-seeded at start')
   t.equal(seeder.seeded.size, 1, 'the empty blob has nothing to seed')
+})
+
+/** This host's first non-internal IPv4 address, if any (what a wildcard-bound origin advertises). */
+function firstExternalIPv4(): string | undefined {
+  for (const addrs of Object.values(networkInterfaces()))
+    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return a.address
+  return undefined
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+t.test('self: the advertised address other hosts are told to upload to', async (t) => {
+  const iface = (address: string, family: 'IPv4' | 'IPv6', internal: boolean) =>
+    ({ address, family, internal, netmask: '', mac: '', cidr: null }) as never
+  const interfaces = {
+    lo: [iface('127.0.0.1', 'IPv4', true), iface('::1', 'IPv6', true)],
+    eth0: [iface('fe80::1', 'IPv6', false), iface('10.1.2.3', 'IPv4', false)],
+    eth1: [iface('192.168.0.9', 'IPv4', false)],
+  }
+  const loopbackOnly = { lo: [iface('127.0.0.1', 'IPv4', true)] }
+  t.same(defaultSelf('10.9.9.9', 15002, interfaces), { self: '10.9.9.9:15002', source: 'server.host' })
+  t.same(defaultSelf('origin-1.example', 15002, interfaces), {
+    self: 'origin-1.example:15002',
+    source: 'server.host',
+  })
+  t.same(defaultSelf('fd00::5', 15002, interfaces), { self: '[fd00::5]:15002', source: 'server.host' })
+  for (const wildcard of ['0.0.0.0', '::', '']) {
+    t.same(
+      defaultSelf(wildcard, 15002, interfaces),
+      { self: '10.1.2.3:15002', source: 'interface' },
+      `"${wildcard}": the first non-internal IPv4`,
+    )
+    t.same(
+      defaultSelf(wildcard, 15002, loopbackOnly),
+      { self: '127.0.0.1:15002', source: 'loopback' },
+      `"${wildcard}" without one: loopback`,
+    )
+  }
+  const digest = Digest.fromBuffer(Buffer.from('where'))
+
+  // Bound to every address: locations name this host's external address, not 127.0.0.1.
+  const wild = await startOrigin(t, { config: { server: { host: '0.0.0.0', port: 0 } } })
+  const port = new URL(wild.origin.url).port
+  const expected = `${firstExternalIPv4() ?? '127.0.0.1'}:${port}`
+  t.equal(wild.origin.self, expected, 'wildcard bind: self is the first non-internal IPv4')
+  t.same(await wild.client.locations(digest), [expected], 'and the ring of one is that address')
+
+  // Bound to one specific address: that address.
+  const external = firstExternalIPv4()
+  if (external) {
+    const bound = await startOrigin(t, { config: { server: { host: external, port: 0 } } })
+    const p = new URL(bound.origin.url).port
+    t.same(await bound.client.locations(digest), [`${external}:${p}`], 'specific bind: that address')
+  }
+
+  // Explicit self and ring stay as configured.
+  const explicit = await startOrigin(t, {
+    config: { self: 'origin-b:15002', hashring: { nodes: ['origin-a:15002', 'origin-b:15002'] } },
+  })
+  t.equal(explicit.origin.self, 'origin-b:15002')
+  const owners = await explicit.client.locations(digest)
+  t.equal(owners.length, 1)
+  t.ok(['origin-a:15002', 'origin-b:15002'].includes(owners[0] as string), 'an owner from hashring.nodes')
+})
+
+t.test('seeds: concurrent adds open one file; a remove while opening closes it', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'shoal-seeds-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const store = new BlobStore(dir)
+  await store.init()
+  const data = random(300_000, 5)
+  const digest = Digest.fromBuffer(data)
+  await store.putStream(digest, Readable.from([data]))
+  const meta = await MetaInfo.create(store.blobPath(digest), {
+    name: digest.hex,
+    announce: `${TRACKER}/announce`,
+    size: data.length,
+  })
+  const opened: SeedFile[] = []
+  const openSeed = store.openSeed.bind(store)
+  store.openSeed = async (d, layout) => {
+    const file = await openSeed(d, layout)
+    opened.push(file)
+    return file
+  }
+  const allClosed = () => opened.every((f) => !f.hasPiece(0))
+  const seeder = new RecordingSeeder()
+  const seeds = new Seeds(store, seeder, silentLogger())
+
+  // Two commits (or a commit and a backend fetch) of one blob at the same time.
+  await Promise.all([seeds.add(digest, meta), seeds.add(digest, meta)])
+  t.equal(opened.length, 1, 'one seed file opened')
+  t.equal(seeder.calls, 1, 'handed to the engine once')
+  t.equal(seeds.count, 1)
+  await seeds.remove(digest)
+  t.same(seeder.removed, [meta.infoHash.hex], 'taken back from the engine')
+  t.ok(allClosed(), 'and no seed file is left open')
+
+  // A delete while the file is still opening: the file is closed and never seeded.
+  const adding = seeds.add(digest, meta)
+  await seeds.remove(digest)
+  await adding
+  t.equal(opened.length, 2)
+  t.equal(seeder.calls, 1, 'not handed to the engine after its removal')
+  t.equal(seeds.count, 0)
+  t.ok(allClosed(), 'the file opened for it is closed')
+
+  // Shutdown while opening, then nothing new is seeded.
+  const late = seeds.add(digest, meta)
+  await seeds.close()
+  await late
+  await seeds.add(digest, meta)
+  t.equal(seeder.calls, 1, 'nothing seeded during or after close()')
+  t.equal(seeds.count, 0)
+  t.ok(allClosed(), 'every seed file closed by close()')
+})
+
+t.test('stop() aborts a commit in progress and waits for it: nothing is stored or seeded later', async (t) => {
+  const seeder = new RecordingSeeder()
+  const { origin, backend } = await startOrigin(t, { seeder })
+  const data = random(200_000, 6)
+  const digest = Digest.fromBuffer(data)
+  const base = `${origin.url}/namespace/default/blobs/${digest}/uploads`
+  const { uid } = (await (await fetch(base, { method: 'POST' })).json()) as { uid: string }
+  const patched = await fetch(`${base}/${uid}`, {
+    method: 'PATCH',
+    headers: { 'content-range': `0-${data.length - 1}` },
+    body: data,
+  })
+  t.equal(patched.status, 204)
+
+  // Hold the commit for a moment, so stop() arrives while it is running.
+  const commitUpload = origin.store.commitUpload.bind(origin.store)
+  let entered: () => void = () => undefined
+  const inCommit = new Promise<void>((r) => {
+    entered = r
+  })
+  let settled = false
+  origin.store.commitUpload = async (id, expected, signal) => {
+    entered()
+    try {
+      await sleep(200)
+      return await commitUpload(id, expected, signal)
+    } finally {
+      settled = true
+    }
+  }
+  const put = fetch(`${base}/${uid}`, { method: 'PUT' }).then(
+    (r) => r.status,
+    () => 'connection closed',
+  )
+  await inCommit
+  await origin.stop()
+  t.ok(settled, 'the commit had ended when stop() resolved')
+  t.not(await put, 201, 'the commit was not acknowledged')
+  await sleep(300)
+  t.equal(await origin.store.stat(digest), undefined, 'nothing entered the cache after stop()')
+  t.same(await readdir(join(origin.store.root, 'uploads')), [uid], 'the upload is kept to commit later')
+  t.same((await backend.list('')).keys, [], 'nothing written back')
+  t.equal(seeder.calls, 0, 'nothing seeded')
 })

@@ -142,6 +142,14 @@ t.test('config: {} is valid, files load, unknown keys are refused', async (t) =>
   t.same(defaults.origins, ['127.0.0.1:15002'])
   t.equal(defaults.buildIndex, '127.0.0.1:15004')
   t.equal(defaults.uploadChunkSize, 16 * MiB)
+  // The origin refuses PATCH bodies over its uploadChunkLimit (64 MiB by default).
+  t.equal(validateConfig(ProxyConfigSchema, { uploadChunkSize: 64 * MiB }).uploadChunkSize, 64 * MiB)
+  t.throws(() => validateConfig(ProxyConfigSchema, { uploadChunkSize: 64 * MiB + 1 }), {
+    code: 'CONFIG_INVALID',
+  })
+  t.throws(() => validateConfig(ProxyConfigSchema, { uploadChunkSize: 1 << 30 }), {
+    code: 'CONFIG_INVALID',
+  })
   t.same(
     loadConfig(ProxyConfigSchema, { component: 'proxy', env: 'base' }),
     defaults,

@@ -44,6 +44,18 @@ t.test('environment file extends base; flags override both', async (t) => {
   t.equal(c.dataDir, './data/agent', 'undefined flags leave defaults alone')
 })
 
+t.test('a misspelt environment is an error listing the known ones, not the base defaults', async (t) => {
+  const root = await configTree({ 'agent/base.yaml': '', 'agent/production.yaml': 'extends: base.yaml\n' })
+  t.throws(() => loadConfig(AgentConfigSchema, { component: 'agent', configDir: root, env: 'prodution' }), {
+    code: 'CONFIG_INVALID',
+    message: /no config for environment "prodution" of agent: .* \(known: base, production\)/,
+  })
+  t.doesNotThrow(
+    () => loadConfig(AgentConfigSchema, { component: 'agent', configDir: root }),
+    'no env given: development, else base',
+  )
+})
+
 t.test('an unknown or misspelt key stops start-up naming it', async (t) => {
   const root = await configTree({ 'agent/base.yaml': 'server:\n  prot: 1000\ndataDri: /x\n' })
   t.throws(() => loadConfig(AgentConfigSchema, { component: 'agent', configDir: root }), {

@@ -325,10 +325,31 @@ t.test('openSeed: a read-only view of a cached blob', async (t) => {
   t.equal(await code(seed.writePiece(0, Buffer.alloc(pieceLength))), 'BAD_REQUEST', 'read-only')
   await seed.close()
   t.equal(await code(seed.readBlock(0, 0, 1)), 'IO_ERROR', 'closed')
+
+  // A read still running when the seed is closed leaves no idle timer behind.
+  const racing = await store.openSeed(digest, layout)
+  const read = racing.readBlock(0, 0, 100)
+  await racing.close()
+  await read.catch(() => undefined)
+  t.equal((racing as unknown as { idleTimer?: unknown }).idleTimer, undefined, 'no timer after close')
   t.equal(
     await code(store.openSeed(digest, { ...layout, length: data.length + 1 })),
     'BAD_METAINFO',
     'size must match',
   )
   t.equal(await code(store.openSeed(Digest.fromBuffer(Buffer.from('no')), layout)), 'BLOB_NOT_FOUND')
+})
+
+t.test('commit: an aborted commit stores nothing and keeps the upload', async (t) => {
+  const store = await tempStore(t)
+  const data = random(3 << 20, 12)
+  const digest = Digest.fromBuffer(data)
+  const uid = await store.createUpload()
+  await store.appendUpload(uid, 0, Readable.from([data]), data.length)
+  const controller = new AbortController()
+  controller.abort()
+  t.equal(await code(store.commitUpload(uid, digest, controller.signal)), 'ABORTED')
+  t.equal(await store.stat(digest), undefined, 'not in the cache')
+  t.equal(await store.uploadOffset(uid), data.length, 'the upload is intact')
+  t.same(await store.commitUpload(uid, digest), { size: data.length }, 'and commits later')
 })

@@ -36,6 +36,7 @@ function fakePeer(addr: string, bits: Bitfield = fullPieces()): FakePeer {
     closed: false,
     bits,
     outstanding: new Map(),
+    withdrawn: new Set(),
     owned: [],
     snubbedUntil: 0,
     log: silentLogger(),
@@ -89,7 +90,7 @@ t.test('blocks assemble into a piece; duplicates and bad blocks are told apart',
   t.same(scheduler.onBlock(a, index, 1, block()), { kind: 'invalid', why: `unexpected block ${index}:1` })
   t.equal(scheduler.onBlock(a, index, 0, block(10)).kind, 'invalid', 'wrong length')
   t.same(scheduler.onBlock(a, index, 0, block()), { kind: 'accepted', piece: undefined })
-  t.equal(scheduler.onBlock(a, index, 0, block()).kind, 'ignored', 'duplicate')
+  t.equal(scheduler.onBlock(a, index, 0, block()).kind, 'unrequested', 'a second copy was not asked for')
   t.equal(scheduler.onBlock(a, index, BLOCK_SIZE, block()).kind, 'accepted')
   t.equal(scheduler.onBlock(a, index, 2 * BLOCK_SIZE, block()).kind, 'accepted')
   const done = scheduler.onBlock(a, index, 3 * BLOCK_SIZE, block())
@@ -156,6 +157,59 @@ t.test('timed-out requests are cancelled, re-issued elsewhere, and the slow peer
     'ignored',
     'and the re-issued copy is then a duplicate',
   )
+  t.equal(scheduler.onBlock(slow, slowPiece, 0, block()).kind, 'unrequested', 'a late block counts once')
+  const [, offset] = slow.sent[1]!
+  scheduler.onReject(slow, slowPiece, offset)
+  t.equal(
+    scheduler.onBlock(slow, slowPiece, offset, block()).kind,
+    'unrequested',
+    'a withdrawn request the peer rejected cannot come late any more',
+  )
+})
+
+t.test('a block is only taken from the peer it was requested from', async (t) => {
+  const { scheduler, peer } = setup(4)
+  const honest = peer('honest')
+  const hostile = peer('hostile')
+  scheduler.fill(honest, 0)
+  const [index] = honest.sent[0]!
+  const piece = scheduler.active.get(index)!
+  // The hostile peer sprays every block of the piece the honest peer is supplying.
+  for (let o = 0; o < 4; o++) {
+    t.same(
+      scheduler.onBlock(hostile, index, o * BLOCK_SIZE, block()),
+      { kind: 'unrequested' },
+      `block ${o} from a peer nobody asked is dropped`,
+    )
+  }
+  t.equal(piece.received, 0, 'nothing of it entered the piece')
+  t.same(piece.sources, [], 'so the hostile peer is no source of it')
+  t.equal(
+    scheduler.onBlock(hostile, 7, 0, block(100)).kind,
+    'unrequested',
+    'nor of a piece nobody is fetching',
+  )
+  for (let o = 0; o < 3; o++) t.equal(scheduler.onBlock(honest, index, o * BLOCK_SIZE, block()).kind, 'accepted')
+  t.equal(
+    scheduler.onBlock(hostile, index, 3 * BLOCK_SIZE, block()).kind,
+    'unrequested',
+    'not even the last missing block',
+  )
+  const done = scheduler.onBlock(honest, index, 3 * BLOCK_SIZE, block())
+  t.equal(done.kind === 'accepted' && done.piece, piece, 'the honest peer completes its piece')
+  t.same(piece.sources, [honest], 'and is its only source: a SHA-1 failure blames it alone')
+
+  // Blocks freed from a peer (timeout) go to another; the first may still deliver late, a
+  // third peer may not.
+  scheduler.fill(honest, 0)
+  const [next] = honest.sent.at(-1)!
+  scheduler.releaseAll(honest, true)
+  t.equal(honest.withdrawn.size, 4, 'the withdrawn requests are remembered')
+  t.equal(scheduler.onBlock(hostile, next, 0, block()).kind, 'unrequested')
+  t.equal(scheduler.onBlock(honest, next, 0, block()).kind, 'accepted', 'a late block from its requester')
+  t.equal(honest.withdrawn.size, 3)
+  scheduler.releaseAll(honest, false)
+  t.equal(honest.withdrawn.size, 0, 'only the latest batch is kept (bounded by the pipeline)')
 })
 
 t.test('a reject frees the block and the piece', async (t) => {

@@ -3,6 +3,7 @@
  * peers (SHA-1 per piece), then the whole blob's sha256 before it becomes visible. Concurrent
  * requests for one digest share one download; progress is kept for the API and the demo.
  */
+import { setTimeout as sleep } from 'node:timers/promises'
 import { type Digest, MetaInfo } from '../../core/index.js'
 import { ShoalError, toShoalError } from '../../errors/index.js'
 import type { Logger } from '../../log/index.js'
@@ -11,18 +12,22 @@ import type { DownloadStats, TorrentEngine } from '../../torrent/index.js'
 import type { TrackerClient } from '../../tracker/client/index.js'
 import type { DownloadProgress } from '../client/index.js'
 
+/** What Downloads needs of the engine and the trackers (narrow, so tests can stand in). */
+export type SwarmEngine = Pick<TorrentEngine, 'download' | 'seed' | 'remove' | 'stats'>
+export type MetaInfoSource = Pick<TrackerClient, 'metainfo'>
+
 export class Downloads {
   private readonly inflight = new Map<string, Promise<void>>()
-  private readonly progress = new Map<string, DownloadProgress & { meta?: MetaInfo }>()
+  private readonly progress = new Map<string, Progress>()
   /** Storage handed to the engine per digest, closed when the blob is dropped or the agent stops. */
   private readonly open = new Map<string, { close(): Promise<void> }>()
 
   constructor(
     private readonly store: BlobStore,
-    private readonly engine: TorrentEngine,
-    private readonly trackers: TrackerClient[],
+    private readonly engine: SwarmEngine,
+    private readonly trackers: MetaInfoSource[],
     private readonly log: Logger,
-    private readonly timeoutMs: number,
+    private readonly stallMs: number,
   ) {}
 
   /** Resolves once the blob is verified in the local cache. */
@@ -79,9 +84,14 @@ export class Downloads {
     return n
   }
 
-  /** Stops serving a blob and closes its file (before it is deleted). */
+  /**
+   * Stops serving a blob (aborting its download if one is running) and closes its file, before
+   * the blob is deleted. `meta` comes from the cache's sidecar when the blob is complete.
+   */
   async release(digest: Digest, meta: MetaInfo | undefined): Promise<void> {
-    if (meta) this.engine.remove(meta.infoHash)
+    const infoHash = meta?.infoHash ?? this.progress.get(digest.hex)?.meta?.infoHash
+    if (infoHash) this.engine.remove(infoHash)
+    await this.inflight.get(digest.hex)?.catch(() => undefined)
     const file = this.open.get(digest.hex)
     this.open.delete(digest.hex)
     this.progress.delete(digest.hex)
@@ -97,7 +107,7 @@ export class Downloads {
 
   private async download(ns: string, digest: Digest): Promise<void> {
     const started = Date.now()
-    const entry: DownloadProgress & { meta?: MetaInfo } = {
+    const entry: Progress = {
       digest: digest.toString(),
       state: 'downloading',
       piecesDone: 0,
@@ -108,10 +118,10 @@ export class Downloads {
       bytesUploaded: 0,
       startedAt: started,
     }
-    this.progress.set(digest.hex, entry)
-    const signal = AbortSignal.timeout(this.timeoutMs)
+    this.track(digest, entry)
+    const watchdog = new StallWatchdog(this.stallMs, digest)
     try {
-      const meta = await this.fetchMetaInfo(ns, digest, signal)
+      const meta = await this.fetchMetaInfo(ns, digest, watchdog.signal)
       entry.meta = meta
       entry.pieceCount = meta.pieceCount
       entry.size = meta.length
@@ -126,20 +136,18 @@ export class Downloads {
       )
       const file = await this.store.openDownload(digest, layoutOf(meta))
       entry.piecesDone = meta.pieceCount - file.missingCount()
+      watchdog.watch(() => this.engine.stats(meta.infoHash))
       let stats: DownloadStats
       try {
-        stats = await this.engine.download(meta, file, { signal })
+        stats = await this.engine.download(meta, file, { signal: watchdog.signal })
+        // Whole-blob check before the blob becomes visible; the engine keeps serving pieces meanwhile.
+        await file.finish(digest)
       } catch (err) {
+        // Drop the torrent too: a retry must start from a fresh file, not the discarded one.
+        this.engine.remove(meta.infoHash)
         await file.close().catch(() => undefined)
-        if (signal.aborted)
-          throw new ShoalError(
-            'TIMEOUT',
-            `download of ${digest} did not finish within ${Math.round(this.timeoutMs / 1000)} s`,
-          )
-        throw err
+        throw watchdog.reason ?? err
       }
-      // Whole-blob check before the blob becomes visible; the engine keeps serving pieces meanwhile.
-      await file.finish(digest)
       // The same open file keeps serving pieces to other agents until the blob is dropped.
       this.open.set(digest.hex, file)
       await this.store.writeMetaInfo(digest, meta.raw)
@@ -158,30 +166,120 @@ export class Downloads {
         'download verified',
       )
     } catch (err) {
-      const e = toShoalError(err)
+      const e = toShoalError(watchdog.reason ?? err)
       Object.assign(entry, { state: 'failed', error: e.message, finishedAt: Date.now() })
       this.log.warn({ digest: digest.toString(), code: e.code, err: e.message }, 'download failed')
       throw e
+    } finally {
+      watchdog.stop()
     }
   }
 
-  private async fetchMetaInfo(ns: string, digest: Digest, signal: AbortSignal): Promise<MetaInfo> {
-    let lastError: unknown
-    for (const tracker of this.trackers) {
-      try {
-        const meta = MetaInfo.parse(await tracker.metainfo(ns, digest, signal))
-        if (meta.name !== digest.hex) {
-          throw new ShoalError('BAD_METAINFO', `tracker served metainfo named ${meta.name} for ${digest}`)
-        }
-        return meta
-      } catch (err) {
-        const e = toShoalError(err)
-        if (e.code === 'BLOB_NOT_FOUND' || e.code === 'NOT_FOUND')
-          throw new ShoalError('BLOB_NOT_FOUND', `blob not found: ${digest}`)
-        lastError = e
-      }
+  /** Keeps progress for the API; bounded, dropping the oldest finished downloads first. */
+  private track(digest: Digest, entry: Progress): void {
+    this.progress.delete(digest.hex)
+    this.progress.set(digest.hex, entry)
+    if (this.progress.size <= MAX_PROGRESS_ENTRIES) return
+    for (const [hex, p] of this.progress) {
+      if (p.state !== 'downloading') this.progress.delete(hex)
+      if (this.progress.size <= MAX_PROGRESS_ENTRIES) break
     }
-    throw toShoalError(lastError, 'UNAVAILABLE')
+  }
+
+  /**
+   * Metainfo from the first tracker that has it. An origin that is still fetching the blob from
+   * its backend answers "unavailable, retry": retry with backoff until the stall deadline.
+   */
+  private async fetchMetaInfo(ns: string, digest: Digest, signal: AbortSignal): Promise<MetaInfo> {
+    let delay = 250
+    for (;;) {
+      let lastError: ShoalError | undefined
+      for (const tracker of this.trackers) {
+        try {
+          const meta = MetaInfo.parse(await tracker.metainfo(ns, digest, signal))
+          if (meta.name !== digest.hex) {
+            throw new ShoalError('BAD_METAINFO', `tracker served metainfo named ${meta.name} for ${digest}`)
+          }
+          return meta
+        } catch (err) {
+          const e = toShoalError(err)
+          if (e.code === 'BLOB_NOT_FOUND' || e.code === 'NOT_FOUND') {
+            throw new ShoalError('BLOB_NOT_FOUND', `blob not found: ${digest}`)
+          }
+          lastError = e
+        }
+      }
+      const retryable = lastError?.code === 'UNAVAILABLE' || lastError?.code === 'TIMEOUT'
+      if (!retryable || signal.aborted)
+        throw lastError ?? new ShoalError('UNAVAILABLE', 'no tracker configured')
+      this.log.debug(
+        { digest: digest.toString(), err: lastError?.message, retryInMs: delay },
+        'metainfo not available yet',
+      )
+      await sleep(delay, undefined, { signal }).catch(() => undefined)
+      delay = Math.min(delay * 2, 5_000)
+    }
+  }
+}
+
+type Progress = DownloadProgress & { meta?: MetaInfo }
+
+const MAX_PROGRESS_ENTRIES = 1000
+
+/**
+ * Fails a download that makes no progress: no verified piece (or, before the first piece, no
+ * metainfo) for `stallMs`. A large blob may take as long as it needs while pieces keep coming.
+ */
+class StallWatchdog {
+  private readonly controller = new AbortController()
+  private timer: NodeJS.Timeout | undefined
+  reason: ShoalError | undefined
+
+  constructor(
+    private readonly stallMs: number,
+    private readonly digest: Digest,
+  ) {
+    this.timer = setTimeout(() => this.fire(), stallMs)
+    this.timer.unref()
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal
+  }
+
+  /** Re-arms the deadline whenever the piece count moves. */
+  watch(stats: () => { piecesFromOrigins: number; piecesFromAgents: number } | undefined): void {
+    clearTimeout(this.timer)
+    let last = -1
+    let lastChange = Date.now()
+    this.timer = setInterval(
+      () => {
+        const s = stats()
+        const done = s ? s.piecesFromOrigins + s.piecesFromAgents : 0
+        if (done !== last) {
+          last = done
+          lastChange = Date.now()
+        } else if (Date.now() - lastChange >= this.stallMs) {
+          this.fire()
+        }
+      },
+      Math.min(1000, this.stallMs),
+    )
+    this.timer.unref()
+  }
+
+  stop(): void {
+    clearTimeout(this.timer)
+    clearInterval(this.timer)
+  }
+
+  private fire(): void {
+    this.stop()
+    this.reason = new ShoalError(
+      'TIMEOUT',
+      `download of ${this.digest} made no progress for ${Math.round(this.stallMs / 1000)} s (no peer served a piece)`,
+    )
+    this.controller.abort(this.reason)
   }
 }
 

@@ -3,8 +3,9 @@
  * the swarm into its cache, and seeds what it has to other agents.
  */
 import { join, resolve } from 'node:path'
+import { pipeline } from 'node:stream/promises'
 import { BuildIndexClient } from '../../build-index/client/index.js'
-import { DEFAULT_NAMESPACE, Digest, MetaInfo, Tag } from '../../core/index.js'
+import { DEFAULT_NAMESPACE, Digest, MetaInfo, parseNamespace, Tag } from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
 import { HttpServer, type RouteContext, sendEmpty, sendJson } from '../../http/index.js'
 import type { Logger } from '../../log/index.js'
@@ -56,7 +57,7 @@ export class AgentServer {
       this.engine,
       trackers,
       this.log,
-      config.downloadTimeoutSeconds * 1000,
+      config.stallTimeoutSeconds * 1000,
     )
     this.http = new HttpServer({
       name: 'agent',
@@ -130,7 +131,7 @@ export class AgentServer {
 
   private async getBlob({ res, params, signal }: RouteContext): Promise<void> {
     const digest = Digest.parse(params.digest as string)
-    const ns = params.ns || DEFAULT_NAMESPACE
+    const ns = parseNamespace(params.ns || DEFAULT_NAMESPACE)
     await this.downloads.ensure(ns, digest, signal)
     const stat = await this.store.stat(digest)
     if (!stat) throw new ShoalError('BLOB_NOT_FOUND', `blob not found: ${digest}`)
@@ -139,19 +140,29 @@ export class AgentServer {
       'content-length': stat.size,
       'x-shoal-digest': digest.toString(),
     })
-    const stream = this.store.createReadStream(digest)
-    stream.on('error', (err) => res.destroy(err))
-    stream.pipe(res)
+    // pipeline closes the file when the client goes away mid-stream (pipe() would leak it).
+    await pipeline(this.store.createReadStream(digest), res).catch((err) => {
+      if (!res.destroyed) res.destroy(err)
+    })
   }
 
   private async getProgress({ res, params }: RouteContext): Promise<void> {
     sendJson(res, 200, await this.progressOf(Digest.parse(params.digest as string)))
   }
 
+  /** The sidecar metainfo of a cached blob; a damaged sidecar must not block deleting the blob. */
+  private async cachedMetaInfo(digest: Digest): Promise<MetaInfo | undefined> {
+    const raw = await this.store.readMetaInfo(digest)
+    try {
+      return raw ? MetaInfo.parse(raw) : undefined
+    } catch {
+      return undefined
+    }
+  }
+
   private async deleteBlob({ res, params }: RouteContext): Promise<void> {
     const digest = Digest.parse(params.digest as string)
-    const raw = await this.store.readMetaInfo(digest)
-    await this.downloads.release(digest, raw ? MetaInfo.parse(raw) : undefined)
+    await this.downloads.release(digest, await this.cachedMetaInfo(digest))
     await this.store.delete(digest)
     this.log.info({ digest: digest.toString() }, 'blob removed from agent cache')
     sendEmpty(res, 204)

@@ -4,6 +4,7 @@
  * acknowledging, generates their metainfo and hands them to the seeder (the BitTorrent engine,
  * injected by the caller). Blobs missing from the cache are fetched back from the backend.
  */
+import { networkInterfaces } from 'node:os'
 import { join, resolve } from 'node:path'
 import { type Backend, createBackend } from '../../backend/index.js'
 import { ShoalError } from '../../errors/index.js'
@@ -31,6 +32,40 @@ export interface OriginDeps {
 
 const PURGE_INTERVAL_MS = 60 * 60 * 1000
 
+type Interfaces = ReturnType<typeof networkInterfaces>
+
+/** Where the default `self` came from (logged at start). */
+export type SelfSource = 'config' | 'server.host' | 'interface' | 'loopback'
+
+const WILDCARDS = new Set(['', '0.0.0.0', '::', '[::]', '::0', '0:0:0:0:0:0:0:0'])
+
+/**
+ * The address this origin advertises in the hash ring when `self` is not configured; GET
+ * /blobs/:digest/locations hands it to remote proxies and build-indexes, so it must be reachable
+ * from other hosts. A specific bind address (`server.host`) is used as it is; on a wildcard bind
+ * (0.0.0.0, ::) it is this host's first non-internal IPv4 address, and 127.0.0.1 only when the
+ * host has none (then only clients on this host can follow the answer).
+ */
+export function defaultSelf(
+  bindHost: string,
+  port: number,
+  interfaces: Interfaces = networkInterfaces(),
+): { self: string; source: Exclude<SelfSource, 'config'> } {
+  const host = bindHost.trim()
+  if (!WILDCARDS.has(host)) {
+    const shown = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host
+    return { self: `${shown}:${port}`, source: 'server.host' }
+  }
+  for (const addrs of Object.values(interfaces)) {
+    for (const a of addrs ?? []) {
+      // family is the number 4 on some Node 18 releases.
+      const v4 = a.family === 'IPv4' || (a.family as unknown) === 4
+      if (v4 && !a.internal) return { self: `${a.address}:${port}`, source: 'interface' }
+    }
+  }
+  return { self: `127.0.0.1:${port}`, source: 'loopback' }
+}
+
 export class OriginServer {
   readonly store: BlobStore
   readonly backend: Backend
@@ -43,7 +78,9 @@ export class OriginServer {
   private starting: Promise<void> | undefined
   private stopping: Promise<void> | undefined
   private purgeTimer: NodeJS.Timeout | undefined
+  private purging: Promise<unknown> | undefined
   private boundPort = 0
+  private advertised: { self: string; source: SelfSource } | undefined
 
   constructor(
     readonly config: OriginConfig,
@@ -143,9 +180,16 @@ export class OriginServer {
     return `http://${shown}:${this.boundPort || this.config.server.port}`
   }
 
-  /** This origin's address in the hash ring. */
+  /**
+   * This origin's address in the hash ring: `self` from the config, else chosen at start by
+   * defaultSelf() (the specific bind address, or this host's first non-internal IPv4).
+   */
   get self(): string {
-    return this.config.self ?? `127.0.0.1:${this.boundPort || this.config.server.port}`
+    if (this.config.self) return this.config.self
+    return (
+      this.advertised?.self ??
+      defaultSelf(this.config.server.host, this.boundPort || this.config.server.port).self
+    )
   }
 
   /** Reads or generates the metainfo of a cached blob (for the caller wiring the engine). */
@@ -154,16 +198,33 @@ export class OriginServer {
   }
 
   private async doStart(): Promise<void> {
+    this.service.start()
+    this.seeds.open()
     await this.store.init()
     const ttlMs = this.config.uploadTtlSeconds * 1000
     await this.store.purgeUploads(ttlMs)
     this.purgeTimer = setInterval(() => {
-      this.store.purgeUploads(ttlMs).catch((err) => this.log.warn({ err }, 'cannot purge abandoned uploads'))
+      if (this.purging) return
+      this.purging = this.store
+        .purgeUploads(ttlMs)
+        .catch((err) => this.log.warn({ err }, 'cannot purge abandoned uploads'))
+        .finally(() => {
+          this.purging = undefined
+        })
     }, PURGE_INTERVAL_MS)
     this.purgeTimer.unref()
     await this.service.reseed()
     const addr = await this.http.start(this.config.server.port, this.config.server.host)
     this.boundPort = addr.port
+    this.advertised = this.config.self
+      ? { self: this.config.self, source: 'config' }
+      : defaultSelf(this.config.server.host, addr.port)
+    if (this.advertised.source === 'loopback') {
+      this.log.warn(
+        { self: this.self, host: this.config.server.host },
+        'no non-internal IPv4 address found: advertising 127.0.0.1, which other hosts cannot reach; set "self"',
+      )
+    }
     const nodes = this.config.hashring.nodes.length > 0 ? this.config.hashring.nodes : [this.self]
     this.ring = new HashRing(nodes)
     if (!this.ring.has(this.self)) {
@@ -176,6 +237,7 @@ export class OriginServer {
       {
         url: this.url,
         self: this.self,
+        selfFrom: this.advertised.source,
         backend: this.backend.kind,
         dataDir: this.store.root,
         seeding: this.seeds.count,
@@ -188,8 +250,10 @@ export class OriginServer {
     await this.http.stop()
     if (this.purgeTimer) clearInterval(this.purgeTimer)
     this.purgeTimer = undefined
+    // Aborts and waits for commits, appends and backend transfers, so nothing is seeded later.
     await this.service.stop()
-    this.seeds.removeAll()
+    await this.purging
+    await this.seeds.close()
   }
 }
 

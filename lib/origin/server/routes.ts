@@ -51,7 +51,7 @@ export function registerRoutes(router: Router, deps: RouteDeps): void {
         `Content-Length ${declared} does not match Content-Range ${range.start}-${range.end}`,
       )
     }
-    const offset = await store.appendUpload(params.uid as string, range.start, req, length, signal)
+    const offset = await service.appendUpload(params.uid as string, range.start, req, length, signal)
     sendEmpty(res, 204, { range: `0-${offset - 1}` })
   })
 

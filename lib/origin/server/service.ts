@@ -8,6 +8,7 @@
  * cache is content-addressed and shared by all namespaces.
  */
 
+import type { Readable } from 'node:stream'
 import type { Backend } from '../../backend/index.js'
 import { bencodeDecode, bencodeEncode } from '../../core/bencode.js'
 import { type Digest, MetaInfo, parseNamespace } from '../../core/index.js'
@@ -40,8 +41,9 @@ export class BlobService {
   private readonly fetching = new Map<string, Promise<void>>()
   private readonly failures = new Map<string, { at: number; error: ShoalError }>()
   private readonly generating = new Map<string, Promise<MetaInfo>>()
+  /** Work that stop() waits for: commits, appends, background metainfo generation. */
   private readonly background = new Set<Promise<unknown>>()
-  private readonly controller = new AbortController()
+  private controller = new AbortController()
 
   constructor(
     private readonly opts: {
@@ -67,19 +69,57 @@ export class BlobService {
     return store.createUpload()
   }
 
-  /** Verifies and stores the upload; resolves only once the blob is in the backend (durable). */
-  async commitUpload(ns: string, digest: Digest, uid: string): Promise<{ size: number }> {
-    const { store, metrics, log } = this.opts
+  /**
+   * Writes one chunk of an upload (see BlobStore.appendUpload). Tracked, so stop() returns only
+   * once the upload file is closed again.
+   */
+  appendUpload(
+    uid: string,
+    offset: number,
+    body: Readable,
+    length: number,
+    signal?: AbortSignal,
+  ): Promise<number> {
+    this.checkRunning()
+    // Aborted by the request (client gone) or by stop(), whichever comes first.
+    const both = new AbortController()
+    const abort = () => both.abort()
+    const stopping = this.controller.signal
+    stopping.addEventListener('abort', abort, { once: true })
+    signal?.addEventListener('abort', abort, { once: true })
+    if (signal?.aborted) both.abort()
+    const job = this.opts.store.appendUpload(uid, offset, body, length, both.signal).finally(() => {
+      stopping.removeEventListener('abort', abort)
+      signal?.removeEventListener('abort', abort)
+    })
+    return this.track(job)
+  }
+
+  /**
+   * Verifies and stores the upload; resolves only once the blob is in the backend (durable).
+   * stop() aborts a commit in progress (the upload stays, so the client can commit it again
+   * after a restart) and waits for it to end.
+   */
+  commitUpload(ns: string, digest: Digest, uid: string): Promise<{ size: number }> {
     blobKey(ns, digest)
+    this.checkRunning()
+    return this.track(this.commit(ns, digest, uid))
+  }
+
+  private async commit(ns: string, digest: Digest, uid: string): Promise<{ size: number }> {
+    const { store, metrics, log } = this.opts
+    const signal = this.controller.signal
     let size: number
     try {
-      ;({ size } = await store.commitUpload(uid, digest))
+      ;({ size } = await store.commitUpload(uid, digest, signal))
     } catch (err) {
       if ((err as ShoalError).code === 'DIGEST_MISMATCH') metrics.mismatches.inc({ source: 'upload' })
       throw err
     }
+    this.checkRunning()
     // Both read the whole blob; doing them side by side halves the wait for big blobs.
     const [meta] = await Promise.all([this.ensureMetaInfo(digest), this.writeBack(ns, digest, size)])
+    this.checkRunning()
     await this.seed(digest, meta)
     metrics.committed.inc()
     metrics.uploadedBytes.inc(size)
@@ -112,7 +152,7 @@ export class BlobService {
   async deleteBlob(ns: string, digest: Digest): Promise<void> {
     const key = blobKey(ns, digest)
     await this.fetching.get(digest.hex)?.catch(() => undefined)
-    this.opts.seeds.remove(digest)
+    await this.opts.seeds.remove(digest)
     await this.opts.store.delete(digest)
     await this.opts.backend.delete(key)
     this.failures.delete(digest.hex)
@@ -160,9 +200,20 @@ export class BlobService {
     return job
   }
 
+  /** Accepts work again after stop() (an origin started again after a failed start). */
+  start(): void {
+    if (this.controller.signal.aborted) this.controller = new AbortController()
+  }
+
+  /**
+   * Aborts backend transfers, commits and appends, then waits for everything in flight to end,
+   * metainfo generation included (it cannot be aborted; its sidecar is useful at the next start).
+   */
   async stop(): Promise<void> {
     this.controller.abort()
-    await Promise.allSettled([...this.fetching.values(), ...this.background])
+    while (this.fetching.size + this.background.size + this.generating.size > 0) {
+      await Promise.allSettled([...this.fetching.values(), ...this.background, ...this.generating.values()])
+    }
   }
 
   private async loadMetaInfo(digest: Digest): Promise<MetaInfo> {
@@ -252,9 +303,14 @@ export class BlobService {
     this.fetching.set(digest.hex, job)
   }
 
-  private track(p: Promise<unknown>): void {
+  private track<T>(p: Promise<T>): Promise<T> {
     this.background.add(p)
-    void p.finally(() => this.background.delete(p))
+    void p.catch(() => undefined).finally(() => this.background.delete(p))
+    return p
+  }
+
+  private checkRunning(): void {
+    if (this.controller.signal.aborted) throw new ShoalError('ABORTED', 'the origin is stopping')
   }
 }
 

@@ -29,6 +29,8 @@ export interface MemoryPeerStoreOptions {
 interface Entry {
   infoHash: string
   record: PeerRecord
+  /** peerKey(peerId, ip): a record belongs to a peer id *and* the address it announced from. */
+  key: string
   addr: string
   expiresAt: number
   cls: PeerClass
@@ -37,8 +39,8 @@ interface Entry {
 }
 
 interface Swarm {
-  /** Insertion order = announce order: the first entry is the stalest. */
-  byId: Map<string, Entry>
+  /** By peerKey(peerId, ip). Insertion order = announce order: the first entry is the stalest. */
+  byPeer: Map<string, Entry>
   byAddr: Map<string, Entry>
   classes: [Entry[], Entry[], Entry[]]
 }
@@ -80,11 +82,15 @@ export class MemoryPeerStore implements PeerStore {
     if (!(ttlMs > 0)) throw new ShoalError('BAD_REQUEST', 'peer ttl must be positive')
     let swarm = this.swarms.get(infoHash)
     if (!swarm) {
-      swarm = { byId: new Map(), byAddr: new Map(), classes: [[], [], []] }
+      swarm = { byPeer: new Map(), byAddr: new Map(), classes: [[], [], []] }
       this.swarms.set(infoHash, swarm)
     }
     const addr = addressKey(peer.ip, peer.port)
-    const previous = swarm.byId.get(peer.peerId)
+    // Only the record of this peer id *at this ip* is replaced: the same id announced from
+    // another ip (a forger who read it from a non-compact response) becomes a separate record,
+    // so it can neither overwrite nor, with event=stopped, remove the genuine one.
+    const key = peerKey(peer.peerId, peer.ip)
+    const previous = swarm.byPeer.get(key)
     if (previous) this.detach(swarm, previous)
     const sameAddr = swarm.byAddr.get(addr)
     if (sameAddr) this.detach(swarm, sameAddr)
@@ -98,6 +104,7 @@ export class MemoryPeerStore implements PeerStore {
     const entry: Entry = {
       infoHash,
       record,
+      key,
       addr,
       expiresAt: this.now() + ttlMs,
       cls: peerClass(record),
@@ -106,21 +113,21 @@ export class MemoryPeerStore implements PeerStore {
     const list = swarm.classes[entry.cls]
     entry.idx = list.length
     list.push(entry)
-    swarm.byId.set(record.peerId, entry)
+    swarm.byPeer.set(key, entry)
     swarm.byAddr.set(addr, entry)
     if (!this.swarms.has(infoHash)) this.swarms.set(infoHash, swarm) // detach may have dropped an emptied swarm
     this.all.set(entry, true)
-    while (swarm.byId.size > this.maxPerInfoHash) this.detach(swarm, first(swarm.byId.values()) as Entry)
+    while (swarm.byPeer.size > this.maxPerInfoHash) this.detach(swarm, first(swarm.byPeer.values()) as Entry)
     while (this.all.size > this.maxPeers) {
       const oldest = first(this.all.keys()) as Entry
       this.detach(this.swarms.get(oldest.infoHash) as Swarm, oldest)
     }
   }
 
-  async remove(infoHash: string, peerIdHex: string): Promise<void> {
+  async remove(infoHash: string, peerIdHex: string, ip: string): Promise<void> {
     this.checkOpen()
     const swarm = this.swarms.get(infoHash)
-    const entry = swarm?.byId.get(peerIdHex)
+    const entry = swarm?.byPeer.get(peerKey(peerIdHex, ip))
     if (swarm && entry) this.detach(swarm, entry)
   }
 
@@ -185,7 +192,7 @@ export class MemoryPeerStore implements PeerStore {
     const swarm = this.swarms.get(infoHash)
     if (!swarm) return undefined
     const now = this.now()
-    for (const entry of swarm.byId.values()) {
+    for (const entry of swarm.byPeer.values()) {
       if (entry.expiresAt > now) break
       this.detach(swarm, entry)
     }
@@ -207,10 +214,10 @@ export class MemoryPeerStore implements PeerStore {
       list[entry.idx] = last
       last.idx = entry.idx
     }
-    if (swarm.byId.get(entry.record.peerId) === entry) swarm.byId.delete(entry.record.peerId)
+    if (swarm.byPeer.get(entry.key) === entry) swarm.byPeer.delete(entry.key)
     if (swarm.byAddr.get(entry.addr) === entry) swarm.byAddr.delete(entry.addr)
     this.all.delete(entry)
-    if (swarm.byId.size === 0) this.swarms.delete(entry.infoHash)
+    if (swarm.byPeer.size === 0) this.swarms.delete(entry.infoHash)
   }
 
   private checkOpen(): void {
@@ -222,6 +229,11 @@ export class MemoryPeerStore implements PeerStore {
 function checkInfoHash(infoHash: string): void {
   if (!HEX40.test(infoHash))
     throw new ShoalError('BAD_REQUEST', 'infohash must be 40 lowercase hex characters')
+}
+
+/** A record's identity: the peer id and the ip it announced from (a space never occurs in either). */
+function peerKey(peerIdHex: string, ip: string): string {
+  return `${peerIdHex} ${ip}`
 }
 
 function first<T>(items: IterableIterator<T>): T | undefined {

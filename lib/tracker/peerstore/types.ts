@@ -34,13 +34,21 @@ export interface PeerStoreStats {
 export interface PeerStore {
   readonly kind: string
   /**
-   * Adds or refreshes `peer` in the swarm of `infoHash` (40 hex) for `ttlMs`. The same peer id
-   * replaces its earlier record; so does another peer id at the same ip:port (only one process
-   * can listen there, so the old record is stale).
+   * Adds or refreshes `peer` in the swarm of `infoHash` (40 hex) for `ttlMs`.
+   *
+   * A record is identified by its (peer id, ip) pair, never by the peer id alone: peer ids are
+   * chosen by the peer and shown to everyone in non-compact responses, so an announce carrying
+   * another host's peer id must not overwrite (or evict) that host's record. The same peer id
+   * from a different ip is therefore a separate peer with its own record; the same peer id from
+   * the same ip replaces its earlier record. Another peer id at the same ip:port also replaces
+   * the old record (only one process can listen there, so the old record is stale).
    */
   announce(infoHash: string, peer: PeerRecord, ttlMs: number): Promise<void>
-  /** Removes a peer (event=stopped). Removing an unknown peer is not an error. */
-  remove(infoHash: string, peerIdHex: string): Promise<void>
+  /**
+   * Removes the peer (event=stopped) with this peer id at this ip; a record of the same peer id
+   * at another ip stays. Removing an unknown peer is not an error.
+   */
+  remove(infoHash: string, peerIdHex: string, ip: string): Promise<void>
   /**
    * Up to `limit` live (unexpired) peers, best first: every origin, then seeders, then leechers,
    * each class a random sample when it does not fit. The caller shuffles and filters further.

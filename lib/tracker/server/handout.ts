@@ -129,7 +129,9 @@ export class Announcer {
 
   async announce(req: AnnounceInput): Promise<AnnounceOutcome> {
     if (req.event === 'stopped') {
-      await this.store.remove(req.infoHashHex, req.peerIdHex)
+      // Only the record this address announced: a stop carrying someone else's peer id from
+      // another address removes nothing of theirs.
+      await this.store.remove(req.infoHashHex, req.peerIdHex, req.ip)
       return { peers: [], ...(await this.store.counts(req.infoHashHex)) }
     }
     const record: PeerRecord = {

@@ -131,7 +131,10 @@ export class HttpServer {
     const ms = this.opts.bodyIdleTimeoutMs ?? DEFAULT_BODY_IDLE_TIMEOUT_MS
     if (ms <= 0) return
     req.setTimeout(ms, () => {
-      this.log.warn({ method: req.method, url: req.url?.slice(0, 200), idleMs: ms }, 'request body stalled; closing')
+      this.log.warn(
+        { method: req.method, url: req.url?.slice(0, 200), idleMs: ms },
+        'request body stalled; closing',
+      )
       req.socket.destroy()
     })
     // Once the body is in, the response may take as long as it needs.
@@ -146,7 +149,8 @@ export class HttpServer {
       if (!res.writableFinished) controller.abort()
     }
     res.on('close', onClose)
-    const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined
+    const hasBody =
+      Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined
     if (hasBody) this.limitBodyIdle(req)
     const method = req.method ?? 'GET'
     const rawUrl = req.url ?? '/'

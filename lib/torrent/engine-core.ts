@@ -142,10 +142,7 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
       if (peer.direction === 'out') this.selfAddrs.add(peer.addr)
       return false
     }
-    if (
-      this.isBanned(peer.idHex) ||
-      this.isBanned(peer.direction === 'out' ? peer.addr : ipBanKey(peer.ip))
-    )
+    if (this.isBanned(peer.idHex) || this.isBanned(peer.direction === 'out' ? peer.addr : ipBanKey(peer.ip)))
       return false
     if (peer.direction === 'in') peer.sendHandshake(torrent.infoHashBuf, this.peerId)
     return torrent.attach(peer)

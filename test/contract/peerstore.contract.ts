@@ -88,32 +88,35 @@ export function peerStoreContract(t: Test, name: string, make: PeerStoreFactory)
   // Peer ids are chosen by peers and visible in non-compact responses: anyone could copy an
   // origin's. A record is therefore tied to (peer id, ip); the same id from another ip is a
   // separate peer, which can neither replace nor remove the original.
-  t.test(`${name}: a record belongs to its peer id *and* ip; another ip cannot replace or remove it`, async (t) => {
-    const store = await open(t)
-    const genuine = peer(1, { ip: '10.0.0.1', complete: true, origin: true })
-    const forged = peer(1, { ip: '10.6.6.6', port: 6881, complete: false, origin: false })
-    await store.announce(IH, genuine, TTL)
-    await store.announce(IH, forged, TTL)
-    const byIp = (list: PeerRecord[]) => [...list].sort((a, b) => a.ip.localeCompare(b.ip))
-    t.same(
-      byIp(await store.peers(IH, 10)),
-      [genuine, forged],
-      'the same peer id from another ip is a separate record; the genuine one is unchanged',
-    )
-    t.same(await store.counts(IH), { complete: 1, incomplete: 1 })
-    await store.remove(IH, peerId(1), '10.6.6.6')
-    t.same(await store.peers(IH, 10), [genuine], 'a stop from the other ip removes only its own record')
-    await store.remove(IH, peerId(1), '10.7.7.7')
-    t.same(await store.peers(IH, 10), [genuine], 'a stop from an ip without a record removes nothing')
-    await store.announce(IH, { ...genuine, port: 7000, complete: false }, TTL)
-    t.same(
-      await store.peers(IH, 10),
-      [{ ...genuine, port: 7000, complete: false }],
-      'the owner (same id, same ip) still updates its record',
-    )
-    await store.remove(IH, peerId(1), '10.0.0.1')
-    t.same(await store.counts(IH), { complete: 0, incomplete: 0 }, 'and removes it')
-  })
+  t.test(
+    `${name}: a record belongs to its peer id *and* ip; another ip cannot replace or remove it`,
+    async (t) => {
+      const store = await open(t)
+      const genuine = peer(1, { ip: '10.0.0.1', complete: true, origin: true })
+      const forged = peer(1, { ip: '10.6.6.6', port: 6881, complete: false, origin: false })
+      await store.announce(IH, genuine, TTL)
+      await store.announce(IH, forged, TTL)
+      const byIp = (list: PeerRecord[]) => [...list].sort((a, b) => a.ip.localeCompare(b.ip))
+      t.same(
+        byIp(await store.peers(IH, 10)),
+        [genuine, forged],
+        'the same peer id from another ip is a separate record; the genuine one is unchanged',
+      )
+      t.same(await store.counts(IH), { complete: 1, incomplete: 1 })
+      await store.remove(IH, peerId(1), '10.6.6.6')
+      t.same(await store.peers(IH, 10), [genuine], 'a stop from the other ip removes only its own record')
+      await store.remove(IH, peerId(1), '10.7.7.7')
+      t.same(await store.peers(IH, 10), [genuine], 'a stop from an ip without a record removes nothing')
+      await store.announce(IH, { ...genuine, port: 7000, complete: false }, TTL)
+      t.same(
+        await store.peers(IH, 10),
+        [{ ...genuine, port: 7000, complete: false }],
+        'the owner (same id, same ip) still updates its record',
+      )
+      await store.remove(IH, peerId(1), '10.0.0.1')
+      t.same(await store.counts(IH), { complete: 0, incomplete: 0 }, 'and removes it')
+    },
+  )
 
   t.test(`${name}: remove`, async (t) => {
     const store = await open(t)

@@ -58,7 +58,11 @@ t.test('health, readiness and metrics', async (t) => {
   setReady()
   t.same(await client.json('GET', '/readiness'), { status: 'ready', component: 'test' })
   const metrics = (await client.buffer('GET', '/metrics')).toString()
-  t.match(metrics, /shoal_test_events_total\{component="test"\} 3/, 'Prometheus text from the daemon\'s own registry')
+  t.match(
+    metrics,
+    /shoal_test_events_total\{component="test"\} 3/,
+    "Prometheus text from the daemon's own registry",
+  )
 })
 
 t.test('bodies are bounded; a stalled body is cut off; a slow answer is not', async (t) => {

@@ -426,47 +426,50 @@ t.test('seeds: concurrent adds open one file; a remove while opening closes it',
   t.ok(allClosed(), 'every seed file closed by close()')
 })
 
-t.test('stop() aborts a commit in progress and waits for it: nothing is stored or seeded later', async (t) => {
-  const seeder = new RecordingSeeder()
-  const { origin, backend } = await startOrigin(t, { seeder })
-  const data = random(200_000, 6)
-  const digest = Digest.fromBuffer(data)
-  const base = `${origin.url}/namespace/default/blobs/${digest}/uploads`
-  const { uid } = (await (await fetch(base, { method: 'POST' })).json()) as { uid: string }
-  const patched = await fetch(`${base}/${uid}`, {
-    method: 'PATCH',
-    headers: { 'content-range': `0-${data.length - 1}` },
-    body: data,
-  })
-  t.equal(patched.status, 204)
+t.test(
+  'stop() aborts a commit in progress and waits for it: nothing is stored or seeded later',
+  async (t) => {
+    const seeder = new RecordingSeeder()
+    const { origin, backend } = await startOrigin(t, { seeder })
+    const data = random(200_000, 6)
+    const digest = Digest.fromBuffer(data)
+    const base = `${origin.url}/namespace/default/blobs/${digest}/uploads`
+    const { uid } = (await (await fetch(base, { method: 'POST' })).json()) as { uid: string }
+    const patched = await fetch(`${base}/${uid}`, {
+      method: 'PATCH',
+      headers: { 'content-range': `0-${data.length - 1}` },
+      body: data,
+    })
+    t.equal(patched.status, 204)
 
-  // Hold the commit for a moment, so stop() arrives while it is running.
-  const commitUpload = origin.store.commitUpload.bind(origin.store)
-  let entered: () => void = () => undefined
-  const inCommit = new Promise<void>((r) => {
-    entered = r
-  })
-  let settled = false
-  origin.store.commitUpload = async (id, expected, signal) => {
-    entered()
-    try {
-      await sleep(200)
-      return await commitUpload(id, expected, signal)
-    } finally {
-      settled = true
+    // Hold the commit for a moment, so stop() arrives while it is running.
+    const commitUpload = origin.store.commitUpload.bind(origin.store)
+    let entered: () => void = () => undefined
+    const inCommit = new Promise<void>((r) => {
+      entered = r
+    })
+    let settled = false
+    origin.store.commitUpload = async (id, expected, signal) => {
+      entered()
+      try {
+        await sleep(200)
+        return await commitUpload(id, expected, signal)
+      } finally {
+        settled = true
+      }
     }
-  }
-  const put = fetch(`${base}/${uid}`, { method: 'PUT' }).then(
-    (r) => r.status,
-    () => 'connection closed',
-  )
-  await inCommit
-  await origin.stop()
-  t.ok(settled, 'the commit had ended when stop() resolved')
-  t.not(await put, 201, 'the commit was not acknowledged')
-  await sleep(300)
-  t.equal(await origin.store.stat(digest), undefined, 'nothing entered the cache after stop()')
-  t.same(await readdir(join(origin.store.root, 'uploads')), [uid], 'the upload is kept to commit later')
-  t.same((await backend.list('')).keys, [], 'nothing written back')
-  t.equal(seeder.calls, 0, 'nothing seeded')
-})
+    const put = fetch(`${base}/${uid}`, { method: 'PUT' }).then(
+      (r) => r.status,
+      () => 'connection closed',
+    )
+    await inCommit
+    await origin.stop()
+    t.ok(settled, 'the commit had ended when stop() resolved')
+    t.not(await put, 201, 'the commit was not acknowledged')
+    await sleep(300)
+    t.equal(await origin.store.stat(digest), undefined, 'nothing entered the cache after stop()')
+    t.same(await readdir(join(origin.store.root, 'uploads')), [uid], 'the upload is kept to commit later')
+    t.same((await backend.list('')).keys, [], 'nothing written back')
+    t.equal(seeder.calls, 0, 'nothing seeded')
+  },
+)

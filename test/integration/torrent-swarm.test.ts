@@ -105,13 +105,14 @@ async function seededSwarm(
   const source = new StaticPeerSource(() => all)
   const origin = await engine(t, 'origin', source, originOptions)
   all.push(origin)
-  origin.seed(meta, MemoryStorage.complete(meta, data))
+  const originStorage = MemoryStorage.complete(meta, data)
+  origin.seed(meta, originStorage)
   const join = async () => {
     const agent = await engine(t, 'agent', source)
     all.push(agent)
     return agent
   }
-  return { meta, data, source, origin, join }
+  return { meta, data, source, origin, originStorage, join }
 }
 
 /**
@@ -140,8 +141,8 @@ async function metric(registry: Registry, name: string): Promise<number> {
 }
 
 t.test('three agents download from an origin concurrently; bytes identical, accounting exact', async (t) => {
-  const { meta, data, source, origin, join } = await seededSwarm(t, 8 << 20, 256 << 10)
-  origin.seed(meta, MemoryStorage.complete(meta, data)) // idempotent
+  const { meta, data, source, origin, originStorage, join } = await seededSwarm(t, 8 << 20, 256 << 10)
+  origin.seed(meta, originStorage) // idempotent with the same storage
   const agents = [await join(), await join(), await join()]
   t.equal(origin.peerId.subarray(0, 8).toString(), '-SO0001-')
   t.equal(agents[0]!.peerId.subarray(0, 8).toString(), '-SA0001-')
@@ -294,15 +295,10 @@ function closedWithin(s: Socket, ms: number): Promise<boolean> {
   })
 }
 
-function handshake(infoHash: Buffer): Buffer {
+function handshake(infoHash: Buffer, peerId: Buffer = randomBytes(20)): Buffer {
   const reserved = Buffer.alloc(8)
   reserved[7] = 0x04 // fast extension, like our own peers
-  return Buffer.concat([
-    Buffer.from('\x13BitTorrent protocol', 'latin1'),
-    reserved,
-    infoHash,
-    randomBytes(20),
-  ])
+  return Buffer.concat([Buffer.from('\x13BitTorrent protocol', 'latin1'), reserved, infoHash, peerId])
 }
 
 function msg(id: number, ...fields: number[]): Buffer {
@@ -372,4 +368,156 @@ t.test('download rejects with TIMEOUT / ABORTED and leaves nothing running', asy
   await lonely.stop()
   await lonely.stop() // idempotent
   await t.rejects(lonely.download(meta, new MemoryStorage(meta)), { code: 'ABORTED' })
+})
+
+/** A piece message: `block` at `offset` of piece `index`. */
+function pieceMsg(index: number, offset: number, block: Buffer): Buffer {
+  const head = Buffer.alloc(13)
+  head.writeUInt32BE(9 + block.length, 0)
+  head[4] = 7
+  head.writeUInt32BE(index, 5)
+  head.writeUInt32BE(offset, 9)
+  return Buffer.concat([head, block])
+}
+
+/**
+ * A hand-rolled peer: connects, handshakes with `peerId`, and calls `onMessage` for every
+ * message the engine sends. `replied` resolves true once the engine's handshake arrived, false
+ * if the connection closed first; `closed` resolves when the connection is gone.
+ */
+async function rawPeer(
+  port: number,
+  infoHash: Buffer,
+  onMessage: (s: Socket, id: number, payload: Buffer) => void = () => {},
+  peerId: Buffer = randomBytes(20),
+) {
+  const s = await rawConnect(port)
+  let buf = Buffer.alloc(0)
+  let shook = false
+  let reply: (v: boolean) => void = () => {}
+  const replied = new Promise<boolean>((resolve) => {
+    reply = resolve
+  })
+  const closed = new Promise<void>((resolve) => s.once('close', () => resolve()))
+  void closed.then(() => reply(false))
+  s.on('error', () => {})
+  s.on('data', (chunk: Buffer) => {
+    buf = Buffer.concat([buf, chunk])
+    if (!shook) {
+      if (buf.length < 68) return
+      shook = true
+      buf = buf.subarray(68)
+      reply(true)
+    }
+    while (buf.length >= 4) {
+      const len = buf.readUInt32BE(0)
+      if (buf.length < 4 + len) return
+      const m = buf.subarray(4, 4 + len)
+      buf = buf.subarray(4 + len)
+      if (len > 0) onMessage(s, m[0]!, m.subarray(1))
+    }
+  })
+  s.write(handshake(infoHash, peerId))
+  return { socket: s, replied, closed }
+}
+
+t.test(
+  'blocks nobody requested from a peer are dropped: a sprayer cannot get honest peers banned',
+  async (t) => {
+    // The origin serves slowly, so its pieces are in flight while the sprayer fires junk at them.
+    const { meta, data } = await makeTorrent(t, 1 << 20, 64 << 10)
+    const all: TorrentEngine[] = []
+    const origin = await engine(t, 'origin', new StaticPeerSource(() => []))
+    origin.seed(meta, new SlowStorage(MemoryStorage.complete(meta, data), 5))
+    all.push(origin)
+    const registry = new Registry()
+    const leecher = await engine(t, 'agent', new StaticPeerSource(() => all), { registry })
+    const store = new MemoryStorage(meta)
+    const download = leecher.download(meta, store, { signal: AbortSignal.timeout(10_000) })
+
+    // It announces no pieces (so nothing is requested from it) and sprays every block of every
+    // piece, with junk, over and over until the download is over.
+    const sprayer = await rawPeer(leecher.port, meta.infoHash.toBuffer())
+    t.ok(await sprayer.replied, 'the sprayer is connected')
+    let sprayed = 0
+    const junk = randomBytes(16 << 10)
+    const spray = setInterval(() => {
+      if (sprayer.socket.destroyed || sprayer.socket.writableLength > 1 << 20) return
+      for (let i = 0; i < meta.pieceCount; i++) {
+        for (let o = 0; o < meta.pieceSize(i); o += 16 << 10) sprayer.socket.write(pieceMsg(i, o, junk))
+        sprayed++
+      }
+    }, 5)
+    t.teardown(() => {
+      clearInterval(spray)
+      sprayer.socket.destroy()
+    })
+    const s = await download
+    clearInterval(spray)
+    t.ok(sprayed > 2 * meta.pieceCount, `the sprayer sent every piece many times (${sprayed} pieces)`)
+    t.ok(store.toBuffer().equals(data), 'identical bytes')
+    t.equal(s.piecesFromOrigins, meta.pieceCount, 'every piece came from the origin')
+    t.equal(await metric(registry, 'shoal_torrent_pieces_failed_total'), 0, 'no junk block entered a piece')
+    t.equal(await metric(registry, 'shoal_torrent_peer_bans_total'), 0, 'nobody was banned, the origin least')
+  },
+)
+
+t.test('a banned incoming peer cannot come back under a new peer id', async (t) => {
+  const { meta } = await makeTorrent(t, 256 << 10, 64 << 10)
+  const registry = new Registry()
+  const leecher = await engine(t, 'agent', new StaticPeerSource(() => []), { registry })
+  const ac = new AbortController()
+  const download = leecher.download(meta, new MemoryStorage(meta), { signal: ac.signal })
+  t.teardown(() => ac.abort())
+  const ih = meta.infoHash.toBuffer()
+
+  // A liar dials in, has everything, and answers every request with junk: it is the sole
+  // source of a piece that fails SHA-1, so it is banned.
+  const liar = await rawPeer(leecher.port, ih, (s, id, p) => {
+    if (id === 6) s.write(pieceMsg(p.readUInt32BE(0), p.readUInt32BE(4), randomBytes(p.readUInt32BE(8))))
+  })
+  t.ok(await liar.replied, 'the liar was let in')
+  liar.socket.write(Buffer.concat([msg(0x0e), msg(1)])) // have-all, unchoke
+  await liar.closed
+  t.equal(await metric(registry, 'shoal_torrent_peer_bans_total'), 1, 'the liar was banned')
+
+  for (const attempt of ['a new peer id', 'another new peer id']) {
+    const again = await rawPeer(leecher.port, ih)
+    const replied = await again.replied
+    again.socket.destroy()
+    t.notOk(replied, `${attempt} from the same address is refused`)
+  }
+  ac.abort()
+  await t.rejects(download, { code: 'ABORTED' })
+})
+
+t.test('an infohash open with one storage refuses another until removed', async (t) => {
+  const { meta, data, join } = await seededSwarm(t, 1 << 20, 64 << 10)
+  const agent = await join()
+  // The agent's situation: the download finished into one file, the whole-blob check then
+  // failed, and it fetches again into a fresh file.
+  const first = new MemoryStorage(meta)
+  await agent.download(meta, first, { signal: AbortSignal.timeout(10_000) })
+  agent.seed(meta, first) // the same storage: idempotent
+  const fresh = new MemoryStorage(meta)
+  await t.rejects(agent.download(meta, fresh), {
+    code: 'TORRENT_ERROR',
+    message: /another storage; remove\(\) it first/,
+  })
+  t.throws(() => agent.seed(meta, MemoryStorage.complete(meta, data)), { code: 'TORRENT_ERROR' })
+  t.equal(fresh.toBuffer().equals(data), false, 'the fresh storage was not quietly ignored as done')
+  agent.remove(meta.infoHash)
+  const s = await agent.download(meta, fresh, { signal: AbortSignal.timeout(10_000) })
+  t.ok(fresh.toBuffer().equals(data), 'after remove() the fresh storage is downloaded into')
+  t.equal(s.piecesFromOrigins + s.piecesFromAgents, meta.pieceCount)
+
+  // A download still running is not handed a second storage either.
+  const lonely = await engine(t, 'agent', new StaticPeerSource(() => []))
+  const pending = lonely.download(meta, new MemoryStorage(meta))
+  await t.rejects(lonely.download(meta, new MemoryStorage(meta), { signal: AbortSignal.timeout(2000) }), {
+    code: 'TORRENT_ERROR',
+    message: /downloading/,
+  })
+  lonely.remove(meta.infoHash)
+  await t.rejects(pending, { code: 'ABORTED' })
 })

@@ -89,6 +89,11 @@ t.test('blocks assemble into a piece; duplicates and bad blocks are told apart',
   const [index] = a.sent[0]!
   t.same(scheduler.onBlock(a, index, 1, block()), { kind: 'invalid', why: `unexpected block ${index}:1` })
   t.equal(scheduler.onBlock(a, index, 0, block(10)).kind, 'invalid', 'wrong length')
+  t.equal(
+    scheduler.onBlock(a, 7, BLOCK_SIZE, block()).kind,
+    'invalid',
+    'past the end of the short last piece',
+  )
   t.same(scheduler.onBlock(a, index, 0, block()), { kind: 'accepted', piece: undefined })
   t.equal(scheduler.onBlock(a, index, 0, block()).kind, 'unrequested', 'a second copy was not asked for')
   t.equal(scheduler.onBlock(a, index, BLOCK_SIZE, block()).kind, 'accepted')
@@ -189,7 +194,8 @@ t.test('a block is only taken from the peer it was requested from', async (t) =>
     'unrequested',
     'nor of a piece nobody is fetching',
   )
-  for (let o = 0; o < 3; o++) t.equal(scheduler.onBlock(honest, index, o * BLOCK_SIZE, block()).kind, 'accepted')
+  for (let o = 0; o < 3; o++)
+    t.equal(scheduler.onBlock(honest, index, o * BLOCK_SIZE, block()).kind, 'accepted')
   t.equal(
     scheduler.onBlock(hostile, index, 3 * BLOCK_SIZE, block()).kind,
     'unrequested',

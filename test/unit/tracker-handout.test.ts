@@ -127,22 +127,25 @@ t.test('Announcer: ordered handout end to end over the memory store', async (t) 
   )
 })
 
-t.test("Announcer: an announce or stop with an origin's peer id from another address leaves it alone", async (t) => {
-  const store = new MemoryPeerStore({ sweepIntervalMs: 0 })
-  t.teardown(() => store.close())
-  const a = new Announcer(store, new OriginSet([{ ip: '10.9.0.1', port: 15001 }]), 60_000)
-  await a.announce(input(21, { ip: '10.9.0.1', socketIp: '10.9.0.1', port: 15001, left: 0 }))
-  // The origin's id (visible in non-compact responses), announced and stopped from elsewhere.
-  await a.announce(input(21, { ip: '10.6.6.6', socketIp: '10.6.6.6', port: 15001, left: 1 }))
-  await a.announce(input(21, { ip: '10.6.6.6', socketIp: '10.6.6.6', port: 15001, event: 'stopped' }))
-  await a.announce(input(21, { ip: '10.7.7.7', socketIp: '10.7.7.7', port: 15001, event: 'stopped' }))
-  const out = await a.announce(input(9))
-  t.same(
-    out.peers.map((p) => [p.peerId, p.ip, p.origin]),
-    [[id(21), '10.9.0.1', true]],
-    'the origin is still handed out, as an origin',
-  )
-})
+t.test(
+  "Announcer: an announce or stop with an origin's peer id from another address leaves it alone",
+  async (t) => {
+    const store = new MemoryPeerStore({ sweepIntervalMs: 0 })
+    t.teardown(() => store.close())
+    const a = new Announcer(store, new OriginSet([{ ip: '10.9.0.1', port: 15001 }]), 60_000)
+    await a.announce(input(21, { ip: '10.9.0.1', socketIp: '10.9.0.1', port: 15001, left: 0 }))
+    // The origin's id (visible in non-compact responses), announced and stopped from elsewhere.
+    await a.announce(input(21, { ip: '10.6.6.6', socketIp: '10.6.6.6', port: 15001, left: 1 }))
+    await a.announce(input(21, { ip: '10.6.6.6', socketIp: '10.6.6.6', port: 15001, event: 'stopped' }))
+    await a.announce(input(21, { ip: '10.7.7.7', socketIp: '10.7.7.7', port: 15001, event: 'stopped' }))
+    const out = await a.announce(input(9))
+    t.same(
+      out.peers.map((p) => [p.peerId, p.ip, p.origin]),
+      [[id(21), '10.9.0.1', true]],
+      'the origin is still handed out, as an origin',
+    )
+  },
+)
 
 t.test('Announcer: origin status only from config, from the socket address', async (t) => {
   const store = new MemoryPeerStore({ sweepIntervalMs: 0 })

@@ -4,7 +4,7 @@
  * bittorrent-tracker's Server: its swarm hands peers out at random and its parser is unbounded.
  */
 import type { ServerResponse } from 'node:http'
-import { Digest } from '../../core/index.js'
+import { Digest, parseNamespace } from '../../core/index.js'
 import { ShoalError, toShoalError } from '../../errors/index.js'
 import { HttpServer } from '../../http/index.js'
 import type { Logger } from '../../log/index.js'
@@ -49,7 +49,6 @@ export interface TrackerDeps {
 }
 
 const CLASS_NAMES = ['origin', 'seeder', 'leecher'] as const
-const MAX_NAMESPACE_BYTES = 255
 
 export class TrackerServer {
   readonly registry: Registry
@@ -162,13 +161,7 @@ export class TrackerServer {
     })
 
     this.http.router.get('/namespace/:ns/blobs/:digest/metainfo', async ({ params, res }) => {
-      const ns = params.ns ?? ''
-      if (ns === '' || Buffer.byteLength(ns) > MAX_NAMESPACE_BYTES || hasControlCharacters(ns)) {
-        throw new ShoalError(
-          'BAD_REQUEST',
-          `invalid namespace: 1..${MAX_NAMESPACE_BYTES} bytes without control characters`,
-        )
-      }
+      const ns = parseNamespace(params.ns ?? '')
       const digest = Digest.parse(params.digest ?? '')
       const raw = await this.metainfo.get(ns, digest)
       res.writeHead(200, { 'content-type': 'application/x-bittorrent', 'content-length': raw.length })
@@ -267,14 +260,6 @@ export async function startTracker(config: TrackerConfig, deps: TrackerDeps): Pr
   const server = new TrackerServer(config, deps)
   await server.start()
   return server
-}
-
-function hasControlCharacters(s: string): boolean {
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i)
-    if (c < 0x20 || c === 0x7f) return true
-  }
-  return false
 }
 
 function sendBencoded(res: ServerResponse, body: Buffer): void {

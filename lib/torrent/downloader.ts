@@ -266,7 +266,7 @@ export class Downloader {
     s.finishedAt = Date.now()
     const seconds = Math.max(0.001, (s.finishedAt - s.startedAt) / 1000)
     this.host.log.info(
-      { ...s, seconds, mbps: Math.round((this.downloaded / seconds / 1e6) * 10) / 10 },
+      { ...s, seconds, megabytesPerSecond: Math.round((this.downloaded / seconds / 1e6) * 10) / 10 },
       'download finished',
     )
     // The torrent is seeding from here on, so the loop below drops our interest everywhere.

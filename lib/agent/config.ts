@@ -1,4 +1,5 @@
 /** Agent configuration: one agent per host, local API on 127.0.0.1 by default. */
+import { BandwidthConfig } from '../bandwidth/config.js'
 import { ListenConfig, LogConfig, z } from '../config/index.js'
 
 export const AgentConfigSchema = z.strictObject({
@@ -24,6 +25,8 @@ export const AgentConfigSchema = z.strictObject({
    * for this long fails. There is no limit on the total time: a large blob takes what it takes.
    */
   stallTimeoutSeconds: z.number().int().min(1).default(120),
+  /** Per-host caps on BitTorrent traffic, shared fairly across torrents; 0 = unlimited. */
+  bandwidth: BandwidthConfig,
 })
 
 export type AgentConfig = z.infer<typeof AgentConfigSchema>

@@ -19,6 +19,11 @@ import { addDaemonOptions, intFlag, runDaemon } from './daemon.js'
 
 const listen = (f: Record<string, unknown>) => ({ port: f.port, host: f.host })
 
+/** commander reducer for repeatable options. */
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value]
+}
+
 export function agentCommand(name = 'shoal-agent'): Command {
   return addDaemonOptions(new Command(name))
     .description(
@@ -28,7 +33,7 @@ export function agentCommand(name = 'shoal-agent'): Command {
     .option('--host <addr>', 'local API bind address (default 127.0.0.1)')
     .option('--peer-port <n>', 'BitTorrent peer port (default 16001)', intFlag)
     .option('--data-dir <dir>', 'cache and download folder (default ./data/agent)')
-    .option('--tracker <addr>', 'tracker address host:port (default 127.0.0.1:15003)')
+    .option('--tracker <addr>', 'tracker address host:port; repeat for several (default 127.0.0.1:15003)', collect)
     .option('--build-index <addr>', 'build-index address host:port (default 127.0.0.1:15004)')
     .action((f) =>
       runDaemon(
@@ -40,7 +45,7 @@ export function agentCommand(name = 'shoal-agent'): Command {
             server: listen(f),
             peer: { port: f.peerPort },
             dataDir: f.dataDir,
-            trackers: f.tracker ? [f.tracker] : undefined,
+            trackers: f.tracker,
             buildIndex: f.buildIndex,
           }),
           start: (config, logger) => startAgent(config, { logger }),

@@ -7,7 +7,7 @@ import { createRegistry, type Registry } from '../metrics/index.js'
 import type { OriginConfig } from '../origin/config.js'
 import { OriginServer } from '../origin/server/index.js'
 import { TorrentEngine } from '../torrent/index.js'
-import { TrackerClient } from '../tracker/client/index.js'
+import { TrackerSet } from '../tracker/client/index.js'
 
 export interface OriginNode {
   readonly origin: OriginServer
@@ -24,7 +24,10 @@ export async function startOriginNode(
     role: 'origin',
     host: config.peer.host,
     port: config.peer.port,
-    peerSource: new TrackerClient(config.trackerUrl),
+    peerSource: new TrackerSet(config.trackers.length > 0 ? config.trackers : [config.trackerUrl], {
+      logger: deps.logger,
+      registry,
+    }),
     logger: deps.logger,
     registry,
   })

@@ -1,5 +1,6 @@
 /** Origin configuration (config/origin/base.yaml documents every key). */
 import { BackendConfig } from '../backend/index.js'
+import { BandwidthConfig } from '../bandwidth/config.js'
 import { ListenConfig, LogConfig, z } from '../config/index.js'
 
 export const DEFAULT_UPLOAD_CHUNK_LIMIT = 64 << 20
@@ -24,6 +25,11 @@ export const OriginConfigSchema = z.strictObject({
     .string()
     .regex(/^https?:\/\/[^/\s]+/, 'must be an http(s) URL such as http://127.0.0.1:15003')
     .default('http://127.0.0.1:15003'),
+  /**
+   * Trackers this origin announces its blobs to (host:port or URL). Each blob's tracker is
+   * chosen by rendezvous hashing, as agents choose it, with failover. Empty: trackerUrl alone.
+   */
+  trackers: z.array(z.string().min(1)).default([]),
   hashring: z
     .strictObject({
       /** HTTP addresses (host:port) of every origin in the ring, this one included; empty = just this one. */
@@ -43,6 +49,8 @@ export const OriginConfigSchema = z.strictObject({
   uploadChunkLimit: z.number().int().positive().default(DEFAULT_UPLOAD_CHUNK_LIMIT),
   /** Uploads untouched for this long are deleted at start-up and hourly, seconds. */
   uploadTtlSeconds: z.number().int().positive().default(86_400),
+  /** Per-host caps on BitTorrent (seeding) traffic, shared fairly across torrents; 0 = unlimited. */
+  bandwidth: BandwidthConfig,
 })
 
 export type OriginConfig = z.infer<typeof OriginConfigSchema>

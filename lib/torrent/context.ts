@@ -8,23 +8,20 @@ import type { Logger } from '../log/index.js'
 import type { Counter, Gauge } from '../metrics/index.js'
 import type { Peer } from './peer.js'
 import type { Torrent } from './torrent.js'
-import type { PeerSource } from './types.js'
+import type { EngineTuning, PeerClass, PeerSource } from './types.js'
 
-export interface ResolvedOptions {
-  maxConnectionsPerTorrent: number
-  pipelineDepth: number
-  requestTimeoutMs: number
-  handshakeTimeoutMs: number
-  banMs: number
-  uploadSlots: number
-}
+/** EngineTuning with every default filled in. */
+export type ResolvedOptions = Required<EngineTuning>
 
 export interface EngineMetrics {
   sent: Counter
   received: Counter
+  /** `received` by source class, resolved once so the per-block path does no label lookup. */
+  receivedFrom: Record<PeerClass, { inc(n: number): void }>
   verified: Counter
   badPieces: Counter
   bans: Counter
+  stalls: Counter
   peers: Gauge
 }
 
@@ -37,8 +34,10 @@ export interface EngineContext {
   readonly peerSource: PeerSource
   /** Opens an outgoing connection for the torrent and sends our handshake. */
   dial(torrent: Torrent, ip: string, port: number): Peer
-  /** Blacklists the peer (id, dialled address, IP for incoming connections) for banMs. */
-  ban(peer: Peer): void
+  /** Blacklists the peer (id, dialled address, IP for incoming connections) for `ms` (banMs). */
+  ban(peer: Peer, reason: string, ms?: number): void
+  /** Below the engine-wide connection limit (maxConnections): a dial may be opened. */
+  canConnect(): boolean
   /** Key is a peer id in hex or an "ip:port" address. */
   isBanned(key: string): boolean
   isSelf(ip: string, port: number): boolean

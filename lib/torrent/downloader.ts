@@ -9,6 +9,7 @@ import { ShoalError } from '../errors/index.js'
 import type { Logger } from '../log/index.js'
 import { Bitfield } from './bitfield.js'
 import type { EngineContext, EngineMetrics } from './context.js'
+import { type Verdict, verifyPiece } from './hasher.js'
 import type { Peer } from './peer.js'
 import type { PeerSet } from './peer-set.js'
 import { type PieceBuffer, PiecePicker } from './picker.js'
@@ -55,7 +56,16 @@ export class Downloader {
       randomFirst: DEFAULTS.randomFirstPieces,
     })
     for (let i = 0; i < meta.pieceCount; i++) if (this.picker.have.has(i)) this.haveBytes += meta.pieceSize(i)
-    this.scheduler = new Scheduler(meta, this.picker, host.ctx.options.pipelineDepth)
+    const o = host.ctx.options
+    this.scheduler = new Scheduler(meta, this.picker, {
+      pipeline: {
+        minDepth: DEFAULTS.pipelineMinDepth,
+        maxDepth: o.pipelineDepth,
+        maxBytes: DEFAULTS.pipelineMaxBytes,
+        initialBytes: DEFAULTS.pipelineInitialBytes,
+        queueMs: o.pipelineQueueMs,
+      },
+    })
     const now = Date.now()
     this.stats = {
       bytesFromOrigins: 0,
@@ -106,7 +116,7 @@ export class Downloader {
   }
 
   onHaveNone(peer: Peer): void {
-    if (!peer.bits?.empty) peer.close('have-none after pieces')
+    if (!peer.bits?.empty) this.setPeerBits(peer, new Bitfield(this.meta.pieceCount))
   }
 
   onHave(peer: Peer, index: number): void {
@@ -120,12 +130,14 @@ export class Downloader {
     this.afterPeerGained(peer)
   }
 
+  /**
+   * BEP 3 makes the bitfield the first message only, but aria2 sends its bitfield again in the
+   * middle of a connection: a later one replaces what we knew (availability follows), rather
+   * than closing a connection that is working.
+   */
   private setPeerBits(peer: Peer, bits: Bitfield): void {
-    // BEP 3: the bitfield is only the first message; a second one would corrupt availability.
-    if (!peer.bits?.empty) {
-      peer.close('bitfield after pieces')
-      return
-    }
+    const old = peer.bits
+    if (old !== undefined && !old.empty) this.picker.removeBitfield(old)
     peer.bits = bits
     this.picker.addBitfield(bits)
     peer.interesting = bits.countNotIn(this.picker.have)
@@ -143,15 +155,15 @@ export class Downloader {
 
   private updateInterest(peer: Peer): void {
     const want = peer.interesting > 0 && this.host.downloading
-    if (want && !peer.wire.amInterested) peer.wire.interested()
-    else if (!want && peer.wire.amInterested) peer.wire.uninterested()
+    if (want) peer.interested()
+    else peer.uninterested()
   }
 
   // ----- requests and blocks -----
 
   onChoke(peer: Peer): void {
     // Without BEP 6 a choke drops our pending requests; with it the peer rejects them one by one.
-    if (!peer.wire.hasFast) {
+    if (!peer.fast) {
       this.scheduler.releaseAll(peer, false)
       this.fillAll()
     }
@@ -166,8 +178,8 @@ export class Downloader {
       peer.close('reject out of range')
       return
     }
-    this.scheduler.onReject(peer, index, offset)
-    if (!peer.wire.peerChoking && peer.bits!.clear(index)) {
+    if (!this.scheduler.onReject(peer, index, offset)) return
+    if (!peer.peerChoking && peer.bits!.clear(index)) {
       // Rejected while unchoked: the peer will not serve this piece; stop asking it for it.
       this.picker.availability[index]!--
       if (!this.picker.have.has(index)) peer.interesting--
@@ -178,7 +190,7 @@ export class Downloader {
 
   onPiece(peer: Peer, index: number, offset: number, block: Uint8Array): void {
     const now = Date.now()
-    const r = this.scheduler.onBlock(peer, index, offset, block)
+    const r = this.scheduler.onBlock(peer, index, offset, block, now)
     if (r.kind === 'invalid') {
       peer.close(r.why)
       return
@@ -187,10 +199,10 @@ export class Downloader {
     // actually supplying that piece. It freed no request, so there is nothing to top up.
     if (r.kind === 'unrequested') return
     if (r.kind === 'accepted') {
-      this.metrics.received.inc({ source: peer.cls }, block.length)
+      this.metrics.receivedFrom[peer.cls].inc(block.length)
       if (r.piece !== undefined) this.finishPiece(r.piece)
     }
-    this.scheduler.fill(peer, now)
+    this.scheduler.refill(peer, now)
   }
 
   /** Tops up every peer's requests (after blocks were freed or a peer went away). */
@@ -199,18 +211,54 @@ export class Downloader {
     this.scheduler.fillAll(this.peers.values(), Date.now())
   }
 
-  /** Re-issues requests that waited longer than requestTimeoutMs (from the torrent's tick). */
+  /**
+   * Re-issues requests that waited longer than requestTimeoutMs (from the torrent's tick). A
+   * peer that stalls again and again (accepts requests, never answers) is banned, for less
+   * long than one that sends corrupt data: it would otherwise keep taking a share of every
+   * new batch.
+   */
   expire(now: number): void {
     if (!this.host.downloading) return
-    if (this.scheduler.expire(this.peers.values(), now, this.host.ctx.options.requestTimeoutMs))
-      this.fillAll()
+    const o = this.host.ctx.options
+    for (const peer of this.scheduler.expire(this.peers.values(), now, o.requestTimeoutMs)) {
+      this.metrics.stalls.inc()
+      // An origin that stalls is overloaded rather than hostile, and may be the only source:
+      // it stays, snubbed (one request at a time). Others stay away for a while.
+      if (peer.stalls >= o.stallStrikes && peer.cls !== 'origin') {
+        this.host.ctx.ban(peer, 'stalled', DEFAULTS.stallBanMs)
+        peer.close('stalled')
+      }
+    }
+    // Also tops up peers whose snub ended: nothing else would (no block is coming from them).
+    this.fillAll()
+  }
+
+  /** Whether every missing piece is in flight (duplicate requests allowed). */
+  get endgame(): boolean {
+    return this.scheduler.endgame
   }
 
   // ----- verified pieces -----
 
+  /** A complete piece: SHA-1 (inline, or on the hash worker: hasher.ts), then storage. */
   private finishPiece(piece: PieceBuffer<Peer>): void {
+    const onWorker = this.host.ctx.options.hashOnWorker
+    verifyPiece(piece.data, this.meta.pieceHash(piece.index), onWorker, (data, verdict) => {
+      piece.data = data
+      this.onVerified(piece, verdict)
+    })
+  }
+
+  private onVerified(piece: PieceBuffer<Peer>, verdict: Verdict): void {
+    if (this.host.removed) return
     const i = piece.index
-    if (!piece.verify(this.meta.pieceHash(i))) {
+    if (verdict === 'ok') {
+      void this.store(piece)
+      return
+    }
+    this.scheduler.settle(piece, false)
+    this.scheduler.reset(i)
+    if (verdict === 'bad') {
       this.metrics.badPieces.inc()
       const sources = piece.sources.map((p) => p.addr)
       this.host.log.warn({ piece: i, sources }, 'piece failed SHA-1 verification; discarding')
@@ -218,15 +266,14 @@ export class Downloader {
       for (const src of piece.sources) {
         src.strikes++
         if (piece.sources.length === 1 || src.strikes >= 2) {
-          this.host.ctx.ban(src)
+          this.host.ctx.ban(src, 'corrupt piece')
           src.close('sent a corrupt piece')
         }
       }
-      this.scheduler.reset(i)
-      this.fillAll()
-      return
+    } else {
+      this.host.log.warn({ piece: i }, 'hash worker failed; fetching the piece again')
     }
-    void this.store(piece)
+    this.fillAll()
   }
 
   private async store(piece: PieceBuffer<Peer>): Promise<void> {
@@ -236,13 +283,17 @@ export class Downloader {
     } catch (err) {
       if (this.host.removed) return
       this.host.log.error({ err, piece: i }, 'cannot write piece; failing the download')
+      this.scheduler.settle(piece, false)
       this.picker.setBusy(i, false)
       this.host.onStorageFailed(
         new ShoalError('IO_ERROR', `cannot write piece ${i}: ${(err as Error).message}`, { cause: err }),
       )
       return
     }
-    if (this.host.removed || !this.picker.markHave(i)) return
+    if (this.host.removed) return
+    // Written: storage keeps no reference to the buffer once writePiece resolved.
+    this.scheduler.settle(piece, true)
+    if (!this.picker.markHave(i)) return
     const size = piece.size
     this.haveBytes += size
     this.downloaded += size
@@ -252,7 +303,8 @@ export class Downloader {
     else this.stats.piecesFromAgents++
     this.metrics.verified.inc()
     for (const peer of this.peers.values()) {
-      peer.wire.have(i)
+      // A seed does not need to hear what we have (and is closed when we finish).
+      if (!peer.bits?.complete) peer.sendHave(i)
       if (peer.bits?.has(i)) {
         peer.interesting--
         if (peer.interesting === 0) this.updateInterest(peer)

@@ -36,7 +36,8 @@ export class PeerSet {
   *toDial(list: AnnouncePeer[]): Generator<AnnouncePeer> {
     const ctx = this.ctx
     for (const p of list) {
-      if (this.byId.size + this.pendingDials() >= ctx.options.maxConnectionsPerTorrent) return
+      if (this.byId.size + this.pendingDials() >= ctx.options.maxConnectionsPerTorrent || !ctx.canConnect())
+        return
       if (typeof p.ip !== 'string' || !Number.isInteger(p.port) || p.port <= 0 || p.port > 65535) continue
       const addr = `${p.ip}:${p.port}`
       if (this.dialed.has(addr) || ctx.isSelf(p.ip, p.port) || ctx.isBanned(addr)) continue

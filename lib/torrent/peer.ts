@@ -1,18 +1,23 @@
 /**
- * One TCP connection to a peer: socket, WireGuard and bittorrent-protocol Wire glued together,
- * with the handshake timeout and the per-peer state the torrent's scheduler keeps.
+ * One TCP connection to a peer: the socket, our wire reader (wire.ts) and writer, the per-phase
+ * timeouts (connect, handshake, first message), the BEP 6 / BEP 10 state, and the per-peer state
+ * the torrent's scheduler and uploader keep.
  *
- * Every listener is a method bound once per connection (never a closure per message), and
- * every listener is wrapped so that a throw inside our code closes this connection instead of
- * escaping into streamx's tick and crashing the process.
+ * The two places a rate limiter gates: every byte read from the socket goes through
+ * onSocketData(), and every piece block written to it through sendPiece().
+ *
+ * Writing is PeerWriter's (peer-writer.ts), which Peer extends.
  */
 import type { Socket } from 'node:net'
-import Wire from 'bittorrent-protocol'
+import { bencodeDecode } from '../core/bencode.js'
 import type { Logger } from '../log/index.js'
 import type { Bitfield } from './bitfield.js'
+import { BLOCK_KEY, PeerWriter } from './peer-writer.js'
 import type { PieceBuffer } from './picker.js'
-import { classifyPeerId, type PeerClass } from './types.js'
-import { WireGuard } from './wire-guard.js'
+import { Pipeline } from './pipeline.js'
+import { RequestQueue } from './request-queue.js'
+import { BLOCK_SIZE, classifyPeerId, DEFAULTS, type PeerClass, validBlockSize } from './types.js'
+import { MSG, type WireHandler, WireReader } from './wire.js'
 
 /** What a peer reports to the torrent it is attached to. */
 export interface PeerOwner {
@@ -24,15 +29,12 @@ export interface PeerOwner {
   onUnchoke(peer: Peer): void
   onInterested(peer: Peer): void
   onUninterested(peer: Peer): void
-  onRequest(peer: Peer, index: number, offset: number, length: number, respond: Respond): void
-  onPiece(peer: Peer, index: number, offset: number, block: Uint8Array): void
+  onRequest(peer: Peer, index: number, offset: number, length: number): void
+  onCancel(peer: Peer, index: number, offset: number, length: number): void
+  onPiece(peer: Peer, index: number, offset: number, block: Buffer): void
   onReject(peer: Peer, index: number, offset: number, length: number): void
   onClose(peer: Peer): void
 }
-
-const MAX_WRITE_BUFFER = 16 << 20
-
-export type Respond = (err: Error | null, block?: Uint8Array) => void
 
 export interface PeerHandshakeHandler {
   /** Decide on a received handshake; false closes the connection. */
@@ -46,36 +48,55 @@ export interface PeerInit {
   /** For outgoing connections the address we dialled (the peer's listen address). */
   ip: string
   port: number
-  handshakeTimeoutMs: number
+  /** Connect, handshake and first-message timeouts. */
+  timeouts: { connectMs: number; handshakeMs: number; firstMessageMs: number }
+  /** The block size we offer Shoal peers. */
+  blockSize: number
   logger: Logger
   handler: PeerHandshakeHandler
 }
 
-export class Peer {
-  readonly socket: Socket
-  readonly wire: Wire
+const PHASE_CONNECT = 0
+const PHASE_HANDSHAKE = 1
+const PHASE_FIRST = 2
+const PHASE_OPEN = 3
+
+export class Peer extends PeerWriter implements WireHandler {
   readonly direction: 'in' | 'out'
   readonly ip: string
   readonly port: number
   /** The engine's logger until attached, then the torrent's (which carries the infohash). */
   log: Logger
-  private readonly guard = new WireGuard()
+  private readonly reader: WireReader
   private readonly handler: PeerHandshakeHandler
+  private readonly timeouts: PeerInit['timeouts']
   private owner: PeerOwner | undefined
-  private handshakeTimer: NodeJS.Timeout | undefined
-  closed = false
+  private phase = PHASE_CONNECT
+  private phaseTimer: NodeJS.Timeout | undefined
   closeReason = ''
 
   // Known after the handshake.
   id: Buffer = Buffer.alloc(0)
   idHex = ''
   cls: PeerClass = 'agent'
+  /** The peer chokes us. */
+  peerChoking = true
+  /** Piece block bytes received on this connection (sent: PeerWriter.uploaded). */
+  downloaded = 0
+  /** The peer's BEP 10 handshake carried our block-size key. */
+  shoal = false
+  /** Block size between us: what we request, and the largest request we serve. */
+  blockSize = BLOCK_SIZE
+  /** Requests the peer queues (its BEP 10 reqq). */
+  reqq: number = DEFAULTS.defaultPeerReqq
+  /** The peer's listen port from its BEP 10 handshake (0 if unknown). */
+  listenPort = 0
 
-  // Scheduler state, owned by the torrent.
+  // Download side, owned by the torrent's Downloader and Scheduler.
   bits: Bitfield | undefined
   /** Pieces the peer has that we still lack: interest without a scan. */
   interesting = 0
-  /** Block key (piece * blocksPerPiece + block) → when it was requested, oldest first. */
+  /** Block key (piece * unitsPerPiece + offset / 16 KiB) → when it was requested, oldest first. */
   readonly outstanding = new Map<number, number>()
   /**
    * Block keys of requests to this peer that a timeout or choke withdrew (the latest batch
@@ -84,37 +105,57 @@ export class Peer {
   readonly withdrawn = new Set<number>()
   /** Pieces assigned to this peer (PieceBuffer.owner === this). */
   readonly owned: Array<PieceBuffer<Peer>> = []
-  lastRecvAt = Date.now()
-  lastSendAt = Date.now()
+  readonly pipeline = new Pipeline()
   snubbedUntil = 0
-  /** Corrupt pieces this peer contributed to. */
+  /** Times its requests timed out (stalls) and corrupt pieces it contributed to (strikes). */
+  stalls = 0
   strikes = 0
-  unchokedByUs = false
-  /** Incoming requests waiting for storage reads, served one at a time. */
-  readonly serveQueue: Array<{ index: number; offset: number; length: number; respond: Respond }> = []
+
+  // Upload side, owned by the torrent's Uploader.
+  readonly requests = new RequestQueue(DEFAULTS.maxPeerRequests)
   serving = false
-  private drainWaiter: (() => void) | undefined
-  private corked = false
+  unchokedAt = 0
+  /** Since when the peer is interested and choked (0 = not waiting). */
+  waitingSince = 0
+  lastRequestAt = 0
+
+  // Housekeeping.
+  lastRecvAt = Date.now()
 
   constructor(init: PeerInit) {
-    this.socket = init.socket
+    super(init.socket, init.blockSize)
     this.direction = init.direction
     this.ip = init.ip
     this.port = init.port
     this.handler = init.handler
     this.log = init.logger
-    this.wire = new Wire(init.direction === 'in' ? 'tcpIncoming' : 'tcpOutgoing')
+    this.timeouts = init.timeouts
+    this.reader = new WireReader(this)
     this.socket.setNoDelay(true)
-    this.socket.on('data', this.safe(this.onSocketData))
+    this.socket.on('data', this.onSocketData)
     this.socket.on('error', this.onSocketError)
     this.socket.on('close', this.onSocketClose)
     this.socket.on('drain', this.onDrain)
-    this.wire.on('data', this.safe(this.onWireData))
-    this.wire.on('error', this.onSocketError)
-    this.wire.on('finish', this.onWireFinish)
-    this.wire.on('handshake', this.safe(this.onWireHandshake))
-    this.handshakeTimer = setTimeout(this.onHandshakeTimeout, init.handshakeTimeoutMs)
-    this.handshakeTimer.unref()
+    if (init.direction === 'out' && this.socket.connecting) {
+      this.socket.once('connect', this.onConnect)
+      this.setPhase(PHASE_CONNECT, this.timeouts.connectMs)
+    } else {
+      this.setPhase(PHASE_HANDSHAKE, this.timeouts.handshakeMs)
+    }
+  }
+
+  /**
+   * Parses bytes read from the socket before this Peer existed (an MSE/PE negotiation's
+   * leftover). Called by the engine once the connection is tracked, so a handshake in them is
+   * handled like any other.
+   */
+  receive(head: Buffer): void {
+    if (head.length > 0) this.onSocketData(head)
+  }
+
+  /** Bytes read by a socket that delivers them through `onread` rather than 'data' events. */
+  ingest(chunk: Buffer): void {
+    this.onSocketData(chunk)
   }
 
   get addr(): string {
@@ -125,37 +166,19 @@ export class Peer {
     return this.idHex !== ''
   }
 
-  sendHandshake(infoHash: Buffer, ourPeerId: Buffer): void {
-    // Advertise how many requests we queue, so stock clients do not overrun maxPeerRequests.
-    this.wire.extendedHandshake = { reqq: 250, v: 'Shoal/0.1' }
-    this.wire.handshake(infoHash, ourPeerId, { dht: false, fast: true })
-  }
-
   /** Hands the connection to a torrent: from now on messages go to `owner`. */
   attach(owner: PeerOwner): void {
     this.owner = owner
-    const w = this.wire
-    w.on('bitfield', this.safe(this.onWireBitfield))
-    w.on('have-all', this.safe(this.onWireHaveAll))
-    w.on('have-none', this.safe(this.onWireHaveNone))
-    w.on('have', this.safe(this.onWireHave))
-    w.on('choke', this.safe(this.onWireChoke))
-    w.on('unchoke', this.safe(this.onWireUnchoke))
-    w.on('interested', this.safe(this.onWireInterested))
-    w.on('uninterested', this.safe(this.onWireUninterested))
-    w.on('request', this.safe(this.onWireRequest))
-    w.on('piece', this.safe(this.onWirePiece))
-    w.on('reject', this.safe(this.onWireReject))
   }
 
-  close(reason: string): void {
+  override close(reason: string): void {
     if (this.closed) return
     this.closed = true
     this.closeReason = reason
-    if (this.handshakeTimer) clearTimeout(this.handshakeTimer)
+    this.reader.stop()
+    if (this.phaseTimer) clearTimeout(this.phaseTimer)
     this.socket.destroy()
-    this.wire.destroy()
-    this.serveQueue.length = 0
+    this.requests.clear()
     this.onDrain()
     this.log.debug({ peer: this.addr, peerId: this.idHex || undefined, reason }, 'peer disconnected')
     try {
@@ -165,60 +188,146 @@ export class Peer {
     }
   }
 
-  /** Resolves when the socket's write buffer drained (or the peer closed). */
-  waitDrain(): Promise<void> {
-    if (this.closed || !this.socket.writableNeedDrain) return Promise.resolve()
-    return new Promise((resolve) => {
-      this.drainWaiter = resolve
-    })
-  }
+  // ----- receiving -----
 
-  private safe<A extends unknown[]>(fn: (...args: A) => void): (...args: A) => void {
-    return (...args: A) => {
-      if (this.closed) return
-      try {
-        fn.apply(this, args)
-      } catch (err) {
-        this.log.warn({ err, peer: this.addr }, 'error handling peer message; disconnecting')
-        this.close('internal error')
-      }
-    }
-  }
-
-  private onSocketData(chunk: Buffer): void {
+  /**
+   * The one place socket reads arrive (an ingress limiter pauses/resumes this socket). The
+   * chunk may be a view of a reused read buffer: nothing here keeps it past the call.
+   */
+  private readonly onSocketData = (chunk: Buffer): void => {
+    if (this.closed) return
     this.lastRecvAt = Date.now()
-    const bad = this.guard.check(chunk)
-    if (bad !== undefined) {
-      this.log.debug({ peer: this.addr, why: bad }, 'protocol violation')
-      this.close(bad)
-      return
+    try {
+      this.reader.push(chunk)
+    } catch (err) {
+      this.log.warn({ err, peer: this.addr }, 'error handling peer message; disconnecting')
+      this.close('internal error')
     }
-    // Wire parses synchronously on its next tick and keeps at most one partial message, so
-    // the socket is not paused here: pausing per chunk costs more than the bounded backlog.
-    this.wire.write(chunk)
   }
 
-  private onWireData(chunk: Uint8Array): void {
-    this.lastSendAt = Date.now()
-    // Uploads wait for 'drain', so only a peer that stops reading while it keeps sending
-    // (e.g. requests we must reject) can grow this buffer.
-    if (this.socket.writableLength > MAX_WRITE_BUFFER) {
-      this.close('peer is not reading')
-      return
-    }
-    // Wire emits a piece header and its block (and each request) as separate chunks; corking
-    // until the end of the tick turns them into one writev instead of a syscall per chunk.
-    if (!this.corked) {
-      this.corked = true
-      this.socket.cork()
-      process.nextTick(this.uncork)
-    }
-    this.socket.write(chunk)
+  onProtocolError(why: string): void {
+    this.log.debug({ peer: this.addr, why }, 'protocol violation')
+    this.close(why)
   }
 
-  private readonly uncork = (): void => {
-    this.corked = false
-    this.socket.uncork()
+  onHandshake(raw: Buffer): void {
+    const id = Buffer.from(raw.subarray(48, 68))
+    this.id = id
+    this.idHex = id.toString('hex')
+    this.cls = classifyPeerId(id)
+    this.fast = (raw[27]! & 0x04) !== 0
+    this.extended = (raw[25]! & 0x10) !== 0
+    this.setPhase(PHASE_FIRST, this.timeouts.firstMessageMs)
+    if (!this.handler.onHandshake(this, raw.toString('hex', 28, 48), id)) this.close('handshake refused')
+  }
+
+  onPiece(index: number, offset: number, block: Buffer): void {
+    if (this.phase !== PHASE_OPEN) this.setPhase(PHASE_OPEN, 0)
+    this.downloaded += block.length
+    this.lastBlockAt = this.lastRecvAt
+    this.owner?.onPiece(this, index, offset, block)
+  }
+
+  onMessage(id: number, p: Buffer): void {
+    if (this.phase !== PHASE_OPEN) this.setPhase(PHASE_OPEN, 0)
+    const owner = this.owner
+    if (owner === undefined) return
+    switch (id) {
+      case MSG.CHOKE:
+        this.peerChoking = true
+        owner.onChoke(this)
+        break
+      case MSG.UNCHOKE:
+        this.peerChoking = false
+        owner.onUnchoke(this)
+        break
+      case MSG.INTERESTED:
+        this.peerInterested = true
+        this.idleSince = 0
+        owner.onInterested(this)
+        break
+      case MSG.NOT_INTERESTED:
+        this.peerInterested = false
+        if (!this.amInterested) this.idleSince = Date.now()
+        owner.onUninterested(this)
+        break
+      case MSG.HAVE:
+        owner.onHave(this, p.readUInt32BE(0))
+        break
+      case MSG.BITFIELD:
+        owner.onBitfield(this, p)
+        break
+      case MSG.REQUEST:
+        this.lastRequestAt = this.lastRecvAt
+        owner.onRequest(this, p.readUInt32BE(0), p.readUInt32BE(4), p.readUInt32BE(8))
+        break
+      case MSG.CANCEL:
+        owner.onCancel(this, p.readUInt32BE(0), p.readUInt32BE(4), p.readUInt32BE(8))
+        break
+      case MSG.EXTENDED:
+        if (p[0] === 0) this.onExtendedHandshake(p.subarray(1))
+        break
+      case MSG.HAVE_ALL:
+      case MSG.HAVE_NONE:
+      case MSG.REJECT:
+      case MSG.SUGGEST:
+      case MSG.ALLOWED_FAST:
+        // BEP 6: a fast message on a connection that did not negotiate it closes it.
+        if (!this.fast) this.close(`fast message ${id} without BEP 6`)
+        else if (id === MSG.HAVE_ALL) owner.onHaveAll(this)
+        else if (id === MSG.HAVE_NONE) owner.onHaveNone(this)
+        else if (id === MSG.REJECT)
+          owner.onReject(this, p.readUInt32BE(0), p.readUInt32BE(4), p.readUInt32BE(8))
+        // suggest and allowed-fast are hints we do not need
+        break
+      default:
+      // port (DHT) and unknown ids: ignored, as BEP 3 asks
+    }
+  }
+
+  /**
+   * The peer's BEP 10 handshake: reqq bounds our pipeline, p is its listen port, and a Shoal
+   * peer's block offer sets the block size between us (the smaller offer). Malformed content
+   * is ignored rather than fatal: it is optional information.
+   */
+  private onExtendedHandshake(payload: Buffer): void {
+    let d: unknown
+    try {
+      d = bencodeDecode(payload)
+    } catch {
+      return
+    }
+    if (typeof d !== 'object' || d === null || d instanceof Uint8Array || Array.isArray(d)) return
+    const h = d as Record<string, unknown>
+    if (Number.isInteger(h.reqq) && (h.reqq as number) > 0) this.reqq = Math.min(h.reqq as number, 2000)
+    if (Number.isInteger(h.p) && (h.p as number) > 0 && (h.p as number) < 65536)
+      this.listenPort = h.p as number
+    const offer = h[BLOCK_KEY]
+    if (Number.isInteger(offer) && validBlockSize(offer as number)) {
+      this.shoal = true
+      this.blockSize = Math.min(offer as number, this.offeredBlock)
+    }
+  }
+
+  // ----- lifecycle -----
+
+  private setPhase(phase: number, ms: number): void {
+    this.phase = phase
+    if (this.phaseTimer) clearTimeout(this.phaseTimer)
+    this.phaseTimer = undefined
+    if (ms > 0 && !this.closed) {
+      this.phaseTimer = setTimeout(this.onPhaseTimeout, ms)
+      this.phaseTimer.unref()
+    }
+  }
+
+  private readonly onPhaseTimeout = (): void => {
+    const what = ['connect', 'handshake', 'first message'][this.phase] ?? 'phase'
+    this.close(`${what} timeout`)
+  }
+
+  private readonly onConnect = (): void => {
+    if (this.phase === PHASE_CONNECT) this.setPhase(PHASE_HANDSHAKE, this.timeouts.handshakeMs)
   }
 
   private readonly onSocketError = (err: Error): void => {
@@ -227,67 +336,5 @@ export class Peer {
 
   private readonly onSocketClose = (): void => {
     this.close('socket closed')
-  }
-
-  private readonly onWireFinish = (): void => {
-    this.close('wire ended')
-  }
-
-  private readonly onDrain = (): void => {
-    const w = this.drainWaiter
-    this.drainWaiter = undefined
-    w?.()
-  }
-
-  private readonly onHandshakeTimeout = (): void => {
-    if (!this.handshaken) this.close('handshake timeout')
-  }
-
-  private onWireHandshake(infoHashHex: string, _peerIdHex: string): void {
-    const id = Buffer.from(this.wire.peerIdBuffer ?? [])
-    if (id.length !== 20) {
-      this.close('bad peer id')
-      return
-    }
-    this.id = id
-    this.idHex = id.toString('hex')
-    this.cls = classifyPeerId(id)
-    if (this.handshakeTimer) clearTimeout(this.handshakeTimer)
-    this.handshakeTimer = undefined
-    if (!this.handler.onHandshake(this, infoHashHex, id)) this.close('handshake refused')
-  }
-
-  private onWireBitfield(bits: { buffer: Uint8Array }): void {
-    this.owner?.onBitfield(this, bits.buffer)
-  }
-  private onWireHaveAll(): void {
-    this.owner?.onHaveAll(this)
-  }
-  private onWireHaveNone(): void {
-    this.owner?.onHaveNone(this)
-  }
-  private onWireHave(index: number): void {
-    this.owner?.onHave(this, index)
-  }
-  private onWireChoke(): void {
-    this.owner?.onChoke(this)
-  }
-  private onWireUnchoke(): void {
-    this.owner?.onUnchoke(this)
-  }
-  private onWireInterested(): void {
-    this.owner?.onInterested(this)
-  }
-  private onWireUninterested(): void {
-    this.owner?.onUninterested(this)
-  }
-  private onWireRequest(index: number, offset: number, length: number, respond: Respond): void {
-    this.owner?.onRequest(this, index, offset, length, respond)
-  }
-  private onWirePiece(index: number, offset: number, block: Uint8Array): void {
-    this.owner?.onPiece(this, index, offset, block)
-  }
-  private onWireReject(index: number, offset: number, length: number): void {
-    this.owner?.onReject(this, index, offset, length)
   }
 }

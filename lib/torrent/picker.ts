@@ -22,6 +22,8 @@ export class PiecePicker {
   /** 1 while a piece is being downloaded, verified or written: never picked twice. */
   private readonly busy: Uint8Array
   private readonly randomFirst: number
+  /** Pieces we lack that nobody fetches: 0 means every missing piece is in flight (endgame). */
+  private _startable: number
 
   constructor(pieceCount: number, opts: { has?: (i: number) => boolean; randomFirst?: number } = {}) {
     this.pieceCount = pieceCount
@@ -30,6 +32,11 @@ export class PiecePicker {
     this.busy = new Uint8Array(pieceCount)
     this.randomFirst = opts.randomFirst ?? 4
     if (opts.has) for (let i = 0; i < pieceCount; i++) if (opts.has(i)) this.have.set(i)
+    this._startable = pieceCount - this.have.count
+  }
+
+  get startable(): number {
+    return this._startable
   }
 
   get complete(): boolean {
@@ -58,12 +65,18 @@ export class PiecePicker {
   }
 
   setBusy(i: number, busy: boolean): void {
-    this.busy[i] = busy ? 1 : 0
+    const b = busy ? 1 : 0
+    if (this.busy[i] === b) return
+    this.busy[i] = b
+    if (!this.have.has(i)) this._startable += busy ? -1 : 1
   }
 
   markHave(i: number): boolean {
+    const wasBusy = this.busy[i] === 1
     this.busy[i] = 0
-    return this.have.set(i)
+    if (!this.have.set(i)) return false
+    if (!wasBusy) this._startable--
+    return true
   }
 
   /**
@@ -119,14 +132,21 @@ export class PiecePicker {
 /**
  * One piece being downloaded: a preallocated buffer the blocks are copied into, per-block state,
  * and who contributed, so a SHA-1 failure can be pinned on the right peers and verified bytes
- * can be credited exactly to origins or agents.
+ * can be credited exactly to origins or agents. The block size is fixed per piece (the block
+ * size negotiated with the peer that started it); any peer whose own block size is at least as
+ * large can help finish it. In endgame a block may be requested from several peers at once:
+ * `pending` counts those requests, and the block is free again only when all were released.
  */
 export class PieceBuffer<P> {
   readonly index: number
   readonly size: number
+  readonly blockSize: number
   readonly blockCount: number
-  readonly data: Buffer
+  /** Replaced once, by the buffer the hash worker hands back (the same memory). */
+  data: Buffer
   private readonly state: Uint8Array
+  /** Outstanding requests per block (1 normally, more in endgame). */
+  private readonly pending: Uint8Array
   private readonly requester: Array<P | undefined>
   private nextFree = 0
   received = 0
@@ -136,17 +156,20 @@ export class PieceBuffer<P> {
   originBytes = 0
   agentBytes = 0
 
-  constructor(index: number, size: number) {
+  /** `data`, when given, is a recycled buffer of exactly `size` bytes (every block overwrites it). */
+  constructor(index: number, size: number, blockSize: number = BLOCK_SIZE, data?: Buffer) {
     this.index = index
     this.size = size
-    this.blockCount = Math.ceil(size / BLOCK_SIZE)
-    this.data = Buffer.allocUnsafe(size)
+    this.blockSize = blockSize
+    this.blockCount = Math.ceil(size / blockSize)
+    this.data = data !== undefined && data.length === size ? data : Buffer.allocUnsafe(size)
     this.state = new Uint8Array(this.blockCount)
+    this.pending = new Uint8Array(this.blockCount)
     this.requester = new Array<P | undefined>(this.blockCount)
   }
 
   blockLength(block: number): number {
-    return block === this.blockCount - 1 ? this.size - block * BLOCK_SIZE : BLOCK_SIZE
+    return block === this.blockCount - 1 ? this.size - block * this.blockSize : this.blockSize
   }
 
   get complete(): boolean {
@@ -169,18 +192,48 @@ export class PieceBuffer<P> {
     return this.nextFreeBlock() >= 0
   }
 
+  /** Requested from someone and not received yet. */
+  isRequested(block: number): boolean {
+    return this.state[block] === BLOCK_REQUESTED
+  }
+
+  /** Outstanding requests for the block. */
+  requests(block: number): number {
+    return this.pending[block]!
+  }
+
+  /** The peer the block was first requested from (undefined once it released it). */
+  requesterOf(block: number): P | undefined {
+    return this.requester[block]
+  }
+
   markRequested(block: number, peer: P): void {
     this.state[block] = BLOCK_REQUESTED
+    this.pending[block] = 1
     this.requester[block] = peer
     if (block === this.nextFree) this.nextFree++
   }
 
-  /** Frees a block that `peer` was fetching (choke, reject, timeout, disconnect). */
+  /** Endgame: the block, already requested, is also requested from another peer. */
+  addRequest(block: number): void {
+    this.pending[block]!++
+  }
+
+  /**
+   * Withdraws one request for a block (choke, reject, timeout, disconnect, cancel). With a
+   * single request only its requester may release it; the block is free once none is left.
+   */
   release(block: number, peer: P): boolean {
-    if (this.state[block] !== BLOCK_REQUESTED || this.requester[block] !== peer) return false
-    this.state[block] = BLOCK_FREE
-    this.requester[block] = undefined
-    if (block < this.nextFree) this.nextFree = block
+    if (this.state[block] !== BLOCK_REQUESTED) return false
+    const n = this.pending[block]!
+    const mine = this.requester[block] === peer
+    if (n <= 1 && !mine && this.requester[block] !== undefined) return false
+    if (mine) this.requester[block] = undefined
+    this.pending[block] = n - 1
+    if (n <= 1) {
+      this.state[block] = BLOCK_FREE
+      if (block < this.nextFree) this.nextFree = block
+    }
     return true
   }
 
@@ -192,8 +245,9 @@ export class PieceBuffer<P> {
   /** Copies a block in; false when it was already received (a late duplicate). */
   accept(block: number, data: Uint8Array, peer: P, cls: PeerClass): boolean {
     if (!this.wants(block)) return false
-    this.data.set(data, block * BLOCK_SIZE)
+    this.data.set(data, block * this.blockSize)
     this.state[block] = BLOCK_RECEIVED
+    this.pending[block] = 0
     this.requester[block] = undefined
     this.received++
     if (!this.sources.includes(peer)) this.sources.push(peer)

@@ -2,16 +2,19 @@
  * Request scheduling for one torrent: which blocks to ask which peer for, and where arriving
  * blocks go. Pieces have an owner so a piece normally comes from a single peer (a SHA-1
  * failure then names the culprit); blocks freed by choke, reject, timeout or disconnect are
- * re-issued to whoever can serve them, so one slow peer never stalls the download.
+ * re-issued to whoever can serve them, so one slow peer never stalls the download. Each peer's
+ * pipeline is sized to its measured rate × round trip (pipeline.ts). When every missing block
+ * is requested (endgame), idle peers also request blocks already requested elsewhere, and the
+ * first copy to arrive cancels the others.
+ *
+ * A block is keyed by piece * unitsPerPiece + offset / 16 KiB: blocks are aligned to their
+ * piece's block size, a multiple of 16 KiB, so a key names one block whatever the size.
  */
 import type { MetaInfo } from '../core/index.js'
 import type { Peer } from './peer.js'
 import { PieceBuffer, type PiecePicker } from './picker.js'
-import { BLOCK_SIZE, DEFAULTS } from './types.js'
-
-/** Wire wants a callback per request; one shared no-op avoids a closure per request. Blocks
- *  are handled from the 'piece' event, failures from 'choke'/'reject' and our own timeouts. */
-const NOOP = (): void => {}
+import type { PipelineOptions } from './pipeline.js'
+import { BLOCK_SIZE, DEFAULTS, MAX_BLOCK_SIZE } from './types.js'
 
 export type BlockResult =
   /** Requested from this peer but not needed any more (a duplicate, or its piece completed). */
@@ -27,27 +30,64 @@ const IGNORED: BlockResult = Object.freeze({ kind: 'ignored' })
 const UNREQUESTED: BlockResult = Object.freeze({ kind: 'unrequested' })
 const ACCEPTED: BlockResult = Object.freeze({ kind: 'accepted', piece: undefined })
 
+export interface SchedulerOptions {
+  /** A fixed number of requests per peer (tests); otherwise sized per peer by its Pipeline. */
+  depth?: number
+  pipeline?: PipelineOptions
+  /** Memory for pieces being assembled. */
+  maxActiveBytes?: number
+  /** Extra requests for one block in endgame. */
+  endgameDuplicates?: number
+}
+
+/** Piece buffers kept for reuse. */
+const MAX_SPARE_BUFFERS = 8
+
+export const DEFAULT_PIPELINE: PipelineOptions = {
+  minDepth: DEFAULTS.pipelineMinDepth,
+  maxDepth: DEFAULTS.pipelineDepth,
+  maxBytes: DEFAULTS.pipelineMaxBytes,
+  initialBytes: DEFAULTS.pipelineInitialBytes,
+  queueMs: DEFAULTS.pipelineQueueMs,
+}
+
 export class Scheduler {
   readonly picker: PiecePicker
   private readonly meta: MetaInfo
-  private readonly blocksPerPiece: number
-  private readonly pipelineDepth: number
+  private readonly unitsPerPiece: number
   /** Pieces being downloaded, by index. */
   readonly active = new Map<number, PieceBuffer<Peer>>()
   private activeBytes = 0
   private readonly maxActiveBytes: number
+  private readonly fixedDepth: number
+  private readonly pipe: PipelineOptions
+  private readonly maxRequestsPerBlock: number
+  /** Peers holding endgame duplicates: a block arriving from one cancels it at the others. */
+  private readonly dupHolders = new Set<Peer>()
+  /**
+   * Buffers of finished pieces, reused for new ones: a piece buffer is too large for Node's
+   * buffer pool, and allocating one per piece kept the garbage collector busy.
+   */
+  private readonly spare: Buffer[] = []
 
-  constructor(
-    meta: MetaInfo,
-    picker: PiecePicker,
-    pipelineDepth: number,
-    maxActiveBytes: number = DEFAULTS.maxActiveBytes,
-  ) {
+  constructor(meta: MetaInfo, picker: PiecePicker, opts: SchedulerOptions = {}) {
     this.meta = meta
     this.picker = picker
-    this.pipelineDepth = pipelineDepth
-    this.maxActiveBytes = maxActiveBytes
-    this.blocksPerPiece = Math.ceil(meta.pieceLength / BLOCK_SIZE)
+    this.fixedDepth = opts.depth ?? 0
+    this.pipe = opts.pipeline ?? DEFAULT_PIPELINE
+    this.maxActiveBytes = opts.maxActiveBytes ?? DEFAULTS.maxActiveBytes
+    this.maxRequestsPerBlock = 1 + (opts.endgameDuplicates ?? DEFAULTS.endgameDuplicates)
+    this.unitsPerPiece = Math.ceil(meta.pieceLength / BLOCK_SIZE)
+  }
+
+  /** True once every missing piece is being fetched: duplicates are allowed. */
+  get endgame(): boolean {
+    return this.picker.startable === 0 && this.active.size > 0
+  }
+
+  /** Requests to keep outstanding at this peer. */
+  depthFor(peer: Peer): number {
+    return this.fixedDepth > 0 ? this.fixedDepth : peer.pipeline.depth(peer.blockSize, this.pipe, peer.reqq)
   }
 
   /** Tops up every peer's pipeline, responsive peers first so they get released blocks. */
@@ -60,74 +100,115 @@ export class Scheduler {
     for (const peer of snubbed) this.fill(peer, now)
   }
 
+  /**
+   * After a block arrived: tops up once a quarter of the pipeline is free, so requests go out
+   * in batches (one write for several) rather than one per block received.
+   */
+  refill(peer: Peer, now: number): void {
+    const depth = now < peer.snubbedUntil ? 1 : this.depthFor(peer)
+    if (peer.outstanding.size <= depth - Math.max(1, depth >> 2)) this.fill(peer, now)
+  }
+
   /** Tops up the peer's request pipeline. */
   fill(peer: Peer, now: number): void {
-    const w = peer.wire
-    if (peer.closed || w.peerChoking || !w.amInterested || peer.bits === undefined) return
+    if (peer.closed || peer.peerChoking || !peer.amInterested || peer.bits === undefined) return
     const snubbed = now < peer.snubbedUntil
-    const depth = snubbed ? 1 : this.pipelineDepth
+    const depth = snubbed ? 1 : this.depthFor(peer)
     while (peer.outstanding.size < depth) {
       const piece = this.nextPieceFor(peer, snubbed)
-      if (piece === undefined) return
+      if (piece === undefined) {
+        if (!snubbed && this.picker.startable === 0) this.duplicate(peer, depth, now)
+        return
+      }
       let b = piece.nextFreeBlock()
       while (b >= 0 && peer.outstanding.size < depth) {
-        this.request(peer, piece, b, now)
+        piece.markRequested(b, peer)
+        this.send(peer, piece, b, now)
         b = piece.nextFreeBlock()
       }
     }
   }
 
   /**
-   * A block arrived. Only blocks we asked *this* peer for are used: bittorrent-protocol passes
-   * unrequested 'piece' messages through, and a block sprayed into a piece someone else is
-   * supplying would make that peer share the blame (and the ban) when the piece fails SHA-1.
-   * Such blocks are dropped without a word (BEP 6 allows a peer to answer a cancel with the
-   * block, so an unknown block is not proof of hostility). A late block, requested from this
-   * peer before a timeout or choke withdrew the request, is still used if the piece needs it;
-   * duplicates are dropped. A block at a misaligned offset, past the piece's end or of the
-   * wrong size is a protocol violation: we only ever request aligned 16 KiB blocks.
+   * A block arrived. Only blocks we asked *this* peer for are used: a block sprayed into a
+   * piece someone else is supplying would make that peer share the blame (and the ban) when
+   * the piece fails SHA-1. Such blocks are dropped without a word (BEP 6 allows a peer to
+   * answer a cancel with the block, so an unknown block is not proof of hostility). A late
+   * block, requested from this peer before a timeout or choke withdrew the request, is still
+   * used if the piece needs it; duplicates are dropped, and a block that arrives first cancels
+   * the other requests for it. A block at an offset or of a size we never ask for is a
+   * protocol violation.
    */
-  onBlock(peer: Peer, index: number, offset: number, data: Uint8Array): BlockResult {
-    if (index < 0 || index >= this.meta.pieceCount || offset < 0 || offset % BLOCK_SIZE !== 0) {
+  onBlock(peer: Peer, index: number, offset: number, data: Uint8Array, now: number): BlockResult {
+    if (index >= this.meta.pieceCount || offset % BLOCK_SIZE !== 0) {
       return { kind: 'invalid', why: `unexpected block ${index}:${offset}` }
     }
     const size = this.meta.pieceSize(index)
-    if (offset >= size || data.length !== Math.min(BLOCK_SIZE, size - offset)) {
+    if (offset >= size || offset + data.length > size || data.length > MAX_BLOCK_SIZE) {
       return { kind: 'invalid', why: `block ${index}:${offset} has ${data.length} bytes` }
     }
-    const b = offset / BLOCK_SIZE
-    const key = index * this.blocksPerPiece + b
-    if (!peer.outstanding.delete(key) && !peer.withdrawn.delete(key)) return UNREQUESTED
+    const key = index * this.unitsPerPiece + offset / BLOCK_SIZE
     const piece = this.active.get(index)
+    const b = piece === undefined ? 0 : offset / piece.blockSize
+    if (piece !== undefined && (!Number.isInteger(b) || data.length !== piece.blockLength(b))) {
+      if (peer.outstanding.has(key)) {
+        return { kind: 'invalid', why: `block ${index}:${offset} has ${data.length} bytes` }
+      }
+      // A late block may belong to an earlier attempt at the piece, with another block size.
+      return peer.withdrawn.delete(key) ? IGNORED : UNREQUESTED
+    }
+    const requestedAt = peer.outstanding.get(key)
+    if (requestedAt !== undefined) peer.outstanding.delete(key)
+    else if (!peer.withdrawn.delete(key)) return UNREQUESTED
     // Not wanted: a duplicate, or a block of a piece that completed or was reset meanwhile.
     if (piece === undefined || !piece.wants(b)) return IGNORED
+    if (requestedAt !== undefined) peer.pipeline.onBlock(data.length, now - requestedAt, now)
+    const first = piece.requesterOf(b)
+    const others = piece.requests(b) > 1 || (first !== undefined && first !== peer)
     piece.accept(b, data, peer, peer.cls)
+    if (others) this.cancelOthers(peer, piece, b, key, first)
     if (!piece.complete) return ACCEPTED
     this.detach(piece)
     return { kind: 'accepted', piece }
   }
 
-  /** Forgets a finished (or failed) piece; the picker keeps it busy until the caller decides. */
+  /**
+   * Forgets a finished piece: no more requests go to it. The picker keeps it busy, and its
+   * bytes count against maxActiveBytes, until settle(): it is still being hashed and written.
+   */
   detach(piece: PieceBuffer<Peer>): void {
     if (this.active.get(piece.index) !== piece) return
     this.active.delete(piece.index)
-    this.activeBytes -= piece.size
     this.disown(piece)
   }
 
-  /** The peer refused a block: it will not serve that piece, so stop counting on it for it. */
-  onReject(peer: Peer, index: number, offset: number): void {
-    const b = offset / BLOCK_SIZE
-    const key = index * this.blocksPerPiece + b
-    // A reject of a withdrawn request (BEP 6 answers a cancel so): it will not come late.
+  /**
+   * A detached piece is written (or given up): its memory no longer counts, and with `reuse`
+   * its buffer serves a later piece (storage keeps no reference once writePiece resolved).
+   */
+  settle(piece: PieceBuffer<Peer>, reuse: boolean): void {
+    this.activeBytes -= piece.size
+    if (reuse && piece.data.length === this.meta.pieceLength && this.spare.length < MAX_SPARE_BUFFERS)
+      this.spare.push(piece.data)
+  }
+
+  /**
+   * The peer refused a block: it will not serve that piece, so stop counting on it for it.
+   * Returns false when the request was not outstanding: BEP 6 peers answer our cancels (and
+   * requests a timeout withdrew) with rejects, which say nothing about the piece.
+   */
+  onReject(peer: Peer, index: number, offset: number): boolean {
+    const key = index * this.unitsPerPiece + Math.floor(offset / BLOCK_SIZE)
     if (!peer.outstanding.delete(key)) {
-      peer.withdrawn.delete(key)
-      return
+      peer.withdrawn.delete(key) // it will not come late either
+      return false
     }
     const piece = this.active.get(index)
-    if (piece === undefined) return
-    piece.release(b, peer)
+    if (piece === undefined) return true
+    const b = offset / piece.blockSize
+    if (Number.isInteger(b)) piece.release(b, peer)
     if (piece.owner === peer) this.disown(piece)
+    return true
   }
 
   /**
@@ -137,30 +218,33 @@ export class Scheduler {
    * (the set is replaced, not grown), which bounds it by the pipeline depth.
    */
   releaseAll(peer: Peer, cancel: boolean): void {
-    const bpp = this.blocksPerPiece
+    const units = this.unitsPerPiece
     const withdrawn = peer.withdrawn
     withdrawn.clear()
     for (const key of peer.outstanding.keys()) {
       if (!peer.closed) withdrawn.add(key)
-      const index = Math.floor(key / bpp)
-      const b = key - index * bpp
+      const index = Math.floor(key / units)
+      const offset = (key - index * units) * BLOCK_SIZE
       const piece = this.active.get(index)
       if (piece === undefined) continue
+      const b = offset / piece.blockSize
       if (piece.release(b, peer) && cancel && !peer.closed) {
-        peer.wire.cancel(index, b * BLOCK_SIZE, piece.blockLength(b))
+        peer.sendCancel(index, offset, piece.blockLength(b))
       }
     }
     peer.outstanding.clear()
+    this.dupHolders.delete(peer)
     for (const piece of peer.owned) piece.owner = undefined
     peer.owned.length = 0
   }
 
   /**
    * Peers whose oldest request is older than `timeoutMs` (the Map keeps insertion order, so
-   * that is its first entry): release, cancel and snub them, so others fetch those blocks.
+   * that is its first entry): release, cancel and snub them, so others fetch those blocks, and
+   * count a stall against them. Returns the peers that stalled.
    */
-  expire(peers: Iterable<Peer>, now: number, timeoutMs: number): boolean {
-    let freed = false
+  expire(peers: Iterable<Peer>, now: number, timeoutMs: number): Peer[] {
+    let stalled: Peer[] | undefined
     for (const peer of peers) {
       const oldest = peer.outstanding.values().next()
       if (oldest.done || now - oldest.value < timeoutMs) continue
@@ -170,28 +254,74 @@ export class Scheduler {
       )
       this.releaseAll(peer, true)
       peer.snubbedUntil = now + timeoutMs
-      freed = true
+      peer.stalls++
+      stalled ??= []
+      stalled.push(peer)
     }
-    return freed
+    return stalled ?? []
   }
 
-  /** Drops a piece that failed verification so it can be fetched again. */
+  /** Makes a piece wanted again (it failed verification, or could not be written). */
   reset(index: number): void {
     const piece = this.active.get(index)
-    if (piece !== undefined) this.detach(piece)
+    if (piece !== undefined) {
+      this.detach(piece)
+      this.settle(piece, false)
+    }
     this.picker.setBusy(index, false)
   }
 
-  private request(peer: Peer, piece: PieceBuffer<Peer>, b: number, now: number): void {
-    piece.markRequested(b, peer)
-    peer.outstanding.set(piece.index * this.blocksPerPiece + b, now)
-    peer.wire.request(piece.index, b * BLOCK_SIZE, piece.blockLength(b), NOOP)
+  private send(peer: Peer, piece: PieceBuffer<Peer>, b: number, now: number): void {
+    const offset = b * piece.blockSize
+    peer.outstanding.set(piece.index * this.unitsPerPiece + offset / BLOCK_SIZE, now)
+    peer.sendRequest(piece.index, offset, piece.blockLength(b))
+  }
+
+  /**
+   * Endgame: every missing block is requested, so this peer, which has room, also asks for
+   * blocks others are fetching (at most maxRequestsPerBlock requests per block): the last
+   * pieces then come from whoever is fastest instead of waiting on the slowest peer.
+   */
+  private duplicate(peer: Peer, depth: number, now: number): void {
+    const bits = peer.bits!
+    for (const piece of this.active.values()) {
+      if (!bits.has(piece.index) || piece.blockSize > peer.blockSize) continue
+      const base = piece.index * this.unitsPerPiece
+      const step = piece.blockSize / BLOCK_SIZE
+      for (let b = 0; b < piece.blockCount; b++) {
+        if (peer.outstanding.size >= depth) return
+        if (!piece.isRequested(b) || piece.requests(b) >= this.maxRequestsPerBlock) continue
+        if (peer.outstanding.has(base + b * step)) continue
+        piece.addRequest(b)
+        this.dupHolders.add(peer)
+        this.send(peer, piece, b, now)
+      }
+    }
+  }
+
+  /** A block arrived from `sender`: whoever else was asked for it is told to forget it. */
+  private cancelOthers(
+    sender: Peer,
+    piece: PieceBuffer<Peer>,
+    b: number,
+    key: number,
+    first: Peer | undefined,
+  ): void {
+    const offset = b * piece.blockSize
+    const length = piece.blockLength(b)
+    if (first !== undefined && first !== sender && first.outstanding.delete(key)) {
+      first.sendCancel(piece.index, offset, length)
+    }
+    for (const p of this.dupHolders) {
+      if (p !== sender && p !== first && p.outstanding.delete(key)) p.sendCancel(piece.index, offset, length)
+    }
   }
 
   /**
    * Where the peer's next requests go: its own pieces first, then pieces nobody owns any more
    * (finishing started pieces frees their buffers sooner), then a new piece (rarest first), and
    * only at the very end blocks of other peers' pieces. A snubbed peer only gets new pieces.
+   * A peer only takes blocks of pieces whose block size it can request.
    */
   private nextPieceFor(peer: Peer, snubbed: boolean): PieceBuffer<Peer> | undefined {
     for (const piece of peer.owned) if (piece.hasFreeBlock()) return piece
@@ -199,7 +329,7 @@ export class Scheduler {
     let shared: PieceBuffer<Peer> | undefined
     if (!snubbed) {
       for (const piece of this.active.values()) {
-        if (!bits.has(piece.index) || !piece.hasFreeBlock()) continue
+        if (!bits.has(piece.index) || piece.blockSize > peer.blockSize || !piece.hasFreeBlock()) continue
         if (piece.owner === undefined) {
           this.adopt(peer, piece)
           return piece
@@ -212,7 +342,9 @@ export class Scheduler {
     if (this.activeBytes + this.meta.pieceLength > this.maxActiveBytes && this.active.size > 0) return shared
     const index = this.picker.pick(bits)
     if (index >= 0) {
-      const piece = new PieceBuffer<Peer>(index, this.meta.pieceSize(index))
+      const size = this.meta.pieceSize(index)
+      const reuse = size === this.meta.pieceLength ? this.spare.pop() : undefined
+      const piece = new PieceBuffer<Peer>(index, size, peer.blockSize, reuse)
       this.picker.setBusy(index, true)
       this.active.set(index, piece)
       this.activeBytes += piece.size

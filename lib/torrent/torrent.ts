@@ -12,11 +12,12 @@ import { Announcer, type AnnounceTarget } from './announcer.js'
 import { Bitfield } from './bitfield.js'
 import type { EngineContext } from './context.js'
 import { Downloader, type DownloadHost } from './downloader.js'
-import type { Peer, PeerOwner, Respond } from './peer.js'
+import type { Peer, PeerOwner } from './peer.js'
 import { PeerSet } from './peer-set.js'
 import { type AnnouncePeer, DEFAULTS, type DownloadStats, type TorrentStorage } from './types.js'
 import { Uploader } from './uploader.js'
 import { Waiters } from './waiters.js'
+import { MSG } from './wire.js'
 
 export type TorrentState = 'seeding' | 'downloading' | 'removed'
 
@@ -56,6 +57,8 @@ export class Torrent implements PeerOwner, DownloadHost, AnnounceTarget {
       storage,
       have: this.downloader.have,
       slots: ctx.options.uploadSlots,
+      optimisticUnchokeMs: ctx.options.optimisticUnchokeMs,
+      slotIdleMs: DEFAULTS.slotIdleMs,
       metrics: ctx.metrics,
       log: this.log,
     })
@@ -167,12 +170,14 @@ export class Torrent implements PeerOwner, DownloadHost, AnnounceTarget {
     peer.bits = new Bitfield(this.meta.pieceCount)
     peer.log = this.log
     peer.attach(this)
-    const w = peer.wire
+    // BEP 10 first (a Shoal peer learns the block size before it can request), then what we
+    // have: BEP 6 have-all / have-none where they apply, else a bitfield (none when empty).
+    peer.sendExtendedHandshake(this.ctx.port)
     const have = this.downloader.have
-    if (have.complete && w.hasFast) w.haveAll()
+    if (have.complete && peer.fast) peer.sendBare(MSG.HAVE_ALL)
     else if (have.empty) {
-      if (w.hasFast) w.haveNone()
-    } else w.bitfield(have.buffer)
+      if (peer.fast) peer.sendBare(MSG.HAVE_NONE)
+    } else peer.sendBitfield(have.buffer)
     this.ctx.metrics.peers.inc()
     const fields = { peer: peer.addr, peerId: peer.idHex, cls: peer.cls, direction: peer.direction }
     peer.log.debug(fields, 'peer connected')
@@ -188,7 +193,7 @@ export class Torrent implements PeerOwner, DownloadHost, AnnounceTarget {
     if (!this.peers.delete(peer)) return
     this.ctx.metrics.peers.dec()
     this.downloader.onPeerClosed(peer)
-    this.uploader.onClosed(peer, this.peers.values())
+    this.uploader.onClosed(peer, this.peers.values(), Date.now())
     this.downloader.fillAll()
   }
 
@@ -229,26 +234,45 @@ export class Torrent implements PeerOwner, DownloadHost, AnnounceTarget {
   // ----- peer messages: choking and serving (Uploader) -----
 
   onInterested(peer: Peer): void {
-    this.uploader.onInterested(peer)
+    this.uploader.onInterested(peer, Date.now())
   }
 
   onUninterested(peer: Peer): void {
-    this.uploader.onUninterested(peer, this.peers.values())
+    this.uploader.onUninterested(peer, this.peers.values(), Date.now())
   }
 
-  onRequest(peer: Peer, index: number, offset: number, length: number, respond: Respond): void {
-    this.uploader.onRequest(peer, index, offset, length, respond)
+  onRequest(peer: Peer, index: number, offset: number, length: number): void {
+    this.uploader.onRequest(peer, index, offset, length)
+  }
+
+  onCancel(peer: Peer, index: number, offset: number, length: number): void {
+    this.uploader.onCancel(peer, index, offset, length)
   }
 
   // ----- housekeeping -----
 
+  /**
+   * Once a second: request timeouts, choking rotation, and idle eviction: a connection that
+   * sent nothing at all for idleTimeoutMs; seeding, one whose peer stayed uninterested for
+   * seedIdleTimeoutMs (it has what it wants, or wants nothing from us); downloading, one no
+   * block went over, either way, for leechIdleTimeoutMs (unless we wait for its upload slot:
+   * reconnecting would put us at the back of its queue). Seed-to-seed connections are closed
+   * as soon as both sides are complete (Downloader).
+   */
   private readonly tick = (): void => {
     try {
       const now = Date.now()
+      const o = this.ctx.options
       this.downloader.expire(now)
+      this.uploader.tick(this.peers.values(), now)
+      const downloading = this.state === 'downloading'
       for (const peer of [...this.peers.values()]) {
         if (now - peer.lastRecvAt > DEFAULTS.idleTimeoutMs) peer.close('idle')
-        else if (now - peer.lastSendAt > DEFAULTS.keepAliveMs) peer.wire.keepAlive()
+        else if (!downloading && peer.idleSince > 0 && now - peer.idleSince > o.seedIdleTimeoutMs)
+          peer.close('idle seed connection')
+        else if (downloading && now - peer.lastBlockAt > o.leechIdleTimeoutMs && !waitingForSlot(peer))
+          peer.close('idle leech connection')
+        else if (now - peer.lastSendAt > DEFAULTS.keepAliveMs) peer.keepAlive()
       }
     } catch (err) {
       this.log.error({ err }, 'torrent tick failed')
@@ -259,4 +283,9 @@ export class Torrent implements PeerOwner, DownloadHost, AnnounceTarget {
     // Every caller gave up: stop fetching (what was written stays for a later resume).
     if (this.state === 'downloading') this.ctx.removeTorrent(this, 'download aborted')
   }
+}
+
+/** We want pieces from the peer and it chokes us: we are queued for one of its upload slots. */
+function waitingForSlot(peer: Peer): boolean {
+  return peer.amInterested && peer.peerChoking
 }

@@ -13,7 +13,10 @@ export interface TorrentStorage {
   hasPiece(i: number): boolean
   /** read `length` bytes at `offset` inside piece i (only called for pieces we have) */
   readBlock(piece: number, offset: number, length: number): Promise<Buffer>
-  /** store a whole piece whose SHA-1 the engine already verified; the storage persists its bitfield */
+  /**
+   * Store a whole piece whose SHA-1 the engine already verified; the storage persists its
+   * bitfield. The engine reuses `data` once the promise settled: keep no reference to it.
+   */
   writePiece(piece: number, data: Buffer): Promise<void>
 }
 
@@ -43,7 +46,7 @@ export interface PeerSource {
   announce(req: AnnounceRequest): Promise<AnnounceResponse>
 }
 
-export interface EngineOptions {
+export interface EngineOptions extends EngineTuning {
   /** Decides the peer-id prefix: '-SO0001-' for origins, '-SA0001-' for agents. */
   role: 'origin' | 'agent'
   /** listen address, default '0.0.0.0' */
@@ -56,15 +59,50 @@ export interface EngineOptions {
   logger: Logger
   /** prom-client registry for counters (bytes sent/received, bad pieces, bans) */
   registry?: Registry
-  /** default 50 */
+}
+
+/**
+ * The engine's tunables, every one optional (defaults in DEFAULTS; lib/torrent/config.ts has
+ * the same fields as a zod schema for daemon configs).
+ */
+export interface EngineTuning {
+  /** Connections (handshaken) per torrent, default 50. */
   maxConnectionsPerTorrent?: number
-  /** outstanding 16 KiB block requests per peer, default 64 */
+  /** Connections of this engine over all torrents, pending ones included; default 400. */
+  maxConnections?: number
+  /**
+   * Block size offered to other Shoal peers in the BEP 10 handshake (the smaller of the two
+   * offers is used; stock clients always get 16 KiB). A power of two, 16 KiB to 1 MiB.
+   */
+  blockSize?: number
+  /** Upper bound of the adaptive request pipeline, in requests per peer; default 256. */
   pipelineDepth?: number
-  /** Tunables mostly for tests; defaults in DEFAULTS. */
+  /** Queueing at the sender the pipeline allows on top of the round trip, ms; default 100. */
+  pipelineQueueMs?: number
+  /** A peer that has not answered its oldest request for this long is snubbed; default 30 s. */
   requestTimeoutMs?: number
+  /** Peers whose requests timed out this many times are banned as stalled; default 3. */
+  stallStrikes?: number
+  /** Outgoing TCP connect, default 5 s. */
+  connectTimeoutMs?: number
+  /** From connected to the peer's handshake, default 10 s. */
   handshakeTimeoutMs?: number
+  /** From the handshake to the peer's first message, default 30 s. */
+  firstMessageTimeoutMs?: number
+  /** Seeding, close a connection whose peer stayed uninterested this long; default 60 s. */
+  seedIdleTimeoutMs?: number
+  /** Downloading, close a connection no block went over (either way) for this long; default 120 s. */
+  leechIdleTimeoutMs?: number
   banMs?: number
+  /** Peers we upload to at once, per torrent; default 32. */
   uploadSlots?: number
+  /** With more interested peers than slots, one slot rotates this often; default 15 s. */
+  optimisticUnchokeMs?: number
+  /**
+   * SHA-1 of pieces on a worker thread instead of the event loop; default false (measured: no
+   * faster on 2 cores, more CPU per byte; see hasher.ts). For hosts with cores to spare.
+   */
+  hashOnWorker?: boolean
 }
 
 export interface DownloadStats {
@@ -77,22 +115,57 @@ export interface DownloadStats {
   finishedAt?: number
 }
 
+/** The block size of BEP 3: what we request from, and serve to, stock clients. */
 export const BLOCK_SIZE = 16 << 10
-/** Largest block we serve (BEP 3 clients use 16 KiB; 128 KiB is the common hard limit). */
-export const MAX_SERVE_BLOCK = 128 << 10
+/** Largest block two Shoal peers may negotiate. */
+export const MAX_BLOCK_SIZE = 1 << 20
+
+/** A block size two Shoal peers may use: a power of two from 16 KiB to MAX_BLOCK_SIZE. */
+export function validBlockSize(n: number): boolean {
+  return n >= BLOCK_SIZE && n <= MAX_BLOCK_SIZE && (n & (n - 1)) === 0
+}
 /** Largest wire message we accept: a 1 MiB block plus the piece header, with slack. */
 export const MAX_MESSAGE_LENGTH = (1 << 20) + 13
 
 export const DEFAULTS = {
   maxConnectionsPerTorrent: 50,
-  pipelineDepth: 64,
+  maxConnections: 400,
+  /**
+   * Chosen with test/bench/wire.ts --block-kib 16,64,128,256 (256 MiB, loopback, MB/s median of
+   * 5): 489, 484, 560, 625, with the least CPU per byte on both sides at 256 KiB. It is also
+   * the smallest piece length, so a block never holds more than a piece in endgame.
+   */
+  blockSize: 256 << 10,
+  pipelineDepth: 256,
+  pipelineQueueMs: 100,
+  /** Smallest pipeline, and what a snubbed peer gets is 1. */
+  pipelineMinDepth: 2,
+  /** In flight at one peer before its rate is known. */
+  pipelineInitialBytes: 1 << 20,
+  /** In flight at one peer at most (bench: 4 MiB 420 MB/s, 8 MiB 510, 16 MiB 530). */
+  pipelineMaxBytes: 16 << 20,
   requestTimeoutMs: 30_000,
+  stallStrikes: 3,
+  connectTimeoutMs: 5_000,
   handshakeTimeoutMs: 10_000,
+  firstMessageTimeoutMs: 30_000,
+  seedIdleTimeoutMs: 60_000,
+  leechIdleTimeoutMs: 120_000,
   /** A peer that sent a bad piece stays away this long. */
   banMs: 10 * 60_000,
+  /** A peer that stalled stallStrikes times stays away this long (origins are never banned for it). */
+  stallBanMs: 2 * 60_000,
   uploadSlots: 32,
-  /** Incoming requests queued per peer before we call it abuse (we advertise reqq = 250). */
+  optimisticUnchokeMs: 15_000,
+  hashOnWorker: false,
+  /** An unchoked peer that asked for nothing this long gives its slot to one that waits. */
+  slotIdleMs: 5_000,
+  /** Incoming requests queued per peer; we advertise it as reqq. */
   maxPeerRequests: 500,
+  /** What we assume a peer queues when its extended handshake does not say (libtorrent's). */
+  defaultPeerReqq: 250,
+  /** Extra copies of a block requested from other peers in endgame. */
+  endgameDuplicates: 2,
   /** Close a connection that sent nothing (not even a keep-alive) for this long. */
   idleTimeoutMs: 180_000,
   keepAliveMs: 60_000,
@@ -104,8 +177,11 @@ export const DEFAULTS = {
   /** Fewer connected peers than this while downloading counts as "short of peers". */
   hungryPeerCount: 8,
   randomFirstPieces: 4,
-  /** Memory for pieces being assembled, per torrent. */
-  maxActiveBytes: 256 << 20,
+  /**
+   * Memory for pieces being assembled, hashed or written, per torrent: the bulk of a leecher's
+   * memory (the agent's budget is 200 MiB RSS while pulling a 4 GiB blob).
+   */
+  maxActiveBytes: 64 << 20,
   stoppedAnnounceTimeoutMs: 2_000,
 } as const
 

@@ -1,128 +1,217 @@
 /**
- * The upload side of one torrent: the cooperative choking policy (unchoke every interested
- * peer, up to a slot limit; the cluster is friendly, so no tit-for-tat) and serving requests,
- * one storage read at a time per peer, paced by the socket so uploads never pile up in memory.
+ * The upload side of one torrent: choking and serving requests.
+ *
+ * Choking is for a cooperative cluster, where every peer is ours: no tit-for-tat (what a peer
+ * uploads to us never decides whether it gets served, so nobody starves for having nothing to
+ * give yet). Every interested peer is unchoked while there are slots (bounded: each slot is a
+ * read loop and socket buffers). With more interested peers than slots, the rest wait in
+ * arrival order and get a slot when one frees: a peer loses interest or leaves, an unchoked
+ * peer has asked for nothing for slotIdleMs (it is fetching elsewhere), or, every
+ * optimisticUnchokeMs, the peer unchoked longest is rotated out, so no interested peer waits
+ * forever behind busy ones.
+ *
+ * Serving is one storage read at a time per peer, paced by the socket ('drain'), so uploads
+ * never pile up in memory. With BEP 6, every request we will not serve gets a reject.
  */
 import type { MetaInfo } from '../core/index.js'
 import { ShoalError } from '../errors/index.js'
 import type { Logger } from '../log/index.js'
 import type { Bitfield } from './bitfield.js'
 import type { EngineMetrics } from './context.js'
-import type { Peer, Respond } from './peer.js'
-import { DEFAULTS, MAX_SERVE_BLOCK, type TorrentStorage } from './types.js'
+import type { Peer } from './peer.js'
+import type { TorrentStorage } from './types.js'
+
+export interface UploaderOptions {
+  meta: MetaInfo
+  storage: TorrentStorage
+  have: Bitfield
+  slots: number
+  optimisticUnchokeMs: number
+  slotIdleMs: number
+  metrics: EngineMetrics
+  log: Logger
+}
 
 export class Uploader {
   /** Block bytes actually handed to peers' sockets (cancelled requests are not counted). */
   bytesUploaded = 0
   private unchoked = 0
-  private readonly meta: MetaInfo
-  private readonly storage: TorrentStorage
-  private readonly have: Bitfield
-  private readonly slots: number
-  private readonly metrics: EngineMetrics
-  private readonly log: Logger
+  /** When a slot last rotated (or, while nobody waited, the last tick). */
+  private lastRotation = 0
+  private readonly o: UploaderOptions
 
-  constructor(o: {
-    meta: MetaInfo
-    storage: TorrentStorage
-    have: Bitfield
-    slots: number
-    metrics: EngineMetrics
-    log: Logger
-  }) {
-    this.meta = o.meta
-    this.storage = o.storage
-    this.have = o.have
-    this.slots = o.slots
-    this.metrics = o.metrics
-    this.log = o.log
+  constructor(o: UploaderOptions) {
+    this.o = o
   }
 
-  onInterested(peer: Peer): void {
-    if (!peer.unchokedByUs && this.unchoked < this.slots) {
-      peer.unchokedByUs = true
-      this.unchoked++
-      peer.wire.unchoke()
-    }
+  /** Peers holding an upload slot. */
+  get slotsUsed(): number {
+    return this.unchoked
   }
 
-  onUninterested(peer: Peer, peers: Iterable<Peer>): void {
-    if (!this.freeSlot(peer)) return
-    peer.wire.choke()
-    peer.serveQueue.length = 0
-    this.unchokeWaiting(peers)
+  onInterested(peer: Peer, now: number): void {
+    if (!peer.amChoking) return
+    if (this.unchoked < this.o.slots) this.unchoke(peer, now)
+    else if (peer.waitingSince === 0) peer.waitingSince = now
+  }
+
+  onUninterested(peer: Peer, peers: Iterable<Peer>, now: number): void {
+    peer.waitingSince = 0
+    if (peer.amChoking) return
+    this.choke(peer)
+    this.unchokeWaiting(peers, now)
   }
 
   /** A peer went away: give its slot to someone waiting. */
-  onClosed(peer: Peer, peers: Iterable<Peer>): void {
-    if (this.freeSlot(peer)) this.unchokeWaiting(peers)
+  onClosed(peer: Peer, peers: Iterable<Peer>, now: number): void {
+    peer.waitingSince = 0
+    if (peer.amChoking) return
+    peer.amChoking = true
+    this.unchoked--
+    this.unchokeWaiting(peers, now)
   }
 
-  onRequest(peer: Peer, index: number, offset: number, length: number, respond: Respond): void {
+  onRequest(peer: Peer, index: number, offset: number, length: number): void {
+    const meta = this.o.meta
     if (
-      !Number.isInteger(index) ||
-      index < 0 ||
-      index >= this.meta.pieceCount ||
-      !this.have.has(index) ||
-      offset < 0 ||
-      length <= 0 ||
-      length > MAX_SERVE_BLOCK ||
-      offset + length > this.meta.pieceSize(index)
+      index >= meta.pieceCount ||
+      length === 0 ||
+      length > peer.blockSize || // the block size negotiated with this peer, 16 KiB for stock clients
+      offset + length > meta.pieceSize(index)
     ) {
       peer.close(`invalid request ${index}:${offset}+${length}`)
       return
     }
-    if (peer.serveQueue.length >= DEFAULTS.maxPeerRequests) {
+    // Choked (BEP 6: reject it), or a piece we do not have (a peer that asks anyway is broken).
+    if (peer.amChoking || !this.o.have.has(index)) {
+      if (!peer.fast) {
+        if (!peer.amChoking) peer.close(`request for missing piece ${index}`)
+        return
+      }
+      peer.sendReject(index, offset, length)
+      return
+    }
+    if (!peer.requests.push(index, offset, length)) {
       peer.close('request flood')
       return
     }
-    peer.serveQueue.push({ index, offset, length, respond })
     if (!peer.serving) void this.serve(peer)
   }
 
-  /** Takes back the peer's upload slot; false when it did not hold one. */
-  private freeSlot(peer: Peer): boolean {
-    if (!peer.unchokedByUs) return false
-    peer.unchokedByUs = false
-    this.unchoked--
-    return true
+  /** BEP 6: a cancelled request that was still queued is answered with a reject. */
+  onCancel(peer: Peer, index: number, offset: number, length: number): void {
+    if (peer.requests.remove(index, offset, length)) peer.sendReject(index, offset, length)
   }
 
-  private unchokeWaiting(peers: Iterable<Peer>): void {
+  /**
+   * From the torrent's tick. Only when someone waits: first an idle slot is reclaimed (an
+   * unchoked peer that asked for nothing for slotIdleMs), else, every optimisticUnchokeMs, the
+   * longest-unchoked peer makes way for the longest-waiting one.
+   */
+  tick(peers: Iterable<Peer>, now: number): void {
+    let waiting: Peer | undefined
+    let idle: Peer | undefined
+    let oldest: Peer | undefined
     for (const p of peers) {
-      if (this.unchoked >= this.slots) return
-      if (p.wire.peerInterested && !p.unchokedByUs && !p.closed) this.onInterested(p)
+      if (p.closed) continue
+      if (p.amChoking) {
+        if (
+          p.waitingSince > 0 &&
+          p.peerInterested &&
+          (waiting === undefined || p.waitingSince < waiting.waitingSince)
+        )
+          waiting = p
+        continue
+      }
+      if (
+        idle === undefined &&
+        now - Math.max(p.unchokedAt, p.lastRequestAt) >= this.o.slotIdleMs &&
+        !p.serving
+      )
+        idle = p
+      if (oldest === undefined || p.unchokedAt < oldest.unchokedAt) oldest = p
+    }
+    if (waiting === undefined || this.lastRotation === 0) {
+      // Nobody waits: the rotation clock starts when someone does.
+      this.lastRotation = now
+      if (waiting === undefined) return
+    }
+    if (this.unchoked < this.o.slots) {
+      this.unchoke(waiting, now)
+      return
+    }
+    let out = idle
+    if (out === undefined && now - this.lastRotation >= this.o.optimisticUnchokeMs) out = oldest
+    if (out === undefined) return
+    this.lastRotation = now
+    this.choke(out)
+    if (out.peerInterested) out.waitingSince = now
+    this.unchoke(waiting, now)
+  }
+
+  private unchoke(peer: Peer, now: number): void {
+    peer.waitingSince = 0
+    peer.unchokedAt = now
+    this.unchoked++
+    peer.unchoke()
+  }
+
+  /** Takes the peer's slot back; with BEP 6 its queued requests are rejected, else dropped. */
+  private choke(peer: Peer): void {
+    if (peer.amChoking) return
+    this.unchoked--
+    peer.choke()
+    const q = peer.requests
+    while (q.shift()) peer.sendReject(q.index, q.offset, q.length)
+  }
+
+  private unchokeWaiting(peers: Iterable<Peer>, now: number): void {
+    while (this.unchoked < this.o.slots) {
+      let next: Peer | undefined
+      for (const p of peers) {
+        if (p.closed || !p.amChoking || !p.peerInterested) continue
+        // Peers that were waiting longest first; the order of arrival otherwise.
+        const since = p.waitingSince || now
+        if (next === undefined || since < (next.waitingSince || now)) next = p
+      }
+      if (next === undefined) return
+      this.unchoke(next, now)
     }
   }
 
   private async serve(peer: Peer): Promise<void> {
     peer.serving = true
+    const q = peer.requests
     try {
-      while (!peer.closed && peer.serveQueue.length > 0) {
-        const r = peer.serveQueue.shift()!
+      while (!peer.closed && q.shift()) {
+        const index = q.index
+        const offset = q.offset
+        const length = q.length
         let block: Buffer
         try {
-          block = await this.storage.readBlock(r.index, r.offset, r.length)
-          if (block.length !== r.length) {
-            throw new ShoalError('IO_ERROR', `storage returned ${block.length} bytes, ${r.length} asked`)
+          block = await this.o.storage.readBlock(index, offset, length)
+          if (block.length !== length) {
+            throw new ShoalError('IO_ERROR', `storage returned ${block.length} bytes, ${length} asked`)
           }
         } catch (err) {
-          this.log.warn({ err, piece: r.index, offset: r.offset }, 'cannot read block for a peer')
-          if (!peer.closed) r.respond(err as Error) // BEP 6 peers get a reject
+          this.o.log.warn({ err, piece: index, offset }, 'cannot read block for a peer')
+          peer.sendReject(index, offset, length) // BEP 6 peers hear it; others time out
           continue
         }
         if (peer.closed) break
-        const before = peer.wire.uploaded
-        r.respond(null, block) // Wire drops it if the peer cancelled meanwhile
-        const sent = peer.wire.uploaded - before
-        if (sent > 0) {
-          this.bytesUploaded += sent
-          this.metrics.sent.inc(sent)
+        // Choked while reading: the choke rejected what was queued; this one too.
+        if (peer.amChoking) {
+          peer.sendReject(index, offset, length)
+          continue
         }
+        // The one place piece data leaves (Peer.sendPiece): an egress limiter gates here.
+        peer.sendPiece(index, offset, block)
+        this.bytesUploaded += length
+        this.o.metrics.sent.inc(length)
         if (peer.socket.writableNeedDrain) await peer.waitDrain()
       }
     } catch (err) {
-      this.log.warn({ err, peer: peer.addr }, 'serving a peer failed')
+      this.o.log.warn({ err, peer: peer.addr }, 'serving a peer failed')
       peer.close('serve error')
     } finally {
       peer.serving = false

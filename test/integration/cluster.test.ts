@@ -12,9 +12,10 @@ import { push } from '../../lib/cli/push.js'
 import { validateConfig } from '../../lib/config/index.js'
 import { Digest, digestFile, MetaInfo } from '../../lib/core/index.js'
 import { HerdConfigSchema } from '../../lib/herd/config.js'
-import { type Herd, startHerd } from '../../lib/herd/index.js'
+import { freePort, type Herd, startHerd } from '../../lib/herd/index.js'
 import { silentLogger } from '../../lib/log/index.js'
 import { OriginClient } from '../../lib/origin/client/index.js'
+import { rendezvousOrder } from '../../lib/tracker/client/index.js'
 import { randomFile, tempDir } from '../helpers/files.js'
 
 const logger = silentLogger()
@@ -22,6 +23,7 @@ const logger = silentLogger()
 async function startCluster(
   t: Test,
   agents: number,
+  opts: { trackers?: (herd: Herd) => string[] } = {},
 ): Promise<{ herd: Herd; agents: AgentServer[]; dir: string }> {
   const dir = await tempDir(t)
   const herdConfig = validateConfig(HerdConfigSchema, {
@@ -39,7 +41,7 @@ async function startCluster(
       server: { port: 0 },
       peer: { host: '127.0.0.1', port: 0 },
       dataDir: join(dir, `agent-${i}`),
-      trackers: [herd.urls.tracker],
+      trackers: opts.trackers?.(herd) ?? [herd.urls.tracker],
       buildIndex: herd.urls.buildIndex,
       stallTimeoutSeconds: 30,
     })
@@ -136,3 +138,71 @@ t.test('pulling an unknown tag fails with a clear error', async (t) => {
     },
   )
 })
+
+t.test(
+  'several trackers: the one rendezvous hashing picks for the blob is down, agents fail over and pull',
+  async (t) => {
+    const probe = await startCluster(t, 0)
+    const src = join(probe.dir, 'ref.bin')
+    await randomFile(src, 4 << 20)
+    const pushed = await push({ srcPath: src, srcHost: 'h1', dstHost: probe.herd.urls.proxy })
+    const meta = MetaInfo.parse(
+      await new OriginClient(probe.herd.urls.origin).metainfo('default', pushed.digest),
+    )
+    // A tracker address nothing listens on, which rendezvous hashing ranks above the herd's
+    // tracker for both this blob's infohash (announces) and its digest (metainfo).
+    const live = probe.herd.urls.tracker
+    let dead = ''
+    for (let i = 0; i < 100 && !dead; i++) {
+      const candidate = `http://127.0.0.1:${await freePort()}`
+      const first = (key: Buffer) => rendezvousOrder([candidate, live], key, (u) => u)[0]
+      if (
+        first(meta.infoHash.toBuffer()) === candidate &&
+        first(Buffer.from(pushed.digest.hex, 'hex')) === candidate
+      )
+        dead = candidate
+    }
+    t.ok(dead, 'found a dead tracker address ranked first')
+
+    const agents: AgentServer[] = []
+    for (let i = 1; i <= 2; i++) {
+      const config = validateConfig(AgentConfigSchema, {
+        server: { port: 0 },
+        peer: { host: '127.0.0.1', port: 0 },
+        dataDir: join(probe.dir, `failover-agent-${i}`),
+        trackers: [dead, live],
+        buildIndex: probe.herd.urls.buildIndex,
+        stallTimeoutSeconds: 30,
+      })
+      const agent = new AgentServer(config, { logger })
+      await agent.start()
+      t.teardown(() => agent.stop())
+      agents.push(agent)
+    }
+    const results = await Promise.all(
+      agents.map((a, i) =>
+        pull({
+          tag: pushed.tag.toString(),
+          dstPath: join(probe.dir, `failover-out-${i}`),
+          dstHost: a.url,
+          timeoutSeconds: 30,
+        }),
+      ),
+    )
+    for (const r of results)
+      t.ok((await digestFile(r.path)).digest.equals(pushed.digest), `${r.path} verified`)
+    for (const a of agents) {
+      const health = a.trackers.health()
+      t.match(
+        health.find((h) => h.url === dead),
+        { up: false, lastError: /cannot reach tracker|ECONNREFUSED/ },
+        'the dead tracker is passed over',
+      )
+      t.match(
+        health.find((h) => h.url === live),
+        { up: true, failures: 0 },
+        'the live one answers',
+      )
+    }
+  },
+)

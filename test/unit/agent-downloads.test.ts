@@ -1,12 +1,19 @@
 /**
  * The agent's download bookkeeping against a real BlobStore, with the swarm and the trackers
- * stood in: whole-blob verification failures, retries, stalls.
+ * stood in: whole-blob verification failures, retries, stalls, and resume after a restart.
  */
 import { createHash, randomBytes } from 'node:crypto'
-import { writeFile } from 'node:fs/promises'
+import { open, readdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { Readable } from 'node:stream'
 import t, { type Test } from 'tap'
-import { Downloads, type MetaInfoSource, type SwarmEngine } from '../../lib/agent/server/downloads.js'
+import {
+  Downloads,
+  layoutOf,
+  type MetaInfoSource,
+  type SwarmEngine,
+} from '../../lib/agent/server/downloads.js'
+import { ResumeJournal } from '../../lib/agent/server/journal.js'
 import { Digest, type InfoHash, MetaInfo } from '../../lib/core/index.js'
 import { ShoalError } from '../../lib/errors/index.js'
 import { silentLogger } from '../../lib/log/index.js'
@@ -27,11 +34,19 @@ async function metaFor(dir: string, data: Buffer, name: string): Promise<MetaInf
   })
 }
 
-/** An engine that "downloads" by writing the given bytes piece by piece, as verified pieces. */
+/**
+ * An engine that "downloads" by writing the given bytes piece by piece, as verified pieces: the
+ * missing ones, or only the first `stopAfter` of them before it stops making progress.
+ */
 class FakeEngine implements SwarmEngine {
   downloads = 0
   removed: string[] = []
-  constructor(private readonly bytes: () => Buffer | undefined) {}
+  /** pieces written, over all downloads */
+  written = 0
+  constructor(
+    private readonly bytes: () => Buffer | undefined,
+    private readonly stopAfter = Number.POSITIVE_INFINITY,
+  ) {}
   async download(
     meta: MetaInfo,
     storage: TorrentStorage,
@@ -39,21 +54,25 @@ class FakeEngine implements SwarmEngine {
   ): Promise<DownloadStats> {
     this.downloads++
     const data = this.bytes()
-    if (!data) {
-      // Never makes progress: wait for the caller to give up.
-      await new Promise((_, reject) =>
-        opts?.signal?.addEventListener('abort', () => reject(new ShoalError('ABORTED', 'aborted'))),
-      )
+    let n = 0
+    for (let i = 0; data && i < meta.pieceCount && n < this.stopAfter; i++) {
+      if (storage.hasPiece(i)) continue
+      await storage.writePiece(i, data.subarray(i * PIECE, (i + 1) * PIECE))
+      this.written++
+      n++
     }
-    for (let i = 0; i < meta.pieceCount; i++) {
-      if (!storage.hasPiece(i))
-        await storage.writePiece(i, (data as Buffer).subarray(i * PIECE, (i + 1) * PIECE))
+    if (!data || n === this.stopAfter) {
+      // No (more) progress: wait for the caller to give up.
+      await new Promise((_, reject) => {
+        if (opts?.signal?.aborted) reject(new ShoalError('ABORTED', 'aborted'))
+        opts?.signal?.addEventListener('abort', () => reject(new ShoalError('ABORTED', 'aborted')))
+      })
     }
     return {
-      bytesFromOrigins: meta.length,
+      bytesFromOrigins: n * PIECE,
       bytesFromAgents: 0,
       bytesUploaded: 0,
-      piecesFromOrigins: meta.pieceCount,
+      piecesFromOrigins: n,
       piecesFromAgents: 0,
       startedAt: Date.now(),
     }
@@ -88,9 +107,19 @@ t.test(
     let serve = { meta: badMeta, bytes: other }
     const tracker: MetaInfoSource = { metainfo: async () => serve.meta.raw }
     const engine = new FakeEngine(() => serve.bytes)
-    const downloads = new Downloads(store, engine as never, [tracker as never], silentLogger(), 5000)
+    const journal = new ResumeJournal(join(dir, 'resume'), silentLogger())
+    await journal.init()
+    const downloads = new Downloads({
+      store,
+      engine,
+      trackers: tracker,
+      logger: silentLogger(),
+      stallMs: 5000,
+      journal,
+    })
 
     await t.rejects(downloads.ensure('default', digest), { code: 'DIGEST_MISMATCH' })
+    t.same(await journal.list(), [], 'a download that failed for good leaves no resume entry')
     t.equal(await store.stat(digest), undefined, 'nothing became visible')
     t.same(engine.removed, [badMeta.infoHash.hex], 'the torrent was dropped from the engine')
     t.equal(downloads.status(digest)?.state, 'failed')
@@ -119,13 +148,13 @@ t.test(
         return meta.raw
       },
     }
-    const downloads = new Downloads(
+    const downloads = new Downloads({
       store,
-      new FakeEngine(() => data) as never,
-      [tracker as never],
-      silentLogger(),
-      10_000,
-    )
+      engine: new FakeEngine(() => data),
+      trackers: tracker,
+      logger: silentLogger(),
+      stallMs: 10_000,
+    })
     await downloads.ensure('default', digest)
     t.equal(calls, 3, 'two "unavailable" answers, then success')
     await downloads.closeAll()
@@ -136,13 +165,13 @@ t.test(
         throw new ShoalError('BLOB_NOT_FOUND', 'no')
       },
     }
-    const d2 = new Downloads(
+    const d2 = new Downloads({
       store,
-      new FakeEngine(() => data) as never,
-      [none as never],
-      silentLogger(),
-      10_000,
-    )
+      engine: new FakeEngine(() => data),
+      trackers: none,
+      logger: silentLogger(),
+      stallMs: 10_000,
+    })
     await t.rejects(d2.ensure('default', missing), {
       code: 'BLOB_NOT_FOUND',
       message: `blob not found: ${missing}`,
@@ -154,13 +183,13 @@ t.test('a download that makes no progress fails after the stall timeout, naming 
   const { dir, store, data, digest } = await setup(t)
   const meta = await metaFor(dir, data, digest.hex)
   const engine = new FakeEngine(() => undefined)
-  const downloads = new Downloads(
+  const downloads = new Downloads({
     store,
-    engine as never,
-    [{ metainfo: async () => meta.raw } as never],
-    silentLogger(),
-    300,
-  )
+    engine,
+    trackers: { metainfo: async () => meta.raw },
+    logger: silentLogger(),
+    stallMs: 300,
+  })
   // The watchdog's timers are unref'd (a daemon's server keeps the loop alive); hold it here.
   const keepAlive = setInterval(() => {}, 1000)
   t.teardown(() => clearInterval(keepAlive))
@@ -169,3 +198,156 @@ t.test('a download that makes no progress fails after the stall timeout, naming 
   t.ok(Date.now() - started < 5000, 'gave up promptly')
   t.same(engine.removed, [meta.infoHash.hex], 'the stalled torrent was dropped')
 })
+
+t.test(
+  'a download interrupted by a stop resumes by itself at the next start, from its bitfield; a pull joins it',
+  async (t) => {
+    const { dir, data, digest } = await setup(t)
+    const meta = await metaFor(dir, data, digest.hex)
+    const root = join(dir, 'store')
+    let metainfoCalls = 0
+    const tracker: MetaInfoSource = {
+      metainfo: async () => {
+        metainfoCalls++
+        return meta.raw
+      },
+    }
+    const open = async (engine: FakeEngine) => {
+      const store = new BlobStore(root)
+      await store.init()
+      const journal = new ResumeJournal(join(dir, 'resume'), silentLogger())
+      await journal.init()
+      const downloads = new Downloads({
+        store,
+        engine,
+        trackers: tracker,
+        logger: silentLogger(),
+        stallMs: 10_000,
+        journal,
+      })
+      return { store, journal, downloads }
+    }
+
+    // First life: two of the four pieces, then no progress until the agent stops.
+    const halfway = new FakeEngine(() => data, 2)
+    const first = await open(halfway)
+    const pull = first.downloads.ensure('ns-1', digest)
+    const failed = t.rejects(pull, { code: 'ABORTED' }, 'the pull in flight ends when the agent stops')
+    for (let i = 0; i < 500 && halfway.written < 2; i++) await new Promise((r) => setTimeout(r, 5))
+    await first.downloads.stop()
+    await failed
+    const entries = await first.journal.list()
+    t.same(
+      entries.map((e) => [e.namespace, e.digest.hex]),
+      [['ns-1', digest.hex]],
+      'the interrupted download stays journaled, with its namespace',
+    )
+
+    // Second life: resume() restarts it without a client; a pull arriving meanwhile joins it.
+    const engine = new FakeEngine(() => data)
+    const second = await open(engine)
+    t.equal(await second.downloads.resume(), 1, 'one download resumed')
+    await second.downloads.ensure('ns-1', digest)
+    t.equal(engine.downloads, 1, 'the pull joined the resumed download instead of starting another')
+    t.equal(engine.written, 2, 'only the two missing pieces were fetched again')
+    t.equal(metainfoCalls, 1, 'the resumed download used the journaled metainfo, not the tracker')
+    const status = second.downloads.status(digest)
+    t.match(status, { state: 'done', resumedPieces: 2, piecesDone: 4, bytesFromOrigins: 2 * PIECE })
+    t.same(await second.journal.list(), [], 'the entry is gone once the blob is verified')
+    const hash = createHash('sha256')
+    for await (const chunk of second.store.createReadStream(digest)) hash.update(chunk as Buffer)
+    t.equal(hash.digest('hex'), digest.hex, 'the resumed blob is byte for byte right')
+    await second.downloads.closeAll()
+
+    const third = await open(new FakeEngine(() => data))
+    t.equal(await third.downloads.resume(), 0, 'nothing left to resume')
+  },
+)
+
+t.test(
+  'the journal drops entries it cannot use; a blob already cached is not downloaded again',
+  async (t) => {
+    const { dir, store, data, digest } = await setup(t)
+    const meta = await metaFor(dir, data, digest.hex)
+    const journal = new ResumeJournal(join(dir, 'resume'), silentLogger())
+    await journal.init()
+    const other = Digest.fromBuffer(Buffer.from('other'))
+    await writeFile(
+      join(journal.dir, `${other.hex}.json`),
+      '{"v":1,"namespace":"default","metainfo":"bm9wZQ=="}',
+    )
+    await journal.record('default', Digest.fromBuffer(Buffer.from('x')), meta) // named for another digest
+    await writeFile(join(journal.dir, 'tmp-1-abc'), 'half-written')
+    t.same(await journal.list(), [], 'garbage and mismatched entries are not resumed')
+    await journal.init()
+    t.same(await readdir(journal.dir), [], '...and are removed, with stale temp files')
+
+    await journal.record('default', digest, meta)
+    await store.putStream(digest, Readable.from([data]))
+    const engine = new FakeEngine(() => data)
+    const downloads = new Downloads({
+      store,
+      engine,
+      trackers: { metainfo: async () => meta.raw },
+      logger: silentLogger(),
+      stallMs: 5000,
+      journal,
+    })
+    t.equal(await downloads.resume(), 0)
+    t.equal(engine.downloads, 0, 'a blob that made it into the cache before the crash is not fetched again')
+    t.same(await journal.list(), [])
+  },
+)
+
+t.test(
+  'after a crash, pieces written after the last bitfield checkpoint are kept when their SHA-1 matches',
+  async (t) => {
+    const { dir, data, digest } = await setup(t)
+    const meta = await metaFor(dir, data, digest.hex)
+    const root = join(dir, 'store')
+    // First life, by hand: pieces 0 and 1 checkpointed; 2 and 3 written after the checkpoint,
+    // and 3's bytes torn on disk; the piece log names all four. Then the process "dies": nothing
+    // is closed or flushed.
+    const store1 = new BlobStore(root, { bitfieldFlushMs: 3_600_000 })
+    await store1.init()
+    const file1 = await store1.openDownload(digest, layoutOf(meta))
+    t.teardown(() => file1.discard().catch(() => undefined))
+    const journal = new ResumeJournal(join(dir, 'resume'), silentLogger())
+    await journal.init()
+    await journal.record('default', digest, meta)
+    const pieceLog = await journal.openPieceLog(digest)
+    for (const i of [0, 1, 2, 3]) {
+      await file1.writePiece(i, data.subarray(i * PIECE, (i + 1) * PIECE))
+      await pieceLog.append(i)
+      if (i === 1) await file1.flush()
+    }
+    await pieceLog.close()
+    const raw = await open(join(root, 'downloads', digest.hex), 'r+')
+    await raw.write(Buffer.from('torn'), 0, 4, 3 * PIECE + 10)
+    await raw.close()
+
+    const store2 = new BlobStore(root)
+    await store2.init()
+    const engine = new FakeEngine(() => data)
+    const downloads = new Downloads({
+      store: store2,
+      engine,
+      trackers: { metainfo: async () => meta.raw },
+      logger: silentLogger(),
+      stallMs: 5000,
+      journal,
+    })
+    t.equal(await downloads.resume(), 1)
+    await downloads.ensure('default', digest)
+    t.match(
+      downloads.status(digest),
+      { state: 'done', resumedPieces: 3 },
+      'pieces 0-1 from the bitfield, 2 from the log',
+    )
+    t.equal(engine.written, 1, 'only the torn piece was fetched again')
+    const hash = createHash('sha256')
+    for await (const chunk of store2.createReadStream(digest)) hash.update(chunk as Buffer)
+    t.equal(hash.digest('hex'), digest.hex, 'and the blob is right')
+    await downloads.closeAll()
+  },
+)

@@ -1,14 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto'
 import t from 'tap'
+import { HASH_WORKER_MIN_BYTES, verifyPiece } from '../../lib/torrent/hasher.js'
 import {
   Bitfield,
   BLOCK_SIZE,
   classifyPeerId,
-  MAX_MESSAGE_LENGTH,
   MemoryStorage,
   PieceBuffer,
   PiecePicker,
-  WireGuard,
 } from '../../lib/torrent/index.js'
 
 t.test('bitfield: wire order, counts, strict parsing', async (t) => {
@@ -143,66 +142,64 @@ t.test('piece buffer: assembly, release, duplicates, verification, credit', asyn
   t.notOk(bad.verify(createHash('sha1').update(data.subarray(0, BLOCK_SIZE)).digest()))
 })
 
+t.test('picker: counts pieces nobody fetches yet (endgame starts at zero)', async (t) => {
+  const p = new PiecePicker(6, { has: (i) => i === 0 })
+  t.equal(p.startable, 5)
+  p.setBusy(1, true)
+  p.setBusy(1, true) // idempotent
+  p.setBusy(2, true)
+  t.equal(p.startable, 3)
+  p.setBusy(2, false) // a failed piece is wanted again
+  t.equal(p.startable, 4)
+  t.ok(p.markHave(1), 'a busy piece verified')
+  t.equal(p.startable, 4, 'was already not startable')
+  t.ok(p.markHave(3), 'a piece stored without being busy (e.g. resumed)')
+  t.equal(p.startable, 3)
+  t.notOk(p.markHave(3))
+  for (const i of [2, 4, 5]) p.setBusy(i, true)
+  t.equal(p.startable, 0, 'every missing piece is in flight')
+})
+
+t.test('piece buffer: larger blocks, and several requests per block in endgame', async (t) => {
+  const size = 5 * BLOCK_SIZE
+  const piece = new PieceBuffer<string>(3, size, 2 * BLOCK_SIZE)
+  t.equal(piece.blockCount, 3, 'two 32 KiB blocks and a short one')
+  t.equal(piece.blockLength(0), 2 * BLOCK_SIZE)
+  t.equal(piece.blockLength(2), BLOCK_SIZE)
+  piece.markRequested(0, 'slow')
+  piece.addRequest(0) // endgame: also asked from 'fast'
+  t.equal(piece.requests(0), 2)
+  t.ok(piece.release(0, 'fast'), 'a duplicate holder may withdraw its request')
+  t.ok(piece.isRequested(0), 'the block is still requested from the first peer')
+  t.equal(piece.requesterOf(0), 'slow')
+  piece.addRequest(0)
+  t.ok(piece.release(0, 'slow'), 'the first requester withdraws')
+  t.ok(piece.isRequested(0), 'the duplicate keeps it requested')
+  t.equal(piece.requesterOf(0), undefined)
+  t.ok(piece.release(0, 'fast'))
+  t.notOk(piece.isRequested(0), 'free once every request is gone')
+  t.equal(piece.nextFreeBlock(), 0)
+
+  const data = randomBytes(size)
+  piece.markRequested(0, 'a')
+  piece.addRequest(0)
+  t.ok(piece.accept(0, data.subarray(0, 2 * BLOCK_SIZE), 'b', 'agent'))
+  t.equal(piece.requests(0), 0, 'a received block has no requests left')
+  t.notOk(piece.release(0, 'a'), 'nothing to release once received')
+  t.ok(piece.accept(1, data.subarray(2 * BLOCK_SIZE, 4 * BLOCK_SIZE), 'b', 'agent'))
+  t.ok(piece.accept(2, data.subarray(4 * BLOCK_SIZE), 'b', 'agent'))
+  t.ok(piece.verify(createHash('sha1').update(data).digest()))
+
+  const recycled = Buffer.alloc(size, 7)
+  const again = new PieceBuffer<string>(3, size, BLOCK_SIZE, recycled)
+  t.equal(again.data, recycled, 'a recycled buffer of the right size is used')
+  t.not(new PieceBuffer<string>(3, size - 1, BLOCK_SIZE, recycled).data, recycled, 'not one of another size')
+})
+
 t.test('peer class comes from the peer-id prefix', async (t) => {
   t.equal(classifyPeerId(Buffer.from('-SO0001-abcdefghijkl')), 'origin')
   t.equal(classifyPeerId(Buffer.from('-SA0001-abcdefghijkl')), 'agent')
   t.equal(classifyPeerId(Buffer.from('-aria2-0000000000000')), 'agent')
-})
-
-function handshake(): Buffer {
-  return Buffer.concat([Buffer.from('\x13BitTorrent protocol', 'latin1'), Buffer.alloc(48)])
-}
-function msg(id: number, body: Buffer = Buffer.alloc(0), length = body.length + 1): Buffer {
-  const h = Buffer.alloc(5)
-  h.writeUInt32BE(length >>> 0, 0)
-  h[4] = id
-  return Buffer.concat([h, body])
-}
-
-t.test('wire guard: follows framing across arbitrary chunk boundaries', async (t) => {
-  const stream = Buffer.concat([
-    handshake(),
-    Buffer.alloc(4), // keep-alive
-    msg(5, Buffer.alloc(3)), // bitfield
-    msg(4, Buffer.alloc(4)), // have
-    msg(6, Buffer.alloc(12)), // request
-    msg(7, Buffer.alloc(8 + BLOCK_SIZE)), // piece
-    msg(20, Buffer.from([0, 0x64, 0x65])), // extended
-    msg(2), // interested
-  ])
-  for (const size of [1, 3, 7, 64, 1000, stream.length]) {
-    const g = new WireGuard()
-    let bad: string | undefined
-    for (let i = 0; i < stream.length && bad === undefined; i += size)
-      bad = g.check(stream.subarray(i, i + size))
-    t.equal(bad, undefined, `valid stream passes in ${size}-byte chunks`)
-  }
-})
-
-t.test('wire guard: rejects oversized and malformed frames', async (t) => {
-  const cases: Array<[string, Buffer]> = [
-    ['not a handshake', Buffer.from('GET / HTTP/1.1\r\n\r\n')],
-    ['giant length', Buffer.concat([handshake(), Buffer.from([0x7f, 0xff, 0xff, 0xff])])],
-    ['top bit set', Buffer.concat([handshake(), Buffer.from([0xff, 0xff, 0xff, 0xff])])],
-    ['just over the limit', Buffer.concat([handshake(), msg(7, Buffer.alloc(0), MAX_MESSAGE_LENGTH + 1)])],
-    ['short have', Buffer.concat([handshake(), msg(4)])],
-    ['long choke', Buffer.concat([handshake(), msg(0, Buffer.alloc(1))])],
-    ['short request', Buffer.concat([handshake(), msg(6, Buffer.alloc(8))])],
-    ['empty piece', Buffer.concat([handshake(), msg(7, Buffer.alloc(8))])],
-    ['short extended', Buffer.concat([handshake(), msg(20)])],
-  ]
-  for (const [name, bytes] of cases) {
-    const g = new WireGuard()
-    let bad: string | undefined
-    for (let i = 0; i < bytes.length && bad === undefined; i += 3) bad = g.check(bytes.subarray(i, i + 3))
-    t.type(bad, 'string', `${name}: ${bad}`)
-  }
-  const g = new WireGuard()
-  t.equal(
-    g.check(Buffer.concat([handshake(), msg(7, Buffer.alloc(8), MAX_MESSAGE_LENGTH)])),
-    undefined,
-    'the limit itself is fine',
-  )
 })
 
 t.test('memory storage', async (t) => {
@@ -222,3 +219,23 @@ t.test('memory storage', async (t) => {
   t.ok(empty.complete)
   t.same(empty.toBuffer(), data)
 })
+
+t.test(
+  'piece verification: large pieces on the hash worker, small ones inline, memory handed back',
+  async (t) => {
+    const verify = (data: Buffer, expected: Buffer) =>
+      new Promise<[Buffer, string]>((resolve) => verifyPiece(data, expected, true, (d, v) => resolve([d, v])))
+    for (const size of [HASH_WORKER_MIN_BYTES * 4, 16 << 10]) {
+      const original = randomBytes(size)
+      const piece = Buffer.allocUnsafe(size)
+      original.copy(piece)
+      const sha1 = createHash('sha1').update(original).digest()
+      const [back, verdict] = await verify(piece, sha1)
+      t.equal(verdict, 'ok', `${size} bytes: a good piece passes`)
+      t.ok(back.equals(original), `${size} bytes: the same bytes come back`)
+      back[0]! ^= 1
+      const [, bad] = await verify(back, sha1)
+      t.equal(bad, 'bad', `${size} bytes: a flipped bit fails`)
+    }
+  },
+)

@@ -1,7 +1,7 @@
 import t from 'tap'
 import type { MetaInfo } from '../../lib/core/index.js'
 import { silentLogger } from '../../lib/log/index.js'
-import { Bitfield, BLOCK_SIZE, PiecePicker } from '../../lib/torrent/index.js'
+import { Bitfield, BLOCK_SIZE, PiecePicker, Pipeline } from '../../lib/torrent/index.js'
 import type { Peer } from '../../lib/torrent/peer.js'
 import { Scheduler } from '../../lib/torrent/scheduler.js'
 
@@ -27,7 +27,7 @@ function fullPieces(): Bitfield {
   return bits
 }
 
-function fakePeer(addr: string, bits: Bitfield = fullPieces()): FakePeer {
+function fakePeer(addr: string, bits: Bitfield = fullPieces(), blockSize = BLOCK_SIZE): FakePeer {
   const sent: Array<[number, number, number]> = []
   const cancels: Array<[number, number, number]> = []
   return {
@@ -39,13 +39,15 @@ function fakePeer(addr: string, bits: Bitfield = fullPieces()): FakePeer {
     withdrawn: new Set(),
     owned: [],
     snubbedUntil: 0,
+    stalls: 0,
     log: silentLogger(),
-    wire: {
-      peerChoking: false,
-      amInterested: true,
-      request: (i: number, o: number, l: number) => sent.push([i, o, l]),
-      cancel: (i: number, o: number, l: number) => cancels.push([i, o, l]),
-    },
+    peerChoking: false,
+    amInterested: true,
+    blockSize,
+    reqq: 250,
+    pipeline: new Pipeline(),
+    sendRequest: (i: number, o: number, l: number) => sent.push([i, o, l]),
+    sendCancel: (i: number, o: number, l: number) => cancels.push([i, o, l]),
     sent,
     cancels,
   } as unknown as FakePeer
@@ -54,9 +56,9 @@ function fakePeer(addr: string, bits: Bitfield = fullPieces()): FakePeer {
 /** A scheduler over 8 pieces, and `peer()`: a fake peer whose bitfield the picker already counts. */
 function setup(depth: number, maxActiveBytes?: number) {
   const picker = new PiecePicker(8, { randomFirst: 0 })
-  const scheduler = new Scheduler(meta, picker, depth, maxActiveBytes)
-  const peer = (addr: string, bits?: Bitfield): FakePeer => {
-    const p = fakePeer(addr, bits)
+  const scheduler = new Scheduler(meta, picker, { depth, maxActiveBytes })
+  const peer = (addr: string, bits?: Bitfield, blockSize?: number): FakePeer => {
+    const p = fakePeer(addr, bits, blockSize)
     picker.addBitfield(p.bits!)
     return p
   }
@@ -77,7 +79,7 @@ t.test('a peer fetches whole pieces (affinity) up to its pipeline depth', async 
   scheduler.fill(a, 0)
   t.equal(a.sent.length, 8, 'a full pipeline requests nothing more')
   const choked = fakePeer('c')
-  ;(choked.wire as { peerChoking: boolean }).peerChoking = true
+  choked.peerChoking = true
   scheduler.fill(choked, 0)
   t.equal(choked.sent.length, 0, 'nothing is requested from a peer that chokes us')
 })
@@ -87,18 +89,18 @@ t.test('blocks assemble into a piece; duplicates and bad blocks are told apart',
   const a = peer('a')
   scheduler.fill(a, 0)
   const [index] = a.sent[0]!
-  t.same(scheduler.onBlock(a, index, 1, block()), { kind: 'invalid', why: `unexpected block ${index}:1` })
-  t.equal(scheduler.onBlock(a, index, 0, block(10)).kind, 'invalid', 'wrong length')
+  t.same(scheduler.onBlock(a, index, 1, block(), 1), { kind: 'invalid', why: `unexpected block ${index}:1` })
+  t.equal(scheduler.onBlock(a, index, 0, block(10), 1).kind, 'invalid', 'wrong length')
   t.equal(
-    scheduler.onBlock(a, 7, BLOCK_SIZE, block()).kind,
+    scheduler.onBlock(a, 7, BLOCK_SIZE, block(), 1).kind,
     'invalid',
     'past the end of the short last piece',
   )
-  t.same(scheduler.onBlock(a, index, 0, block()), { kind: 'accepted', piece: undefined })
-  t.equal(scheduler.onBlock(a, index, 0, block()).kind, 'unrequested', 'a second copy was not asked for')
-  t.equal(scheduler.onBlock(a, index, BLOCK_SIZE, block()).kind, 'accepted')
-  t.equal(scheduler.onBlock(a, index, 2 * BLOCK_SIZE, block()).kind, 'accepted')
-  const done = scheduler.onBlock(a, index, 3 * BLOCK_SIZE, block())
+  t.same(scheduler.onBlock(a, index, 0, block(), 1), { kind: 'accepted', piece: undefined })
+  t.equal(scheduler.onBlock(a, index, 0, block(), 1).kind, 'unrequested', 'a second copy was not asked for')
+  t.equal(scheduler.onBlock(a, index, BLOCK_SIZE, block(), 1).kind, 'accepted')
+  t.equal(scheduler.onBlock(a, index, 2 * BLOCK_SIZE, block(), 1).kind, 'accepted')
+  const done = scheduler.onBlock(a, index, 3 * BLOCK_SIZE, block(), 1)
   t.equal(done.kind, 'accepted')
   t.equal(done.kind === 'accepted' && done.piece?.index, index, 'the last block completes the piece')
   t.equal(a.outstanding.size, 0)
@@ -124,7 +126,7 @@ t.test('a choking peer releases its blocks; another peer finishes its started pi
   const b = peer('b')
   scheduler.fill(a, 0)
   const [index] = a.sent[0]!
-  scheduler.onBlock(a, index, 0, block())
+  scheduler.onBlock(a, index, 0, block(), 1)
   scheduler.releaseAll(a, false)
   t.equal(a.outstanding.size, 0)
   t.equal(a.cancels.length, 0, 'no cancel after a choke')
@@ -147,26 +149,28 @@ t.test('timed-out requests are cancelled, re-issued elsewhere, and the slow peer
   const fast = peer('fast')
   scheduler.fill(slow, 1000)
   const slowPiece = slow.sent[0]![0]
-  t.notOk(scheduler.expire([slow], 1000 + 29_999, 30_000), 'not yet')
-  t.ok(scheduler.expire([slow], 1000 + 30_000, 30_000))
+  t.same(scheduler.expire([slow], 1000 + 29_999, 30_000), [], 'not yet')
+  t.same(scheduler.expire([slow], 1000 + 30_000, 30_000), [slow])
+  t.equal(slow.stalls, 1, 'a stall is counted against it')
   t.equal(slow.cancels.length, 4, 'the slow peer is told to forget them')
   t.ok(slow.snubbedUntil > 31_000)
   scheduler.fillAll([slow, fast], 31_000)
   t.equal(fast.sent[0]![0], slowPiece, 'the responsive peer takes the released piece')
   t.equal(slow.outstanding.size, 1, 'a snubbed peer gets one request at a time')
   t.not(slow.sent.at(-1)![0], slowPiece, '...and only for a new piece')
-  const late = scheduler.onBlock(slow, slowPiece, 0, block())
+  const late = scheduler.onBlock(slow, slowPiece, 0, block(), 1)
   t.equal(late.kind, 'accepted', 'a late block is still used if the piece needs it')
+  t.same(fast.cancels, [[slowPiece, 0, BLOCK_SIZE]], 'the re-issued request is cancelled')
   t.equal(
-    scheduler.onBlock(fast, slowPiece, 0, block()).kind,
-    'ignored',
-    'and the re-issued copy is then a duplicate',
+    scheduler.onBlock(fast, slowPiece, 0, block(), 1).kind,
+    'unrequested',
+    'and its copy, should it come anyway, is dropped',
   )
-  t.equal(scheduler.onBlock(slow, slowPiece, 0, block()).kind, 'unrequested', 'a late block counts once')
+  t.equal(scheduler.onBlock(slow, slowPiece, 0, block(), 1).kind, 'unrequested', 'a late block counts once')
   const [, offset] = slow.sent[1]!
   scheduler.onReject(slow, slowPiece, offset)
   t.equal(
-    scheduler.onBlock(slow, slowPiece, offset, block()).kind,
+    scheduler.onBlock(slow, slowPiece, offset, block(), 1).kind,
     'unrequested',
     'a withdrawn request the peer rejected cannot come late any more',
   )
@@ -182,7 +186,7 @@ t.test('a block is only taken from the peer it was requested from', async (t) =>
   // The hostile peer sprays every block of the piece the honest peer is supplying.
   for (let o = 0; o < 4; o++) {
     t.same(
-      scheduler.onBlock(hostile, index, o * BLOCK_SIZE, block()),
+      scheduler.onBlock(hostile, index, o * BLOCK_SIZE, block(), 1),
       { kind: 'unrequested' },
       `block ${o} from a peer nobody asked is dropped`,
     )
@@ -190,18 +194,18 @@ t.test('a block is only taken from the peer it was requested from', async (t) =>
   t.equal(piece.received, 0, 'nothing of it entered the piece')
   t.same(piece.sources, [], 'so the hostile peer is no source of it')
   t.equal(
-    scheduler.onBlock(hostile, 7, 0, block(100)).kind,
+    scheduler.onBlock(hostile, 7, 0, block(100), 1).kind,
     'unrequested',
     'nor of a piece nobody is fetching',
   )
   for (let o = 0; o < 3; o++)
-    t.equal(scheduler.onBlock(honest, index, o * BLOCK_SIZE, block()).kind, 'accepted')
+    t.equal(scheduler.onBlock(honest, index, o * BLOCK_SIZE, block(), 1).kind, 'accepted')
   t.equal(
-    scheduler.onBlock(hostile, index, 3 * BLOCK_SIZE, block()).kind,
+    scheduler.onBlock(hostile, index, 3 * BLOCK_SIZE, block(), 1).kind,
     'unrequested',
     'not even the last missing block',
   )
-  const done = scheduler.onBlock(honest, index, 3 * BLOCK_SIZE, block())
+  const done = scheduler.onBlock(honest, index, 3 * BLOCK_SIZE, block(), 1)
   t.equal(done.kind === 'accepted' && done.piece, piece, 'the honest peer completes its piece')
   t.same(piece.sources, [honest], 'and is its only source: a SHA-1 failure blames it alone')
 
@@ -211,8 +215,8 @@ t.test('a block is only taken from the peer it was requested from', async (t) =>
   const [next] = honest.sent.at(-1)!
   scheduler.releaseAll(honest, true)
   t.equal(honest.withdrawn.size, 4, 'the withdrawn requests are remembered')
-  t.equal(scheduler.onBlock(hostile, next, 0, block()).kind, 'unrequested')
-  t.equal(scheduler.onBlock(honest, next, 0, block()).kind, 'accepted', 'a late block from its requester')
+  t.equal(scheduler.onBlock(hostile, next, 0, block(), 1).kind, 'unrequested')
+  t.equal(scheduler.onBlock(honest, next, 0, block(), 1).kind, 'accepted', 'a late block from its requester')
   t.equal(honest.withdrawn.size, 3)
   scheduler.releaseAll(honest, false)
   t.equal(honest.withdrawn.size, 0, 'only the latest batch is kept (bounded by the pipeline)')
@@ -257,7 +261,143 @@ t.test('memory for pieces in flight is bounded', async (t) => {
   scheduler.fill(b, 0)
   t.equal(b.sent.length, 0, 'no third piece is opened past the budget')
   const [index] = a.sent[0]!
-  for (let o = 0; o < 4; o++) scheduler.onBlock(a, index, o * BLOCK_SIZE, block())
+  let done: ReturnType<Scheduler['onBlock']> | undefined
+  for (let o = 0; o < 4; o++) done = scheduler.onBlock(a, index, o * BLOCK_SIZE, block(), 1)
   scheduler.fill(b, 0)
-  t.equal(new Set(b.sent.map(([i]) => i)).size, 1, 'a finished piece frees room for one more')
+  t.equal(b.sent.length, 0, 'a finished piece still counts while it is hashed and written')
+  if (done?.kind === 'accepted' && done.piece) scheduler.settle(done.piece, true)
+  scheduler.fill(b, 0)
+  t.equal(new Set(b.sent.map(([i]) => i)).size, 1, 'once written, it frees room for one more')
+})
+
+t.test(
+  'endgame: the last piece from a slow peer is also requested from a fast one; the duplicate is cancelled',
+  async (t) => {
+    // Everything but piece 0 is already here: once the slow peer has piece 0 in flight, every
+    // missing block is requested and endgame begins.
+    const picker = new PiecePicker(8, { randomFirst: 0, has: (i) => i !== 0 })
+    const scheduler = new Scheduler(meta, picker, { depth: 8 })
+    const slow = fakePeer('slow')
+    const fast = fakePeer('fast')
+    picker.addBitfield(slow.bits!)
+    picker.addBitfield(fast.bits!)
+    scheduler.fill(slow, 0)
+    t.same(
+      slow.sent.map(([i, o]) => [i, o]),
+      [0, 1, 2, 3].map((b) => [0, b * BLOCK_SIZE]),
+      'the slow peer has the whole last piece',
+    )
+    t.ok(scheduler.endgame, 'every missing block is requested: endgame')
+    scheduler.fill(fast, 0)
+    t.same(fast.sent, slow.sent, 'the fast peer is asked for the same blocks')
+    scheduler.fill(fast, 0)
+    t.equal(fast.sent.length, 4, 'but only once each')
+    const third = fakePeer('third')
+    picker.addBitfield(third.bits!)
+    scheduler.fill(third, 0)
+    t.equal(third.sent.length, 4, 'a third copy is allowed (endgameDuplicates = 2)')
+    const fourth = fakePeer('fourth')
+    picker.addBitfield(fourth.bits!)
+    scheduler.fill(fourth, 0)
+    t.equal(fourth.sent.length, 0, 'a fourth is not')
+
+    // The fast peer delivers everything: the slow one (and the third) are told to cancel.
+    let done: ReturnType<Scheduler['onBlock']> | undefined
+    for (let b = 0; b < 4; b++) done = scheduler.onBlock(fast, 0, b * BLOCK_SIZE, block(), 5)
+    t.equal(done?.kind === 'accepted' && done.piece?.index, 0, 'the piece completes from the fast peer')
+    t.same(slow.cancels, slow.sent, 'every duplicate request at the slow peer is cancelled')
+    t.same(third.cancels, third.sent, 'and at the third')
+    t.equal(slow.outstanding.size, 0)
+    t.equal(third.outstanding.size, 0)
+    t.equal(fast.cancels.length, 0, 'the sender is not told to cancel what it sent')
+    t.equal(
+      scheduler.onBlock(slow, 0, 0, block(), 6).kind,
+      'unrequested',
+      "the slow peer's late copy is dropped",
+    )
+    t.same(done?.kind === 'accepted' && done.piece?.sources, [fast], 'only the fast peer is a source')
+  },
+)
+
+t.test('endgame: a duplicate that arrives first cancels the original request', async (t) => {
+  const picker = new PiecePicker(8, { randomFirst: 0, has: (i) => i !== 0 })
+  const scheduler = new Scheduler(meta, picker, { depth: 8 })
+  const slow = fakePeer('slow')
+  const fast = fakePeer('fast')
+  picker.addBitfield(slow.bits!)
+  picker.addBitfield(fast.bits!)
+  scheduler.fill(slow, 0)
+  scheduler.fill(fast, 0)
+  t.equal(scheduler.onBlock(slow, 0, 0, block(), 1).kind, 'accepted')
+  t.same(fast.cancels, [[0, 0, BLOCK_SIZE]], 'the duplicate of block 0 is cancelled')
+  scheduler.releaseAll(fast, true) // e.g. it timed out: its other duplicates go
+  t.equal(slow.outstanding.size, 3, 'the slow peer still holds its requests')
+  scheduler.onReject(slow, 0, BLOCK_SIZE)
+  const b = fakePeer('b')
+  picker.addBitfield(b.bits!)
+  scheduler.fill(b, 0)
+  t.same(b.sent[0], [0, BLOCK_SIZE, BLOCK_SIZE], 'a block whose every request went is free again')
+})
+
+t.test('block sizes: a piece keeps the size it was started with; smaller-block peers stay out', async (t) => {
+  const picker = new PiecePicker(8, { randomFirst: 0 })
+  const scheduler = new Scheduler(meta, picker, { depth: 2 })
+  const shoal = fakePeer('shoal', fullPieces(), 2 * BLOCK_SIZE)
+  const stock = fakePeer('stock')
+  picker.addBitfield(shoal.bits!)
+  picker.addBitfield(stock.bits!)
+  scheduler.fill(shoal, 0)
+  t.same(
+    shoal.sent.map(([, o, l]) => [o, l]),
+    [
+      [0, 2 * BLOCK_SIZE],
+      [2 * BLOCK_SIZE, 2 * BLOCK_SIZE],
+    ],
+    'two 32 KiB requests for one 64 KiB piece',
+  )
+  const [big] = shoal.sent[0]!
+  scheduler.releaseAll(shoal, false) // orphaned: anyone able may continue it
+  scheduler.fill(stock, 0)
+  t.not(stock.sent[0]![0], big, 'a 16 KiB peer does not take over a 32 KiB piece')
+  const [small] = stock.sent[0]!
+  t.equal(
+    scheduler.onBlock(stock, small, 0, block(2 * BLOCK_SIZE), 1).kind,
+    'invalid',
+    'a block larger than asked is a violation',
+  )
+  scheduler.releaseAll(stock, false)
+  scheduler.fill(shoal, 0)
+  t.same(
+    shoal.sent.slice(2).map(([i, , l]) => [i, l]),
+    [
+      [big, 2 * BLOCK_SIZE],
+      [big, 2 * BLOCK_SIZE],
+    ],
+    'the larger-block peer resumes its orphaned piece',
+  )
+  scheduler.onBlock(shoal, big, 0, block(2 * BLOCK_SIZE), 1)
+  scheduler.onBlock(shoal, big, 2 * BLOCK_SIZE, block(2 * BLOCK_SIZE), 1)
+  scheduler.fill(shoal, 0)
+  t.same(
+    shoal.sent.slice(4).map(([i, , l]) => [i, l]),
+    [
+      [small, BLOCK_SIZE],
+      [small, BLOCK_SIZE],
+    ],
+    'and may help with a 16 KiB piece, in 16 KiB requests',
+  )
+})
+
+t.test('requests are topped up in batches, not one per block', async (t) => {
+  const { scheduler, peer } = setup(8)
+  const a = peer('a')
+  scheduler.fill(a, 0)
+  const [i0, o0] = a.sent[0]!
+  const [i1, o1] = a.sent[1]!
+  scheduler.onBlock(a, i0, o0, block(), 1)
+  scheduler.refill(a, 1)
+  t.equal(a.sent.length, 8, 'one free slot: nothing sent yet')
+  scheduler.onBlock(a, i1, o1, block(), 1)
+  scheduler.refill(a, 1)
+  t.equal(a.sent.length, 10, 'a quarter of the pipeline free: topped up at once')
 })

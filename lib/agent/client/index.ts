@@ -6,8 +6,11 @@ import { HttpClient, urlPath } from '../../http/index.js'
 export interface DownloadProgress {
   digest: string
   state: 'downloading' | 'done' | 'failed' | 'cached'
+  /** Verified pieces, those found on disk when the download (re)started included. */
   piecesDone: number
   pieceCount: number
+  /** Pieces already on disk when the download started (a resume); bytes* count only the rest. */
+  resumedPieces?: number
   size: number
   bytesFromOrigins: number
   bytesFromAgents: number

@@ -1,43 +1,67 @@
 /**
- * Gets blobs into the agent's cache through the swarm: metainfo from the tracker, pieces from
+ * Gets blobs into the agent's cache through the swarm: metainfo from the trackers, pieces from
  * peers (SHA-1 per piece), then the whole blob's sha256 before it becomes visible. Concurrent
  * requests for one digest share one download; progress is kept for the API and the demo.
+ *
+ * Resume: every download in progress has an entry in the resume journal, and its pieces and
+ * bitfield live in the store, so a restarted agent continues where it stopped by itself
+ * (`resume()` at start); a client asking meanwhile joins the resumed download.
  */
+import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { type Digest, MetaInfo } from '../../core/index.js'
 import { ShoalError, toShoalError } from '../../errors/index.js'
 import type { Logger } from '../../log/index.js'
-import type { BlobStore } from '../../store/index.js'
+import type { BlobStore, PieceFile } from '../../store/index.js'
 import type { DownloadStats, TorrentEngine } from '../../torrent/index.js'
-import type { TrackerClient } from '../../tracker/client/index.js'
+import type { TrackerSet } from '../../tracker/client/index.js'
 import type { DownloadProgress } from '../client/index.js'
+import { CheckpointedStorage, recoverPieces } from './checkpoint.js'
+import type { PieceLog, ResumeJournal } from './journal.js'
+import { StallWatchdog } from './stall.js'
 
 /** What Downloads needs of the engine and the trackers (narrow, so tests can stand in). */
 export type SwarmEngine = Pick<TorrentEngine, 'download' | 'seed' | 'remove' | 'stats'>
-export type MetaInfoSource = Pick<TrackerClient, 'metainfo'>
+export type MetaInfoSource = Pick<TrackerSet, 'metainfo'>
+
+export interface DownloadsOptions {
+  store: BlobStore
+  engine: SwarmEngine
+  /** The trackers (a TrackerSet: its own failover); metainfo is retried here while "not yet". */
+  trackers: MetaInfoSource
+  logger: Logger
+  stallMs: number
+  /** Without a journal nothing is resumed at start (a pull still resumes from the bitfield). */
+  journal?: ResumeJournal
+}
 
 export class Downloads {
   private readonly inflight = new Map<string, Promise<void>>()
   private readonly progress = new Map<string, Progress>()
   /** Storage handed to the engine per digest, closed when the blob is dropped or the agent stops. */
   private readonly open = new Map<string, { close(): Promise<void> }>()
+  private readonly store: BlobStore
+  private readonly engine: SwarmEngine
+  private readonly trackers: MetaInfoSource
+  private readonly log: Logger
+  private readonly stallMs: number
+  private readonly journal: ResumeJournal | undefined
+  /** Aborted by stop(): downloads end, and keep their journal entries for the next start. */
+  private readonly stopping = new AbortController()
 
-  constructor(
-    private readonly store: BlobStore,
-    private readonly engine: SwarmEngine,
-    private readonly trackers: MetaInfoSource[],
-    private readonly log: Logger,
-    private readonly stallMs: number,
-  ) {}
+  constructor(opts: DownloadsOptions) {
+    this.store = opts.store
+    this.engine = opts.engine
+    this.trackers = opts.trackers
+    this.log = opts.logger
+    this.stallMs = opts.stallMs
+    this.journal = opts.journal
+  }
 
   /** Resolves once the blob is verified in the local cache. */
   async ensure(ns: string, digest: Digest, signal?: AbortSignal): Promise<void> {
     if (await this.store.stat(digest)) return
-    let pending = this.inflight.get(digest.hex)
-    if (!pending) {
-      pending = this.download(ns, digest).finally(() => this.inflight.delete(digest.hex))
-      this.inflight.set(digest.hex, pending)
-    }
+    const pending = this.inflight.get(digest.hex) ?? this.start(ns, digest)
     if (!signal) return pending
     // The caller may give up (client went away); the shared download carries on for others.
     await Promise.race([
@@ -51,13 +75,36 @@ export class Downloads {
     ])
   }
 
+  /**
+   * Restarts, in the background, every download the journal says was interrupted (a crash, a
+   * kill, a stop), from the pieces already on disk. Call after the engine started and before
+   * the API serves, so a client asking for one of these blobs joins its download.
+   */
+  async resume(): Promise<number> {
+    if (!this.journal) return 0
+    let n = 0
+    for (const { namespace, digest, meta } of await this.journal.list()) {
+      if (this.inflight.has(digest.hex)) continue
+      if (await this.store.stat(digest)) {
+        // Finished, but the agent died before the entry was removed.
+        await this.journal.remove(digest)
+        continue
+      }
+      // Failures are logged by download(); nobody may be waiting for this one.
+      this.start(namespace, digest, meta).catch(() => undefined)
+      n++
+    }
+    if (n > 0) this.log.info({ downloads: n }, 'resuming interrupted downloads')
+    return n
+  }
+
   status(digest: Digest): DownloadProgress | undefined {
     const p = this.progress.get(digest.hex)
     if (!p) return undefined
     const { meta, ...rest } = p
     if (p.state === 'downloading' && meta) {
       const s = this.engine.stats(meta.infoHash)
-      if (s) Object.assign(rest, pickStats(s))
+      if (s) Object.assign(rest, pickStats(s, p.resumedPieces ?? 0))
     }
     return rest
   }
@@ -95,7 +142,17 @@ export class Downloads {
     const file = this.open.get(digest.hex)
     this.open.delete(digest.hex)
     this.progress.delete(digest.hex)
+    await this.journal?.remove(digest)
     await file?.close()
+  }
+
+  /**
+   * Ends every download in flight (they fail with ABORTED; their journal entries stay, so the
+   * next start resumes them) and waits for them to put their files away. Before engine.stop().
+   */
+  async stop(): Promise<void> {
+    this.stopping.abort(new ShoalError('ABORTED', 'the agent is stopping'))
+    await Promise.allSettled([...this.inflight.values()])
   }
 
   /** Closes every file handed to the engine; call after the engine has stopped. */
@@ -105,7 +162,13 @@ export class Downloads {
     await Promise.all(files.map((f) => f.close().catch(() => undefined)))
   }
 
-  private async download(ns: string, digest: Digest): Promise<void> {
+  private start(ns: string, digest: Digest, known?: MetaInfo): Promise<void> {
+    const pending = this.download(ns, digest, known).finally(() => this.inflight.delete(digest.hex))
+    this.inflight.set(digest.hex, pending)
+    return pending
+  }
+
+  private async download(ns: string, digest: Digest, known: MetaInfo | undefined): Promise<void> {
     const started = Date.now()
     const entry: Progress = {
       digest: digest.toString(),
@@ -120,26 +183,44 @@ export class Downloads {
     }
     this.track(digest, entry)
     const watchdog = new StallWatchdog(this.stallMs, digest)
+    const signal = AbortSignal.any([watchdog.signal, this.stopping.signal])
+    let journaled = false
+    let pieceLog: PieceLog | undefined
     try {
-      const meta = await this.fetchMetaInfo(ns, digest, watchdog.signal)
+      if (this.stopping.signal.aborted) throw this.stopping.signal.reason
+      const meta = known ?? (await this.fetchMetaInfo(ns, digest, signal))
       entry.meta = meta
       entry.pieceCount = meta.pieceCount
       entry.size = meta.length
+      // Before the first piece lands: a download whose pieces are on disk always has its entry.
+      journaled = known !== undefined || (await this.journalStart(ns, digest, meta))
+      const file = await this.store.openDownload(digest, layoutOf(meta))
+      if (journaled) {
+        const recovered = await this.recover(file, meta)
+        pieceLog = await this.journal?.openPieceLog(digest).catch((err: unknown) => {
+          this.log.warn({ digest: digest.toString(), err: toShoalError(err).message }, 'no piece log')
+          return undefined
+        })
+        if (recovered > 0)
+          this.log.info({ digest: digest.toString(), recovered }, 'pieces written before the restart kept')
+      }
+      entry.resumedPieces = meta.pieceCount - file.missingCount()
+      entry.piecesDone = entry.resumedPieces
       this.log.info(
         {
           digest: digest.toString(),
           size: meta.length,
           pieces: meta.pieceCount,
+          resumedPieces: entry.resumedPieces,
           infoHash: meta.infoHash.hex,
         },
-        'download started',
+        known ? 'download resumed after a restart' : 'download started',
       )
-      const file = await this.store.openDownload(digest, layoutOf(meta))
-      entry.piecesDone = meta.pieceCount - file.missingCount()
       watchdog.watch(() => this.engine.stats(meta.infoHash))
       let stats: DownloadStats
       try {
-        stats = await this.engine.download(meta, file, { signal: watchdog.signal })
+        const storage = new CheckpointedStorage(file, pieceLog, this.log)
+        stats = await this.engine.download(meta, storage, { signal })
         // Whole-blob check before the blob becomes visible; the engine keeps serving pieces meanwhile.
         await file.finish(digest)
       } catch (err) {
@@ -151,7 +232,8 @@ export class Downloads {
       // The same open file keeps serving pieces to other agents until the blob is dropped.
       this.open.set(digest.hex, file)
       await this.store.writeMetaInfo(digest, meta.raw)
-      Object.assign(entry, pickStats(stats), {
+      if (journaled) await this.journal?.remove(digest)
+      Object.assign(entry, pickStats(stats, entry.resumedPieces), {
         state: 'done',
         piecesDone: meta.pieceCount,
         finishedAt: Date.now(),
@@ -162,17 +244,42 @@ export class Downloads {
           ms: Date.now() - started,
           fromOrigins: stats.bytesFromOrigins,
           fromAgents: stats.bytesFromAgents,
+          resumedPieces: entry.resumedPieces,
         },
         'download verified',
       )
     } catch (err) {
-      const e = toShoalError(watchdog.reason ?? err)
+      const stopping = this.stopping.signal.aborted
+      const e = stopping ? toShoalError(this.stopping.signal.reason) : toShoalError(watchdog.reason ?? err)
       Object.assign(entry, { state: 'failed', error: e.message, finishedAt: Date.now() })
-      this.log.warn({ digest: digest.toString(), code: e.code, err: e.message }, 'download failed')
+      if (stopping) {
+        this.log.info(
+          { digest: digest.toString() },
+          'download interrupted by shutdown; it resumes at the next start',
+        )
+      } else {
+        // Ended for good (a client saw the error): a restart must not pick it up again.
+        if (journaled) await this.journal?.remove(digest)
+        this.log.warn({ digest: digest.toString(), code: e.code, err: e.message }, 'download failed')
+      }
       throw e
     } finally {
       watchdog.stop()
+      await pieceLog?.close()
     }
+  }
+
+  /**
+   * Keeps the pieces written after the last bitfield checkpoint that survived (the piece log
+   * names them; their SHA-1 decides). The data file's path is the store's layout
+   * (`downloads/<hex>`, docs/decisions.md): the store has no call to read a piece it does not
+   * claim yet.
+   */
+  private async recover(file: PieceFile, meta: MetaInfo): Promise<number> {
+    if (!this.journal) return 0
+    const candidates = await this.journal.readPieceLog(file.digest, meta.pieceCount).catch(() => [])
+    const dataPath = join(this.store.root, 'downloads', file.digest.hex)
+    return recoverPieces(file, meta, dataPath, candidates, this.log)
   }
 
   /** Keeps progress for the API; bounded, dropping the oldest finished downloads first. */
@@ -186,34 +293,44 @@ export class Downloads {
     }
   }
 
+  /** Writes the journal entry; a failure only costs the resume, so it does not fail the download. */
+  private async journalStart(ns: string, digest: Digest, meta: MetaInfo): Promise<boolean> {
+    if (!this.journal) return false
+    try {
+      await this.journal.record(ns, digest, meta)
+      return true
+    } catch (err) {
+      this.log.warn(
+        { digest: digest.toString(), err: toShoalError(err).message },
+        'cannot journal the download; it will not resume by itself after a restart',
+      )
+      return false
+    }
+  }
+
   /**
-   * Metainfo from the first tracker that has it. An origin that is still fetching the blob from
-   * its backend answers "unavailable, retry": retry with backoff until the stall deadline.
+   * Metainfo from the trackers (the TrackerSet fails over between them). An origin that is still
+   * fetching the blob from its backend answers "unavailable, retry": retry with backoff until
+   * the stall deadline; a tracker that says the blob does not exist is believed at once.
    */
   private async fetchMetaInfo(ns: string, digest: Digest, signal: AbortSignal): Promise<MetaInfo> {
     let delay = 250
     for (;;) {
-      let lastError: ShoalError | undefined
-      for (const tracker of this.trackers) {
-        try {
-          const meta = MetaInfo.parse(await tracker.metainfo(ns, digest, signal))
-          if (meta.name !== digest.hex) {
-            throw new ShoalError('BAD_METAINFO', `tracker served metainfo named ${meta.name} for ${digest}`)
-          }
-          return meta
-        } catch (err) {
-          const e = toShoalError(err)
-          if (e.code === 'BLOB_NOT_FOUND' || e.code === 'NOT_FOUND') {
-            throw new ShoalError('BLOB_NOT_FOUND', `blob not found: ${digest}`)
-          }
-          lastError = e
+      let e: ShoalError
+      try {
+        const meta = MetaInfo.parse(await this.trackers.metainfo(ns, digest, signal))
+        if (meta.name !== digest.hex) {
+          throw new ShoalError('BAD_METAINFO', `tracker served metainfo named ${meta.name} for ${digest}`)
         }
+        return meta
+      } catch (err) {
+        e = toShoalError(err)
       }
-      const retryable = lastError?.code === 'UNAVAILABLE' || lastError?.code === 'TIMEOUT'
-      if (!retryable || signal.aborted)
-        throw lastError ?? new ShoalError('UNAVAILABLE', 'no tracker configured')
+      if (e.code === 'BLOB_NOT_FOUND' || e.code === 'NOT_FOUND')
+        throw new ShoalError('BLOB_NOT_FOUND', `blob not found: ${digest}`)
+      if (!(e.code === 'UNAVAILABLE' || e.code === 'TIMEOUT') || signal.aborted) throw e
       this.log.debug(
-        { digest: digest.toString(), err: lastError?.message, retryInMs: delay },
+        { digest: digest.toString(), err: e.message, retryInMs: delay },
         'metainfo not available yet',
       )
       await sleep(delay, undefined, { signal }).catch(() => undefined)
@@ -226,78 +343,16 @@ type Progress = DownloadProgress & { meta?: MetaInfo }
 
 const MAX_PROGRESS_ENTRIES = 1000
 
-/**
- * Fails a download that makes no progress: no verified piece (or, before the first piece, no
- * metainfo) for `stallMs`. A large blob may take as long as it needs while pieces keep coming.
- */
-class StallWatchdog {
-  private readonly controller = new AbortController()
-  private timer: NodeJS.Timeout | undefined
-  reason: ShoalError | undefined
-
-  constructor(
-    private readonly stallMs: number,
-    private readonly digest: Digest,
-  ) {
-    this.timer = setTimeout(() => this.fire(), stallMs)
-    this.timer.unref()
-  }
-
-  get signal(): AbortSignal {
-    return this.controller.signal
-  }
-
-  /** Re-arms the deadline whenever the piece count moves. */
-  watch(stats: () => { piecesFromOrigins: number; piecesFromAgents: number } | undefined): void {
-    clearTimeout(this.timer)
-    let last = -1
-    let lastChange = Date.now()
-    this.timer = setInterval(
-      () => {
-        const s = stats()
-        const done = s ? s.piecesFromOrigins + s.piecesFromAgents : 0
-        if (done !== last) {
-          last = done
-          lastChange = Date.now()
-        } else if (Date.now() - lastChange >= this.stallMs) {
-          this.fire()
-        }
-      },
-      Math.min(1000, this.stallMs),
-    )
-    this.timer.unref()
-  }
-
-  stop(): void {
-    clearTimeout(this.timer)
-    clearInterval(this.timer)
-  }
-
-  private fire(): void {
-    this.stop()
-    this.reason = new ShoalError(
-      'TIMEOUT',
-      `download of ${this.digest} made no progress for ${Math.round(this.stallMs / 1000)} s (no peer served a piece)`,
-    )
-    this.controller.abort(this.reason)
-  }
-}
-
 export function layoutOf(meta: MetaInfo): { length: number; pieceLength: number; pieceCount: number } {
   return { length: meta.length, pieceLength: meta.pieceLength, pieceCount: meta.pieceCount }
 }
 
-function pickStats(s: {
-  bytesFromOrigins: number
-  bytesFromAgents: number
-  bytesUploaded: number
-  piecesFromOrigins: number
-  piecesFromAgents: number
-}) {
+/** The engine's counts (this run's bytes only) and the pieces done, those resumed included. */
+function pickStats(s: DownloadStats, resumedPieces = 0) {
   return {
     bytesFromOrigins: s.bytesFromOrigins,
     bytesFromAgents: s.bytesFromAgents,
     bytesUploaded: s.bytesUploaded,
-    piecesDone: s.piecesFromOrigins + s.piecesFromAgents,
+    piecesDone: resumedPieces + s.piecesFromOrigins + s.piecesFromAgents,
   }
 }

@@ -12,21 +12,26 @@ import type { Logger } from '../../log/index.js'
 import { createRegistry, type Registry } from '../../metrics/index.js'
 import { BlobStore } from '../../store/index.js'
 import { TorrentEngine } from '../../torrent/index.js'
-import { TrackerClient } from '../../tracker/client/index.js'
+import { type TrackerLike, TrackerSet } from '../../tracker/client/index.js'
 import type { DownloadProgress } from '../client/index.js'
 import type { AgentConfig } from '../config.js'
 import { Downloads } from './downloads.js'
+import { ResumeJournal } from './journal.js'
 
 export interface AgentDeps {
   logger: Logger
   registry?: Registry
   buildIndex?: BuildIndexClient
-  trackers?: TrackerClient[]
+  /** Stand-ins for config.trackers (tests); either way they are used as one TrackerSet. */
+  trackers?: Array<string | TrackerLike>
 }
 
 export class AgentServer {
   readonly store: BlobStore
   readonly engine: TorrentEngine
+  /** The configured trackers: rendezvous choice per infohash, with failover. */
+  readonly trackers: TrackerSet
+  private readonly journal: ResumeJournal
   private readonly http: HttpServer
   private readonly downloads: Downloads
   private readonly buildIndex: BuildIndexClient
@@ -40,25 +45,28 @@ export class AgentServer {
   ) {
     this.log = deps.logger.child({ component: 'agent' })
     const registry = deps.registry ?? createRegistry('agent')
-    const trackers = deps.trackers ?? config.trackers.map((t) => new TrackerClient(t))
+    this.trackers = new TrackerSet(deps.trackers ?? config.trackers, { logger: deps.logger, registry })
     this.buildIndex = deps.buildIndex ?? new BuildIndexClient(config.buildIndex)
-    this.store = new BlobStore(join(resolve(config.dataDir), 'store'), { logger: this.log })
+    const dataDir = resolve(config.dataDir)
+    this.store = new BlobStore(join(dataDir, 'store'), { logger: this.log })
+    this.journal = new ResumeJournal(join(dataDir, 'resume'), this.log)
     this.engine = new TorrentEngine({
       role: 'agent',
       host: config.peer.host,
       port: config.peer.port,
-      peerSource: trackers[0] as TrackerClient,
+      peerSource: this.trackers,
       logger: deps.logger,
       registry,
       maxConnectionsPerTorrent: config.peer.maxConnectionsPerTorrent,
     })
-    this.downloads = new Downloads(
-      this.store,
-      this.engine,
-      trackers,
-      this.log,
-      config.stallTimeoutSeconds * 1000,
-    )
+    this.downloads = new Downloads({
+      store: this.store,
+      engine: this.engine,
+      trackers: this.trackers,
+      logger: this.log,
+      stallMs: config.stallTimeoutSeconds * 1000,
+      journal: this.journal,
+    })
     this.http = new HttpServer({
       name: 'agent',
       logger: deps.logger,
@@ -85,11 +93,14 @@ export class AgentServer {
   start(): Promise<void> {
     this.started ??= (async () => {
       await this.store.init()
+      await this.journal.init()
       await this.engine.start()
       const reseeded = await this.downloads.reseedCache()
+      // Before the API serves: a pull for a blob being resumed joins that download.
+      const resumed = await this.downloads.resume()
       await this.http.start(this.config.server.port, this.config.server.host)
       this.ready = true
-      this.log.info({ api: this.url, peerPort: this.engine.port, reseeded }, 'agent started')
+      this.log.info({ api: this.url, peerPort: this.engine.port, reseeded, resumed }, 'agent started')
     })()
     return this.started
   }
@@ -100,6 +111,8 @@ export class AgentServer {
     this.started = undefined
     this.ready = false
     await this.http.stop()
+    // Downloads in flight end first (journaled, so the next start resumes them), then the engine.
+    await this.downloads.stop()
     await this.engine.stop()
     await this.downloads.closeAll()
     this.log.info('agent stopped')

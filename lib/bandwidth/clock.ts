@@ -1,0 +1,97 @@
+/**
+ * Time for the limiters, injectable so tests run on a simulated clock (no real sleeps) and the
+ * daemons on a monotonic, sub-millisecond one. A limiter holds at most one timer at a time.
+ */
+
+export interface Clock {
+  /** Monotonic milliseconds, fractional (performance.now() in production). */
+  now(): number
+  /** Calls `fn` once after `ms`; must not keep the process alive. */
+  setTimer(fn: () => void, ms: number): unknown
+  clearTimer(handle: unknown): void
+  /** Calls `fn` once after the I/O already queued (setImmediate). */
+  setSoon(fn: () => void): unknown
+  clearSoon(handle: unknown): void
+}
+
+export const systemClock: Clock = {
+  now: () => performance.now(),
+  setTimer(fn, ms) {
+    const t = setTimeout(fn, ms)
+    t.unref() // a throttled transfer is kept alive by its sockets, not by our timer
+    return t
+  },
+  clearTimer(handle) {
+    clearTimeout(handle as NodeJS.Timeout)
+  },
+  setSoon(fn) {
+    const i = setImmediate(fn)
+    i.unref()
+    return i
+  },
+  clearSoon(handle) {
+    clearImmediate(handle as NodeJS.Immediate)
+  },
+}
+
+/**
+ * A clock that moves only when told to: `advance(ms)` fires due timers in time order.
+ * `timerLatenessMs` makes every timer fire that much late, like a busy event loop.
+ */
+export class ManualClock implements Clock {
+  timerLatenessMs = 0
+  private t = 0
+  private nextId = 1
+  private readonly timers = new Map<number, { at: number; fn: () => void }>()
+
+  now(): number {
+    return this.t
+  }
+
+  setTimer(fn: () => void, ms: number): unknown {
+    const id = this.nextId++
+    // Like setTimeout: never sooner than 1 ms, so a busy loop cannot spin at one instant.
+    this.timers.set(id, { at: this.t + Math.max(1, ms) + this.timerLatenessMs, fn })
+    return id
+  }
+
+  clearTimer(handle: unknown): void {
+    this.timers.delete(handle as number)
+  }
+
+  /** Runs at the current instant, on the next advance() (advance(0) included). */
+  setSoon(fn: () => void): unknown {
+    const id = this.nextId++
+    this.timers.set(id, { at: this.t, fn })
+    return id
+  }
+
+  clearSoon(handle: unknown): void {
+    this.timers.delete(handle as number)
+  }
+
+  /** Moves time forward by `ms`, firing every timer that falls due on the way, at its time. */
+  advance(ms: number): void {
+    const end = this.t + ms
+    for (;;) {
+      let firstId = 0
+      let firstAt = Number.POSITIVE_INFINITY
+      for (const [id, timer] of this.timers) {
+        if (timer.at < firstAt) {
+          firstAt = timer.at
+          firstId = id
+        }
+      }
+      if (firstId === 0 || firstAt > end) break
+      const timer = this.timers.get(firstId)!
+      this.timers.delete(firstId)
+      this.t = Math.max(this.t, firstAt)
+      timer.fn()
+    }
+    this.t = end
+  }
+
+  get pendingTimers(): number {
+    return this.timers.size
+  }
+}

@@ -1,0 +1,209 @@
+/**
+ * The sending half of a peer connection, which Peer extends: what we told the peer (choke,
+ * interest) and the encoding of every message we send. Small messages are encoded into one
+ * output buffer and written once per tick (one syscall for a whole batch of requests or
+ * haves); a piece is its header plus the block, one writev, from sendPiece(): the one place
+ * piece data is written to a socket (an egress limiter gates its caller, Uploader.serve).
+ */
+import type { Socket } from 'node:net'
+import { bencodeEncode } from '../core/bencode.js'
+import { DEFAULTS } from './types.js'
+import {
+  encodeBare,
+  encodeHandshake,
+  encodeHave,
+  encodePieceHeader,
+  encodeTriple,
+  encodeWithPayload,
+  MSG,
+} from './wire.js'
+
+/** Past this much unsent data the peer is not reading: close rather than buffer more. */
+const MAX_WRITE_BUFFER = 16 << 20
+const OUT_CAPACITY = 16 << 10
+/** Our BEP 10 handshake key for the block size offer; only Shoal peers send it. */
+export const BLOCK_KEY = 'shoal_block'
+
+export abstract class PeerWriter {
+  readonly socket: Socket
+  closed = false
+  /** Both sides set the BEP 6 bit. */
+  fast = false
+  /** The peer speaks BEP 10. */
+  extended = false
+  amChoking = true
+  amInterested = false
+  /** The peer is interested in us (kept here: it decides idleness together with ours). */
+  peerInterested = false
+  /** Piece block bytes sent on this connection. */
+  uploaded = 0
+  lastSendAt = Date.now()
+  /** Last piece block in either direction (leecher idle eviction). */
+  lastBlockAt = Date.now()
+  /** Since when neither side is interested (seeder idle eviction); 0 while someone is. */
+  idleSince = Date.now()
+  /** The block size we offer Shoal peers. */
+  protected readonly offeredBlock: number
+  private out: Buffer = Buffer.allocUnsafe(OUT_CAPACITY)
+  private outStart = 0
+  private outEnd = 0
+  private flushQueued = false
+  private drainWaiter: (() => void) | undefined
+
+  constructor(socket: Socket, offeredBlock: number) {
+    this.socket = socket
+    this.offeredBlock = offeredBlock
+  }
+
+  abstract close(reason: string): void
+
+  /** Resolves when the socket's write buffer drained (or the peer closed). */
+  waitDrain(): Promise<void> {
+    if (this.closed || !this.socket.writableNeedDrain) return Promise.resolve()
+    return new Promise((resolve) => {
+      this.drainWaiter = resolve
+    })
+  }
+
+  protected readonly onDrain = (): void => {
+    const w = this.drainWaiter
+    this.drainWaiter = undefined
+    w?.()
+  }
+
+  sendHandshake(infoHash: Buffer, ourPeerId: Buffer): void {
+    const at = this.reserve(68)
+    this.outEnd += encodeHandshake(this.out, at, infoHash, ourPeerId)
+  }
+
+  /** BEP 10: our queue depth, listen port and (for Shoal peers) the block size we offer. */
+  sendExtendedHandshake(listenPort: number): void {
+    if (!this.extended) return
+    const payload = bencodeEncode({
+      m: {},
+      p: listenPort,
+      reqq: DEFAULTS.maxPeerRequests,
+      v: 'Shoal 0.2',
+      [BLOCK_KEY]: this.offeredBlock,
+    })
+    const at = this.reserve(6 + payload.length)
+    this.outEnd += encodeWithPayload(this.out, at, MSG.EXTENDED, payload, 0)
+  }
+
+  sendBare(id: number): void {
+    if (this.closed) return
+    const at = this.reserve(5)
+    this.outEnd += encodeBare(this.out, at, id)
+  }
+
+  choke(): void {
+    if (this.amChoking) return
+    this.amChoking = true
+    this.sendBare(MSG.CHOKE)
+  }
+
+  unchoke(): void {
+    if (!this.amChoking) return
+    this.amChoking = false
+    this.sendBare(MSG.UNCHOKE)
+  }
+
+  interested(): void {
+    if (this.amInterested) return
+    this.amInterested = true
+    this.idleSince = 0
+    this.sendBare(MSG.INTERESTED)
+  }
+
+  uninterested(): void {
+    if (!this.amInterested) return
+    this.amInterested = false
+    if (!this.peerInterested) this.idleSince = Date.now()
+    this.sendBare(MSG.NOT_INTERESTED)
+  }
+
+  sendHave(index: number): void {
+    if (this.closed) return
+    const at = this.reserve(9)
+    this.outEnd += encodeHave(this.out, at, index)
+  }
+
+  sendBitfield(bits: Uint8Array): void {
+    if (this.closed) return
+    const at = this.reserve(5 + bits.length)
+    this.outEnd += encodeWithPayload(this.out, at, MSG.BITFIELD, bits)
+  }
+
+  sendRequest(index: number, offset: number, length: number): void {
+    if (this.closed) return
+    const at = this.reserve(17)
+    this.outEnd += encodeTriple(this.out, at, MSG.REQUEST, index, offset, length)
+  }
+
+  sendCancel(index: number, offset: number, length: number): void {
+    if (this.closed) return
+    const at = this.reserve(17)
+    this.outEnd += encodeTriple(this.out, at, MSG.CANCEL, index, offset, length)
+  }
+
+  /** BEP 6 only; without it a refused request is silently dropped. */
+  sendReject(index: number, offset: number, length: number): void {
+    if (this.closed || !this.fast) return
+    const at = this.reserve(17)
+    this.outEnd += encodeTriple(this.out, at, MSG.REJECT, index, offset, length)
+  }
+
+  keepAlive(): void {
+    if (this.closed) return
+    const at = this.reserve(4)
+    this.out.writeUInt32BE(0, at)
+    this.outEnd += 4
+  }
+
+  /** The one place piece data is written to the socket (an egress limiter gates the caller). */
+  sendPiece(index: number, offset: number, block: Buffer): void {
+    if (this.closed) return
+    const at = this.reserve(13)
+    this.outEnd += encodePieceHeader(this.out, at, index, offset, block.length)
+    this.socket.cork()
+    this.flush() // the header and any control messages queued before it, in order
+    if (!this.closed) this.socket.write(block)
+    this.socket.uncork()
+    this.uploaded += block.length
+    this.lastBlockAt = this.lastSendAt
+  }
+
+  /** Room for `n` bytes in the output buffer; the batch is written at the end of the tick. */
+  private reserve(n: number): number {
+    if (this.outEnd + n > this.out.length) {
+      this.flush()
+      // The socket keeps the written part alive; carry on in a fresh buffer.
+      this.out = Buffer.allocUnsafe(Math.max(OUT_CAPACITY, n))
+      this.outStart = 0
+      this.outEnd = 0
+    }
+    if (!this.flushQueued) {
+      this.flushQueued = true
+      process.nextTick(this.flushTick)
+    }
+    return this.outEnd
+  }
+
+  private readonly flushTick = (): void => {
+    this.flushQueued = false
+    this.flush()
+  }
+
+  private flush(): void {
+    if (this.outEnd === this.outStart || this.closed) return
+    this.lastSendAt = Date.now()
+    // Uploads wait for 'drain', so only a peer that stops reading while it keeps sending
+    // (e.g. requests we must reject) can grow this buffer.
+    if (this.socket.writableLength > MAX_WRITE_BUFFER) {
+      this.close('peer is not reading')
+      return
+    }
+    this.socket.write(this.out.subarray(this.outStart, this.outEnd))
+    this.outStart = this.outEnd
+  }
+}

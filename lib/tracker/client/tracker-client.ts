@@ -1,0 +1,285 @@
+/**
+ * Client of a Shoal tracker (or any BEP 3 HTTP tracker): the compact announce the BitTorrent
+ * engine uses as its PeerSource, and metainfo by digest. Tracker answers are untrusted input:
+ * sizes are bounded and every field is checked before use.
+ *
+ * Errors are classified for TrackerSet's failover: a *fault* (unreachable, timed out, an answer
+ * that is not a tracker's) means "try another tracker"; a tracker's own answer (a bencoded
+ * 'failure reason', a coded JSON error such as BLOB_NOT_FOUND) is authoritative and is not.
+ */
+import { isIP } from 'node:net'
+import { bencodeDecode } from '../../core/bencode.js'
+import type { Digest } from '../../core/index.js'
+import { MAX_METAINFO_BYTES } from '../../core/index.js'
+import { isErrorCode, isShoalError, ShoalError, toShoalError } from '../../errors/index.js'
+import { HttpClient, type ResponseData, urlPath } from '../../http/index.js'
+import type { AnnouncePeer, AnnounceRequest, AnnounceResponse } from '../../torrent/index.js'
+
+export const MAX_ANNOUNCE_RESPONSE_BYTES = 1 << 20
+const DEFAULT_INTERVAL = 60
+const MAX_ERROR_BODY = 64 << 10
+/** Every non-2xx status: the client classifies answers itself instead of HttpClient throwing. */
+const NON_2XX = Array.from({ length: 400 }, (_, i) => 200 + i).filter((s) => s >= 300)
+
+/** Errors that say "this tracker is not working" rather than "this tracker said no". */
+const faults = new WeakSet<Error>()
+
+function fault<E extends Error>(err: E): E {
+  faults.add(err)
+  return err
+}
+
+/**
+ * True when `err` means the tracker could not be used (unreachable, timed out, answered with
+ * something that is not a tracker's answer): the caller may fail over to another tracker.
+ */
+export function isTrackerFault(err: unknown): boolean {
+  return err instanceof Error && faults.has(err)
+}
+
+/** True for a tracker's bencoded 'failure reason': a deliberate refusal, not a fault. */
+export function isTrackerRefusal(err: unknown): boolean {
+  return isShoalError(err, 'UPSTREAM_ERROR') && typeof err.details?.reason === 'string'
+}
+
+/** The engine's announce request (this client is its PeerSource), plus BEP 3's optional `ip`. */
+export interface TrackerAnnounceRequest extends AnnounceRequest {
+  /** Only honoured by trackers configured with trustClientIp. */
+  ip?: string
+}
+
+export type TrackerPeer = AnnouncePeer
+export type TrackerAnnounceResponse = AnnounceResponse
+
+export class TrackerClient {
+  readonly baseUrl: string
+  private readonly http: HttpClient
+  private readonly timeoutMs: number
+
+  /** `baseUrl` is `http://host:port` or just `host:port`. */
+  constructor(baseUrl: string, opts: { timeoutMs?: number } = {}) {
+    this.timeoutMs = opts.timeoutMs ?? 15_000
+    this.http = new HttpClient(baseUrl, { name: 'tracker', timeoutMs: this.timeoutMs })
+    this.baseUrl = this.http.baseUrl
+  }
+
+  /** Compact announce; a tracker's 'failure reason' becomes UPSTREAM_ERROR carrying that reason. */
+  async announce(req: TrackerAnnounceRequest): Promise<TrackerAnnounceResponse> {
+    if (req.peerId.length !== 20)
+      throw new ShoalError('BAD_REQUEST', `peer id must be 20 bytes, got ${req.peerId.length}`)
+    let query =
+      `info_hash=${encodeBytes(req.infoHash.toBuffer())}&peer_id=${encodeBytes(req.peerId)}` +
+      `&port=${int(req.port)}&uploaded=${int(req.uploaded)}&downloaded=${int(req.downloaded)}&left=${int(req.left)}&compact=1`
+    if (req.event) query += `&event=${req.event}`
+    if (req.numwant !== undefined) query += `&numwant=${int(req.numwant)}`
+    if (req.ip) query += `&ip=${encodeURIComponent(req.ip)}`
+    const body = await this.fetch(`/announce?${query}`, MAX_ANNOUNCE_RESPONSE_BYTES, req.signal, true)
+    try {
+      return parseAnnounceResponse(body)
+    } catch (err) {
+      // A refusal is the tracker working as designed; garbage means it is not a (working) tracker.
+      throw isTrackerRefusal(err) ? err : fault(toShoalError(err, 'UPSTREAM_ERROR'))
+    }
+  }
+
+  /** The bencoded .torrent for a blob (the tracker fetches it from the origins). */
+  async metainfo(ns: string, digest: Digest, signal?: AbortSignal): Promise<Buffer> {
+    return this.fetch(urlPath`/namespace/${ns}/blobs/${digest}/metainfo`, MAX_METAINFO_BYTES, signal, false)
+  }
+
+  /**
+   * GET with an overall deadline (headers and body) and a bounded body. Any non-2xx answer to an
+   * announce is a fault (trackers answer announces with 200, refusals included); for other paths
+   * a coded JSON error is the tracker's answer and only other non-2xx answers are faults.
+   */
+  private async fetch(
+    path: string,
+    limit: number,
+    signal: AbortSignal | undefined,
+    announce: boolean,
+  ): Promise<Buffer> {
+    const deadline = AbortSignal.timeout(this.timeoutMs)
+    const combined = signal ? AbortSignal.any([signal, deadline]) : deadline
+    let res: ResponseData | undefined
+    try {
+      res = await this.http.request('GET', path, { signal: combined, accept: NON_2XX })
+      if (res.statusCode >= 300) {
+        const { error, coded } = await answerError(res, this.baseUrl)
+        throw announce || !coded ? fault(error) : error
+      }
+      return await readLimited(res, limit)
+    } catch (err) {
+      res?.body.destroy()
+      if (signal?.aborted) {
+        throw isShoalError(err, 'ABORTED')
+          ? err
+          : new ShoalError('ABORTED', 'tracker request aborted', { cause: err })
+      }
+      if (deadline.aborted) {
+        throw fault(
+          new ShoalError('TIMEOUT', `tracker at ${this.baseUrl} did not answer within ${this.timeoutMs} ms`, {
+            cause: err,
+          }),
+        )
+      }
+      if (isTrackerFault(err) || (res !== undefined && res.statusCode >= 300)) throw err
+      // Unreachable, headers timeout, connection lost mid-body, an oversized answer: all faults.
+      throw fault(toShoalError(err, 'UNAVAILABLE'))
+    }
+  }
+}
+
+/** The error a tracker's non-2xx answer stands for; `coded` when it was one of our JSON errors. */
+async function answerError(
+  res: ResponseData,
+  baseUrl: string,
+): Promise<{ error: ShoalError; coded: boolean }> {
+  let text = ''
+  try {
+    text = (await readLimited(res, MAX_ERROR_BODY)).toString('utf8')
+  } catch {
+    // The body only explains the status; the status alone still says what happened.
+  }
+  try {
+    const parsed = JSON.parse(text) as {
+      code?: unknown
+      message?: unknown
+      details?: Record<string, unknown>
+    }
+    if (isErrorCode(parsed.code) && typeof parsed.message === 'string') {
+      const opts = { status: res.statusCode, details: parsed.details }
+      return { error: new ShoalError(parsed.code, parsed.message, opts), coded: true }
+    }
+  } catch {
+    // Not one of our JSON errors.
+  }
+  const code =
+    res.statusCode === 404 ? 'NOT_FOUND' : res.statusCode === 503 ? 'UNAVAILABLE' : 'UPSTREAM_ERROR'
+  return {
+    error: new ShoalError(code, `tracker at ${baseUrl} answered HTTP ${res.statusCode}`, {
+      status: res.statusCode,
+    }),
+    coded: false,
+  }
+}
+
+async function readLimited(res: ResponseData, limit: number): Promise<Buffer> {
+  const declared = Number(res.headers['content-length'])
+  if (Number.isFinite(declared) && declared > limit) {
+    throw new ShoalError(
+      'UPSTREAM_ERROR',
+      `tracker response of ${declared} bytes exceeds the limit of ${limit}`,
+    )
+  }
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of res.body) {
+    size += (chunk as Buffer).length
+    if (size > limit)
+      throw new ShoalError('UPSTREAM_ERROR', `tracker response exceeds the limit of ${limit} bytes`)
+    chunks.push(chunk as Buffer)
+  }
+  return Buffer.concat(chunks, size)
+}
+
+/** Decodes a bencoded announce answer, compact or not, defensively. Exported for tests. */
+export function parseAnnounceResponse(body: Buffer): TrackerAnnounceResponse {
+  let decoded: unknown
+  try {
+    decoded = bencodeDecode(body)
+  } catch (err) {
+    throw new ShoalError('UPSTREAM_ERROR', 'tracker sent an answer that is not valid bencode', { cause: err })
+  }
+  if (!isDict(decoded)) throw new ShoalError('UPSTREAM_ERROR', 'tracker answer is not a bencoded dictionary')
+  const failure = field(decoded, 'failure reason')
+  if (failure !== undefined) {
+    const reason =
+      failure instanceof Uint8Array ? Buffer.from(failure).toString('utf8').slice(0, 500) : 'unspecified'
+    throw new ShoalError('UPSTREAM_ERROR', `tracker refused the announce: ${reason}`, { details: { reason } })
+  }
+  const rawInterval = field(decoded, 'interval')
+  const interval =
+    typeof rawInterval === 'number' && Number.isFinite(rawInterval) && rawInterval >= 1
+      ? Math.min(Math.floor(rawInterval), 86_400)
+      : DEFAULT_INTERVAL
+  const peers: TrackerPeer[] = []
+  const v4 = field(decoded, 'peers')
+  if (v4 instanceof Uint8Array) compactPeers(Buffer.from(v4), 4, peers)
+  else if (Array.isArray(v4)) dictPeers(v4, peers)
+  else if (v4 !== undefined)
+    throw new ShoalError('UPSTREAM_ERROR', 'tracker answer has a malformed "peers" field')
+  const v6 = field(decoded, 'peers6')
+  if (v6 instanceof Uint8Array) compactPeers(Buffer.from(v6), 16, peers)
+  else if (Array.isArray(v6)) dictPeers(v6, peers)
+  return { interval, peers }
+}
+
+function compactPeers(buf: Buffer, addrLen: 4 | 16, out: TrackerPeer[]): void {
+  const entry = addrLen + 2
+  if (buf.length % entry !== 0) {
+    throw new ShoalError(
+      'UPSTREAM_ERROR',
+      `tracker sent ${buf.length} bytes of compact peers, not a multiple of ${entry}`,
+    )
+  }
+  for (let off = 0; off < buf.length; off += entry) {
+    const port = buf.readUInt16BE(off + addrLen)
+    if (port === 0) continue
+    out.push({ ip: addrLen === 4 ? ipv4(buf, off) : ipv6(buf, off), port })
+  }
+}
+
+function dictPeers(list: unknown[], out: TrackerPeer[]): void {
+  for (const item of list) {
+    if (!isDict(item)) continue
+    const ipField = field(item, 'ip')
+    const port = field(item, 'port')
+    const id = field(item, 'peer id')
+    if (
+      !(ipField instanceof Uint8Array) ||
+      typeof port !== 'number' ||
+      !Number.isInteger(port) ||
+      port < 1 ||
+      port > 65535
+    )
+      continue
+    const ip = Buffer.from(ipField).toString('utf8')
+    if (!isIP(ip)) continue // host names would need DNS here; Shoal trackers only send literals
+    const peer: TrackerPeer = { ip, port }
+    if (id instanceof Uint8Array && id.length === 20) peer.peerId = Buffer.from(id)
+    out.push(peer)
+  }
+}
+
+function ipv4(buf: Buffer, off: number): string {
+  return `${buf[off]}.${buf[off + 1]}.${buf[off + 2]}.${buf[off + 3]}`
+}
+
+function ipv6(buf: Buffer, off: number): string {
+  const words: string[] = []
+  for (let i = 0; i < 8; i++) words.push(buf.readUInt16BE(off + i * 2).toString(16))
+  // Node accepts the uncompressed form everywhere; net.connect does not need '::' shortening.
+  return words.join(':')
+}
+
+function isDict(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !(v instanceof Uint8Array) && !Array.isArray(v)
+}
+
+/** Own properties only: a hostile '__proto__' key must not reach into the prototype. */
+function field(dict: Record<string, unknown>, key: string): unknown {
+  return Object.hasOwn(dict, key) ? dict[key] : undefined
+}
+
+/** Every byte as %XX: safe for any tracker, whatever it thinks '+' or '~' mean. */
+export function encodeBytes(bytes: Uint8Array): string {
+  let out = ''
+  for (const b of bytes) out += `%${b.toString(16).padStart(2, '0')}`
+  return out
+}
+
+function int(n: number): string {
+  if (!Number.isSafeInteger(n) || n < 0)
+    throw new ShoalError('BAD_REQUEST', `announce values must be non-negative integers, got ${n}`)
+  return String(n)
+}

@@ -1,0 +1,206 @@
+/**
+ * The processes a benchmark run starts (herds, agents, aria2c, copy helpers): spawned with their
+ * output in one log file each, waited for, measured through /proc, and stopped by pid — only
+ * ours, never by name. Also free ports and a once-a-second /metrics sampler.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
+import { closeSync, openSync, readFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { dirname, join, resolve } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
+import { ShoalError } from '../../lib/errors/index.js'
+import { HttpClient } from '../../lib/http/index.js'
+import { type CounterSample, parseProcStatTicks, parseProcStatusField, promSum } from './helpers.js'
+
+/** The repository root (this file is test/bench/procs.ts). */
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
+export const distCmd = (name: string) => join(ROOT, 'dist', 'cmd', `${name}.js`)
+
+export interface Proc {
+  name: string
+  pid: number
+  log: string
+  child: ChildProcess
+  /** Resolves with the exit code (or the signal's name) once the process is gone. */
+  exited: Promise<number | string>
+  alive: boolean
+}
+
+export class ProcGroup {
+  private readonly procs: Proc[] = []
+
+  /** Output goes to `log`; with `pipeStdout`, stdout stays readable on `child.stdout` instead. */
+  spawn(name: string, cmd: string, args: string[], opts: { log: string; pipeStdout?: boolean }): Proc {
+    const fd = openSync(opts.log, 'a')
+    try {
+      const stdout = opts.pipeStdout ? 'pipe' : fd
+      const child = spawn(cmd, args, { stdio: ['ignore', stdout, fd], cwd: ROOT, env: process.env })
+      if (!child.pid) throw new ShoalError('UNAVAILABLE', `cannot start ${name} (${cmd})`)
+      const p: Proc = { name, pid: child.pid, log: opts.log, child, alive: true, exited: Promise.resolve(0) }
+      p.exited = new Promise((res) => {
+        child.once('exit', (code, signal) => {
+          p.alive = false
+          res(code ?? signal ?? -1)
+        })
+      })
+      this.procs.push(p)
+      return p
+    } finally {
+      closeSync(fd)
+    }
+  }
+
+  /** SIGTERM to every live process of the group (or the given ones), SIGKILL after `graceMs`. */
+  async stop(which: readonly Proc[] = this.procs, graceMs = 5_000): Promise<void> {
+    const live = which.filter((p) => p.alive)
+    for (const p of live) p.child.kill('SIGTERM')
+    await Promise.race([Promise.all(live.map((p) => p.exited)), sleep(graceMs)])
+    for (const p of live) if (p.alive) p.child.kill('SIGKILL')
+    await Promise.all(live.map((p) => p.exited))
+    for (const p of live) this.procs.splice(this.procs.indexOf(p), 1)
+  }
+
+  /** Last resort on exit or Ctrl-C: synchronous SIGKILL of whatever is still running. */
+  killAllNow(): void {
+    for (const p of this.procs) if (p.alive) p.child.kill('SIGKILL')
+  }
+}
+
+/** Waits until `GET <baseUrl>/readiness` answers 200; fails early when the process died. */
+export async function waitReady(p: Proc, baseUrl: string, timeoutMs = 60_000): Promise<void> {
+  const http = new HttpClient(baseUrl, { name: p.name, timeoutMs: 2_000 })
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (!p.alive) throw new ShoalError('UNAVAILABLE', `${p.name} exited during start-up; see ${p.log}`)
+    if ((await http.status('GET', '/readiness').catch(() => 0)) === 200) return
+    await sleep(100)
+  }
+  throw new ShoalError('TIMEOUT', `${p.name} not ready within ${timeoutMs / 1000} s; see ${p.log}`)
+}
+
+export function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((res, rej) => {
+    const srv = createServer()
+    srv.once('error', rej)
+    srv.listen(0, host, () => {
+      const port = (srv.address() as { port: number }).port
+      srv.close(() => res(port))
+    })
+  })
+}
+
+const canListen = (port: number) =>
+  new Promise<boolean>((res) => {
+    const srv = createServer()
+    srv.once('error', () => res(false))
+    srv.listen(port, '0.0.0.0', () => srv.close(() => res(true)))
+  })
+
+/** `count` consecutive free ports (the herd counts its ports from one base). */
+export async function freePortRange(count: number): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 40_000)
+    let ok = true
+    for (let i = 0; i < count && ok; i++) ok = await canListen(base + i)
+    if (ok) return base
+  }
+  throw new ShoalError('UNAVAILABLE', `no ${count} consecutive free ports found`)
+}
+
+let clkTck: number | undefined
+function ticksPerSecond(): number {
+  if (clkTck === undefined) {
+    const out = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' })
+    clkTck = Number(out.stdout?.trim()) || 100
+  }
+  return clkTck
+}
+
+/** user + system CPU seconds of a live process (all its threads); undefined once it is gone. */
+export function cpuSeconds(pid: number): number | undefined {
+  try {
+    return parseProcStatTicks(readFileSync(`/proc/${pid}/stat`, 'utf8')) / ticksPerSecond()
+  } catch {
+    return undefined
+  }
+}
+
+/** Peak resident set size (VmHWM) of a live process, bytes. */
+export function peakRss(pid: number): number | undefined {
+  try {
+    return parseProcStatusField(readFileSync(`/proc/${pid}/status`, 'utf8'), 'VmHWM')
+  } catch {
+    return undefined
+  }
+}
+
+export interface MetricsTarget {
+  name: string
+  /** Base URL whose /metrics is scraped. */
+  url: string
+}
+
+export interface ByteSeries {
+  sent: CounterSample[]
+  received: CounterSample[]
+}
+
+/**
+ * Scrapes the engine's byte counters (shoal_torrent_bytes_sent_total / _received_total) of each
+ * target about once a second; each sample is stamped when its answer arrived.
+ */
+export class MetricsSampler {
+  readonly series = new Map<string, ByteSeries>()
+  private timer: NodeJS.Timeout | undefined
+  private inflight: Promise<void> | undefined
+  private readonly clients: Array<{ name: string; http: HttpClient }>
+
+  constructor(
+    targets: readonly MetricsTarget[],
+    private readonly t0: number,
+  ) {
+    this.clients = targets.map((t) => ({ name: t.name, http: new HttpClient(t.url, { name: t.name }) }))
+    for (const t of targets) this.series.set(t.name, { sent: [], received: [] })
+  }
+
+  async sample(): Promise<void> {
+    await Promise.all(
+      this.clients.map(async ({ name, http }) => {
+        const text = await http
+          .buffer('GET', '/metrics', { timeoutMs: 2_000 })
+          .then((b) => b.toString('utf8'))
+          .catch(() => undefined)
+        if (text === undefined) return
+        const t = performance.now() - this.t0
+        const s = this.series.get(name) as ByteSeries
+        const sent = promSum(text, 'shoal_torrent_bytes_sent_total')
+        const received = promSum(text, 'shoal_torrent_bytes_received_total')
+        if (sent !== undefined) s.sent.push({ t, value: sent })
+        if (received !== undefined) s.received.push({ t, value: received })
+      }),
+    )
+  }
+
+  start(intervalMs = 1_000): void {
+    this.timer = setInterval(() => {
+      // A slow round is not stacked under the next one.
+      this.inflight ??= this.sample().finally(() => {
+        this.inflight = undefined
+      })
+    }, intervalMs)
+    this.timer.unref()
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer)
+    await this.inflight
+  }
+
+  /** Counter growth between the first and the last sample of a target. */
+  delta(name: string, which: keyof ByteSeries): number | undefined {
+    const s = this.series.get(name)?.[which]
+    if (!s || s.length < 2) return undefined
+    return (s[s.length - 1] as CounterSample).value - (s[0] as CounterSample).value
+  }
+}

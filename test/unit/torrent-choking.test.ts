@@ -1,0 +1,210 @@
+import t from 'tap'
+import type { MetaInfo } from '../../lib/core/index.js'
+import { silentLogger } from '../../lib/log/index.js'
+import { Registry } from '../../lib/metrics/index.js'
+import type { EngineMetrics } from '../../lib/torrent/context.js'
+import { Bitfield, BLOCK_SIZE, MemoryStorage, RequestQueue } from '../../lib/torrent/index.js'
+import type { Peer } from '../../lib/torrent/peer.js'
+import { Uploader } from '../../lib/torrent/uploader.js'
+
+const PIECE = 4 * BLOCK_SIZE
+const meta = {
+  pieceCount: 4,
+  pieceLength: PIECE,
+  length: 4 * PIECE,
+  pieceSize: () => PIECE,
+} as unknown as MetaInfo
+
+interface FakePeer extends Peer {
+  name: string
+  rejects: Array<[number, number, number]>
+  pieces: Array<[number, number, number]>
+  closedWith: string | undefined
+}
+
+function fakePeer(name: string, fast = true): FakePeer {
+  const p = {
+    name,
+    addr: name,
+    closed: false,
+    fast,
+    blockSize: BLOCK_SIZE,
+    amChoking: true,
+    peerInterested: false,
+    waitingSince: 0,
+    unchokedAt: 0,
+    lastRequestAt: 0,
+    serving: false,
+    requests: new RequestQueue(16),
+    socket: { writableNeedDrain: false },
+    rejects: [] as Array<[number, number, number]>,
+    pieces: [] as Array<[number, number, number]>,
+    closedWith: undefined as string | undefined,
+    choke() {
+      p.amChoking = true
+    },
+    unchoke() {
+      p.amChoking = false
+    },
+    sendReject(i: number, o: number, l: number) {
+      if (p.fast) p.rejects.push([i, o, l])
+    },
+    sendPiece(i: number, o: number, b: Buffer) {
+      p.pieces.push([i, o, b.length])
+    },
+    close(why: string) {
+      p.closed = true
+      p.closedWith = why
+    },
+    waitDrain: async () => {},
+  }
+  return p as unknown as FakePeer
+}
+
+function metrics(): EngineMetrics {
+  const r = new Registry()
+  const c = { inc: () => {} }
+  return { sent: c, receivedFrom: { origin: c, agent: c }, r } as unknown as EngineMetrics
+}
+
+function uploader(slots: number, have = Bitfield.full(4)) {
+  const storage = MemoryStorage.complete(
+    { length: meta.length, pieceLength: PIECE },
+    Buffer.alloc(meta.length, 1),
+  )
+  return new Uploader({
+    meta,
+    storage,
+    have,
+    slots,
+    optimisticUnchokeMs: 15_000,
+    slotIdleMs: 5_000,
+    metrics: metrics(),
+    log: silentLogger(),
+  })
+}
+
+function interested(u: Uploader, p: FakePeer, now: number): void {
+  p.peerInterested = true
+  u.onInterested(p, now)
+}
+
+const names = (ps: FakePeer[]) =>
+  ps
+    .filter((p) => !p.amChoking)
+    .map((p) => p.name)
+    .sort()
+
+t.test('every interested peer is unchoked up to the slot limit; the rest wait in order', async (t) => {
+  const u = uploader(3)
+  const peers = ['a', 'b', 'c', 'd', 'e'].map((n) => fakePeer(n))
+  peers.forEach((p, i) => {
+    interested(u, p, 1000 + i)
+  })
+  t.same(names(peers), ['a', 'b', 'c'], 'no reciprocation asked: the first three get slots')
+  t.equal(u.slotsUsed, 3)
+  t.equal(peers[3]!.waitingSince, 1003)
+  u.onUninterested(peers[1]!, peers, 2000)
+  t.same(names(peers), ['a', 'c', 'd'], 'a freed slot goes to the peer waiting longest')
+  peers[0]!.closed = true
+  u.onClosed(peers[0]!, peers, 2001)
+  t.same(names(peers), ['c', 'd', 'e'], 'so does the slot of a peer that left')
+  t.equal(u.slotsUsed, 3, 'bounded')
+})
+
+t.test('an unchoked peer that asks for nothing gives its slot to one that waits', async (t) => {
+  const u = uploader(2)
+  const [a, b, c] = ['a', 'b', 'c'].map((n) => fakePeer(n)) as [FakePeer, FakePeer, FakePeer]
+  const peers = [a, b, c]
+  interested(u, a, 1_000)
+  interested(u, b, 1_000)
+  interested(u, c, 1_000)
+  t.same(names(peers), ['a', 'b'])
+  b.lastRequestAt = 5_000 // b keeps asking; a never does
+  u.tick(peers, 5_999)
+  t.same(names(peers), ['a', 'b'], 'not idle for slotIdleMs yet')
+  b.lastRequestAt = 6_000
+  u.tick(peers, 6_000)
+  t.same(names(peers), ['b', 'c'], 'the idle peer is choked, the waiting one unchoked')
+  t.ok(a.waitingSince > 0, 'the idle peer, still interested, now waits its turn')
+})
+
+t.test('optimistic rotation: no interested peer waits forever behind busy ones', async (t) => {
+  const u = uploader(2)
+  const peers = ['a', 'b', 'c', 'd', 'e'].map((n) => fakePeer(n))
+  for (const p of peers) interested(u, p, 1_000)
+  const served = new Set<string>()
+  for (let now = 1_000; now <= 121_000; now += 1_000) {
+    for (const p of peers) {
+      if (!p.amChoking) {
+        served.add(p.name)
+        p.lastRequestAt = now // everyone unchoked is busy: no idle slot to reclaim
+      }
+    }
+    u.tick(peers, now)
+    t.ok(u.slotsUsed <= 2)
+  }
+  t.same([...served].sort(), ['a', 'b', 'c', 'd', 'e'], 'every peer got a slot within two minutes')
+  t.equal(u.slotsUsed, 2)
+})
+
+t.test(
+  'requests: served when unchoked, rejected (BEP 6) when choked, checked against the block size',
+  async (t) => {
+    const have = new Bitfield(4)
+    have.set(0)
+    have.set(1)
+    const u = uploader(1, have)
+    const fast = fakePeer('fast')
+    const stock = fakePeer('stock', false)
+    u.onRequest(fast, 0, 0, BLOCK_SIZE)
+    t.same(fast.rejects, [[0, 0, BLOCK_SIZE]], 'choked: a fast peer gets a reject')
+    u.onRequest(stock, 0, 0, BLOCK_SIZE)
+    t.equal(stock.closed, false, 'a stock peer without BEP 6: silently dropped')
+
+    interested(u, fast, 0)
+    u.onRequest(fast, 1, BLOCK_SIZE, BLOCK_SIZE)
+    await new Promise((r) => setImmediate(r))
+    t.same(fast.pieces, [[1, BLOCK_SIZE, BLOCK_SIZE]], 'unchoked: served')
+    u.onRequest(fast, 2, 0, BLOCK_SIZE)
+    t.same(fast.rejects.at(-1), [2, 0, BLOCK_SIZE], 'a piece we lack: rejected')
+    t.equal(fast.closed, false)
+    u.onRequest(fast, 0, 0, 2 * BLOCK_SIZE)
+    t.match(fast.closedWith, /invalid request/, 'more than the negotiated block size: closed')
+
+    const shoal = fakePeer('shoal')
+    shoal.blockSize = 2 * BLOCK_SIZE
+    const u2 = uploader(1, have)
+    interested(u2, shoal, 0)
+    u2.onRequest(shoal, 0, 0, 2 * BLOCK_SIZE)
+    await new Promise((r) => setImmediate(r))
+    t.same(shoal.pieces, [[0, 0, 2 * BLOCK_SIZE]], 'the negotiated size is served to that peer')
+  },
+)
+
+t.test('choking a peer rejects what it had queued; a cancel is answered with a reject', async (t) => {
+  const u = uploader(1)
+  const a = fakePeer('a')
+  const b = fakePeer('b')
+  interested(u, a, 1_000)
+  a.serving = true // hold the queue: pretend a read is in progress
+  u.onRequest(a, 0, 0, BLOCK_SIZE)
+  u.onRequest(a, 0, BLOCK_SIZE, BLOCK_SIZE)
+  u.onRequest(a, 1, 0, BLOCK_SIZE)
+  u.onCancel(a, 0, BLOCK_SIZE, BLOCK_SIZE)
+  t.same(a.rejects, [[0, BLOCK_SIZE, BLOCK_SIZE]], 'BEP 6: a cancelled queued request is rejected')
+  interested(u, b, 1_000)
+  a.serving = false
+  a.lastRequestAt = 1_000
+  u.tick([a, b], 10_000) // a asked for nothing since: idle
+  t.ok(a.amChoking, 'a was choked')
+  t.same(
+    a.rejects.slice(1),
+    [
+      [0, 0, BLOCK_SIZE],
+      [1, 0, BLOCK_SIZE],
+    ],
+    'its queued requests were rejected',
+  )
+  t.equal(a.requests.size, 0)
+})

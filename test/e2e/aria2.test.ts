@@ -19,7 +19,7 @@ import { HerdConfigSchema } from '../../lib/herd/config.js'
 import { type Herd, startHerd } from '../../lib/herd/index.js'
 import { createLogger, silentLogger } from '../../lib/log/index.js'
 import { MemoryStorage, TorrentEngine } from '../../lib/torrent/index.js'
-import { Rc4 } from '../../lib/torrent/mse.js'
+import { Rc4 } from '../../lib/torrent/rc4.js'
 import {
   aria2Available,
   firstBlockMs,

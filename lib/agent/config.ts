@@ -1,19 +1,21 @@
 /** Agent configuration: one agent per host, local API on 127.0.0.1 by default. */
 import { BandwidthConfig } from '../bandwidth/config.js'
 import { ListenConfig, LogConfig, z } from '../config/index.js'
+import { TorrentTuningConfig } from '../torrent/config.js'
 
 export const AgentConfigSchema = z.strictObject({
   log: LogConfig,
   /** The local HTTP API PullCLI talks to. Bound to loopback unless you mean to share it. */
   server: ListenConfig(16002, '127.0.0.1'),
-  /** The BitTorrent peer port other agents connect to. */
-  peer: z
-    .strictObject({
-      host: z.string().min(1).default('0.0.0.0'),
-      port: z.number().int().min(0).max(65535).default(16001),
-      maxConnectionsPerTorrent: z.number().int().min(1).max(1000).default(50),
-    })
-    .prefault({}),
+  /**
+   * The BitTorrent peer port other agents connect to, and the engine's tuning (every key of
+   * TorrentTuningConfig, optional: an absent key takes the engine's default).
+   */
+  peer: TorrentTuningConfig.extend({
+    host: z.string().min(1).default('0.0.0.0'),
+    port: z.number().int().min(0).max(65535).default(16001),
+    maxConnectionsPerTorrent: z.number().int().min(1).max(1000).default(50),
+  }).prefault({}),
   /** Downloads, cached blobs and resume bitfields live here. */
   dataDir: z.string().min(1).default('./data/agent'),
   /** Tracker HTTP addresses (host:port or URL). */

@@ -86,6 +86,11 @@ export class TokenBucket {
     if (this.perMs !== 0) this.tokens -= n
   }
 
+  /** Gives back `n` bytes taken and not used (never beyond a full bucket). */
+  give(n: number): void {
+    if (this.perMs !== 0) this.tokens = Math.min(this.tokens + n, this.burstBytes)
+  }
+
   /** Refill, then take `n` if it may go now. */
   tryTake(n: number, now: number): boolean {
     this.refill(now)

@@ -67,3 +67,15 @@ export const BandwidthConfig = z
   .prefault({})
 
 export type BandwidthConfigT = z.infer<typeof BandwidthConfig>
+
+/**
+ * Body of `PUT /bandwidth` on the agent and origin APIs: any of the config's keys, the same
+ * units; absent keys stay as they are, 0 = unlimited (burst: automatic).
+ */
+export const BandwidthUpdate = z.strictObject({
+  egressBytesPerSec: ByteSize.optional(),
+  ingressBytesPerSec: ByteSize.optional(),
+  burstBytes: ByteSize.optional(),
+})
+
+export type BandwidthUpdateT = z.infer<typeof BandwidthUpdate>

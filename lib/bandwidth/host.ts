@@ -23,6 +23,35 @@ export interface BandwidthRates {
   burstBytes?: number
 }
 
+export interface DirectionSnapshot {
+  /** The token bucket in effect (the automatic one when burstBytes is 0); 0 = unlimited. */
+  burstBytes: number
+  /** Bytes granted to send (egress) or read from peers (ingress) since start. */
+  bytes: number
+  /** Time during which at least one connection waited for this cap. */
+  throttledSeconds: number
+  /** Connections waiting for bandwidth now. */
+  waitingFlows: number
+}
+
+export interface BandwidthSnapshot {
+  egressBytesPerSec: number
+  ingressBytesPerSec: number
+  /** As configured: 0 = automatic. */
+  burstBytes: number
+  egress: DirectionSnapshot
+  ingress: DirectionSnapshot
+}
+
+function directionSnapshot(l: Limiter): DirectionSnapshot {
+  return {
+    burstBytes: l.burst,
+    bytes: l.bytes,
+    throttledSeconds: Math.round(l.throttledSeconds * 1000) / 1000,
+    waitingFlows: l.waiting,
+  }
+}
+
 export class HostBandwidth {
   /** Ask it before writing piece data to a peer: `egress.flow(infoHashHex)` per connection. */
   readonly egress: Limiter
@@ -59,6 +88,17 @@ export class HostBandwidth {
       this.egress.setRate(r.egressBytesPerSec ?? this.egress.rate, r.burstBytes)
     if (r.ingressBytesPerSec !== undefined || r.burstBytes !== undefined)
       this.ingress.setRate(r.ingressBytesPerSec ?? this.ingress.rate, r.burstBytes)
+  }
+
+  /** What `GET /bandwidth` answers: the settings, and per direction what is in effect. */
+  snapshot(): BandwidthSnapshot {
+    return {
+      egressBytesPerSec: this.egress.rate,
+      ingressBytesPerSec: this.ingress.rate,
+      burstBytes: this.egress.burstSetting,
+      egress: directionSnapshot(this.egress),
+      ingress: directionSnapshot(this.ingress),
+    }
   }
 
   /** Releases everything waiting and stops limiting; metrics keep the totals. Idempotent. */

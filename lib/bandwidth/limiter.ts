@@ -23,7 +23,14 @@ import { ShoalError } from '../errors/index.js'
 import type { Logger } from '../log/index.js'
 import { MAX_RATE, TokenBucket } from './bucket.js'
 import { type Clock, systemClock } from './clock.js'
-import { type EgressFlow, EgressFlowImpl, type FlowBase, type IngressFlow, SocketFlow } from './flow.js'
+import {
+  DEFAULT_READ_SIZE,
+  type EgressFlow,
+  EgressFlowImpl,
+  type FlowBase,
+  type IngressFlow,
+  SocketFlow,
+} from './flow.js'
 import { GroupHeap } from './heap.js'
 
 export type Direction = 'egress' | 'ingress'
@@ -79,7 +86,7 @@ export class Limiter {
   private readonly bucket: TokenBucket
   private readonly clock: Clock
   private readonly log: Logger | undefined
-  private burstSetting: number
+  private burstConfig: number
   private readonly groups = new Map<string, Group>()
   private readonly heap = new GroupHeap()
   /** Virtual time: the start tag of the request granted last. */
@@ -102,10 +109,10 @@ export class Limiter {
     this.direction = o.direction
     this.clock = o.clock ?? systemClock
     this.log = o.logger
-    this.burstSetting = checkRate('burstBytes', o.burstBytes ?? 0)
+    this.burstConfig = checkRate('burstBytes', o.burstBytes ?? 0)
     this.bucket = new TokenBucket(
       checkRate(`${o.direction} rate`, o.bytesPerSec),
-      this.burstSetting,
+      this.burstConfig,
       this.clock.now(),
     )
   }
@@ -113,6 +120,11 @@ export class Limiter {
   /** Bytes per second; 0 = unlimited. */
   get rate(): number {
     return this.bucket.rate
+  }
+
+  /** The configured burst: 0 = automatic (see `burst` for the one in effect). */
+  get burstSetting(): number {
+    return this.burstConfig
   }
 
   /** The burst in effect (the configured one, or the automatic one). */
@@ -137,8 +149,8 @@ export class Limiter {
    */
   setRate(bytesPerSec: number, burstBytes?: number): void {
     checkRate(`${this.direction} rate`, bytesPerSec)
-    if (burstBytes !== undefined) this.burstSetting = checkRate('burstBytes', burstBytes)
-    this.bucket.configure(bytesPerSec, this.burstSetting, this.clock.now())
+    if (burstBytes !== undefined) this.burstConfig = checkRate('burstBytes', burstBytes)
+    this.bucket.configure(bytesPerSec, this.burstConfig, this.clock.now())
     this.log?.info(
       { direction: this.direction, bytesPerSec, burstBytes: this.bucket.burst },
       bytesPerSec === 0 ? 'bandwidth cap removed' : 'bandwidth cap set',
@@ -174,12 +186,31 @@ export class Limiter {
   }
 
   /**
-   * An ingress flow: the limiter pauses `source` while its reads are not paid for and resumes
-   * it in fair order. With `on`/`off` (a net.Socket) it counts 'data' itself and closes on
-   * 'close'; otherwise call `flow.received(bytes)` for each chunk read.
+   * An ingress flow: `source` reads only while one read (`readSize`, default 64 KiB: the most
+   * a socket reads at once) is paid for; the limiter pauses it otherwise and resumes it in fair
+   * order (see IngressFlow). With `on`/`off` (a net.Socket) it counts 'data' itself and closes
+   * on 'close', unless `watch` is false; otherwise call `flow.received(bytes)` for each chunk
+   * read. The engine passes false: its outgoing sockets read through `onread` and emit no
+   * 'data', so it reports every read itself, from the one place reads arrive.
    */
-  register(source: PausableSource | ObservableSource, groupKey: string): IngressFlow {
-    return new SocketFlow(this, this.join(groupKey), source)
+  register(
+    source: PausableSource | ObservableSource,
+    groupKey: string,
+    opts: { watch?: boolean; readSize?: number } = {},
+  ): IngressFlow {
+    const readSize = opts.readSize ?? DEFAULT_READ_SIZE
+    return new SocketFlow(this, this.join(groupKey), source, opts.watch !== false, readSize)
+  }
+
+  /**
+   * Takes back `n` bytes a flow paid for and will not use (an ingress flow that pauses, or
+   * closes, with credit left), up to a full bucket; waiters may go sooner.
+   */
+  refund(n: number): void {
+    if (n <= 0 || this.closed || this.bucket.unlimited) return
+    this.bucket.refill(this.clock.now())
+    this.bucket.give(n)
+    if (this.waitingFlows > 0 && !this.pumping) this.rearm(0)
   }
 
   /** Releases every waiter (as if unlimited) and stops limiting. Idempotent. */
@@ -334,7 +365,7 @@ export class Limiter {
         if (g.head === null && g.lastFinish < yieldAt) yieldAt = g.lastFinish
         if (f.counts) this.bytes += n
         try {
-          f.granted()
+          f.granted(n)
         } catch (err) {
           // A throwing callback must not leave the others waiting forever.
           this.log?.warn({ err, direction: this.direction }, 'bandwidth grant callback failed')

@@ -96,6 +96,14 @@ function createMetrics(registry: Registry, s: Sources): void {
     },
   })
   new Gauge({
+    name: 'shoal_bandwidth_clock_seconds',
+    help: 'Monotonic clock (s) when this scrape read the counters above: exact 1-s rates from two scrapes, however late they arrive',
+    registers,
+    collect() {
+      this.set(performance.now() / 1000)
+    },
+  })
+  new Gauge({
     name: 'shoal_bandwidth_waiting_flows',
     help: 'Peer connections waiting for bandwidth now',
     labelNames,

@@ -1,7 +1,9 @@
 /**
  * An origin as it runs in production: the HTTP server plus its BitTorrent engine, which
- * seeds every blob the origin holds and announces to the tracker.
+ * seeds every blob the origin holds and announces to the tracker, under the host's caps
+ * (config.bandwidth; GET/PUT /bandwidth on the origin's HTTP API changes them).
  */
+import { HostBandwidth } from '../bandwidth/index.js'
 import type { Logger } from '../log/index.js'
 import { createRegistry, type Registry } from '../metrics/index.js'
 import type { OriginConfig } from '../origin/config.js'
@@ -12,6 +14,7 @@ import { TrackerSet } from '../tracker/client/index.js'
 export interface OriginNode {
   readonly origin: OriginServer
   readonly engine: TorrentEngine
+  readonly bandwidth: HostBandwidth
   stop(): Promise<void>
 }
 
@@ -20,10 +23,11 @@ export async function startOriginNode(
   deps: { logger: Logger; registry?: Registry },
 ): Promise<OriginNode> {
   const registry = deps.registry ?? createRegistry('origin')
+  const bandwidth = new HostBandwidth(config.bandwidth, { registry, logger: deps.logger })
   const engine = new TorrentEngine({
+    ...config.peer, // listen address and the engine's tuning
     role: 'origin',
-    host: config.peer.host,
-    port: config.peer.port,
+    bandwidth,
     peerSource: new TrackerSet(config.trackers.length > 0 ? config.trackers : [config.trackerUrl], {
       logger: deps.logger,
       registry,
@@ -31,23 +35,31 @@ export async function startOriginNode(
     logger: deps.logger,
     registry,
   })
-  await engine.start()
-  const origin = new OriginServer(config, { logger: deps.logger, registry, seeder: engine })
+  try {
+    await engine.start()
+  } catch (err) {
+    bandwidth.close()
+    throw err
+  }
+  const origin = new OriginServer(config, { logger: deps.logger, registry, seeder: engine, bandwidth })
   try {
     await origin.start()
   } catch (err) {
     await engine.stop()
+    bandwidth.close()
     throw err
   }
   let stopped = false
   return {
     origin,
     engine,
+    bandwidth,
     async stop() {
       if (stopped) return
       stopped = true
       await origin.stop()
       await engine.stop()
+      bandwidth.close()
     },
   }
 }

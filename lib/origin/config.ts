@@ -2,6 +2,7 @@
 import { BackendConfig } from '../backend/index.js'
 import { BandwidthConfig } from '../bandwidth/config.js'
 import { ListenConfig, LogConfig, z } from '../config/index.js'
+import { TorrentTuningConfig } from '../torrent/config.js'
 
 export const DEFAULT_UPLOAD_CHUNK_LIMIT = 64 << 20
 
@@ -9,13 +10,14 @@ export const OriginConfigSchema = z.strictObject({
   log: LogConfig,
   /** HTTP API (uploads, downloads, metainfo, locations). */
   server: ListenConfig(15002),
-  /** BitTorrent listener of the seeding engine (wired in by the caller). */
-  peer: z
-    .strictObject({
-      host: z.string().min(1).default('0.0.0.0'),
-      port: z.number().int().min(0).max(65535).default(15001),
-    })
-    .prefault({}),
+  /**
+   * BitTorrent listener of the seeding engine (wired in by the caller), and the engine's
+   * tuning (every key of TorrentTuningConfig, optional: absent = the engine's default).
+   */
+  peer: TorrentTuningConfig.extend({
+    host: z.string().min(1).default('0.0.0.0'),
+    port: z.number().int().min(0).max(65535).default(15001),
+  }).prefault({}),
   /** Local cache, uploads in progress and temp files. */
   dataDir: z.string().min(1).default('./data/origin'),
   /** Durable storage the origin writes every committed blob back to; default: fs under <dataDir>/backend. */

@@ -30,6 +30,7 @@ export const TorrentTuningConfig = z.strictObject({
   banMs: ms().optional(),
   uploadSlots: z.number().int().min(1).max(1000).optional(),
   optimisticUnchokeMs: ms().optional(),
+  originServeOnceMs: z.number().int().min(0).optional(),
   hashOnWorker: z.boolean().optional(),
 })
 

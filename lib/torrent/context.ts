@@ -4,6 +4,7 @@
  * import the engine (and tests could drive a Torrent directly), and so none of it has to be
  * on TorrentEngine, whose surface is the public API only.
  */
+import type { HostBandwidth } from '../bandwidth/index.js'
 import type { Logger } from '../log/index.js'
 import type { Counter, Gauge } from '../metrics/index.js'
 import type { Peer } from './peer.js'
@@ -22,6 +23,8 @@ export interface EngineMetrics {
   badPieces: Counter
   bans: Counter
   stalls: Counter
+  /** Requests refused by ServeOnce (serve-once.ts). */
+  refused: Counter
   peers: Gauge
 }
 
@@ -32,6 +35,8 @@ export interface EngineContext {
   readonly options: ResolvedOptions
   readonly metrics: EngineMetrics
   readonly peerSource: PeerSource
+  /** The host's caps (EngineOptions.bandwidth); undefined = unlimited. */
+  readonly bandwidth: HostBandwidth | undefined
   /** Opens an outgoing connection for the torrent and sends our handshake. */
   dial(torrent: Torrent, ip: string, port: number): Peer
   /** Blacklists the peer (id, dialled address, IP for incoming connections) for `ms` (banMs). */

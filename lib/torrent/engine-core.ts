@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto'
 import { connect, type Socket } from 'node:net'
 import { networkInterfaces } from 'node:os'
+import type { HostBandwidth } from '../bandwidth/index.js'
 import type { InfoHash, MetaInfo } from '../core/index.js'
 import { ShoalError } from '../errors/index.js'
 import type { Logger } from '../log/index.js'
@@ -16,6 +17,7 @@ import { MseResponder } from './mse.js'
 import { Peer, type PeerHandshakeHandler } from './peer.js'
 import { Torrent } from './torrent.js'
 import {
+  BLOCK_SIZE,
   DEFAULTS,
   type EngineOptions,
   type EngineTuning,
@@ -36,6 +38,7 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
   readonly options: ResolvedOptions
   readonly metrics: EngineMetrics
   readonly peerSource: PeerSource
+  readonly bandwidth: HostBandwidth | undefined
   private readonly selfHosts: Set<string>
   private readonly torrents = new Map<string, Torrent>()
   private readonly connections = new Set<Peer>()
@@ -65,6 +68,7 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
   constructor(opts: EngineOptions, listenHost: string) {
     this.logger = opts.logger.child({ component: 'torrent' })
     this.peerSource = opts.peerSource
+    this.bandwidth = opts.bandwidth
     this.options = resolveOptions(opts)
     this.peerId = Buffer.concat([Buffer.from(PEER_ID_PREFIX[opts.role], 'latin1'), randomBytes(12)])
     this.metrics = createMetrics(opts.registry ?? new Registry())
@@ -203,13 +207,26 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
         handshakeMs: o.handshakeTimeoutMs,
         firstMessageMs: o.firstMessageTimeoutMs,
       },
-      blockSize: o.blockSize,
+      blockSize: this.blockOffer(),
       logger: this.logger,
       handler: this,
     })
     this.connections.add(peer)
     if (head !== undefined) peer.receive(head)
     return peer
+  }
+
+  /**
+   * The block size offered to Shoal peers on a new connection: under an egress cap, at most
+   * 1/32 s of the cap. A block larger than the token bucket still goes out whole (leaving a
+   * debt), so a 1-s window can carry one block beyond the cap: 256 KiB blocks at 4 MiB/s
+   * would be 6 %; halving them to 128 KiB keeps it under the auto burst's 4 %.
+   */
+  private blockOffer(): number {
+    const cap = this.bandwidth?.egress.rate ?? 0
+    let b = this.options.blockSize
+    if (cap > 0) while (b > BLOCK_SIZE && b > cap / 32) b >>= 1
+    return b
   }
 
   private pendingHandshakes(): number {
@@ -283,6 +300,7 @@ function resolveOptions(opts: EngineTuning): ResolvedOptions {
     banMs: opts.banMs ?? DEFAULTS.banMs,
     uploadSlots: opts.uploadSlots ?? DEFAULTS.uploadSlots,
     optimisticUnchokeMs: opts.optimisticUnchokeMs ?? DEFAULTS.optimisticUnchokeMs,
+    originServeOnceMs: opts.originServeOnceMs ?? DEFAULTS.originServeOnceMs,
     hashOnWorker: opts.hashOnWorker ?? DEFAULTS.hashOnWorker,
   }
   if (!validBlockSize(o.blockSize)) {
@@ -321,6 +339,11 @@ function createMetrics(registry: Registry): EngineMetrics {
       'Pieces that failed SHA-1 verification',
     ),
     bans: counter(registry, 'shoal_torrent_peer_bans_total', 'Peers blacklisted (corrupt data or stalls)'),
+    refused: counter(
+      registry,
+      'shoal_torrent_requests_refused_total',
+      'Requests a capped origin rejected: it had just queued the piece for another peer',
+    ),
     peers: gauge(registry, 'shoal_torrent_peers', 'Connected peers (handshaken), over all torrents'),
   }
 }

@@ -3,12 +3,14 @@
  * timeouts (connect, handshake, first message), the BEP 6 / BEP 10 state, and the per-peer state
  * the torrent's scheduler and uploader keep.
  *
- * The two places a rate limiter gates: every byte read from the socket goes through
- * onSocketData(), and every piece block written to it through sendPiece().
+ * The two places the host's bandwidth caps gate (see useBandwidth): every byte read from the
+ * socket is counted in onSocketData(), and every piece block written to it is paid for by
+ * its one caller, Uploader.serve(), before sendPiece().
  *
  * Writing is PeerWriter's (peer-writer.ts), which Peer extends.
  */
 import type { Socket } from 'node:net'
+import type { EgressFlow, HostBandwidth, IngressFlow } from '../bandwidth/index.js'
 import { bencodeDecode } from '../core/bencode.js'
 import type { Logger } from '../log/index.js'
 import type { Bitfield } from './bitfield.js'
@@ -118,6 +120,14 @@ export class Peer extends PeerWriter implements WireHandler {
   /** Since when the peer is interested and choked (0 = not waiting). */
   waitingSince = 0
   lastRequestAt = 0
+  /** Pieces a capped origin refused this peer, with when: (piece, ms) pairs (serve-once.ts). */
+  readonly refused: number[] = []
+
+  // Bandwidth (useBandwidth): undefined when the engine has no caps.
+  /** Piece data sent waits for this (Uploader.serve). */
+  bwOut: EgressFlow | undefined = undefined
+  /** Reads are counted here; the limiter pauses the socket while they are over the cap. */
+  bwIn: IngressFlow | undefined = undefined
 
   // Housekeeping.
   lastRecvAt = Date.now()
@@ -171,6 +181,18 @@ export class Peer extends PeerWriter implements WireHandler {
     this.owner = owner
   }
 
+  /**
+   * Puts the connection under the host's caps, in the torrent's group (its infohash), once
+   * the handshake named the torrent; the few bytes before that are not counted. One flow
+   * per direction per connection, so a block costs no allocation unless it has to wait.
+   */
+  useBandwidth(bw: HostBandwidth, group: string): void {
+    if (this.closed || this.bwOut !== undefined) return
+    this.bwOut = bw.egress.flow(group)
+    // Not watched: outgoing sockets read through `onread` and emit no 'data'.
+    this.bwIn = bw.ingress.register(this.socket, group, { watch: false })
+  }
+
   override close(reason: string): void {
     if (this.closed) return
     this.closed = true
@@ -179,6 +201,9 @@ export class Peer extends PeerWriter implements WireHandler {
     if (this.phaseTimer) clearTimeout(this.phaseTimer)
     this.socket.destroy()
     this.requests.clear()
+    // Leaves the limiters: a serve() waiting for egress wakes up and sees the peer closed.
+    this.bwOut?.close()
+    this.bwIn?.close()
     this.onDrain()
     this.log.debug({ peer: this.addr, peerId: this.idHex || undefined, reason }, 'peer disconnected')
     try {
@@ -191,8 +216,10 @@ export class Peer extends PeerWriter implements WireHandler {
   // ----- receiving -----
 
   /**
-   * The one place socket reads arrive (an ingress limiter pauses/resumes this socket). The
-   * chunk may be a view of a reused read buffer: nothing here keeps it past the call.
+   * The one place socket reads arrive. The chunk may be a view of a reused read buffer:
+   * nothing here keeps it past the call. The ingress cap counts it after it is parsed (it
+   * was read already); over the cap, the limiter pauses the socket until the bytes are paid
+   * for in fair order, so TCP pushes back on the sender.
    */
   private readonly onSocketData = (chunk: Buffer): void => {
     if (this.closed) return
@@ -203,6 +230,8 @@ export class Peer extends PeerWriter implements WireHandler {
       this.log.warn({ err, peer: this.addr }, 'error handling peer message; disconnecting')
       this.close('internal error')
     }
+    const bwIn = this.bwIn
+    if (bwIn !== undefined) bwIn.received(chunk.length)
   }
 
   onProtocolError(why: string): void {

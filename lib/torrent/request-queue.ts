@@ -57,6 +57,22 @@ export class RequestQueue {
     return false
   }
 
+  /**
+   * Length of the oldest live entry without taking it (0 when there is none); cancelled
+   * entries ahead of it are dropped on the way. The uploader pays for a block before taking
+   * it, so a request cancelled while it waited for bandwidth is never sent.
+   */
+  peekLength(): number {
+    const s = this.slots
+    while (this.count > 0) {
+      const length = s[this.head * 3 + 2]!
+      if (length !== 0) return length
+      this.head = this.head + 1 === this.capacity ? 0 : this.head + 1
+      this.count--
+    }
+    return 0
+  }
+
   /** Cancels a queued request; false when it was not queued (already served, or never asked). */
   remove(index: number, offset: number, length: number): boolean {
     const s = this.slots

@@ -14,7 +14,14 @@ import type { EngineContext } from './context.js'
 import { Downloader, type DownloadHost } from './downloader.js'
 import type { Peer, PeerOwner } from './peer.js'
 import { PeerSet } from './peer-set.js'
-import { type AnnouncePeer, DEFAULTS, type DownloadStats, type TorrentStorage } from './types.js'
+import { ServeOnce } from './serve-once.js'
+import {
+  type AnnouncePeer,
+  classifyPeerId,
+  DEFAULTS,
+  type DownloadStats,
+  type TorrentStorage,
+} from './types.js'
 import { Uploader } from './uploader.js'
 import { Waiters } from './waiters.js'
 import { MSG } from './wire.js'
@@ -61,6 +68,7 @@ export class Torrent implements PeerOwner, DownloadHost, AnnounceTarget {
       slotIdleMs: DEFAULTS.slotIdleMs,
       metrics: ctx.metrics,
       log: this.log,
+      serveOnce: serveOnceFor(meta, ctx),
     })
     this.state = this.downloader.complete ? 'seeding' : 'downloading'
     this.announcer = new Announcer(this, {
@@ -170,6 +178,8 @@ export class Torrent implements PeerOwner, DownloadHost, AnnounceTarget {
     peer.bits = new Bitfield(this.meta.pieceCount)
     peer.log = this.log
     peer.attach(this)
+    const bw = this.ctx.bandwidth
+    if (bw !== undefined) peer.useBandwidth(bw, this.infoHashHex)
     // BEP 10 first (a Shoal peer learns the block size before it can request), then what we
     // have: BEP 6 have-all / have-none where they apply, else a bitfield (none when empty).
     peer.sendExtendedHandshake(this.ctx.port)
@@ -283,6 +293,19 @@ export class Torrent implements PeerOwner, DownloadHost, AnnounceTarget {
     // Every caller gave up: stop fetching (what was written stays for a later resume).
     if (this.state === 'downloading') this.ctx.removeTorrent(this, 'download aborted')
   }
+}
+
+/** An origin's ServeOnce, active while its egress is capped (the cap may change at run time). */
+function serveOnceFor(meta: MetaInfo, ctx: EngineContext): ServeOnce | undefined {
+  const windowMs = ctx.options.originServeOnceMs
+  if (windowMs <= 0 || classifyPeerId(ctx.peerId) !== 'origin') return undefined
+  const refused = ctx.metrics.refused
+  return new ServeOnce(
+    meta.pieceCount,
+    windowMs,
+    () => ctx.bandwidth !== undefined && ctx.bandwidth.egress.rate > 0,
+    () => refused.inc(),
+  )
 }
 
 /** We want pieces from the peer and it chokes us: we are queued for one of its upload slots. */

@@ -2,6 +2,7 @@
  * Contracts between the BitTorrent engine and the parts around it: the store that holds a
  * torrent's bytes, and the tracker client that tells us about peers.
  */
+import type { HostBandwidth } from '../bandwidth/index.js'
 import type { InfoHash } from '../core/index.js'
 import type { Logger } from '../log/index.js'
 import type { Registry } from '../metrics/index.js'
@@ -59,6 +60,13 @@ export interface EngineOptions extends EngineTuning {
   logger: Logger
   /** prom-client registry for counters (bytes sent/received, bad pieces, bans) */
   registry?: Registry
+  /**
+   * The host's caps, shared with nothing else on the host that moves peer traffic: piece data
+   * sent waits for egress, reads pause the socket while ingress is over; each torrent is a
+   * group (its infohash), so concurrent torrents share fairly. Absent = unlimited, no cost.
+   * The caller owns it (creates and closes it; rates may change at run time).
+   */
+  bandwidth?: HostBandwidth
 }
 
 /**
@@ -98,6 +106,12 @@ export interface EngineTuning {
   uploadSlots?: number
   /** With more interested peers than slots, one slot rotates this often; default 15 s. */
   optimisticUnchokeMs?: number
+  /**
+   * Origins whose egress is capped: a piece queued for one peer is not sent to another within
+   * this long; their requests are rejected (BEP 6) and the piece re-advertised to them after
+   * it, so agents take the copies from each other (serve-once.ts). 0 = off; default 5 s.
+   */
+  originServeOnceMs?: number
   /**
    * SHA-1 of pieces on a worker thread instead of the event loop; default false (measured: no
    * faster on 2 cores, more CPU per byte; see hasher.ts). For hosts with cores to spare.
@@ -157,6 +171,7 @@ export const DEFAULTS = {
   stallBanMs: 2 * 60_000,
   uploadSlots: 32,
   optimisticUnchokeMs: 15_000,
+  originServeOnceMs: 5_000,
   hashOnWorker: false,
   /** An unchoked peer that asked for nothing this long gives its slot to one that waits. */
   slotIdleMs: 5_000,

@@ -19,7 +19,11 @@ import type { Logger } from '../log/index.js'
 import type { Bitfield } from './bitfield.js'
 import type { EngineMetrics } from './context.js'
 import type { Peer } from './peer.js'
+import type { ServeOnce } from './serve-once.js'
 import type { TorrentStorage } from './types.js'
+
+/** A piece message's framing: length prefix, id, index, offset (what the cap also pays for). */
+const PIECE_HEADER = 13
 
 export interface UploaderOptions {
   meta: MetaInfo
@@ -30,6 +34,8 @@ export interface UploaderOptions {
   slotIdleMs: number
   metrics: EngineMetrics
   log: Logger
+  /** Origins: send each piece about once while the uplink is capped (serve-once.ts). */
+  serveOnce?: ServeOnce | undefined
 }
 
 export class Uploader {
@@ -64,6 +70,7 @@ export class Uploader {
 
   /** A peer went away: give its slot to someone waiting. */
   onClosed(peer: Peer, peers: Iterable<Peer>, now: number): void {
+    this.o.serveOnce?.forget(peer)
     peer.waitingSince = 0
     if (peer.amChoking) return
     peer.amChoking = true
@@ -91,6 +98,11 @@ export class Uploader {
       peer.sendReject(index, offset, length)
       return
     }
+    const once = this.o.serveOnce
+    if (once !== undefined && !once.admit(peer, index, Date.now())) {
+      peer.sendReject(index, offset, length)
+      return
+    }
     if (!peer.requests.push(index, offset, length)) {
       peer.close('request flood')
       return
@@ -100,7 +112,7 @@ export class Uploader {
 
   /** BEP 6: a cancelled request that was still queued is answered with a reject. */
   onCancel(peer: Peer, index: number, offset: number, length: number): void {
-    if (peer.requests.remove(index, offset, length)) peer.sendReject(index, offset, length)
+    if (peer.requests.remove(index, offset, length)) this.withdraw(peer, index, offset, length)
   }
 
   /**
@@ -109,6 +121,7 @@ export class Uploader {
    * longest-unchoked peer makes way for the longest-waiting one.
    */
   tick(peers: Iterable<Peer>, now: number): void {
+    this.o.serveOnce?.tick(peers, now)
     let waiting: Peer | undefined
     let idle: Peer | undefined
     let oldest: Peer | undefined
@@ -162,7 +175,13 @@ export class Uploader {
     this.unchoked--
     peer.choke()
     const q = peer.requests
-    while (q.shift()) peer.sendReject(q.index, q.offset, q.length)
+    while (q.shift()) this.withdraw(peer, q.index, q.offset, q.length)
+  }
+
+  /** A queued request will not be served after all: reject it (BEP 6). */
+  private withdraw(peer: Peer, index: number, offset: number, length: number): void {
+    this.o.serveOnce?.withdrawn(peer, index)
+    peer.sendReject(index, offset, length)
   }
 
   private unchokeWaiting(peers: Iterable<Peer>, now: number): void {
@@ -183,7 +202,21 @@ export class Uploader {
     peer.serving = true
     const q = peer.requests
     try {
-      while (!peer.closed && q.shift()) {
+      while (!peer.closed) {
+        // The host's egress cap: the block is paid for before it is read, so a throttled
+        // peer holds no block in memory, and one cancelled meanwhile is never sent. The
+        // promise exists only when the cap makes us wait.
+        const out = peer.bwOut
+        if (out !== undefined) {
+          const n = q.peekLength()
+          if (n === 0) break
+          const w = out.wait(n + PIECE_HEADER)
+          if (w !== undefined) {
+            await w
+            if (peer.closed) break
+          }
+        }
+        if (!q.shift()) break
         const index = q.index
         const offset = q.offset
         const length = q.length
@@ -195,17 +228,18 @@ export class Uploader {
           }
         } catch (err) {
           this.o.log.warn({ err, piece: index, offset }, 'cannot read block for a peer')
-          peer.sendReject(index, offset, length) // BEP 6 peers hear it; others time out
+          this.withdraw(peer, index, offset, length) // BEP 6 peers hear it; others time out
           continue
         }
         if (peer.closed) break
         // Choked while reading: the choke rejected what was queued; this one too.
         if (peer.amChoking) {
-          peer.sendReject(index, offset, length)
+          this.withdraw(peer, index, offset, length)
           continue
         }
-        // The one place piece data leaves (Peer.sendPiece): an egress limiter gates here.
+        // The one place piece data leaves (Peer.sendPiece); paid for at the top of the loop.
         peer.sendPiece(index, offset, block)
+        this.o.serveOnce?.sent(peer, index, Date.now())
         this.bytesUploaded += length
         this.o.metrics.sent.inc(length)
         if (peer.socket.writableNeedDrain) await peer.waitDrain()

@@ -95,15 +95,19 @@ export function parseProcStatusField(status: string, field: string): number | un
 /**
  * Sum of every sample of one metric in Prometheus text format (all label sets); 0 when the
  * metric is declared (`# TYPE`) without samples yet (a labelled counter never incremented),
- * undefined when it is absent. `name` must match exactly (not as a prefix).
+ * undefined when it is absent. `name` must match exactly (not as a prefix); with `label`, only
+ * the samples whose label set contains it.
  */
-export function promSum(text: string, name: string): number | undefined {
+export function promSum(text: string, name: string, label?: string): number | undefined {
   let sum: number | undefined
   for (const line of text.split('\n')) {
     if (line.startsWith('# TYPE ') && line.split(' ')[2] === name) sum ??= 0
     if (!line.startsWith(name)) continue
     const rest = line.slice(name.length)
     if (rest[0] !== ' ' && rest[0] !== '{') continue
+    // `label` (e.g. 'direction="egress"') keeps only the series that carry it.
+    if (label !== undefined && (rest[0] !== '{' || !rest.slice(0, rest.lastIndexOf('}')).includes(label)))
+      continue
     const afterLabels = rest[0] === '{' ? rest.slice(rest.lastIndexOf('}') + 1) : rest
     const value = Number(afterLabels.trim().split(/\s+/)[0])
     if (Number.isFinite(value)) sum = (sum ?? 0) + value

@@ -142,8 +142,15 @@ export interface MetricsTarget {
 }
 
 export interface ByteSeries {
+  /** Piece payload, counted by the engine when a block is written out / accepted whole. */
   sent: CounterSample[]
   received: CounterSample[]
+  /**
+   * Bytes through the host's bandwidth limiter (shoal_bandwidth_bytes_total): what the caps
+   * count, as it crosses the socket; empty for builds without it.
+   */
+  wireSent: CounterSample[]
+  wireReceived: CounterSample[]
 }
 
 /**
@@ -161,7 +168,8 @@ export class MetricsSampler {
     private readonly t0: number,
   ) {
     this.clients = targets.map((t) => ({ name: t.name, http: new HttpClient(t.url, { name: t.name }) }))
-    for (const t of targets) this.series.set(t.name, { sent: [], received: [] })
+    for (const t of targets)
+      this.series.set(t.name, { sent: [], received: [], wireSent: [], wireReceived: [] })
   }
 
   async sample(): Promise<void> {
@@ -178,6 +186,14 @@ export class MetricsSampler {
         const received = promSum(text, 'shoal_torrent_bytes_received_total')
         if (sent !== undefined) s.sent.push({ t, value: sent })
         if (received !== undefined) s.received.push({ t, value: received })
+        const wireSent = promSum(text, 'shoal_bandwidth_bytes_total', 'direction="egress"')
+        const wireReceived = promSum(text, 'shoal_bandwidth_bytes_total', 'direction="ingress"')
+        // The host's own clock at the moment it read its counters, when it reports one: a
+        // busy host answers late, and stamping on arrival turned a 1.1-s window into 0.95 s.
+        const clock = promSum(text, 'shoal_bandwidth_clock_seconds')
+        const wt = clock !== undefined && clock > 0 ? clock * 1000 : t
+        if (wireSent !== undefined) s.wireSent.push({ t: wt, value: wireSent })
+        if (wireReceived !== undefined) s.wireReceived.push({ t: wt, value: wireReceived })
       }),
     )
   }

@@ -135,6 +135,10 @@ export function buildResult(p: BenchParams, r: PhaseResults, meta: RunMeta) {
         herd_peak_rss_mib: r.swarm.herdPeakRss === undefined ? null : r.swarm.herdPeakRss / MiB,
         max_egress_rate_bytes_per_s: r.swarm.maxEgressRate,
         max_ingress_rate_bytes_per_s: r.swarm.maxIngressRate,
+        // 'wire': the limiter's byte counters (what the caps count); 'payload': block payload.
+        rates_from: r.swarm.ratesFrom ?? 'payload',
+        max_payload_egress_rate_bytes_per_s: r.swarm.maxPayloadEgressRate ?? r.swarm.maxEgressRate,
+        max_payload_ingress_rate_bytes_per_s: r.swarm.maxPayloadIngressRate ?? r.swarm.maxIngressRate,
       },
       aria2: r.aria2 && {
         makespan_s: ariaMakespan ?? null,
@@ -219,6 +223,16 @@ export function resultNotes(res: BenchResult): string[] {
       `CPU-bound: Shoal kept ${fmt(busy, 2)} of ${res.machine.cpus} cores busy on average, so this run measured CPU, ` +
         `not bandwidth (at ${fmt(res.cpu_s_per_gb, 1)} CPU s/GB, N·B needs ${fmt(((res.cpu_s_per_gb ?? 0) * res.params.agents * res.params.cap_bytes_per_sec) / 1e9, 2)} cores; a lower --cap gives a bandwidth-bound run)`,
     )
+  if (res.cap_adherence !== null && d.shoal) {
+    const payload =
+      Math.max(d.shoal.max_payload_egress_rate_bytes_per_s, d.shoal.max_payload_ingress_rate_bytes_per_s) /
+      res.params.cap_bytes_per_sec
+    out.push(
+      d.shoal.rates_from === 'wire'
+        ? `cap_adherence: bytes through the hosts' limiters (shoal_bandwidth_bytes_total); piece payload, counted when a whole block has arrived, peaked at ${fmt(payload, 3)} × B`
+        : 'cap_adherence: piece payload counted when a whole block has arrived (this build has no limiter counters)',
+    )
+  }
   if (res.cap_adherence !== null && res.cap_adherence > 2)
     out.push(
       `caps: set in config, but a host moved ${fmt(res.cap_adherence, 1)} × B in one second: this build does not enforce them`,

@@ -192,9 +192,22 @@ export interface SwarmResult {
   herdCpuSeconds: number
   agentPeakRss: number[]
   herdPeakRss: number | undefined
-  /** Highest 1-s egress / ingress rate seen on any host (the origin included), bytes/s. */
+  /**
+   * Highest 1-s egress / ingress rate seen on any host (the origin included), bytes/s: of the
+   * bytes on the wire the caps count (the limiter's counters) when the build has them, else of
+   * payload.
+   */
   maxEgressRate: number
   maxIngressRate: number
+  /** Where those rates come from (absent: payload). */
+  ratesFrom?: 'wire' | 'payload'
+  /**
+   * The same of piece payload, which the engine counts when a whole block is accepted: a block
+   * read over several seconds (256 KiB from each of ~20 peers sharing one capped link) counts
+   * in the second it completed, so completions that bunch up show more than the link carried.
+   */
+  maxPayloadEgressRate?: number
+  maxPayloadIngressRate?: number
 }
 
 /**
@@ -260,11 +273,19 @@ export async function runSwarm(
     bytesFromOrigins += p?.bytesFromOrigins ?? 0
     bytesFromAgents += p?.bytesFromAgents ?? 0
   }
-  let maxEgressRate = 0
-  let maxIngressRate = 0
+  let maxPayloadEgressRate = 0
+  let maxPayloadIngressRate = 0
+  let maxWireEgressRate = 0
+  let maxWireIngressRate = 0
+  let wire = true
   for (const s of sampler.series.values()) {
-    maxEgressRate = Math.max(maxEgressRate, maxRate(s.sent))
-    maxIngressRate = Math.max(maxIngressRate, maxRate(s.received))
+    maxPayloadEgressRate = Math.max(maxPayloadEgressRate, maxRate(s.sent))
+    maxPayloadIngressRate = Math.max(maxPayloadIngressRate, maxRate(s.received))
+    if (s.wireSent.length < 2 || s.wireReceived.length < 2) wire = false
+    else {
+      maxWireEgressRate = Math.max(maxWireEgressRate, maxRate(s.wireSent))
+      maxWireIngressRate = Math.max(maxWireIngressRate, maxRate(s.wireReceived))
+    }
   }
   return {
     completion,
@@ -277,7 +298,10 @@ export async function runSwarm(
     herdCpuSeconds: (cpuSeconds(herd.pid) ?? 0) - herdCpu0,
     agentPeakRss: agents.map((a) => peakRss(a.proc.pid) ?? 0),
     herdPeakRss: peakRss(herd.pid),
-    maxEgressRate,
-    maxIngressRate,
+    maxEgressRate: wire ? maxWireEgressRate : maxPayloadEgressRate,
+    maxIngressRate: wire ? maxWireIngressRate : maxPayloadIngressRate,
+    ratesFrom: wire ? 'wire' : 'payload',
+    maxPayloadEgressRate,
+    maxPayloadIngressRate,
   }
 }

@@ -3,7 +3,7 @@
  *
  *   node --import tsx test/bench/wire.ts [--size-mib 256] [--runs 3] [--baseline REV|none]
  *                 [--modes engine,parser] [--block-kib 16,64,128,256] [--storage sink|memory]
- *                 [--hash worker,inline]
+ *                 [--hash worker,inline] [--bandwidth off,unlimited,8MiB]
  *
  * engine: a seeder process and a leecher process, each a TorrentEngine over MemoryStorage; the
  *   leecher times download() from the call to the last verified piece (into a sink storage by
@@ -13,6 +13,9 @@
  *   come from the same run on the same machine. --block-kib sets the block size Shoal peers
  *   negotiate (engines that do not know the option ignore it); --hash inline,worker compares
  *   SHA-1 on the leecher's main thread with SHA-1 on the hash worker (lib/torrent/hasher.ts).
+ *   --bandwidth gives both engines of this checkout a HostBandwidth: `unlimited` (rates 0,
+ *   what every daemon has by default) shows what the limiter's hooks cost when nothing is
+ *   capped, a size caps both directions of both processes at that rate; `off` = no object.
  * parser: a sender process writes ready-made piece messages to a socket as fast as it can; the
  *   receiver parses them with bittorrent-protocol's Wire and with our WireReader, to show what
  *   the parser alone costs at each block size.
@@ -38,6 +41,7 @@ interface Args {
   baseline: string
   modes: string[]
   blockKiB: number[]
+  bandwidth: string[]
 }
 
 function parseArgs(argv: string[]): Args {
@@ -49,6 +53,7 @@ function parseArgs(argv: string[]): Args {
     baseline: DEFAULT_BASELINE,
     modes: ['engine', 'parser'],
     blockKiB: [],
+    bandwidth: ['off'],
   }
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i + 1] ?? ''
@@ -77,6 +82,10 @@ function parseArgs(argv: string[]): Args {
         a.storage = v === 'memory' ? 'memory' : 'sink'
         i++
         break
+      case '--bandwidth':
+        a.bandwidth = v.split(',')
+        i++
+        break
       case '--block-kib':
         a.blockKiB = v.split(',').map(Number)
         i++
@@ -103,6 +112,8 @@ interface ChildMsg {
   blockBytes?: number
   storage?: 'memory' | 'sink'
   hashOnWorker?: boolean
+  /** 'off', 'unlimited' or a rate for both directions ("8MiB"). */
+  bandwidth?: string
 }
 
 async function child(msg: ChildMsg): Promise<void> {
@@ -113,6 +124,13 @@ async function child(msg: ChildMsg): Promise<void> {
   const torrent = await import(pathToFileURL(join(msg.root, 'lib/torrent/index.js')).href)
   const { silentLogger } = await import(pathToFileURL(join(msg.root, 'lib/log/index.js')).href)
   const meta = core.MetaInfo.parse(readFileSync(msg.torrent!))
+  let bandwidth: { close(): void } | undefined
+  if (msg.bandwidth !== undefined && msg.bandwidth !== 'off') {
+    const bw = await import(pathToFileURL(join(msg.root, 'lib/bandwidth/index.js')).href)
+    const rate = msg.bandwidth === 'unlimited' ? 0 : bw.parseByteSize(msg.bandwidth)
+    if (typeof rate !== 'number') throw new Error(rate)
+    bandwidth = new bw.HostBandwidth({ egressBytesPerSec: rate, ingressBytesPerSec: rate, burstBytes: 0 })
+  }
   const peers = msg.seederPort ? [{ ip: '127.0.0.1', port: msg.seederPort }] : []
   const engine = new torrent.TorrentEngine({
     role: msg.role === 'seeder' ? 'origin' : 'agent',
@@ -122,6 +140,7 @@ async function child(msg: ChildMsg): Promise<void> {
     peerSource: { announce: async () => ({ interval: 60, peers }) },
     ...(msg.blockSize ? { blockSize: msg.blockSize } : {}),
     hashOnWorker: msg.hashOnWorker === true,
+    ...(bandwidth ? { bandwidth } : {}),
   })
   await engine.start()
   if (msg.role === 'seeder') {
@@ -276,8 +295,9 @@ async function engineRun(
   storage: 'memory' | 'sink',
   blockSize?: number,
   hashOnWorker = false,
+  bandwidth = 'off',
 ) {
-  const seeder = spawnChild({ role: 'seeder', root, torrent, dataFile, blockSize })
+  const seeder = spawnChild({ role: 'seeder', root, torrent, dataFile, blockSize, bandwidth })
   const { port } = (await seeder.next()) as { port: number }
   const leecher = spawnChild({
     role: 'leecher',
@@ -287,6 +307,7 @@ async function engineRun(
     blockSize,
     storage,
     hashOnWorker,
+    bandwidth,
   })
   const res = (await leecher.next()) as { seconds: number; cpu: NodeJS.CpuUsage; elu: number }
   seeder.cp.send('stop')
@@ -345,26 +366,28 @@ async function main(): Promise<void> {
       const torrent = join(work, 'blob.torrent')
       writeFileSync(torrent, meta.raw)
       console.log(`# piece length ${meta.pieceLength >> 10} KiB, ${meta.pieceCount} pieces`)
-      const roots: Array<[string, string, number | undefined, boolean]> = []
+      const roots: Array<[string, string, number | undefined, boolean, string]> = []
       if (args.baseline !== 'none') {
         const base = extractBaseline(args.baseline)
         cleanup.push(base)
-        roots.push([`before (${args.baseline})`, base, undefined, false])
+        roots.push([`before (${args.baseline})`, base, undefined, false, 'off'])
       }
       const sizes = args.blockKiB.length > 0 ? args.blockKiB : [0]
-      for (const hash of args.hash) {
-        for (const kib of sizes) {
-          const name = `after${kib > 0 ? `, ${kib} KiB blocks` : ''}${args.hash.length > 1 ? `, SHA-1 ${hash}` : ''}`
-          roots.push([name, ROOT, kib > 0 ? kib << 10 : undefined, hash === 'worker'])
+      for (const bw of args.bandwidth) {
+        for (const hash of args.hash) {
+          for (const kib of sizes) {
+            const name = `after${kib > 0 ? `, ${kib} KiB blocks` : ''}${args.hash.length > 1 ? `, SHA-1 ${hash}` : ''}${bw !== 'off' ? `, bandwidth ${bw}` : ''}`
+            roots.push([name, ROOT, kib > 0 ? kib << 10 : undefined, hash === 'worker', bw])
+          }
         }
       }
       console.log(
         'engine                                  MB/s median (min-max)   CPU s/GiB: leecher  seeder   leecher main thread busy',
       )
-      for (const [name, root, blockSize, hashOnWorker] of roots) {
+      for (const [name, root, blockSize, hashOnWorker, bw] of roots) {
         const runs = []
         for (let r = 0; r < args.runs; r++)
-          runs.push(await engineRun(root, torrent, dataFile, size, args.storage, blockSize, hashOnWorker))
+          runs.push(await engineRun(root, torrent, dataFile, size, args.storage, blockSize, hashOnWorker, bw))
         const mb = runs.map((x) => x.mbps)
         const range = `${median(mb).toFixed(0)} (${Math.min(...mb).toFixed(0)}-${Math.max(...mb).toFixed(0)})`
         const leecher = median(runs.map((x) => x.leecherCpu)).toFixed(2)

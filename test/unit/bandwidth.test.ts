@@ -3,11 +3,14 @@
  * between peers, idle-share reuse, run-time rate changes, unlimited mode, ingress pausing,
  * metrics and config. No real time passes in this file.
  */
+import { execFile } from 'node:child_process'
 import { EventEmitter } from 'node:events'
+import { promisify } from 'node:util'
 import t from 'tap'
 import { AgentConfigSchema } from '../../lib/agent/config.js'
 import {
   autoBurst,
+  BandwidthUpdate,
   type EgressFlow,
   HostBandwidth,
   Limiter,
@@ -399,15 +402,18 @@ t.test('ingress: a source with on/off is watched by the limiter and leaves it on
   }
   const src = new Emitting()
   const flow = limiter.register(src, '')
+  t.notOk(src.paused, 'a full bucket pays for the first read before it happens')
   flow.setGroup('T')
   t.equal(flow.key, 'T')
   src.emit('data', Buffer.alloc(64 * KiB))
-  t.notOk(src.paused, 'a full bucket pays for the first read')
-  src.emit('data', Buffer.alloc(1000))
-  t.ok(src.paused && flow.paused, 'then the source is paused')
-  t.equal(limiter.bytes, 64 * KiB + 1000, 'reads are counted from the data events')
-  clock.advance(100)
+  t.ok(src.paused && flow.paused, 'the next read is not paid for: the source is paused')
+  t.equal(limiter.bytes, 64 * KiB, 'reads are counted from the data events')
+  clock.advance(70) // 64 KiB at 1 MiB/s
   t.notOk(src.paused, 'resumed once paid for')
+  clock.advance(40)
+  src.emit('data', Buffer.alloc(1000))
+  t.notOk(src.paused, 'a small read is paid back from what accrued meanwhile')
+  t.equal(limiter.bytes, 64 * KiB + 1000)
   src.emit('close')
   t.equal(src.listenerCount('data') + src.listenerCount('close'), 0, 'listeners removed on close')
   src.emit('data', Buffer.alloc(10))
@@ -500,4 +506,128 @@ t.test('config: sizes, defaults (unlimited), and strict keys in agent and origin
     })
     t.throws(() => bandwidthOf({ bandwidth: { ingressBytesPerSec: -5 } }), { code: 'CONFIG_INVALID' })
   }
+})
+
+t.test('ingress: a source registered with watch: false is counted only through received()', async (t) => {
+  const clock = new ManualClock()
+  const limiter = new Limiter({ direction: 'ingress', bytesPerSec: 1 * MiB, burstBytes: 64 * KiB, clock })
+  class Emitting extends EventEmitter {
+    paused = false
+    pause(): void {
+      this.paused = true
+    }
+    resume(): void {
+      this.paused = false
+    }
+  }
+  const src = new Emitting()
+  const flow = limiter.register(src, 'T', { watch: false })
+  t.equal(src.listenerCount('data') + src.listenerCount('close'), 0, 'no listeners added')
+  src.emit('data', Buffer.alloc(1000))
+  t.equal(limiter.bytes, 0, "'data' events are not counted (the engine reports reads itself)")
+  flow.received(64 * KiB)
+  t.ok(src.paused, 'a read that empties the bucket pauses the source')
+  t.equal(limiter.bytes, 64 * KiB)
+  clock.advance(70)
+  t.notOk(src.paused, 'resumed once paid for')
+  flow.close()
+})
+
+t.test('HostBandwidth.snapshot and the PUT /bandwidth body schema', async (t) => {
+  const clock = new ManualClock()
+  const bw = new HostBandwidth(
+    { egressBytesPerSec: 1 * MiB, ingressBytesPerSec: 0, burstBytes: 0 },
+    { clock },
+  )
+  t.same(bw.snapshot(), {
+    egressBytesPerSec: MiB,
+    ingressBytesPerSec: 0,
+    burstBytes: 0,
+    egress: { burstBytes: autoBurst(MiB), bytes: 0, throttledSeconds: 0, waitingFlows: 0 },
+    ingress: { burstBytes: 0, bytes: 0, throttledSeconds: 0, waitingFlows: 0 },
+  })
+  const body = BandwidthUpdate.parse({ ingressBytesPerSec: '2MiB', burstBytes: 65536 })
+  t.same(body, { ingressBytesPerSec: 2 * MiB, burstBytes: 64 * KiB }, 'sizes parsed, absent keys absent')
+  bw.setRates(body)
+  t.match(bw.snapshot(), {
+    egressBytesPerSec: MiB,
+    ingressBytesPerSec: 2 * MiB,
+    burstBytes: 64 * KiB,
+    egress: { burstBytes: 64 * KiB },
+    ingress: { burstBytes: 64 * KiB },
+  })
+  t.notOk(BandwidthUpdate.safeParse({ egress: 1 }).success, 'unknown keys refused')
+  t.notOk(BandwidthUpdate.safeParse({ egressBytesPerSec: '8Mb' }).success, 'ambiguous units refused')
+  t.notOk(BandwidthUpdate.safeParse({ egressBytesPerSec: 1.5 }).success, 'fractions refused')
+  bw.close()
+})
+
+t.test('systemClock.setSoon runs at once even when no I/O wakes the event loop', async (t) => {
+  // In a process of its own: the test runner's own timers and pipes would wake the loop.
+  // A listening server keeps the loop alive without any I/O; the immediate is scheduled from
+  // a timer callback, as the limiter's are from I/O callbacks, so the loop goes on to poll,
+  // where an unref'd immediate would wait for the next event (the 500 ms guard).
+  const script = `
+    import { createServer } from 'node:net'
+    import { systemClock } from ${JSON.stringify(new URL('../../lib/bandwidth/clock.ts', import.meta.url).href)}
+    const server = createServer()
+    server.listen(0, '127.0.0.1', () => setTimeout(() => {
+      const t0 = performance.now()
+      const done = () => { console.log((performance.now() - t0).toFixed(1)); server.close(); clearTimeout(guard) }
+      const guard = setTimeout(done, 500)
+      systemClock.setSoon(done)
+    }, 1))
+  `
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    ['--import', 'tsx', '--input-type=module', '-e', script],
+    { timeout: 20_000 },
+  )
+  const ms = Number(stdout.trim())
+  t.ok(ms < 250, `ran after ${ms} ms`)
+})
+
+t.test('ingress: reads are paid for before they happen, so no 1-s window exceeds rate + burst', async (t) => {
+  const clock = new ManualClock()
+  const RATE = 4 * MiB
+  const limiter = new Limiter({ direction: 'ingress', bytesPerSec: RATE, clock })
+  // 20 connections that all start at once and some close mid-way; each read is 1 to 64 KiB
+  // and comes now and then (a deterministic pseudo-random sequence), so paused sockets may
+  // hold credit they have not used.
+  let seed = 7
+  const random = () => {
+    seed = (seed * 1103515245 + 12345) % 2147483648
+    return seed / 2147483648
+  }
+  const sources = Array.from({ length: 20 }, (_, i) => {
+    const src = new FakeSource()
+    return { src, flow: limiter.register(src, i % 2 ? 'A' : 'B'), open: true }
+  })
+  const perMs: number[] = []
+  for (let ms = 0; ms < 4000; ms++) {
+    clock.advance(1)
+    let read = 0
+    for (const s of sources) {
+      if (!s.open || s.src.paused || random() < 0.5) continue
+      const n = 1 + Math.floor(random() * 64 * KiB)
+      s.src.bytes += n
+      read += n
+      s.flow.received(n)
+    }
+    if (ms === 2000)
+      for (const s of sources.slice(0, 10)) {
+        s.open = false
+        s.flow.close()
+      }
+    perMs.push(read)
+  }
+  let worst = 0
+  for (let start = 0; start + 1000 <= perMs.length; start += 10) {
+    let sum = 0
+    for (let k = start; k < start + 1000; k++) sum += perMs[k]!
+    worst = Math.max(worst, sum)
+  }
+  const bound = RATE + limiter.burst
+  t.ok(worst <= bound, `highest 1-s window ${(worst / RATE).toFixed(3)} × rate ≤ 1 + burst/rate`)
+  t.ok(worst >= 0.97 * RATE, `and the cap is used (${(worst / RATE).toFixed(3)})`)
 })

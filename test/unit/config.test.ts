@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { AgentConfigSchema } from '../../lib/agent/config.js'
 import { BuildIndexConfigSchema } from '../../lib/build-index/config.js'
-import { defaultConfigDir, loadConfig } from '../../lib/config/index.js'
+import { defaultConfigDir, loadConfig, validateConfig } from '../../lib/config/index.js'
 import { HerdConfigSchema } from '../../lib/herd/config.js'
 import { OriginConfigSchema } from '../../lib/origin/config.js'
 import { ProxyConfigSchema } from '../../lib/proxy/config.js'
@@ -114,3 +114,42 @@ t.test('every shipped config file is valid for its component', async (t) => {
     }
   }
 })
+
+t.test(
+  'agent and origin: the engine tuning under peer, strict, absent keys left to the engine',
+  async (t) => {
+    const agent = validateConfig(AgentConfigSchema, {
+      peer: { port: 0, blockSize: 65536, uploadSlots: 8, hashOnWorker: true },
+    })
+    t.match(agent.peer, {
+      host: '0.0.0.0',
+      port: 0,
+      maxConnectionsPerTorrent: 50,
+      blockSize: 65536,
+      uploadSlots: 8,
+    })
+    t.equal(
+      validateConfig(AgentConfigSchema, {}).peer.optimisticUnchokeMs,
+      undefined,
+      'engine default applies',
+    )
+    const origin = validateConfig(OriginConfigSchema, { peer: { stallStrikes: 5, pipelineQueueMs: 50 } })
+    t.match(origin.peer, { host: '0.0.0.0', port: 15001, stallStrikes: 5, pipelineQueueMs: 50 })
+    t.equal(origin.peer.maxConnectionsPerTorrent, undefined)
+    for (const schema of [AgentConfigSchema, OriginConfigSchema] as const) {
+      t.throws(() => validateConfig(schema as typeof AgentConfigSchema, { peer: { uploadSlot: 8 } }), {
+        code: 'CONFIG_INVALID',
+        message: /unknown key "peer\.uploadSlot"/,
+      })
+      t.throws(() => validateConfig(schema as typeof AgentConfigSchema, { peer: { blockSize: 1000 } }), {
+        code: 'CONFIG_INVALID',
+        message: /"peer\.blockSize"/,
+      })
+    }
+    // The herd passes its origin section through the origin's schema.
+    const herd = validateConfig(HerdConfigSchema, {
+      origin: { peer: { uploadSlots: 4 }, bandwidth: { egressBytesPerSec: '8MiB' } },
+    })
+    t.same(herd.origin, { peer: { uploadSlots: 4 }, bandwidth: { egressBytesPerSec: '8MiB' } })
+  },
+)

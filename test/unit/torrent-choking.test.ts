@@ -1,10 +1,12 @@
 import t from 'tap'
+import { Limiter, ManualClock } from '../../lib/bandwidth/index.js'
 import type { MetaInfo } from '../../lib/core/index.js'
 import { silentLogger } from '../../lib/log/index.js'
 import { Registry } from '../../lib/metrics/index.js'
 import type { EngineMetrics } from '../../lib/torrent/context.js'
 import { Bitfield, BLOCK_SIZE, MemoryStorage, RequestQueue } from '../../lib/torrent/index.js'
 import type { Peer } from '../../lib/torrent/peer.js'
+import { ServeOnce } from '../../lib/torrent/serve-once.js'
 import { Uploader } from '../../lib/torrent/uploader.js'
 
 const PIECE = 4 * BLOCK_SIZE
@@ -19,6 +21,7 @@ interface FakePeer extends Peer {
   name: string
   rejects: Array<[number, number, number]>
   pieces: Array<[number, number, number]>
+  haves: number[]
   closedWith: string | undefined
 }
 
@@ -39,6 +42,8 @@ function fakePeer(name: string, fast = true): FakePeer {
     socket: { writableNeedDrain: false },
     rejects: [] as Array<[number, number, number]>,
     pieces: [] as Array<[number, number, number]>,
+    haves: [] as number[],
+    refused: [] as number[],
     closedWith: undefined as string | undefined,
     choke() {
       p.amChoking = true
@@ -51,6 +56,9 @@ function fakePeer(name: string, fast = true): FakePeer {
     },
     sendPiece(i: number, o: number, b: Buffer) {
       p.pieces.push([i, o, b.length])
+    },
+    sendHave(i: number) {
+      p.haves.push(i)
     },
     close(why: string) {
       p.closed = true
@@ -67,7 +75,7 @@ function metrics(): EngineMetrics {
   return { sent: c, receivedFrom: { origin: c, agent: c }, r } as unknown as EngineMetrics
 }
 
-function uploader(slots: number, have = Bitfield.full(4)) {
+function uploader(slots: number, have = Bitfield.full(4), serveOnce?: ServeOnce) {
   const storage = MemoryStorage.complete(
     { length: meta.length, pieceLength: PIECE },
     Buffer.alloc(meta.length, 1),
@@ -81,6 +89,7 @@ function uploader(slots: number, have = Bitfield.full(4)) {
     slotIdleMs: 5_000,
     metrics: metrics(),
     log: silentLogger(),
+    serveOnce,
   })
 }
 
@@ -208,3 +217,101 @@ t.test('choking a peer rejects what it had queued; a cancel is answered with a r
   )
   t.equal(a.requests.size, 0)
 })
+
+t.test(
+  'egress cap: each block is paid for before it is read; one cancelled meanwhile never goes',
+  async (t) => {
+    const clock = new ManualClock()
+    // A bucket of exactly one piece message: the first block goes at once, each next one waits.
+    const limiter = new Limiter({
+      direction: 'egress',
+      bytesPerSec: 1 << 20,
+      burstBytes: BLOCK_SIZE + 13,
+      clock,
+    })
+    const flush = () => new Promise<void>((resolve) => setImmediate(resolve))
+    const u = uploader(4)
+    const a = fakePeer('a')
+    a.bwOut = limiter.flow('torrent')
+    interested(u, a, 1_000)
+    u.onRequest(a, 0, 0, BLOCK_SIZE)
+    u.onRequest(a, 0, BLOCK_SIZE, BLOCK_SIZE)
+    u.onRequest(a, 0, 2 * BLOCK_SIZE, BLOCK_SIZE)
+    await flush()
+    t.same(a.pieces, [[0, 0, BLOCK_SIZE]], 'a full bucket pays for the first block')
+    t.equal(limiter.waiting, 1, 'the second waits for bandwidth')
+    clock.advance(16) // 16 KiB at 1 MiB/s
+    await flush()
+    t.equal(a.pieces.length, 2, 'paid for after 16 ms')
+    u.onCancel(a, 0, 2 * BLOCK_SIZE, BLOCK_SIZE) // the third is waiting now
+    clock.advance(100)
+    await flush()
+    t.equal(a.pieces.length, 2, 'a request cancelled while it waited is not sent')
+    t.notOk(a.serving, 'and the serve loop ended')
+    u.onRequest(a, 1, 0, BLOCK_SIZE)
+    await flush()
+    t.same(a.pieces[2], [1, 0, BLOCK_SIZE], 'the bucket refilled meanwhile')
+    // Closing the flow (as Peer.close does) wakes a serve loop that waits.
+    u.onRequest(a, 1, BLOCK_SIZE, BLOCK_SIZE)
+    await flush()
+    t.equal(limiter.waiting, 1)
+    a.closed = true
+    a.bwOut.close()
+    await flush()
+    t.notOk(a.serving, 'a closed peer stops waiting')
+    t.equal(a.pieces.length, 3)
+  },
+)
+
+t.test(
+  'a capped origin sends each piece about once: a request crossing another is refused, then re-offered',
+  async (t) => {
+    let capped = true
+    let refusals = 0
+    const once = new ServeOnce(
+      4,
+      1_000,
+      () => capped,
+      () => refusals++,
+    )
+    const u = uploader(4, Bitfield.full(4), once)
+    const flush = () => new Promise<void>((resolve) => setImmediate(resolve))
+    const [a, b, c] = [fakePeer('a'), fakePeer('b'), fakePeer('c', false)]
+    for (const p of [a, b, c]) interested(u, p, 1_000)
+    a.serving = true // hold a's queue: its piece 0 is queued, not sent
+    u.onRequest(a, 0, 0, BLOCK_SIZE)
+    u.onRequest(b, 0, 0, BLOCK_SIZE)
+    t.same(b.rejects, [[0, 0, BLOCK_SIZE]], 'b asked for a piece queued for a: rejected (BEP 6)')
+    u.onRequest(b, 1, 0, BLOCK_SIZE)
+    u.onRequest(c, 0, 0, BLOCK_SIZE)
+    await flush()
+    t.same(b.pieces, [[1, 0, BLOCK_SIZE]], 'another piece is served')
+    t.same(c.pieces, [[0, 0, BLOCK_SIZE]], 'a peer without BEP 6 is never refused (it could not tell)')
+    t.equal(refusals, 1)
+    u.onRequest(a, 0, BLOCK_SIZE, BLOCK_SIZE)
+    t.same(a.rejects, [], 'the peer the piece is queued for gets its other blocks')
+
+    u.tick([a, b, c], Date.now() + 500)
+    t.same(b.haves, [], 'still within the window: not re-offered yet')
+    u.tick([a, b, c], Date.now() + 1_000)
+    t.same(b.haves, [0], 'once the window passed, the refused piece is offered again')
+    u.tick([a, b, c], Date.now() + 2_000)
+    t.same(b.haves, [0], 'once')
+
+    // A queued request withdrawn (cancelled) frees the piece for others at once.
+    u.onRequest(a, 2, 0, BLOCK_SIZE)
+    u.onCancel(a, 2, 0, BLOCK_SIZE)
+    u.onRequest(b, 2, 0, BLOCK_SIZE)
+    await flush()
+    t.same(b.pieces.at(-1), [2, 0, BLOCK_SIZE], 'a cancelled request does not hold the piece')
+
+    // Uncapped, nothing is refused.
+    capped = false
+    const d = fakePeer('d')
+    interested(u, d, 1_000)
+    u.onRequest(d, 0, 0, BLOCK_SIZE)
+    await flush()
+    t.same(d.pieces, [[0, 0, BLOCK_SIZE]], 'an uncapped origin serves every request')
+    t.equal(refusals, 1)
+  },
+)

@@ -4,6 +4,7 @@
  */
 import { join, resolve } from 'node:path'
 import { pipeline } from 'node:stream/promises'
+import { HostBandwidth, registerBandwidthRoutes } from '../../bandwidth/index.js'
 import { BuildIndexClient } from '../../build-index/client/index.js'
 import { DEFAULT_NAMESPACE, Digest, MetaInfo, parseNamespace, Tag } from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
@@ -31,6 +32,8 @@ export class AgentServer {
   readonly engine: TorrentEngine
   /** The configured trackers: rendezvous choice per infohash, with failover. */
   readonly trackers: TrackerSet
+  /** The host's caps (config.bandwidth), changeable through PUT /bandwidth. */
+  readonly bandwidth: HostBandwidth
   private readonly journal: ResumeJournal
   private readonly http: HttpServer
   private readonly downloads: Downloads
@@ -50,14 +53,14 @@ export class AgentServer {
     const dataDir = resolve(config.dataDir)
     this.store = new BlobStore(join(dataDir, 'store'), { logger: this.log })
     this.journal = new ResumeJournal(join(dataDir, 'resume'), this.log)
+    this.bandwidth = new HostBandwidth(config.bandwidth, { registry, logger: deps.logger })
     this.engine = new TorrentEngine({
+      ...config.peer, // listen address and the engine's tuning
       role: 'agent',
-      host: config.peer.host,
-      port: config.peer.port,
       peerSource: this.trackers,
       logger: deps.logger,
       registry,
-      maxConnectionsPerTorrent: config.peer.maxConnectionsPerTorrent,
+      bandwidth: this.bandwidth,
     })
     this.downloads = new Downloads({
       store: this.store,
@@ -80,6 +83,7 @@ export class AgentServer {
     r.get('/namespace/:ns/blobs/:digest', (ctx) => this.getBlob(ctx))
     r.get('/downloads/:digest', (ctx) => this.getProgress(ctx))
     r.delete('/blobs/:digest', (ctx) => this.deleteBlob(ctx))
+    registerBandwidthRoutes(r, this.bandwidth)
   }
 
   get url(): string {
@@ -115,6 +119,7 @@ export class AgentServer {
     await this.downloads.stop()
     await this.engine.stop()
     await this.downloads.closeAll()
+    this.bandwidth.close()
     this.log.info('agent stopped')
   }
 

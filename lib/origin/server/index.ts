@@ -7,6 +7,7 @@
 import { networkInterfaces } from 'node:os'
 import { join, resolve } from 'node:path'
 import { type Backend, createBackend } from '../../backend/index.js'
+import { type HostBandwidth, registerBandwidthRoutes } from '../../bandwidth/index.js'
 import { ShoalError } from '../../errors/index.js'
 import { HashRing } from '../../hashring/index.js'
 import { HttpServer } from '../../http/index.js'
@@ -28,6 +29,8 @@ export interface OriginDeps {
   backend?: Backend
   /** The BitTorrent engine (or anything with seed/remove); without one nothing is seeded. */
   seeder?: Seeder
+  /** The engine's caps: served as GET/PUT /bandwidth when given (the caller owns it). */
+  bandwidth?: HostBandwidth
 }
 
 const PURGE_INTERVAL_MS = 60 * 60 * 1000
@@ -144,6 +147,7 @@ export class OriginServer {
       replicas: config.hashring.replicas,
       uploadChunkLimit: config.uploadChunkLimit,
     })
+    if (deps.bandwidth) registerBandwidthRoutes(this.http.router, deps.bandwidth)
   }
 
   /** Initialises the store, re-seeds cached blobs, then listens. Idempotent. */

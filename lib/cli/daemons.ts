@@ -33,7 +33,11 @@ export function agentCommand(name = 'shoal-agent'): Command {
     .option('--host <addr>', 'local API bind address (default 127.0.0.1)')
     .option('--peer-port <n>', 'BitTorrent peer port (default 16001)', intFlag)
     .option('--data-dir <dir>', 'cache and download folder (default ./data/agent)')
-    .option('--tracker <addr>', 'tracker address host:port; repeat for several (default 127.0.0.1:15003)', collect)
+    .option(
+      '--tracker <addr>',
+      'tracker address host:port; repeat for several (default 127.0.0.1:15003)',
+      collect,
+    )
     .option('--build-index <addr>', 'build-index address host:port (default 127.0.0.1:15004)')
     .action((f) =>
       runDaemon(

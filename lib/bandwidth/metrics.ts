@@ -69,32 +69,20 @@ function createMetrics(registry: Registry, s: Sources): void {
       }
     },
   })
-  new Gauge({
-    name: 'shoal_bandwidth_cap_bytes_per_second',
-    help: 'Configured bandwidth cap per direction (0 = unlimited)',
-    labelNames,
+  directionGauge(
     registers,
-    collect() {
-      for (const d of DIRECTIONS)
-        this.set(
-          { direction: d },
-          sum(s, d, (l) => l.rate),
-        )
-    },
-  })
-  new Gauge({
-    name: 'shoal_bandwidth_burst_bytes',
-    help: 'Token bucket size per direction (0 = unlimited)',
-    labelNames,
+    s,
+    'shoal_bandwidth_cap_bytes_per_second',
+    'Configured bandwidth cap per direction (0 = unlimited)',
+    (l) => l.rate,
+  )
+  directionGauge(
     registers,
-    collect() {
-      for (const d of DIRECTIONS)
-        this.set(
-          { direction: d },
-          sum(s, d, (l) => l.burst),
-        )
-    },
-  })
+    s,
+    'shoal_bandwidth_burst_bytes',
+    'Token bucket size per direction (0 = unlimited)',
+    (l) => l.burst,
+  )
   new Gauge({
     name: 'shoal_bandwidth_clock_seconds',
     help: 'Monotonic clock (s) when this scrape read the counters above: exact 1-s rates from two scrapes, however late they arrive',
@@ -103,17 +91,30 @@ function createMetrics(registry: Registry, s: Sources): void {
       this.set(performance.now() / 1000)
     },
   })
+  directionGauge(
+    registers,
+    s,
+    'shoal_bandwidth_waiting_flows',
+    'Peer connections waiting for bandwidth now',
+    (l) => l.waiting,
+  )
+}
+
+/** A gauge per direction whose value is read from the limiters at scrape time. */
+function directionGauge(
+  registers: Registry[],
+  s: Sources,
+  name: string,
+  help: string,
+  pick: (l: Limiter) => number,
+): void {
   new Gauge({
-    name: 'shoal_bandwidth_waiting_flows',
-    help: 'Peer connections waiting for bandwidth now',
-    labelNames,
+    name,
+    help,
+    labelNames: ['direction'],
     registers,
     collect() {
-      for (const d of DIRECTIONS)
-        this.set(
-          { direction: d },
-          sum(s, d, (l) => l.waiting),
-        )
+      for (const d of DIRECTIONS) this.set({ direction: d }, sum(s, d, pick))
     },
   })
 }

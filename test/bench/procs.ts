@@ -79,33 +79,46 @@ export async function waitReady(p: Proc, baseUrl: string, timeoutMs = 60_000): P
   throw new ShoalError('TIMEOUT', `${p.name} not ready within ${timeoutMs / 1000} s; see ${p.log}`)
 }
 
-export function freePort(host = '127.0.0.1'): Promise<number> {
-  return new Promise((res, rej) => {
-    const srv = createServer()
-    srv.once('error', rej)
-    srv.listen(0, host, () => {
-      const port = (srv.address() as { port: number }).port
-      srv.close(() => res(port))
-    })
-  })
-}
+/**
+ * Ports for the processes a run starts are picked below the kernel's ephemeral range
+ * (net.ipv4.ip_local_port_range, 32768–60999 here): a port the OS handed out with listen(0) and
+ * gave back is free only until some process's next outgoing connection takes it as its source
+ * port, and with 20 agents dialling each other that race was lost (EADDRINUSE at start-up).
+ * Each port is handed out once per run.
+ */
+const PORT_LOW = 10_000
+const PORT_HIGH = 32_000
+const handedOut = new Set<number>()
 
-const canListen = (port: number) =>
+const canListen = (port: number, host: string) =>
   new Promise<boolean>((res) => {
     const srv = createServer()
     srv.once('error', () => res(false))
-    srv.listen(port, '0.0.0.0', () => srv.close(() => res(true)))
+    srv.listen(port, host, () => srv.close(() => res(true)))
   })
+
+const randomPort = () => PORT_LOW + Math.floor(Math.random() * (PORT_HIGH - PORT_LOW))
+
+/** A port nothing listens on, outside the ephemeral range, not handed out before in this run. */
+export async function freePort(): Promise<number> {
+  return freePortRange(1)
+}
 
 /** `count` consecutive free ports (the herd counts its ports from one base). */
 export async function freePortRange(count: number): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 40_000)
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const base = randomPort()
     let ok = true
-    for (let i = 0; i < count && ok; i++) ok = await canListen(base + i)
-    if (ok) return base
+    for (let i = 0; i < count && ok; i++) {
+      const port = base + i
+      ok = !handedOut.has(port) && (await canListen(port, '0.0.0.0')) && (await canListen(port, '127.0.0.1'))
+    }
+    if (ok) {
+      for (let i = 0; i < count; i++) handedOut.add(base + i)
+      return base
+    }
   }
-  throw new ShoalError('UNAVAILABLE', `no ${count} consecutive free ports found`)
+  throw new ShoalError('UNAVAILABLE', `no ${count} consecutive free ports found in ${PORT_LOW}–${PORT_HIGH}`)
 }
 
 let clkTck: number | undefined

@@ -52,7 +52,9 @@ const USAGE = `usage: node --import tsx test/bench/run.ts [options]
   --workdir <dir>        data and logs (default .shoal/bench; emptied first)
   --json <file>          figures as JSON (default <workdir>/result.json)
   --chart <file>         completion-time chart, SVG (default <workdir>/completion.svg)
-  --keep                 keep blobs and data folders (logs are always kept)`
+  --keep                 keep blobs and data folders (logs are always kept)
+  --node-args <flags>    extra node flags for the herd and agents, space-separated, e.g.
+                         "--cpu-prof --cpu-prof-dir=/tmp/prof" or "--perf-basic-prof"`
 
 function options() {
   const { values } = parseArgs({
@@ -71,6 +73,7 @@ function options() {
       json: { type: 'string' },
       chart: { type: 'string' },
       keep: { type: 'boolean', default: false },
+      'node-args': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   })
@@ -105,6 +108,7 @@ function options() {
     json: resolve(values.json ?? join(workdir, 'result.json')),
     chart: resolve(values.chart ?? join(workdir, 'completion.svg')),
     keep: values.keep,
+    nodeArgs: (values['node-args'] ?? '').split(/\s+/).filter(Boolean),
   }
 }
 
@@ -219,6 +223,7 @@ async function main(): Promise<void> {
         agents,
         procs,
         caps: { agent: caps, origin: caps },
+        nodeArgs: o.nodeArgs,
       })
       try {
         const digest = await pushFile(cluster, blob)

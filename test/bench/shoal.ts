@@ -91,8 +91,11 @@ export async function startCluster(opts: {
   agents: number
   procs: ProcGroup
   caps?: { agent?: Caps | undefined; origin?: Caps | undefined }
+  /** Extra node flags for every process (profiling: --cpu-prof, --perf-basic-prof). */
+  nodeArgs?: readonly string[]
 }): Promise<Cluster> {
   await mkdir(join(opts.dir, 'logs'), { recursive: true })
+  const node = opts.nodeArgs ?? []
   const basePort = await freePortRange(5)
   const herdConfig = join(opts.dir, 'herd.yaml')
   await writeFile(
@@ -106,6 +109,7 @@ export async function startCluster(opts: {
     'herd',
     process.execPath,
     [
+      ...node,
       distCmd('shoal'),
       'herd',
       '--config',
@@ -133,12 +137,13 @@ export async function startCluster(opts: {
   const agents: AgentProc[] = []
   for (let i = 1; i <= opts.agents; i++) {
     const server = await freePort()
-    const peer = await freePort('0.0.0.0')
+    const peer = await freePort()
     const name = `agent-${i}`
     const proc = opts.procs.spawn(
       name,
       process.execPath,
       [
+        ...node,
         distCmd('shoal'),
         'agent',
         '--config',

@@ -11,7 +11,8 @@ export interface BlobLayout {
 export interface PieceStorage {
   readonly pieceCount: number
   hasPiece(i: number): boolean
-  readBlock(piece: number, offset: number, length: number): Promise<Buffer>
+  /** `into` (at least `length` bytes): read into it and return a view of it. */
+  readBlock(piece: number, offset: number, length: number, into?: Buffer): Promise<Buffer>
   writePiece(piece: number, data: Buffer): Promise<void>
 }
 

@@ -98,12 +98,14 @@ export class PieceFile implements PieceStorage {
     return this.pieceCount - this.have
   }
 
-  async readBlock(piece: number, offset: number, length: number): Promise<Buffer> {
+  async readBlock(piece: number, offset: number, length: number, into?: Buffer): Promise<Buffer> {
     this.checkUsable()
     checkBlock(this.layout, piece, offset, length, `read from ${this.digest}`)
     if (!this.hasPiece(piece))
       throw new ShoalError('INVALID_RANGE', `piece ${piece} of ${this.digest} is not downloaded yet`)
-    return readFully(this.fh, Buffer.allocUnsafe(length), piece * this.layout.pieceLength + offset)
+    const buf =
+      into !== undefined && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length)
+    return readFully(this.fh, buf, piece * this.layout.pieceLength + offset)
   }
 
   async writePiece(piece: number, data: Buffer): Promise<void> {

@@ -31,7 +31,7 @@ export class SeedFile implements PieceStorage {
     return !this.closed && Number.isInteger(i) && i >= 0 && i < this.pieceCount
   }
 
-  async readBlock(piece: number, offset: number, length: number): Promise<Buffer> {
+  async readBlock(piece: number, offset: number, length: number, into?: Buffer): Promise<Buffer> {
     if (this.closed) throw new ShoalError('IO_ERROR', `seed of ${this.digest} is closed`)
     checkBlock(this.layout, piece, offset, length, `read from ${this.digest}`)
     this.inflight++
@@ -46,7 +46,9 @@ export class SeedFile implements PieceStorage {
           throw new ShoalError('BLOB_NOT_FOUND', `blob ${this.digest} is no longer in the cache`)
         throw ioError(err, `cannot open ${this.path}`)
       }
-      return await readFully(fh, Buffer.allocUnsafe(length), piece * this.layout.pieceLength + offset)
+      const buf =
+        into !== undefined && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length)
+      return await readFully(fh, buf, piece * this.layout.pieceLength + offset)
     } finally {
       this.inflight--
       this.armIdle()

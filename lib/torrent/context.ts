@@ -7,6 +7,7 @@
 import type { HostBandwidth } from '../bandwidth/index.js'
 import type { Logger } from '../log/index.js'
 import type { Counter, Gauge } from '../metrics/index.js'
+import type { BlockPool } from './block-pool.js'
 import type { Peer } from './peer.js'
 import type { Torrent } from './torrent.js'
 import type { EngineTuning, PeerClass, PeerSource } from './types.js'
@@ -35,6 +36,8 @@ export interface EngineContext {
   readonly options: ResolvedOptions
   readonly metrics: EngineMetrics
   readonly peerSource: PeerSource
+  /** Buffers for blocks being uploaded, shared by every torrent (block-pool.ts). */
+  readonly blocks: BlockPool
   /** The host's caps (EngineOptions.bandwidth); undefined = unlimited. */
   readonly bandwidth: HostBandwidth | undefined
   /** Opens an outgoing connection for the torrent and sends our handshake. */

@@ -12,9 +12,11 @@ import type { InfoHash, MetaInfo } from '../core/index.js'
 import { ShoalError } from '../errors/index.js'
 import type { Logger } from '../log/index.js'
 import { counter, gauge, Registry } from '../metrics/index.js'
+import { BlockPool } from './block-pool.js'
 import type { EngineContext, EngineMetrics, ResolvedOptions } from './context.js'
 import { MseResponder } from './mse.js'
 import { Peer, type PeerHandshakeHandler } from './peer.js'
+import { adoptReads, ReadSink } from './read-buffer.js'
 import { Torrent } from './torrent.js'
 import {
   BLOCK_SIZE,
@@ -37,6 +39,7 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
   readonly logger: Logger
   readonly options: ResolvedOptions
   readonly metrics: EngineMetrics
+  readonly blocks: BlockPool
   readonly peerSource: PeerSource
   readonly bandwidth: HostBandwidth | undefined
   private readonly selfHosts: Set<string>
@@ -62,7 +65,16 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
    * through), then tracked with the bytes already read as `head`.
    */
   private readonly mse = new MseResponder(this, this.torrents, (socket, ip, port, head) => {
-    this.track(socket, 'in', ip, port, head)
+    // A plain socket is re-created to read into one buffer, as dialled ones do; an encrypted
+    // one (Rc4Socket) keeps its 'data' events.
+    const sink = new ReadSink()
+    const adopted = adoptReads(socket, sink)
+    if (adopted === undefined) {
+      this.track(socket, 'in', ip, port, head)
+      return
+    }
+    const rest = adopted.head.length === 0 ? head : Buffer.concat([head, adopted.head])
+    sink.target = this.track(adopted.socket, 'in', ip, port, rest)
   })
 
   constructor(opts: EngineOptions, listenHost: string) {
@@ -72,6 +84,7 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
     this.options = resolveOptions(opts)
     this.peerId = Buffer.concat([Buffer.from(PEER_ID_PREFIX[opts.role], 'latin1'), randomBytes(12)])
     this.metrics = createMetrics(opts.registry ?? new Registry())
+    this.blocks = new BlockPool(this.options.blockSize, MAX_POOLED_BLOCKS)
     this.selfHosts = localAddresses([listenHost, opts.announceHost])
   }
 
@@ -150,17 +163,11 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
   }
 
   dial(torrent: Torrent, ip: string, port: number): Peer {
-    // Reads land in one buffer per connection instead of a fresh 64 KiB chunk each: the
-    // leecher's garbage collector ran ~12 % of the time on those chunks. (Node offers this for
-    // sockets it connects only, so incoming connections still get 'data' events.)
+    // Reads land in one buffer per connection (read-buffer.ts).
     const sink = new ReadSink()
-    const socket = connect({
-      host: ip,
-      port,
-      onread: { buffer: Buffer.allocUnsafe(READ_BUFFER), callback: sink.onRead },
-    })
+    const socket = connect({ host: ip, port, onread: sink.options() })
     const peer = this.track(socket, 'out', ip, port)
-    sink.peer = peer
+    sink.target = peer
     this.dialTargets.set(peer, torrent)
     peer.sendHandshake(torrent.infoHashBuf, this.peerId)
     return peer
@@ -348,17 +355,8 @@ function createMetrics(registry: Registry): EngineMetrics {
   }
 }
 
-/** Size of an outgoing connection's read buffer (what Node reads per 'data' chunk anyway). */
-const READ_BUFFER = 64 << 10
-
-/** Hands an outgoing socket's reads (views of its one read buffer) to its Peer. */
-class ReadSink {
-  peer: Peer | undefined
-  readonly onRead = (n: number, buf: Uint8Array): boolean => {
-    this.peer?.ingest((buf as Buffer).subarray(0, n))
-    return true
-  }
-}
+/** Upload buffers kept for reuse: 8 MiB at 256 KiB blocks, more than ~20 peers keep in flight. */
+const MAX_POOLED_BLOCKS = 32
 
 /** The ban key of an IP (incoming connections); a space never occurs in ids or ip:port keys. */
 function ipBanKey(ip: string): string {

@@ -62,13 +62,16 @@ export class MemoryStorage implements TorrentStorage {
     return this.have.complete
   }
 
-  async readBlock(piece: number, offset: number, length: number): Promise<Buffer> {
+  async readBlock(piece: number, offset: number, length: number, into?: Buffer): Promise<Buffer> {
     if (!this.hasPiece(piece)) throw new ShoalError('NOT_FOUND', `piece ${piece} is not present`)
     if (offset < 0 || length < 0 || offset + length > this.pieceSize(piece)) {
       throw new ShoalError('INVALID_RANGE', `block ${offset}+${length} is outside piece ${piece}`)
     }
     const start = piece * this.layout.pieceLength + offset
-    return Buffer.from(this.data.subarray(start, start + length))
+    const src = this.data.subarray(start, start + length)
+    if (into === undefined || into.length < length) return Buffer.from(src)
+    into.set(src)
+    return into.subarray(0, length)
   }
 
   async writePiece(piece: number, data: Buffer): Promise<void> {

@@ -7,6 +7,7 @@
  */
 import type { Socket } from 'node:net'
 import { bencodeEncode } from '../core/bencode.js'
+import type { BlockPool } from './block-pool.js'
 import { DEFAULTS } from './types.js'
 import {
   encodeBare,
@@ -49,6 +50,9 @@ export abstract class PeerWriter {
   private outEnd = 0
   private flushQueued = false
   private drainWaiter: (() => void) | undefined
+  /** Buffers lent by a BlockPool, in the order their writes complete (sendPiece). */
+  private readonly lent: Buffer[] = []
+  private pool: BlockPool | undefined
 
   constructor(socket: Socket, offeredBlock: number) {
     this.socket = socket
@@ -160,17 +164,42 @@ export abstract class PeerWriter {
     this.outEnd += 4
   }
 
-  /** The one place piece data is written to the socket (an egress limiter gates the caller). */
-  sendPiece(index: number, offset: number, block: Buffer): void {
-    if (this.closed) return
+  /**
+   * The one place piece data is written to the socket (an egress limiter gates the caller).
+   * `lent` (from `pool`, usually the buffer `block` views) goes back to the pool once the
+   * socket has taken the block: write callbacks come in write order, so one bound callback and
+   * a queue do it without a closure per block.
+   */
+  sendPiece(index: number, offset: number, block: Buffer, lent?: Buffer, pool?: BlockPool): void {
+    if (this.closed) {
+      if (lent !== undefined) pool?.give(lent)
+      return
+    }
     const at = this.reserve(13)
     this.outEnd += encodePieceHeader(this.out, at, index, offset, block.length)
     this.socket.cork()
     this.flush() // the header and any control messages queued before it, in order
-    if (!this.closed) this.socket.write(block)
+    if (this.closed) {
+      if (lent !== undefined) pool?.give(lent)
+    } else if (lent !== undefined && pool !== undefined) {
+      this.pool = pool
+      this.lent.push(lent)
+      this.socket.write(block, this.onBlockWritten)
+    } else {
+      this.socket.write(block)
+    }
     this.socket.uncork()
     this.uploaded += block.length
     this.lastBlockAt = this.lastSendAt
+  }
+
+  /**
+   * A lent block's write finished (or failed: the socket is gone, and so is the write). A
+   * buffer whose write never completes is left to the collector, never reused early.
+   */
+  private readonly onBlockWritten = (): void => {
+    const buf = this.lent.shift()
+    if (buf !== undefined) this.pool?.give(buf)
   }
 
   /** Room for `n` bytes in the output buffer; the batch is written at the end of the tick. */

@@ -189,7 +189,7 @@ export class Peer extends PeerWriter implements WireHandler {
   useBandwidth(bw: HostBandwidth, group: string): void {
     if (this.closed || this.bwOut !== undefined) return
     this.bwOut = bw.egress.flow(group)
-    // Not watched: outgoing sockets read through `onread` and emit no 'data'.
+    // Not watched: sockets read through `onread` emit no 'data'; onSocketData counts every read.
     this.bwIn = bw.ingress.register(this.socket, group, { watch: false })
   }
 

@@ -340,6 +340,9 @@ export class Scheduler {
     // Bound the memory of pieces in flight (16 MiB pieces x 50 peers would be 800 MiB): past
     // the budget, peers help finish started pieces instead of opening new ones.
     if (this.activeBytes + this.meta.pieceLength > this.maxActiveBytes && this.active.size > 0) return shared
+    // No scan of the piece table when it cannot find anything: every missing piece is in
+    // flight (endgame), or the peer has none we lack (refills ask every peer on each event).
+    if (this.picker.startable === 0 || peer.interesting === 0) return shared
     const index = this.picker.pick(bits)
     if (index >= 0) {
       const size = this.meta.pieceSize(index)

@@ -62,6 +62,7 @@ export class Torrent implements PeerOwner, DownloadHost, AnnounceTarget {
     this.uploader = new Uploader({
       meta,
       storage,
+      blocks: ctx.blocks,
       have: this.downloader.have,
       slots: ctx.options.uploadSlots,
       optimisticUnchokeMs: ctx.options.optimisticUnchokeMs,

@@ -17,6 +17,7 @@ import type { MetaInfo } from '../core/index.js'
 import { ShoalError } from '../errors/index.js'
 import type { Logger } from '../log/index.js'
 import type { Bitfield } from './bitfield.js'
+import type { BlockPool } from './block-pool.js'
 import type { EngineMetrics } from './context.js'
 import type { Peer } from './peer.js'
 import type { ServeOnce } from './serve-once.js'
@@ -28,6 +29,8 @@ const PIECE_HEADER = 13
 export interface UploaderOptions {
   meta: MetaInfo
   storage: TorrentStorage
+  /** Where block buffers come from; the peer gives each back once its socket took it. */
+  blocks: BlockPool
   have: Bitfield
   slots: number
   optimisticUnchokeMs: number
@@ -220,25 +223,31 @@ export class Uploader {
         const index = q.index
         const offset = q.offset
         const length = q.length
+        const pool = this.o.blocks
+        const buf = pool.take(length)
         let block: Buffer
         try {
-          block = await this.o.storage.readBlock(index, offset, length)
+          block = await this.o.storage.readBlock(index, offset, length, buf)
           if (block.length !== length) {
             throw new ShoalError('IO_ERROR', `storage returned ${block.length} bytes, ${length} asked`)
           }
         } catch (err) {
+          pool.give(buf)
           this.o.log.warn({ err, piece: index, offset }, 'cannot read block for a peer')
           this.withdraw(peer, index, offset, length) // BEP 6 peers hear it; others time out
           continue
         }
-        if (peer.closed) break
         // Choked while reading: the choke rejected what was queued; this one too.
-        if (peer.amChoking) {
+        if (peer.closed || peer.amChoking) {
+          pool.give(buf)
+          if (peer.closed) break
           this.withdraw(peer, index, offset, length)
           continue
         }
         // The one place piece data leaves (Peer.sendPiece); paid for at the top of the loop.
-        peer.sendPiece(index, offset, block)
+        // `buf` goes back to the pool once the socket has taken the block (a storage that
+        // returned a buffer of its own leaves `buf` unused: it goes back with the write).
+        peer.sendPiece(index, offset, block, buf, pool)
         this.o.serveOnce?.sent(peer, index, Date.now())
         this.bytesUploaded += length
         this.o.metrics.sent.inc(length)

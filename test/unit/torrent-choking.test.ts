@@ -3,6 +3,7 @@ import { Limiter, ManualClock } from '../../lib/bandwidth/index.js'
 import type { MetaInfo } from '../../lib/core/index.js'
 import { silentLogger } from '../../lib/log/index.js'
 import { Registry } from '../../lib/metrics/index.js'
+import { BlockPool } from '../../lib/torrent/block-pool.js'
 import type { EngineMetrics } from '../../lib/torrent/context.js'
 import { Bitfield, BLOCK_SIZE, MemoryStorage, RequestQueue } from '../../lib/torrent/index.js'
 import type { Peer } from '../../lib/torrent/peer.js'
@@ -83,6 +84,7 @@ function uploader(slots: number, have = Bitfield.full(4), serveOnce?: ServeOnce)
   return new Uploader({
     meta,
     storage,
+    blocks: new BlockPool(PIECE, 4),
     have,
     slots,
     optimisticUnchokeMs: 15_000,

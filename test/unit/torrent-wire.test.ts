@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events'
 import type { Socket } from 'node:net'
 import t from 'tap'
 import { silentLogger } from '../../lib/log/index.js'
+import { BlockPool } from '../../lib/torrent/block-pool.js'
 import {
   BLOCK_SIZE,
   MAX_MESSAGE_LENGTH,
@@ -231,12 +232,18 @@ class FakeSocket extends EventEmitter {
   writableLength = 0
   writableNeedDrain = false
   readonly written: Buffer[] = []
+  /** Write callbacks not yet called: complete() calls the oldest, as a socket would. */
+  readonly pendingCallbacks: Array<() => void> = []
   setNoDelay(): void {}
   cork(): void {}
   uncork(): void {}
-  write(b: Buffer): boolean {
+  write(b: Buffer, cb?: () => void): boolean {
     this.written.push(b) // a view: the peer never rewrites bytes it handed over
+    if (cb) this.pendingCallbacks.push(cb)
     return true
+  }
+  complete(): void {
+    this.pendingCallbacks.shift()?.()
   }
   destroy(): void {
     if (this.destroyed) return
@@ -318,4 +325,26 @@ t.test('peer: small messages are batched into one write per tick; a piece is hea
   t.equal(socket.written[2], block, 'the block itself is not copied')
   t.equal(peer.uploaded, 100)
   peer.close('done')
+})
+
+t.test('peer: a lent block buffer goes back to its pool when its write completes, in order', async (t) => {
+  const { socket, peer } = fakePeerConnection('in')
+  const pool = new BlockPool(64, 8)
+  const first = pool.take(64)
+  const second = pool.take(64)
+  peer.sendPiece(0, 0, first.subarray(0, 10), first, pool)
+  peer.sendPiece(0, 10, second.subarray(0, 10), second, pool)
+  t.equal(pool.idle, 0, 'both still lent while the socket holds them')
+  socket.complete()
+  t.equal(pool.idle, 1, 'the first write completed: one back')
+  t.equal(pool.take(64), first, 'and it is the first buffer')
+  socket.complete()
+  t.equal(pool.take(64), second)
+  peer.close('done')
+  const late = pool.take(64)
+  peer.sendPiece(1, 0, late, late, pool)
+  t.equal(pool.take(64), late, 'a piece for a closed peer gives its buffer straight back')
+  t.equal(pool.take(200).length, 200, 'a block longer than the pool size gets its own buffer')
+  pool.give(Buffer.alloc(200))
+  t.equal(pool.idle, 0, 'and it is not pooled')
 })

@@ -44,8 +44,8 @@ export class CheckpointedStorage implements TorrentStorage {
     return this.file.hasPiece(i)
   }
 
-  readBlock(piece: number, offset: number, length: number): Promise<Buffer> {
-    return this.file.readBlock(piece, offset, length)
+  readBlock(piece: number, offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    return this.file.readBlock(piece, offset, length, into)
   }
 
   async writePiece(piece: number, data: Buffer): Promise<void> {

@@ -198,6 +198,7 @@ export class Peer extends PeerWriter implements WireHandler {
     this.closed = true
     this.closeReason = reason
     this.reader.stop()
+    this.cancelLazyFlush()
     if (this.phaseTimer) clearTimeout(this.phaseTimer)
     this.socket.destroy()
     this.requests.clear()

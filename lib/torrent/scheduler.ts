@@ -40,9 +40,6 @@ export interface SchedulerOptions {
   endgameDuplicates?: number
 }
 
-/** Piece buffers kept for reuse. */
-const MAX_SPARE_BUFFERS = 8
-
 export const DEFAULT_PIPELINE: PipelineOptions = {
   minDepth: DEFAULTS.pipelineMinDepth,
   maxDepth: DEFAULTS.pipelineDepth,
@@ -185,10 +182,17 @@ export class Scheduler {
   /**
    * A detached piece is written (or given up): its memory no longer counts, and with `reuse`
    * its buffer serves a later piece (storage keeps no reference once writePiece resolved).
+   * Spares are kept while they and the pieces in flight stay within half the budget: a swarm
+   * has a piece or more in flight per peer, and a fresh buffer for each is memory the kernel
+   * must fault in and V8 counts towards a full GC.
    */
   settle(piece: PieceBuffer<Peer>, reuse: boolean): void {
     this.activeBytes -= piece.size
-    if (reuse && piece.data.length === this.meta.pieceLength && this.spare.length < MAX_SPARE_BUFFERS)
+    if (
+      reuse &&
+      piece.data.length === this.meta.pieceLength &&
+      (this.spare.length + 1) * this.meta.pieceLength + this.activeBytes <= this.maxActiveBytes / 2
+    )
       this.spare.push(piece.data)
   }
 

@@ -15,6 +15,7 @@ import {
   WireReader,
 } from '../../lib/torrent/index.js'
 import { Peer } from '../../lib/torrent/peer.js'
+import { HAVE_DELAY_MS } from '../../lib/torrent/peer-writer.js'
 import {
   encodeBare,
   encodeHandshake,
@@ -325,6 +326,29 @@ t.test('peer: small messages are batched into one write per tick; a piece is hea
   t.equal(socket.written[2], block, 'the block itself is not copied')
   t.equal(peer.uploaded, 100)
   peer.close('done')
+})
+
+t.test('peer: haves wait for other traffic, or go out in one batch within HAVE_DELAY_MS', async (t) => {
+  const slow = { connectMs: 5_000, handshakeMs: 5_000, firstMessageMs: 5_000 }
+  const { socket, peer } = fakePeerConnection('in', slow)
+  peer.sendHave(1)
+  peer.sendHave(2)
+  await new Promise((r) => process.nextTick(r))
+  t.equal(socket.written.length, 0, 'haves alone do not cost a write per tick')
+  await sleep(HAVE_DELAY_MS + 30)
+  t.equal(socket.written.length, 1, 'one write for the batch')
+  t.equal(socket.written[0]!.length, 2 * 9)
+  peer.sendHave(3)
+  peer.sendRequest(0, 0, 16)
+  await new Promise((r) => process.nextTick(r))
+  t.equal(socket.written.length, 2, 'a request takes the waiting have along')
+  t.equal(socket.written[1]!.length, 9 + 17)
+  await sleep(HAVE_DELAY_MS + 30)
+  t.equal(socket.written.length, 2, 'and the timer finds nothing left to send')
+  peer.sendHave(4)
+  peer.close('done')
+  await sleep(HAVE_DELAY_MS + 30)
+  t.equal(socket.written.length, 2, 'nothing is written after close')
 })
 
 t.test('peer: a lent block buffer goes back to its pool when its write completes, in order', async (t) => {

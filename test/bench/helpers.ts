@@ -142,6 +142,34 @@ export function maxRate(samples: readonly CounterSample[], windowMs = 1000): num
 }
 
 /**
+ * A counter's growth per whole second since the start of its clock (index = second): each
+ * interval between two samples is booked in the second its end falls in. Coarse (samples come
+ * about once a second), but enough to see a ramp-up, a plateau and a tail.
+ */
+export function perSecond(samples: readonly CounterSample[]): number[] {
+  const out: number[] = []
+  for (let i = 1; i < samples.length; i++) {
+    const a = samples[i - 1] as CounterSample
+    const b = samples[i] as CounterSample
+    const sec = Math.max(0, Math.floor(b.t / 1000))
+    while (out.length <= sec) out.push(0)
+    out[sec] = (out[sec] as number) + (b.value - a.value)
+  }
+  return out
+}
+
+/** Element-wise sum of arrays of different lengths. */
+export function sumSeries(series: readonly (readonly number[])[]): number[] {
+  const out: number[] = []
+  for (const s of series)
+    for (let i = 0; i < s.length; i++) {
+      while (out.length <= i) out.push(0)
+      out[i] = (out[i] as number) + (s[i] as number)
+    }
+  return out
+}
+
+/**
  * A token bucket by virtual scheduling (GCRA): each `delayFor(n)` books n bytes at the cap and
  * answers how long the caller must wait before sending them. FIFO-fair across callers sharing
  * the bucket; `burstBytes` may go out at once after an idle period.

@@ -139,6 +139,18 @@ export function buildResult(p: BenchParams, r: PhaseResults, meta: RunMeta) {
         rates_from: r.swarm.ratesFrom ?? 'payload',
         max_payload_egress_rate_bytes_per_s: r.swarm.maxPayloadEgressRate ?? r.swarm.maxEgressRate,
         max_payload_ingress_rate_bytes_per_s: r.swarm.maxPayloadIngressRate ?? r.swarm.maxIngressRate,
+        // Payload bytes per second of the run: all agents received / sent, the origin sent.
+        timeline_bytes_per_s: r.swarm.timeline
+          ? {
+              agents_received: r.swarm.timeline.agentsReceived,
+              agents_sent: r.swarm.timeline.agentsSent,
+              origin_sent: r.swarm.timeline.originSent,
+            }
+          : null,
+        // What all agents received over the makespan ÷ N·B: 1 is every agent's link full all along.
+        ingress_utilisation: ours
+          ? (r.swarm.bytesFromAgents + r.swarm.bytesFromOrigins) / (ours * p.agents * p.cap)
+          : null,
       },
       aria2: r.aria2 && {
         makespan_s: ariaMakespan ?? null,
@@ -217,6 +229,15 @@ export function resultNotes(res: BenchResult): string[] {
         `agents got ${formatBytes(d.shoal.bytes_from_agents)} from each other; herd CPU ${s(d.shoal.herd_cpu_s)}` +
         (d.shoal.failures.length ? `; ${d.shoal.failures.length} FAILED` : ''),
     )
+  const tl = d.shoal?.timeline_bytes_per_s
+  if (tl && d.shoal?.ingress_utilisation != null) {
+    const B = res.params.cap_bytes_per_sec * res.params.agents
+    const pct = (v: number | undefined) => `${Math.round((100 * (v ?? 0)) / B)}`
+    out.push(
+      `agents' ingress: ${fmt(100 * d.shoal.ingress_utilisation, 0)} % of N·B over the makespan; per second, % of N·B: ` +
+        tl.agents_received.map(pct).join(' '),
+    )
+  }
   const busy = d.shoal?.cores_busy
   if (busy && busy > 0.8 * res.machine.cpus)
     out.push(

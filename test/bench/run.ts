@@ -53,6 +53,7 @@ const USAGE = `usage: node --import tsx test/bench/run.ts [options]
   --json <file>          figures as JSON (default <workdir>/result.json)
   --chart <file>         completion-time chart, SVG (default <workdir>/completion.svg)
   --keep                 keep blobs and data folders (logs are always kept)
+  --log-level <level>    log level of the herd and agents (default info; debug shows every peer)
   --node-args <flags>    extra node flags for the herd and agents, space-separated, e.g.
                          "--cpu-prof --cpu-prof-dir=/tmp/prof" or "--perf-basic-prof"`
 
@@ -74,6 +75,7 @@ function options() {
       chart: { type: 'string' },
       keep: { type: 'boolean', default: false },
       'node-args': { type: 'string' },
+      'log-level': { type: 'string', default: 'info' },
       help: { type: 'boolean', default: false },
     },
   })
@@ -108,6 +110,7 @@ function options() {
     json: resolve(values.json ?? join(workdir, 'result.json')),
     chart: resolve(values.chart ?? join(workdir, 'completion.svg')),
     keep: values.keep,
+    logLevel: values['log-level'],
     nodeArgs: (values['node-args'] ?? '').split(/\s+/).filter(Boolean),
   }
 }
@@ -224,6 +227,7 @@ async function main(): Promise<void> {
         procs,
         caps: { agent: caps, origin: caps },
         nodeArgs: o.nodeArgs,
+        logLevel: o.logLevel,
       })
       try {
         const digest = await pushFile(cluster, blob)

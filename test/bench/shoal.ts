@@ -12,7 +12,7 @@ import { promisify } from 'node:util'
 import { AgentClient } from '../../lib/agent/client/index.js'
 import { DEFAULT_NAMESPACE, Digest } from '../../lib/core/index.js'
 import { ShoalError } from '../../lib/errors/index.js'
-import { maxRate } from './helpers.js'
+import { maxRate, perSecond, sumSeries } from './helpers.js'
 import {
   cpuSeconds,
   distCmd,
@@ -93,6 +93,7 @@ export async function startCluster(opts: {
   caps?: { agent?: Caps | undefined; origin?: Caps | undefined }
   /** Extra node flags for every process (profiling: --cpu-prof, --perf-basic-prof). */
   nodeArgs?: readonly string[]
+  logLevel?: string
 }): Promise<Cluster> {
   await mkdir(join(opts.dir, 'logs'), { recursive: true })
   const node = opts.nodeArgs ?? []
@@ -102,6 +103,7 @@ export async function startCluster(opts: {
     herdConfig,
     JSON.stringify({
       extends: join(ROOT, 'config', 'herd', 'development.yaml'),
+      ...(opts.logLevel ? { log: { level: opts.logLevel } } : {}),
       ...(opts.caps?.origin ? { origin: { bandwidth: bandwidthSection(opts.caps.origin) } } : {}),
     }),
   )
@@ -131,6 +133,7 @@ export async function startCluster(opts: {
     agentConfig,
     JSON.stringify({
       extends: join(ROOT, 'config', 'agent', 'development.yaml'),
+      ...(opts.logLevel ? { log: { level: opts.logLevel } } : {}),
       ...(opts.caps?.agent ? { bandwidth: bandwidthSection(opts.caps.agent) } : {}),
     }),
   )
@@ -213,6 +216,12 @@ export interface SwarmResult {
    */
   maxPayloadEgressRate?: number
   maxPayloadIngressRate?: number
+  /**
+   * Piece payload per second of the run (index = second since the agents were asked): what all
+   * agents received, what all agents sent, what the origin sent. Shows where a makespan above
+   * the bound is lost: ramp-up, plateau below N·B, or tail.
+   */
+  timeline?: { agentsReceived: number[]; agentsSent: number[]; originSent: number[] }
 }
 
 /**
@@ -283,6 +292,12 @@ export async function runSwarm(
   let maxWireEgressRate = 0
   let maxWireIngressRate = 0
   let wire = true
+  const agentSeries = agents.map((a) => sampler.series.get(a.proc.name)!)
+  const timeline = {
+    agentsReceived: sumSeries(agentSeries.map((s) => perSecond(s.received))),
+    agentsSent: sumSeries(agentSeries.map((s) => perSecond(s.sent))),
+    originSent: perSecond(sampler.series.get('origin')?.sent ?? []),
+  }
   for (const s of sampler.series.values()) {
     maxPayloadEgressRate = Math.max(maxPayloadEgressRate, maxRate(s.sent))
     maxPayloadIngressRate = Math.max(maxPayloadIngressRate, maxRate(s.received))
@@ -308,5 +323,6 @@ export async function runSwarm(
     ratesFrom: wire ? 'wire' : 'payload',
     maxPayloadEgressRate,
     maxPayloadIngressRate,
+    timeline,
   }
 }

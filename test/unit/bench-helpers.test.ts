@@ -8,8 +8,10 @@ import {
   parseProcStatusField,
   parseSize,
   percentile,
+  perSecond,
   promSum,
   summarize,
+  sumSeries,
   TokenBucket,
   verdict,
 } from '../bench/helpers.js'
@@ -238,3 +240,19 @@ t.test('result: the issue field names, ratios to the bound, an unfinished host v
   t.equal(unfinished.vs_aria2, null)
   t.equal(buildResult({ ...params, capsApplied: false }, { swarm }, meta).cap_adherence, null)
 })
+
+t.test(
+  'perSecond books each interval in the second its end falls in; sumSeries adds unequal lengths',
+  async (t) => {
+    const samples = [
+      { t: 100, value: 0 },
+      { t: 1_050, value: 10 },
+      { t: 2_020, value: 25 },
+      { t: 2_900, value: 30 },
+      { t: 4_100, value: 30 },
+    ]
+    t.same(perSecond(samples), [0, 10, 20, 0, 0])
+    t.same(perSecond([{ t: 0, value: 5 }]), [], 'one sample has no interval')
+    t.same(sumSeries([[1, 2, 3], [10], []]), [11, 2, 3])
+  },
+)

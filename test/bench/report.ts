@@ -41,6 +41,8 @@ export interface BenchParams {
   httpSize: number
   singleSize: number
   parts: string[]
+  /** Bytes distributed through the agents before the measured run (0: cold agents). */
+  warmup: number
 }
 
 export interface PhaseResults {
@@ -48,6 +50,8 @@ export interface PhaseResults {
   aria2?: Aria2Result
   http?: HttpBaselineResult
   single?: SingleResult
+  /** Makespan of the warm-up distribution (not measured). */
+  warmupMakespan?: number
 }
 
 const done = (xs: ReadonlyArray<number | null>) => xs.filter((x): x is number => x !== null)
@@ -106,6 +110,7 @@ export function buildResult(p: BenchParams, r: PhaseResults, meta: RunMeta) {
       parts: p.parts,
       http_baseline: { clients: p.httpClients, size_bytes: p.httpSize },
       single_size_bytes: p.singleSize,
+      warmup_bytes: p.warmup,
     },
     bound_s: bound,
     makespan_over_bound: nums(mk),
@@ -120,6 +125,7 @@ export function buildResult(p: BenchParams, r: PhaseResults, meta: RunMeta) {
     details: {
       shoal: r.swarm && {
         makespan_s: ours ?? null,
+        warmup_makespan_s: r.warmupMakespan ?? null,
         completion_s: r.swarm.completion,
         first_piece_s: r.swarm.firstPiece,
         failures: r.swarm.failures,
@@ -228,6 +234,12 @@ export function resultNotes(res: BenchResult): string[] {
       `Shoal: makespan ${s(d.shoal.makespan_s)} (bound ${s(res.bound_s)}); origin sent ${formatBytes(d.shoal.origin_sent_bytes ?? d.shoal.bytes_from_origins)}, ` +
         `agents got ${formatBytes(d.shoal.bytes_from_agents)} from each other; herd CPU ${s(d.shoal.herd_cpu_s)}` +
         (d.shoal.failures.length ? `; ${d.shoal.failures.length} FAILED` : ''),
+    )
+  if (d.shoal)
+    out.push(
+      res.params.warmup_bytes > 0
+        ? `agents warmed up first: one ${formatBytes(res.params.warmup_bytes)} distribution through the same agents (makespan ${s(d.shoal.warmup_makespan_s)}, not measured), as long-running daemons are; --warmup 0 measures cold ones`
+        : 'agents cold: the measured distribution is the first these processes run (--warmup 0)',
     )
   const tl = d.shoal?.timeline_bytes_per_s
   if (tl && d.shoal?.ingress_utilisation != null) {

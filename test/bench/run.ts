@@ -45,6 +45,8 @@ const USAGE = `usage: node --import tsx test/bench/run.ts [options]
   --burst <bytes>        burstBytes passed to Shoal's caps (default: Shoal's own default)
   --no-caps              run Shoal uncapped even when the build supports caps
   --parts <list>         comma-separated subset of ${PARTS.join(',')} (default: all)
+  --warmup <bytes>       a distribution of this size through the same agents first, not measured
+                         (default S/8, at least 1 MiB; 0 = cold agents): see docs/performance.md
   --http-clients <n>     clients of the HTTP baseline (default min(N, 4)); scaled to N·S
   --http-size <bytes>    bytes each HTTP client fetches (default S/4)
   --single-size <bytes>  size of the single uncapped transfer (default 1GiB)
@@ -75,6 +77,7 @@ function options() {
       chart: { type: 'string' },
       keep: { type: 'boolean', default: false },
       'node-args': { type: 'string' },
+      warmup: { type: 'string' },
       'log-level': { type: 'string', default: 'info' },
       help: { type: 'boolean', default: false },
     },
@@ -111,6 +114,7 @@ function options() {
     chart: resolve(values.chart ?? join(workdir, 'completion.svg')),
     keep: values.keep,
     logLevel: values['log-level'],
+    warmup: values.warmup === undefined ? Math.max(1 << 20, Math.floor(size / 8)) : parseSize(values.warmup),
     nodeArgs: (values['node-args'] ?? '').split(/\s+/).filter(Boolean),
   }
 }
@@ -192,6 +196,7 @@ async function main(): Promise<void> {
     httpSize: o.httpSize,
     singleSize: o.singleSize,
     parts: o.parts,
+    warmup: o.parts.includes('shoal') ? o.warmup : 0,
   }
   say(
     `S=${formatBytes(o.size)} N=${o.agents} B=${formatBytes(o.cap)}/s bound S/B=${(o.size / o.cap).toFixed(1)} s; ${capsNote}`,
@@ -230,6 +235,7 @@ async function main(): Promise<void> {
         logLevel: o.logLevel,
       })
       try {
+        if (want('shoal') && o.warmup > 0) results.warmupMakespan = await warmUp(cluster, o)
         const digest = await pushFile(cluster, blob)
         say(`shoal: pushed ${digest}`)
         torrent = { bytes: await metainfo(cluster, digest), name: digest.hex }
@@ -333,6 +339,22 @@ async function metainfo(cluster: Cluster, digest: Digest): Promise<Buffer> {
 }
 
 /** Removes a finished phase's blobs and data folders; its logs and small config files stay. */
+/**
+ * One distribution of `o.warmup` random bytes through the agents, not measured: agents are
+ * long-running daemons, and a fresh Node process runs its hot paths unoptimised for the first
+ * seconds (V8 compiles them as they get hot). Returns its makespan.
+ */
+async function warmUp(cluster: Cluster, o: ReturnType<typeof options>): Promise<number> {
+  const file = join(o.workdir, 'input', 'warmup.bin')
+  await writeRandomFile(file, o.warmup)
+  const digest = await pushFile(cluster, file)
+  say(`shoal: warm-up, ${cluster.agents.length} agents pulling ${formatBytes(o.warmup)} (not measured)`)
+  const r = await runSwarm(cluster, digest, o.warmup, o.timeoutMs)
+  if (r.failures.length) throw new ShoalError('UNAVAILABLE', `warm-up failed: ${r.failures.join('; ')}`)
+  await rm(file, { force: true })
+  return Math.max(...r.completion.map((c) => c ?? Number.NaN))
+}
+
 async function removeData(dir: string): Promise<void> {
   const keep = /^logs$|\.(yaml|sh|torrent|log)$/
   for (const entry of await readdir(dir).catch(() => [] as string[]))

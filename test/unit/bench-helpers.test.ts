@@ -185,6 +185,7 @@ t.test('result: the issue field names, ratios to the bound, an unfinished host v
     httpSize: 4 << 20,
     singleSize: 1 << 30,
     parts: ['shoal', 'aria2', 'http', 'single'],
+    warmup: 2 << 20,
   }
   const meta: RunMeta = {
     started_at: 'now',
@@ -219,6 +220,7 @@ t.test('result: the issue field names, ratios to the bound, an unfinished host v
         agentPeakRss: 90 << 20,
         agentCpuSeconds: 3,
       },
+      warmupMakespan: 0.4,
     },
     meta,
   )
@@ -235,6 +237,8 @@ t.test('result: the issue field names, ratios to the bound, an unfinished host v
   near(r.first_piece_s, 0.4, 'first piece p50')
   near(r.single_transfer_over_raw_tcp, 0.8, 'single')
   near(r.cpu_s_per_gb, 20, 'CPU per GB')
+  t.equal(r.params.warmup_bytes, 2 << 20, 'the warm-up is recorded with the parameters')
+  t.equal(r.details.shoal?.warmup_makespan_s, 0.4)
   const unfinished = buildResult(params, { swarm: { ...swarm, completion: [2, null] } }, meta)
   t.equal(unfinished.makespan_over_bound?.max, null)
   t.equal(unfinished.vs_aria2, null)

@@ -22,7 +22,7 @@ export async function startOriginNode(
   config: OriginConfig,
   deps: { logger: Logger; registry?: Registry },
 ): Promise<OriginNode> {
-  const registry = deps.registry ?? createRegistry('origin')
+  const registry = deps.registry ?? createRegistry('origin', { processMetrics: true })
   const bandwidth = new HostBandwidth(config.bandwidth, { registry, logger: deps.logger })
   const engine = new TorrentEngine({
     ...config.peer, // listen address and the engine's tuning

@@ -316,6 +316,8 @@ export class Downloader {
   private finish(): void {
     const s = this.stats
     s.finishedAt = Date.now()
+    // A seeding torrent needs no piece buffers (up to maxActiveBytes kept for reuse).
+    this.scheduler.dropSpares()
     const seconds = Math.max(0.001, (s.finishedAt - s.startedAt) / 1000)
     this.host.log.info(
       { ...s, seconds, megabytesPerSecond: Math.round((this.downloaded / seconds / 1e6) * 10) / 10 },

@@ -401,3 +401,30 @@ t.test('requests are topped up in batches, not one per block', async (t) => {
   scheduler.refill(a, 1)
   t.equal(a.sent.length, 10, 'a quarter of the pipeline free: topped up at once')
 })
+
+t.test(
+  'finished pieces lend their buffers to new ones, within the budget; dropSpares lets them go',
+  async (t) => {
+    // Budget: two whole pieces in flight or kept.
+    const { scheduler, peer } = setup(4, 2 * PIECE)
+    const a = peer('a')
+    const finishOne = () => {
+      scheduler.fill(a, 0)
+      const [index] = a.sent[a.sent.length - 1]!
+      let done: ReturnType<typeof scheduler.onBlock> | undefined
+      for (let b = 0; b < 4; b++) done = scheduler.onBlock(a, index, b * BLOCK_SIZE, block(), 0)
+      t.equal(done?.kind, 'accepted')
+      const piece = (done as { piece: NonNullable<ReturnType<typeof scheduler.active.get>> }).piece
+      t.ok(piece, `piece ${index} complete`)
+      return piece
+    }
+    const first = finishOne()
+    scheduler.settle(first, true)
+    const second = finishOne()
+    t.equal(second.data, first.data, "the next piece reuses the first one's buffer")
+    scheduler.settle(second, true)
+    scheduler.dropSpares()
+    const third = finishOne()
+    t.not(third.data, first.data, 'after dropSpares a new piece gets a fresh buffer')
+  },
+)

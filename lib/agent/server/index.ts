@@ -47,7 +47,7 @@ export class AgentServer {
     deps: AgentDeps,
   ) {
     this.log = deps.logger.child({ component: 'agent' })
-    const registry = deps.registry ?? createRegistry('agent')
+    const registry = deps.registry ?? createRegistry('agent', { processMetrics: true })
     this.trackers = new TrackerSet(deps.trackers ?? config.trackers, { logger: deps.logger, registry })
     this.buildIndex = deps.buildIndex ?? new BuildIndexClient(config.buildIndex)
     const dataDir = resolve(config.dataDir)

@@ -47,7 +47,7 @@ export class BuildIndexServer {
     deps: BuildIndexDeps,
   ) {
     this.log = deps.logger.child({ component: 'build-index' })
-    this.registry = deps.registry ?? createRegistry('build-index')
+    this.registry = deps.registry ?? createRegistry('build-index', { processMetrics: true })
     this.backend = deps.backend ?? createBackend(config.backend)
     const blobCheck =
       deps.blobCheck ?? new OriginBlobCheck(new OriginCluster(config.origins, deps.originClientFor))

@@ -90,7 +90,7 @@ export class OriginServer {
     deps: OriginDeps,
   ) {
     this.log = deps.logger.child({ component: 'origin' })
-    this.registry = deps.registry ?? createRegistry('origin')
+    this.registry = deps.registry ?? createRegistry('origin', { processMetrics: true })
     const dataDir = resolve(config.dataDir)
     this.store = new BlobStore(dataDir, { logger: deps.logger })
     this.backend =

@@ -44,7 +44,7 @@ export class ProxyServer {
     deps: ProxyDeps,
   ) {
     this.log = deps.logger.child({ component: 'proxy' })
-    this.registry = deps.registry ?? createRegistry('proxy')
+    this.registry = deps.registry ?? createRegistry('proxy', { processMetrics: true })
     this.origins = new OriginCluster(config.origins, deps.originClientFor)
     this.buildIndex = deps.buildIndex ?? new BuildIndexClient(config.buildIndex)
     this.pushes = counter(this.registry, 'shoal_proxy_blob_pushes_total', 'Blob pushes by result', ['result'])

@@ -65,7 +65,7 @@ export class TrackerServer {
     private readonly deps: TrackerDeps,
   ) {
     this.log = deps.logger.child({ component: 'tracker' })
-    this.registry = deps.registry ?? createRegistry('tracker')
+    this.registry = deps.registry ?? createRegistry('tracker', { processMetrics: true })
     const announces = counter(
       this.registry,
       'shoal_tracker_announces_total',

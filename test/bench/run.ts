@@ -114,7 +114,12 @@ function options() {
     chart: resolve(values.chart ?? join(workdir, 'completion.svg')),
     keep: values.keep,
     logLevel: values['log-level'],
-    warmup: values.warmup === undefined ? Math.max(1 << 20, Math.floor(size / 8)) : parseSize(values.warmup),
+    warmup:
+      values.warmup === undefined
+        ? Math.max(1 << 20, Math.floor(size / 8))
+        : /^0+$/.test(values.warmup.trim())
+          ? 0
+          : parseSize(values.warmup),
     nodeArgs: (values['node-args'] ?? '').split(/\s+/).filter(Boolean),
   }
 }

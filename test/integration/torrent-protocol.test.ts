@@ -4,25 +4,13 @@
  * connection limits, per-phase timeouts, idle eviction and the stall ban.
  */
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { connect, type Socket } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { bencodeDecode, bencodeEncode } from '../../lib/core/bencode.js'
-import { MetaInfo } from '../../lib/core/index.js'
-import { createLogger, type Logger, silentLogger } from '../../lib/log/index.js'
 import { Registry } from '../../lib/metrics/index.js'
-import {
-  type AnnounceResponse,
-  type EngineOptions,
-  MemoryStorage,
-  MSG,
-  type PeerSource,
-  TorrentEngine,
-} from '../../lib/torrent/index.js'
+import { type AnnounceResponse, MemoryStorage, MSG, type PeerSource } from '../../lib/torrent/index.js'
+import { makeTorrent, startEngine } from '../helpers/torrent.js'
 
-const log: Logger = process.env.SHOAL_TEST_LOG ? createLogger({ level: 'debug' }) : silentLogger()
 const KiB = 1024
 
 class Peers implements PeerSource {
@@ -32,32 +20,6 @@ class Peers implements PeerSource {
   }
 }
 const nobody = new Peers(() => [])
-
-async function makeTorrent(t: Pick<Test, 'teardown'>, size: number, pieceLength: number) {
-  const dir = await mkdtemp(join(tmpdir(), 'shoal-proto-'))
-  t.teardown(() => rm(dir, { recursive: true, force: true }))
-  const data = randomBytes(size)
-  await writeFile(join(dir, 'blob'), data)
-  const meta = await MetaInfo.create(join(dir, 'blob'), {
-    name: 'blob',
-    announce: 'http://127.0.0.1:1/announce',
-    size,
-    pieceLength,
-  })
-  return { meta, data }
-}
-
-async function engine(
-  t: Pick<Test, 'teardown'>,
-  role: 'origin' | 'agent',
-  source: PeerSource,
-  extra: Partial<EngineOptions> = {},
-) {
-  const e = new TorrentEngine({ role, host: '127.0.0.1', port: 0, peerSource: source, logger: log, ...extra })
-  await e.start()
-  t.teardown(() => e.stop())
-  return e
-}
 
 async function metric(registry: Registry, name: string): Promise<number> {
   const m = (await registry.getMetricsAsJSON()).find((x) => x.name === name)
@@ -214,7 +176,7 @@ const requestsOf = (p: RawPeer) =>
 
 t.test('BEP 10: the engine offers its block size, reqq and port to every peer', async (t) => {
   const { meta, data } = await makeTorrent(t, 512 * KiB, 256 * KiB)
-  const origin = await engine(t, 'origin', nobody, { blockSize: 64 * KiB })
+  const origin = await startEngine(t, 'origin', nobody, { blockSize: 64 * KiB })
   origin.seed(meta, MemoryStorage.complete(meta, data))
   const p = await rawPeer(t, origin.port, meta.infoHash.toBuffer(), { ext: { m: {} } })
   const ext = await p.ext
@@ -235,7 +197,7 @@ t.test('BEP 10: requests use the smaller offer from a Shoal peer, 16 KiB from an
     ['a bogus offer (not a power of two)', { m: {}, shoal_block: 100_000 }, 16 * KiB],
   ]
   for (const [name, ext, size] of cases) {
-    const leecher = await engine(t, 'agent', nobody)
+    const leecher = await startEngine(t, 'agent', nobody)
     const ac = new AbortController()
     const store = new MemoryStorage(meta)
     const done = leecher.download(meta, store, { signal: ac.signal })
@@ -255,7 +217,7 @@ t.test('BEP 10: requests use the smaller offer from a Shoal peer, 16 KiB from an
 
 t.test('BEP 10: the serving side accepts the negotiated size from that peer only', async (t) => {
   const { meta, data } = await makeTorrent(t, 512 * KiB, 256 * KiB)
-  const origin = await engine(t, 'origin', nobody)
+  const origin = await startEngine(t, 'origin', nobody)
   origin.seed(meta, MemoryStorage.complete(meta, data))
   const ih = meta.infoHash.toBuffer()
   const block = (p: RawPeer) =>
@@ -293,13 +255,13 @@ t.test(
   async (t) => {
     const { meta, data } = await makeTorrent(t, 512 * KiB, 128 * KiB)
     const ih = meta.infoHash.toBuffer()
-    const seed = await engine(t, 'origin', nobody)
+    const seed = await startEngine(t, 'origin', nobody)
     seed.seed(meta, MemoryStorage.complete(meta, data))
-    const empty = await engine(t, 'agent', nobody)
+    const empty = await startEngine(t, 'agent', nobody)
     const ac = new AbortController()
     t.teardown(() => ac.abort())
     empty.download(meta, new MemoryStorage(meta), { signal: ac.signal }).catch(() => {})
-    const partial = await engine(t, 'agent', nobody)
+    const partial = await startEngine(t, 'agent', nobody)
     const half = new MemoryStorage(meta)
     await half.writePiece(1, data.subarray(128 * KiB, 256 * KiB))
     partial.seed(meta, half)
@@ -328,7 +290,7 @@ t.test(
   async (t) => {
     const { meta, data } = await makeTorrent(t, 512 * KiB, 128 * KiB)
     const ih = meta.infoHash.toBuffer()
-    const seed = await engine(t, 'origin', nobody)
+    const seed = await startEngine(t, 'origin', nobody)
     seed.seed(meta, MemoryStorage.complete(meta, data))
     const p = await rawPeer(t, seed.port, ih)
     await p.replied
@@ -355,12 +317,12 @@ t.test(
   'endgame: the slow peer’s last blocks are fetched from the fast one and cancelled at the slow one',
   async (t) => {
     const { meta, data } = await makeTorrent(t, 1024 * KiB, 64 * KiB)
-    const origin = await engine(t, 'origin', nobody)
+    const origin = await startEngine(t, 'origin', nobody)
     origin.seed(meta, MemoryStorage.complete(meta, data))
     // The leecher knows the fast origin; a peer that accepts requests and never answers dials in
     // first, so it holds part of the torrent when the origin's blocks run out.
     let dialOrigin = false
-    const leecher = await engine(t, 'agent', new Peers(() => (dialOrigin ? [origin] : [])), {
+    const leecher = await startEngine(t, 'agent', new Peers(() => (dialOrigin ? [origin] : [])), {
       requestTimeoutMs: 60_000, // no timeout may rescue the download: only endgame can
     })
     const store = new MemoryStorage(meta)
@@ -396,7 +358,7 @@ t.test(
 t.test('connections: a per-host limit over all torrents', async (t) => {
   const a = await makeTorrent(t, 256 * KiB, 64 * KiB)
   const b = await makeTorrent(t, 256 * KiB, 64 * KiB)
-  const seed = await engine(t, 'origin', nobody, { maxConnections: 2 })
+  const seed = await startEngine(t, 'origin', nobody, { maxConnections: 2 })
   seed.seed(a.meta, MemoryStorage.complete(a.meta, a.data))
   seed.seed(b.meta, MemoryStorage.complete(b.meta, b.data))
   const p1 = await rawPeer(t, seed.port, a.meta.infoHash.toBuffer())
@@ -414,7 +376,7 @@ t.test('connections: a per-host limit over all torrents', async (t) => {
 
 t.test('connections: per-phase timeouts (handshake, first message)', async (t) => {
   const { meta, data } = await makeTorrent(t, 256 * KiB, 64 * KiB)
-  const seed = await engine(t, 'origin', nobody, { handshakeTimeoutMs: 200, firstMessageTimeoutMs: 300 })
+  const seed = await startEngine(t, 'origin', nobody, { handshakeTimeoutMs: 200, firstMessageTimeoutMs: 300 })
   seed.seed(meta, MemoryStorage.complete(meta, data))
   const silent = await new Promise<Socket>((resolve) => {
     const s = connect({ host: '127.0.0.1', port: seed.port }, () => resolve(s))
@@ -436,7 +398,7 @@ t.test('connections: per-phase timeouts (handshake, first message)', async (t) =
 
 t.test('connections: idle eviction (seeding: uninterested peers; seed to seed at once)', async (t) => {
   const { meta, data } = await makeTorrent(t, 256 * KiB, 64 * KiB)
-  const seed = await engine(t, 'origin', nobody, { seedIdleTimeoutMs: 300 })
+  const seed = await startEngine(t, 'origin', nobody, { seedIdleTimeoutMs: 300 })
   seed.seed(meta, MemoryStorage.complete(meta, data))
   const idle = await rawPeer(t, seed.port, meta.infoHash.toBuffer())
   await idle.replied
@@ -452,7 +414,7 @@ t.test('connections: idle eviction (seeding: uninterested peers; seed to seed at
 
 t.test('connections: idle eviction (downloading: no block either way)', async (t) => {
   const { meta } = await makeTorrent(t, 256 * KiB, 64 * KiB)
-  const leecher = await engine(t, 'agent', nobody, { leechIdleTimeoutMs: 300 })
+  const leecher = await startEngine(t, 'agent', nobody, { leechIdleTimeoutMs: 300 })
   const ac = new AbortController()
   t.teardown(() => ac.abort())
   leecher.download(meta, new MemoryStorage(meta), { signal: ac.signal }).catch(() => {})
@@ -466,7 +428,7 @@ t.test('connections: idle eviction (downloading: no block either way)', async (t
 t.test('stalls: a peer whose requests time out again and again is banned', async (t) => {
   const { meta } = await makeTorrent(t, 1024 * KiB, 64 * KiB)
   const registry = new Registry()
-  const leecher = await engine(t, 'agent', nobody, { registry, requestTimeoutMs: 150, stallStrikes: 2 })
+  const leecher = await startEngine(t, 'agent', nobody, { registry, requestTimeoutMs: 150, stallStrikes: 2 })
   const ac = new AbortController()
   t.teardown(() => ac.abort())
   leecher.download(meta, new MemoryStorage(meta), { signal: ac.signal }).catch(() => {})
@@ -482,9 +444,12 @@ t.test('stalls: a peer whose requests time out again and again is banned', async
 
 t.test('wire: 256 KiB blocks, pieces hashed on the worker thread', async (t) => {
   const { meta, data } = await makeTorrent(t, 4 * 1024 * KiB, 256 * KiB)
-  const origin = await engine(t, 'origin', nobody)
+  const origin = await startEngine(t, 'origin', nobody)
   origin.seed(meta, MemoryStorage.complete(meta, data))
-  const a = await engine(t, 'agent', new Peers(() => [origin]), { blockSize: 256 * KiB, hashOnWorker: true })
+  const a = await startEngine(t, 'agent', new Peers(() => [origin]), {
+    blockSize: 256 * KiB,
+    hashOnWorker: true,
+  })
   const store = new MemoryStorage(meta)
   await a.download(meta, store, { signal: AbortSignal.timeout(10_000) })
   t.equal(

@@ -1,11 +1,7 @@
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { connect, type Socket } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { MetaInfo } from '../../lib/core/index.js'
-import { createLogger, type Logger, silentLogger } from '../../lib/log/index.js'
+import type { MetaInfo } from '../../lib/core/index.js'
 import { Registry } from '../../lib/metrics/index.js'
 import {
   type AnnounceRequest,
@@ -13,11 +9,10 @@ import {
   type EngineOptions,
   MemoryStorage,
   type PeerSource,
-  TorrentEngine,
+  type TorrentEngine,
   type TorrentStorage,
 } from '../../lib/torrent/index.js'
-
-const log: Logger = process.env.SHOAL_TEST_LOG ? createLogger({ level: 'debug' }) : silentLogger()
+import { makeTorrent, startEngine } from '../helpers/torrent.js'
 
 /** A tracker stand-in: hands every announcer the listed engines' addresses (itself included). */
 class StaticPeerSource implements PeerSource {
@@ -59,37 +54,6 @@ class CorruptStorage extends MemoryStorage {
   }
 }
 
-async function makeTorrent(
-  t: Pick<Test, 'teardown'>,
-  size: number,
-  pieceLength: number,
-): Promise<{ meta: MetaInfo; data: Buffer }> {
-  const dir = await mkdtemp(join(tmpdir(), 'shoal-torrent-'))
-  t.teardown(() => rm(dir, { recursive: true, force: true }))
-  const data = randomBytes(size)
-  const path = join(dir, 'blob')
-  await writeFile(path, data)
-  const meta = await MetaInfo.create(path, {
-    name: 'blob',
-    announce: 'http://127.0.0.1:1/announce',
-    size,
-    pieceLength,
-  })
-  return { meta, data }
-}
-
-async function engine(
-  t: Pick<Test, 'teardown'>,
-  role: 'origin' | 'agent',
-  source: PeerSource,
-  extra: Partial<EngineOptions> = {},
-) {
-  const e = new TorrentEngine({ role, host: '127.0.0.1', port: 0, peerSource: source, logger: log, ...extra })
-  await e.start()
-  t.teardown(() => e.stop())
-  return e
-}
-
 /**
  * A torrent seeded by an origin, and a tracker stand-in that hands out every engine in the
  * swarm; `join()` starts an agent and adds it to what the tracker hands out.
@@ -103,12 +67,12 @@ async function seededSwarm(
   const { meta, data } = await makeTorrent(t, size, pieceLength)
   const all: TorrentEngine[] = []
   const source = new StaticPeerSource(() => all)
-  const origin = await engine(t, 'origin', source, originOptions)
+  const origin = await startEngine(t, 'origin', source, originOptions)
   all.push(origin)
   const originStorage = MemoryStorage.complete(meta, data)
   origin.seed(meta, originStorage)
   const join = async () => {
-    const agent = await engine(t, 'agent', source)
+    const agent = await startEngine(t, 'agent', source)
     all.push(agent)
     return agent
   }
@@ -128,9 +92,9 @@ async function faultyAndHonestSeeders(
 ) {
   const { meta, data } = torrent
   const quiet = new StaticPeerSource(() => [])
-  const faulty = await engine(t, 'agent', quiet)
+  const faulty = await startEngine(t, 'agent', quiet)
   faulty.seed(meta, Faulty.complete(meta, data))
-  const honest = await engine(t, 'origin', quiet)
+  const honest = await startEngine(t, 'origin', quiet)
   honest.seed(meta, new SlowStorage(MemoryStorage.complete(meta, data), delayMs))
   return { faulty, source: new StaticPeerSource(() => [faulty, honest]) }
 }
@@ -235,7 +199,7 @@ t.test(
     const { meta, data } = await makeTorrent(t, 1 << 20, 64 << 10)
     const { faulty: liar, source } = await faultyAndHonestSeeders(t, { meta, data }, CorruptStorage, 3)
     const registry = new Registry()
-    const leecher = await engine(t, 'agent', source, { registry })
+    const leecher = await startEngine(t, 'agent', source, { registry })
     const store = new MemoryStorage(meta)
     const s = await leecher.download(meta, store, { signal: AbortSignal.timeout(20_000) })
     t.ok(store.toBuffer().equals(data), 'identical bytes despite the liar')
@@ -257,7 +221,7 @@ class StalledStorage extends MemoryStorage {
 t.test('a stalled peer does not stall the download: its requests time out and are re-issued', async (t) => {
   const { meta, data } = await makeTorrent(t, 1 << 20, 64 << 10)
   const { faulty: stalled, source } = await faultyAndHonestSeeders(t, { meta, data }, StalledStorage, 2)
-  const leecher = await engine(t, 'agent', source, { requestTimeoutMs: 400 })
+  const leecher = await startEngine(t, 'agent', source, { requestTimeoutMs: 400 })
   const store = new MemoryStorage(meta)
   const began = Date.now()
   const s = await leecher.download(meta, store, { signal: AbortSignal.timeout(15_000) })
@@ -353,7 +317,7 @@ t.test('hostile wire input closes the connection, never the engine', async (t) =
 
 t.test('download rejects with TIMEOUT / ABORTED and leaves nothing running', async (t) => {
   const { meta } = await makeTorrent(t, 256 << 10, 64 << 10)
-  const lonely = await engine(t, 'agent', new StaticPeerSource(() => []))
+  const lonely = await startEngine(t, 'agent', new StaticPeerSource(() => []))
   await t.rejects(lonely.download(meta, new MemoryStorage(meta), { signal: AbortSignal.timeout(200) }), {
     code: 'TIMEOUT',
   })
@@ -427,11 +391,11 @@ t.test(
     // The origin serves slowly, so its pieces are in flight while the sprayer fires junk at them.
     const { meta, data } = await makeTorrent(t, 1 << 20, 64 << 10)
     const all: TorrentEngine[] = []
-    const origin = await engine(t, 'origin', new StaticPeerSource(() => []))
+    const origin = await startEngine(t, 'origin', new StaticPeerSource(() => []))
     origin.seed(meta, new SlowStorage(MemoryStorage.complete(meta, data), 5))
     all.push(origin)
     const registry = new Registry()
-    const leecher = await engine(t, 'agent', new StaticPeerSource(() => all), { registry })
+    const leecher = await startEngine(t, 'agent', new StaticPeerSource(() => all), { registry })
     const store = new MemoryStorage(meta)
     const download = leecher.download(meta, store, { signal: AbortSignal.timeout(10_000) })
 
@@ -465,7 +429,7 @@ t.test(
 t.test('a banned incoming peer cannot come back under a new peer id', async (t) => {
   const { meta } = await makeTorrent(t, 256 << 10, 64 << 10)
   const registry = new Registry()
-  const leecher = await engine(t, 'agent', new StaticPeerSource(() => []), { registry })
+  const leecher = await startEngine(t, 'agent', new StaticPeerSource(() => []), { registry })
   const ac = new AbortController()
   const download = leecher.download(meta, new MemoryStorage(meta), { signal: ac.signal })
   t.teardown(() => ac.abort())
@@ -512,7 +476,7 @@ t.test('an infohash open with one storage refuses another until removed', async 
   t.equal(s.piecesFromOrigins + s.piecesFromAgents, meta.pieceCount)
 
   // A download still running is not handed a second storage either.
-  const lonely = await engine(t, 'agent', new StaticPeerSource(() => []))
+  const lonely = await startEngine(t, 'agent', new StaticPeerSource(() => []))
   const pending = lonely.download(meta, new MemoryStorage(meta))
   await t.rejects(lonely.download(meta, new MemoryStorage(meta), { signal: AbortSignal.timeout(2000) }), {
     code: 'TORRENT_ERROR',

@@ -4,48 +4,17 @@
  * agent, over real sockets. aria2 is the other independent peer (test/e2e/aria2.test.ts).
  */
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { connect, createServer, type Socket } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import Wire from 'bittorrent-protocol'
 import t, { type Test } from 'tap'
-import { MetaInfo } from '../../lib/core/index.js'
-import { silentLogger } from '../../lib/log/index.js'
-import { MemoryStorage, type PeerSource, TorrentEngine } from '../../lib/torrent/index.js'
+import { MemoryStorage } from '../../lib/torrent/index.js'
+import { makeTorrent, startEngine } from '../helpers/torrent.js'
 
 const BLOCK = 16 << 10
 
-async function torrent(
-  t: Test,
-  size: number,
-  pieceLength: number,
-): Promise<{ meta: MetaInfo; data: Buffer }> {
-  const dir = await mkdtemp(join(tmpdir(), 'shoal-wire-'))
-  t.teardown(() => rm(dir, { recursive: true, force: true }))
-  const data = randomBytes(size)
-  await writeFile(join(dir, 'blob'), data)
-  const meta = await MetaInfo.create(join(dir, 'blob'), {
-    name: 'blob',
-    announce: 'http://127.0.0.1:1/announce',
-    size,
-    pieceLength,
-  })
-  return { meta, data }
-}
-
-async function engine(t: Test, role: 'origin' | 'agent', peers: () => Array<{ ip: string; port: number }>) {
-  const source: PeerSource = { announce: async () => ({ interval: 60, peers: peers() }) }
-  const e = new TorrentEngine({
-    role,
-    host: '127.0.0.1',
-    port: 0,
-    peerSource: source,
-    logger: silentLogger(),
-  })
-  await e.start()
-  t.teardown(() => e.stop())
-  return e
+/** An engine whose tracker stand-in hands out `peers()`. */
+function engine(t: Test, role: 'origin' | 'agent', peers: () => Array<{ ip: string; port: number }>) {
+  return startEngine(t, role, { announce: async () => ({ interval: 60, peers: peers() }) })
 }
 
 /** Pipes a socket through a bittorrent-protocol Wire. */
@@ -59,7 +28,7 @@ function wireOn(socket: Socket): Wire {
 }
 
 t.test('a bittorrent-protocol leecher downloads every block from a Shoal seeder', async (t) => {
-  const { meta, data } = await torrent(t, (2 << 20) + 12345, 256 << 10)
+  const { meta, data } = await makeTorrent(t, (2 << 20) + 12345, 256 << 10)
   const seeder = await engine(t, 'origin', () => [])
   seeder.seed(meta, MemoryStorage.complete(meta, data))
 
@@ -102,7 +71,7 @@ t.test('a bittorrent-protocol leecher downloads every block from a Shoal seeder'
 })
 
 t.test('a Shoal agent downloads from a bittorrent-protocol seeder', async (t) => {
-  const { meta, data } = await torrent(t, (1 << 20) + 777, 256 << 10)
+  const { meta, data } = await makeTorrent(t, (1 << 20) + 777, 256 << 10)
   const full = Buffer.alloc(Math.ceil(meta.pieceCount / 8))
   for (let i = 0; i < meta.pieceCount; i++)
     full.writeUInt8(full.readUInt8(i >> 3) | (0x80 >> (i & 7)), i >> 3)

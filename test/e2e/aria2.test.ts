@@ -15,8 +15,7 @@ import { push } from '../../lib/cli/push.js'
 import { validateConfig } from '../../lib/config/index.js'
 import { bencodeDecode } from '../../lib/core/bencode.js'
 import { type Digest, digestFile, MetaInfo } from '../../lib/core/index.js'
-import { HerdConfigSchema } from '../../lib/herd/config.js'
-import { type Herd, startHerd } from '../../lib/herd/index.js'
+import type { Herd } from '../../lib/herd/index.js'
 import { createLogger, silentLogger } from '../../lib/log/index.js'
 import { MemoryStorage, TorrentEngine } from '../../lib/torrent/index.js'
 import { Rc4 } from '../../lib/torrent/rc4.js'
@@ -29,6 +28,7 @@ import {
   waitExit,
 } from '../helpers/aria2.js'
 import { randomFile, tempDir } from '../helpers/files.js'
+import { startTestHerd } from '../helpers/herd.js'
 
 /** SHOAL_TEST_LOG=/path/file.log writes the daemons' debug logs there. */
 const logFile = process.env.SHOAL_TEST_LOG
@@ -49,17 +49,7 @@ async function herdWithBlob(
   torrent: string
 }> {
   const dir = await tempDir(t, 'shoal-aria2-')
-  const herd = await startHerd(
-    validateConfig(HerdConfigSchema, {
-      dataDir: join(dir, 'herd'),
-      bindHost: '127.0.0.1',
-      basePort: 0,
-      log: { level: 'silent' },
-      tracker: { announceInterval: 2, minInterval: 1, peerTtlSeconds: 10 },
-    }),
-    { logger },
-  )
-  t.teardown(() => herd.stop())
+  const herd = await startTestHerd(t, dir, { logger })
   const src = join(dir, 'blob.bin')
   await randomFile(src, size)
   const pushed = await push({ srcPath: src, srcHost: 'h1', dstHost: herd.urls.proxy })

@@ -21,31 +21,14 @@ import t, { type Test } from 'tap'
 import { AgentClient, type DownloadProgress } from '../../lib/agent/client/index.js'
 import { pull } from '../../lib/cli/pull.js'
 import { push } from '../../lib/cli/push.js'
-import { validateConfig } from '../../lib/config/index.js'
 import { type Digest, digestFile, MetaInfo } from '../../lib/core/index.js'
-import { HerdConfigSchema } from '../../lib/herd/config.js'
-import { freePort, type Herd, startHerd } from '../../lib/herd/index.js'
-import { silentLogger } from '../../lib/log/index.js'
+import { freePort, type Herd } from '../../lib/herd/index.js'
 import { OriginClient } from '../../lib/origin/client/index.js'
 import { TrackerClient } from '../../lib/tracker/client/index.js'
 import { randomFile, tempDir } from '../helpers/files.js'
+import { startTestHerd } from '../helpers/herd.js'
 
 const MiB = 1 << 20
-
-async function startTestHerd(t: Test, dir: string): Promise<Herd> {
-  const herd = await startHerd(
-    validateConfig(HerdConfigSchema, {
-      dataDir: join(dir, 'herd'),
-      bindHost: '127.0.0.1',
-      basePort: 0,
-      log: { level: 'silent' },
-      tracker: { announceInterval: 2, minInterval: 1, peerTtlSeconds: 30 },
-    }),
-    { logger: silentLogger() },
-  )
-  t.teardown(() => herd.stop())
-  return herd
-}
 
 async function pushRandom(herd: Herd, dir: string, size: number) {
   const src = join(dir, 'src', `blob-${size}.bin`)
@@ -138,7 +121,7 @@ t.test(
   'an agent killed with SIGKILL half way resumes after a restart and re-downloads at most 10 %',
   async (t) => {
     const dir = await tempDir(t, 'shoal-faults-')
-    const herd = await startTestHerd(t, dir)
+    const herd = await startTestHerd(t, dir, { peerTtlSeconds: 30 })
     // At loopback speed the second half of 64 MiB still lasts a few hundred ms: plenty for a
     // progress poll every few ms to see "half way" and kill there.
     const { tag, digest, meta, size } = await pushRandom(herd, dir, 64 * MiB)
@@ -290,7 +273,7 @@ function message(id: number, payload: Buffer = Buffer.alloc(0)): Buffer {
 
 async function pullThroughFaultyPeer(t: Test, mode: FakeMode) {
   const dir = await tempDir(t, 'shoal-faults-')
-  const herd = await startTestHerd(t, dir)
+  const herd = await startTestHerd(t, dir, { peerTtlSeconds: 30 })
   const { tag, digest, meta } = await pushRandom(herd, dir, 64 * MiB)
   const fake = await fakeSeeder(t, herd, meta, mode)
   const agent = await spawnAgent(t, herd, dir, `agent-${mode}`, join(dir, 'agent-data'))

@@ -13,29 +13,13 @@ import type { BandwidthSnapshot } from '../../lib/bandwidth/index.js'
 import { push } from '../../lib/cli/push.js'
 import { validateConfig } from '../../lib/config/index.js'
 import type { Digest } from '../../lib/core/index.js'
-import { HerdConfigSchema } from '../../lib/herd/config.js'
-import { type Herd, startHerd } from '../../lib/herd/index.js'
+import type { Herd } from '../../lib/herd/index.js'
 import { silentLogger } from '../../lib/log/index.js'
 import { randomFile, tempDir } from '../helpers/files.js'
+import { startTestHerd } from '../helpers/herd.js'
 
 const logger = silentLogger()
 const MiB = 1024 * 1024
-
-async function startHerdWith(t: Test, dir: string, origin: Record<string, unknown> = {}): Promise<Herd> {
-  const herd = await startHerd(
-    validateConfig(HerdConfigSchema, {
-      dataDir: join(dir, 'herd'),
-      bindHost: '127.0.0.1',
-      basePort: 0,
-      log: { level: 'silent' },
-      tracker: { announceInterval: 2, minInterval: 1, peerTtlSeconds: 10 },
-      origin,
-    }),
-    { logger },
-  )
-  t.teardown(() => herd.stop())
-  return herd
-}
 
 async function startAgent(
   t: Test,
@@ -100,7 +84,7 @@ async function metric(url: string, name: string, direction: string): Promise<num
 
 t.test('agent ingress cap set through PUT /bandwidth holds a pull to it; 0 lifts it', async (t) => {
   const dir = await tempDir(t)
-  const herd = await startHerdWith(t, dir)
+  const herd = await startTestHerd(t, dir)
   const agent = await startAgent(t, herd, dir, 'agent')
   const SIZE = 8 * MiB
   const CAP = 4 * MiB
@@ -167,7 +151,7 @@ t.test('origin egress cap from config, shared fairly by two torrents pulled at o
   const dir = await tempDir(t)
   const CAP = 8 * MiB
   const SIZE = 6 * MiB
-  const herd = await startHerdWith(t, dir, { bandwidth: { egressBytesPerSec: '8MiB' } })
+  const herd = await startTestHerd(t, dir, { origin: { bandwidth: { egressBytesPerSec: '8MiB' } } })
   const a = await startAgent(t, herd, dir, 'a')
   const b = await startAgent(t, herd, dir, 'b')
   const [da, db] = [await pushRandom(herd, dir, 'a.bin', SIZE), await pushRandom(herd, dir, 'b.bin', SIZE)]
@@ -211,7 +195,7 @@ t.test('origin egress cap from config, shared fairly by two torrents pulled at o
 t.test('a capped origin sends a blob about once to agents pulling it together', async (t) => {
   const dir = await tempDir(t)
   const SIZE = 8 * MiB
-  const herd = await startHerdWith(t, dir, { bandwidth: { egressBytesPerSec: '8MiB' } })
+  const herd = await startTestHerd(t, dir, { origin: { bandwidth: { egressBytesPerSec: '8MiB' } } })
   const agents = [
     await startAgent(t, herd, dir, 'a'),
     await startAgent(t, herd, dir, 'b'),

@@ -388,18 +388,20 @@ t.test('ingress: pauses sources over the cap and resumes them fairly across torr
   t.notOk(sources[0]!.src.paused, 'close resumes what the limiter paused')
 })
 
+/** A pausable source with on/off, as a net.Socket is. */
+class Emitting extends EventEmitter {
+  paused = false
+  pause(): void {
+    this.paused = true
+  }
+  resume(): void {
+    this.paused = false
+  }
+}
+
 t.test('ingress: a source with on/off is watched by the limiter and leaves it on close', async (t) => {
   const clock = new ManualClock()
   const limiter = new Limiter({ direction: 'ingress', bytesPerSec: 1 * MiB, burstBytes: 64 * KiB, clock })
-  class Emitting extends EventEmitter {
-    paused = false
-    pause(): void {
-      this.paused = true
-    }
-    resume(): void {
-      this.paused = false
-    }
-  }
   const src = new Emitting()
   const flow = limiter.register(src, '')
   t.notOk(src.paused, 'a full bucket pays for the first read before it happens')
@@ -511,15 +513,6 @@ t.test('config: sizes, defaults (unlimited), and strict keys in agent and origin
 t.test('ingress: a source registered with watch: false is counted only through received()', async (t) => {
   const clock = new ManualClock()
   const limiter = new Limiter({ direction: 'ingress', bytesPerSec: 1 * MiB, burstBytes: 64 * KiB, clock })
-  class Emitting extends EventEmitter {
-    paused = false
-    pause(): void {
-      this.paused = true
-    }
-    resume(): void {
-      this.paused = false
-    }
-  }
   const src = new Emitting()
   const flow = limiter.register(src, 'T', { watch: false })
   t.equal(src.listenerCount('data') + src.listenerCount('close'), 0, 'no listeners added')

@@ -1,0 +1,30 @@
+/**
+ * A herd (tracker, origin, build-index, proxy in one process) on loopback with any free ports
+ * and short announce intervals, stopped when the test ends. `origin` adds origin settings
+ * (e.g. caps); `peerTtlSeconds` how long the tracker keeps a peer that stopped announcing.
+ */
+import { join } from 'node:path'
+import { validateConfig } from '../../lib/config/index.js'
+import { HerdConfigSchema } from '../../lib/herd/config.js'
+import { type Herd, startHerd } from '../../lib/herd/index.js'
+import { type Logger, silentLogger } from '../../lib/log/index.js'
+
+export async function startTestHerd(
+  t: { teardown(fn: () => unknown): void },
+  dir: string,
+  opts: { origin?: Record<string, unknown>; peerTtlSeconds?: number; logger?: Logger } = {},
+): Promise<Herd> {
+  const herd = await startHerd(
+    validateConfig(HerdConfigSchema, {
+      dataDir: join(dir, 'herd'),
+      bindHost: '127.0.0.1',
+      basePort: 0,
+      log: { level: 'silent' },
+      tracker: { announceInterval: 2, minInterval: 1, peerTtlSeconds: opts.peerTtlSeconds ?? 10 },
+      ...(opts.origin ? { origin: opts.origin } : {}),
+    }),
+    { logger: opts.logger ?? silentLogger() },
+  )
+  t.teardown(() => herd.stop())
+  return herd
+}

@@ -6,7 +6,7 @@
 
 import { type LoadConfigOptions, loadConfig, type ZodType } from '../config/index.js'
 import { toShoalError } from '../errors/index.js'
-import { createLogger, type Logger } from '../log/index.js'
+import { createLogger, flushLogSync, type Logger } from '../log/index.js'
 import { type Command, InvalidArgumentError } from './commander.js'
 
 export interface Stoppable {
@@ -56,6 +56,7 @@ export async function runDaemon<C extends { log: { level: string; file?: string 
     level: config.log.level as never,
     destination: config.log.file,
   })
+  exitOnFatal(spec.name, logger)
   let running: Stoppable
   try {
     running = await spec.start(config, logger)
@@ -84,6 +85,23 @@ export async function runDaemon<C extends { log: { level: string; file?: string 
   }
   process.once('SIGINT', () => shutdown('SIGINT'))
   process.once('SIGTERM', () => shutdown('SIGTERM'))
+}
+
+/**
+ * A programming error that escaped every handler leaves the process in a state nobody
+ * reasoned about: log it with its stack (to the log file when there is one), say so on
+ * stderr in one line, and exit non-zero so the supervisor restarts a clean process.
+ */
+function exitOnFatal(name: string, logger: Logger): void {
+  const die = (kind: string) => (err: unknown) => {
+    const e = err instanceof Error ? err : new Error(String(err))
+    logger.fatal({ err: e, kind }, `${name} crashed: ${e.message}`)
+    flushLogSync(logger)
+    process.stderr.write(`${name}: crashed (${kind}): ${e.message}; the stack is in the log\n`)
+    process.exit(1)
+  }
+  process.on('uncaughtException', die('uncaught exception'))
+  process.on('unhandledRejection', die('unhandled rejection'))
 }
 
 export function intFlag(value: string): number {

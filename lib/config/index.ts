@@ -167,11 +167,24 @@ export const LogConfig = z
   })
   .prefault({})
 
+/**
+ * A daemon's HTTP listener and the limits that keep one client from holding it: see
+ * lib/http/server.ts and docs/robustness.md.
+ */
 export const ListenConfig = (defaultPort: number, defaultHost = '0.0.0.0') =>
   z
     .strictObject({
       host: z.string().min(1).default(defaultHost),
       port: z.number().int().min(0).max(65535).default(defaultPort),
+      /**
+       * A connection on which nothing moves for this long while the server waits on the
+       * client (headers, request body, reading the response) is closed (ms).
+       */
+      idleTimeoutMs: z.number().int().min(1000).max(3_600_000).default(60_000),
+      /** Open connections at most, over all clients; more are refused at accept. */
+      maxConnections: z.number().int().min(1).max(1_000_000).default(10_000),
+      /** Open connections at most from one client address. */
+      maxConnectionsPerClient: z.number().int().min(1).max(1_000_000).default(512),
     })
     .prefault({})
 

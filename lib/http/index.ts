@@ -7,5 +7,5 @@ export {
   urlPath,
 } from './client.js'
 export { MAX_PATH_BYTES, Router } from './router.js'
-export { HttpServer, type HttpServerOptions } from './server.js'
+export { DEFAULT_HTTP_LIMITS, type HttpLimits, HttpServer, type HttpServerOptions } from './server.js'
 export type { Handler, RouteContext } from './types.js'

@@ -2,9 +2,15 @@
  * The HTTP server every daemon uses: router, JSON error mapping, /health, /readiness,
  * /metrics, request logs, and an idempotent start/stop that closes idle and in-flight
  * connections so tests and shutdowns never hang.
+ *
+ * It is also where one client's misbehaviour stops (docs/robustness.md): connections are
+ * capped overall and per client address, a connection on which nothing moves while we wait
+ * on the client is closed, and a request whose body the handler did not read ends its
+ * connection once answered, so an unread body can neither hold a socket nor be parsed as the
+ * next request.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
 import { isShoalError, ShoalError, toShoalError } from '../errors/index.js'
 import type { Logger } from '../log/index.js'
 import type { Registry } from '../metrics/index.js'
@@ -21,15 +27,45 @@ export interface HttpServerOptions {
   onStart?: (address: AddressInfo) => void
   /** Called once each time a started server has stopped (after stop() closes, before it resolves). */
   onStop?: () => void
-  /**
-   * A request body that sends nothing for this long is cut off, so a stalled uploader cannot
-   * hold a socket (and an upload's lock) forever. Responses are not limited: an agent may
-   * legitimately think for minutes before its first byte. Default 120 s.
-   */
-  bodyIdleTimeoutMs?: number
+  /** Connection limits (the `server` section of every daemon's config); defaults below. */
+  limits?: Partial<HttpLimits>
 }
 
-const DEFAULT_BODY_IDLE_TIMEOUT_MS = 120_000
+export interface HttpLimits {
+  /**
+   * A connection on which nothing moves for this long while the server waits on the client
+   * (between requests, a request's headers or body, a response the client does not read) is
+   * closed, so a stalled uploader cannot hold a socket (and an upload's lock) forever. A
+   * handler that is still working on its answer is not cut off: an agent may legitimately
+   * think for minutes before its first byte.
+   */
+  idleTimeoutMs: number
+  /** Open connections at most; more are closed as they are accepted. */
+  maxConnections: number
+  /** Open connections at most from one client address. */
+  maxConnectionsPerClient: number
+}
+
+export const DEFAULT_HTTP_LIMITS: HttpLimits = {
+  idleTimeoutMs: 60_000,
+  maxConnections: 10_000,
+  maxConnectionsPerClient: 512,
+}
+
+/**
+ * After answering a request whose body was not read, the connection is half-closed and given
+ * this long for the client to read the answer and close its side, then dropped. Closing at
+ * once, with unread bytes in the receive buffer, sends a reset that can destroy the answer.
+ */
+const LINGER_MS = 2_000
+/** At most one "connection refused" warning per this many ms, so a flood cannot flood the log. */
+const REFUSAL_LOG_INTERVAL_MS = 10_000
+
+/** The request a connection is serving, for the idle policy. */
+interface InFlight {
+  req: IncomingMessage
+  res: ServerResponse
+}
 
 export class HttpServer {
   readonly router = new Router()
@@ -37,9 +73,17 @@ export class HttpServer {
   private server: Server | undefined
   private starting: Promise<AddressInfo> | undefined
   private readonly controllers = new Set<AbortController>()
+  private readonly limits: HttpLimits
+  /** Open connections per client address. */
+  private readonly perClient = new Map<string, number>()
+  private connectionCount = 0
+  private readonly inFlight = new WeakMap<Socket, InFlight>()
+  private refusedSinceLog = 0
+  private lastRefusalLog = 0
 
   constructor(private readonly opts: HttpServerOptions) {
     this.log = opts.logger.child({ component: `${opts.name}-http` })
+    this.limits = { ...DEFAULT_HTTP_LIMITS, ...definedOnly(opts.limits ?? {}) }
     this.router.get('/health', ({ res }) => sendJson(res, 200, { status: 'ok', component: opts.name }))
     this.router.get('/readiness', async ({ res }) => {
       try {
@@ -64,9 +108,14 @@ export class HttpServer {
     const server = createServer(
       { requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 5_000 },
       (req, res) => {
-        void this.handle(req, res)
+        this.handle(req, res).catch((err) => this.log.error({ err }, 'request handling failed'))
       },
     )
+    // Node applies server.timeout to every new socket; 'timeout' listeners take the decision
+    // (onIdle) instead of Node's default of destroying the socket.
+    server.timeout = this.limits.idleTimeoutMs
+    server.on('timeout', (socket: Socket) => this.onIdle(socket))
+    server.on('connection', (socket: Socket) => this.admit(socket))
     server.on('clientError', (err, socket) => {
       this.log.debug({ err: err.message }, 'client error')
       if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n')
@@ -127,18 +176,94 @@ export class HttpServer {
     this.opts.onStop?.()
   }
 
-  private limitBodyIdle(req: IncomingMessage): void {
-    const ms = this.opts.bodyIdleTimeoutMs ?? DEFAULT_BODY_IDLE_TIMEOUT_MS
-    if (ms <= 0) return
-    req.setTimeout(ms, () => {
-      this.log.warn(
-        { method: req.method, url: req.url?.slice(0, 200), idleMs: ms },
-        'request body stalled; closing',
-      )
-      req.socket.destroy()
+  /** Counts the connection in, or closes it when the server or its client is over its limit. */
+  private admit(socket: Socket): void {
+    const client = socket.remoteAddress ?? '?'
+    const fromClient = this.perClient.get(client) ?? 0
+    if (
+      this.connectionCount >= this.limits.maxConnections ||
+      fromClient >= this.limits.maxConnectionsPerClient
+    ) {
+      this.noteRefusal(client, fromClient)
+      socket.destroy()
+      return
+    }
+    this.connectionCount++
+    this.perClient.set(client, fromClient + 1)
+    socket.once('close', () => {
+      this.connectionCount--
+      const n = (this.perClient.get(client) ?? 1) - 1
+      if (n <= 0) this.perClient.delete(client)
+      else this.perClient.set(client, n)
     })
-    // Once the body is in, the response may take as long as it needs.
-    req.once('end', () => req.socket.setTimeout(0))
+  }
+
+  private noteRefusal(client: string, fromClient: number): void {
+    this.refusedSinceLog++
+    const now = Date.now()
+    if (now - this.lastRefusalLog < REFUSAL_LOG_INTERVAL_MS) return
+    this.log.warn(
+      {
+        client,
+        fromClient,
+        open: this.connectionCount,
+        refused: this.refusedSinceLog,
+        maxConnections: this.limits.maxConnections,
+        maxConnectionsPerClient: this.limits.maxConnectionsPerClient,
+      },
+      'connections refused: over the connection limit (server.maxConnections / server.maxConnectionsPerClient)',
+    )
+    this.lastRefusalLog = now
+    this.refusedSinceLog = 0
+  }
+
+  /**
+   * Nothing moved on the socket for idleTimeoutMs. A handler still working on its answer (the
+   * request is in, no response yet) keeps it; anything else (between requests, a stalled
+   * body, a response the client does not read) waits on the client, and is closed.
+   */
+  private onIdle(socket: Socket): void {
+    const live = this.inFlight.get(socket)
+    if (live?.req.complete && !live.res.headersSent && !live.res.destroyed) {
+      socket.setTimeout(this.limits.idleTimeoutMs)
+      return
+    }
+    if (!live) {
+      socket.destroy() // between requests, or still sending headers
+      return
+    }
+    const { req, res } = live
+    const waitingFor = req.complete ? 'the client to read the response' : 'the request body'
+    this.log.warn(
+      { method: req.method, url: req.url?.slice(0, 200), idleMs: this.limits.idleTimeoutMs, waitingFor },
+      'connection idle; closing',
+    )
+    if (res.headersSent || res.destroyed) {
+      socket.destroy()
+      return
+    }
+    // A stalled body: tell the client why before the connection goes.
+    res.setHeader('connection', 'close')
+    sendError(
+      res,
+      new ShoalError(
+        'REQUEST_TIMEOUT',
+        `the request body sent nothing for ${Math.round(this.limits.idleTimeoutMs / 1000)} s; the connection is closed`,
+      ),
+    )
+  }
+
+  /**
+   * Ends a connection whose request body was not (fully) read, once its answer is out: the
+   * rest of the body would otherwise be parsed as the next request, or (never sent) hold the
+   * connection open.
+   */
+  private closeUnread(socket: Socket): void {
+    if (socket.destroyed) return
+    socket.end()
+    const timer = setTimeout(() => socket.destroy(), LINGER_MS)
+    timer.unref()
+    socket.once('close', () => clearTimeout(timer))
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -149,9 +274,17 @@ export class HttpServer {
       if (!res.writableFinished) controller.abort()
     }
     res.on('close', onClose)
-    const hasBody =
-      Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined
-    if (hasBody) this.limitBodyIdle(req)
+    // The socket is captured now: once the response is done Node detaches it from req and res.
+    const socket = req.socket
+    this.inFlight.set(socket, { req, res })
+    // Node clears a kept-alive socket's timeout when the next request arrives; re-arm it.
+    socket.setTimeout(this.limits.idleTimeoutMs)
+    res.once('finish', () => {
+      if (!req.complete) this.closeUnread(socket)
+    })
+    res.once('close', () => {
+      if (this.inFlight.get(socket)?.res === res) this.inFlight.delete(socket)
+    })
     const method = req.method ?? 'GET'
     const rawUrl = req.url ?? '/'
     try {
@@ -166,9 +299,9 @@ export class HttpServer {
         this.log.error({ err, method, url: rawUrl }, 'handler failed')
       else if (e.status >= 500)
         this.log.warn({ code: e.code, msg: e.message, method, url: rawUrl }, 'request failed')
+      // A body we refused to read may still be arriving: the connection ends after the answer.
+      if (!req.complete && !res.headersSent) res.setHeader('connection', 'close')
       if (!res.destroyed) sendError(res, e)
-      // A body we refused to read is still arriving: close so it does not stream into the next request.
-      if (!req.complete) res.once('finish', () => req.socket.destroy())
     } finally {
       this.controllers.delete(controller)
       res.off('close', onClose)
@@ -181,4 +314,8 @@ export class HttpServer {
       }
     }
   }
+}
+
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>
 }

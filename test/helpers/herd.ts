@@ -1,7 +1,8 @@
 /**
  * A herd (tracker, origin, build-index, proxy in one process) on loopback with any free ports
  * and short announce intervals, stopped when the test ends. `origin` adds origin settings
- * (e.g. caps); `peerTtlSeconds` how long the tracker keeps a peer that stopped announcing.
+ * (e.g. caps); `peerTtlSeconds` how long the tracker keeps a peer that stopped announcing;
+ * `server` HTTP limits for every service.
  */
 import { join } from 'node:path'
 import { validateConfig } from '../../lib/config/index.js'
@@ -12,16 +13,25 @@ import { type Logger, silentLogger } from '../../lib/log/index.js'
 export async function startTestHerd(
   t: { teardown(fn: () => unknown): void },
   dir: string,
-  opts: { origin?: Record<string, unknown>; peerTtlSeconds?: number; logger?: Logger } = {},
+  opts: {
+    origin?: Record<string, unknown>
+    peerTtlSeconds?: number
+    logger?: Logger
+    /** HTTP limits (the `server` section) of every service, e.g. a short idleTimeoutMs. */
+    server?: Record<string, unknown>
+  } = {},
 ): Promise<Herd> {
+  const server = opts.server ? { server: opts.server } : {}
   const herd = await startHerd(
     validateConfig(HerdConfigSchema, {
       dataDir: join(dir, 'herd'),
       bindHost: '127.0.0.1',
       basePort: 0,
       log: { level: 'silent' },
-      tracker: { announceInterval: 2, minInterval: 1, peerTtlSeconds: opts.peerTtlSeconds ?? 10 },
-      ...(opts.origin ? { origin: opts.origin } : {}),
+      tracker: { announceInterval: 2, minInterval: 1, peerTtlSeconds: opts.peerTtlSeconds ?? 10, ...server },
+      origin: { ...opts.origin, ...server },
+      buildIndex: server,
+      proxy: server,
     }),
     { logger: opts.logger ?? silentLogger() },
   )

@@ -73,6 +73,7 @@ export class AgentServer {
     this.http = new HttpServer({
       name: 'agent',
       logger: deps.logger,
+      limits: config.server,
       registry,
       readiness: () => {
         if (!this.ready) throw new ShoalError('UNAVAILABLE', 'starting')

@@ -60,6 +60,7 @@ export class BuildIndexServer {
     this.http = new HttpServer({
       name: 'build-index',
       logger: deps.logger,
+      limits: config.server,
       registry: this.registry,
       // A stat of a key that need not exist proves the backend answers; a list could walk every tag.
       readiness: async () => {

@@ -131,6 +131,7 @@ export class OriginServer {
     this.http = new HttpServer({
       name: 'origin',
       logger: deps.logger,
+      limits: config.server,
       registry: this.registry,
       readiness: async () => {
         if (!this.store.ready) throw new ShoalError('UNAVAILABLE', 'the blob store is not initialised yet')

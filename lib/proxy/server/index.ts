@@ -52,6 +52,7 @@ export class ProxyServer {
     this.http = new HttpServer({
       name: 'proxy',
       logger: deps.logger,
+      limits: config.server,
       registry: this.registry,
       // Pushes need both: a proxy that cannot reach build-index or any origin should not get traffic.
       readiness: async () => {
@@ -176,14 +177,13 @@ function contentLength(req: IncomingMessage): number {
 }
 
 /**
- * Answers without reading the request body, then closes the connection: the rest of the
- * body would otherwise be read as the next request, and draining gigabytes we do not need
- * is wasted bandwidth.
+ * Answers without reading the request body: the server then closes the connection (the rest
+ * of the body would otherwise be read as the next request, and draining gigabytes we do not
+ * need is wasted bandwidth); the header tells the client so.
  */
 function answerUnread(req: IncomingMessage, res: ServerResponse, status: number, body: unknown): void {
-  res.setHeader('connection', 'close')
+  if (!req.complete) res.setHeader('connection', 'close')
   sendJson(res, status, body)
-  if (!req.complete) res.once('finish', () => req.socket.destroy())
 }
 
 async function anyHealthy(origins: readonly OriginClient[]): Promise<void> {

@@ -89,6 +89,7 @@ export class TrackerServer {
     this.http = new HttpServer({
       name: 'tracker',
       logger: deps.logger,
+      limits: config.server,
       registry: this.registry,
       readiness: () => {
         if (!this.announcer) throw new ShoalError('UNAVAILABLE', 'tracker is starting')

@@ -7,7 +7,10 @@ import { HttpClient, HttpServer, readBody, sendJson, urlPath } from '../../lib/h
 import { silentLogger } from '../../lib/log/index.js'
 import { counter, createRegistry } from '../../lib/metrics/index.js'
 
-async function server(t: { teardown(fn: () => unknown): void }, opts: { limits?: { idleTimeoutMs?: number } } = {}) {
+async function server(
+  t: { teardown(fn: () => unknown): void },
+  opts: { limits?: { idleTimeoutMs?: number } } = {},
+) {
   let ready = false
   const registry = createRegistry('test')
   counter(registry, 'shoal_test_events_total', 'events').inc(3)

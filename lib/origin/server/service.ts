@@ -188,6 +188,7 @@ export class BlobService {
     await this.opts.store.delete(digest)
     await this.opts.backend.delete(key)
     this.failures.delete(digest.hex)
+    this.verifier.forget(digest.hex)
     this.opts.log.info({ ns, digest: digest.toString() }, 'blob deleted')
   }
 
@@ -344,7 +345,8 @@ export class BlobService {
           const error = new ShoalError(
             'BLOB_CORRUPT',
             `the backend's copy of ${digest} (namespace ${ns}) is corrupt (it hashes to ${actual}); ` +
-              'the origin refuses to serve it: push the file again or restore the backend object',
+              'the origin refuses to serve it: restore the backend object, or delete the blob from the origin ' +
+              '(DELETE /namespace/:ns/blobs/:digest) and push the file again',
             { cause: err },
           )
           this.failures.set(digest.hex, { at: Date.now(), holdMs: this.opts.verifyIntervalMs, error })

@@ -65,6 +65,11 @@ export class BlobVerifier {
     return result
   }
 
+  /** The blob was deleted: a report about a new copy is verified afresh. */
+  forget(hex: string): void {
+    this.verdicts.delete(hex)
+  }
+
   private async run(ns: string, digest: Digest, report: VerifyReport): Promise<VerifyResult> {
     const { store, seeds, log, metrics } = this.host
     const fields = { ns, digest: digest.toString(), piece: report.piece, reporter: report.reporter }

@@ -9,6 +9,7 @@
  *   healthy blob pulled through the same agent afterwards succeeds too.
  * - The backend's copy corrupt as well: the origin refuses the blob, and the pull fails well
  *   before the stall timeout, with BLOB_CORRUPT naming the origin and the piece.
+ * - The tracker relays reports about its configured origins only.
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -25,6 +26,7 @@ import type { Herd } from '../../lib/herd/index.js'
 import { silentLogger } from '../../lib/log/index.js'
 import type { Registry } from '../../lib/metrics/index.js'
 import { blobKey } from '../../lib/origin/server/index.js'
+import { TrackerClient } from '../../lib/tracker/client/index.js'
 import { randomFile, tempDir } from '../helpers/files.js'
 import { startTestHerd } from '../helpers/herd.js'
 
@@ -146,4 +148,27 @@ t.test('corrupt in the cache and in the backend: the pull fails fast with BLOB_C
   const other = await pullTo(agent, good.tag, join(dir, 'out-fine'))
   t.notOk(other.err, `a healthy blob on the same origin still pulls (${other.err})`)
   t.ok(other.pulled && (await sameBytes(other.pulled.path, good.digest)), 'with the pushed sha256')
+})
+
+t.test('the tracker relays reports about its origins only', async (t) => {
+  const dir = await tempDir(t, 'shoal-corrupt-')
+  const herd = await startTestHerd(t, dir)
+  const blob = await pushRandom(herd, dir, 'x.bin', 1 * MiB)
+  const tracker = new TrackerClient(herd.urls.tracker)
+  const notOrigin = await tracker
+    .reportCorrupt('default', blob.digest, { peer: '127.0.0.1:1', piece: 0 })
+    .then(
+      () => undefined,
+      (err: unknown) => err,
+    )
+  t.ok(isShoalError(notOrigin, 'NOT_FOUND'), `a peer that is not an origin: NOT_FOUND (${notOrigin})`)
+  const verdict = await tracker.reportCorrupt('default', blob.digest, {
+    peer: `127.0.0.1:${herd.originPeerPort}`,
+    piece: 0,
+  })
+  t.equal(verdict.state, 'ok', 'the origin re-verified its intact copy')
+  t.equal(
+    await metric(herd.originNode.origin.registry, 'shoal_origin_verifications_total', { result: 'ok' }),
+    1,
+  )
 })

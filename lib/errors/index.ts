@@ -26,6 +26,8 @@ export const ErrorCodes = {
   CONFIG_INVALID: 500,
   INTERNAL: 500,
   BACKEND_ERROR: 502,
+  /** The blob's bytes do not match its digest in the backend (the origin refuses to serve it). */
+  BLOB_CORRUPT: 502,
   UPSTREAM_ERROR: 502,
   UNAVAILABLE: 503,
   TIMEOUT: 504,

@@ -49,6 +49,12 @@ export const OriginConfigSchema = z.strictObject({
   self: z.string().min(1).optional(),
   /** Largest PATCH body accepted, bytes. */
   uploadChunkLimit: z.number().int().positive().default(DEFAULT_UPLOAD_CHUNK_LIMIT),
+  /**
+   * A blob is re-hashed at most once per this many seconds, however often agents report bad
+   * pieces of it (reports meanwhile get the last verdict); a blob whose backend copy turned
+   * out corrupt is refused for this long before the backend is read again. Seconds.
+   */
+  verifyIntervalSeconds: z.number().int().min(1).max(86_400).default(60),
   /** Uploads untouched for this long are deleted at start-up and hourly, seconds. */
   uploadTtlSeconds: z.number().int().positive().default(86_400),
   /** Per-host caps on BitTorrent (seeding) traffic, shared fairly across torrents; 0 = unlimited. */

@@ -28,6 +28,7 @@ export const TorrentTuningConfig = z.strictObject({
   seedIdleTimeoutMs: ms().optional(),
   leechIdleTimeoutMs: ms().optional(),
   banMs: ms().optional(),
+  originBanMs: ms().optional(),
   uploadSlots: z.number().int().min(1).max(1000).optional(),
   optimisticUnchokeMs: ms().optional(),
   originServeOnceMs: z.number().int().min(0).optional(),

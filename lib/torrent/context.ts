@@ -42,12 +42,15 @@ export interface EngineContext {
   readonly bandwidth: HostBandwidth | undefined
   /** Opens an outgoing connection for the torrent and sends our handshake. */
   dial(torrent: Torrent, ip: string, port: number): Peer
-  /** Blacklists the peer (id, dialled address, IP for incoming connections) for `ms` (banMs). */
-  ban(peer: Peer, reason: string, ms?: number): void
+  /**
+   * Blacklists the peer (id, dialled address, IP for incoming connections) from one torrent
+   * for `ms` (banMs).
+   */
+  ban(infoHashHex: string, peer: Peer, reason: string, ms?: number): void
   /** Below the engine-wide connection limit (maxConnections): a dial may be opened. */
   canConnect(): boolean
-  /** Key is a peer id in hex or an "ip:port" address. */
-  isBanned(key: string): boolean
+  /** Whether `key` (a peer id in hex or an "ip:port" address) is banned from the torrent. */
+  isBanned(infoHashHex: string, key: string): boolean
   isSelf(ip: string, port: number): boolean
   removeTorrent(torrent: Torrent, reason: string): void
 }

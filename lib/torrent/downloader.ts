@@ -14,11 +14,12 @@ import type { Peer } from './peer.js'
 import type { PeerSet } from './peer-set.js'
 import { type PieceBuffer, PiecePicker } from './picker.js'
 import { Scheduler } from './scheduler.js'
-import { DEFAULTS, type DownloadStats, type TorrentStorage } from './types.js'
+import { type BadPiece, DEFAULTS, type DownloadStats, type TorrentStorage } from './types.js'
 
 /** What the download side shares with, and reports to, the torrent that owns it. */
 export interface DownloadHost {
   readonly meta: MetaInfo
+  readonly infoHashHex: string
   readonly storage: TorrentStorage
   readonly ctx: EngineContext
   readonly log: Logger
@@ -30,6 +31,8 @@ export interface DownloadHost {
   onDownloaded(): void
   /** A verified piece could not be written: the download cannot go on. */
   onStorageFailed(err: ShoalError): void
+  /** Told after a peer was banned for a bad piece (the agent reports origins' bad copies). */
+  readonly onBadPiece: ((bad: BadPiece) => void) | undefined
 }
 
 export class Downloader {
@@ -44,6 +47,8 @@ export class Downloader {
   private readonly metrics: EngineMetrics
   private readonly picker: PiecePicker
   private readonly scheduler: Scheduler
+  /** Bans an origin earned for bad pieces in this torrent, by address: each doubles the next. */
+  private originBans: Map<string, number> | undefined
 
   constructor(host: DownloadHost) {
     this.host = host
@@ -225,7 +230,7 @@ export class Downloader {
       // An origin that stalls is overloaded rather than hostile, and may be the only source:
       // it stays, snubbed (one request at a time). Others stay away for a while.
       if (peer.stalls >= o.stallStrikes && peer.cls !== 'origin') {
-        this.host.ctx.ban(peer, 'stalled', DEFAULTS.stallBanMs)
+        this.host.ctx.ban(this.host.infoHashHex, peer, 'stalled', DEFAULTS.stallBanMs)
         peer.close('stalled')
       }
     }
@@ -265,15 +270,39 @@ export class Downloader {
       // A sole source is certainly guilty; among several, ban on the second strike.
       for (const src of piece.sources) {
         src.strikes++
-        if (piece.sources.length === 1 || src.strikes >= 2) {
-          this.host.ctx.ban(src, 'corrupt piece')
-          src.close('sent a corrupt piece')
-        }
+        if (piece.sources.length === 1 || src.strikes >= 2) this.banCorrupt(src, i)
       }
     } else {
       this.host.log.warn({ piece: i }, 'hash worker failed; fetching the piece again')
     }
     this.fillAll()
+  }
+
+  /**
+   * Bans a peer that sent a bad piece from this torrent. An origin is the blob's source and
+   * can repair its copy once told, so it is banned briefly and dialled again (originBanMs,
+   * doubling per further bad piece up to banMs: a peer merely calling itself an origin soon
+   * stays away as long as any other); anyone else for banMs. Then the host hears of it.
+   */
+  private banCorrupt(src: Peer, piece: number): void {
+    const o = this.host.ctx.options
+    let ms = o.banMs
+    const where = src.direction === 'out' ? src.addr : `${src.ip}:${src.listenPort}`
+    if (src.cls === 'origin') {
+      this.originBans ??= new Map()
+      const n = this.originBans.get(where) ?? 0
+      this.originBans.set(where, n + 1)
+      ms = Math.min(o.banMs, o.originBanMs * 2 ** Math.min(n, 20))
+    }
+    this.host.ctx.ban(this.host.infoHashHex, src, 'corrupt piece', ms)
+    src.close('sent a corrupt piece')
+    const listener = this.host.onBadPiece
+    if (listener === undefined) return
+    try {
+      listener({ piece, peer: where, peerIdHex: src.idHex, cls: src.cls, banMs: ms })
+    } catch (err) {
+      this.host.log.warn({ err }, 'bad-piece listener failed')
+    }
   }
 
   private async store(piece: PieceBuffer<Peer>): Promise<void> {

@@ -31,7 +31,7 @@ import {
 const PEER_ID_PREFIX = { origin: '-SO0001-', agent: '-SA0001-' } as const
 /** Connections still in their handshake, across all torrents: a cap against socket floods. */
 const MAX_PENDING_HANDSHAKES = 256
-/** Ban entries kept at most (each ban adds two); past it the oldest go first. */
+/** Ban entries kept at most (each ban adds two or three); past it the oldest go first. */
 const MAX_BANS = 4096
 
 export class EngineCore implements EngineContext, PeerHandshakeHandler {
@@ -47,11 +47,13 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
   private readonly connections = new Set<Peer>()
   private readonly dialTargets = new Map<Peer, Torrent>()
   /**
-   * Who sent corrupt data or stalled, with the time the ban ends: peer ids (hex), dialled
-   * "ip:port" addresses, and (under ipBanKey) the IPs incoming connections are refused from.
-   * Entries are kept in the order they were (re)banned, roughly expiry order (two durations:
-   * banMs, stallBanMs): expired entries are pruned from the front, the rest when looked up,
-   * and past MAX_BANS the oldest are dropped.
+   * Who sent corrupt data or stalled, per torrent, with the time the ban ends: keys are
+   * "<infohash> <what>", where what is a peer id (hex), a dialled "ip:port" address, or (under
+   * ipBanKey) an IP incoming connections for that torrent are refused from. Per torrent, so
+   * one bad copy of one blob never locks a peer (an origin above all) out of every other blob.
+   * Entries are kept in the order they were (re)banned, roughly expiry order (a few durations:
+   * banMs, stallBanMs, originBanMs): expired entries are pruned from the front, the rest when
+   * looked up, and past MAX_BANS the oldest are dropped.
    */
   private readonly bans = new Map<string, number>()
   /** Addresses that turned out to be us (e.g. a NATed or aliased address). */
@@ -143,13 +145,13 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
   // ----- connections -----
 
   /** The listener's connection handler: bound once, so no closure per socket. */
+  // Bans are per torrent, so they are checked at the handshake (which names the torrent).
   readonly accept = (socket: Socket): void => {
     const ip = stripMapped(socket.remoteAddress ?? '?')
     if (
       this.closed ||
       this.connections.size >= this.options.maxConnections ||
-      this.pendingHandshakes() >= MAX_PENDING_HANDSHAKES ||
-      this.isBanned(ipBanKey(ip))
+      this.pendingHandshakes() >= MAX_PENDING_HANDSHAKES
     ) {
       socket.destroy()
       return
@@ -183,7 +185,11 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
       if (peer.direction === 'out') this.selfAddrs.add(peer.addr)
       return false
     }
-    if (this.isBanned(peer.idHex) || this.isBanned(peer.direction === 'out' ? peer.addr : ipBanKey(peer.ip)))
+    const t = torrent.infoHashHex
+    if (
+      this.isBanned(t, peer.idHex) ||
+      this.isBanned(t, peer.direction === 'out' ? peer.addr : ipBanKey(peer.ip))
+    )
       return false
     if (peer.direction === 'in') peer.sendHandshake(torrent.infoHashBuf, this.peerId)
     return torrent.attach(peer)
@@ -245,21 +251,23 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
   // ----- who not to talk to -----
 
   /**
-   * Bans the peer id, and the address: the dialled ip:port (we dial it no more), and the IP,
-   * from which incoming connections are refused (their ports are ephemeral, and a peer id is
-   * whatever the peer says, so the id alone would let it reconnect as someone new). Dials are
-   * not refused by IP: an origin may share an address with a banned peer (NAT, one test host).
+   * Bans the peer from one torrent: its id, and its address: the dialled ip:port (we dial it
+   * no more for this torrent), and the IP, from which incoming connections for this torrent
+   * are refused (their ports are ephemeral, and a peer id is whatever the peer says, so the id
+   * alone would let it reconnect as someone new). Dials are not refused by IP: an origin may
+   * share an address with a banned peer (NAT, one test host).
    */
-  ban(peer: Peer, reason: string, ms: number = this.options.banMs): void {
+  ban(infoHashHex: string, peer: Peer, reason: string, ms: number = this.options.banMs): void {
     const now = Date.now()
     const until = now + ms
-    if (peer.idHex) this.addBan(peer.idHex, until, now)
-    if (peer.direction === 'out') this.addBan(peer.addr, until, now)
-    this.addBan(ipBanKey(peer.ip), until, now)
+    const scope = `${infoHashHex} `
+    if (peer.idHex) this.addBan(scope + peer.idHex, until, now)
+    if (peer.direction === 'out') this.addBan(scope + peer.addr, until, now)
+    this.addBan(scope + ipBanKey(peer.ip), until, now)
     this.metrics.bans.inc()
     this.logger.warn(
-      { peer: peer.addr, peerId: peer.idHex, banMs: this.options.banMs, reason },
-      'peer banned',
+      { infoHash: infoHashHex, peer: peer.addr, peerId: peer.idHex, cls: peer.cls, banMs: ms, reason },
+      'peer banned from a torrent',
     )
   }
 
@@ -275,11 +283,13 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
     bans.set(key, until)
   }
 
-  isBanned(key: string): boolean {
-    const until = this.bans.get(key)
+  /** Called on handshakes and dials only (never per message), so the key string is cheap. */
+  isBanned(infoHashHex: string, key: string): boolean {
+    const k = `${infoHashHex} ${key}`
+    const until = this.bans.get(k)
     if (until === undefined) return false
     if (until > Date.now()) return true
-    this.bans.delete(key)
+    this.bans.delete(k)
     return false
   }
 
@@ -305,6 +315,7 @@ function resolveOptions(opts: EngineTuning): ResolvedOptions {
     seedIdleTimeoutMs: opts.seedIdleTimeoutMs ?? DEFAULTS.seedIdleTimeoutMs,
     leechIdleTimeoutMs: opts.leechIdleTimeoutMs ?? DEFAULTS.leechIdleTimeoutMs,
     banMs: opts.banMs ?? DEFAULTS.banMs,
+    originBanMs: opts.originBanMs ?? DEFAULTS.originBanMs,
     uploadSlots: opts.uploadSlots ?? DEFAULTS.uploadSlots,
     optimisticUnchokeMs: opts.optimisticUnchokeMs ?? DEFAULTS.optimisticUnchokeMs,
     originServeOnceMs: opts.originServeOnceMs ?? DEFAULTS.originServeOnceMs,

@@ -11,7 +11,7 @@ import type { InfoHash, MetaInfo } from '../core/index.js'
 import { ShoalError } from '../errors/index.js'
 import { EngineCore } from './engine-core.js'
 import type { Torrent } from './torrent.js'
-import type { DownloadStats, EngineOptions, TorrentStorage } from './types.js'
+import type { DownloadOptions, DownloadStats, EngineOptions, TorrentStorage } from './types.js'
 
 export class TorrentEngine {
   readonly #core: EngineCore
@@ -69,15 +69,11 @@ export class TorrentEngine {
   }
 
   /**
-   * Downloads into `storage`; concurrent calls with the same storage share one download.
-   * Rejects with TORRENT_ERROR when the infohash is already open (downloading or seeding)
-   * with another storage object: remove() it first.
+   * Downloads into `storage`; concurrent calls with the same storage share one download (the
+   * latest onBadPiece is the one called). Rejects with TORRENT_ERROR when the infohash is
+   * already open (downloading or seeding) with another storage object: remove() it first.
    */
-  download(
-    meta: MetaInfo,
-    storage: TorrentStorage,
-    opts: { signal?: AbortSignal } = {},
-  ): Promise<DownloadStats> {
+  download(meta: MetaInfo, storage: TorrentStorage, opts: DownloadOptions = {}): Promise<DownloadStats> {
     if (this.#stopping) return Promise.reject(new ShoalError('ABORTED', 'torrent engine is stopped'))
     let torrent: Torrent
     try {
@@ -85,6 +81,7 @@ export class TorrentEngine {
     } catch (err) {
       return Promise.reject(err)
     }
+    if (opts.onBadPiece) torrent.onBadPiece = opts.onBadPiece
     return torrent.wait(opts.signal)
   }
 

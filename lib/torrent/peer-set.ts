@@ -14,9 +14,12 @@ export class PeerSet {
   /** Which peer id answered at an address, so a known peer is not dialled again. */
   private readonly addrIds = new Map<string, string>()
   private readonly ctx: EngineContext
+  /** The torrent's infohash (hex): bans are per torrent. */
+  private readonly infoHashHex: string
 
-  constructor(ctx: EngineContext) {
+  constructor(ctx: EngineContext, infoHashHex: string) {
     this.ctx = ctx
+    this.infoHashHex = infoHashHex
   }
 
   get size(): number {
@@ -40,13 +43,13 @@ export class PeerSet {
         return
       if (typeof p.ip !== 'string' || !Number.isInteger(p.port) || p.port <= 0 || p.port > 65535) continue
       const addr = `${p.ip}:${p.port}`
-      if (this.dialed.has(addr) || ctx.isSelf(p.ip, p.port) || ctx.isBanned(addr)) continue
+      if (this.dialed.has(addr) || ctx.isSelf(p.ip, p.port) || ctx.isBanned(this.infoHashHex, addr)) continue
       const known = this.addrIds.get(addr)
       if (known !== undefined && this.byId.has(known)) continue
       if (p.peerId !== undefined && p.peerId.length === 20) {
         const id = Buffer.from(p.peerId)
         const hex = id.toString('hex')
-        if (this.byId.has(hex) || ctx.isBanned(hex) || id.equals(ctx.peerId)) continue
+        if (this.byId.has(hex) || ctx.isBanned(this.infoHashHex, hex) || id.equals(ctx.peerId)) continue
       }
       yield p
     }

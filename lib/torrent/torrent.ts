@@ -17,6 +17,7 @@ import { PeerSet } from './peer-set.js'
 import { ServeOnce } from './serve-once.js'
 import {
   type AnnouncePeer,
+  type BadPiece,
   classifyPeerId,
   DEFAULTS,
   type DownloadStats,
@@ -41,6 +42,8 @@ export class Torrent implements PeerOwner, DownloadHost, AnnounceTarget {
   private readonly uploader: Uploader
   private readonly announcer: Announcer
   private readonly waiters = new Waiters<DownloadStats>()
+  /** Told after a peer was banned for a bad piece (DownloadHost); set by TorrentEngine.download. */
+  onBadPiece: ((bad: BadPiece) => void) | undefined = undefined
   private state: TorrentState
   private tickTimer: NodeJS.Timeout | undefined
 
@@ -57,7 +60,7 @@ export class Torrent implements PeerOwner, DownloadHost, AnnounceTarget {
     this.infoHashHex = meta.infoHash.hex
     this.infoHashBuf = meta.infoHash.toBuffer()
     this.log = ctx.logger.child({ infoHash: this.infoHashHex })
-    this.peers = new PeerSet(ctx)
+    this.peers = new PeerSet(ctx, this.infoHashHex)
     this.downloader = new Downloader(this)
     this.uploader = new Uploader({
       meta,

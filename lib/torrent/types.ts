@@ -105,7 +105,14 @@ export interface EngineTuning {
   seedIdleTimeoutMs?: number
   /** Downloading, close a connection no block went over (either way) for this long; default 120 s. */
   leechIdleTimeoutMs?: number
+  /** A peer that sent a bad piece is banned from that torrent this long; default 10 min. */
   banMs?: number
+  /**
+   * An origin that sent a bad piece is banned from that torrent this long, doubling with each
+   * further bad piece up to banMs, then dialled again: it is the blob's source, and restores
+   * its copy once told (onBadPiece). Default 10 s.
+   */
+  originBanMs?: number
   /** Peers we upload to at once, per torrent; default 32. */
   uploadSlots?: number
   /** With more interested peers than slots, one slot rotates this often; default 15 s. */
@@ -121,6 +128,27 @@ export interface EngineTuning {
    * faster on 2 cores, more CPU per byte; see hasher.ts). For hosts with cores to spare.
    */
   hashOnWorker?: boolean
+}
+
+/**
+ * A peer was banned from a torrent for a piece that failed its SHA-1 (what the agent reports
+ * to the origins through the tracker, and names in its errors).
+ */
+export interface BadPiece {
+  piece: number
+  /** The peer's listen address as the tracker hands it out: the dialled ip:port, else ip:BEP 10 port. */
+  peer: string
+  peerIdHex: string
+  /** By peer id ('-SO'): origins get the short, growing ban (originBanMs). */
+  cls: PeerClass
+  banMs: number
+}
+
+/** Per-download options of TorrentEngine.download(). */
+export interface DownloadOptions {
+  signal?: AbortSignal
+  /** Called (synchronously, from the engine) after a peer was banned for a bad piece. */
+  onBadPiece?: (bad: BadPiece) => void
 }
 
 export interface DownloadStats {
@@ -171,6 +199,8 @@ export const DEFAULTS = {
   leechIdleTimeoutMs: 120_000,
   /** A peer that sent a bad piece stays away this long. */
   banMs: 10 * 60_000,
+  /** An origin that sent a bad piece stays away this long, doubling per further bad piece. */
+  originBanMs: 10_000,
   /** A peer that stalled stallStrikes times stays away this long (origins are never banned for it). */
   stallBanMs: 2 * 60_000,
   uploadSlots: 32,

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { networkInterfaces, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
@@ -232,10 +232,98 @@ t.test('a blob only in the backend: 202 while fetching, then 200 with the same b
   })
   t.equal(err.status, 502, 'HEAD reports the failed fetch as 502')
   const got = await errorOf(client.download('default', bad))
-  t.equal(got.code, 'BACKEND_ERROR', 'GET names it')
+  t.equal(got.code, 'BLOB_CORRUPT', 'GET names it: corrupt in the backend, refused')
   t.match(got.message, /hashes to sha256:/)
   t.equal(await client.stat('default', digest).then((s) => s?.pending), false, 'other blobs are unaffected')
 })
+
+async function metricValue(origin: OriginServer, name: string, labels: Record<string, string>) {
+  const m = (await origin.registry.getMetricsAsJSON()).find((x) => x.name === name)
+  const v = m?.values.find((x) => Object.entries(labels).every(([k, l]) => x.labels[k] === l))
+  return Number(v?.value ?? 0)
+}
+
+/** Flips one byte in the middle of a file, as a failing disk would. */
+async function flipByte(path: string): Promise<void> {
+  const bytes = await readFile(path)
+  bytes[bytes.length >> 1]! ^= 0x01
+  await writeFile(path, bytes)
+}
+
+t.test(
+  'verify: an intact copy is left alone; a corrupt one is dropped, restored and re-seeded',
+  async (t) => {
+    const seeder = new RecordingSeeder()
+    const { origin, client } = await startOrigin(t, { seeder })
+    const data = random(1 << 20, 5)
+    const digest = Digest.fromBuffer(data)
+    await client.upload('default', digest, Readable.from([data]), data.length)
+    const meta = MetaInfo.parse(await client.metainfo('default', digest))
+    await waitFor('seeding', async () => (seeder.seeded.has(meta.infoHash.hex) ? true : undefined))
+
+    const ok = await client.verify('default', digest, { piece: 1, reporter: 'test' })
+    t.equal(ok.state, 'ok', 'an intact copy is reported intact')
+    t.equal(seeder.removed.length, 0, 'and keeps being seeded')
+    t.equal(await metricValue(origin, 'shoal_origin_corrupt_blobs_total', { source: 'cache' }), 0)
+
+    const other = random(300_000, 6)
+    const otherDigest = Digest.fromBuffer(other)
+    await client.upload('default', otherDigest, Readable.from([other]), other.length)
+    await flipByte(origin.store.blobPath(otherDigest))
+    const fixed = await client.verify('default', otherDigest, { piece: 0 })
+    t.equal(fixed.state, 'restored', 'a corrupt copy is restored from the backend before the answer')
+    t.ok(
+      (await readAll(await client.download('default', otherDigest))).equals(other),
+      'the bytes are right again',
+    )
+    t.equal(await metricValue(origin, 'shoal_origin_corrupt_blobs_total', { source: 'cache' }), 1, 'counted')
+    const otherMeta = MetaInfo.parse(await client.metainfo('default', otherDigest))
+    t.ok(seeder.removed.includes(otherMeta.infoHash.hex), 'the corrupt copy stopped being seeded')
+    t.ok(seeder.seeded.has(otherMeta.infoHash.hex), 'the restored copy is seeded again')
+
+    // Rate limit: within verifyIntervalSeconds a report gets the last verdict, nothing is re-hashed.
+    await flipByte(origin.store.blobPath(otherDigest))
+    const again = await Promise.all([1, 2, 3].map(() => client.verify('default', otherDigest, {})))
+    t.same(
+      again.map((r) => r.state),
+      ['restored', 'restored', 'restored'],
+      'reports within the interval share the last verdict',
+    )
+    t.equal(
+      await metricValue(origin, 'shoal_origin_corrupt_blobs_total', { source: 'cache' }),
+      1,
+      'no re-hash',
+    )
+    const bad = await errorOf(client.verify('default', otherDigest, { piece: -1 } as never))
+    t.equal(bad.code, 'BAD_REQUEST', 'a malformed report is refused')
+  },
+)
+
+t.test(
+  'verify: corrupt in the cache and in the backend: refused as BLOB_CORRUPT, counted twice',
+  async (t) => {
+    const seeder = new RecordingSeeder()
+    const { origin, backend, client } = await startOrigin(t, { seeder })
+    const data = random(500_000, 7)
+    const digest = Digest.fromBuffer(data)
+    await client.upload('default', digest, Readable.from([data]), data.length)
+    await flipByte(origin.store.blobPath(digest))
+    const rotten = Buffer.from(data)
+    rotten[10]! ^= 0xff
+    await backend.put(blobKey('default', digest), rotten)
+
+    const err = await errorOf(client.verify('default', digest, { piece: 0 }))
+    t.equal(err.code, 'BLOB_CORRUPT')
+    t.equal(err.status, 502)
+    t.match(err.message, /backend's copy .* is corrupt .*refuses to serve it/)
+    t.equal(await metricValue(origin, 'shoal_origin_corrupt_blobs_total', { source: 'cache' }), 1)
+    t.equal(await metricValue(origin, 'shoal_origin_corrupt_blobs_total', { source: 'backend' }), 1)
+    t.equal(await origin.store.stat(digest), undefined, 'the corrupt cached copy is gone')
+    t.equal((await errorOf(client.download('default', digest))).code, 'BLOB_CORRUPT', 'GET refuses it')
+    t.equal((await errorOf(client.metainfo('default', digest))).code, 'BLOB_CORRUPT', 'and its metainfo')
+    t.equal(seeder.seeded.size, 0, 'nothing is seeded')
+  },
+)
 
 t.test('bad requests: digest, namespace, Content-Range, offsets', async (t) => {
   const { origin } = await startOrigin(t)

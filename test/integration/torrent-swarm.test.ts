@@ -6,6 +6,8 @@ import { Registry } from '../../lib/metrics/index.js'
 import {
   type AnnounceRequest,
   type AnnounceResponse,
+  type BadPiece,
+  DEFAULTS,
   type EngineOptions,
   MemoryStorage,
   type PeerSource,
@@ -485,3 +487,57 @@ t.test('an infohash open with one storage refuses another until removed', async 
   lonely.remove(meta.infoHash)
   await t.rejects(pending, { code: 'ABORTED' })
 })
+
+t.test('a ban is per torrent: a peer banned for a bad copy of one blob still serves another', async (t) => {
+  const bad = await makeTorrent(t, 256 << 10, 64 << 10)
+  const good = await makeTorrent(t, 256 << 10, 64 << 10)
+  const quiet = new StaticPeerSource(() => [])
+  const seeder = await startEngine(t, 'agent', quiet)
+  seeder.seed(bad.meta, CorruptStorage.complete(bad.meta, bad.data))
+  seeder.seed(good.meta, MemoryStorage.complete(good.meta, good.data))
+  const registry = new Registry()
+  const leecher = await startEngine(t, 'agent', new StaticPeerSource(() => [seeder]), { registry })
+  const banned: BadPiece[] = []
+  const ac = new AbortController()
+  t.teardown(() => ac.abort())
+  const first = leecher.download(bad.meta, new MemoryStorage(bad.meta), {
+    signal: ac.signal,
+    onBadPiece: (b) => banned.push(b),
+  })
+  first.catch(() => undefined)
+  while (banned.length === 0) await new Promise((r) => setTimeout(r, 20))
+  t.equal(banned[0]!.cls, 'agent')
+  t.equal(banned[0]!.banMs, DEFAULTS.banMs, 'an agent is banned for the full banMs')
+  t.equal(banned[0]!.peer, `127.0.0.1:${seeder.port}`, 'the report names the address it was dialled at')
+  const store = new MemoryStorage(good.meta)
+  await leecher.download(good.meta, store, { signal: AbortSignal.timeout(20_000) })
+  t.ok(store.toBuffer().equals(good.data), 'the other blob came from the same peer')
+  ac.abort()
+})
+
+t.test(
+  'an origin that sent a bad piece is banned briefly, then used again once its copy is good',
+  async (t) => {
+    const { meta, data } = await makeTorrent(t, 256 << 10, 64 << 10)
+    const origin = await startEngine(t, 'origin', new StaticPeerSource(() => []))
+    origin.seed(meta, CorruptStorage.complete(meta, data))
+    const leecher = await startEngine(t, 'agent', new StaticPeerSource(() => [origin]), { originBanMs: 500 })
+    const banned: BadPiece[] = []
+    const store = new MemoryStorage(meta)
+    const download = leecher.download(meta, store, {
+      signal: AbortSignal.timeout(30_000),
+      onBadPiece: (b) => {
+        banned.push(b)
+        // What an origin does once told: drop the bad copy, serve the good one.
+        origin.remove(meta.infoHash)
+        origin.seed(meta, MemoryStorage.complete(meta, data))
+      },
+    })
+    const s = await download
+    t.ok(store.toBuffer().equals(data), 'identical bytes, all from the repaired origin')
+    t.equal(banned.length, 1, 'one bad piece, one report')
+    t.equal(banned[0]!.cls, 'origin')
+    t.equal(banned[0]!.banMs, 500, 'the origin got the short ban')
+    t.equal(s.piecesFromOrigins, meta.pieceCount)
+  },
+)

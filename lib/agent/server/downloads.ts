@@ -17,12 +17,14 @@ import type { DownloadStats, TorrentEngine } from '../../torrent/index.js'
 import type { TrackerSet } from '../../tracker/client/index.js'
 import type { DownloadProgress } from '../client/index.js'
 import { CheckpointedStorage, recoverPieces } from './checkpoint.js'
+import { CorruptPieces, type CorruptReportSink } from './corruption.js'
 import type { PieceLog, ResumeJournal } from './journal.js'
 import { StallWatchdog } from './stall.js'
 
 /** What Downloads needs of the engine and the trackers (narrow, so tests can stand in). */
 export type SwarmEngine = Pick<TorrentEngine, 'download' | 'seed' | 'remove' | 'stats'>
-export type MetaInfoSource = Pick<TrackerSet, 'metainfo'>
+/** Metainfo, and (when it can) where bad pieces from origins are reported: the TrackerSet. */
+export type MetaInfoSource = Pick<TrackerSet, 'metainfo'> & Partial<CorruptReportSink>
 
 export interface DownloadsOptions {
   store: BlobStore
@@ -182,8 +184,11 @@ export class Downloads {
       startedAt: started,
     }
     this.track(digest, entry)
-    const watchdog = new StallWatchdog(this.stallMs, digest)
-    const signal = AbortSignal.any([watchdog.signal, this.stopping.signal])
+    const sink = this.trackers.reportCorrupt ? (this.trackers as CorruptReportSink) : undefined
+    const corrupt = new CorruptPieces(ns, digest, sink, this.log)
+    const watchdog = new StallWatchdog(this.stallMs, digest, () => corrupt.last)
+    // Fails at once when the origin says no good copy is left (BLOB_CORRUPT).
+    const signal = AbortSignal.any([watchdog.signal, this.stopping.signal, corrupt.signal])
     let journaled = false
     let pieceLog: PieceLog | undefined
     try {
@@ -220,14 +225,14 @@ export class Downloads {
       let stats: DownloadStats
       try {
         const storage = new CheckpointedStorage(file, pieceLog, this.log)
-        stats = await this.engine.download(meta, storage, { signal })
+        stats = await this.engine.download(meta, storage, { signal, onBadPiece: corrupt.onBadPiece })
         // Whole-blob check before the blob becomes visible; the engine keeps serving pieces meanwhile.
         await file.finish(digest)
       } catch (err) {
         // Drop the torrent too: a retry must start from a fresh file, not the discarded one.
         this.engine.remove(meta.infoHash)
         await file.close().catch(() => undefined)
-        throw watchdog.reason ?? err
+        throw watchdog.reason ?? corrupt.reason ?? err
       }
       // The same open file keeps serving pieces to other agents until the blob is dropped.
       this.open.set(digest.hex, file)
@@ -250,7 +255,9 @@ export class Downloads {
       )
     } catch (err) {
       const stopping = this.stopping.signal.aborted
-      const e = stopping ? toShoalError(this.stopping.signal.reason) : toShoalError(watchdog.reason ?? err)
+      const e = stopping
+        ? toShoalError(this.stopping.signal.reason)
+        : toShoalError(watchdog.reason ?? corrupt.reason ?? err)
       Object.assign(entry, { state: 'failed', error: e.message, finishedAt: Date.now() })
       if (stopping) {
         this.log.info(
@@ -264,6 +271,7 @@ export class Downloads {
       }
       throw e
     } finally {
+      corrupt.close()
       watchdog.stop()
       await pieceLog?.close()
     }

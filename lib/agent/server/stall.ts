@@ -10,9 +10,11 @@ export class StallWatchdog {
   private timer: NodeJS.Timeout | undefined
   reason: ShoalError | undefined
 
+  /** `problem`: the latest thing that went wrong (a bad piece), named in the stall message. */
   constructor(
     private readonly stallMs: number,
     private readonly digest: Digest,
+    private readonly problem: () => string | undefined = () => undefined,
   ) {
     this.timer = setTimeout(() => this.fire(), stallMs)
     this.timer.unref()
@@ -50,9 +52,14 @@ export class StallWatchdog {
 
   private fire(): void {
     this.stop()
+    const problem = this.problem()
+    const why =
+      problem === undefined
+        ? 'no peer served a piece'
+        : `no peer served a good piece; the last bad one: ${problem}`
     this.reason = new ShoalError(
       'TIMEOUT',
-      `download of ${this.digest} made no progress for ${Math.round(this.stallMs / 1000)} s (no peer served a piece)`,
+      `download of ${this.digest} made no progress for ${Math.round(this.stallMs / 1000)} s (${why})`,
     )
     this.controller.abort(this.reason)
   }

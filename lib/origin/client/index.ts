@@ -11,6 +11,19 @@ export { type OriginClientFactory, OriginCluster } from './cluster.js'
 
 export const DEFAULT_CHUNK_SIZE = 16 << 20
 
+/** What POST .../verify answers: the copy was intact, has been restored, or is being fetched. */
+export interface VerifyResult {
+  digest: string
+  state: 'ok' | 'restored' | 'restoring'
+  message: string
+}
+
+/** What the reporter knows of the bad piece (the origin only logs it). */
+export interface VerifyReport {
+  piece?: number
+  reporter?: string
+}
+
 export interface BlobStat {
   size: number
   /** true while the origin is still fetching the blob from its backend (HTTP 202). */
@@ -69,6 +82,25 @@ export class OriginClient {
       'UNAVAILABLE',
       `origin ${this.baseUrl} is still fetching ${digest} from its backend; retry shortly`,
     )
+  }
+
+  /**
+   * Reports a bad piece of the blob from this origin: the origin re-hashes its copy and, when
+   * it is corrupt, restores it from the backend before answering (re-verified at most once per
+   * its verifyIntervalSeconds). Rejects with BLOB_CORRUPT when the backend's copy is corrupt too.
+   * The answer may take as long as hashing and fetching the blob: give a generous `timeoutMs`.
+   */
+  async verify(
+    ns: string,
+    digest: Digest,
+    report: VerifyReport,
+    opts: { signal?: AbortSignal; timeoutMs?: number } = {},
+  ): Promise<VerifyResult> {
+    return this.http.json<VerifyResult>('POST', urlPath`/namespace/${ns}/blobs/${digest}/verify`, {
+      json: report,
+      signal: opts.signal,
+      timeoutMs: opts.timeoutMs,
+    })
   }
 
   /** Removes the blob from the origin's cache and backend (namespace `ns`) and stops seeding it. */

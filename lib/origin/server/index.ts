@@ -119,6 +119,18 @@ export class OriginServer {
         'Blobs fetched from the backend into the cache',
         ['result'],
       ),
+      corrupt: counter(
+        this.registry,
+        'shoal_origin_corrupt_blobs_total',
+        'Blobs whose copy did not match their digest, by where (cache: re-verified after an agent report; backend: refused)',
+        ['source'],
+      ),
+      verifications: counter(
+        this.registry,
+        'shoal_origin_verifications_total',
+        'Blobs re-verified after an agent reported a bad piece, by result',
+        ['result'],
+      ),
     }
     this.service = new BlobService({
       store: this.store,
@@ -127,6 +139,7 @@ export class OriginServer {
       announce: `${config.trackerUrl.replace(/\/+$/, '')}/announce`,
       log: this.log,
       metrics,
+      verifyIntervalMs: config.verifyIntervalSeconds * 1000,
     })
     this.http = new HttpServer({
       name: 'origin',

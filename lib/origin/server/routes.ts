@@ -3,10 +3,11 @@
  * Handlers only translate HTTP to BlobService calls and back.
  */
 import { pipeline } from 'node:stream/promises'
+import { z } from '../../config/index.js'
 import { Digest } from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
 import type { HashRing } from '../../hashring/index.js'
-import { type Router, sendEmpty, sendJson, urlPath } from '../../http/index.js'
+import { type Router, readBody, sendEmpty, sendJson, urlPath } from '../../http/index.js'
 import type { BlobStore } from '../../store/index.js'
 import { type BlobService, checkNamespace } from './service.js'
 
@@ -19,6 +20,12 @@ export interface RouteDeps {
 }
 
 const BLOB = '/namespace/:ns/blobs/:digest'
+
+/** POST .../verify: what the reporter knows of the bad piece (logged only); may be empty. */
+const VerifyBody = z.strictObject({
+  piece: z.number().int().min(0).optional(),
+  reporter: z.string().max(300).optional(),
+})
 
 export function registerRoutes(router: Router, deps: RouteDeps): void {
   const { service, store } = deps
@@ -108,6 +115,26 @@ export function registerRoutes(router: Router, deps: RouteDeps): void {
     }
     res.writeHead(200, { 'content-type': 'application/x-bittorrent', 'content-length': raw.length })
     res.end(raw)
+  })
+
+  // An agent got a bad piece from this origin (relayed by the tracker): re-hash and repair.
+  router.post(`${BLOB}/verify`, async ({ req, res, params }) => {
+    const { ns, digest } = target(params)
+    const raw = await readBody(req, 4096)
+    let report: z.infer<typeof VerifyBody> = {}
+    if (raw.length > 0) {
+      let parsed: unknown
+      try {
+        parsed = JSON.parse(raw.toString('utf8'))
+      } catch {
+        throw new ShoalError('BAD_REQUEST', 'the verify body is not valid JSON')
+      }
+      const r = VerifyBody.safeParse(parsed)
+      if (!r.success)
+        throw new ShoalError('BAD_REQUEST', `invalid verify body: ${r.error.issues[0]?.message}`)
+      report = r.data
+    }
+    sendJson(res, 200, await service.verify(ns, digest, report))
   })
 
   router.delete(BLOB, async ({ res, params }) => {

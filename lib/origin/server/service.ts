@@ -17,6 +17,7 @@ import type { Logger } from '../../log/index.js'
 import type { Counter } from '../../metrics/index.js'
 import type { BlobStore } from '../../store/index.js'
 import type { Seeds } from './seeder.js'
+import { BlobVerifier, type VerifyReport, type VerifyResult } from './verifier.js'
 
 /** After a failed backend fetch, requests get that error for this long instead of a new fetch. */
 const FAILURE_HOLD_MS = 10_000
@@ -33,13 +34,19 @@ export interface OriginMetrics {
   uploadedBytes: Counter
   mismatches: Counter
   fetches: Counter
+  /** Blobs found corrupt, by where the bad copy was (source: cache | backend). */
+  corrupt: Counter
+  /** Re-verifications agents asked for, by result (ok, restored, restoring, corrupt, error). */
+  verifications: Counter
 }
 
 export type BlobState = { state: 'cached'; size: number } | { state: 'pending'; size: number }
 
 export class BlobService {
   private readonly fetching = new Map<string, Promise<void>>()
-  private readonly failures = new Map<string, { at: number; error: ShoalError }>()
+  /** Failed backend fetches: requests get `error` for `holdMs` rather than a new fetch. */
+  private readonly failures = new Map<string, { at: number; holdMs: number; error: ShoalError }>()
+  private readonly verifier: BlobVerifier
   private readonly generating = new Map<string, Promise<MetaInfo>>()
   /** Work that stop() waits for: commits, appends, background metainfo generation. */
   private readonly background = new Set<Promise<unknown>>()
@@ -54,8 +61,22 @@ export class BlobService {
       announce: string
       log: Logger
       metrics: OriginMetrics
+      /** A blob is re-hashed at most this often; one corrupt in the backend is refused this long. */
+      verifyIntervalMs: number
     },
-  ) {}
+  ) {
+    this.verifier = new BlobVerifier(
+      {
+        store: opts.store,
+        seeds: opts.seeds,
+        log: opts.log,
+        metrics: opts.metrics,
+        locate: (ns, digest) => this.locate(ns, digest),
+        restore: (ns, digest) => this.restore(ns, digest),
+      },
+      opts.verifyIntervalMs,
+    )
+  }
 
   /** Starts an upload, or ALREADY_EXISTS when the blob is stored (made durable in `ns` first). */
   async startUpload(ns: string, digest: Digest): Promise<string> {
@@ -132,7 +153,7 @@ export class BlobService {
     const cached = await this.opts.store.stat(digest)
     if (cached) return { state: 'cached', size: cached.size }
     const failure = this.failures.get(digest.hex)
-    if (failure && Date.now() - failure.at < FAILURE_HOLD_MS && !this.fetching.has(digest.hex))
+    if (failure && Date.now() - failure.at < failure.holdMs && !this.fetching.has(digest.hex))
       throw failure.error
     const remote = await this.opts.backend.stat(blobKey(ns, digest), this.controller.signal)
     if (!remote) return undefined
@@ -148,6 +169,17 @@ export class BlobService {
     return (await this.ensureMetaInfo(digest)).raw
   }
 
+  /**
+   * An agent got a bad piece of the blob from this origin: re-hash the cached copy, and when it
+   * is corrupt, drop it and restore it from the backend (BlobVerifier; rate-limited per blob).
+   * Rejects with BLOB_CORRUPT when the backend's copy is corrupt too.
+   */
+  verify(ns: string, digest: Digest, report: VerifyReport): Promise<VerifyResult> {
+    blobKey(ns, digest)
+    this.checkRunning()
+    return this.track(this.verifier.verify(ns, digest, report))
+  }
+
   /** Removes the blob from the cache, the backend (this namespace) and the swarm. Idempotent. */
   async deleteBlob(ns: string, digest: Digest): Promise<void> {
     const key = blobKey(ns, digest)
@@ -156,6 +188,7 @@ export class BlobService {
     await this.opts.store.delete(digest)
     await this.opts.backend.delete(key)
     this.failures.delete(digest.hex)
+    this.verifier.forget(digest.hex)
     this.opts.log.info({ ns, digest: digest.toString() }, 'blob deleted')
   }
 
@@ -269,6 +302,19 @@ export class BlobService {
     }
   }
 
+  /** Fetches the blob from the backend into the cache (verified) and seeds it; rejects with why not. */
+  private async restore(ns: string, digest: Digest): Promise<void> {
+    this.failures.delete(digest.hex)
+    this.fetch(ns, digest)
+    await this.fetching.get(digest.hex)
+    if (await this.opts.store.stat(digest)) return
+    this.checkRunning()
+    throw (
+      this.failures.get(digest.hex)?.error ??
+      new ShoalError('BACKEND_ERROR', `cannot restore ${digest} from the backend`)
+    )
+  }
+
   /** Fetches the blob from the backend into the cache in the background (one fetch per digest). */
   private fetch(ns: string, digest: Digest): void {
     if (this.fetching.has(digest.hex) || this.controller.signal.aborted) return
@@ -286,15 +332,34 @@ export class BlobService {
       .catch((err) => {
         if (isAbortError(err) || signal.aborted) return
         const e = toShoalError(err, 'BACKEND_ERROR')
-        if (e.code === 'DIGEST_MISMATCH') metrics.mismatches.inc({ source: 'backend' })
         metrics.fetches.inc({ result: 'error' })
-        const message = `cannot fetch ${digest} from the backend: ${e.message}`
         if (this.failures.size >= 1000) {
-          for (const [hex, f] of this.failures)
-            if (Date.now() - f.at >= FAILURE_HOLD_MS) this.failures.delete(hex)
+          for (const [hex, f] of this.failures) if (Date.now() - f.at >= f.holdMs) this.failures.delete(hex)
         }
+        if (e.code === 'DIGEST_MISMATCH') {
+          // Nothing was stored (putStream verifies on the way in). Serving it is out of the
+          // question, and fetching it again soon would only say the same.
+          metrics.mismatches.inc({ source: 'backend' })
+          metrics.corrupt.inc({ source: 'backend' })
+          const actual = e.details?.actual
+          const error = new ShoalError(
+            'BLOB_CORRUPT',
+            `the backend's copy of ${digest} (namespace ${ns}) is corrupt (it hashes to ${actual}); ` +
+              'the origin refuses to serve it: restore the backend object, or delete the blob from the origin ' +
+              '(DELETE /namespace/:ns/blobs/:digest) and push the file again',
+            { cause: err },
+          )
+          this.failures.set(digest.hex, { at: Date.now(), holdMs: this.opts.verifyIntervalMs, error })
+          log.error(
+            { ns, digest: digest.toString(), actual },
+            'backend copy is corrupt; refusing to serve it',
+          )
+          return
+        }
+        const message = `cannot fetch ${digest} from the backend: ${e.message}`
         this.failures.set(digest.hex, {
           at: Date.now(),
+          holdMs: FAILURE_HOLD_MS,
           error: new ShoalError('BACKEND_ERROR', message, { cause: err }),
         })
         log.error({ ns, digest: digest.toString(), code: e.code, err: e.message }, 'backend fetch failed')

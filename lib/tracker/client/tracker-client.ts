@@ -13,11 +13,14 @@ import type { Digest } from '../../core/index.js'
 import { MAX_METAINFO_BYTES } from '../../core/index.js'
 import { isErrorCode, isShoalError, ShoalError, toShoalError } from '../../errors/index.js'
 import { HttpClient, type ResponseData, urlPath } from '../../http/index.js'
+import type { VerifyResult } from '../../origin/client/index.js'
 import type { AnnouncePeer, AnnounceRequest, AnnounceResponse } from '../../torrent/index.js'
 
 export const MAX_ANNOUNCE_RESPONSE_BYTES = 1 << 20
 const DEFAULT_INTERVAL = 60
 const MAX_ERROR_BODY = 64 << 10
+/** The origin re-hashes (and may restore) the blob before a corrupt report is answered. */
+const REPORT_TIMEOUT_MS = 10 * 60_000
 /** Every non-2xx status: the client classifies answers itself instead of HttpClient throwing. */
 const NON_2XX = Array.from({ length: 400 }, (_, i) => 200 + i).filter((s) => s >= 300)
 
@@ -88,21 +91,58 @@ export class TrackerClient {
   }
 
   /**
-   * GET with an overall deadline (headers and body) and a bounded body. Any non-2xx answer to an
-   * announce is a fault (trackers answer announces with 200, refusals included); for other paths
-   * a coded JSON error is the tracker's answer and only other non-2xx answers are faults.
+   * Reports a piece that failed SHA-1 from the peer at `peer` (ip:port as handed out); the
+   * tracker relays it to that origin, which re-hashes its copy and restores it from the backend
+   * before answering. Rejects with BLOB_CORRUPT when the backend's copy is corrupt too, and with
+   * NOT_FOUND when the peer is not one of the tracker's origins.
+   */
+  async reportCorrupt(
+    ns: string,
+    digest: Digest,
+    report: { peer: string; piece?: number },
+    signal?: AbortSignal,
+  ): Promise<VerifyResult> {
+    const path = urlPath`/namespace/${ns}/blobs/${digest}/corrupt`
+    const body = await this.fetch(path, MAX_ERROR_BODY, signal, false, {
+      json: report,
+      timeoutMs: REPORT_TIMEOUT_MS,
+    })
+    try {
+      return JSON.parse(body.toString('utf8')) as VerifyResult
+    } catch (err) {
+      throw fault(
+        new ShoalError('UPSTREAM_ERROR', `tracker at ${this.baseUrl} sent invalid JSON`, { cause: err }),
+      )
+    }
+  }
+
+  /**
+   * GET (or with `post`, a JSON POST) with an overall deadline (headers and body) and a bounded
+   * body. Any non-2xx answer to an announce is a fault (trackers answer announces with 200,
+   * refusals included); for other paths a coded JSON error is the tracker's answer and only
+   * other non-2xx answers are faults.
    */
   private async fetch(
     path: string,
     limit: number,
     signal: AbortSignal | undefined,
     announce: boolean,
+    post?: { json: unknown; timeoutMs: number },
   ): Promise<Buffer> {
-    const deadline = AbortSignal.timeout(this.timeoutMs)
+    const timeoutMs = post?.timeoutMs ?? this.timeoutMs
+    const deadline = AbortSignal.timeout(timeoutMs)
     const combined = signal ? AbortSignal.any([signal, deadline]) : deadline
     let res: ResponseData | undefined
     try {
-      res = await this.http.request('GET', path, { signal: combined, accept: NON_2XX })
+      res = post
+        ? await this.http.request('POST', path, {
+            signal: combined,
+            accept: NON_2XX,
+            timeoutMs,
+            body: JSON.stringify(post.json),
+            headers: { 'content-type': 'application/json' },
+          })
+        : await this.http.request('GET', path, { signal: combined, accept: NON_2XX })
       if (res.statusCode >= 300) {
         const { error, coded } = await answerError(res, this.baseUrl)
         throw announce || !coded ? fault(error) : error
@@ -117,7 +157,7 @@ export class TrackerClient {
       }
       if (deadline.aborted) {
         throw fault(
-          new ShoalError('TIMEOUT', `tracker at ${this.baseUrl} did not answer within ${this.timeoutMs} ms`, {
+          new ShoalError('TIMEOUT', `tracker at ${this.baseUrl} did not answer within ${timeoutMs} ms`, {
             cause: err,
           }),
         )

@@ -12,12 +12,14 @@ import type { Digest } from '../../core/index.js'
 import { ShoalError, toShoalError } from '../../errors/index.js'
 import type { Logger } from '../../log/index.js'
 import { type Counter, counter, type Gauge, gauge, type Registry } from '../../metrics/index.js'
+import type { VerifyResult } from '../../origin/client/index.js'
 import type { AnnounceRequest, AnnounceResponse, PeerSource } from '../../torrent/index.js'
 import { rendezvousOrder } from './rendezvous.js'
 import { isTrackerFault, TrackerClient } from './tracker-client.js'
 
 /** What TrackerSet needs of one tracker: TrackerClient, or a stand-in in tests. */
-export type TrackerLike = Pick<TrackerClient, 'baseUrl' | 'announce' | 'metainfo'>
+export type TrackerLike = Pick<TrackerClient, 'baseUrl' | 'announce' | 'metainfo'> &
+  Partial<Pick<TrackerClient, 'reportCorrupt'>>
 
 export interface TrackerSetOptions {
   logger?: Logger
@@ -115,6 +117,22 @@ export class TrackerSet implements PeerSource {
     return this.attempt(Buffer.from(digest.hex, 'hex'), 'metainfo', signal, (c) =>
       c.metainfo(ns, digest, signal),
     )
+  }
+
+  /**
+   * Reports a bad piece from the peer at `report.peer` to the tracker that serves the digest's
+   * metainfo (the one that handed the origin out); see TrackerClient.reportCorrupt.
+   */
+  reportCorrupt(
+    ns: string,
+    digest: Digest,
+    report: { peer: string; piece?: number },
+    signal?: AbortSignal,
+  ): Promise<VerifyResult> {
+    return this.attempt(Buffer.from(digest.hex, 'hex'), 'corrupt report', signal, (c) => {
+      if (!c.reportCorrupt) throw new ShoalError('UNAVAILABLE', `tracker ${c.baseUrl} takes no reports`)
+      return c.reportCorrupt(ns, digest, report, signal)
+    })
   }
 
   private async attempt<T>(

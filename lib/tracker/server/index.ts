@@ -14,6 +14,7 @@ import type { TrackerConfig } from '../config.js'
 import { createPeerStore } from '../peerstore/index.js'
 import { type PeerStore, peerClass } from '../peerstore/types.js'
 import { encodeAnnounceResponse, encodeFailure, parseAnnounce } from './announce.js'
+import { CorruptReports } from './corrupt.js'
 import { Announcer, OriginSet } from './handout.js'
 import { MetainfoService } from './metainfo.js'
 
@@ -55,6 +56,7 @@ export class TrackerServer {
   private readonly log: Logger
   private readonly http: HttpServer
   private readonly metainfo: MetainfoService
+  private readonly corrupt: CorruptReports
   private store: PeerStore | undefined
   private announcer: Announcer | undefined
   private starting: Promise<void> | undefined
@@ -105,6 +107,20 @@ export class TrackerServer {
       logger: this.log,
       onResult: (result) => metainfoRequests.inc({ result }),
     })
+
+    this.corrupt = new CorruptReports({
+      origins: config.origins,
+      client: makeClient,
+      forget: (digest) => this.metainfo.forget(digest),
+      logger: this.log,
+      reports: counter(
+        this.registry,
+        'shoal_tracker_corrupt_reports_total',
+        'Bad pieces from origins that agents reported, by the origin verdict',
+        ['result'],
+      ),
+    })
+    this.corrupt.register(this.http.router)
 
     this.http.router.get('/announce', async ({ req, res }) => {
       const rawUrl = req.url ?? ''
@@ -205,6 +221,7 @@ export class TrackerServer {
       this.config.origins.map((o) => o.peer),
       this.log,
     )
+    await this.corrupt.start()
     this.store = this.deps.peerStore ?? createPeerStore(this.config.peerStore)
     const addr = await this.http.start(this.config.server.port, this.config.server.host)
     this.announcer = new Announcer(this.store, origins, this.config.peerTtlSeconds * 1000, {

@@ -58,6 +58,11 @@ export class MetainfoService {
     return flight
   }
 
+  /** Drops the cached metainfo of a digest (its origin copy was corrupt: ask again next time). */
+  forget(digest: Digest): void {
+    this.cache.delete(digest.hex)
+  }
+
   /** Aborts fetches in flight (on stop) and empties the cache. */
   close(): void {
     this.controller.abort()
@@ -76,6 +81,7 @@ export class MetainfoService {
     }
     const signal = this.controller.signal
     let notFound = 0
+    let corrupt: ShoalError | undefined
     const problems: string[] = []
     for (const origin of origins) {
       try {
@@ -97,6 +103,7 @@ export class MetainfoService {
           continue
         }
         const e = toShoalError(err, 'UPSTREAM_ERROR')
+        if (e.code === 'BLOB_CORRUPT') corrupt = e
         problems.push(`${origin}: ${e.message}`)
         this.opts.logger.warn(
           { digest: digest.toString(), origin, code: e.code, err: e.message },
@@ -113,6 +120,8 @@ export class MetainfoService {
       )
     }
     this.opts.onResult?.('unavailable')
+    // No origin could serve it and one refuses it as corrupt: that is the answer, not "retry".
+    if (corrupt) throw corrupt
     throw new ShoalError(
       'UNAVAILABLE',
       `cannot get metainfo for ${digest} from the origins; retry later (${problems.join('; ')})`,

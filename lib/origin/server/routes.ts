@@ -71,9 +71,9 @@ export function registerRoutes(router: Router, deps: RouteDeps): void {
 
   router.get(BLOB, async ({ req, res, params }) => {
     const { ns, digest } = target(params)
-    const where = await service.locate(ns, digest)
-    if (!where) throw new ShoalError('BLOB_NOT_FOUND', `blob ${digest} is not stored in namespace ${ns}`)
     const head = req.method === 'HEAD'
+    const where = await service.locate(ns, digest, head)
+    if (!where) throw new ShoalError('BLOB_NOT_FOUND', `blob ${digest} is not stored in namespace ${ns}`)
     if (where.state === 'pending') {
       // Being fetched from the backend: HEAD tells the size, GET asks to come back.
       if (head) return sendEmpty(res, 202, { 'content-length': where.size, 'retry-after': 1 })

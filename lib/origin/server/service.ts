@@ -55,7 +55,7 @@ export class BlobService {
   /** Work that stop() waits for: commits, appends, background metainfo generation. */
   private readonly background = new Set<Promise<unknown>>()
   private controller = new AbortController()
-  /** Digests being deleted: HEAD answers 404 for them, so no tag can be put meanwhile. */
+  /** Digests being deleted (count of deletes): HEAD answers 404, so no tag can be put meanwhile. */
   private readonly deleting = new Map<string, number>()
 
   constructor(
@@ -245,9 +245,14 @@ export class BlobService {
     return { size }
   }
 
-  /** Where the blob is: cached (servable), pending (being fetched from the backend), or unknown. */
-  async locate(ns: string, digest: Digest): Promise<BlobState | undefined> {
-    if (this.deleting.has(digest.hex)) return undefined
+  /**
+   * Where the blob is: cached (servable), pending (being fetched from the backend), or unknown.
+   * An existence check (HEAD: what build-index asks before it puts a tag) finds nothing while
+   * the blob is being deleted; downloads (GET, metainfo) are served until it is gone, so a
+   * refused delete never disturbs a pull.
+   */
+  async locate(ns: string, digest: Digest, existenceCheck = false): Promise<BlobState | undefined> {
+    if (existenceCheck && this.deleting.has(digest.hex)) return undefined
     const cached = await this.opts.store.stat(digest)
     if (cached) return { state: 'cached', size: cached.size }
     const failure = this.failures.get(digest.hex)
@@ -271,7 +276,7 @@ export class BlobService {
    * Removes the blob from the cache, the backend (this namespace) and the swarm, unless tags
    * point at it (BLOB_IN_USE) or build-index cannot tell (UNAVAILABLE). Idempotent.
    *
-   * The digest answers 404 from before build-index is asked until the delete ends. Build-index
+   * HEAD answers 404 from before build-index is asked until the delete ends. Build-index
    * records a tag's digest before it checks the blob here, so a tag put either is seen by the
    * question or finds the blob gone: a tag never ends up pointing at a deleted blob.
    */

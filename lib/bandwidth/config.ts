@@ -5,6 +5,9 @@
 import { z } from '../config/index.js'
 import { MAX_RATE } from './bucket.js'
 
+/** Default floor of caps set through `PUT /bandwidth`: 64 KiB/s. */
+export const DEFAULT_API_FLOOR = 64 << 10
+
 const UNITS: Record<string, number> = {
   '': 1,
   b: 1,
@@ -63,6 +66,11 @@ export const BandwidthConfig = z
     ingressBytesPerSec: ByteSize.default(0),
     /** Token bucket size for both directions; 0 = auto (40 ms of the cap, at least 16 KiB). */
     burstBytes: ByteSize.default(0),
+    /**
+     * `PUT /bandwidth` refuses a cap below this (0, unlimited, is always accepted), so a
+     * mistaken or hostile call cannot throttle the host to a crawl; the config itself may go lower.
+     */
+    apiFloorBytesPerSec: ByteSize.default(DEFAULT_API_FLOOR),
   })
   .prefault({})
 

@@ -5,7 +5,7 @@
 import type { Logger } from '../log/index.js'
 import type { Registry } from '../metrics/index.js'
 import type { Clock } from './clock.js'
-import type { BandwidthConfigT } from './config.js'
+import { type BandwidthConfigT, DEFAULT_API_FLOOR } from './config.js'
 import { Limiter } from './limiter.js'
 import { reportLimiter } from './metrics.js'
 
@@ -60,7 +60,14 @@ export class HostBandwidth {
   private readonly unreport: Array<() => void> = []
   private closed = false
 
-  constructor(config: BandwidthConfigT, deps: HostBandwidthDeps = {}) {
+  /** Lowest non-zero cap `PUT /bandwidth` accepts. */
+  readonly apiFloor: number
+
+  constructor(
+    config: Omit<BandwidthConfigT, 'apiFloorBytesPerSec'> & { apiFloorBytesPerSec?: number },
+    deps: HostBandwidthDeps = {},
+  ) {
+    this.apiFloor = config.apiFloorBytesPerSec ?? DEFAULT_API_FLOOR
     const logger = deps.logger?.child({ component: 'bandwidth' })
     const common = { burstBytes: config.burstBytes, clock: deps.clock, logger }
     this.egress = new Limiter({ direction: 'egress', bytesPerSec: config.egressBytesPerSec, ...common })

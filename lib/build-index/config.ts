@@ -21,6 +21,11 @@ export const BuildIndexConfigSchema = z.strictObject({
     .string()
     .regex(NAMESPACE_RE, 'namespace must be 1-128 of A-Z a-z 0-9 . _ -')
     .default(DEFAULT_NAMESPACE),
+  /**
+   * Who may purge a tombstone (DELETE /tags/:tag?purge=true), which lets a deleted immutable
+   * version point at other bytes: `loopback` (clients on this host), `anywhere`, `nowhere`.
+   */
+  purgeFrom: z.enum(['loopback', 'anywhere', 'nowhere']).default('loopback'),
   list: z
     .strictObject({
       /** Page size of GET /list when no `limit` is given. */

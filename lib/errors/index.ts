@@ -18,11 +18,17 @@ export const ErrorCodes = {
   TAG_NOT_FOUND: 404,
   BLOB_NOT_FOUND: 404,
   UPLOAD_NOT_FOUND: 404,
+  FORBIDDEN: 403,
   METHOD_NOT_ALLOWED: 405,
   REQUEST_TIMEOUT: 408,
   TAG_CONFLICT: 409,
   UPLOAD_CONFLICT: 409,
+  /** Another upload of the same digest is running; the client asks again (it dedupes once that commits). */
+  UPLOAD_IN_PROGRESS: 409,
+  /** A blob that tags still point at is not deleted. */
+  BLOB_IN_USE: 409,
   PAYLOAD_TOO_LARGE: 413,
+  TOO_MANY_REQUESTS: 429,
   CONFIG_INVALID: 500,
   INTERNAL: 500,
   BACKEND_ERROR: 502,

@@ -46,6 +46,7 @@ export async function startHerd(config: HerdConfig, deps: { logger: Logger }): P
     backend,
     trackerUrl: `http://${addr(ports.tracker)}`,
     self: addr(ports.originHttp),
+    buildIndex: addr(ports.buildIndex),
   })
   const buildIndexConfig = section(BuildIndexConfigSchema, 'buildIndex', config.buildIndex, {
     log,

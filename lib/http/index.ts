@@ -7,5 +7,11 @@ export {
   urlPath,
 } from './client.js'
 export { MAX_PATH_BYTES, Router } from './router.js'
-export { DEFAULT_HTTP_LIMITS, type HttpLimits, HttpServer, type HttpServerOptions } from './server.js'
+export {
+  DEFAULT_HTTP_LIMITS,
+  type HttpLimits,
+  HttpServer,
+  type HttpServerOptions,
+  suspendIdleTimeout,
+} from './server.js'
 export type { Handler, RouteContext } from './types.js'

@@ -258,12 +258,24 @@ export class HttpServer {
    * rest of the body would otherwise be parsed as the next request, or (never sent) hold the
    * connection open.
    */
-  private closeUnread(socket: Socket): void {
-    if (socket.destroyed) return
+  private closeUnread(socket: Socket, req: IncomingMessage): void {
+    // Once a response is done Node no longer aborts its request when the socket closes: a
+    // handler still reading the body (the 408 case) would wait forever.
+    const abortBody = () => {
+      if (!req.complete && !req.destroyed)
+        req.destroy(new ShoalError('ABORTED', 'the connection closed before the request body ended'))
+    }
+    if (socket.destroyed) {
+      abortBody()
+      return
+    }
     socket.end()
     const timer = setTimeout(() => socket.destroy(), LINGER_MS)
     timer.unref()
-    socket.once('close', () => clearTimeout(timer))
+    socket.once('close', () => {
+      clearTimeout(timer)
+      abortBody()
+    })
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -280,7 +292,7 @@ export class HttpServer {
     // Node clears a kept-alive socket's timeout when the next request arrives; re-arm it.
     socket.setTimeout(this.limits.idleTimeoutMs)
     res.once('finish', () => {
-      if (!req.complete) this.closeUnread(socket)
+      if (!req.complete) this.closeUnread(socket, req)
     })
     res.once('close', () => {
       if (this.inFlight.get(socket)?.res === res) this.inFlight.delete(socket)
@@ -313,6 +325,23 @@ export class HttpServer {
         )
       }
     }
+  }
+}
+
+/**
+ * The server closes a connection whose request body sends nothing for idleTimeoutMs (a stalled
+ * client). A handler that deliberately leaves the body unread for a while (a push waiting for
+ * another push of the same blob) is not waiting on its client: this lifts the limit for the
+ * request; the returned function restores it once the handler reads again.
+ */
+export function suspendIdleTimeout(req: IncomingMessage): () => void {
+  const ms = req.socket.timeout ?? 0
+  if (ms > 0) req.socket.setTimeout(0)
+  let resumed = false
+  return () => {
+    if (resumed || ms <= 0 || req.complete || req.socket.destroyed) return
+    resumed = true
+    req.socket.setTimeout(ms)
   }
 }
 

@@ -55,8 +55,20 @@ export const OriginConfigSchema = z.strictObject({
    * out corrupt is refused for this long before the backend is read again. Seconds.
    */
   verifyIntervalSeconds: z.number().int().min(1).max(86_400).default(60),
-  /** Uploads untouched for this long are deleted at start-up and hourly, seconds. */
-  uploadTtlSeconds: z.number().int().positive().default(86_400),
+  /**
+   * An upload with no chunk for this long expires: its next request is UPLOAD_NOT_FOUND and
+   * its file is deleted (checked on each request and every ttl/4, at most hourly), seconds.
+   */
+  uploadTtlSeconds: z.number().int().positive().default(3_600),
+  /** Open uploads over all clients; a POST over it is 429 TOO_MANY_REQUESTS. */
+  maxOpenUploads: z.number().int().positive().default(256),
+  /** Open uploads per client address (a proxy is one client); a POST over it is 429. */
+  maxOpenUploadsPerClient: z.number().int().positive().default(64),
+  /**
+   * Build-index (host:port) asked before a blob is deleted whether tags point at it; when it
+   * cannot answer, the delete is refused (503).
+   */
+  buildIndex: z.string().min(1).default('127.0.0.1:15004'),
   /** Per-host caps on BitTorrent (seeding) traffic, shared fairly across torrents; 0 = unlimited. */
   bandwidth: BandwidthConfig,
 })

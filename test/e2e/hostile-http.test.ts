@@ -14,25 +14,27 @@ import { tempDir } from '../helpers/files.js'
 import { startTestHerd } from '../helpers/herd.js'
 import { rawConnect, within } from '../helpers/raw-http.js'
 
-const DIGEST = `sha256:${'ab'.repeat(32)}`
+// One digest per daemon: uploads the origin routes start would make the proxy's push of the
+// same digest wait for them (one upload per digest).
+const digest = (byte: string) => `sha256:${byte.repeat(32)}`
 const BIG = 5 << 20
 
 /** Requests that carry a body, or a body no route expects, for each daemon. */
 const ROUTES: Record<string, Array<[method: string, path: string]>> = {
   origin: [
     ['PUT', '/bandwidth'],
-    ['POST', `/namespace/default/blobs/${DIGEST}/uploads`],
-    ['PATCH', `/namespace/default/blobs/${DIGEST}/uploads/nope`],
-    ['PUT', `/namespace/default/blobs/${DIGEST}/uploads/nope`],
+    ['POST', `/namespace/default/blobs/${digest('0a')}/uploads`],
+    ['PATCH', `/namespace/default/blobs/${digest('0a')}/uploads/nope`],
+    ['PUT', `/namespace/default/blobs/${digest('0a')}/uploads/nope`],
     ['GET', '/health'],
   ],
   proxy: [
-    ['PUT', `/proxy/namespace/default/blobs/${DIGEST}`],
-    ['PUT', `/proxy/tags/h-%2Fd-f%3Av1/digest/${DIGEST}`],
+    ['PUT', `/proxy/namespace/default/blobs/${digest('0b')}`],
+    ['PUT', `/proxy/tags/h-%2Fd-f%3Av1/digest/${digest('0b')}`],
     ['GET', '/health'],
   ],
   buildIndex: [
-    ['PUT', `/tags/h-%2Fd-f%3Av1/digest/${DIGEST}`],
+    ['PUT', `/tags/h-%2Fd-f%3Av1/digest/${digest('0c')}`],
     ['GET', '/health'],
   ],
   tracker: [
@@ -41,7 +43,7 @@ const ROUTES: Record<string, Array<[method: string, path: string]>> = {
   ],
   agent: [
     ['PUT', '/bandwidth'],
-    ['DELETE', `/blobs/${DIGEST}`],
+    ['DELETE', `/blobs/${digest('0d')}`],
     ['GET', '/health'],
   ],
 }

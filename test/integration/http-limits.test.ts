@@ -17,6 +17,21 @@ async function server(t: { teardown(fn: () => unknown): void }, limits: Partial<
   s.router.put('/echo', async ({ req, res }) =>
     sendJson(res, 200, { size: (await readBody(req, 4096)).length }),
   )
+  // Settles `bodyRead` with how reading the body ended, so a test can see a handler released.
+  let settle: (outcome: string) => void = () => {}
+  const bodyRead = new Promise<string>((resolve) => {
+    settle = resolve
+  })
+  s.router.put('/watched', async ({ req, res }) => {
+    try {
+      await readBody(req, 1 << 20)
+      settle('read')
+    } catch (err) {
+      settle(`failed: ${(err as Error).message}`)
+      throw err
+    }
+    sendJson(res, 200, {})
+  })
   s.router.get('/slow', async ({ res }) => {
     await sleep(1500)
     sendJson(res, 200, { ok: true })
@@ -39,7 +54,7 @@ async function server(t: { teardown(fn: () => unknown): void }, limits: Partial<
   })
   await s.start(0, '127.0.0.1')
   t.teardown(() => s.stop())
-  return { s, client: new HttpClient(s.url, { name: 'test' }) }
+  return { s, client: new HttpClient(s.url, { name: 'test' }), bodyRead }
 }
 
 t.test('an over-limit body of any transfer encoding is refused and the server keeps serving', async (t) => {
@@ -72,14 +87,17 @@ t.test('a body the handler does not read ends the connection once answered', asy
 })
 
 t.test('an idle connection is closed; a handler thinking longer is not cut off', async (t) => {
-  const { s, client } = await server(t, { idleTimeoutMs: 300 })
+  const { s, client, bodyRead } = await server(t, { idleTimeoutMs: 300 })
   const silent = raw(s.port)
   t.ok(await within(silent.closed, 10_000), 'a connection that sends nothing is closed')
 
   const stalled = raw(s.port)
   await stalled.connected
-  stalled.sock.write('PUT /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n0123456789')
+  stalled.sock.write('PUT /watched HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n0123456789')
   t.ok(await within(stalled.closed, 10_000), 'a stalled body is cut off')
+  t.match(stalled.received(), /^HTTP\/1.1 408 .*REQUEST_TIMEOUT/s, 'with a 408 saying why')
+  t.ok(await within(bodyRead, 10_000), 'the handler reading the body is released')
+  t.match(await bodyRead, /^failed: the connection closed before the request body ended/)
 
   // Stops reading its 256 MiB answer for a while: the server drops it. (A paused socket does
   // not see the close, so it reads again later, and gets only what was sent before the drop.)

@@ -52,7 +52,9 @@ async function startOrigin(
     ...opts.config,
   })
   const backend = new FsBackend(join(dir, 'backend'))
-  const origin = new OriginServer(config, { logger: silentLogger(), backend, seeder: opts.seeder })
+  // No build-index here: nothing is tagged (test/integration/origin-delete.test.ts runs a real one).
+  const tagLookup = { tagsOf: async () => [] }
+  const origin = new OriginServer(config, { logger: silentLogger(), backend, seeder: opts.seeder, tagLookup })
   await origin.start()
   await origin.start()
   t.teardown(() => origin.stop())

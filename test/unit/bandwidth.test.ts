@@ -490,8 +490,8 @@ t.test('config: sizes, defaults (unlimited), and strict keys in agent and origin
     const d = { bandwidth: bandwidthOf({}) }
     t.same(
       d.bandwidth,
-      { egressBytesPerSec: 0, ingressBytesPerSec: 0, burstBytes: 0 },
-      'unlimited by default',
+      { egressBytesPerSec: 0, ingressBytesPerSec: 0, burstBytes: 0, apiFloorBytesPerSec: 64 << 10 },
+      'unlimited by default; PUT /bandwidth floor 64 KiB/s',
     )
     const c = {
       bandwidth: bandwidthOf({ bandwidth: { egressBytesPerSec: '8MiB', ingressBytesPerSec: 1000 } }),

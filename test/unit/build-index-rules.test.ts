@@ -141,10 +141,73 @@ t.test('delete', async (t) => {
   const tag = Tag.parse('h-/data-f.txt:v1')
   await store.put(tag, d(1), ns)
   const gone = await store.delete(tag)
-  t.equal(gone.digest, d(1).toString())
+  t.equal(gone?.digest, d(1).toString())
   t.equal(await store.find(tag), undefined)
   await t.rejects(store.delete(tag), { code: 'TAG_NOT_FOUND' })
-  t.equal((await store.put(tag, d(2), ns)).result, 'created', 'a deleted version can be put again')
+  const err = await store.put(tag, d(2), ns).catch((e: unknown) => e)
+  t.match(err, { code: 'TAG_CONFLICT', details: { tombstone: true, digest: d(1).toString() } })
+  t.match((err as Error).message, /tombstone.*purge/, 'the message names the tombstone and the purge')
+  t.equal((await store.put(tag, d(1), ns)).result, 'created', 'the same digest restores it')
+  await store.delete(tag, { purge: true })
+  t.equal((await store.put(tag, d(2), ns)).result, 'created', 'after a purge the version is free')
+
+  // latest leaves no tombstone: it may move anyway.
+  const latest = Tag.parse('h-/data-f.txt')
+  await store.put(latest, d(1), ns)
+  await store.delete(latest)
+  t.equal((await store.put(latest, d(3), ns)).result, 'created')
+
+  // Purging an already deleted version removes just its tombstone.
+  const v2 = Tag.parse('h-/data-f.txt:v2')
+  await store.put(v2, d(4), ns)
+  await store.delete(v2)
+  t.equal(await store.delete(v2, { purge: true }), undefined)
+  await t.rejects(store.delete(v2, { purge: true }), { code: 'TAG_NOT_FOUND' }, 'nothing left to purge')
+  t.equal((await store.put(v2, d(5), ns)).result, 'created')
+})
+
+t.test('digest → tags: kept by put, move and delete; stale pairs dropped; pages', async (t) => {
+  const { store, backend, check } = setup()
+  await t.rejects(store.tagsOf(d(1), { limit: 10 }), { code: 'UNAVAILABLE' }, 'not before indexing')
+  // A tag stored before the reverse index existed.
+  const old = Tag.parse('h-/data-old.txt:v1')
+  await store.put(old, d(1), ns)
+  await backend.delete(`refs/sha256/${d(1).hex}/${tagObjectKey(old).slice('tags/'.length)}`)
+  t.equal(await store.indexExisting(), 1, 'existing tags indexed once')
+  t.equal(await store.indexExisting(), 0, 'and not again')
+  t.same((await store.tagsOf(d(1), { limit: 10 })).tags, [old.toString()])
+
+  const latest = Tag.parse('h-/data-f.txt')
+  await store.put(latest, d(1), ns)
+  const tags = [Tag.parse('h-/data-f.txt:v1'), Tag.parse('h-/data-f.txt:v2')]
+  for (const tag of tags) await store.put(tag, d(1), ns)
+  const first = await store.tagsOf(d(1), { limit: 2 })
+  t.equal(first.tags.length, 2)
+  t.ok(first.next)
+  const rest = await store.tagsOf(d(1), { limit: 10, after: first.next })
+  t.equal(first.tags.length + rest.tags.length, 4, 'pages cover every tag once')
+
+  await store.put(latest, d(2), ns)
+  t.notOk((await store.tagsOf(d(1), { limit: 10 })).tags.includes(latest.toString()), 'moved away')
+  t.same((await store.tagsOf(d(2), { limit: 10 })).tags, [latest.toString()], 'moved here')
+  await store.delete(tags[0] as Tag)
+  await store.delete(tags[1] as Tag)
+  await store.delete(old)
+  t.same((await store.tagsOf(d(1), { limit: 10 })).tags, [], 'deleted tags no longer count')
+
+  // A put whose blob is missing leaves no pair; a pair left by a crash is dropped when read.
+  await t.rejects(store.put(Tag.parse('h-/x-y:v1'), d(9), ns), { code: 'BLOB_NOT_FOUND' })
+  t.same((await backend.list(`refs/sha256/${d(9).hex}/`)).keys, [])
+  await backend.put(`refs/sha256/${d(3).hex}/h-%2Fx-ghost%3Av1`, Buffer.alloc(0))
+  t.same((await store.tagsOf(d(3), { limit: 10 })).tags, [], 'stale pair ignored')
+  t.same((await backend.list(`refs/sha256/${d(3).hex}/`)).keys, [], 'and removed')
+
+  // A put in progress counts: the lookup waits for its lock.
+  check.delayMs = 100
+  const putting = store.put(Tag.parse('h-/x-z:v1'), d(4), ns)
+  await new Promise((r) => setTimeout(r, 20))
+  t.same((await store.tagsOf(d(4), { limit: 10 })).tags, ['h-/x-z:v1'])
+  await putting
 })
 
 t.test('keys are encoded: never the raw tag, prefixes preserved', async (t) => {

@@ -79,9 +79,34 @@ export class BuildIndexClient {
     return status !== 404
   }
 
-  /** Removes the tag (not the blob); TAG_NOT_FOUND when absent. */
-  async deleteTag(tag: Tag | string, signal?: AbortSignal): Promise<void> {
-    await this.http.status('DELETE', urlPath`/tags/${String(tag)}`, { signal })
+  /**
+   * Removes the tag (not the blob); TAG_NOT_FOUND when absent. A version other than latest
+   * leaves a tombstone; `purge` removes it too (FORBIDDEN unless the build-index allows it).
+   */
+  async deleteTag(
+    tag: Tag | string,
+    opts: AbortSignal | { purge?: boolean; signal?: AbortSignal } = {},
+  ): Promise<void> {
+    const { purge, signal } = opts instanceof AbortSignal ? { purge: false, signal: opts } : opts
+    const query = purge ? '?purge=true' : ''
+    await this.http.status('DELETE', urlPath`/tags/${String(tag)}` + query, { signal })
+  }
+
+  /** One page of the tags pointing at `digest`; pass `next` back as `after`. */
+  async tagsOf(
+    digest: Digest,
+    opts: { after?: string; limit?: number; signal?: AbortSignal } = {},
+  ): Promise<{ tags: string[]; next?: string }> {
+    const q = new URLSearchParams()
+    if (opts.limit !== undefined) q.set('limit', String(opts.limit))
+    if (opts.after !== undefined) q.set('after', opts.after)
+    const qs = q.size > 0 ? `?${q.toString()}` : ''
+    const body = await this.http.json<{ tags: string[]; next?: string }>(
+      'GET',
+      urlPath`/digests/${digest}/tags` + qs,
+      { signal: opts.signal },
+    )
+    return body.next === undefined ? { tags: body.tags } : { tags: body.tags, next: body.next }
   }
 
   /** One page of tags starting with the raw `prefix` ('' for all); pass `next` back as `after`. */

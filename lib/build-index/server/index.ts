@@ -4,7 +4,9 @@
  *   PUT    /tags/:tag/digest/:digest[?ns=]  point a tag at a digest the origins hold
  *   GET    /tags/:tag                       { tag, digest, createdAt, updatedAt }
  *   HEAD   /tags/:tag                       200 / 404
- *   DELETE /tags/:tag                       204
+ *   DELETE /tags/:tag[?purge=true]          204; an immutable version leaves a tombstone, which
+ *                                           only purge (allowed per config.purgeFrom) removes
+ *   GET    /digests/:digest/tags[?limit=&after=]  { tags, next? }: the tags pointing at a digest
  *   GET    /list[/:prefix][?limit=&after=]  { tags, next? }; `GET /list` and `GET /list/` list all
  *
  * Tags are one percent-encoded path segment each ('/' written %2F).
@@ -24,6 +26,10 @@ export { type BlobCheck, OriginBlobCheck } from './blob-check.js'
 export { KeyedMutex } from './mutex.js'
 export { type PutResult, TAG_PREFIX, type TagPage, type TagRecord, TagStore, tagObjectKey } from './tags.js'
 
+const INDEX_RETRY_MS = 30_000
+/** start() waits this long for the digest → tags index before it lets indexing go on in the background. */
+const INDEX_WAIT_MS = 5_000
+
 export interface BuildIndexDeps {
   logger: Logger
   registry?: Registry
@@ -41,6 +47,9 @@ export class BuildIndexServer {
   readonly registry: Registry
   private readonly log: Logger
   private readonly backend: Backend
+  private readonly stopping = new AbortController()
+  private indexing: Promise<void> | undefined
+  private retry: NodeJS.Timeout | undefined
 
   constructor(
     readonly config: BuildIndexConfig,
@@ -79,11 +88,37 @@ export class BuildIndexServer {
   /** Idempotent: a second call while started changes nothing. */
   async start(): Promise<void> {
     await this.http.start(this.config.server.port, this.config.server.host)
+    if (this.indexing) return
+    this.indexing = this.indexExisting()
+    // Usually done at once (already indexed, or few tags); a long first indexing goes on in the background.
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([this.indexing, new Promise((r) => (timer = setTimeout(r, INDEX_WAIT_MS)))])
+    clearTimeout(timer)
   }
 
   /** Idempotent. */
-  stop(): Promise<void> {
-    return this.http.stop()
+  async stop(): Promise<void> {
+    this.stopping.abort()
+    if (this.retry) clearTimeout(this.retry)
+    await this.http.stop()
+    await this.indexing
+  }
+
+  /**
+   * Indexes tags stored before the digest → tags index existed, in the background (the API
+   * serves meanwhile; GET /digests/:digest/tags answers 503 until it is done), retrying on failure.
+   */
+  private async indexExisting(): Promise<void> {
+    try {
+      await this.tags.indexExisting(this.stopping.signal)
+    } catch (err) {
+      if (this.stopping.signal.aborted) return
+      this.log.error({ err }, 'cannot index existing tags by digest; blob deletes are refused until it works')
+      this.retry = setTimeout(() => {
+        this.indexing = this.indexExisting()
+      }, INDEX_RETRY_MS)
+      this.retry.unref()
+    }
   }
 
   /** http://host:port actually bound (valid after start()). */
@@ -109,9 +144,18 @@ export class BuildIndexServer {
       const record = await this.tags.get(Tag.parse(params.tag ?? ''), signal)
       sendJson(res, 200, record)
     })
-    r.delete('/tags/:tag', async ({ params, res, signal }) => {
-      await this.tags.delete(Tag.parse(params.tag ?? ''), signal)
+    r.delete('/tags/:tag', async ({ req, params, query, res, signal }) => {
+      const tag = Tag.parse(params.tag ?? '')
+      const purge = parsePurge(query.get('purge'))
+      if (purge) checkPurgeAllowed(this.config.purgeFrom, req.socket.remoteAddress, tag)
+      await this.tags.delete(tag, { purge, signal })
       sendEmpty(res, 204)
+    })
+    r.get('/digests/:digest/tags', async ({ params, query, res, signal }) => {
+      const digest = Digest.parse(params.digest ?? '')
+      const limit = parseLimit(query.get('limit'), this.config.list.defaultLimit, this.config.list.maxLimit)
+      const after = query.get('after') || undefined
+      sendJson(res, 200, await this.tags.tagsOf(digest, { after, limit, signal }))
     })
     const list = async ({ params, query, res, signal }: RouteContext) => {
       const limit = parseLimit(query.get('limit'), this.config.list.defaultLimit, this.config.list.maxLimit)
@@ -141,6 +185,27 @@ export function namespace(query: URLSearchParams, fallback = DEFAULT_NAMESPACE):
   const ns = query.get('ns')
   if (ns === null || ns === '') return fallback
   return parseNamespace(ns)
+}
+
+function parsePurge(value: string | null): boolean {
+  if (value === null || value === '' || value === 'false') return false
+  if (value === 'true') return true
+  throw new ShoalError('BAD_REQUEST', `invalid purge "${printable(value)}": expected true or false`)
+}
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|::ffff:127\.\d+\.\d+\.\d+)$/
+
+/**
+ * Purging a tombstone lets an immutable version point at other bytes: an operator's act, not
+ * a pusher's. Until write endpoints take tokens, "loopback" (the default) accepts it only from
+ * the build-index host itself; the proxy never forwards it.
+ */
+function checkPurgeAllowed(from: 'loopback' | 'anywhere' | 'nowhere', address: string | undefined, tag: Tag) {
+  if (from === 'anywhere' || (from === 'loopback' && LOOPBACK.test(address ?? ''))) return
+  throw new ShoalError(
+    'FORBIDDEN',
+    `purging the tombstone of ${tag} is not allowed from ${address ?? 'this client'} (purgeFrom: ${from}); run it on the build-index host, e.g. curl -X DELETE 'http://127.0.0.1:<port>/tags/<tag>?purge=true'`,
+  )
 }
 
 function parseLimit(value: string | null, fallback: number, max: number): number {

@@ -11,12 +11,22 @@ import type { Readable } from 'node:stream'
 import type { Backend } from '../../backend/types.js'
 import { MAX_KEY_BYTES } from '../../backend/types.js'
 import { z } from '../../config/index.js'
-import { Digest, MAX_TAG_BYTES, printable, type Tag, tagFromKey, tagKey } from '../../core/index.js'
+import { Digest, MAX_TAG_BYTES, printable, Tag, tagFromKey, tagKey } from '../../core/index.js'
 import { isShoalError, ShoalError } from '../../errors/index.js'
 import type { Logger } from '../../log/index.js'
 import { type Counter, counter, type Registry } from '../../metrics/index.js'
 import type { BlobCheck } from './blob-check.js'
 import { KeyedMutex } from './mutex.js'
+import {
+  EMPTY,
+  REFS_COMPLETE_KEY,
+  readTombstone,
+  refKey,
+  refPrefix,
+  tagOfRefKey,
+  tombstoneKey,
+  writeTombstone,
+} from './refs.js'
 
 export const TAG_PREFIX = 'tags/'
 const MAX_RECORD_BYTES = 64 << 10
@@ -67,6 +77,8 @@ export class TagStore {
   private readonly puts: Counter | undefined
   private readonly deletes: Counter | undefined
   private readonly lookups: Counter | undefined
+  /** tagsOf() answers once every tag stored before the reverse index has its pair. */
+  private refsReady = false
 
   constructor(opts: TagStoreOptions) {
     this.backend = opts.backend
@@ -93,6 +105,8 @@ export class TagStore {
     return this.locks.run(key, async () => {
       const existing = await this.read(key, opts.signal)
       if (existing && existing.digest === digest.toString()) {
+        // Heals a missing pair (a crash between writes); cheap next to the push before it.
+        await this.backend.put(refKey(digest, tag), EMPTY, { size: 0, signal: opts.signal })
         this.puts?.inc({ result: 'unchanged' })
         this.log.debug({ tag: name, digest: existing.digest }, 'tag already points at this digest')
         return { record: existing, result: 'unchanged' as const }
@@ -105,13 +119,10 @@ export class TagStore {
           { details: { tag: name, digest: existing.digest } },
         )
       }
-      if (!(await this.blobCheck.exists(opts.ns, digest, opts.signal))) {
-        this.puts?.inc({ result: 'blob_missing' })
-        throw new ShoalError(
-          'BLOB_NOT_FOUND',
-          `blob ${digest} is not in the origin cluster (namespace ${opts.ns}): push the blob first, then put the tag`,
-        )
-      }
+      if (!existing && !tag.isLatest) await this.checkTombstone(tag, digest, opts.signal)
+      // The pair goes in first: an origin deleting this blob from now on sees the tag.
+      const ref = refKey(digest, tag)
+      await this.backend.put(ref, EMPTY, { size: 0, signal: opts.signal })
       const at = this.now().toISOString()
       const record: TagRecord = {
         tag: name,
@@ -119,8 +130,22 @@ export class TagStore {
         createdAt: existing?.createdAt ?? at,
         updatedAt: at,
       }
-      const body = Buffer.from(JSON.stringify(record))
-      await this.backend.put(key, body, { size: body.length, signal: opts.signal })
+      let written = false
+      try {
+        if (!(await this.blobCheck.exists(opts.ns, digest, opts.signal))) {
+          this.puts?.inc({ result: 'blob_missing' })
+          throw new ShoalError(
+            'BLOB_NOT_FOUND',
+            `blob ${digest} is not in the origin cluster (namespace ${opts.ns}): push the blob first, then put the tag`,
+          )
+        }
+        const body = Buffer.from(JSON.stringify(record))
+        await this.backend.put(key, body, { size: body.length, signal: opts.signal })
+        written = true
+      } finally {
+        if (!written) await this.dropRef(digest, tag)
+      }
+      if (existing) await this.dropRef(Digest.parse(existing.digest), tag)
       const result: PutResult = existing ? 'moved' : 'created'
       this.puts?.inc({ result })
       if (existing)
@@ -143,16 +168,132 @@ export class TagStore {
     return record
   }
 
-  /** Removes the tag; TAG_NOT_FOUND when absent. The blob is left alone (GC is separate). */
-  async delete(tag: Tag, signal?: AbortSignal): Promise<TagRecord> {
+  /**
+   * Removes the tag; TAG_NOT_FOUND when absent. A version other than latest leaves a tombstone
+   * (its digest), so it can be restored but never repointed. `purge` also removes the
+   * tombstone (of a tag already deleted, too); callers decide who may purge. The blob is left
+   * alone: the origin deletes it on request once no tag points at it.
+   */
+  async delete(
+    tag: Tag,
+    opts: { purge?: boolean; signal?: AbortSignal } = {},
+  ): Promise<TagRecord | undefined> {
     const key = tagObjectKey(tag)
+    const { signal, purge = false } = opts
     return this.locks.run(key, async () => {
       const existing = await this.read(key, signal)
-      if (!existing) throw notFound(tag)
+      if (!existing) {
+        const tomb = purge ? await readTombstone(this.backend, tag, signal) : undefined
+        if (!tomb) throw notFound(tag)
+        await this.backend.delete(tombstoneKey(tag), signal)
+        this.log.warn({ tag: tomb.tag, digest: tomb.digest }, 'tombstone purged')
+        return undefined
+      }
+      // Tombstone first: a crash after it leaves the version deleted-and-guarded, never repointable.
+      if (!tag.isLatest && !purge) {
+        const tomb = { tag: existing.tag, digest: existing.digest, deletedAt: this.now().toISOString() }
+        await writeTombstone(this.backend, tomb, tag, signal)
+      }
       await this.backend.delete(key, signal)
+      if (purge) await this.backend.delete(tombstoneKey(tag), signal)
+      await this.dropRef(Digest.parse(existing.digest), tag)
       this.deletes?.inc()
-      this.log.info({ tag: existing.tag, digest: existing.digest }, 'tag deleted')
+      this.log.info({ tag: existing.tag, digest: existing.digest, purge }, 'tag deleted')
       return existing
+    })
+  }
+
+  /**
+   * Tags pointing at `digest` (one page, in key order; `after` is the last tag of the previous
+   * page). Each pair is confirmed against its tag under the tag's lock, so a pair left by a
+   * crash is dropped here, while a put still in progress counts (it waits for the lock).
+   */
+  async tagsOf(
+    digest: Digest,
+    opts: { after?: string; limit: number; signal?: AbortSignal },
+  ): Promise<TagPage> {
+    if (!this.refsReady) {
+      throw new ShoalError(
+        'UNAVAILABLE',
+        'build-index is still indexing existing tags by digest (after an upgrade); retry shortly',
+      )
+    }
+    const prefix = refPrefix(digest)
+    const page = await this.backend.list(prefix, {
+      after: opts.after === undefined ? undefined : prefix + tagKey(opts.after),
+      limit: opts.limit,
+      signal: opts.signal,
+    })
+    const tags: string[] = []
+    for (const k of page.keys) {
+      const name = tagOfRefKey(digest, k)
+      if (await this.confirmRef(digest, name, opts.signal)) tags.push(name)
+    }
+    const last = page.keys.at(-1)
+    return page.next !== undefined && last !== undefined
+      ? { tags, next: tagOfRefKey(digest, last) }
+      : { tags }
+  }
+
+  /**
+   * Writes the pair of every stored tag, once (tags stored before the reverse index existed),
+   * then marks the index complete; until then tagsOf() answers UNAVAILABLE.
+   */
+  async indexExisting(signal?: AbortSignal): Promise<number> {
+    if (await this.backend.stat(REFS_COMPLETE_KEY, signal)) {
+      this.refsReady = true
+      return 0
+    }
+    let count = 0
+    let after: string | undefined
+    do {
+      const page = await this.backend.list(TAG_PREFIX, { after, limit: 1000, signal })
+      for (const k of page.keys) {
+        const record = await this.read(k, signal).catch(() => undefined)
+        if (!record) continue
+        const tag = parseTag(record.tag)
+        if (!tag) continue
+        await this.backend.put(refKey(Digest.parse(record.digest), tag), EMPTY, { size: 0, signal })
+        count++
+      }
+      after = page.next
+    } while (after !== undefined)
+    await this.backend.put(REFS_COMPLETE_KEY, EMPTY, { size: 0, signal })
+    this.refsReady = true
+    this.log.info({ tags: count }, 'indexed existing tags by digest')
+    return count
+  }
+
+  private async confirmRef(digest: Digest, name: string, signal?: AbortSignal): Promise<boolean> {
+    const tag = parseTag(name)
+    if (!tag) return true // cannot check it: keep counting it (never "assume unused")
+    return this.locks.run(tagObjectKey(tag), async () => {
+      const record = await this.read(tagObjectKey(tag), signal)
+      if (record?.digest === digest.toString()) return true
+      await this.dropRef(digest, tag)
+      this.log.info({ tag: name, digest: digest.toString() }, 'dropped a stale digest → tag pair')
+      return false
+    })
+  }
+
+  private async checkTombstone(tag: Tag, digest: Digest, signal?: AbortSignal): Promise<void> {
+    const tomb = await readTombstone(this.backend, tag, signal)
+    if (!tomb || tomb.digest === digest.toString()) return
+    this.puts?.inc({ result: 'conflict' })
+    throw new ShoalError(
+      'TAG_CONFLICT',
+      `tag ${tag} was deleted at ${tomb.deletedAt} while it pointed at ${tomb.digest}; its tombstone keeps the version from pointing at other bytes: push under a new version, or put it back at ${tomb.digest}, or have an operator purge the tombstone on the build-index host (DELETE /tags/<tag>?purge=true)`,
+      { details: { tag: tomb.tag, digest: tomb.digest, tombstone: true } },
+    )
+  }
+
+  /** Best effort: a pair left behind only makes a delete refuse until tagsOf() drops it. */
+  private async dropRef(digest: Digest, tag: Tag): Promise<void> {
+    await this.backend.delete(refKey(digest, tag)).catch((err) => {
+      this.log.warn(
+        { err, tag: tag.toString(), digest: digest.toString() },
+        'cannot remove a digest → tag pair',
+      )
     })
   }
 
@@ -222,6 +363,14 @@ export class TagStore {
       )
     }
     return record.data
+  }
+}
+
+function parseTag(name: string): Tag | undefined {
+  try {
+    return Tag.parse(name)
+  } catch {
+    return undefined
   }
 }
 

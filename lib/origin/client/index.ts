@@ -119,23 +119,29 @@ export class OriginClient {
   /**
    * Uploads `size` bytes from `body` as the blob `digest`: start, one PATCH per chunk
    * (Content-Range `start-end`, inclusive), then commit, where the origin verifies the sha256.
-   * Resolves `{ existed: true }` without sending anything when the origin already holds it.
+   * Resolves `{ existed: true }` without sending anything when the origin already holds it, or
+   * once another client's upload of it committed (the origin makes a second upload of a digest
+   * wait). `onStarted` runs once this upload is granted, before `body` is read.
    */
   async upload(
     ns: string,
     digest: Digest,
     body: Readable,
     size: number,
-    opts: { chunkSize?: number; signal?: AbortSignal } = {},
+    opts: { chunkSize?: number; signal?: AbortSignal; onStarted?: () => void } = {},
   ): Promise<{ existed: boolean }> {
     const signal = opts.signal
-    const start = await this.http.request('POST', urlPath`/namespace/${ns}/blobs/${digest}/uploads`, {
-      signal,
-      accept: [409],
-    })
-    const started = (await start.body.json()) as { uid?: string; code?: string }
-    if (start.statusCode === 409) {
+    let started: { uid?: string; code?: string }
+    for (;;) {
+      const start = await this.http.request('POST', urlPath`/namespace/${ns}/blobs/${digest}/uploads`, {
+        signal,
+        accept: [409],
+      })
+      started = (await start.body.json()) as { uid?: string; code?: string }
+      if (start.statusCode !== 409) break
       if (started.code === 'ALREADY_EXISTS') return { existed: true }
+      // Another client is sending this blob; the origin waited for it a while: ask again.
+      if (started.code === 'UPLOAD_IN_PROGRESS') continue
       throw new ShoalError(
         'UPLOAD_CONFLICT',
         `origin refused to start an upload of ${digest}: ${started.code}`,
@@ -143,6 +149,7 @@ export class OriginClient {
     }
     const uid = started.uid
     if (!uid) throw new ShoalError('UPSTREAM_ERROR', 'origin did not return an upload id')
+    opts.onStarted?.()
     const chunkSize = opts.chunkSize ?? DEFAULT_CHUNK_SIZE
     const path = urlPath`/namespace/${ns}/blobs/${digest}/uploads/${uid}`
     try {

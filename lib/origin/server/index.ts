@@ -12,15 +12,18 @@ import { ShoalError } from '../../errors/index.js'
 import { HashRing } from '../../hashring/index.js'
 import { HttpServer } from '../../http/index.js'
 import type { Logger } from '../../log/index.js'
-import { counter, createRegistry, type Registry } from '../../metrics/index.js'
+import { counter, createRegistry, Gauge, type Registry } from '../../metrics/index.js'
 import { BlobStore } from '../../store/index.js'
 import type { OriginConfig } from '../config.js'
+import { OpenUploads } from './open-uploads.js'
 import { registerRoutes } from './routes.js'
 import { type Seeder, Seeds } from './seeder.js'
 import { BlobService, type OriginMetrics } from './service.js'
+import { BuildIndexTagLookup, type TagLookup } from './tag-guard.js'
 
 export type { Seeder, SeedStorage } from './seeder.js'
 export { blobKey, checkNamespace } from './service.js'
+export { BuildIndexTagLookup, type TagLookup } from './tag-guard.js'
 
 export interface OriginDeps {
   logger: Logger
@@ -31,9 +34,12 @@ export interface OriginDeps {
   seeder?: Seeder
   /** The engine's caps: served as GET/PUT /bandwidth when given (the caller owns it). */
   bandwidth?: HostBandwidth
+  /** Which tags point at a digest (default: asks build-index at config.buildIndex). */
+  tagLookup?: TagLookup
 }
 
-const PURGE_INTERVAL_MS = 60 * 60 * 1000
+/** Abandoned uploads are looked for every ttl/4, at most hourly and at least every second. */
+const PURGE_INTERVAL_MAX_MS = 60 * 60 * 1000
 
 type Interfaces = ReturnType<typeof networkInterfaces>
 
@@ -77,6 +83,7 @@ export class OriginServer {
   private readonly http: HttpServer
   private readonly service: BlobService
   private readonly seeds: Seeds
+  private readonly uploads: OpenUploads
   private ring: HashRing | undefined
   private starting: Promise<void> | undefined
   private stopping: Promise<void> | undefined
@@ -131,11 +138,35 @@ export class OriginServer {
         'Blobs re-verified after an agent reported a bad piece, by result',
         ['result'],
       ),
+      receivedBytes: counter(
+        this.registry,
+        'shoal_origin_upload_received_bytes_total',
+        'Bytes of upload chunks received, committed or not',
+      ),
+    }
+    this.uploads = new OpenUploads({
+      max: config.maxOpenUploads,
+      perClient: config.maxOpenUploadsPerClient,
+      idleMs: config.uploadTtlSeconds * 1000,
+    })
+    const uploads = this.uploads
+    if (!this.registry.getSingleMetric('shoal_origin_open_uploads')) {
+      new Gauge({
+        name: 'shoal_origin_open_uploads',
+        help: 'Uploads started and not yet committed, aborted or expired',
+        registers: [this.registry],
+        collect() {
+          this.set(uploads.size)
+        },
+      })
     }
     this.service = new BlobService({
       store: this.store,
       backend: this.backend,
       seeds: this.seeds,
+      uploads: this.uploads,
+      tags: deps.tagLookup ?? new BuildIndexTagLookup(config.buildIndex),
+      buildIndex: config.buildIndex,
       announce: `${config.trackerUrl.replace(/\/+$/, '')}/announce`,
       log: this.log,
       metrics,
@@ -221,15 +252,18 @@ export class OriginServer {
     await this.store.init()
     const ttlMs = this.config.uploadTtlSeconds * 1000
     await this.store.purgeUploads(ttlMs)
-    this.purgeTimer = setInterval(() => {
-      if (this.purging) return
-      this.purging = this.store
-        .purgeUploads(ttlMs)
-        .catch((err) => this.log.warn({ err }, 'cannot purge abandoned uploads'))
-        .finally(() => {
-          this.purging = undefined
-        })
-    }, PURGE_INTERVAL_MS)
+    this.purgeTimer = setInterval(
+      () => {
+        if (this.purging) return
+        // Known uploads by their last chunk; files nobody adopted since a restart by age.
+        this.purging = Promise.all([this.service.expireUploads(), this.store.purgeUploads(ttlMs)])
+          .catch((err) => this.log.warn({ err }, 'cannot purge abandoned uploads'))
+          .finally(() => {
+            this.purging = undefined
+          })
+      },
+      Math.min(PURGE_INTERVAL_MAX_MS, Math.max(1000, ttlMs / 4)),
+    )
     this.purgeTimer.unref()
     await this.service.reseed()
     const addr = await this.http.start(this.config.server.port, this.config.server.host)

@@ -2,6 +2,7 @@
  * The origin's HTTP routes (ARCHITECTURE.md §4; the protocol is fixed by lib/origin/client).
  * Handlers only translate HTTP to BlobService calls and back.
  */
+import type { IncomingMessage } from 'node:http'
 import { pipeline } from 'node:stream/promises'
 import { z } from '../../config/index.js'
 import { Digest } from '../../core/index.js'
@@ -34,15 +35,15 @@ export function registerRoutes(router: Router, deps: RouteDeps): void {
     digest: Digest.parse(params.digest as string),
   })
 
-  router.post(`${BLOB}/uploads`, async ({ res, params }) => {
+  router.post(`${BLOB}/uploads`, async ({ req, res, params, signal }) => {
     const { ns, digest } = target(params)
-    const uid = await service.startUpload(ns, digest)
+    const uid = await service.startUpload(ns, digest, clientOf(req), signal)
     res.setHeader('location', urlPath`/namespace/${ns}/blobs/${digest}/uploads/${uid}`)
     sendJson(res, 202, { uid })
   })
 
   router.patch(`${BLOB}/uploads/:uid`, async ({ req, res, params, signal }) => {
-    target(params)
+    const { digest } = target(params)
     const range = parseContentRange(req.headers['content-range'])
     const length = range.end - range.start + 1
     if (length > deps.uploadChunkLimit) {
@@ -58,27 +59,28 @@ export function registerRoutes(router: Router, deps: RouteDeps): void {
         `Content-Length ${declared} does not match Content-Range ${range.start}-${range.end}`,
       )
     }
-    const offset = await service.appendUpload(params.uid as string, range.start, req, length, signal)
+    const at = { digest, client: clientOf(req) }
+    const offset = await service.appendUpload(at, params.uid as string, range.start, req, length, signal)
     sendEmpty(res, 204, { range: `0-${offset - 1}` })
   })
 
-  router.put(`${BLOB}/uploads/:uid`, async ({ res, params }) => {
+  router.put(`${BLOB}/uploads/:uid`, async ({ req, res, params }) => {
     const { ns, digest } = target(params)
-    const { size } = await service.commitUpload(ns, digest, params.uid as string)
+    const { size } = await service.commitUpload(ns, digest, params.uid as string, clientOf(req))
     sendJson(res, 201, { digest: digest.toString(), size })
   })
 
   router.delete(`${BLOB}/uploads/:uid`, async ({ res, params }) => {
     target(params)
-    await store.deleteUpload(params.uid as string)
+    await service.deleteUpload(params.uid as string)
     sendEmpty(res, 204)
   })
 
   router.get(BLOB, async ({ req, res, params }) => {
     const { ns, digest } = target(params)
-    const where = await service.locate(ns, digest)
-    if (!where) throw new ShoalError('BLOB_NOT_FOUND', `blob ${digest} is not stored in namespace ${ns}`)
     const head = req.method === 'HEAD'
+    const where = await service.locate(ns, digest, head)
+    if (!where) throw new ShoalError('BLOB_NOT_FOUND', `blob ${digest} is not stored in namespace ${ns}`)
     if (where.state === 'pending') {
       // Being fetched from the backend: HEAD tells the size, GET asks to come back.
       if (head) return sendEmpty(res, 202, { 'content-length': where.size, 'retry-after': 1 })
@@ -137,9 +139,9 @@ export function registerRoutes(router: Router, deps: RouteDeps): void {
     sendJson(res, 200, await service.verify(ns, digest, report))
   })
 
-  router.delete(BLOB, async ({ res, params }) => {
+  router.delete(BLOB, async ({ res, params, signal }) => {
     const { ns, digest } = target(params)
-    await service.deleteBlob(ns, digest)
+    await service.deleteBlob(ns, digest, signal)
     sendEmpty(res, 204)
   })
 
@@ -147,6 +149,11 @@ export function registerRoutes(router: Router, deps: RouteDeps): void {
     const digest = Digest.parse(params.digest as string)
     sendJson(res, 200, { locations: deps.ring().owners(digest, deps.replicas) })
   })
+}
+
+/** The client an upload counts against (maxOpenUploadsPerClient): its address. */
+function clientOf(req: IncomingMessage): string {
+  return req.socket.remoteAddress ?? 'unknown'
 }
 
 /** `start-end` (inclusive), also accepting the `bytes start-end/total` form. */

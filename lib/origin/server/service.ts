@@ -12,15 +12,24 @@ import type { Readable } from 'node:stream'
 import type { Backend } from '../../backend/index.js'
 import { bencodeDecode, bencodeEncode } from '../../core/bencode.js'
 import { type Digest, MetaInfo, parseNamespace } from '../../core/index.js'
-import { isAbortError, ShoalError, toShoalError } from '../../errors/index.js'
+import { isAbortError, isShoalError, ShoalError, toShoalError } from '../../errors/index.js'
 import type { Logger } from '../../log/index.js'
 import type { Counter } from '../../metrics/index.js'
 import type { BlobStore } from '../../store/index.js'
+import type { OpenUploads } from './open-uploads.js'
 import type { Seeds } from './seeder.js'
+import { checkUnused, type TagLookup } from './tag-guard.js'
 import { BlobVerifier, type VerifyReport, type VerifyResult } from './verifier.js'
 
 /** After a failed backend fetch, requests get that error for this long instead of a new fetch. */
 const FAILURE_HOLD_MS = 10_000
+/**
+ * A POST for a digest another upload is sending waits this long for it to end, then answers
+ * UPLOAD_IN_PROGRESS and the client asks again: below the clients' 30 s answer timeout.
+ */
+const UPLOAD_WAIT_MS = 20_000
+/** An upload of the digest idle this long (no request on it) is not waited for: its client is gone. */
+const UPLOAD_STALE_MS = 30_000
 
 /** Validates a namespace from a request (it becomes part of backend keys). */
 export const checkNamespace = parseNamespace
@@ -32,6 +41,8 @@ export function blobKey(ns: string, digest: Digest): string {
 export interface OriginMetrics {
   committed: Counter
   uploadedBytes: Counter
+  /** Bytes of upload chunks received (whether or not they were committed). */
+  receivedBytes: Counter
   mismatches: Counter
   fetches: Counter
   /** Blobs found corrupt, by where the bad copy was (source: cache | backend). */
@@ -51,12 +62,18 @@ export class BlobService {
   /** Work that stop() waits for: commits, appends, background metainfo generation. */
   private readonly background = new Set<Promise<unknown>>()
   private controller = new AbortController()
+  /** Digests being deleted (count of deletes): HEAD answers 404, so no tag can be put meanwhile. */
+  private readonly deleting = new Map<string, number>()
 
   constructor(
     private readonly opts: {
       store: BlobStore
       backend: Backend
       seeds: Seeds
+      uploads: OpenUploads
+      /** Asked before a delete; `buildIndex` names it in errors. */
+      tags: TagLookup
+      buildIndex: string
       /** Announce URL written into metainfo. */
       announce: string
       log: Logger
@@ -78,23 +95,103 @@ export class BlobService {
     )
   }
 
-  /** Starts an upload, or ALREADY_EXISTS when the blob is stored (made durable in `ns` first). */
-  async startUpload(ns: string, digest: Digest): Promise<string> {
+  /**
+   * Starts an upload for `client` (its address), or ALREADY_EXISTS when the blob is stored (made
+   * durable in `ns` first). While another upload of the digest is live it waits for that one to
+   * end, so concurrent pushes of one blob send it once (UPLOAD_IN_PROGRESS after UPLOAD_WAIT_MS:
+   * ask again). TOO_MANY_REQUESTS over the caps of open uploads.
+   */
+  async startUpload(ns: string, digest: Digest, client: string, signal?: AbortSignal): Promise<string> {
+    const { store, uploads } = this.opts
+    const deadline = Date.now() + UPLOAD_WAIT_MS
+    for (;;) {
+      this.checkRunning()
+      await this.refuseStored(ns, digest)
+      const running = this.liveUpload(digest)
+      if (running) {
+        const left = deadline - Date.now()
+        if (left <= 0) {
+          throw new ShoalError(
+            'UPLOAD_IN_PROGRESS',
+            `blob ${digest} is being uploaded by another request; ask again (it is stored once that upload commits)`,
+          )
+        }
+        await waitEnded(running.ended, left, signal)
+        continue
+      }
+      const uid = await store.createUpload()
+      // Checked again after the await: a concurrent POST may have started this digest meanwhile.
+      let expired: string[]
+      try {
+        if (this.liveUpload(digest)) {
+          await store.deleteUpload(uid)
+          continue
+        }
+        expired = uploads.admit(client)
+      } catch (err) {
+        await store.deleteUpload(uid)
+        throw err
+      }
+      uploads.add(uid, digest.hex, client)
+      for (const old of expired) await store.deleteUpload(old).catch(() => undefined)
+      return uid
+    }
+  }
+
+  /** Aborts an upload (its client gave up). */
+  async deleteUpload(uid: string): Promise<void> {
+    await this.opts.store.deleteUpload(uid)
+    this.opts.uploads.remove(uid)
+  }
+
+  /** Deletes expired uploads (their entries and files); returns how many. */
+  async expireUploads(): Promise<number> {
+    const expired = this.opts.uploads.sweep()
+    for (const uid of expired) await this.opts.store.deleteUpload(uid).catch(() => undefined)
+    return expired.length
+  }
+
+  private liveUpload(digest: Digest) {
+    const u = this.opts.uploads.ofDigest(digest.hex)
+    return u && this.opts.uploads.idleFor(u) < UPLOAD_STALE_MS ? u : undefined
+  }
+
+  private async refuseStored(ns: string, digest: Digest): Promise<void> {
     const { store, backend } = this.opts
-    const key = blobKey(ns, digest)
     const cached = await store.stat(digest)
     if (cached) await this.writeBack(ns, digest, cached.size)
-    if (cached || (await backend.stat(key))) {
+    if (cached || (await backend.stat(blobKey(ns, digest)))) {
       throw new ShoalError('ALREADY_EXISTS', `blob ${digest} is already stored in namespace ${ns}`)
     }
-    return store.createUpload()
+  }
+
+  /**
+   * The open upload `uid` (adopted when it outlived a restart); an expired one is deleted and
+   * UPLOAD_NOT_FOUND, as if it never existed.
+   */
+  private async openUpload(uid: string, digest: Digest, client: string) {
+    const { uploads, store } = this.opts
+    const known = uploads.get(uid)
+    if (known && !uploads.isExpired(known)) return known
+    if (known) {
+      uploads.remove(uid)
+      await store.deleteUpload(uid)
+    } else {
+      await store.uploadOffset(uid) // UPLOAD_NOT_FOUND when there is no such file
+      return uploads.add(uid, digest.hex, client)
+    }
+    throw new ShoalError(
+      'UPLOAD_NOT_FOUND',
+      `upload ${uid} expired (no chunk for ${Math.round(this.opts.uploads.idleMs / 1000)} s) and was deleted; start a new upload`,
+    )
   }
 
   /**
    * Writes one chunk of an upload (see BlobStore.appendUpload). Tracked, so stop() returns only
    * once the upload file is closed again.
    */
-  appendUpload(
+  async appendUpload(
+    target: { digest: Digest; client: string },
     uid: string,
     offset: number,
     body: Readable,
@@ -102,6 +199,8 @@ export class BlobService {
     signal?: AbortSignal,
   ): Promise<number> {
     this.checkRunning()
+    const open = await this.openUpload(uid, target.digest, target.client)
+    this.opts.uploads.begin(open)
     // Aborted by the request (client gone) or by stop(), whichever comes first.
     const both = new AbortController()
     const abort = () => both.abort()
@@ -109,10 +208,17 @@ export class BlobService {
     stopping.addEventListener('abort', abort, { once: true })
     signal?.addEventListener('abort', abort, { once: true })
     if (signal?.aborted) both.abort()
-    const job = this.opts.store.appendUpload(uid, offset, body, length, both.signal).finally(() => {
-      stopping.removeEventListener('abort', abort)
-      signal?.removeEventListener('abort', abort)
-    })
+    const job = this.opts.store
+      .appendUpload(uid, offset, body, length, both.signal)
+      .then((end) => {
+        this.opts.metrics.receivedBytes.inc(length)
+        return end
+      })
+      .finally(() => {
+        this.opts.uploads.finish(open)
+        stopping.removeEventListener('abort', abort)
+        signal?.removeEventListener('abort', abort)
+      })
     return this.track(job)
   }
 
@@ -121,10 +227,22 @@ export class BlobService {
    * stop() aborts a commit in progress (the upload stays, so the client can commit it again
    * after a restart) and waits for it to end.
    */
-  commitUpload(ns: string, digest: Digest, uid: string): Promise<{ size: number }> {
+  async commitUpload(ns: string, digest: Digest, uid: string, client: string): Promise<{ size: number }> {
     blobKey(ns, digest)
     this.checkRunning()
-    return this.track(this.commit(ns, digest, uid))
+    const { uploads } = this.opts
+    const open = await this.openUpload(uid, digest, client)
+    uploads.begin(open)
+    try {
+      const out = await this.track(this.commit(ns, digest, uid))
+      uploads.remove(uid) // moved into the cache: whoever waited for it finds the blob stored
+      return out
+    } catch (err) {
+      if (isShoalError(err, 'DIGEST_MISMATCH')) uploads.remove(uid) // the file was discarded
+      throw err
+    } finally {
+      uploads.finish(open)
+    }
   }
 
   private async commit(ns: string, digest: Digest, uid: string): Promise<{ size: number }> {
@@ -148,8 +266,14 @@ export class BlobService {
     return { size }
   }
 
-  /** Where the blob is: cached (servable), pending (being fetched from the backend), or unknown. */
-  async locate(ns: string, digest: Digest): Promise<BlobState | undefined> {
+  /**
+   * Where the blob is: cached (servable), pending (being fetched from the backend), or unknown.
+   * An existence check (HEAD: what build-index asks before it puts a tag) finds nothing while
+   * the blob is being deleted; downloads (GET, metainfo) are served until it is gone, so a
+   * refused delete never disturbs a pull.
+   */
+  async locate(ns: string, digest: Digest, existenceCheck = false): Promise<BlobState | undefined> {
+    if (existenceCheck && this.deleting.has(digest.hex)) return undefined
     const cached = await this.opts.store.stat(digest)
     if (cached) return { state: 'cached', size: cached.size }
     const failure = this.failures.get(digest.hex)
@@ -180,15 +304,31 @@ export class BlobService {
     return this.track(this.verifier.verify(ns, digest, report))
   }
 
-  /** Removes the blob from the cache, the backend (this namespace) and the swarm. Idempotent. */
-  async deleteBlob(ns: string, digest: Digest): Promise<void> {
+  /**
+   * Removes the blob from the cache, the backend (this namespace) and the swarm, unless tags
+   * point at it (BLOB_IN_USE) or build-index cannot tell (UNAVAILABLE). Idempotent.
+   *
+   * HEAD answers 404 from before build-index is asked until the delete ends. Build-index
+   * records a tag's digest before it checks the blob here, so a tag put either is seen by the
+   * question or finds the blob gone: a tag never ends up pointing at a deleted blob.
+   */
+  async deleteBlob(ns: string, digest: Digest, signal?: AbortSignal): Promise<void> {
     const key = blobKey(ns, digest)
-    await this.fetching.get(digest.hex)?.catch(() => undefined)
-    await this.opts.seeds.remove(digest)
-    await this.opts.store.delete(digest)
-    await this.opts.backend.delete(key)
-    this.failures.delete(digest.hex)
-    this.verifier.forget(digest.hex)
+    const hex = digest.hex
+    this.deleting.set(hex, (this.deleting.get(hex) ?? 0) + 1)
+    try {
+      await checkUnused(this.opts.tags, digest, this.opts.buildIndex, signal)
+      await this.fetching.get(hex)?.catch(() => undefined)
+      await this.opts.seeds.remove(digest)
+      await this.opts.store.delete(digest)
+      await this.opts.backend.delete(key)
+      this.failures.delete(hex)
+      this.verifier.forget(hex)
+    } finally {
+      const n = (this.deleting.get(hex) ?? 1) - 1
+      if (n > 0) this.deleting.set(hex, n)
+      else this.deleting.delete(hex)
+    }
     this.opts.log.info({ ns, digest: digest.toString() }, 'blob deleted')
   }
 
@@ -244,6 +384,7 @@ export class BlobService {
    */
   async stop(): Promise<void> {
     this.controller.abort()
+    this.opts.uploads.clear()
     while (this.fetching.size + this.background.size + this.generating.size > 0) {
       await Promise.allSettled([...this.fetching.values(), ...this.background, ...this.generating.values()])
     }
@@ -377,6 +518,25 @@ export class BlobService {
   private checkRunning(): void {
     if (this.controller.signal.aborted) throw new ShoalError('ABORTED', 'the origin is stopping')
   }
+}
+
+/** Resolves when `ended` does or after `ms`; ABORTED when the client goes away first. */
+function waitEnded(ended: Promise<void>, ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const done = () => {
+      clearTimeout(timer)
+      signal?.removeEventListener('abort', onAbort)
+      resolve()
+    }
+    const onAbort = () => {
+      clearTimeout(timer)
+      reject(new ShoalError('ABORTED', 'the client went away while waiting for another upload'))
+    }
+    const timer = setTimeout(done, ms)
+    if (signal?.aborted) return onAbort()
+    signal?.addEventListener('abort', onAbort, { once: true })
+    void ended.then(done)
+  })
 }
 
 /** The same torrent with `announce` as its only tracker; the info dictionary is untouched. */

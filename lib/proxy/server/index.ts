@@ -16,7 +16,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { BuildIndexClient } from '../../build-index/client/index.js'
 import { Digest, parseNamespace, printable, Tag } from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
-import { HttpServer, sendEmpty, sendJson } from '../../http/index.js'
+import { HttpServer, sendEmpty, sendJson, suspendIdleTimeout } from '../../http/index.js'
 import type { Logger } from '../../log/index.js'
 import { type Counter, counter, createRegistry, type Registry } from '../../metrics/index.js'
 import { type OriginClient, type OriginClientFactory, OriginCluster } from '../../origin/client/index.js'
@@ -38,6 +38,8 @@ export class ProxyServer {
   private readonly buildIndex: BuildIndexClient
   private readonly pushes: Counter
   private readonly pushedBytes: Counter
+  /** Pushes being uploaded to an origin, by `ns/hex`: later pushes of the same blob wait for them. */
+  private readonly uploading = new Map<string, Promise<unknown>>()
 
   constructor(
     readonly config: ProxyConfig,
@@ -99,19 +101,36 @@ export class ProxyServer {
       const digest = Digest.parse(params.digest ?? '')
       const size = contentLength(req)
       const owner = await this.origins.owner(digest, signal)
-      const stat = await owner.stat(ns, digest, signal)
-      if (stat) {
-        this.pushes.inc({ result: 'existed' })
-        this.log.info({ ns, digest: digest.toString(), size: stat.size }, 'push skipped: blob already stored')
-        answerUnread(req, res, 200, { digest: digest.toString(), size: stat.size, existed: true })
-        return
+      // Until this push's own upload starts its body is deliberately left unread.
+      const resumeIdleLimit = suspendIdleTimeout(req)
+      const key = `${ns}/${digest.hex}`
+      for (;;) {
+        const stat = await owner.stat(ns, digest, signal)
+        if (stat) {
+          this.pushes.inc({ result: 'existed' })
+          this.log.info(
+            { ns, digest: digest.toString(), size: stat.size },
+            'push skipped: blob already stored',
+          )
+          answerUnread(req, res, 200, { digest: digest.toString(), size: stat.size, existed: true })
+          return
+        }
+        // Single flight: concurrent pushes of one blob wait for the one uploading it, then dedupe
+        // (or, if it failed, one of them uploads).
+        const running = this.uploading.get(key)
+        if (!running) break
+        await untilSettledOrAborted(running, signal)
       }
       const started = Date.now()
+      let upload: Promise<{ existed: boolean }> | undefined
       try {
-        const { existed } = await owner.upload(ns, digest, req, size, {
+        upload = owner.upload(ns, digest, req, size, {
           chunkSize: this.config.uploadChunkSize,
           signal,
+          onStarted: resumeIdleLimit,
         })
+        this.uploading.set(key, upload)
+        const { existed } = await upload
         if (existed) {
           // Another pusher committed it between our HEAD and our upload start.
           this.pushes.inc({ result: 'existed' })
@@ -121,6 +140,8 @@ export class ProxyServer {
       } catch (err) {
         this.pushes.inc({ result: 'failed' })
         throw err
+      } finally {
+        if (this.uploading.get(key) === upload) this.uploading.delete(key)
       }
       this.pushes.inc({ result: 'uploaded' })
       this.pushedBytes.inc(size)
@@ -184,6 +205,20 @@ function contentLength(req: IncomingMessage): number {
 function answerUnread(req: IncomingMessage, res: ServerResponse, status: number, body: unknown): void {
   if (!req.complete) res.setHeader('connection', 'close')
   sendJson(res, status, body)
+}
+
+/** Waits for `p` to settle (either way); ABORTED when the request goes away first. */
+function untilSettledOrAborted(p: Promise<unknown>, signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const onAbort = () => reject(new ShoalError('ABORTED', 'the client went away'))
+    if (signal.aborted) return onAbort()
+    signal.addEventListener('abort', onAbort, { once: true })
+    const done = () => {
+      signal.removeEventListener('abort', onAbort)
+      resolve()
+    }
+    p.then(done, done)
+  })
 }
 
 async function anyHealthy(origins: readonly OriginClient[]): Promise<void> {

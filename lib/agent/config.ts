@@ -1,5 +1,5 @@
 /** Agent configuration: one agent per host, local API on 127.0.0.1 by default. */
-import { BandwidthConfig } from '../bandwidth/config.js'
+import { BandwidthConfig, ByteSize } from '../bandwidth/config.js'
 import { ListenConfig, LogConfig, z } from '../config/index.js'
 import { TorrentTuningConfig } from '../torrent/config.js'
 
@@ -18,6 +18,12 @@ export const AgentConfigSchema = z.strictObject({
   }).prefault({}),
   /** Downloads, cached blobs and resume bitfields live here. */
   dataDir: z.string().min(1).default('./data/agent'),
+  /**
+   * Space every download leaves free on dataDir's file system, bytes or a size ("1GiB"): a
+   * download whose missing bytes do not fit above it is refused (507 INSUFFICIENT_STORAGE)
+   * before it writes anything.
+   */
+  minFreeBytes: ByteSize.default(256 * 1024 ** 2),
   /** Tracker HTTP addresses (host:port or URL). */
   trackers: z.array(z.string().min(1)).min(1).default(['127.0.0.1:15003']),
   /** Build-index HTTP address, for resolving tags. */

@@ -1,7 +1,9 @@
 /** What every CLI shares: defaults, one-line errors, and the exit code policy. */
 import { hostname, networkInterfaces } from 'node:os'
-import { isShoalError, toShoalError } from '../errors/index.js'
+import { type ErrorCode, isShoalError, ShoalError, toShoalError } from '../errors/index.js'
 import { type Command, CommanderError } from './commander.js'
+
+export { formatBytes } from '../core/index.js'
 
 export const DEFAULT_PROXY = '127.0.0.1:15000'
 export const DEFAULT_AGENT = '127.0.0.1:16002'
@@ -25,8 +27,15 @@ export const stdio: Output = {
 }
 
 /**
+ * Exit codes: 0 success, 1 a failure, 2 a usage error, and these for failures a script may
+ * want to tell apart. 124 is what timeout(1) exits with when its deadline passes.
+ */
+export const EXIT_CODES: Partial<Record<ErrorCode, number>> = { TIMEOUT: 124 }
+
+/**
  * Runs a commander program: user mistakes and remote errors become one clear line on stderr
- * and exit code 1 (2 for usage errors); only real bugs keep their stack, behind SHOAL_DEBUG.
+ * and exit code 1 (EXIT_CODES, 2 for usage errors); only real bugs keep their stack, behind
+ * SHOAL_DEBUG.
  */
 export async function runCli(program: Command, argv: string[], io: Output = stdio): Promise<number> {
   // Subcommands copy these settings only when created, so apply them to the whole tree.
@@ -47,8 +56,41 @@ export async function runCli(program: Command, argv: string[], io: Output = stdi
     const e = toShoalError(err)
     io.err(`${program.name()}: ${e.message}`)
     if (process.env.SHOAL_DEBUG && !isShoalError(err)) io.err(String((err as Error).stack))
-    return 1
+    return EXIT_CODES[e.code] ?? 1
   }
+}
+
+/**
+ * Runs `work` under the user's `--timeout` (none: no deadline). Once the deadline has passed,
+ * whatever the work failed with (an aborted request, a hash cut short) is reported as TIMEOUT
+ * "<what> timed out after N s", with what it was still waiting for when the client said so.
+ */
+export async function withTimeout<T>(
+  what: string,
+  seconds: number | undefined,
+  work: (signal: AbortSignal | undefined) => Promise<T>,
+): Promise<T> {
+  if (!seconds) return work(undefined)
+  const signal = AbortSignal.timeout(seconds * 1000)
+  try {
+    return await work(signal)
+  } catch (err) {
+    if (!signal.aborted) throw err
+    const e = toShoalError(err)
+    const waiting = e.code === 'TIMEOUT' && e.message !== 'operation timed out' ? ` (${e.message})` : ''
+    throw new ShoalError('TIMEOUT', `${what} timed out after ${seconds} s${waiting}`, {
+      cause: err,
+      details: { timeoutSeconds: seconds },
+    })
+  }
+}
+
+/**
+ * A client's own timeout for waiting on an answer, when the user gave `--timeout`: a little
+ * longer than that, so the user's deadline is the one that fires and names itself.
+ */
+export function clientTimeoutMs(seconds: number | undefined, fallbackMs: number): number {
+  return seconds ? seconds * 1000 + 1000 : fallbackMs
 }
 
 export function parseSeconds(value: string): number {
@@ -56,15 +98,4 @@ export function parseSeconds(value: string): number {
   if (!Number.isFinite(n) || n <= 0)
     throw new CommanderError(2, 'shoal.invalidArgument', `invalid number of seconds: ${value}`)
   return n
-}
-
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
-  let v = n
-  let i = 0
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024
-    i++
-  }
-  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`
 }

@@ -27,7 +27,7 @@ export function pushProgram(io: Output = stdio): Command {
     )
     .option('--version <version>', 'version part of the tag (default: latest)')
     .option('--dst-host <host:port>', 'the proxy to push through', DEFAULT_PROXY)
-    .option('--timeout <seconds>', 'give up after this many seconds', parseSeconds)
+    .option('--timeout <seconds>', 'give up after this many seconds (exit code 124)', parseSeconds)
     .addHelpText('after', '\nExample:\n  PushCLI push --src-path /data/ref/prices.csv --version 2026-11-21\n')
     .action(async (file: string | undefined, f) => {
       const srcPath = f.srcPath ?? file
@@ -59,7 +59,7 @@ export function pullProgram(io: Output = stdio): Command {
     .requiredOption('--tag <tag>', 'the tag to pull, srcHost-srcDir-fileName[:version]')
     .requiredOption('--dst-path <dir>', 'the folder to write the file into (created if missing)')
     .option('--dst-host <host:port>', 'the agent to download through', DEFAULT_AGENT)
-    .option('--timeout <seconds>', 'give up after this many seconds', parseSeconds)
+    .option('--timeout <seconds>', 'give up after this many seconds (exit code 124)', parseSeconds)
     .addHelpText(
       'after',
       '\nThe file is written to a temp name, verified by sha256, then renamed into place.\n',
@@ -78,7 +78,7 @@ export function removeProgram(io: Output = stdio): Command {
     .description('Delete a tag from Shoal.')
     .requiredOption('--tag <tag>', 'the tag to remove')
     .option('--dst-host <host:port>', 'the proxy', DEFAULT_PROXY)
-    .option('--timeout <seconds>', 'give up after this many seconds', parseSeconds)
+    .option('--timeout <seconds>', 'give up after this many seconds (exit code 124)', parseSeconds)
     .action(async (f) => {
       const tag = await remove({ tag: f.tag, dstHost: f.dstHost, timeoutSeconds: f.timeout })
       io.out(`removed ${tag}`)

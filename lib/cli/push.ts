@@ -8,6 +8,7 @@ import { basename, dirname, resolve } from 'node:path'
 import { DEFAULT_NAMESPACE, type Digest, digestFile, Tag } from '../core/index.js'
 import { errnoCode, ShoalError } from '../errors/index.js'
 import { ProxyClient } from '../proxy/client/index.js'
+import { clientTimeoutMs, withTimeout } from './common.js'
 
 export interface PushOptions {
   srcPath: string
@@ -50,10 +51,20 @@ export async function push(opts: PushOptions): Promise<PushResult> {
         fileName: basename(path),
         version: opts.version,
       })
-  const signal = opts.timeoutSeconds ? AbortSignal.timeout(opts.timeoutSeconds * 1000) : undefined
+  return withTimeout(`push of ${opts.srcPath}`, opts.timeoutSeconds, (signal) =>
+    upload(path, tag, opts, signal),
+  )
+}
+
+async function upload(
+  path: string,
+  tag: Tag,
+  opts: PushOptions,
+  signal: AbortSignal | undefined,
+): Promise<PushResult> {
   const ns = opts.namespace ?? DEFAULT_NAMESPACE
   const { digest, size } = await digestFile(path, signal)
-  const proxy = new ProxyClient(opts.dstHost)
+  const proxy = new ProxyClient(opts.dstHost, { timeoutMs: clientTimeoutMs(opts.timeoutSeconds, 30_000) })
   let uploaded = false
   if (!(await proxy.hasBlob(ns, digest, signal))) {
     const result = await proxy.pushBlob(

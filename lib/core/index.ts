@@ -1,3 +1,4 @@
+export { formatBytes } from './bytes.js'
 export { Digest, digestFile, printable } from './digest.js'
 export { InfoHash } from './infohash.js'
 export { MAX_METAINFO_BYTES, MetaInfo, pieceLengthFor } from './metainfo.js'

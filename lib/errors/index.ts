@@ -29,6 +29,8 @@ export const ErrorCodes = {
   BLOB_IN_USE: 409,
   PAYLOAD_TOO_LARGE: 413,
   TOO_MANY_REQUESTS: 429,
+  /** The disk (or quota) cannot hold the data: refused before writing, or ENOSPC/EDQUOT while writing. */
+  INSUFFICIENT_STORAGE: 507,
   CONFIG_INVALID: 500,
   INTERNAL: 500,
   BACKEND_ERROR: 502,
@@ -84,6 +86,8 @@ export function isShoalError(err: unknown, code?: ErrorCode): err is ShoalError 
 /** Wraps anything thrown into a ShoalError, keeping ShoalErrors as they are. */
 export function toShoalError(err: unknown, fallback: ErrorCode = 'INTERNAL'): ShoalError {
   if (err instanceof ShoalError) return err
+  // AbortSignal.timeout() rejects with a TimeoutError: the deadline passed, nobody cancelled.
+  if (isTimeoutError(err)) return new ShoalError('TIMEOUT', 'operation timed out', { cause: err })
   if (isAbortError(err)) return new ShoalError('ABORTED', 'operation aborted', { cause: err })
   const message = err instanceof Error ? err.message : String(err)
   return new ShoalError(fallback, message, { cause: err })
@@ -93,6 +97,11 @@ export function isAbortError(err: unknown): boolean {
   return (
     err instanceof Error && (err.name === 'AbortError' || (err as NodeJS.ErrnoException).code === 'ABORT_ERR')
   )
+}
+
+/** The reason an AbortSignal.timeout() signal carries (a DOMException named TimeoutError). */
+export function isTimeoutError(err: unknown): boolean {
+  return err instanceof Error && err.name === 'TimeoutError'
 }
 
 /** The errno code of a Node system error (ENOENT, EEXIST...), or undefined. */

@@ -1,10 +1,13 @@
 /**
  * The HTTP client every `client/` folder builds on (undici). Non-2xx answers are turned back
- * into the ShoalError the server raised, from its `{ code, message }` body; a peer that cannot
- * be reached becomes UNAVAILABLE naming the address.
+ * into the ShoalError the server raised, from its `{ code, message }` body. A failure below
+ * HTTP names the daemon and its address, since the user has to go and look at that daemon:
+ * refused or reset connections are UNAVAILABLE ("the agent at 127.0.0.1:16002 closed the
+ * connection (ECONNRESET)..."), a deadline (headers timeout, an AbortSignal.timeout()) is
+ * TIMEOUT, and only a caller's own cancellation is ABORTED.
  */
 import { Agent, type Dispatcher, request } from 'undici'
-import { errnoCode, isAbortError, isErrorCode, ShoalError } from '../errors/index.js'
+import { errnoCode, isAbortError, isErrorCode, isTimeoutError, ShoalError } from '../errors/index.js'
 
 export interface HttpClientOptions {
   /** Name of the service, for error messages ("build-index"). */
@@ -31,7 +34,8 @@ const MAX_ERROR_BODY = 64 << 10
 
 export class HttpClient {
   readonly baseUrl: string
-  private readonly name: string
+  /** What the daemon is ("agent", "build-index"), for messages. */
+  readonly name: string
   private readonly timeoutMs: number
   private readonly dispatcher: Dispatcher
 
@@ -57,22 +61,50 @@ export class HttpClient {
         bodyTimeout: 0,
       })
     } catch (err) {
-      if (isAbortError(err) || opts.signal?.aborted)
-        throw new ShoalError('ABORTED', `${this.name} request aborted`, { cause: err })
-      const code = errnoCode(err) ?? (err as Error).name
-      if (code === 'UND_ERR_HEADERS_TIMEOUT') {
-        throw new ShoalError(
-          'TIMEOUT',
-          `${this.name} at ${this.baseUrl} did not answer ${method} ${shortPath(path)} in time`,
-          { cause: err },
-        )
-      }
-      throw new ShoalError('UNAVAILABLE', `cannot reach ${this.name} at ${this.baseUrl}: ${code}`, {
-        cause: err,
-      })
+      throw this.transportError(err, method, path, opts.signal, opts.timeoutMs ?? this.timeoutMs)
     }
     if (res.statusCode < 300 || opts.accept?.includes(res.statusCode)) return res
     throw await errorFromResponse(res, this.name, method, path)
+  }
+
+  /**
+   * A failure without an HTTP answer (connecting, waiting, or reading a body: callers that
+   * stream a response body pass its errors here too), as a ShoalError naming this daemon.
+   */
+  transportError(
+    err: unknown,
+    method: string,
+    path: string,
+    signal?: AbortSignal,
+    timeoutMs = this.timeoutMs,
+  ): ShoalError {
+    if (err instanceof ShoalError) return err
+    const where = `the ${this.name} at ${hostOf(this.baseUrl)}`
+    const what = `${method} ${shortPath(path)}`
+    if (isTimeoutError(err) || (signal?.aborted && isTimeoutError(signal.reason)))
+      return new ShoalError('TIMEOUT', `${where} had not answered ${what} when the time ran out`, {
+        cause: err,
+      })
+    if (isAbortError(err) || signal?.aborted)
+      return new ShoalError('ABORTED', `${this.name} request aborted`, { cause: err })
+    const code = errnoCode(err) ?? (err as Error).name
+    if (code === 'UND_ERR_HEADERS_TIMEOUT')
+      return new ShoalError('TIMEOUT', `${where} did not answer ${what} within ${seconds(timeoutMs)}`, {
+        cause: err,
+      })
+    if (code === 'ECONNREFUSED')
+      return new ShoalError(
+        'UNAVAILABLE',
+        `cannot reach ${where} (ECONNREFUSED: nothing listens there); is it running?`,
+        { cause: err },
+      )
+    if (DROPPED.has(String(code)))
+      return new ShoalError(
+        'UNAVAILABLE',
+        `${where} closed the connection during ${what} (${code}); is it running? see its log`,
+        { cause: err },
+      )
+    return new ShoalError('UNAVAILABLE', `cannot reach ${where} (${code})`, { cause: err })
   }
 
   async json<T>(method: string, path: string, opts: RequestOptions & { json?: unknown } = {}): Promise<T> {
@@ -80,7 +112,9 @@ export class HttpClient {
     const headers =
       opts.json === undefined ? opts.headers : { 'content-type': 'application/json', ...opts.headers }
     const res = await this.request(method, path, { ...opts, body, headers })
-    const text = await res.body.text()
+    const text = await res.body.text().catch((err: unknown) => {
+      throw this.transportError(err, method, path, opts.signal)
+    })
     if (!text) return undefined as T
     try {
       return JSON.parse(text) as T
@@ -102,7 +136,10 @@ export class HttpClient {
 
   async buffer(method: string, path: string, opts: RequestOptions = {}): Promise<Buffer> {
     const res = await this.request(method, path, opts)
-    return Buffer.from(await res.body.arrayBuffer())
+    const body = await res.body.arrayBuffer().catch((err: unknown) => {
+      throw this.transportError(err, method, path, opts.signal)
+    })
+    return Buffer.from(body)
   }
 }
 
@@ -146,13 +183,35 @@ async function errorFromResponse(
   })
 }
 
+/** undici's and the kernel's ways of saying the other end went away mid-exchange. */
+const DROPPED = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED'])
+
+function hostOf(base: string): string {
+  try {
+    return new URL(base).host
+  } catch {
+    return base
+  }
+}
+
+function seconds(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`
+}
+
 function normaliseBase(base: string): string {
   const withScheme = /^https?:\/\//.test(base) ? base : `http://${base}`
   return withScheme.replace(/\/+$/, '')
 }
 
+/** The path as people read it (percent-decoded: `sha256:…`, not `sha256%3A…`), cut at 200. */
 function shortPath(path: string): string {
-  return path.length > 200 ? `${path.slice(0, 200)}…` : path
+  let shown = path
+  try {
+    shown = decodeURIComponent(path)
+  } catch {
+    // Not valid percent-encoding: show it as sent.
+  }
+  return shown.length > 200 ? `${shown.slice(0, 200)}…` : shown
 }
 
 /** Builds a path with every interpolated value percent-encoded as one segment. */

@@ -7,6 +7,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { type FileHandle, open, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { errnoCode, ShoalError } from '../errors/index.js'
+import { freeBytesSync, isNoSpaceError, noSpaceMessage } from './space.js'
 
 /** A name that cannot collide with another writer's temp file. */
 export function tempName(prefix = 'tmp'): string {
@@ -73,15 +74,26 @@ export async function atomicWriteFile(tmpDir: string, dest: string, data: Uint8A
   }
 }
 
-/** Maps an unexpected fs error to IO_ERROR with the path in the message, keeping ShoalErrors. */
-export function ioError(err: unknown, what: string): ShoalError {
+/**
+ * Maps an unexpected fs error to IO_ERROR with the path in the message, keeping ShoalErrors.
+ * A full disk or quota (ENOSPC/EDQUOT) is INSUFFICIENT_STORAGE naming the path (`path`, else
+ * the one the error carries) and the space left there: "ENOSPC" alone sends an operator hunting.
+ */
+export function ioError(err: unknown, what: string, path?: string): ShoalError {
   if (err instanceof ShoalError) return err
   if (err instanceof Error && (err.name === 'AbortError' || errnoCode(err) === 'ABORT_ERR')) {
     return new ShoalError('ABORTED', `${what}: aborted`, { cause: err })
   }
   const code = errnoCode(err)
-  const hint = code === 'ENOSPC' ? ' (the disk is full: free space or move the data folder)' : ''
-  return new ShoalError('IO_ERROR', `${what}: ${code ?? (err as Error)?.message ?? String(err)}${hint}`, {
+  if (isNoSpaceError(err)) {
+    const where = path ?? (err as NodeJS.ErrnoException).path
+    const why = where ? noSpaceMessage(err, where) : `the disk is full (${code})`
+    return new ShoalError('INSUFFICIENT_STORAGE', `${what}: ${why}; free space or move the data folder`, {
+      cause: err,
+      details: where ? { path: where, freeBytes: freeBytesSync(where) } : undefined,
+    })
+  }
+  return new ShoalError('IO_ERROR', `${what}: ${code ?? (err as Error)?.message ?? String(err)}`, {
     cause: err,
   })
 }

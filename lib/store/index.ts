@@ -23,11 +23,13 @@ import { atomicWriteFile, fsyncDir, ioError, tempName, writeFully } from './fsut
 import type { BlobLayout } from './layout.js'
 import { PieceFile } from './piece-file.js'
 import { SeedFile } from './seed-file.js'
+import { allocatedBytes, freeBytes } from './space.js'
 import { Uploads } from './uploads.js'
 
 export { type BlobLayout, checkLayout, type PieceStorage, pieceSize } from './layout.js'
 export { PieceFile } from './piece-file.js'
 export { SeedFile } from './seed-file.js'
+export { freeBytesSync, isNoSpaceError, noSpaceMessage } from './space.js'
 
 const HEX64 = /^[0-9a-f]{64}$/
 const SHARD = /^[0-9a-f]{2}$/
@@ -72,7 +74,7 @@ export class BlobStore {
       for (const name of stale) await rm(join(this.dirs.tmp, name), { force: true, recursive: true })
       if (stale.length > 0) this.log?.info({ count: stale.length }, 'removed stale temp files')
     } catch (err) {
-      throw ioError(err, `cannot initialise the store in ${this.root}`)
+      throw ioError(err, `cannot initialise the store in ${this.root}`, this.root)
     }
     this.initialised = true
   }
@@ -202,7 +204,7 @@ export class BlobStore {
       return { size }
     } catch (err) {
       await rm(tmp, { force: true })
-      throw ioError(err, `cannot store ${digest}`)
+      throw ioError(err, `cannot store ${digest}`, tmp)
     }
   }
 
@@ -229,7 +231,7 @@ export class BlobStore {
       await mkdir(join(this.dirs.cache, digest.hex.slice(0, 2)), { recursive: true })
       await atomicWriteFile(this.dirs.tmp, this.metaInfoPath(digest), raw)
     } catch (err) {
-      throw ioError(err, `cannot write metainfo for ${digest}`)
+      throw ioError(err, `cannot write metainfo for ${digest}`, this.metaInfoPath(digest))
     }
   }
 
@@ -263,8 +265,8 @@ export class BlobStore {
       digest,
       layout,
       {
-        data: join(this.dirs.downloads, digest.hex),
-        bitfield: join(this.dirs.downloads, `${digest.hex}.bitfield`),
+        data: this.downloadPath(digest),
+        bitfield: `${this.downloadPath(digest)}.bitfield`,
         tmpDir: this.dirs.tmp,
         cachePath: this.blobPath(digest),
       },
@@ -276,6 +278,57 @@ export class BlobStore {
     this.downloads.set(digest.hex, opening)
     opening.catch(forget)
     return opening
+  }
+
+  /** The data file of the swarm download of `digest` (whether or not it exists). */
+  downloadPath(digest: Digest): string {
+    return join(this.dirs.downloads, digest.hex)
+  }
+
+  /** Bytes the partial download of `digest` holds on disk (pieces written; the file is sparse). */
+  async downloadBytes(digest: Digest): Promise<number> {
+    try {
+      return await allocatedBytes(this.downloadPath(digest))
+    } catch (err) {
+      throw ioError(err, `cannot stat download ${this.downloadPath(digest)}`)
+    }
+  }
+
+  /** Bytes this store's file system still takes (statfs of the root). */
+  async freeBytes(): Promise<number> {
+    try {
+      return await freeBytes(this.root)
+    } catch (err) {
+      throw ioError(err, `cannot read the free space of ${this.root}`)
+    }
+  }
+
+  /**
+   * Deletes the partial download of `digest` (data and bitfield), closing it first if it is
+   * open; a download that finished is left alone. Returns the bytes released; absent is fine.
+   */
+  async discardDownload(digest: Digest): Promise<number> {
+    const released = await this.downloadBytes(digest).catch(() => 0)
+    const open = await this.downloads.get(digest.hex)?.catch(() => undefined)
+    if (open?.finished) return 0
+    if (open) await open.discard()
+    try {
+      await rm(this.downloadPath(digest), { force: true })
+      await rm(`${this.downloadPath(digest)}.bitfield`, { force: true })
+    } catch (err) {
+      throw ioError(err, `cannot delete download ${this.downloadPath(digest)}`)
+    }
+    return released
+  }
+
+  /** Every digest with a partial download on disk (data or bitfield file), in hex order. */
+  async listDownloads(): Promise<Digest[]> {
+    const hexes = new Set<string>()
+    for (const name of await readdir(this.dirs.downloads).catch(() => [] as string[])) {
+      const hex = name.endsWith('.bitfield') ? name.slice(0, -'.bitfield'.length) : name
+      if (HEX64.test(hex)) hexes.add(hex)
+    }
+    return [...hexes].sort().map((hex) => Digest.fromHex(hex))
   }
 
   /** A read-only piece view over a cached blob, for seeding it. */

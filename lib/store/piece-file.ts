@@ -76,9 +76,14 @@ export class PieceFile implements PieceStorage {
     if (!fh) {
       // Start over: a sparse file of the final size, so pieces can land in any order.
       bits = undefined
-      await rm(paths.bitfield, { force: true })
-      fh = await open(paths.data, 'w+', 0o644)
-      await fh.truncate(layout.length)
+      try {
+        await rm(paths.bitfield, { force: true })
+        fh = await open(paths.data, 'w+', 0o644)
+        await fh.truncate(layout.length)
+      } catch (err) {
+        await fh?.close().catch(() => undefined)
+        throw ioError(err, `cannot create download ${paths.data}`, paths.data)
+      }
     }
     const file = new PieceFile(digest, layout, paths, fh, bits, opts)
     if (file.have > 0)
@@ -123,7 +128,11 @@ export class PieceFile implements PieceStorage {
         `piece ${piece} of ${this.digest} is ${size} bytes, got ${data.length}`,
       )
     if (this.hasPiece(piece)) return
-    await writeFully(this.fh, data, piece * this.layout.pieceLength)
+    try {
+      await writeFully(this.fh, data, piece * this.layout.pieceLength)
+    } catch (err) {
+      throw ioError(err, `cannot write piece ${piece} of ${this.digest}`, this.paths.data)
+    }
     if (this.hasPiece(piece)) return
     this.bits[piece >> 3] = (this.bits[piece >> 3] as number) | (0x80 >> (piece & 7))
     this.have++
@@ -225,6 +234,16 @@ export class PieceFile implements PieceStorage {
     return this.state === 'closed'
   }
 
+  /** The data file (pieces land here until the blob is verified and moved into the cache). */
+  get dataPath(): string {
+    return this.paths.data
+  }
+
+  /** Verified and moved into the cache (the handle may still serve pieces). */
+  get finished(): boolean {
+    return this.state === 'finished'
+  }
+
   private checkUsable(): void {
     if (this.state === 'closed') throw new ShoalError('IO_ERROR', `download of ${this.digest} is closed`)
   }
@@ -256,7 +275,7 @@ export class PieceFile implements PieceStorage {
       await atomicWriteFile(this.paths.tmpDir, this.paths.bitfield, Buffer.from(JSON.stringify(body)))
     } catch (err) {
       this.dirty = true
-      throw ioError(err, `cannot persist bitfield ${this.paths.bitfield}`)
+      throw ioError(err, `cannot persist bitfield ${this.paths.bitfield}`, this.paths.bitfield)
     }
   }
 }

@@ -89,7 +89,7 @@ export class Uploads {
         }
       } catch (err) {
         await fh.truncate(offset).catch(() => undefined)
-        throw ioError(err, `upload ${uid}`)
+        throw ioError(err, `upload ${uid}`, path)
       }
       return offset + length
     } finally {

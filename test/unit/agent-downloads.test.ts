@@ -3,7 +3,7 @@
  * stood in: whole-blob verification failures, retries, stalls, and resume after a restart.
  */
 import { createHash, randomBytes } from 'node:crypto'
-import { open, readdir, writeFile } from 'node:fs/promises'
+import { type FileHandle, open, readdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import t, { type Test } from 'tap'
@@ -44,7 +44,7 @@ class FakeEngine implements SwarmEngine {
   /** pieces written, over all downloads */
   written = 0
   constructor(
-    private readonly bytes: () => Buffer | undefined,
+    private readonly bytes: (meta: MetaInfo) => Buffer | undefined,
     private readonly stopAfter = Number.POSITIVE_INFINITY,
   ) {}
   async download(
@@ -53,7 +53,7 @@ class FakeEngine implements SwarmEngine {
     opts?: { signal?: AbortSignal },
   ): Promise<DownloadStats> {
     this.downloads++
-    const data = this.bytes()
+    const data = this.bytes(meta)
     let n = 0
     for (let i = 0; data && i < meta.pieceCount && n < this.stopAfter; i++) {
       if (storage.hasPiece(i)) continue
@@ -351,3 +351,208 @@ t.test(
     await downloads.closeAll()
   },
 )
+
+/**
+ * Makes the data file of every download opened from `store` fail its writes, after `okWrites`
+ * successful ones, the way a full disk does: at the file handle, with the errno error fs gives.
+ */
+function fillDiskAfter(store: BlobStore, okWrites: number, code = 'ENOSPC'): void {
+  const openDownload = store.openDownload.bind(store)
+  store.openDownload = async (digest, layout) => {
+    const file = await openDownload(digest, layout)
+    const fh = (file as unknown as { fh: FileHandle }).fh
+    const write = fh.write.bind(fh) as (...args: unknown[]) => Promise<unknown>
+    let n = 0
+    Object.assign(fh, {
+      write: async (...args: unknown[]) => {
+        if (n++ < okWrites) return write(...args)
+        throw Object.assign(new Error(`${code}: no space left on device, write`), {
+          code,
+          errno: -28,
+          syscall: 'write',
+        })
+      },
+    })
+    return file
+  }
+}
+
+async function filesIn(dir: string): Promise<string[]> {
+  return (await readdir(dir).catch(() => [] as string[])).sort()
+}
+
+t.test(
+  'a full disk during a download fails it naming the file and the free space, and releases the partial',
+  async (t) => {
+    const { dir, store, data, digest } = await setup(t)
+    const meta = await metaFor(dir, data, digest.hex)
+    const journal = new ResumeJournal(join(dir, 'resume'), silentLogger())
+    await journal.init()
+    const opts = {
+      trackers: { metainfo: async () => meta.raw },
+      logger: silentLogger(),
+      stallMs: 5000,
+      journal,
+    }
+    fillDiskAfter(store, 1)
+    const engine = new FakeEngine(() => data)
+    const downloads = new Downloads({ store, engine, ...opts })
+    const dataPath = join(store.root, 'downloads', digest.hex)
+    await t.rejects(downloads.ensure('default', digest), {
+      code: 'INSUFFICIENT_STORAGE',
+      message: new RegExp(
+        `^cannot write piece 1 of ${digest}: the disk is full at ${dataPath} \\(ENOSPC\\): .+ free there; ` +
+          '.*the partial download was deleted: 256\\.0 KiB released',
+      ),
+    })
+    t.match(downloads.status(digest), { state: 'failed', error: /disk is full/ }, 'the API shows why')
+    t.same(await filesIn(join(store.root, 'downloads')), [], 'the partial data and bitfield are gone')
+    t.same(await journal.list(), [], 'and its resume entry')
+    t.same(await filesIn(journal.dir), [], 'piece log included')
+
+    // Space freed (a store that writes normally): the next pull succeeds, from scratch.
+    const store2 = new BlobStore(store.root)
+    await store2.init()
+    const downloads2 = new Downloads({ store: store2, engine, ...opts })
+    await downloads2.ensure('default', digest)
+    t.equal((await store2.stat(digest))?.size, data.length, 'the retry landed the blob')
+    await downloads2.closeAll()
+  },
+)
+
+t.test('EDQUOT (a quota) is a full disk too; other downloads carry on', async (t) => {
+  const { dir, store, data, digest } = await setup(t)
+  const meta = await metaFor(dir, data, digest.hex)
+  const otherData = randomBytes(2 * PIECE)
+  const other = Digest.fromBuffer(otherData)
+  const otherMeta = await metaFor(dir, otherData, other.hex)
+  const openDownload = store.openDownload.bind(store)
+  // Only the first blob's file hits the quota.
+  fillDiskAfter(store, 0, 'EDQUOT')
+  const failing = store.openDownload
+  store.openDownload = (d, layout) => (d.equals(digest) ? failing(d, layout) : openDownload(d, layout))
+  const downloads = new Downloads({
+    store,
+    engine: new FakeEngine((m) => (m.infoHash.equals(meta.infoHash) ? data : otherData)),
+    trackers: { metainfo: async (_ns, d) => (d.equals(digest) ? meta.raw : otherMeta.raw) },
+    logger: silentLogger(),
+    stallMs: 5000,
+  })
+  const [a, b] = await Promise.allSettled([
+    downloads.ensure('default', digest),
+    downloads.ensure('default', other),
+  ])
+  t.match(a, {
+    status: 'rejected',
+    reason: { code: 'INSUFFICIENT_STORAGE', message: /the disk quota is exhausted at .* \(EDQUOT\)/ },
+  })
+  t.equal(b.status, 'fulfilled', 'the other download finished')
+  t.equal((await store.stat(other))?.size, otherData.length)
+  await downloads.closeAll()
+})
+
+t.test('a download that cannot fit above minFreeBytes is refused before anything is written', async (t) => {
+  const { dir, store, data, digest } = await setup(t)
+  const meta = await metaFor(dir, data, digest.hex)
+  const journal = new ResumeJournal(join(dir, 'resume'), silentLogger())
+  await journal.init()
+  const engine = new FakeEngine(() => data)
+  // A reserve above what is free: whatever else happens on this disk, the blob cannot fit.
+  const reserve = (await store.freeBytes()) + (1 << 30)
+  const opts = {
+    engine,
+    trackers: { metainfo: async () => meta.raw },
+    logger: silentLogger(),
+    stallMs: 5000,
+    journal,
+  }
+  const downloads = new Downloads({ store, ...opts, minFreeBytes: reserve })
+  await t.rejects(downloads.ensure('default', digest), {
+    code: 'INSUFFICIENT_STORAGE',
+    message: new RegExp(
+      `^not enough disk space to download ${digest} into ${store.root}: it needs 769\\.0 KiB .*` +
+        'must stay free \\(minFreeBytes\\); .* is free',
+    ),
+    details: { path: store.root, neededBytes: data.length, minFreeBytes: reserve },
+  })
+  t.equal(engine.downloads, 0, 'the swarm was not asked')
+  t.same(await filesIn(join(store.root, 'downloads')), [], 'no sparse file was created')
+  t.same(await filesIn(journal.dir), [], 'no resume entry was written')
+
+  const roomy = new Downloads({ store, ...opts, minFreeBytes: 0 })
+  await roomy.ensure('default', digest)
+  t.equal((await store.stat(digest))?.size, data.length, 'with room, the same pull succeeds')
+  await roomy.closeAll()
+})
+
+t.test('deleting a blob stops its download and deletes its partial data, at any stage', async (t) => {
+  const { dir, store, data, digest } = await setup(t)
+  const meta = await metaFor(dir, data, digest.hex)
+  const journal = new ResumeJournal(join(dir, 'resume'), silentLogger())
+  await journal.init()
+  const engine = new FakeEngine(() => data, 2)
+  const downloads = new Downloads({
+    store,
+    engine,
+    trackers: { metainfo: async () => meta.raw },
+    logger: silentLogger(),
+    stallMs: 60_000,
+    journal,
+  })
+  const pull = downloads.ensure('default', digest)
+  const failed = t.rejects(pull, { code: 'ABORTED', message: /the blob was deleted/ }, 'the pull is told why')
+  for (let i = 0; i < 500 && engine.written < 2; i++) await new Promise((r) => setTimeout(r, 5))
+  t.equal(engine.written, 2, 'two pieces on disk')
+  const released = await Promise.race([
+    downloads.release(digest, undefined),
+    new Promise((r) => setTimeout(() => r('release hung'), 5000)),
+  ])
+  await failed
+  t.equal(released, 2 * PIECE, 'the partial bytes were released')
+  t.same(await filesIn(join(store.root, 'downloads')), [], 'no partial data or bitfield left')
+  t.same(await filesIn(journal.dir), [], 'no resume entry left')
+
+  // A partial no download holds (an older agent's leftovers): deleted too.
+  const file = await store.openDownload(digest, layoutOf(meta))
+  await file.writePiece(0, data.subarray(0, PIECE))
+  await file.close()
+  t.equal(await downloads.release(digest, undefined), PIECE)
+  t.same(await filesIn(join(store.root, 'downloads')), [])
+})
+
+t.test('a restart deletes partial downloads without a resume entry and resumes the others', async (t) => {
+  const { dir, store, data, digest } = await setup(t)
+  const meta = await metaFor(dir, data, digest.hex)
+  const orphanData = randomBytes(2 * PIECE)
+  const orphan = Digest.fromBuffer(orphanData)
+  const orphanMeta = await metaFor(dir, orphanData, orphan.hex)
+  const journal = new ResumeJournal(join(dir, 'resume'), silentLogger())
+  await journal.init()
+  // Left by an earlier life: one journaled download, one partial that failed (no entry).
+  await journal.record('default', digest, meta)
+  for (const [d, m, bytes] of [
+    [digest, meta, data],
+    [orphan, orphanMeta, orphanData],
+  ] as const) {
+    const file = await store.openDownload(d, layoutOf(m))
+    await file.writePiece(0, bytes.subarray(0, PIECE))
+    await file.close()
+  }
+  const engine = new FakeEngine(() => data)
+  const downloads = new Downloads({
+    store,
+    engine,
+    trackers: { metainfo: async () => meta.raw },
+    logger: silentLogger(),
+    stallMs: 5000,
+    journal,
+  })
+  t.equal(await downloads.resume(), 1, 'the journaled download resumes')
+  t.notOk(
+    (await filesIn(join(store.root, 'downloads'))).some((n) => n.startsWith(orphan.hex)),
+    'the orphan partial is gone',
+  )
+  await downloads.ensure('default', digest)
+  t.match(downloads.status(digest), { state: 'done', resumedPieces: 1 }, 'its piece on disk was kept')
+  await downloads.closeAll()
+})

@@ -6,6 +6,7 @@ import { PassThrough, Readable } from 'node:stream'
 import t, { type Test } from 'tap'
 import { Digest } from '../../lib/core/index.js'
 import { isShoalError } from '../../lib/errors/index.js'
+import { ioError } from '../../lib/store/fsutil.js'
 import { BlobStore } from '../../lib/store/index.js'
 
 async function tempStore(t: Test, opts: ConstructorParameters<typeof BlobStore>[1] = {}): Promise<BlobStore> {
@@ -352,4 +353,48 @@ t.test('commit: an aborted commit stores nothing and keeps the upload', async (t
   t.equal(await store.stat(digest), undefined, 'not in the cache')
   t.equal(await store.uploadOffset(uid), data.length, 'the upload is intact')
   t.same(await store.commitUpload(uid, digest), { size: data.length }, 'and commits later')
+})
+
+t.test('a full disk or quota is INSUFFICIENT_STORAGE naming the path and the space left', async (t) => {
+  const store = await tempStore(t)
+  const enospc = Object.assign(new Error('ENOSPC: no space left on device, write'), {
+    code: 'ENOSPC',
+    syscall: 'write',
+  })
+  const path = join(store.root, 'downloads', 'gone-already')
+  const e = ioError(enospc, 'cannot write piece 3', path)
+  t.equal(e.code, 'INSUFFICIENT_STORAGE')
+  t.equal(e.status, 507)
+  t.match(
+    e.message,
+    new RegExp(
+      `^cannot write piece 3: the disk is full at ${path} \\(ENOSPC\\): \\d.* free there; free space`,
+    ),
+    'the path, and the free space of its file system (found from the nearest folder that exists)',
+  )
+  t.match(e.details, { path, freeBytes: Number })
+  const quota = ioError(Object.assign(new Error('EDQUOT'), { code: 'EDQUOT', path }), 'cannot store x')
+  t.match(quota.message, `the disk quota is exhausted at ${path} (EDQUOT)`, "the error's own path serves too")
+  t.equal(ioError(Object.assign(new Error('EIO'), { code: 'EIO' }), 'read x').code, 'IO_ERROR')
+})
+
+t.test('partial downloads: listed, their bytes counted, discarded', async (t) => {
+  const store = await tempStore(t, { bitfieldFlushMs: 10 })
+  const data = random(3 * 16384 + 5)
+  const digest = Digest.fromBuffer(data)
+  const layout = { length: data.length, pieceLength: 16384, pieceCount: 4 }
+  const d = await store.openDownload(digest, layout)
+  await d.writePiece(1, data.subarray(16384, 2 * 16384))
+  await d.flush()
+  t.same(
+    (await store.listDownloads()).map((x) => x.hex),
+    [digest.hex],
+  )
+  t.equal(await store.downloadBytes(digest), 16384, 'only the piece written occupies the disk (sparse file)')
+  t.ok((await store.freeBytes()) > 0)
+  t.equal(await store.discardDownload(digest), 16384, 'an open download is closed and deleted')
+  t.ok(d.closed)
+  t.same(await store.listDownloads(), [])
+  t.same(await readdir(join(store.root, 'downloads')), [], 'data and bitfield are gone')
+  t.equal(await store.discardDownload(digest), 0, 'discarding nothing is fine')
 })

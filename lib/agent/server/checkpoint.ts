@@ -16,9 +16,9 @@
 import { createHash } from 'node:crypto'
 import { open } from 'node:fs/promises'
 import type { MetaInfo } from '../../core/index.js'
-import { errnoCode, toShoalError } from '../../errors/index.js'
+import { errnoCode, type ShoalError, toShoalError } from '../../errors/index.js'
 import type { Logger } from '../../log/index.js'
-import { readFully } from '../../store/fsutil.js'
+import { ioError, readFully } from '../../store/fsutil.js'
 import type { PieceFile } from '../../store/index.js'
 import type { TorrentStorage } from '../../torrent/index.js'
 import type { PieceLog } from './journal.js'
@@ -48,8 +48,21 @@ export class CheckpointedStorage implements TorrentStorage {
     return this.file.readBlock(piece, offset, length, into)
   }
 
+  /**
+   * Why the data stopped being writable (a full disk: INSUFFICIENT_STORAGE naming the file), kept
+   * because the engine reports a storage failure in its own words; the download reports this one.
+   */
+  failure: ShoalError | undefined
+
   async writePiece(piece: number, data: Buffer): Promise<void> {
-    await this.file.writePiece(piece, data)
+    try {
+      await this.file.writePiece(piece, data)
+    } catch (err) {
+      const e = ioError(err, `cannot write piece ${piece} of ${this.file.digest}`, this.file.dataPath)
+      // A write refused because the download was closed under it is not the cause of anything.
+      if (!this.file.closed) this.failure ??= e
+      throw e
+    }
     // After the data write: a piece the log names has its bytes in the page cache at least.
     if (this.pieceLog) await this.pieceLog.append(piece).catch(this.onLogError)
     if (++this.sinceCheckpoint < this.every) return

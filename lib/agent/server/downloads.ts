@@ -6,10 +6,15 @@
  * Resume: every download in progress has an entry in the resume journal, and its pieces and
  * bitfield live in the store, so a restarted agent continues where it stopped by itself
  * (`resume()` at start); a client asking meanwhile joins the resumed download.
+ *
+ * Disk space: a download that cannot fit is refused before it writes anything (space.ts). A
+ * download that fails for good (anything but the agent stopping) releases its space: the partial
+ * data, bitfield and journal entry are deleted, so a full disk does not stay full, a retry starts
+ * clean, and a restart finds nothing to resurrect; resume() also deletes partial downloads that
+ * have no journal entry (left by an agent that died between the two).
  */
-import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { type Digest, MetaInfo } from '../../core/index.js'
+import { type Digest, formatBytes, MetaInfo } from '../../core/index.js'
 import { ShoalError, toShoalError } from '../../errors/index.js'
 import type { Logger } from '../../log/index.js'
 import type { BlobStore, PieceFile } from '../../store/index.js'
@@ -19,6 +24,7 @@ import type { DownloadProgress } from '../client/index.js'
 import { CheckpointedStorage, recoverPieces } from './checkpoint.js'
 import { CorruptPieces, type CorruptReportSink } from './corruption.js'
 import type { PieceLog, ResumeJournal } from './journal.js'
+import { DiskSpace } from './space.js'
 import { StallWatchdog } from './stall.js'
 
 /** What Downloads needs of the engine and the trackers (narrow, so tests can stand in). */
@@ -35,6 +41,8 @@ export interface DownloadsOptions {
   stallMs: number
   /** Without a journal nothing is resumed at start (a pull still resumes from the bitfield). */
   journal?: ResumeJournal
+  /** Bytes every download must leave free on the data folder's file system (default 0). */
+  minFreeBytes?: number
 }
 
 export class Downloads {
@@ -50,6 +58,9 @@ export class Downloads {
   private readonly journal: ResumeJournal | undefined
   /** Aborted by stop(): downloads end, and keep their journal entries for the next start. */
   private readonly stopping = new AbortController()
+  /** Per download in flight, aborted by release() (the blob is being deleted). */
+  private readonly cancels = new Map<string, AbortController>()
+  private readonly space: DiskSpace
 
   constructor(opts: DownloadsOptions) {
     this.store = opts.store
@@ -58,6 +69,7 @@ export class Downloads {
     this.log = opts.logger
     this.stallMs = opts.stallMs
     this.journal = opts.journal
+    this.space = new DiskSpace(opts.store, opts.minFreeBytes ?? 0)
   }
 
   /** Resolves once the blob is verified in the local cache. */
@@ -84,8 +96,10 @@ export class Downloads {
    */
   async resume(): Promise<number> {
     if (!this.journal) return 0
+    const entries = await this.journal.list()
+    await this.dropOrphans(new Set(entries.map((e) => e.digest.hex)))
     let n = 0
-    for (const { namespace, digest, meta } of await this.journal.list()) {
+    for (const { namespace, digest, meta } of entries) {
       if (this.inflight.has(digest.hex)) continue
       if (await this.store.stat(digest)) {
         // Finished, but the agent died before the entry was removed.
@@ -98,6 +112,25 @@ export class Downloads {
     }
     if (n > 0) this.log.info({ downloads: n }, 'resuming interrupted downloads')
     return n
+  }
+
+  /**
+   * Deletes partial downloads the journal does not name: a download that failed for good, or
+   * whose journal entry could not be written, must not hold disk space across a restart.
+   */
+  private async dropOrphans(live: ReadonlySet<string>): Promise<void> {
+    let count = 0
+    let released = 0
+    for (const digest of await this.store.listDownloads()) {
+      if (live.has(digest.hex) || this.inflight.has(digest.hex)) continue
+      released += await this.store.discardDownload(digest)
+      count++
+    }
+    if (count > 0)
+      this.log.info(
+        { downloads: count, bytes: released },
+        'deleted partial downloads left without a resume entry',
+      )
   }
 
   status(digest: Digest): DownloadProgress | undefined {
@@ -134,10 +167,18 @@ export class Downloads {
   }
 
   /**
-   * Stops serving a blob (aborting its download if one is running) and closes its file, before
-   * the blob is deleted. `meta` comes from the cache's sidecar when the blob is complete.
+   * Stops serving a blob (cancelling its download if one is running, at any stage) and closes
+   * its file, then deletes its partial download and journal entry, before the blob is deleted.
+   * `meta` comes from the cache's sidecar when the blob is complete. Returns the partial bytes
+   * released.
    */
-  async release(digest: Digest, meta: MetaInfo | undefined): Promise<void> {
+  async release(digest: Digest, meta: MetaInfo | undefined): Promise<number> {
+    const partial = await this.store.downloadBytes(digest).catch(() => 0)
+    this.cancels
+      .get(digest.hex)
+      ?.abort(
+        new ShoalError('ABORTED', `download of ${digest} cancelled: the blob was deleted from this agent`),
+      )
     const infoHash = meta?.infoHash ?? this.progress.get(digest.hex)?.meta?.infoHash
     if (infoHash) this.engine.remove(infoHash)
     await this.inflight.get(digest.hex)?.catch(() => undefined)
@@ -146,6 +187,9 @@ export class Downloads {
     this.progress.delete(digest.hex)
     await this.journal?.remove(digest)
     await file?.close()
+    // A cancelled download deleted its partial itself; one no download held is deleted here.
+    await this.store.discardDownload(digest)
+    return partial
   }
 
   /**
@@ -187,9 +231,12 @@ export class Downloads {
     const sink = this.trackers.reportCorrupt ? (this.trackers as CorruptReportSink) : undefined
     const corrupt = new CorruptPieces(ns, digest, sink, this.log)
     const watchdog = new StallWatchdog(this.stallMs, digest, () => corrupt.last)
+    const cancel = new AbortController()
+    this.cancels.set(digest.hex, cancel)
     // Fails at once when the origin says no good copy is left (BLOB_CORRUPT).
-    const signal = AbortSignal.any([watchdog.signal, this.stopping.signal, corrupt.signal])
+    const signal = AbortSignal.any([watchdog.signal, this.stopping.signal, cancel.signal, corrupt.signal])
     let journaled = false
+    let finished = false
     let pieceLog: PieceLog | undefined
     try {
       if (this.stopping.signal.aborted) throw this.stopping.signal.reason
@@ -197,9 +244,12 @@ export class Downloads {
       entry.meta = meta
       entry.pieceCount = meta.pieceCount
       entry.size = meta.length
+      // Before the journal entry and the sparse file: a blob that cannot fit leaves no trace.
+      await this.space.claim(digest, meta.length)
       // Before the first piece lands: a download whose pieces are on disk always has its entry.
       journaled = known !== undefined || (await this.journalStart(ns, digest, meta))
       const file = await this.store.openDownload(digest, layoutOf(meta))
+      this.space.track(digest, () => Math.min(meta.length, file.missingCount() * meta.pieceLength))
       if (journaled) {
         const recovered = await this.recover(file, meta)
         pieceLog = await this.journal?.openPieceLog(digest).catch((err: unknown) => {
@@ -223,16 +273,20 @@ export class Downloads {
       )
       watchdog.watch(() => this.engine.stats(meta.infoHash))
       let stats: DownloadStats
+      const storage = new CheckpointedStorage(file, pieceLog, this.log)
       try {
-        const storage = new CheckpointedStorage(file, pieceLog, this.log)
         stats = await this.engine.download(meta, storage, { signal, onBadPiece: corrupt.onBadPiece })
         // Whole-blob check before the blob becomes visible; the engine keeps serving pieces meanwhile.
         await file.finish(digest)
+        finished = true
       } catch (err) {
         // Drop the torrent too: a retry must start from a fresh file, not the discarded one.
         this.engine.remove(meta.infoHash)
         await file.close().catch(() => undefined)
-        throw watchdog.reason ?? corrupt.reason ?? err
+        // The first cause: a full disk, a stall, corrupt data or a deletion, rather than the engine's echo of it.
+        throw cancel.signal.aborted
+          ? cancel.signal.reason
+          : (storage.failure ?? watchdog.reason ?? corrupt.reason ?? err)
       }
       // The same open file keeps serving pieces to other agents until the blob is dropped.
       this.open.set(digest.hex, file)
@@ -255,39 +309,66 @@ export class Downloads {
       )
     } catch (err) {
       const stopping = this.stopping.signal.aborted
-      const e = stopping
+      let e = stopping
         ? toShoalError(this.stopping.signal.reason)
-        : toShoalError(watchdog.reason ?? corrupt.reason ?? err)
-      Object.assign(entry, { state: 'failed', error: e.message, finishedAt: Date.now() })
+        : toShoalError(
+            cancel.signal.aborted ? cancel.signal.reason : (watchdog.reason ?? corrupt.reason ?? err),
+          )
       if (stopping) {
         this.log.info(
           { digest: digest.toString() },
           'download interrupted by shutdown; it resumes at the next start',
         )
       } else {
-        // Ended for good (a client saw the error): a restart must not pick it up again.
-        if (journaled) await this.journal?.remove(digest)
-        this.log.warn({ digest: digest.toString(), code: e.code, err: e.message }, 'download failed')
+        // Ended for good (a client saw the error): a restart must not pick it up again, and
+        // its space goes back to the disk.
+        const released = await this.forget(digest, finished)
+        if (released > 0 && e.code === 'INSUFFICIENT_STORAGE')
+          e = new ShoalError(
+            e.code,
+            `${e.message} (the partial download was deleted: ${formatBytes(released)} released)`,
+            { cause: e.cause, details: { ...e.details, releasedBytes: released } },
+          )
+        this.log.warn(
+          { digest: digest.toString(), code: e.code, err: e.message, releasedBytes: released },
+          'download failed',
+        )
       }
+      Object.assign(entry, { state: 'failed', error: e.message, finishedAt: Date.now() })
       throw e
     } finally {
       corrupt.close()
       watchdog.stop()
+      this.space.release(digest)
+      if (this.cancels.get(digest.hex) === cancel) this.cancels.delete(digest.hex)
       await pieceLog?.close()
+    }
+  }
+
+  /** Deletes what a failed download left (journal entry, partial data); returns bytes released. */
+  private async forget(digest: Digest, finished: boolean): Promise<number> {
+    await this.journal?.remove(digest)
+    if (finished) return 0 // in the cache already; only its sidecar failed
+    try {
+      return await this.store.discardDownload(digest)
+    } catch (err) {
+      this.log.warn(
+        { digest: digest.toString(), err: toShoalError(err).message },
+        'cannot delete the partial download; it is deleted at the next start',
+      )
+      return 0
     }
   }
 
   /**
    * Keeps the pieces written after the last bitfield checkpoint that survived (the piece log
-   * names them; their SHA-1 decides). The data file's path is the store's layout
-   * (`downloads/<hex>`, docs/decisions.md): the store has no call to read a piece it does not
-   * claim yet.
+   * names them; their SHA-1 decides), read from the data file directly: the store has no call
+   * to read a piece it does not claim yet.
    */
   private async recover(file: PieceFile, meta: MetaInfo): Promise<number> {
     if (!this.journal) return 0
     const candidates = await this.journal.readPieceLog(file.digest, meta.pieceCount).catch(() => [])
-    const dataPath = join(this.store.root, 'downloads', file.digest.hex)
-    return recoverPieces(file, meta, dataPath, candidates, this.log)
+    return recoverPieces(file, meta, file.dataPath, candidates, this.log)
   }
 
   /** Keeps progress for the API; bounded, dropping the oldest finished downloads first. */

@@ -69,6 +69,7 @@ export class AgentServer {
       logger: this.log,
       stallMs: config.stallTimeoutSeconds * 1000,
       journal: this.journal,
+      minFreeBytes: config.minFreeBytes,
     })
     this.http = new HttpServer({
       name: 'agent',
@@ -181,9 +182,10 @@ export class AgentServer {
 
   private async deleteBlob({ res, params }: RouteContext): Promise<void> {
     const digest = Digest.parse(params.digest as string)
-    await this.downloads.release(digest, await this.cachedMetaInfo(digest))
+    // Whatever state it is in: cached, downloading, or a partial download that failed.
+    const partialBytes = await this.downloads.release(digest, await this.cachedMetaInfo(digest))
     await this.store.delete(digest)
-    this.log.info({ digest: digest.toString() }, 'blob removed from agent cache')
+    this.log.info({ digest: digest.toString(), partialBytes }, 'blob removed from agent cache')
     sendEmpty(res, 204)
   }
 }

@@ -31,7 +31,7 @@ import {
 const PEER_ID_PREFIX = { origin: '-SO0001-', agent: '-SA0001-' } as const
 /**
  * Incoming connections still in their handshake, across all torrents: a cap against socket
- * floods. One address holds at most maxPendingPerIp of them (acceptFrom), so it takes many
+ * floods. One address holds at most maxPendingPerIp of them (accept), so it takes many
  * addresses to fill it.
  */
 const MAX_PENDING_HANDSHAKES = 256

@@ -150,7 +150,9 @@ export class Uploader {
       if (p.wastedSince > 0) {
         // Asked for something with the slot it holds: it downloads after all.
         if (!p.amChoking && p.lastRequestAt >= p.unchokedAt) p.wastedSince = 0
-        else if (now - p.wastedSince >= this.o.idlePeerEvictMs && !p.serving) wasting.push(p)
+        // A peer we download from stays, whatever it does with our slot.
+        else if (now - p.wastedSince >= this.o.idlePeerEvictMs && !p.serving && !p.amInterested)
+          wasting.push(p)
       }
       if (p.amChoking) {
         if (p.waitingSince > 0 && p.peerInterested) waiting.push(p)
@@ -199,14 +201,15 @@ export class Uploader {
   /**
    * The torrent is full and a new peer handshook: a peer to close for it, if one does not use
    * its connection (it wasted an upload slot and asked for nothing since, or neither side has
-   * been interested for slotIdleMs). Peers the tracker did not hand out go first, then the
-   * longest idle.
+   * been interested for slotIdleMs) and we want nothing from it. Peers the tracker did not
+   * hand out go first, then the longest idle.
    */
   victim(peers: Iterable<Peer>, now: number): Peer | undefined {
     let best: Peer | undefined
     let bestSince = 0
     for (const p of peers) {
-      if (p.closed || p.serving) continue
+      // A peer we download from (or want to) is never the one to go.
+      if (p.closed || p.serving || p.amInterested) continue
       let since = 0
       if (p.wastedSince > 0 && (p.amChoking || p.lastRequestAt < p.unchokedAt)) since = p.wastedSince
       else if (p.idleSince > 0 && now - p.idleSince >= this.o.slotIdleMs) since = p.idleSince

@@ -34,6 +34,7 @@ function fakePeer(name: string, fast = true): FakePeer {
     fast,
     blockSize: BLOCK_SIZE,
     amChoking: true,
+    amInterested: false,
     peerInterested: false,
     waitingSince: 0,
     unchokedAt: 0,
@@ -240,6 +241,9 @@ t.test('a full torrent makes room: victim() picks a peer that does not use its c
   u.tick([a, b, c, d], 6_000) // a and b wasted their slots
   t.equal(u.victim([a, b, c, d], 6_000), b, 'a waster the tracker did not hand out goes first')
   t.equal(u.victim([a, c, d], 6_000), a, 'then a listed one')
+  a.amInterested = true
+  t.equal(u.victim([a, c, d], 6_000), undefined, 'never a peer we want pieces from')
+  a.amInterested = false
   t.equal(u.victim([c, d], 6_000), undefined, 'peers holding a slot they were just given are not idle')
   e.idleSince = 1_000 // neither side interested since 1 s
   t.equal(u.victim([e], 6_000), e, 'a peer nobody is interested in is idle too')

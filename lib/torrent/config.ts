@@ -13,6 +13,10 @@ const ms = () => z.number().int().min(1)
 export const TorrentTuningConfig = z.strictObject({
   maxConnectionsPerTorrent: z.number().int().min(1).max(1000).optional(),
   maxConnections: z.number().int().min(1).max(100_000).optional(),
+  maxConnectionsPerIp: z.number().int().min(1).max(100_000).optional(),
+  maxConnectionsPerIpPerTorrent: z.number().int().min(1).max(1000).optional(),
+  maxPendingPerIp: z.number().int().min(1).max(100_000).optional(),
+  incomingHandshakeTimeoutMs: ms().optional(),
   blockSize: z
     .number()
     .int()
@@ -31,6 +35,8 @@ export const TorrentTuningConfig = z.strictObject({
   originBanMs: ms().optional(),
   uploadSlots: z.number().int().min(1).max(1000).optional(),
   optimisticUnchokeMs: ms().optional(),
+  slotIdleMs: ms().optional(),
+  idlePeerEvictMs: ms().optional(),
   originServeOnceMs: z.number().int().min(0).optional(),
   hashOnWorker: z.boolean().optional(),
 })

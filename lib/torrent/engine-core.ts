@@ -29,7 +29,11 @@ import {
 } from './types.js'
 
 const PEER_ID_PREFIX = { origin: '-SO0001-', agent: '-SA0001-' } as const
-/** Connections still in their handshake, across all torrents: a cap against socket floods. */
+/**
+ * Incoming connections still in their handshake, across all torrents: a cap against socket
+ * floods. One address holds at most maxPendingPerIp of them (accept), so it takes many
+ * addresses to fill it.
+ */
 const MAX_PENDING_HANDSHAKES = 256
 /** Ban entries kept at most (each ban adds two or three); past it the oldest go first. */
 const MAX_BANS = 4096
@@ -46,6 +50,13 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
   private readonly torrents = new Map<string, Torrent>()
   private readonly connections = new Set<Peer>()
   private readonly dialTargets = new Map<Peer, Torrent>()
+  /**
+   * Incoming connections by remote IP, from accept to close (MSE stage included): how many,
+   * and how many have not handshaken yet. An entry goes when its last connection does.
+   */
+  private readonly fromIp = new Map<string, FromIp>()
+  /** Incoming connections not handshaken yet, over every address. */
+  private pendingIn = 0
   /**
    * Who sent corrupt data or stalled, per torrent, with the time the ban ends: keys are
    * "<infohash> <what>", where what is a peer id (hex), a dialled "ip:port" address, or (under
@@ -66,18 +77,25 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
    * handshake; incoming sockets are answered here first (a plain handshake passes straight
    * through), then tracked with the bytes already read as `head`.
    */
-  private readonly mse = new MseResponder(this, this.torrents, (socket, ip, port, head) => {
-    // A plain socket is re-created to read into one buffer, as dialled ones do; an encrypted
-    // one (Rc4Socket) keeps its 'data' events.
-    const sink = new ReadSink()
-    const adopted = adoptReads(socket, sink)
-    if (adopted === undefined) {
-      this.track(socket, 'in', ip, port, head)
-      return
-    }
-    const rest = adopted.head.length === 0 ? head : Buffer.concat([head, adopted.head])
-    sink.target = this.track(adopted.socket, 'in', ip, port, rest)
-  })
+  private readonly mse = new MseResponder(
+    this,
+    this.torrents,
+    (socket, ip, port, head, deadline) => {
+      // The plain handshake gets what is left of the time the MSE stage started with.
+      const handshakeMs = Math.max(1, deadline - Date.now())
+      // A plain socket is re-created to read into one buffer, as dialled ones do; an encrypted
+      // one (Rc4Socket) keeps its 'data' events.
+      const sink = new ReadSink()
+      const adopted = adoptReads(socket, sink)
+      if (adopted === undefined) {
+        this.track(socket, 'in', ip, port, head, handshakeMs)
+        return
+      }
+      const rest = adopted.head.length === 0 ? head : Buffer.concat([head, adopted.head])
+      sink.target = this.track(adopted.socket, 'in', ip, port, rest, handshakeMs)
+    },
+    (ip) => this.releaseIn(ip, true),
+  )
 
   constructor(opts: EngineOptions, listenHost: string) {
     this.logger = opts.logger.child({ component: 'torrent' })
@@ -144,19 +162,38 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
 
   // ----- connections -----
 
-  /** The listener's connection handler: bound once, so no closure per socket. */
-  // Bans are per torrent, so they are checked at the handshake (which names the torrent).
+  /**
+   * The listener's connection handler: bound once, so no closure per socket. Refused: over
+   * the engine's limits, or the address's own (maxPendingPerIp, maxConnectionsPerIp), so an
+   * address that floods us is refused while every other one is still accepted.
+   * Bans are per torrent, so they are checked at the handshake (which names the torrent).
+   */
   readonly accept = (socket: Socket): void => {
     const ip = stripMapped(socket.remoteAddress ?? '?')
+    const o = this.options
+    const from = this.fromIp.get(ip)
     if (
       this.closed ||
-      this.connections.size >= this.options.maxConnections ||
-      this.pendingHandshakes() >= MAX_PENDING_HANDSHAKES
+      this.connections.size >= o.maxConnections ||
+      this.pendingIn >= MAX_PENDING_HANDSHAKES ||
+      (from !== undefined && (from.pending >= o.maxPendingPerIp || from.open >= o.maxConnectionsPerIp))
     ) {
       socket.destroy()
       return
     }
-    this.mse.accept(socket, ip, socket.remotePort ?? 0)
+    if (from === undefined) this.fromIp.set(ip, { open: 1, pending: 1 })
+    else {
+      from.open++
+      from.pending++
+    }
+    this.pendingIn++
+    // From here the socket ends in track() or releaseIn(), through the MSE stage.
+    this.mse.accept(
+      socket,
+      ip,
+      socket.remotePort ?? 0,
+      Math.min(o.handshakeTimeoutMs, o.incomingHandshakeTimeoutMs),
+    )
   }
 
   /** Below the engine-wide connection limit (every torrent, pending connections included). */
@@ -176,6 +213,7 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
   }
 
   onHandshake(peer: Peer, infoHashHex: string, peerId: Buffer): boolean {
+    if (peer.direction === 'in') this.handshakenIn(peer.ip)
     const torrent = peer.direction === 'out' ? this.dialTargets.get(peer) : this.torrents.get(infoHashHex)
     if (torrent === undefined || torrent.removed || torrent.infoHashHex !== infoHashHex) {
       this.logger.debug({ peer: peer.addr, infoHash: infoHashHex }, 'handshake for an unknown torrent')
@@ -196,7 +234,7 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
   }
 
   onClose(peer: Peer): void {
-    this.connections.delete(peer)
+    if (this.connections.delete(peer) && peer.direction === 'in') this.releaseIn(peer.ip, !peer.handshaken)
     const torrent = this.dialTargets.get(peer)
     if (torrent) {
       this.dialTargets.delete(peer)
@@ -208,7 +246,14 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
    * Every connection becomes a Peer here. `head`: bytes already read from the socket (e.g. by
    * an MSE/PE negotiation), parsed before anything the socket delivers later.
    */
-  private track(socket: Socket, direction: 'in' | 'out', ip: string, port: number, head?: Buffer): Peer {
+  private track(
+    socket: Socket,
+    direction: 'in' | 'out',
+    ip: string,
+    port: number,
+    head?: Buffer,
+    handshakeMs: number = this.options.handshakeTimeoutMs,
+  ): Peer {
     const o = this.options
     const peer = new Peer({
       socket,
@@ -217,7 +262,7 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
       port,
       timeouts: {
         connectMs: o.connectTimeoutMs,
-        handshakeMs: o.handshakeTimeoutMs,
+        handshakeMs,
         firstMessageMs: o.firstMessageTimeoutMs,
       },
       blockSize: this.blockOffer(),
@@ -242,10 +287,23 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
     return b
   }
 
-  private pendingHandshakes(): number {
-    let n = 0
-    for (const p of this.connections) if (!p.handshaken) n++
-    return n
+  /** An incoming connection from `ip` handshook: no longer pending. */
+  private handshakenIn(ip: string): void {
+    const from = this.fromIp.get(ip)
+    if (from === undefined || from.pending === 0) return
+    from.pending--
+    this.pendingIn--
+  }
+
+  /** An incoming connection from `ip` ended (`pending`: before its handshake). */
+  private releaseIn(ip: string, pending: boolean): void {
+    const from = this.fromIp.get(ip)
+    if (from === undefined) return
+    if (pending && from.pending > 0) {
+      from.pending--
+      this.pendingIn--
+    }
+    if (--from.open <= 0) this.fromIp.delete(ip)
   }
 
   // ----- who not to talk to -----
@@ -304,6 +362,10 @@ function resolveOptions(opts: EngineTuning): ResolvedOptions {
   const o: ResolvedOptions = {
     maxConnectionsPerTorrent: opts.maxConnectionsPerTorrent ?? DEFAULTS.maxConnectionsPerTorrent,
     maxConnections: opts.maxConnections ?? DEFAULTS.maxConnections,
+    maxConnectionsPerIp: opts.maxConnectionsPerIp ?? DEFAULTS.maxConnectionsPerIp,
+    maxConnectionsPerIpPerTorrent:
+      opts.maxConnectionsPerIpPerTorrent ?? DEFAULTS.maxConnectionsPerIpPerTorrent,
+    maxPendingPerIp: opts.maxPendingPerIp ?? DEFAULTS.maxPendingPerIp,
     blockSize: opts.blockSize ?? DEFAULTS.blockSize,
     pipelineDepth: opts.pipelineDepth ?? DEFAULTS.pipelineDepth,
     pipelineQueueMs: opts.pipelineQueueMs ?? DEFAULTS.pipelineQueueMs,
@@ -311,6 +373,7 @@ function resolveOptions(opts: EngineTuning): ResolvedOptions {
     stallStrikes: opts.stallStrikes ?? DEFAULTS.stallStrikes,
     connectTimeoutMs: opts.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
     handshakeTimeoutMs: opts.handshakeTimeoutMs ?? DEFAULTS.handshakeTimeoutMs,
+    incomingHandshakeTimeoutMs: opts.incomingHandshakeTimeoutMs ?? DEFAULTS.incomingHandshakeTimeoutMs,
     firstMessageTimeoutMs: opts.firstMessageTimeoutMs ?? DEFAULTS.firstMessageTimeoutMs,
     seedIdleTimeoutMs: opts.seedIdleTimeoutMs ?? DEFAULTS.seedIdleTimeoutMs,
     leechIdleTimeoutMs: opts.leechIdleTimeoutMs ?? DEFAULTS.leechIdleTimeoutMs,
@@ -318,6 +381,8 @@ function resolveOptions(opts: EngineTuning): ResolvedOptions {
     originBanMs: opts.originBanMs ?? DEFAULTS.originBanMs,
     uploadSlots: opts.uploadSlots ?? DEFAULTS.uploadSlots,
     optimisticUnchokeMs: opts.optimisticUnchokeMs ?? DEFAULTS.optimisticUnchokeMs,
+    slotIdleMs: opts.slotIdleMs ?? DEFAULTS.slotIdleMs,
+    idlePeerEvictMs: opts.idlePeerEvictMs ?? DEFAULTS.idlePeerEvictMs,
     originServeOnceMs: opts.originServeOnceMs ?? DEFAULTS.originServeOnceMs,
     hashOnWorker: opts.hashOnWorker ?? DEFAULTS.hashOnWorker,
   }
@@ -364,6 +429,12 @@ function createMetrics(registry: Registry): EngineMetrics {
     ),
     peers: gauge(registry, 'shoal_torrent_peers', 'Connected peers (handshaken), over all torrents'),
   }
+}
+
+/** Incoming connections from one address (EngineCore.fromIp). */
+interface FromIp {
+  open: number
+  pending: number
 }
 
 /** Upload buffers kept for reuse: 8 MiB at 256 KiB blocks, more than ~20 peers keep in flight. */

@@ -39,7 +39,6 @@ const MAX_IA = 16 << 10
 
 export interface MseHost {
   readonly logger: Logger
-  readonly options: { readonly handshakeTimeoutMs: number }
 }
 
 /** The torrents an SKEY may name, keyed by infohash hex (the engine's own Map fits). */
@@ -50,9 +49,12 @@ export interface TorrentKeys {
 
 /**
  * Receives the socket (or its decrypting wrapper) and `head`, the plain bytes already read
- * (the BitTorrent handshake, or its start), to be parsed before what the socket delivers next.
+ * (the BitTorrent handshake, or its start), to be parsed before what the socket delivers next;
+ * `deadline` is when the handshake's time (given to accept()) runs out.
  */
-export type OnPlainStream = (socket: Socket, ip: string, port: number, head: Buffer) => void
+export type OnPlainStream = (socket: Socket, ip: string, port: number, head: Buffer, deadline: number) => void
+/** A socket accept() took ended without being handed over (refused, failed, timed out). */
+export type OnDropped = (ip: string) => void
 
 export class MseResponder {
   private readonly pending = new Set<Handshake>()
@@ -65,16 +67,19 @@ export class MseResponder {
     private readonly host: MseHost,
     private readonly torrents: TorrentKeys,
     private readonly onReady: OnPlainStream,
+    private readonly onDropped: OnDropped = () => {},
   ) {}
 
-  accept(socket: Socket, ip: string, port: number): void {
+  /** Every socket taken here ends in onReady or onDropped, exactly once. */
+  accept(socket: Socket, ip: string, port: number, timeoutMs: number): void {
     if (this.closed || this.pending.size >= MAX_PENDING) {
       socket.destroy()
+      this.onDropped(ip)
       return
     }
-    const h = new Handshake(this, socket, ip, port)
+    const h = new Handshake(this, socket, ip, port, Date.now() + timeoutMs)
     this.pending.add(h)
-    h.start(this.host.options.handshakeTimeoutMs)
+    h.start(timeoutMs)
   }
 
   /** Destroys every socket still in its MSE handshake; later accepts are refused. */
@@ -86,9 +91,12 @@ export class MseResponder {
   /** @internal (Handshake) */
   done(h: Handshake, socket?: Socket, head?: Buffer): void {
     this.pending.delete(h)
-    if (socket === undefined) return
-    if (this.closed) socket.destroy()
-    else this.onReady(socket, h.ip, h.port, head ?? Buffer.alloc(0))
+    if (socket !== undefined && !this.closed) {
+      this.onReady(socket, h.ip, h.port, head ?? Buffer.alloc(0), h.deadline)
+      return
+    }
+    socket?.destroy()
+    this.onDropped(h.ip)
   }
 
   /** @internal Our key pair for one handshake and the shared secret S (both 96 bytes). */
@@ -130,6 +138,7 @@ class Handshake {
     private readonly socket: Socket,
     readonly ip: string,
     readonly port: number,
+    readonly deadline: number,
   ) {}
 
   start(timeoutMs: number): void {

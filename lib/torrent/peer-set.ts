@@ -13,6 +13,9 @@ export class PeerSet {
   readonly dialed = new Map<string, Peer>()
   /** Which peer id answered at an address, so a known peer is not dialled again. */
   private readonly addrIds = new Map<string, string>()
+  /** IPs in the tracker's last two peer lists (Peer.listed). */
+  private listedIps = new Set<string>()
+  private listedBefore = new Set<string>()
   private readonly ctx: EngineContext
   /** The torrent's infohash (hex): bans are per torrent. */
   private readonly infoHashHex: string
@@ -26,9 +29,15 @@ export class PeerSet {
     return this.byId.size
   }
 
-  values(): IterableIterator<Peer> {
-    return this.byId.values()
+  /**
+   * The handshaken peers, as an iterable that can be walked more than once (the choker does:
+   * ServeOnce's pass, then its own; unchokeWaiting once per free slot). A Map iterator would
+   * be spent after the first walk, which left an origin's choker with nobody to rotate.
+   */
+  values(): Iterable<Peer> {
+    return this.all_
   }
+  private readonly all_: Iterable<Peer> = { [Symbol.iterator]: () => this.byId.values() }
 
   /** Every connection, handshaken or not (for shutdown). */
   all(): Peer[] {
@@ -55,6 +64,24 @@ export class PeerSet {
     }
   }
 
+  /**
+   * The tracker's answer: its peers are real agents (or origins), which the choker prefers.
+   * Incoming connections come from ephemeral ports, so they are matched by IP; the last two
+   * answers count, so a peer does not flap in and out with the tracker's shuffling.
+   */
+  noteListed(list: AnnouncePeer[]): void {
+    const ips = this.listedBefore
+    ips.clear()
+    for (const p of list) if (typeof p.ip === 'string') ips.add(p.ip)
+    this.listedBefore = this.listedIps
+    this.listedIps = ips
+    for (const peer of this.byId.values()) peer.listed = this.isListed(peer.ip)
+  }
+
+  private isListed(ip: string): boolean {
+    return this.listedIps.has(ip) || this.listedBefore.has(ip)
+  }
+
   addDial(peer: Peer): void {
     this.dialed.set(peer.addr, peer)
   }
@@ -67,15 +94,23 @@ export class PeerSet {
    * Registers a handshaken peer; false when it must be closed (limit reached, or a duplicate
    * that loses). When both sides dialled each other, the connection opened by the lower peer
    * id survives: both ends compute the same answer, so exactly one connection remains.
+   * Incoming connections from one IP are limited (maxConnectionsPerIpPerTorrent). When the
+   * torrent is full, `makeRoom` may close a peer that does not use its connection.
    */
-  add(peer: Peer): boolean {
+  add(peer: Peer, makeRoom?: () => void): boolean {
+    const o = this.ctx.options
     const existing = this.byId.get(peer.idHex)
     if (existing !== undefined) {
       if (existing.direction === peer.direction) return false
       if (this.initiator(existing).compare(this.initiator(peer)) < 0) return false
       existing.close('duplicate connection')
     }
-    if (this.byId.size >= this.ctx.options.maxConnectionsPerTorrent) return false
+    if (peer.direction === 'in' && this.incomingFrom(peer.ip) >= o.maxConnectionsPerIpPerTorrent) return false
+    if (this.byId.size >= o.maxConnectionsPerTorrent) {
+      makeRoom?.()
+      if (this.byId.size >= o.maxConnectionsPerTorrent) return false
+    }
+    peer.listed = this.isListed(peer.ip)
     this.byId.set(peer.idHex, peer)
     if (peer.direction === 'out') this.addrIds.set(peer.addr, peer.idHex)
     return true
@@ -86,6 +121,12 @@ export class PeerSet {
     if (this.byId.get(peer.idHex) !== peer) return false
     this.byId.delete(peer.idHex)
     return true
+  }
+
+  private incomingFrom(ip: string): number {
+    let n = 0
+    for (const p of this.byId.values()) if (p.ip === ip && p.direction === 'in') n++
+    return n
   }
 
   private pendingDials(): number {

@@ -120,6 +120,14 @@ export class Peer extends PeerWriter implements WireHandler {
   /** Since when the peer is interested and choked (0 = not waiting). */
   waitingSince = 0
   lastRequestAt = 0
+  /**
+   * Since when the peer wastes upload slots: it was given one, asked for nothing with it, and
+   * has asked for nothing since (0 = it uses what it gets). The choker ranks it last and a
+   * contended torrent closes it (uploader.ts).
+   */
+  wastedSince = 0
+  /** Its IP was in the tracker's latest peer lists for the torrent: a peer we know is real. */
+  listed = false
   /** Pieces a capped origin refused this peer, with when: (piece, ms) pairs (serve-once.ts). */
   readonly refused: number[] = []
 

@@ -69,7 +69,8 @@ export class Torrent implements PeerOwner, DownloadHost, AnnounceTarget {
       have: this.downloader.have,
       slots: ctx.options.uploadSlots,
       optimisticUnchokeMs: ctx.options.optimisticUnchokeMs,
-      slotIdleMs: DEFAULTS.slotIdleMs,
+      slotIdleMs: ctx.options.slotIdleMs,
+      idlePeerEvictMs: ctx.options.idlePeerEvictMs,
       metrics: ctx.metrics,
       log: this.log,
       serveOnce: serveOnceFor(meta, ctx),
@@ -169,6 +170,8 @@ export class Torrent implements PeerOwner, DownloadHost, AnnounceTarget {
   }
 
   onPeers(list: AnnouncePeer[]): void {
+    // Who the tracker hands out are real peers: the choker prefers them (seeding too).
+    this.peers.noteListed(list)
     // Seeds wait to be dialled: leechers know about them from the tracker.
     if (this.state !== 'downloading') return
     for (const p of this.peers.toDial(list)) this.peers.addDial(this.ctx.dial(this, p.ip, p.port))
@@ -178,7 +181,7 @@ export class Torrent implements PeerOwner, DownloadHost, AnnounceTarget {
 
   /** Takes a handshaken connection; false when it must be closed (full, duplicate). */
   attach(peer: Peer): boolean {
-    if (this.state === 'removed' || !this.peers.add(peer)) return false
+    if (this.state === 'removed' || !this.peers.add(peer, this.makeRoom)) return false
     peer.bits = new Bitfield(this.meta.pieceCount)
     peer.log = this.log
     peer.attach(this)
@@ -196,6 +199,12 @@ export class Torrent implements PeerOwner, DownloadHost, AnnounceTarget {
     const fields = { peer: peer.addr, peerId: peer.idHex, cls: peer.cls, direction: peer.direction }
     peer.log.debug(fields, 'peer connected')
     return true
+  }
+
+  /** The torrent is full and a peer handshook: close one that does not use its connection. */
+  private readonly makeRoom = (): void => {
+    const victim = this.uploader.victim(this.peers.values(), Date.now())
+    victim?.close('idle peer evicted for a new one')
   }
 
   /** An outgoing connection closed (before or after its handshake). */
@@ -278,7 +287,7 @@ export class Torrent implements PeerOwner, DownloadHost, AnnounceTarget {
       const now = Date.now()
       const o = this.ctx.options
       this.downloader.expire(now)
-      this.uploader.tick(this.peers.values(), now)
+      this.uploader.tick(this.peers.values(), now, this.peers.size >= o.maxConnectionsPerTorrent)
       const downloading = this.state === 'downloading'
       for (const peer of [...this.peers.values()]) {
         if (now - peer.lastRecvAt > DEFAULTS.idleTimeoutMs) peer.close('idle')

@@ -83,6 +83,21 @@ export interface EngineTuning {
   /** Connections of this engine over all torrents, pending ones included; default 400. */
   maxConnections?: number
   /**
+   * Incoming connections from one IP address over all torrents, pending ones included;
+   * default 64. See DEFAULTS for why, and lower it nowhere near 1: NAT and hosts running
+   * several clients are legitimate.
+   */
+  maxConnectionsPerIp?: number
+  /** Incoming handshaken connections from one IP address in one torrent; default 8. */
+  maxConnectionsPerIpPerTorrent?: number
+  /** Incoming connections from one IP address still in their handshake; default 8. */
+  maxPendingPerIp?: number
+  /**
+   * From accepting a connection to the peer's handshake (an MSE/PE negotiation included);
+   * default 5 s. Incoming connections get the shorter of this and handshakeTimeoutMs.
+   */
+  incomingHandshakeTimeoutMs?: number
+  /**
    * Block size offered to other Shoal peers in the BEP 10 handshake (the smaller of the two
    * offers is used; stock clients always get 16 KiB). A power of two, 16 KiB to 1 MiB.
    */
@@ -117,6 +132,19 @@ export interface EngineTuning {
   uploadSlots?: number
   /** With more interested peers than slots, one slot rotates this often; default 15 s. */
   optimisticUnchokeMs?: number
+  /**
+   * An unchoked peer that asked for nothing this long gives its slot to one that waits;
+   * default 5 s. One that asked for nothing at all with its slot waits behind peers that
+   * never wasted one.
+   */
+  slotIdleMs?: number
+  /**
+   * A peer that was given an upload slot and asked for nothing with it, and has asked for
+   * nothing since, is disconnected this long after, while the torrent is contended (peers
+   * wait for a slot, or it is at maxConnectionsPerTorrent); default 30 s. A full torrent also
+   * closes one such peer at once to let a new peer in.
+   */
+  idlePeerEvictMs?: number
   /**
    * Origins whose egress is capped: a piece queued for one peer is not sent to another within
    * this long; their requests are rejected (BEP 6) and the piece re-advertised to them after
@@ -177,6 +205,28 @@ export const DEFAULTS = {
   maxConnectionsPerTorrent: 50,
   maxConnections: 400,
   /**
+   * Per remote address (incoming connections only: what we dial comes from the tracker). A
+   * host talks to another at most once per torrent, so 64 covers, e.g., 8 agents behind one
+   * NAT pulling 8 blobs each from an origin at once, while no one address holds more than a
+   * sixth of maxConnections. (16 would be too low: one agent pulling 16 blobs from an origin
+   * is normal.) Clusters on one machine (devcluster, bench: everyone is 127.0.0.1) raise them
+   * in config, see config/agent/development.yaml.
+   */
+  maxConnectionsPerIp: 64,
+  /**
+   * Distinct peers behind one address in one torrent; the tracker hands out one peer per
+   * address anyway. 8 of 50: fake peers from one address leave 42 connections to others.
+   */
+  maxConnectionsPerIpPerTorrent: 8,
+  /**
+   * A real peer sends its handshake within a round trip of connecting, so few connections
+   * from one address are ever pending at once; silent ones from one address can hold at most
+   * this many of the engine's 256 pending places, for at most incomingHandshakeTimeoutMs.
+   */
+  maxPendingPerIp: 8,
+  /** Half the old 10 s, and now from the accept (the MSE stage and the plain one together). */
+  incomingHandshakeTimeoutMs: 5_000,
+  /**
    * Chosen with test/bench/wire.ts --block-kib 16,64,128,256 (256 MiB, loopback, MB/s median of
    * 5): 489, 484, 560, 625, with the least CPU per byte on both sides at 256 KiB. It is also
    * the smallest piece length, so a block never holds more than a piece in endgame.
@@ -209,6 +259,8 @@ export const DEFAULTS = {
   hashOnWorker: false,
   /** An unchoked peer that asked for nothing this long gives its slot to one that waits. */
   slotIdleMs: 5_000,
+  /** A contended torrent closes a peer that wasted its slot and asked for nothing since, after this. */
+  idlePeerEvictMs: 30_000,
   /** Incoming requests queued per peer; we advertise it as reqq. */
   maxPeerRequests: 500,
   /** What we assume a peer queues when its extended handshake does not say (libtorrent's). */

@@ -4,11 +4,18 @@
  * Choking is for a cooperative cluster, where every peer is ours: no tit-for-tat (what a peer
  * uploads to us never decides whether it gets served, so nobody starves for having nothing to
  * give yet). Every interested peer is unchoked while there are slots (bounded: each slot is a
- * read loop and socket buffers). With more interested peers than slots, the rest wait in
- * arrival order and get a slot when one frees: a peer loses interest or leaves, an unchoked
- * peer has asked for nothing for slotIdleMs (it is fetching elsewhere), or, every
+ * read loop and socket buffers). With more interested peers than slots, the rest wait and get
+ * a slot when one frees: a peer loses interest or leaves, unchoked peers have asked for
+ * nothing for slotIdleMs (each such slot goes to a waiting peer), or, every
  * optimisticUnchokeMs, the peer unchoked longest is rotated out, so no interested peer waits
  * forever behind busy ones.
+ *
+ * Not every peer that says "interested" downloads (a fake peer may, to hold slots). Waiting
+ * peers are ranked: first those that never wasted a slot (given one, they asked for nothing
+ * with it: Peer.wastedSince), then those the tracker handed out (Peer.listed), then by how
+ * long they waited. A contended torrent (peers wait for a slot, or its connections are full)
+ * closes peers that wasted a slot and asked for nothing for idlePeerEvictMs since; a full
+ * torrent closes one at once to let a new peer in (victim()).
  *
  * Serving is one storage read at a time per peer, paced by the socket ('drain'), so uploads
  * never pile up in memory. With BEP 6, every request we will not serve gets a reject.
@@ -35,6 +42,8 @@ export interface UploaderOptions {
   slots: number
   optimisticUnchokeMs: number
   slotIdleMs: number
+  /** A contended torrent closes a peer that wasted its slot this long ago and asked for nothing since. */
+  idlePeerEvictMs: number
   metrics: EngineMetrics
   log: Logger
   /** Origins: send each piece about once while the uplink is capped (serve-once.ts). */
@@ -48,6 +57,10 @@ export class Uploader {
   /** When a slot last rotated (or, while nobody waited, the last tick). */
   private lastRotation = 0
   private readonly o: UploaderOptions
+  /** tick()'s scratch lists, kept empty between ticks. */
+  private readonly waiting: Peer[] = []
+  private readonly idle: Peer[] = []
+  private readonly wasting: Peer[] = []
 
   constructor(o: UploaderOptions) {
     this.o = o
@@ -119,50 +132,98 @@ export class Uploader {
   }
 
   /**
-   * From the torrent's tick. Only when someone waits: first an idle slot is reclaimed (an
-   * unchoked peer that asked for nothing for slotIdleMs), else, every optimisticUnchokeMs, the
-   * longest-unchoked peer makes way for the longest-waiting one.
+   * From the torrent's tick. Only when someone waits: every idle slot (an unchoked peer that
+   * asked for nothing for slotIdleMs) goes to a waiting peer, best ranked first; with none
+   * idle, every optimisticUnchokeMs the longest-unchoked peer makes way for the best-ranked
+   * waiting one. Then, when the torrent is contended (someone still waits, or `full`: its
+   * connections are at the limit), peers that wasted a slot idlePeerEvictMs ago and asked for
+   * nothing since are closed. Runs once a second: the arrays are only filled when peers wait.
    */
-  tick(peers: Iterable<Peer>, now: number): void {
+  tick(peers: Iterable<Peer>, now: number, full = false): void {
     this.o.serveOnce?.tick(peers, now)
-    let waiting: Peer | undefined
-    let idle: Peer | undefined
+    const waiting = this.waiting
+    const idle = this.idle
+    const wasting = this.wasting
     let oldest: Peer | undefined
     for (const p of peers) {
       if (p.closed) continue
+      if (p.wastedSince > 0) {
+        // Asked for something with the slot it holds: it downloads after all.
+        if (!p.amChoking && p.lastRequestAt >= p.unchokedAt) p.wastedSince = 0
+        // A peer we download from stays, whatever it does with our slot.
+        else if (now - p.wastedSince >= this.o.idlePeerEvictMs && !p.serving && !p.amInterested)
+          wasting.push(p)
+      }
       if (p.amChoking) {
-        if (
-          p.waitingSince > 0 &&
-          p.peerInterested &&
-          (waiting === undefined || p.waitingSince < waiting.waitingSince)
-        )
-          waiting = p
+        if (p.waitingSince > 0 && p.peerInterested) waiting.push(p)
         continue
       }
-      if (
-        idle === undefined &&
-        now - Math.max(p.unchokedAt, p.lastRequestAt) >= this.o.slotIdleMs &&
-        !p.serving
-      )
-        idle = p
+      if (now - Math.max(p.unchokedAt, p.lastRequestAt) >= this.o.slotIdleMs && !p.serving) idle.push(p)
       if (oldest === undefined || p.unchokedAt < oldest.unchokedAt) oldest = p
     }
-    if (waiting === undefined || this.lastRotation === 0) {
-      // Nobody waits: the rotation clock starts when someone does.
-      this.lastRotation = now
-      if (waiting === undefined) return
+    // Contended: more peers wait than there are free slots, or no connection is free.
+    const contended = full || waiting.length > this.o.slots - this.unchoked
+    try {
+      if (waiting.length === 0 || this.lastRotation === 0) {
+        // Nobody waits: the rotation clock starts when someone does.
+        this.lastRotation = now
+      }
+      if (waiting.length > 1) waiting.sort(byRank)
+      let next = 0
+      while (next < waiting.length && this.unchoked < this.o.slots) this.unchoke(waiting[next++]!, now)
+      if (next < waiting.length && idle.length > 0) {
+        // Idle slots: the most wasteful holders first (they may be idle because they are fake).
+        if (idle.length > 1) idle.sort(byWaste)
+        for (let i = 0; i < idle.length && next < waiting.length; i++) {
+          this.takeSlot(idle[i]!, now)
+          this.unchoke(waiting[next++]!, now)
+        }
+        this.lastRotation = now
+      } else if (
+        next < waiting.length &&
+        oldest !== undefined &&
+        now - this.lastRotation >= this.o.optimisticUnchokeMs
+      ) {
+        this.lastRotation = now
+        this.takeSlot(oldest, now)
+        this.unchoke(waiting[next++]!, now)
+      }
+      if (wasting.length > 0 && contended) {
+        for (const p of wasting) p.close('idle peer evicted: it asked for nothing with its upload slot')
+      }
+    } finally {
+      waiting.length = 0
+      idle.length = 0
+      wasting.length = 0
     }
-    if (this.unchoked < this.o.slots) {
-      this.unchoke(waiting, now)
-      return
+  }
+
+  /**
+   * The torrent is full and a new peer handshook: a peer to close for it, if one does not use
+   * its connection (it wasted an upload slot and asked for nothing since, or neither side has
+   * been interested for slotIdleMs) and we want nothing from it. Peers the tracker did not
+   * hand out go first, then the longest idle.
+   */
+  victim(peers: Iterable<Peer>, now: number): Peer | undefined {
+    let best: Peer | undefined
+    let bestSince = 0
+    for (const p of peers) {
+      // A peer we download from (or want to) is never the one to go.
+      if (p.closed || p.serving || p.amInterested) continue
+      let since = 0
+      if (p.wastedSince > 0 && (p.amChoking || p.lastRequestAt < p.unchokedAt)) since = p.wastedSince
+      else if (p.idleSince > 0 && now - p.idleSince >= this.o.slotIdleMs) since = p.idleSince
+      if (since === 0) continue
+      if (
+        best === undefined ||
+        (best.listed && !p.listed) ||
+        (best.listed === p.listed && since < bestSince)
+      ) {
+        best = p
+        bestSince = since
+      }
     }
-    let out = idle
-    if (out === undefined && now - this.lastRotation >= this.o.optimisticUnchokeMs) out = oldest
-    if (out === undefined) return
-    this.lastRotation = now
-    this.choke(out)
-    if (out.peerInterested) out.waitingSince = now
-    this.unchoke(waiting, now)
+    return best
   }
 
   private unchoke(peer: Peer, now: number): void {
@@ -181,6 +242,17 @@ export class Uploader {
     while (q.shift()) this.withdraw(peer, q.index, q.offset, q.length)
   }
 
+  /**
+   * Takes an unchoked peer's slot for a waiting one (idle, or rotation). Whether it used the
+   * slot decides its rank: one that asked for nothing since it was unchoked wastes slots.
+   */
+  private takeSlot(peer: Peer, now: number): void {
+    if (peer.lastRequestAt >= peer.unchokedAt) peer.wastedSince = 0
+    else if (peer.wastedSince === 0) peer.wastedSince = now
+    this.choke(peer)
+    if (peer.peerInterested) peer.waitingSince = now
+  }
+
   /** A queued request will not be served after all: reject it (BEP 6). */
   private withdraw(peer: Peer, index: number, offset: number, length: number): void {
     this.o.serveOnce?.withdrawn(peer, index)
@@ -192,9 +264,8 @@ export class Uploader {
       let next: Peer | undefined
       for (const p of peers) {
         if (p.closed || !p.amChoking || !p.peerInterested) continue
-        // Peers that were waiting longest first; the order of arrival otherwise.
-        const since = p.waitingSince || now
-        if (next === undefined || since < (next.waitingSince || now)) next = p
+        if (next === undefined || ranksBefore(p, p.waitingSince || now, next, next.waitingSince || now))
+          next = p
       }
       if (next === undefined) return
       this.unchoke(next, now)
@@ -260,4 +331,31 @@ export class Uploader {
       peer.serving = false
     }
   }
+}
+
+/**
+ * Whether waiting peer a (waiting since sinceA) gets a slot before b: peers that never wasted
+ * one first, then the ones the tracker handed out, then the longest waiting.
+ */
+function ranksBefore(a: Peer, sinceA: number, b: Peer, sinceB: number): boolean {
+  const wa = a.wastedSince > 0
+  if (wa !== b.wastedSince > 0) return !wa
+  if (a.listed !== b.listed) return a.listed
+  return sinceA < sinceB
+}
+
+function byRank(a: Peer, b: Peer): number {
+  return ranksBefore(a, a.waitingSince, b, b.waitingSince)
+    ? -1
+    : ranksBefore(b, b.waitingSince, a, a.waitingSince)
+      ? 1
+      : 0
+}
+
+/** Idle slot holders, the first to lose their slot first: wasters, not listed, idle longest. */
+function byWaste(a: Peer, b: Peer): number {
+  const wa = a.lastRequestAt < a.unchokedAt
+  if (wa !== b.lastRequestAt < b.unchokedAt) return wa ? -1 : 1
+  if (a.listed !== b.listed) return a.listed ? 1 : -1
+  return Math.max(a.unchokedAt, a.lastRequestAt) - Math.max(b.unchokedAt, b.lastRequestAt)
 }

@@ -34,10 +34,14 @@ function fakePeer(name: string, fast = true): FakePeer {
     fast,
     blockSize: BLOCK_SIZE,
     amChoking: true,
+    amInterested: false,
     peerInterested: false,
     waitingSince: 0,
     unchokedAt: 0,
     lastRequestAt: 0,
+    wastedSince: 0,
+    listed: false,
+    idleSince: 0,
     serving: false,
     requests: new RequestQueue(16),
     socket: { writableNeedDrain: false },
@@ -76,7 +80,7 @@ function metrics(): EngineMetrics {
   return { sent: c, receivedFrom: { origin: c, agent: c }, r } as unknown as EngineMetrics
 }
 
-function uploader(slots: number, have = Bitfield.full(4), serveOnce?: ServeOnce) {
+function uploader(slots: number, have = Bitfield.full(4), serveOnce?: ServeOnce, idlePeerEvictMs = 30_000) {
   const storage = MemoryStorage.complete(
     { length: meta.length, pieceLength: PIECE },
     Buffer.alloc(meta.length, 1),
@@ -89,6 +93,7 @@ function uploader(slots: number, have = Bitfield.full(4), serveOnce?: ServeOnce)
     slots,
     optimisticUnchokeMs: 15_000,
     slotIdleMs: 5_000,
+    idlePeerEvictMs,
     metrics: metrics(),
     log: silentLogger(),
     serveOnce,
@@ -138,6 +143,111 @@ t.test('an unchoked peer that asks for nothing gives its slot to one that waits'
   u.tick(peers, 6_000)
   t.same(names(peers), ['b', 'c'], 'the idle peer is choked, the waiting one unchoked')
   t.ok(a.waitingSince > 0, 'the idle peer, still interested, now waits its turn')
+})
+
+t.test('every idle slot goes to a waiting peer in one tick', async (t) => {
+  const u = uploader(3)
+  const peers = ['a', 'b', 'c', 'd', 'e', 'f'].map((n) => fakePeer(n))
+  for (const p of peers) interested(u, p, 1_000)
+  peers[2]!.lastRequestAt = 5_500 // c asks; a and b do not
+  u.tick(peers, 6_000)
+  t.same(names(peers), ['c', 'd', 'e'], 'both idle slots were handed on at once')
+  t.ok(peers[0]!.wastedSince > 0 && peers[1]!.wastedSince > 0, 'a and b wasted their slots')
+  t.equal(peers[2]!.wastedSince, 0, 'c did not')
+})
+
+t.test('a peer that wasted a slot waits behind peers that did not; listed peers go first', async (t) => {
+  const u = uploader(2)
+  const [a, b, c, d] = ['a', 'b', 'c', 'd'].map((n) => fakePeer(n)) as [
+    FakePeer,
+    FakePeer,
+    FakePeer,
+    FakePeer,
+  ]
+  interested(u, a, 1_000)
+  interested(u, b, 1_000)
+  interested(u, c, 1_000)
+  interested(u, d, 1_000)
+  u.tick([a, b, c, d], 6_000) // a and b never asked: c and d get their slots
+  t.same(names([a, b, c, d]), ['c', 'd'])
+  const e = fakePeer('e') // a newcomer, after a and b started waiting again
+  interested(u, e, 6_500)
+  c.lastRequestAt = 11_000
+  u.tick([a, b, c, d, e], 12_000) // d idle since 6 s; c asked at 11 s
+  t.same(names([a, b, c, d, e]), ['c', 'e'], 'the newcomer beats the peers that wasted a slot')
+
+  const v = uploader(1)
+  const [x, y, z] = ['x', 'y', 'z'].map((n) => fakePeer(n)) as [FakePeer, FakePeer, FakePeer]
+  interested(v, z, 500)
+  interested(v, x, 1_000)
+  y.listed = true // in the tracker's answer
+  interested(v, y, 2_000)
+  z.peerInterested = false
+  v.onUninterested(z, [x, y, z], 3_000)
+  t.same(names([x, y, z]), ['y'], 'a peer the tracker handed out goes before one that waited longer')
+})
+
+t.test('a contended torrent closes peers that wasted a slot and asked for nothing since', async (t) => {
+  const u = uploader(1, Bitfield.full(4), undefined, 10_000)
+  const [a, b, c] = ['a', 'b', 'c'].map((n) => fakePeer(n)) as [FakePeer, FakePeer, FakePeer]
+  const peers = [a, b, c]
+  interested(u, a, 1_000)
+  interested(u, b, 1_000)
+  interested(u, c, 1_000)
+  u.tick(peers, 6_000) // a wasted its slot; b gets it
+  t.equal(a.wastedSince, 6_000)
+  b.lastRequestAt = 7_000 // b uses it
+  u.tick(peers, 15_000)
+  t.notOk(a.closed, 'not before idlePeerEvictMs')
+  u.tick(peers, 16_000)
+  t.ok(a.closed, 'closed once idlePeerEvictMs passed while c waits')
+  t.match(a.closedWith, /idle peer evicted/)
+  t.notOk(b.closed || c.closed, 'peers that did not waste a slot stay')
+
+  const v = uploader(4, Bitfield.full(4), undefined, 10_000)
+  const [p, q] = [fakePeer('p'), fakePeer('q')]
+  interested(v, p, 1_000)
+  p.wastedSince = 2_000
+  p.amChoking = true // as if its slot had been taken back; nobody waits now
+  p.waitingSince = 0
+  v.tick([p, q], 20_000)
+  t.notOk(p.closed, 'uncontended: a waster stays')
+  v.tick([p, q], 20_000, true)
+  t.ok(p.closed, 'a full torrent is contended')
+
+  const w = uploader(1, Bitfield.full(4), undefined, 10_000)
+  const [r, s] = [fakePeer('r'), fakePeer('s')]
+  interested(w, r, 1_000)
+  r.wastedSince = 1_000 // wasted a slot before, and was given this one at 1 s
+  interested(w, s, 1_000)
+  r.lastRequestAt = 1_500
+  w.tick([r, s], 20_000, true)
+  t.notOk(r.closed, 'a waster that asks with its new slot is forgiven')
+  t.equal(r.wastedSince, 0)
+})
+
+t.test('a full torrent makes room: victim() picks a peer that does not use its connection', async (t) => {
+  const u = uploader(2)
+  const [a, b, c, d, e] = ['a', 'b', 'c', 'd', 'e'].map((n) => fakePeer(n)) as FakePeer[] as [
+    FakePeer,
+    FakePeer,
+    FakePeer,
+    FakePeer,
+    FakePeer,
+  ]
+  for (const p of [a, b, c, d]) interested(u, p, 1_000)
+  t.equal(u.victim([a, b, c, d], 2_000), undefined, 'nobody has wasted anything yet')
+  a.listed = true
+  u.tick([a, b, c, d], 6_000) // a and b wasted their slots
+  t.equal(u.victim([a, b, c, d], 6_000), b, 'a waster the tracker did not hand out goes first')
+  t.equal(u.victim([a, c, d], 6_000), a, 'then a listed one')
+  a.amInterested = true
+  t.equal(u.victim([a, c, d], 6_000), undefined, 'never a peer we want pieces from')
+  a.amInterested = false
+  t.equal(u.victim([c, d], 6_000), undefined, 'peers holding a slot they were just given are not idle')
+  e.idleSince = 1_000 // neither side interested since 1 s
+  t.equal(u.victim([e], 6_000), e, 'a peer nobody is interested in is idle too')
+  t.equal(u.victim([e], 5_000), undefined, 'after slotIdleMs')
 })
 
 t.test('optimistic rotation: no interested peer waits forever behind busy ones', async (t) => {

@@ -39,3 +39,27 @@ t.test('engine tuning section: optional keys, validated, spread into the engine'
     'the engine refuses a bad block size too',
   )
 })
+
+t.test('engine tuning section: the per-address limits and the choker timings', async (t) => {
+  const keys = {
+    maxConnectionsPerIp: 400,
+    maxConnectionsPerIpPerTorrent: 50,
+    maxPendingPerIp: 256,
+    incomingHandshakeTimeoutMs: 5000,
+    slotIdleMs: 5000,
+    idlePeerEvictMs: 30000,
+  }
+  t.same(validateConfig(TorrentTuningConfig, keys), keys)
+  for (const key of [
+    'maxConnectionsPerIp',
+    'maxConnectionsPerIpPerTorrent',
+    'maxPendingPerIp',
+    'slotIdleMs',
+  ]) {
+    t.throws(
+      () => validateConfig(TorrentTuningConfig, { [key]: 0 }),
+      { code: 'CONFIG_INVALID' },
+      `${key} ≥ 1`,
+    )
+  }
+})

@@ -7,7 +7,14 @@
  * TIMEOUT, and only a caller's own cancellation is ABORTED.
  */
 import { Agent, type Dispatcher, request } from 'undici'
-import { errnoCode, isAbortError, isErrorCode, isTimeoutError, ShoalError } from '../errors/index.js'
+import {
+  errnoCode,
+  isAbortError,
+  isErrorCode,
+  isShoalError,
+  isTimeoutError,
+  ShoalError,
+} from '../errors/index.js'
 
 export interface HttpClientOptions {
   /** Name of the service, for error messages ("build-index"). */
@@ -24,6 +31,8 @@ export interface RequestOptions {
   /** Statuses that are returned instead of thrown (e.g. [404] for existence checks). */
   accept?: number[]
   timeoutMs?: number
+  /** json() and buffer(): the largest body read (UPSTREAM_ERROR past it); DEFAULT_RESPONSE_LIMIT. */
+  maxBytes?: number
 }
 
 export type ResponseData = Dispatcher.ResponseData
@@ -31,6 +40,12 @@ export type ResponseData = Dispatcher.ResponseData
 const sharedAgent = new Agent({ keepAliveTimeout: 4_000, connections: 64 })
 
 const MAX_ERROR_BODY = 64 << 10
+/**
+ * Largest body json() and buffer() read by default. Every answer a Shoal client reads whole is
+ * small (tags, lists, metainfo up to 16 MiB); a daemon gone wrong or a hostile one must not
+ * make its client hold gigabytes.
+ */
+export const DEFAULT_RESPONSE_LIMIT = 16 << 20
 
 export class HttpClient {
   readonly baseUrl: string
@@ -112,9 +127,7 @@ export class HttpClient {
     const headers =
       opts.json === undefined ? opts.headers : { 'content-type': 'application/json', ...opts.headers }
     const res = await this.request(method, path, { ...opts, body, headers })
-    const text = await res.body.text().catch((err: unknown) => {
-      throw this.transportError(err, method, path, opts.signal)
-    })
+    const text = (await this.readBody(res, method, path, opts)).toString('utf8')
     if (!text) return undefined as T
     try {
       return JSON.parse(text) as T
@@ -136,11 +149,48 @@ export class HttpClient {
 
   async buffer(method: string, path: string, opts: RequestOptions = {}): Promise<Buffer> {
     const res = await this.request(method, path, opts)
-    const body = await res.body.arrayBuffer().catch((err: unknown) => {
-      throw this.transportError(err, method, path, opts.signal)
-    })
-    return Buffer.from(body)
+    return this.readBody(res, method, path, opts)
   }
+
+  /** The whole body of `res`, at most opts.maxBytes of it. */
+  async readBody(
+    res: ResponseData,
+    method: string,
+    path: string,
+    opts: RequestOptions = {},
+  ): Promise<Buffer> {
+    const limit = opts.maxBytes ?? DEFAULT_RESPONSE_LIMIT
+    const what = `${this.name}'s answer to ${method} ${shortPath(path)}`
+    try {
+      return await readLimited(res, limit, what)
+    } catch (err) {
+      throw isShoalError(err) ? err : this.transportError(err, method, path, opts.signal)
+    }
+  }
+}
+
+/**
+ * Reads a response body whole, refusing one larger than `limit` (declared or as it arrives)
+ * with UPSTREAM_ERROR; `what` names the answer in the message. The body is released either way.
+ */
+export async function readLimited(res: ResponseData, limit: number, what: string): Promise<Buffer> {
+  const declared = Number(res.headers['content-length'])
+  if (Number.isFinite(declared) && declared > limit) {
+    res.body.destroy()
+    throw new ShoalError('UPSTREAM_ERROR', `${what} is ${declared} bytes, more than the limit of ${limit}`)
+  }
+  const chunks: Buffer[] = []
+  let size = 0
+  try {
+    for await (const chunk of res.body) {
+      size += (chunk as Buffer).length
+      if (size > limit) throw new ShoalError('UPSTREAM_ERROR', `${what} exceeds the limit of ${limit} bytes`)
+      chunks.push(chunk as Buffer)
+    }
+  } finally {
+    res.body.destroy()
+  }
+  return Buffer.concat(chunks, size)
 }
 
 async function errorFromResponse(

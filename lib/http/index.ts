@@ -1,9 +1,11 @@
 export { DEFAULT_JSON_LIMIT, readBody, readJson, sendEmpty, sendError, sendJson } from './body.js'
 export {
+  DEFAULT_RESPONSE_LIMIT,
   HttpClient,
   type HttpClientOptions,
   type RequestOptions,
   type ResponseData,
+  readLimited,
   urlPath,
 } from './client.js'
 export { MAX_PATH_BYTES, Router } from './router.js'

@@ -15,6 +15,9 @@ import type { EngineTuning, PeerClass, PeerSource } from './types.js'
 /** EngineTuning with every default filled in. */
 export type ResolvedOptions = Required<EngineTuning>
 
+/** Which limit an incoming connection hit (docs/robustness.md). */
+export type RefusalReason = 'host_connections' | 'host_pending' | 'address_connections' | 'address_pending'
+
 export interface EngineMetrics {
   sent: Counter
   received: Counter
@@ -26,6 +29,10 @@ export interface EngineMetrics {
   stalls: Counter
   /** Requests refused by ServeOnce (serve-once.ts). */
   refused: Counter
+  /** Incoming connections refused at accept, by the limit they hit. */
+  connectionsRefused: Record<RefusalReason, { inc(): void }>
+  /** Peers closed to free a slot or a connection (they asked for nothing with theirs). */
+  evicted: Counter
   peers: Gauge
 }
 

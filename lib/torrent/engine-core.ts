@@ -13,7 +13,7 @@ import { ShoalError } from '../errors/index.js'
 import type { Logger } from '../log/index.js'
 import { counter, gauge, Registry } from '../metrics/index.js'
 import { BlockPool } from './block-pool.js'
-import type { EngineContext, EngineMetrics, ResolvedOptions } from './context.js'
+import type { EngineContext, EngineMetrics, RefusalReason, ResolvedOptions } from './context.js'
 import { MseResponder } from './mse.js'
 import { Peer, type PeerHandshakeHandler } from './peer.js'
 import { adoptReads, ReadSink } from './read-buffer.js'
@@ -172,12 +172,9 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
     const ip = stripMapped(socket.remoteAddress ?? '?')
     const o = this.options
     const from = this.fromIp.get(ip)
-    if (
-      this.closed ||
-      this.connections.size >= o.maxConnections ||
-      this.pendingIn >= MAX_PENDING_HANDSHAKES ||
-      (from !== undefined && (from.pending >= o.maxPendingPerIp || from.open >= o.maxConnectionsPerIp))
-    ) {
+    const refused = this.closed ? 'closed' : this.refusal(from)
+    if (refused !== undefined) {
+      if (refused !== 'closed') this.metrics.connectionsRefused[refused].inc()
       socket.destroy()
       return
     }
@@ -194,6 +191,17 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
       socket.remotePort ?? 0,
       Math.min(o.handshakeTimeoutMs, o.incomingHandshakeTimeoutMs),
     )
+  }
+
+  /** The limit a new connection from an address with `from` open would pass, if any. */
+  private refusal(from: FromIp | undefined): RefusalReason | undefined {
+    const o = this.options
+    if (this.connections.size >= o.maxConnections) return 'host_connections'
+    if (this.pendingIn >= MAX_PENDING_HANDSHAKES) return 'host_pending'
+    if (from === undefined) return undefined
+    if (from.pending >= o.maxPendingPerIp) return 'address_pending'
+    if (from.open >= o.maxConnectionsPerIp) return 'address_connections'
+    return undefined
   }
 
   /** Below the engine-wide connection limit (every torrent, pending connections included). */
@@ -402,6 +410,12 @@ function createMetrics(registry: Registry): EngineMetrics {
     'Block bytes received from peers',
     ['source'],
   )
+  const refusedConnections = counter(
+    registry,
+    'shoal_torrent_connections_refused_total',
+    'Incoming peer connections refused at accept, by the limit they hit (host or address; connections or pending handshakes)',
+    ['reason'],
+  )
   return {
     sent: counter(registry, 'shoal_torrent_bytes_sent_total', 'Block bytes uploaded to peers'),
     received,
@@ -428,6 +442,17 @@ function createMetrics(registry: Registry): EngineMetrics {
       'Requests a capped origin rejected: it had just queued the piece for another peer',
     ),
     peers: gauge(registry, 'shoal_torrent_peers', 'Connected peers (handshaken), over all torrents'),
+    connectionsRefused: {
+      host_connections: refusedConnections.labels('host_connections'),
+      host_pending: refusedConnections.labels('host_pending'),
+      address_connections: refusedConnections.labels('address_connections'),
+      address_pending: refusedConnections.labels('address_pending'),
+    },
+    evicted: counter(
+      registry,
+      'shoal_torrent_peers_evicted_total',
+      'Peers closed to free a slot or a connection: they asked for nothing with theirs',
+    ),
   }
 }
 

@@ -204,7 +204,9 @@ export class Torrent implements PeerOwner, DownloadHost, AnnounceTarget {
   /** The torrent is full and a peer handshook: close one that does not use its connection. */
   private readonly makeRoom = (): void => {
     const victim = this.uploader.victim(this.peers.values(), Date.now())
-    victim?.close('idle peer evicted for a new one')
+    if (victim === undefined) return
+    this.ctx.metrics.evicted.inc()
+    victim.close('idle peer evicted for a new one')
   }
 
   /** An outgoing connection closed (before or after its handshake). */

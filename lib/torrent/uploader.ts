@@ -189,7 +189,10 @@ export class Uploader {
         this.unchoke(waiting[next++]!, now)
       }
       if (wasting.length > 0 && contended) {
-        for (const p of wasting) p.close('idle peer evicted: it asked for nothing with its upload slot')
+        for (const p of wasting) {
+          this.o.metrics.evicted.inc()
+          p.close('idle peer evicted: it asked for nothing with its upload slot')
+        }
       }
     } finally {
       waiting.length = 0

@@ -170,3 +170,25 @@ t.test('connections are capped per client address and overall', async (t) => {
   }
   t.ok(served, 'closed connections free their places')
 })
+
+t.test('a client reads at most maxBytes of an answer, declared or streamed', async (t) => {
+  const s = new HttpServer({ name: 'big', logger: silentLogger() })
+  s.router.get('/declared', ({ res }) => sendJson(res, 200, { pad: 'x'.repeat(2048) }))
+  s.router.get('/streamed', ({ res }) => {
+    res.writeHead(200, { 'content-type': 'application/json' }) // chunked: no length up front
+    for (let i = 0; i < 64; i++) res.write(Buffer.alloc(1024, 0x20))
+    res.end('{}')
+  })
+  await s.start(0, '127.0.0.1')
+  t.teardown(() => s.stop())
+  const client = new HttpClient(s.url, { name: 'big' })
+  await t.rejects(client.json('GET', '/declared', { maxBytes: 1024 }), {
+    code: 'UPSTREAM_ERROR',
+    message: /big's answer to GET \/declared is \d+ bytes, more than the limit of 1024/,
+  })
+  await t.rejects(client.buffer('GET', '/streamed', { maxBytes: 4096 }), {
+    code: 'UPSTREAM_ERROR',
+    message: /exceeds the limit of 4096 bytes/,
+  })
+  t.same(await client.json('GET', '/streamed'), {}, 'within the default limit it is read whole')
+})

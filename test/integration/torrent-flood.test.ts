@@ -8,6 +8,7 @@
 import { randomBytes } from 'node:crypto'
 import { connect, type Socket } from 'node:net'
 import t, { type Test } from 'tap'
+import { Registry } from '../../lib/metrics/index.js'
 import { type AnnounceResponse, MemoryStorage, MSG, type PeerSource } from '../../lib/torrent/index.js'
 import { makeTorrent, startEngine } from '../helpers/torrent.js'
 
@@ -159,10 +160,12 @@ t.test('fake peers from one address hold at most maxConnectionsPerIpPerTorrent c
 
 t.test('a contended torrent closes peers that wasted their upload slot', async (t) => {
   const { meta, data } = await makeTorrent(t, 256 * KiB, 64 * KiB)
+  const registry = new Registry()
   const origin = await startEngine(t, 'origin', nobody, {
     uploadSlots: 2,
     slotIdleMs: 200,
     idlePeerEvictMs: 500,
+    registry,
   })
   origin.seed(meta, MemoryStorage.complete(meta, data))
   const ih = meta.infoHash.toBuffer()
@@ -173,14 +176,17 @@ t.test('a contended torrent closes peers that wasted their upload slot', async (
     await until(() => openCount(fakes.map((f) => f.socket)) <= 2),
     'idle fakes are closed while others wait for a slot',
   )
+  t.match(await registry.metrics(), /shoal_torrent_peers_evicted_total [1-9]/, 'and counted')
 })
 
 t.test('300 silent connections from one address do not block a peer from another', async (t) => {
   const { meta, data } = await makeTorrent(t, 256 * KiB, 64 * KiB)
   // Long timeouts: the flood stays in place for the whole test, as it would at any moment.
+  const registry = new Registry()
   const origin = await startEngine(t, 'origin', nobody, {
     handshakeTimeoutMs: 120_000,
     incomingHandshakeTimeoutMs: 120_000,
+    registry,
   })
   origin.seed(meta, MemoryStorage.complete(meta, data))
   const silent: Socket[] = []
@@ -193,6 +199,11 @@ t.test('300 silent connections from one address do not block a peer from another
   const f = await fake(t, origin.port, meta.infoHash.toBuffer(), '127.0.0.1')
   t.ok(await f.attached, 'a peer from another address handshakes and is taken')
   t.equal(openCount(silent), 8, 'while the flood is still there')
+  t.match(
+    await registry.metrics(),
+    /shoal_torrent_connections_refused_total\{reason="address_pending"\} 292\b/,
+    'each refusal counted with the limit it hit',
+  )
 })
 
 t.test('incoming connections get incomingHandshakeTimeoutMs to handshake', async (t) => {

@@ -3,7 +3,7 @@
  * through this class, and find the owner origin of a digest with OriginCluster (cluster.ts).
  */
 import type { Readable } from 'node:stream'
-import type { Digest } from '../../core/index.js'
+import { type Digest, MAX_METAINFO_BYTES } from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
 import { HttpClient, type ResponseData, urlPath } from '../../http/index.js'
 
@@ -71,7 +71,7 @@ export class OriginClient {
   async metainfo(ns: string, digest: Digest, signal?: AbortSignal): Promise<Buffer> {
     const res = await this.http.request('GET', urlPath`/namespace/${ns}/blobs/${digest}/metainfo`, { signal })
     await this.refusePending(res, digest)
-    return Buffer.from(await res.body.arrayBuffer())
+    return this.http.readBody(res, 'GET', 'metainfo', { maxBytes: MAX_METAINFO_BYTES, signal })
   }
 
   /** A 202 means the origin is still fetching the blob from its backend: UNAVAILABLE, retry later. */

@@ -12,7 +12,7 @@ import { bencodeDecode } from '../../core/bencode.js'
 import type { Digest } from '../../core/index.js'
 import { MAX_METAINFO_BYTES } from '../../core/index.js'
 import { isErrorCode, isShoalError, ShoalError, toShoalError } from '../../errors/index.js'
-import { HttpClient, type ResponseData, urlPath } from '../../http/index.js'
+import { HttpClient, type ResponseData, readLimited, urlPath } from '../../http/index.js'
 import type { VerifyResult } from '../../origin/client/index.js'
 import type { AnnouncePeer, AnnounceRequest, AnnounceResponse } from '../../torrent/index.js'
 
@@ -147,7 +147,7 @@ export class TrackerClient {
         const { error, coded } = await answerError(res, this.baseUrl)
         throw announce || !coded ? fault(error) : error
       }
-      return await readLimited(res, limit)
+      return await readLimited(res, limit, "the tracker's answer")
     } catch (err) {
       res?.body.destroy()
       if (signal?.aborted) {
@@ -176,7 +176,7 @@ async function answerError(
 ): Promise<{ error: ShoalError; coded: boolean }> {
   let text = ''
   try {
-    text = (await readLimited(res, MAX_ERROR_BODY)).toString('utf8')
+    text = (await readLimited(res, MAX_ERROR_BODY, "the tracker's error")).toString('utf8')
   } catch {
     // The body only explains the status; the status alone still says what happened.
   }
@@ -201,25 +201,6 @@ async function answerError(
     }),
     coded: false,
   }
-}
-
-async function readLimited(res: ResponseData, limit: number): Promise<Buffer> {
-  const declared = Number(res.headers['content-length'])
-  if (Number.isFinite(declared) && declared > limit) {
-    throw new ShoalError(
-      'UPSTREAM_ERROR',
-      `tracker response of ${declared} bytes exceeds the limit of ${limit}`,
-    )
-  }
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of res.body) {
-    size += (chunk as Buffer).length
-    if (size > limit)
-      throw new ShoalError('UPSTREAM_ERROR', `tracker response exceeds the limit of ${limit} bytes`)
-    chunks.push(chunk as Buffer)
-  }
-  return Buffer.concat(chunks, size)
 }
 
 /** Decodes a bencoded announce answer, compact or not, defensively. Exported for tests. */

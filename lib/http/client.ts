@@ -176,7 +176,7 @@ export class HttpClient {
 export async function readLimited(res: ResponseData, limit: number, what: string): Promise<Buffer> {
   const declared = Number(res.headers['content-length'])
   if (Number.isFinite(declared) && declared > limit) {
-    res.body.destroy()
+    release(res)
     throw new ShoalError('UPSTREAM_ERROR', `${what} is ${declared} bytes, more than the limit of ${limit}`)
   }
   const chunks: Buffer[] = []
@@ -188,9 +188,16 @@ export async function readLimited(res: ResponseData, limit: number, what: string
       chunks.push(chunk as Buffer)
     }
   } finally {
-    res.body.destroy()
+    release(res)
   }
   return Buffer.concat(chunks, size)
+}
+
+/** Drops a response body we will not read (on) any further; its abort is not an error of ours. */
+function release(res: ResponseData): void {
+  if (res.body.destroyed) return
+  res.body.on('error', () => {})
+  res.body.destroy()
 }
 
 async function errorFromResponse(

@@ -77,7 +77,7 @@ function fakePeer(name: string, fast = true): FakePeer {
 function metrics(): EngineMetrics {
   const r = new Registry()
   const c = { inc: () => {} }
-  return { sent: c, receivedFrom: { origin: c, agent: c }, r } as unknown as EngineMetrics
+  return { sent: c, evicted: c, receivedFrom: { origin: c, agent: c }, r } as unknown as EngineMetrics
 }
 
 function uploader(slots: number, have = Bitfield.full(4), serveOnce?: ServeOnce, idlePeerEvictMs = 30_000) {

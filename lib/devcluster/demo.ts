@@ -13,7 +13,7 @@ import { AgentClient } from '../agent/client/index.js'
 import { Digest, digestFile } from '../core/index.js'
 import { ShoalError } from '../errors/index.js'
 import { down, up } from './index.js'
-import { builtBinary } from './layout.js'
+import { builtBinary, checkPorts } from './layout.js'
 
 const run = promisify(execFile)
 
@@ -21,6 +21,10 @@ export interface DemoOptions {
   workdir?: string
   agents?: number
   sizeMiB?: number
+  /** The herd's first port (the proxy); as `shoal devcluster up --base-port`. */
+  basePort?: number
+  /** Agent N's ports start at this + 1000·(N−1); as `shoal devcluster up --agent-base-port`. */
+  agentBasePort?: number
   out?: (line: string) => void
 }
 
@@ -37,12 +41,15 @@ export async function demo(opts: DemoOptions = {}): Promise<DemoRow[]> {
   const workdir = resolve(opts.workdir ?? '.shoal/demo')
   const agents = opts.agents ?? 3
   const size = (opts.sizeMiB ?? 64) << 20
+  // Before anything is deleted: a bad port choice changes nothing.
+  checkPorts(agents, opts.basePort, opts.agentBasePort)
   await down({ workdir })
   await rm(workdir, { recursive: true, force: true })
   await mkdir(join(workdir, 'input'), { recursive: true })
 
   out(`starting a devcluster (herd + ${agents} agents) in ${workdir}`)
-  const state = await up({ workdir, agents })
+  const state = await up({ workdir, agents, basePort: opts.basePort, agentBasePort: opts.agentBasePort })
+  const proxy = state.processes.find((p) => p.name === 'herd')?.ports.proxy
   try {
     const file = join(workdir, 'input', 'reference-data.bin')
     await writeRandomFile(file, size)
@@ -56,6 +63,8 @@ export async function demo(opts: DemoOptions = {}): Promise<DemoRow[]> {
       file,
       '--src-host',
       '127.0.0.1',
+      '--dst-host',
+      `127.0.0.1:${proxy}`,
     ])
     process.stdout.write(pushed.stdout)
     const tag = /^tag:\s+(.+)$/m.exec(pushed.stdout)?.[1]

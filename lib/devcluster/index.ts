@@ -1,24 +1,33 @@
 /**
- * `shoal devcluster up|status|down`: a herd and N agents as separate processes on the ports of
- * ARCHITECTURE.md §3, each with its data and one log file under a work folder.
+ * `shoal devcluster up|status|restart|down`: a herd and N agents as separate processes on the
+ * ports of ARCHITECTURE.md §3, each with its data and one log file under a work folder. The
+ * state file (devcluster.json) records how each process was started, so `restart` can start it
+ * again the same way.
  */
 import { spawn } from 'node:child_process'
 import { closeSync, openSync, readFileSync } from 'node:fs'
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { ShoalError } from '../errors/index.js'
+import { isShoalError, ShoalError } from '../errors/index.js'
 import { HttpClient } from '../http/index.js'
 import { builtBinary, clusterLayout, type ProcessSpec } from './layout.js'
 
 export const DEFAULT_WORKDIR = '.shoal/devcluster'
 
-interface StateEntry {
+/** How long one /health request may take before `status` calls the process down. */
+const HEALTH_TIMEOUT_MS = 2000
+
+export interface StateEntry {
   name: string
   pid: number
   readyUrl: string
   ports: Record<string, number>
   log: string
+  /** The `shoal` arguments it was started with (absent in state files of older versions). */
+  args?: string[]
+  /** Its HTTP listeners (component → base URL); absent in older state files: readyUrl only. */
+  health?: Record<string, string>
 }
 
 export interface ClusterState {
@@ -28,8 +37,12 @@ export interface ClusterState {
 }
 
 export interface ProcessStatus extends StateEntry {
+  /** The recorded pid runs and is a shoal process. */
   alive: boolean
-  ready: boolean
+  /** Alive and every HTTP listener answered /health with 200. */
+  up: boolean
+  /** Why it is not up: "pid 123 not running", "health check failed: ECONNREFUSED". */
+  reason?: string
 }
 
 const stateFile = (workdir: string) => join(workdir, 'devcluster.json')
@@ -48,7 +61,7 @@ export async function up(
   if (existing?.processes.some((p) => isAlive(p.pid))) {
     throw new ShoalError(
       'ALREADY_EXISTS',
-      `a devcluster is already running from ${workdir}; run "shoal devcluster down" first`,
+      `a devcluster is already running from ${workdir}; run "shoal devcluster down${workdirFlag(workdir)}" first`,
     )
   }
   const layout = clusterLayout(workdir, opts.agents ?? 3, opts.basePort, opts.agentBasePort)
@@ -71,16 +84,68 @@ export async function up(
   return state
 }
 
+/**
+ * Each process of the devcluster, up only when its pid runs and every one of its HTTP
+ * listeners answers /health (a process can run yet not serve: wedged, stopped, still
+ * starting). Empty when no devcluster was started from `workdir`.
+ */
 export async function status(opts: { workdir?: string } = {}): Promise<ProcessStatus[]> {
   const state = await readState(resolve(opts.workdir ?? DEFAULT_WORKDIR))
   if (!state) return []
   return Promise.all(
-    state.processes.map(async (p) => ({
-      ...p,
-      alive: isAlive(p.pid),
-      ready: isAlive(p.pid) && (await isReady(p.readyUrl)),
-    })),
+    state.processes.map(async (p): Promise<ProcessStatus> => {
+      if (!isAlive(p.pid)) return { ...p, alive: false, up: false, reason: `pid ${p.pid} not running` }
+      const listeners = Object.entries(p.health ?? { [p.name]: p.readyUrl })
+      const failures = await Promise.all(
+        listeners.map(async ([component, url]) => {
+          const why = await healthFailure(url)
+          // Name the listener only when the process has several (the herd).
+          return why && (listeners.length > 1 ? `${component} ${hostOf(url)}: ${why}` : why)
+        }),
+      )
+      const failed = failures.filter((f): f is string => f !== undefined)
+      return failed.length === 0
+        ? { ...p, alive: true, up: true }
+        : { ...p, alive: true, up: false, reason: `health check failed: ${failed.join('; ')}` }
+    }),
   )
+}
+
+/**
+ * Restarts one process (by name) or all of them, the herd first, each started again with the
+ * arguments it was first started with and awaited until ready before the next. A process
+ * that is down is simply started. Returns the new state entries.
+ */
+export async function restart(
+  opts: { workdir?: string; name?: string; readyTimeoutMs?: number; graceMs?: number } = {},
+): Promise<StateEntry[]> {
+  const workdir = resolve(opts.workdir ?? DEFAULT_WORKDIR)
+  const state = await readState(workdir)
+  if (!state)
+    throw new ShoalError(
+      'NOT_FOUND',
+      `no devcluster was started from ${workdir}; start one with "shoal devcluster up${workdirFlag(workdir)}"`,
+    )
+  const names = state.processes.map((p) => p.name)
+  if (opts.name !== undefined && !names.includes(opts.name))
+    throw new ShoalError('USAGE', `unknown process "${opts.name}"; the devcluster has ${names.join(', ')}`)
+  const entry = builtBinary('shoal')
+  const restarted: StateEntry[] = []
+  for (const [i, old] of state.processes.entries()) {
+    if (opts.name !== undefined && old.name !== opts.name) continue
+    if (!old.args || !old.health)
+      throw new ShoalError(
+        'UNAVAILABLE',
+        `${workdir} was started by an older shoal that did not record how; run "shoal devcluster down${workdirFlag(workdir)}" and "up" again`,
+      )
+    await stop(old, opts.graceMs)
+    const fresh = launch(entry, { ...old, args: old.args, health: old.health }, workdir)
+    state.processes[i] = fresh
+    await writeState(state)
+    await waitReady(fresh, opts.readyTimeoutMs ?? 30_000)
+    restarted.push(fresh)
+  }
+  return restarted
 }
 
 /** Stops agents first, then the herd: SIGTERM, then SIGKILL after a grace period. Idempotent. */
@@ -89,16 +154,53 @@ export async function down(opts: { workdir?: string; graceMs?: number } = {}): P
   const state = await readState(workdir)
   if (!state) return 0
   let stopped = 0
-  for (const p of [...state.processes].reverse()) {
-    if (!isAlive(p.pid)) continue
-    process.kill(p.pid, 'SIGTERM')
-    const deadline = Date.now() + (opts.graceMs ?? 10_000)
-    while (isAlive(p.pid) && Date.now() < deadline) await sleep(50)
-    if (isAlive(p.pid)) process.kill(p.pid, 'SIGKILL')
-    stopped++
-  }
+  for (const p of [...state.processes].reverse()) if (await stop(p, opts.graceMs)) stopped++
   await rm(stateFile(workdir), { force: true })
   return stopped
+}
+
+/**
+ * What to type next, with the ports this devcluster actually uses: push through the herd's
+ * proxy, pull through an agent, remove, and the devcluster commands for this work folder.
+ */
+export function hints(state: ClusterState): string[] {
+  const herd = state.processes.find((p) => p.name === 'herd')
+  const agents = state.processes.filter((p) => p.name !== 'herd')
+  const proxy = `127.0.0.1:${herd?.ports.proxy}`
+  const wd = workdirFlag(state.workdir)
+  const lines = [`push:    PushCLI push --src-path FILE --dst-host ${proxy}`]
+  const first = agents[0]
+  if (first) {
+    const others = agents.slice(1).map((a) => `${a.name} 127.0.0.1:${a.ports.server}`)
+    lines.push(
+      `pull:    PullCLI pull --tag TAG --dst-path DIR --dst-host 127.0.0.1:${first.ports.server}` +
+        (others.length > 0 ? `  (or ${others.join(', ')})` : ''),
+    )
+  }
+  lines.push(
+    `remove:  RemoveCLI remove --tag TAG --dst-host ${proxy}`,
+    `manage:  shoal devcluster status${wd} | shoal devcluster restart [NAME]${wd} | shoal devcluster down${wd}`,
+  )
+  return lines
+}
+
+/** " --workdir DIR" when `workdir` is not the default one, for commands printed as hints. */
+function workdirFlag(workdir: string): string {
+  if (resolve(workdir) === resolve(DEFAULT_WORKDIR)) return ''
+  return ` --workdir ${/^[\w./-]+$/.test(workdir) ? workdir : `'${workdir.replaceAll("'", `'\\''`)}'`}`
+}
+
+/** SIGTERM, then SIGKILL after the grace period; false when it was not running. */
+async function stop(p: StateEntry, graceMs = 10_000): Promise<boolean> {
+  if (!isAlive(p.pid)) return false
+  process.kill(p.pid, 'SIGTERM')
+  const deadline = Date.now() + graceMs
+  while (isAlive(p.pid) && Date.now() < deadline) await sleep(50)
+  if (isAlive(p.pid)) process.kill(p.pid, 'SIGKILL')
+  // Its ports are free once it is gone, which a restart needs; SIGKILL takes a moment.
+  const killDeadline = Date.now() + 5000
+  while (isAlive(p.pid) && Date.now() < killDeadline) await sleep(20)
+  return true
 }
 
 function launch(entry: string, spec: ProcessSpec, workdir: string): StateEntry {
@@ -114,7 +216,15 @@ function launch(entry: string, spec: ProcessSpec, workdir: string): StateEntry {
     })
     child.unref()
     if (!child.pid) throw new ShoalError('UNAVAILABLE', `cannot start ${spec.name}`)
-    return { name: spec.name, pid: child.pid, readyUrl: spec.readyUrl, ports: spec.ports, log }
+    return {
+      name: spec.name,
+      pid: child.pid,
+      readyUrl: spec.readyUrl,
+      ports: spec.ports,
+      log,
+      args: spec.args,
+      health: spec.health,
+    }
   } finally {
     closeSync(fd)
   }
@@ -135,6 +245,32 @@ async function waitReady(p: StateEntry, timeoutMs: number): Promise<void> {
   }
   throw new ShoalError('TIMEOUT', `${p.name} was not ready within ${timeoutMs / 1000} s; see ${p.log}`)
 }
+
+/** Undefined when `url` answers GET /health with 200, else why not, short ("ECONNREFUSED"). */
+async function healthFailure(url: string): Promise<string | undefined> {
+  try {
+    const code = await new HttpClient(url, { name: 'devcluster', timeoutMs: HEALTH_TIMEOUT_MS }).status(
+      'GET',
+      '/health',
+      { accept: [404, 500, 502, 503, 504], signal: AbortSignal.timeout(HEALTH_TIMEOUT_MS) },
+    )
+    return code === 200 ? undefined : `HTTP ${code}`
+  } catch (err) {
+    if (isShoalError(err) && err.code === 'TIMEOUT') return `no answer within ${HEALTH_TIMEOUT_MS / 1000} s`
+    return errnoOf(err) ?? (err as Error).message
+  }
+}
+
+/** The first errno-like code ("ECONNREFUSED") on an error or its causes. */
+function errnoOf(err: unknown): string | undefined {
+  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code
+    if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return code
+  }
+  return undefined
+}
+
+const hostOf = (url: string) => url.replace(/^https?:\/\//, '')
 
 async function isReady(url: string): Promise<boolean> {
   try {

@@ -3,7 +3,8 @@
  * PushCLI / PullCLI / RemoveCLI driven from the command line.
  */
 import { execFile } from 'node:child_process'
-import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises'
+import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { promisify } from 'node:util'
@@ -13,11 +14,33 @@ import { randomFile, tempDir } from '../helpers/files.js'
 
 const exec = promisify(execFile)
 const bin = (name: string) => resolve('dist', 'cmd', `${name}.js`)
-// Ports away from the devcluster defaults, so a developer's running cluster is not disturbed.
-const BASE = 25000
-const AGENT_BASE = 26000
-const PROXY = `127.0.0.1:${BASE}`
-const agentApi = (n: number) => `127.0.0.1:${AGENT_BASE + 1000 * (n - 1) + 2}`
+
+/** True when nothing listens on `port` (on any address). */
+function portFree(port: number): Promise<boolean> {
+  return new Promise((res) => {
+    const s = createServer()
+    s.once('error', () => res(false))
+    s.listen(port, () => s.close(() => res(true)))
+  })
+}
+
+/**
+ * Base ports for a devcluster of `agents` agents whose every port is free right now: away from
+ * the devcluster defaults (a developer's running cluster is not disturbed) and below Linux's
+ * ephemeral range, tried at random so that parallel runs rarely pick the same ones.
+ */
+async function freeBases(agents: number): Promise<{ base: number; agentBase: number }> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const base = 20000 + 10 * Math.floor(Math.random() * 1000)
+    const agentBase = base + 5
+    const ports = [0, 1, 2, 3, 4].map((i) => base + i)
+    for (let n = 0; n < agents; n++) ports.push(...[0, 1, 2].map((i) => agentBase + 1000 * n + i))
+    if ((await Promise.all(ports.map(portFree))).every(Boolean)) return { base, agentBase }
+  }
+  throw new Error('no free ports for a devcluster')
+}
+
+const agentApiOf = (agentBase: number, n: number) => `127.0.0.1:${agentBase + 1000 * (n - 1) + 2}`
 
 async function cli(name: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
@@ -37,6 +60,9 @@ t.test('devcluster up → push → pull on two agents → remove → down', asyn
     await cli('shoal', ['devcluster', 'down', '--workdir', workdir])
     await rm(dir, { recursive: true, force: true })
   })
+  const { base: BASE, agentBase: AGENT_BASE } = await freeBases(2)
+  const PROXY = `127.0.0.1:${BASE}`
+  const agentApi = (n: number) => agentApiOf(AGENT_BASE, n)
   const upArgs = [
     'devcluster',
     'up',
@@ -56,7 +82,8 @@ t.test('devcluster up → push → pull on two agents → remove → down', asyn
   t.same(logs.sort(), ['agent-1.log', 'agent-2.log', 'herd.log'], 'one log file per process')
 
   const st = await cli('shoal', ['devcluster', 'status', '--workdir', workdir])
-  t.equal((st.stdout.match(/ ready /g) ?? []).length, 3, `status shows 3 ready processes:\n${st.stdout}`)
+  t.equal(st.code, 0, 'status exits 0 when every process is up')
+  t.equal((st.stdout.match(/ up$/gm) ?? []).length, 3, `status shows 3 processes up:\n${st.stdout}`)
 
   const src = join(dir, 'data', '交易数据.txt')
   await mkdir(join(dir, 'data'))
@@ -125,7 +152,171 @@ t.test('devcluster up → push → pull on two agents → remove → down', asyn
   t.match(stopped.stdout, 'stopped 3 processes')
   const after = await cli('shoal', ['devcluster', 'status', '--workdir', workdir])
   t.match(after.stdout, 'not running')
+  t.equal(after.code, 1, 'status exits 1 when no devcluster runs')
 })
+
+t.test('devcluster status checks health; restart brings one process or all back', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'shoal-e2e-restart-'))
+  const workdir = join(dir, 'cluster')
+  const stopped: number[] = []
+  t.teardown(async () => {
+    // A process the test stopped (SIGSTOP) must run again to shut down in time.
+    for (const pid of stopped) signal(pid, 'SIGCONT')
+    await cli('shoal', ['devcluster', 'down', '--workdir', workdir])
+    await rm(dir, { recursive: true, force: true })
+  })
+  const { base, agentBase } = await freeBases(2)
+  const dc = (...args: string[]) => cli('shoal', ['devcluster', ...args, '--workdir', workdir])
+  const pids = async (): Promise<Record<string, number>> => {
+    const state = JSON.parse(await readFile(join(workdir, 'devcluster.json'), 'utf8')) as {
+      processes: Array<{ name: string; pid: number }>
+    }
+    return Object.fromEntries(state.processes.map((p) => [p.name, p.pid]))
+  }
+  /** The status line of each process, by name. */
+  const lines = (stdout: string) =>
+    Object.fromEntries(
+      stdout
+        .trim()
+        .split('\n')
+        .map((l) => [l.split(/\s+/)[0], l]),
+    )
+
+  const started = await dc(
+    'up',
+    '--agents',
+    '2',
+    '--base-port',
+    String(base),
+    '--agent-base-port',
+    String(agentBase),
+  )
+  t.equal(started.code, 0, `devcluster up: ${started.stderr}`)
+  // The hints name the ports this cluster uses, not the defaults, and its work folder.
+  t.match(started.stdout, `PushCLI push --src-path FILE --dst-host 127.0.0.1:${base}\n`)
+  t.match(started.stdout, `PullCLI pull --tag TAG --dst-path DIR --dst-host ${agentApiOf(agentBase, 1)}`)
+  t.match(started.stdout, `agent-2 ${agentApiOf(agentBase, 2)}`)
+  t.match(started.stdout, `RemoveCLI remove --tag TAG --dst-host 127.0.0.1:${base}\n`)
+  t.match(started.stdout, `shoal devcluster status --workdir ${workdir}`)
+  t.notMatch(started.stdout, /15000|16002/, 'no default port in the hints')
+
+  const allUp = await dc('status')
+  t.equal(allUp.code, 0, `all up: ${allUp.stdout}`)
+  const first = await pids()
+  for (const name of ['herd', 'agent-1', 'agent-2'])
+    t.match(
+      lines(allUp.stdout)[name],
+      new RegExp(`^${name} +pid ${first[name]} +http://127\\.0\\.0\\.1:\\d+  up$`),
+    )
+
+  // A killed agent: its pid is gone.
+  signal(first['agent-2'] as number, 'SIGKILL')
+  const killed = await dc('status')
+  t.equal(killed.code, 1, 'status exits 1 when a process is down')
+  t.match(lines(killed.stdout)['agent-2'], `down: pid ${first['agent-2']} not running`)
+  t.match(lines(killed.stdout)['agent-1'], / up$/)
+  t.match(lines(killed.stdout).herd, / up$/)
+
+  // A wedged agent: its pid runs, but it does not answer /health.
+  signal(first['agent-1'] as number, 'SIGSTOP')
+  stopped.push(first['agent-1'] as number)
+  const wedged = await dc('status')
+  t.equal(wedged.code, 1)
+  t.match(lines(wedged.stdout)['agent-1'], 'down: health check failed: no answer within 2 s')
+  signal(first['agent-1'] as number, 'SIGCONT')
+  stopped.pop()
+
+  const one = await dc('restart', 'agent-2')
+  t.equal(one.code, 0, `restart agent-2: ${one.stderr}`)
+  t.match(one.stdout, /^restarted agent-2 +pid \d+/)
+  const afterOne = await pids()
+  t.not(afterOne['agent-2'], first['agent-2'], 'agent-2 runs as a new process')
+  t.equal(afterOne['agent-1'], first['agent-1'], 'agent-1 was left alone')
+  const backUp = await dc('status')
+  t.equal(backUp.code, 0, `all up again: ${backUp.stdout}`)
+
+  const unknown = await dc('restart', 'agent-9')
+  t.equal(unknown.code, 2, 'an unknown name is a usage error')
+  t.equal(
+    unknown.stderr,
+    'shoal: unknown process "agent-9"; the devcluster has herd, agent-1, agent-2\n',
+    'one line naming the known processes',
+  )
+
+  const all = await dc('restart')
+  t.equal(all.code, 0, `restart all: ${all.stderr}`)
+  t.same(
+    all.stdout
+      .trim()
+      .split('\n')
+      .map((l) => l.split(/\s+/)[1]),
+    ['herd', 'agent-1', 'agent-2'],
+    'the herd first, then the agents',
+  )
+  const afterAll = await pids()
+  for (const name of ['herd', 'agent-1', 'agent-2'])
+    t.not(afterAll[name], afterOne[name], `${name} restarted`)
+  const final = await dc('status')
+  t.equal(final.code, 0, `all up after restarting all: ${final.stdout}`)
+
+  // The restarted cluster still works: push through the herd, pull through the new agent-2.
+  const src = join(dir, 'data', 'after-restart.bin')
+  await mkdir(join(dir, 'data'))
+  await randomFile(src, 256 << 10)
+  const pushed = await cli('PushCLI', ['push', '--src-path', src, '--dst-host', `127.0.0.1:${base}`])
+  t.equal(pushed.code, 0, `push: ${pushed.stderr}`)
+  const tag = /^tag:\s+(.+)$/m.exec(pushed.stdout)?.[1] ?? ''
+  const out = join(dir, 'out')
+  const pulled = await cli('PullCLI', [
+    'pull',
+    '--tag',
+    tag,
+    '--dst-path',
+    out,
+    '--dst-host',
+    agentApiOf(agentBase, 2),
+  ])
+  t.equal(pulled.code, 0, `pull: ${pulled.stderr}`)
+  t.ok((await digestFile(join(out, 'after-restart.bin'))).digest.equals((await digestFile(src)).digest))
+})
+
+t.test('devcluster port flags: bad choices are one line and exit 2', async (t) => {
+  const dir = await tempDir(t, 'shoal-e2e-ports-')
+  const overlap = await cli('shoal', [
+    'devcluster',
+    'up',
+    '--workdir',
+    dir,
+    '--base-port',
+    '21000',
+    '--agent-base-port',
+    '21003',
+  ])
+  t.equal(overlap.code, 2)
+  t.match(overlap.stderr, /^shoal: agent-1's ports 21003-21005 overlap the herd's 21000-21004/)
+  const tooHigh = await cli('shoal', [
+    'demo',
+    '--workdir',
+    dir,
+    '--agents',
+    '3',
+    '--agent-base-port',
+    '64000',
+  ])
+  t.equal(tooHigh.code, 2, 'demo takes the same port flags')
+  t.match(tooHigh.stderr, 'needs ports up to 66002')
+  const unknown = await cli('shoal', ['devcluster', 'restart', 'herd', '--workdir', join(dir, 'none')])
+  t.equal(unknown.code, 1)
+  t.match(unknown.stderr, 'no devcluster was started from')
+})
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig)
+  } catch {
+    // already gone
+  }
+}
 
 t.test('user mistakes are one line and a non-zero exit', async (t) => {
   const dir = await tempDir(t, 'shoal-e2e-')

@@ -15,13 +15,13 @@ export function shoalProgram(io: Output = stdio): Command {
 
   const dev = program
     .command('devcluster')
-    .description('Run a herd and N agents as separate local processes (ARCHITECTURE.md §3 ports).')
+    .description('Run a herd and N agents as separate local processes (docs/architecture.md §3 ports).')
   dev
     .command('up')
     .description('Start the herd and the agents, wait until every one is ready.')
     .option('--agents <n>', 'number of agents', intFlag, 3)
     .option('--workdir <dir>', 'data and logs folder', DEFAULT_WORKDIR)
-    .option('--base-port <n>', 'herd ports start here (proxy); see ARCHITECTURE.md §3', intFlag, 15000)
+    .option('--base-port <n>', 'herd ports start here (proxy); see docs/architecture.md §3', intFlag, 15000)
     .option('--agent-base-port <n>', 'agent N uses this + 1000·(N−1) (+1 peer, +2 API)', intFlag, 16000)
     .action(async (f) => {
       const state = await up({

@@ -1,6 +1,6 @@
 /**
  * `shoal devcluster up|status|down`: a herd and N agents as separate processes on the ports of
- * ARCHITECTURE.md §3, each with its data and one log file under a work folder.
+ * docs/architecture.md §3, each with its data and one log file under a work folder.
  */
 import { spawn } from 'node:child_process'
 import { closeSync, openSync, readFileSync } from 'node:fs'

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Entry point of the agent image. Ports from ARCHITECTURE.md §3; the tracker and build-index
+# Entry point of the agent image. Ports from docs/architecture.md §3; the tracker and build-index
 # are the herd's (SHOAL_HERD_HOST).
 set -euo pipefail
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Entry point of the herd image: proxy + origin + tracker + build-index in one process
-# (`shoal herd`). Ports follow ARCHITECTURE.md §3 from SHOAL_BASE_PORT. exec so that the
+# (`shoal herd`). Ports follow docs/architecture.md §3 from SHOAL_BASE_PORT. exec so that the
 # container's SIGTERM reaches node and the herd stops cleanly.
 set -euo pipefail
 

@@ -1,5 +1,5 @@
 /**
- * Build-index configuration (ARCHITECTURE.md §3: port 15004). Every key has a default, so `{}`
+ * Build-index configuration (docs/architecture.md §3: port 15004). Every key has a default, so `{}`
  * is a valid config; unknown keys are errors at start-up.
  */
 import { BackendConfig } from '../backend/index.js'

@@ -152,7 +152,11 @@ export function herdCommand(name = 'herd'): Command {
     )
     .option('--data-dir <dir>', 'folder for the origin cache and the local backend (default ./data/herd)')
     .option('--host <addr>', 'address the services advertise to agents (default 127.0.0.1)')
-    .option('--base-port <n>', 'proxy port; the others follow ARCHITECTURE.md §3 (default 15000)', intFlag)
+    .option(
+      '--base-port <n>',
+      'proxy port; the others follow docs/architecture.md §3 (default 15000)',
+      intFlag,
+    )
     .action((f) =>
       runDaemon(
         {

@@ -17,7 +17,7 @@ export function shoalProgram(io: Output = stdio): Command {
 
   const dev = program
     .command('devcluster')
-    .description('Run a herd and N agents as separate local processes (ARCHITECTURE.md §3 ports).')
+    .description('Run a herd and N agents as separate local processes (docs/architecture.md §3 ports).')
   const upCmd = dev
     .command('up')
     .description(

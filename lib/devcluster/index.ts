@@ -1,6 +1,6 @@
 /**
  * `shoal devcluster up|status|restart|down`: a herd and N agents as separate processes on the
- * ports of ARCHITECTURE.md §3, each with its data and one log file under a work folder. The
+ * ports of docs/architecture.md §3, each with its data and one log file under a work folder. The
  * state file (devcluster.json) records how each process was started, so `restart` can start it
  * again the same way.
  */

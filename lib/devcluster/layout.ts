@@ -1,4 +1,4 @@
-/** Where devcluster processes listen and keep their files (ARCHITECTURE.md §3). */
+/** Where devcluster processes listen and keep their files (docs/architecture.md §3). */
 import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'

@@ -36,7 +36,17 @@ export const ErrorCodes = {
   BACKEND_ERROR: 502,
   /** The blob's bytes do not match its digest in the backend (the origin refuses to serve it). */
   BLOB_CORRUPT: 502,
+  /**
+   * Another daemon answered with something we cannot use: invalid JSON or bencode, a field out of
+   * range, an answer larger than the client reads. Its answer is broken, not a "no".
+   */
   UPSTREAM_ERROR: 502,
+  /**
+   * Another daemon said no without a Shoal `{ code, message }` body: an unexpected non-2xx status
+   * (404 and 503 map to NOT_FOUND and UNAVAILABLE instead) or a tracker's bencoded 'failure reason'
+   * (details.reason).
+   */
+  UPSTREAM_REFUSED: 502,
   UNAVAILABLE: 503,
   TIMEOUT: 504,
   ABORTED: 499,

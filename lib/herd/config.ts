@@ -1,6 +1,6 @@
 /**
  * `shoal herd`: the central services in one process. The herd wires the services to each
- * other (ports from ARCHITECTURE.md §3, counted from basePort); a section per service may
+ * other (ports from docs/architecture.md §3, counted from basePort); a section per service may
  * override anything else, and is validated by that service's own strict schema.
  */
 import { LogConfig, z } from '../config/index.js'

@@ -79,7 +79,7 @@ export class HttpClient {
       throw this.transportError(err, method, path, opts.signal, opts.timeoutMs ?? this.timeoutMs)
     }
     if (res.statusCode < 300 || opts.accept?.includes(res.statusCode)) return res
-    throw await errorFromResponse(res, this.name, method, path)
+    throw (await errorFromResponse(res, this.name, method, path)).error
   }
 
   /**
@@ -200,12 +200,23 @@ function release(res: ResponseData): void {
   res.body.destroy()
 }
 
-async function errorFromResponse(
+/** What a non-2xx answer stands for; `coded` when its body was one of our `{ code, message }` errors. */
+export interface AnswerError {
+  error: ShoalError
+  coded: boolean
+}
+
+/**
+ * Reads (at most 64 KiB of) a non-2xx answer's body and decodes it with errorFromBody. The
+ * body is released either way. `name` names the daemon in the message ("build-index",
+ * "tracker at 127.0.0.1:15003").
+ */
+export async function errorFromResponse(
   res: ResponseData,
   name: string,
   method: string,
   path: string,
-): Promise<ShoalError> {
+): Promise<AnswerError> {
   let text = ''
   try {
     let size = 0
@@ -219,8 +230,24 @@ async function errorFromResponse(
   } catch {
     // The body is only used to explain the error; the status alone still says what happened.
   } finally {
-    res.body.destroy()
+    release(res)
   }
+  return errorFromBody(res.statusCode, text, name, method, path)
+}
+
+/**
+ * The one decoder of error answers: a `{ code, message, details? }` body becomes the ShoalError
+ * the other daemon raised (keeping its status); anything else is classified by status alone:
+ * 404 NOT_FOUND, 503 UNAVAILABLE, every other one UPSTREAM_REFUSED ("<name> answered 500 to
+ * GET /x"). Garbage in a 2xx answer is UPSTREAM_ERROR, raised by whoever parses it.
+ */
+export function errorFromBody(
+  status: number,
+  text: string,
+  name: string,
+  method: string,
+  path: string,
+): AnswerError {
   try {
     const parsed = JSON.parse(text) as {
       code?: unknown
@@ -228,16 +255,21 @@ async function errorFromResponse(
       details?: Record<string, unknown>
     }
     if (isErrorCode(parsed.code) && typeof parsed.message === 'string') {
-      return new ShoalError(parsed.code, parsed.message, { status: res.statusCode, details: parsed.details })
+      const details = isPlainObject(parsed.details) ? parsed.details : undefined
+      return { error: new ShoalError(parsed.code, parsed.message, { status, details }), coded: true }
     }
   } catch {
-    // Not one of our JSON errors: fall through to a generic one.
+    // Not one of our JSON errors: classified by status below.
   }
-  const code =
-    res.statusCode === 404 ? 'NOT_FOUND' : res.statusCode === 503 ? 'UNAVAILABLE' : 'UPSTREAM_ERROR'
-  return new ShoalError(code, `${name} answered ${res.statusCode} to ${method} ${shortPath(path)}`, {
-    status: res.statusCode,
+  const code = status === 404 ? 'NOT_FOUND' : status === 503 ? 'UNAVAILABLE' : 'UPSTREAM_REFUSED'
+  const error = new ShoalError(code, `${name} answered ${status} to ${method} ${shortPath(path)}`, {
+    status,
   })
+  return { error, coded: false }
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
 }
 
 /** undici's and the kernel's ways of saying the other end went away mid-exchange. */

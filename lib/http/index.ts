@@ -1,6 +1,9 @@
 export { DEFAULT_JSON_LIMIT, readBody, readJson, sendEmpty, sendError, sendJson } from './body.js'
 export {
+  type AnswerError,
   DEFAULT_RESPONSE_LIMIT,
+  errorFromBody,
+  errorFromResponse,
   HttpClient,
   type HttpClientOptions,
   type RequestOptions,

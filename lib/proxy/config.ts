@@ -1,5 +1,5 @@
 /**
- * Proxy configuration (ARCHITECTURE.md §3: port 15000). Every key has a default, so `{}` is a
+ * Proxy configuration (docs/architecture.md §3: port 15000). Every key has a default, so `{}` is a
  * valid config; unknown keys are errors at start-up.
  *
  * The admin/metrics port 15005 of §3 is not a separate listener yet: /health, /readiness and

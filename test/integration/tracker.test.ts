@@ -172,7 +172,7 @@ t.test('malformed announces get a bencoded failure reason; the tracker keeps ser
       left: 0,
     }),
     {
-      code: 'UPSTREAM_ERROR',
+      code: 'UPSTREAM_REFUSED',
       message: /tracker refused the announce: port 0 is out of range/,
     },
   )

@@ -215,7 +215,7 @@ t.test('responses: compact v4/v6, non-compact, failure', async (t) => {
 
   const failure = bencode.decode(encodeFailure('info_hash is missing')) as Record<string, unknown>
   t.equal(Buffer.from(failure['failure reason'] as Uint8Array).toString(), 'info_hash is missing')
-  t.throws(() => parseAnnounceResponse(encodeFailure('nope')), { code: 'UPSTREAM_ERROR', message: /nope/ })
+  t.throws(() => parseAnnounceResponse(encodeFailure('nope')), { code: 'UPSTREAM_REFUSED', message: /nope/ })
 })
 
 t.test('client-side parsing is defensive', async (t) => {

@@ -209,7 +209,7 @@ t.test('a failure reason is an answer, not a failure: no failover', async (t) =>
   const { set, infoHash, primary, secondary } = await pair(t)
   primary.mode = 'refuse'
   await t.rejects(set.announce(announceFor(infoHash)), {
-    code: 'UPSTREAM_ERROR',
+    code: 'UPSTREAM_REFUSED',
     details: { reason: 'unregistered torrent' },
   })
   t.equal(secondary.hits, 0, 'the second tracker was not asked')

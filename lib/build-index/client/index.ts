@@ -1,5 +1,5 @@
 /**
- * Client of the build-index HTTP API (ARCHITECTURE.md §4). Other daemons (proxy, agent) talk
+ * Client of the build-index HTTP API (docs/architecture.md §4). Other daemons (proxy, agent) talk
  * to build-index only through this class. Tags are sent as one percent-encoded path segment;
  * a string tag is sent as given, so the server's INVALID_TAG message reaches the caller.
  */

@@ -1,5 +1,5 @@
 /**
- * The build-index daemon: maps human-readable tags to sha256 digests (ARCHITECTURE.md §4).
+ * The build-index daemon: maps human-readable tags to sha256 digests (docs/architecture.md §4).
  *
  *   PUT    /tags/:tag/digest/:digest[?ns=]  point a tag at a digest the origins hold
  *   GET    /tags/:tag                       { tag, digest, createdAt, updatedAt }

@@ -1,5 +1,5 @@
 /**
- * Client of an origin's HTTP API (ARCHITECTURE.md §4). Other daemons talk to origins only
+ * Client of an origin's HTTP API (docs/architecture.md §4). Other daemons talk to origins only
  * through this class, and find the owner origin of a digest with OriginCluster (cluster.ts).
  */
 import type { Readable } from 'node:stream'

@@ -1,5 +1,5 @@
 /**
- * The origin's HTTP routes (ARCHITECTURE.md §4; the protocol is fixed by lib/origin/client).
+ * The origin's HTTP routes (docs/architecture.md §4; the protocol is fixed by lib/origin/client).
  * Handlers only translate HTTP to BlobService calls and back.
  */
 import type { IncomingMessage } from 'node:http'

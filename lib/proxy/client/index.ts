@@ -1,5 +1,5 @@
 /**
- * Client of the proxy's push API (ARCHITECTURE.md §4), used by PushCLI and RemoveCLI.
+ * Client of the proxy's push API (docs/architecture.md §4), used by PushCLI and RemoveCLI.
  * Tags are sent as one percent-encoded path segment; a string tag is sent as given so the
  * server's INVALID_TAG message reaches the caller.
  */

@@ -1,5 +1,5 @@
 /**
- * The proxy daemon: the push entry point (ARCHITECTURE.md §2 push flow, §4).
+ * The proxy daemon: the push entry point (docs/architecture.md §2 push flow, §4).
  *
  *   HEAD   /proxy/namespace/:ns/blobs/:digest         200 + content-length when stored, else 404
  *   PUT    /proxy/namespace/:ns/blobs/:digest         raw bytes with Content-Length; streamed to

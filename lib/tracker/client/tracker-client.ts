@@ -11,8 +11,8 @@ import { isIP } from 'node:net'
 import { bencodeDecode } from '../../core/bencode.js'
 import type { Digest } from '../../core/index.js'
 import { MAX_METAINFO_BYTES } from '../../core/index.js'
-import { isErrorCode, isShoalError, ShoalError, toShoalError } from '../../errors/index.js'
-import { HttpClient, type ResponseData, readLimited, urlPath } from '../../http/index.js'
+import { isShoalError, ShoalError, toShoalError } from '../../errors/index.js'
+import { errorFromResponse, HttpClient, type ResponseData, readLimited, urlPath } from '../../http/index.js'
 import type { VerifyResult } from '../../origin/client/index.js'
 import type { AnnouncePeer, AnnounceRequest, AnnounceResponse } from '../../torrent/index.js'
 
@@ -40,9 +40,9 @@ export function isTrackerFault(err: unknown): boolean {
   return err instanceof Error && faults.has(err)
 }
 
-/** True for a tracker's bencoded 'failure reason': a deliberate refusal, not a fault. */
+/** True for a tracker's bencoded 'failure reason' (UPSTREAM_REFUSED with details.reason): a deliberate refusal, not a fault. */
 export function isTrackerRefusal(err: unknown): boolean {
-  return isShoalError(err, 'UPSTREAM_ERROR') && typeof err.details?.reason === 'string'
+  return isShoalError(err, 'UPSTREAM_REFUSED') && typeof err.details?.reason === 'string'
 }
 
 /** The engine's announce request (this client is its PeerSource), plus BEP 3's optional `ip`. */
@@ -66,7 +66,10 @@ export class TrackerClient {
     this.baseUrl = this.http.baseUrl
   }
 
-  /** Compact announce; a tracker's 'failure reason' becomes UPSTREAM_ERROR carrying that reason. */
+  /**
+   * Compact announce; a tracker's 'failure reason' becomes UPSTREAM_REFUSED carrying that reason
+   * (details.reason), an answer that is not a valid announce answer UPSTREAM_ERROR.
+   */
   async announce(req: TrackerAnnounceRequest): Promise<TrackerAnnounceResponse> {
     if (req.peerId.length !== 20)
       throw new ShoalError('BAD_REQUEST', `peer id must be 20 bytes, got ${req.peerId.length}`)
@@ -144,7 +147,13 @@ export class TrackerClient {
           })
         : await this.http.request('GET', path, { signal: combined, accept: NON_2XX })
       if (res.statusCode >= 300) {
-        const { error, coded } = await answerError(res, this.baseUrl)
+        const where = `tracker at ${this.baseUrl}`
+        const { error, coded } = await errorFromResponse(
+          res,
+          where,
+          post ? 'POST' : 'GET',
+          withoutQuery(path),
+        )
         throw announce || !coded ? fault(error) : error
       }
       return await readLimited(res, limit, "the tracker's answer")
@@ -169,40 +178,6 @@ export class TrackerClient {
   }
 }
 
-/** The error a tracker's non-2xx answer stands for; `coded` when it was one of our JSON errors. */
-async function answerError(
-  res: ResponseData,
-  baseUrl: string,
-): Promise<{ error: ShoalError; coded: boolean }> {
-  let text = ''
-  try {
-    text = (await readLimited(res, MAX_ERROR_BODY, "the tracker's error")).toString('utf8')
-  } catch {
-    // The body only explains the status; the status alone still says what happened.
-  }
-  try {
-    const parsed = JSON.parse(text) as {
-      code?: unknown
-      message?: unknown
-      details?: Record<string, unknown>
-    }
-    if (isErrorCode(parsed.code) && typeof parsed.message === 'string') {
-      const opts = { status: res.statusCode, details: parsed.details }
-      return { error: new ShoalError(parsed.code, parsed.message, opts), coded: true }
-    }
-  } catch {
-    // Not one of our JSON errors.
-  }
-  const code =
-    res.statusCode === 404 ? 'NOT_FOUND' : res.statusCode === 503 ? 'UNAVAILABLE' : 'UPSTREAM_ERROR'
-  return {
-    error: new ShoalError(code, `tracker at ${baseUrl} answered HTTP ${res.statusCode}`, {
-      status: res.statusCode,
-    }),
-    coded: false,
-  }
-}
-
 /** Decodes a bencoded announce answer, compact or not, defensively. Exported for tests. */
 export function parseAnnounceResponse(body: Buffer): TrackerAnnounceResponse {
   let decoded: unknown
@@ -216,7 +191,9 @@ export function parseAnnounceResponse(body: Buffer): TrackerAnnounceResponse {
   if (failure !== undefined) {
     const reason =
       failure instanceof Uint8Array ? Buffer.from(failure).toString('utf8').slice(0, 500) : 'unspecified'
-    throw new ShoalError('UPSTREAM_ERROR', `tracker refused the announce: ${reason}`, { details: { reason } })
+    throw new ShoalError('UPSTREAM_REFUSED', `tracker refused the announce: ${reason}`, {
+      details: { reason },
+    })
   }
   const rawInterval = field(decoded, 'interval')
   const interval =
@@ -297,6 +274,12 @@ export function encodeBytes(bytes: Uint8Array): string {
   let out = ''
   for (const b of bytes) out += `%${b.toString(16).padStart(2, '0')}`
   return out
+}
+
+/** The path without its query, for messages (an announce's query is percent-encoded bytes). */
+function withoutQuery(path: string): string {
+  const q = path.indexOf('?')
+  return q < 0 ? path : path.slice(0, q)
 }
 
 function int(n: number): string {

@@ -9,6 +9,13 @@ export interface Clock {
   /** Calls `fn` once after `ms`; must not keep the process alive. */
   setTimer(fn: () => void, ms: number): unknown
   clearTimer(handle: unknown): void
+  /**
+   * Re-arms a timer from setTimer (`handle`, fired or not; undefined = none yet) to call `fn`
+   * once after `ms` from now, and returns its handle. `fn` and `ms` must be the ones the
+   * handle was made with: the system clock reuses its Timeout (refresh()), so a timer re-armed
+   * over and over (a connection's have batches) allocates nothing.
+   */
+  rearmTimer(handle: unknown, fn: () => void, ms: number): unknown
   /** Calls `fn` once after the I/O already queued (setImmediate). */
   setSoon(fn: () => void): unknown
   clearSoon(handle: unknown): void
@@ -23,6 +30,10 @@ export const systemClock: Clock = {
   },
   clearTimer(handle) {
     clearTimeout(handle as NodeJS.Timeout)
+  },
+  rearmTimer(handle, fn, ms) {
+    if (handle === undefined) return systemClock.setTimer(fn, ms)
+    return (handle as NodeJS.Timeout).refresh()
   },
   setSoon(fn) {
     // Not unref'd: an unref'd immediate does not stop the event loop from blocking in its
@@ -59,6 +70,11 @@ export class ManualClock implements Clock {
 
   clearTimer(handle: unknown): void {
     this.timers.delete(handle as number)
+  }
+
+  rearmTimer(handle: unknown, fn: () => void, ms: number): unknown {
+    if (handle !== undefined) this.clearTimer(handle)
+    return this.setTimer(fn, ms)
   }
 
   /** Runs at the current instant, on the next advance() (advance(0) included). */

@@ -4,7 +4,7 @@
  * import the engine (and tests could drive a Torrent directly), and so none of it has to be
  * on TorrentEngine, whose surface is the public API only.
  */
-import type { HostBandwidth } from '../bandwidth/index.js'
+import type { Clock, HostBandwidth } from '../bandwidth/index.js'
 import type { Logger } from '../log/index.js'
 import type { Counter, Gauge } from '../metrics/index.js'
 import type { BlockPool } from './block-pool.js'
@@ -47,6 +47,8 @@ export interface EngineContext {
   readonly blocks: BlockPool
   /** The host's caps (EngineOptions.bandwidth); undefined = unlimited. */
   readonly bandwidth: HostBandwidth | undefined
+  /** Time for every timer and timeout of the engine (EngineOptions.clock). */
+  readonly clock: Clock
   /** Opens an outgoing connection for the torrent and sends our handshake. */
   dial(torrent: Torrent, ip: string, port: number): Peer
   /**

@@ -155,7 +155,7 @@ export class Downloader {
       return
     }
     this.updateInterest(peer)
-    this.scheduler.fill(peer, Date.now())
+    this.scheduler.fill(peer, this.host.ctx.clock.now())
   }
 
   private updateInterest(peer: Peer): void {
@@ -175,7 +175,7 @@ export class Downloader {
   }
 
   onUnchoke(peer: Peer): void {
-    this.scheduler.fill(peer, Date.now())
+    this.scheduler.fill(peer, this.host.ctx.clock.now())
   }
 
   onReject(peer: Peer, index: number, offset: number, _length: number): void {
@@ -194,7 +194,7 @@ export class Downloader {
   }
 
   onPiece(peer: Peer, index: number, offset: number, block: Uint8Array): void {
-    const now = Date.now()
+    const now = this.host.ctx.clock.now()
     const r = this.scheduler.onBlock(peer, index, offset, block, now)
     if (r.kind === 'invalid') {
       peer.close(r.why)
@@ -213,7 +213,7 @@ export class Downloader {
   /** Tops up every peer's requests (after blocks were freed or a peer went away). */
   fillAll(): void {
     if (!this.host.downloading) return
-    this.scheduler.fillAll(this.peers.values(), Date.now())
+    this.scheduler.fillAll(this.peers.values(), this.host.ctx.clock.now())
   }
 
   /**

@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto'
 import { connect, type Socket } from 'node:net'
 import { networkInterfaces } from 'node:os'
-import type { HostBandwidth } from '../bandwidth/index.js'
+import { type Clock, type HostBandwidth, systemClock } from '../bandwidth/index.js'
 import type { InfoHash, MetaInfo } from '../core/index.js'
 import { ShoalError } from '../errors/index.js'
 import type { Logger } from '../log/index.js'
@@ -46,6 +46,7 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
   readonly blocks: BlockPool
   readonly peerSource: PeerSource
   readonly bandwidth: HostBandwidth | undefined
+  readonly clock: Clock
   private readonly selfHosts: Set<string>
   private readonly torrents = new Map<string, Torrent>()
   private readonly connections = new Set<Peer>()
@@ -101,6 +102,7 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
     this.logger = opts.logger.child({ component: 'torrent' })
     this.peerSource = opts.peerSource
     this.bandwidth = opts.bandwidth
+    this.clock = opts.clock ?? systemClock
     this.options = resolveOptions(opts)
     this.peerId = Buffer.concat([Buffer.from(PEER_ID_PREFIX[opts.role], 'latin1'), randomBytes(12)])
     this.metrics = createMetrics(opts.registry ?? new Registry())
@@ -276,6 +278,7 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
       blockSize: this.blockOffer(),
       logger: this.logger,
       handler: this,
+      clock: this.clock,
     })
     this.connections.add(peer)
     if (head !== undefined) peer.receive(head)
@@ -324,7 +327,7 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
    * share an address with a banned peer (NAT, one test host).
    */
   ban(infoHashHex: string, peer: Peer, reason: string, ms: number = this.options.banMs): void {
-    const now = Date.now()
+    const now = this.clock.now()
     const until = now + ms
     const scope = `${infoHashHex} `
     if (peer.idHex) this.addBan(scope + peer.idHex, until, now)
@@ -354,7 +357,7 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
     const k = `${infoHashHex} ${key}`
     const until = this.bans.get(k)
     if (until === undefined) return false
-    if (until > Date.now()) return true
+    if (until > this.clock.now()) return true
     this.bans.delete(k)
     return false
   }

@@ -6,6 +6,7 @@
  * piece data is written to a socket (an egress limiter gates its caller, Uploader.serve).
  */
 import type { Socket } from 'node:net'
+import type { Clock } from '../bandwidth/index.js'
 import { bencodeEncode } from '../core/bencode.js'
 import type { BlockPool } from './block-pool.js'
 import { DEFAULTS } from './types.js'
@@ -45,11 +46,13 @@ export abstract class PeerWriter {
   peerInterested = false
   /** Piece block bytes sent on this connection. */
   uploaded = 0
-  lastSendAt = Date.now()
+  lastSendAt: number
   /** Last piece block in either direction (leecher idle eviction). */
-  lastBlockAt = Date.now()
+  lastBlockAt: number
   /** Since when neither side is interested (seeder idle eviction); 0 while someone is. */
-  idleSince = Date.now()
+  idleSince: number
+  /** The engine's clock (EngineOptions.clock): every time and timer of the connection. */
+  readonly clock: Clock
   /** The block size we offer Shoal peers. */
   protected readonly offeredBlock: number
   private out: Buffer = Buffer.allocUnsafe(OUT_CAPACITY)
@@ -58,15 +61,20 @@ export abstract class PeerWriter {
   private flushQueued = false
   /** A batch of haves waits for the lazy timer (HAVE_DELAY_MS). */
   private lazyArmed = false
-  private lazyTimer: NodeJS.Timeout | undefined
+  private lazyTimer: unknown
   private drainWaiter: (() => void) | undefined
   /** Buffers lent by a BlockPool, in the order their writes complete (sendPiece). */
   private readonly lent: Buffer[] = []
   private pool: BlockPool | undefined
 
-  constructor(socket: Socket, offeredBlock: number) {
+  constructor(socket: Socket, offeredBlock: number, clock: Clock) {
     this.socket = socket
     this.offeredBlock = offeredBlock
+    this.clock = clock
+    const now = clock.now()
+    this.lastSendAt = now
+    this.lastBlockAt = now
+    this.idleSince = now
   }
 
   abstract close(reason: string): void
@@ -132,7 +140,7 @@ export abstract class PeerWriter {
   uninterested(): void {
     if (!this.amInterested) return
     this.amInterested = false
-    if (!this.peerInterested) this.idleSince = Date.now()
+    if (!this.peerInterested) this.idleSince = this.clock.now()
     this.sendBare(MSG.NOT_INTERESTED)
   }
 
@@ -215,7 +223,8 @@ export abstract class PeerWriter {
 
   /** Stops the lazy flush timer (the connection is closing). */
   protected cancelLazyFlush(): void {
-    if (this.lazyTimer !== undefined) clearTimeout(this.lazyTimer)
+    if (this.lazyTimer !== undefined) this.clock.clearTimer(this.lazyTimer)
+    this.lazyTimer = undefined
     this.lazyArmed = false
   }
 
@@ -237,13 +246,8 @@ export abstract class PeerWriter {
       process.nextTick(this.flushTick)
     } else if (!this.lazyArmed) {
       this.lazyArmed = true
-      // One Timeout per connection, re-armed: no timer object per batch.
-      if (this.lazyTimer === undefined) {
-        this.lazyTimer = setTimeout(this.flushTick, HAVE_DELAY_MS)
-        this.lazyTimer.unref()
-      } else {
-        this.lazyTimer.refresh()
-      }
+      // One timer per connection, re-armed: no timer object per batch (the system clock).
+      this.lazyTimer = this.clock.rearmTimer(this.lazyTimer, this.flushTick, HAVE_DELAY_MS)
     }
     return this.outEnd
   }
@@ -257,7 +261,7 @@ export abstract class PeerWriter {
     // Whatever waited for the lazy timer goes now; a timer that still fires finds nothing.
     this.lazyArmed = false
     if (this.outEnd === this.outStart || this.closed) return
-    this.lastSendAt = Date.now()
+    this.lastSendAt = this.clock.now()
     // Uploads wait for 'drain', so only a peer that stops reading while it keeps sending
     // (e.g. requests we must reject) can grow this buffer.
     if (this.socket.writableLength > MAX_WRITE_BUFFER) {

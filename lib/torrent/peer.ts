@@ -10,7 +10,13 @@
  * Writing is PeerWriter's (peer-writer.ts), which Peer extends.
  */
 import type { Socket } from 'node:net'
-import type { EgressFlow, HostBandwidth, IngressFlow } from '../bandwidth/index.js'
+import {
+  type Clock,
+  type EgressFlow,
+  type HostBandwidth,
+  type IngressFlow,
+  systemClock,
+} from '../bandwidth/index.js'
 import { bencodeDecode } from '../core/bencode.js'
 import type { Logger } from '../log/index.js'
 import type { Bitfield } from './bitfield.js'
@@ -56,6 +62,8 @@ export interface PeerInit {
   blockSize: number
   logger: Logger
   handler: PeerHandshakeHandler
+  /** Phase timeouts, have batching and the peer's times; default the system clock. */
+  clock?: Clock
 }
 
 const PHASE_CONNECT = 0
@@ -74,7 +82,7 @@ export class Peer extends PeerWriter implements WireHandler {
   private readonly timeouts: PeerInit['timeouts']
   private owner: PeerOwner | undefined
   private phase = PHASE_CONNECT
-  private phaseTimer: NodeJS.Timeout | undefined
+  private phaseTimer: unknown
   closeReason = ''
 
   // Known after the handshake.
@@ -138,10 +146,11 @@ export class Peer extends PeerWriter implements WireHandler {
   bwIn: IngressFlow | undefined = undefined
 
   // Housekeeping.
-  lastRecvAt = Date.now()
+  lastRecvAt: number
 
   constructor(init: PeerInit) {
-    super(init.socket, init.blockSize)
+    super(init.socket, init.blockSize, init.clock ?? systemClock)
+    this.lastRecvAt = this.clock.now()
     this.direction = init.direction
     this.ip = init.ip
     this.port = init.port
@@ -207,7 +216,8 @@ export class Peer extends PeerWriter implements WireHandler {
     this.closeReason = reason
     this.reader.stop()
     this.cancelLazyFlush()
-    if (this.phaseTimer) clearTimeout(this.phaseTimer)
+    if (this.phaseTimer !== undefined) this.clock.clearTimer(this.phaseTimer)
+    this.phaseTimer = undefined
     this.socket.destroy()
     this.requests.clear()
     // Leaves the limiters: a serve() waiting for egress wakes up and sees the peer closed.
@@ -232,7 +242,7 @@ export class Peer extends PeerWriter implements WireHandler {
    */
   private readonly onSocketData = (chunk: Buffer): void => {
     if (this.closed) return
-    this.lastRecvAt = Date.now()
+    this.lastRecvAt = this.clock.now()
     try {
       this.reader.push(chunk)
     } catch (err) {
@@ -286,7 +296,7 @@ export class Peer extends PeerWriter implements WireHandler {
         break
       case MSG.NOT_INTERESTED:
         this.peerInterested = false
-        if (!this.amInterested) this.idleSince = Date.now()
+        if (!this.amInterested) this.idleSince = this.clock.now()
         owner.onUninterested(this)
         break
       case MSG.HAVE:
@@ -351,12 +361,9 @@ export class Peer extends PeerWriter implements WireHandler {
 
   private setPhase(phase: number, ms: number): void {
     this.phase = phase
-    if (this.phaseTimer) clearTimeout(this.phaseTimer)
+    if (this.phaseTimer !== undefined) this.clock.clearTimer(this.phaseTimer)
     this.phaseTimer = undefined
-    if (ms > 0 && !this.closed) {
-      this.phaseTimer = setTimeout(this.onPhaseTimeout, ms)
-      this.phaseTimer.unref()
-    }
+    if (ms > 0 && !this.closed) this.phaseTimer = this.clock.setTimer(this.onPhaseTimeout, ms)
   }
 
   private readonly onPhaseTimeout = (): void => {

@@ -45,7 +45,7 @@ export class Torrent implements PeerOwner, DownloadHost, AnnounceTarget {
   /** Told after a peer was banned for a bad piece (DownloadHost); set by TorrentEngine.download. */
   onBadPiece: ((bad: BadPiece) => void) | undefined = undefined
   private state: TorrentState
-  private tickTimer: NodeJS.Timeout | undefined
+  private tickTimer: unknown
 
   constructor(meta: MetaInfo, storage: TorrentStorage, ctx: EngineContext) {
     if (storage.pieceCount !== meta.pieceCount) {
@@ -74,6 +74,7 @@ export class Torrent implements PeerOwner, DownloadHost, AnnounceTarget {
       metrics: ctx.metrics,
       log: this.log,
       serveOnce: serveOnceFor(meta, ctx),
+      clock: ctx.clock,
     })
     this.state = this.downloader.complete ? 'seeding' : 'downloading'
     this.announcer = new Announcer(this, {
@@ -83,8 +84,7 @@ export class Torrent implements PeerOwner, DownloadHost, AnnounceTarget {
       numwant: ctx.options.maxConnectionsPerTorrent,
       logger: this.log,
     })
-    this.tickTimer = setInterval(this.tick, DEFAULTS.tickMs)
-    this.tickTimer.unref()
+    this.tickTimer = ctx.clock.setTimer(this.onTickTimer, DEFAULTS.tickMs)
   }
 
   get infoHash() {
@@ -135,7 +135,7 @@ export class Torrent implements PeerOwner, DownloadHost, AnnounceTarget {
   destroy(reason: string): Promise<void> {
     if (this.state === 'removed') return Promise.resolve()
     this.state = 'removed'
-    if (this.tickTimer) clearInterval(this.tickTimer)
+    if (this.tickTimer !== undefined) this.ctx.clock.clearTimer(this.tickTimer)
     this.tickTimer = undefined
     for (const peer of this.peers.all()) peer.close(reason)
     this.waiters.rejectAll(new ShoalError('ABORTED', `torrent ${reason}`))
@@ -203,7 +203,7 @@ export class Torrent implements PeerOwner, DownloadHost, AnnounceTarget {
 
   /** The torrent is full and a peer handshook: close one that does not use its connection. */
   private readonly makeRoom = (): void => {
-    const victim = this.uploader.victim(this.peers.values(), Date.now())
+    const victim = this.uploader.victim(this.peers.values(), this.ctx.clock.now())
     if (victim === undefined) return
     this.ctx.metrics.evicted.inc()
     victim.close('idle peer evicted for a new one')
@@ -218,7 +218,7 @@ export class Torrent implements PeerOwner, DownloadHost, AnnounceTarget {
     if (!this.peers.delete(peer)) return
     this.ctx.metrics.peers.dec()
     this.downloader.onPeerClosed(peer)
-    this.uploader.onClosed(peer, this.peers.values(), Date.now())
+    this.uploader.onClosed(peer, this.peers.values(), this.ctx.clock.now())
     this.downloader.fillAll()
   }
 
@@ -259,11 +259,11 @@ export class Torrent implements PeerOwner, DownloadHost, AnnounceTarget {
   // ----- peer messages: choking and serving (Uploader) -----
 
   onInterested(peer: Peer): void {
-    this.uploader.onInterested(peer, Date.now())
+    this.uploader.onInterested(peer, this.ctx.clock.now())
   }
 
   onUninterested(peer: Peer): void {
-    this.uploader.onUninterested(peer, this.peers.values(), Date.now())
+    this.uploader.onUninterested(peer, this.peers.values(), this.ctx.clock.now())
   }
 
   onRequest(peer: Peer, index: number, offset: number, length: number): void {
@@ -276,6 +276,13 @@ export class Torrent implements PeerOwner, DownloadHost, AnnounceTarget {
 
   // ----- housekeeping -----
 
+  /** The tick's timer, re-armed each time (the system clock reuses its Timeout). */
+  private readonly onTickTimer = (): void => {
+    if (this.state === 'removed') return
+    this.tickTimer = this.ctx.clock.rearmTimer(this.tickTimer, this.onTickTimer, DEFAULTS.tickMs)
+    this.tick()
+  }
+
   /**
    * Once a second: request timeouts, choking rotation, and idle eviction: a connection that
    * sent nothing at all for idleTimeoutMs; seeding, one whose peer stayed uninterested for
@@ -284,9 +291,9 @@ export class Torrent implements PeerOwner, DownloadHost, AnnounceTarget {
    * reconnecting would put us at the back of its queue). Seed-to-seed connections are closed
    * as soon as both sides are complete (Downloader).
    */
-  private readonly tick = (): void => {
+  private tick(): void {
     try {
-      const now = Date.now()
+      const now = this.ctx.clock.now()
       const o = this.ctx.options
       this.downloader.expire(now)
       this.uploader.tick(this.peers.values(), now, this.peers.size >= o.maxConnectionsPerTorrent)

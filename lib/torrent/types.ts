@@ -2,7 +2,7 @@
  * Contracts between the BitTorrent engine and the parts around it: the store that holds a
  * torrent's bytes, and the tracker client that tells us about peers.
  */
-import type { HostBandwidth } from '../bandwidth/index.js'
+import type { Clock, HostBandwidth } from '../bandwidth/index.js'
 import type { InfoHash } from '../core/index.js'
 import type { Logger } from '../log/index.js'
 import type { Registry } from '../metrics/index.js'
@@ -71,6 +71,13 @@ export interface EngineOptions extends EngineTuning {
    * The caller owns it (creates and closes it; rates may change at run time).
    */
   bandwidth?: HostBandwidth
+  /**
+   * What the engine's timers and timeouts run on: connection phases, have batching, the
+   * once-a-second tick (request timeouts, choking, idle eviction), bans and serve-once. Default
+   * the real, monotonic clock (lib/bandwidth's systemClock); tests pass a ManualClock. Download
+   * stats (startedAt, finishedAt) stay wall-clock timestamps.
+   */
+  clock?: Clock
 }
 
 /**

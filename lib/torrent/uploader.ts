@@ -20,6 +20,7 @@
  * Serving is one storage read at a time per peer, paced by the socket ('drain'), so uploads
  * never pile up in memory. With BEP 6, every request we will not serve gets a reject.
  */
+import type { Clock } from '../bandwidth/index.js'
 import type { MetaInfo } from '../core/index.js'
 import { ShoalError } from '../errors/index.js'
 import type { Logger } from '../log/index.js'
@@ -48,6 +49,8 @@ export interface UploaderOptions {
   log: Logger
   /** Origins: send each piece about once while the uplink is capped (serve-once.ts). */
   serveOnce?: ServeOnce | undefined
+  /** The engine's clock (serve-once's windows; every other time is passed in). */
+  clock: Clock
 }
 
 export class Uploader {
@@ -115,7 +118,7 @@ export class Uploader {
       return
     }
     const once = this.o.serveOnce
-    if (once !== undefined && !once.admit(peer, index, Date.now())) {
+    if (once !== undefined && !once.admit(peer, index, this.o.clock.now())) {
       peer.sendReject(index, offset, length)
       return
     }
@@ -322,7 +325,7 @@ export class Uploader {
         // `buf` goes back to the pool once the socket has taken the block (a storage that
         // returned a buffer of its own leaves `buf` unused: it goes back with the write).
         peer.sendPiece(index, offset, block, buf, pool)
-        this.o.serveOnce?.sent(peer, index, Date.now())
+        this.o.serveOnce?.sent(peer, index, this.o.clock.now())
         this.bytesUploaded += length
         this.o.metrics.sent.inc(length)
         if (peer.socket.writableNeedDrain) await peer.waitDrain()

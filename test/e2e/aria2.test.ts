@@ -16,7 +16,7 @@ import { validateConfig } from '../../lib/config/index.js'
 import { bencodeDecode } from '../../lib/core/bencode.js'
 import { type Digest, digestFile, MetaInfo } from '../../lib/core/index.js'
 import type { Herd } from '../../lib/herd/index.js'
-import { createLogger, silentLogger } from '../../lib/log/index.js'
+import { createLogger, type Logger, silentLogger } from '../../lib/log/index.js'
 import { MemoryStorage, TorrentEngine } from '../../lib/torrent/index.js'
 import { Rc4 } from '../../lib/torrent/rc4.js'
 import {
@@ -285,7 +285,10 @@ async function readPiece(c: Opened): Promise<Buffer> {
   }
 }
 
-async function seedingEngine(t: Test): Promise<{ engine: TorrentEngine; meta: MetaInfo; data: Buffer }> {
+async function seedingEngine(
+  t: Test,
+  engineLogger: Logger = logger,
+): Promise<{ engine: TorrentEngine; meta: MetaInfo; data: Buffer }> {
   const dir = await tempDir(t, 'shoal-mse-')
   const data = randomBytes(1 * MiB)
   await writeFile(join(dir, 'blob'), data)
@@ -299,7 +302,7 @@ async function seedingEngine(t: Test): Promise<{ engine: TorrentEngine; meta: Me
     role: 'origin',
     host: '127.0.0.1',
     port: 0,
-    logger,
+    logger: engineLogger,
     peerSource: { announce: async () => ({ interval: 60, peers: [] }) },
   })
   await engine.start()
@@ -309,7 +312,17 @@ async function seedingEngine(t: Test): Promise<{ engine: TorrentEngine; meta: Me
 }
 
 t.test('MSE/PE responder, driven by a minimal initiator', async (t) => {
-  const { engine, meta, data } = await seedingEngine(t)
+  // Why the engine failed each MSE stage, by the peer's address (its debug log).
+  const failures = new Map<string, string>()
+  const write = (line: string) => {
+    const e = JSON.parse(line) as { msg?: string; peer?: string; reason?: string }
+    if (e.msg === 'MSE handshake failed' && e.peer !== undefined && e.reason !== undefined)
+      failures.set(e.peer, e.reason)
+  }
+  const { engine, meta, data } = await seedingEngine(
+    t,
+    createLogger({ level: 'debug', destination: { write } }),
+  )
   const ih = meta.infoHash.toBuffer()
   const closed = (s: Socket) => new Promise<void>((r) => (s.destroyed ? r() : s.once('close', () => r())))
 
@@ -356,9 +369,13 @@ t.test('MSE/PE responder, driven by a minimal initiator', async (t) => {
     const s = connect({ host: '127.0.0.1', port: engine.port })
     s.on('error', () => undefined)
     s.resume() // read (and drop) the engine's key, so the close is seen
+    let port: number | undefined
+    s.once('connect', () => {
+      port = s.localPort
+    })
     s.write(randomBytes(96 + 700))
     await closed(s)
-    t.pass('closed by the engine')
+    t.equal(failures.get(`127.0.0.1:${port}`), 'no HASH(req1, S) within PadA', 'closed by the engine')
   })
 
   t.test('a plain handshake split into single bytes still passes through', async (t) => {

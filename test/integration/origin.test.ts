@@ -217,8 +217,8 @@ t.test('a blob only in the backend: 202 while fetching, then 200 with the same b
   t.ok((await readAll(await client.download('default', digest))).equals(data), 'identical bytes')
   const meta = MetaInfo.parse(await client.metainfo('default', digest))
   t.equal(meta.length, data.length)
-  await waitFor('seeding', async () => (seeder.seeded.has(meta.infoHash.hex) ? true : undefined))
-  t.pass('seeded after the fetch')
+  const seeded = await waitFor('seeding', async () => seeder.seeded.get(meta.infoHash.hex))
+  t.equal(seeded.meta.length, data.length, 'seeded after the fetch, the whole blob')
   t.equal(
     await client.stat('other-ns', Digest.fromBuffer(Buffer.from('nope'))),
     undefined,

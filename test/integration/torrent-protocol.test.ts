@@ -7,6 +7,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { connect, type Socket } from 'node:net'
 import t, { type Test } from 'tap'
 import { bencodeDecode, bencodeEncode } from '../../lib/core/bencode.js'
+import { createLogger, type Logger } from '../../lib/log/index.js'
 import { Registry } from '../../lib/metrics/index.js'
 import { type AnnounceResponse, MemoryStorage, MSG, type PeerSource } from '../../lib/torrent/index.js'
 import { makeTorrent, startEngine } from '../helpers/torrent.js'
@@ -35,6 +36,23 @@ async function until(cond: () => boolean | Promise<boolean>, ms = 5000): Promise
   return cond()
 }
 
+/**
+ * An engine logger that keeps why the engine closed each connection ('peer disconnected', or
+ * a failed MSE stage), by the peer's address: what a test checks after the close it awaited.
+ */
+function closeReasons(): { logger: Logger; of(localPort: number): string | undefined } {
+  const reasons = new Map<string, string>()
+  const write = (line: string) => {
+    const e = JSON.parse(line) as { msg?: string; peer?: string; reason?: string }
+    if (e.peer !== undefined && e.reason !== undefined && e.msg !== 'peer banned from a torrent')
+      reasons.set(e.peer, e.reason)
+  }
+  return {
+    logger: createLogger({ level: 'debug', destination: { write } }),
+    of: (localPort) => reasons.get(`127.0.0.1:${localPort}`),
+  }
+}
+
 // ----- a hand-rolled peer -----
 
 interface RawOptions {
@@ -49,6 +67,8 @@ interface RawOptions {
 interface RawPeer {
   socket: Socket
   port: number
+  /** Our end's port: the engine knows us as 127.0.0.1:localPort. */
+  localPort: number
   /** true once the engine's handshake arrived, false if the connection closed first */
   replied: Promise<boolean>
   closed: Promise<void>
@@ -115,6 +135,7 @@ async function rawPeer(
   const p: RawPeer = {
     socket: s,
     port,
+    localPort: s.localPort!,
     replied: new Promise((r) => {
       reply = r
     }),
@@ -217,7 +238,8 @@ t.test('BEP 10: requests use the smaller offer from a Shoal peer, 16 KiB from an
 
 t.test('BEP 10: the serving side accepts the negotiated size from that peer only', async (t) => {
   const { meta, data } = await makeTorrent(t, 512 * KiB, 256 * KiB)
-  const origin = await startEngine(t, 'origin', nobody)
+  const why = closeReasons()
+  const origin = await startEngine(t, 'origin', nobody, { logger: why.logger })
   origin.seed(meta, MemoryStorage.complete(meta, data))
   const ih = meta.infoHash.toBuffer()
   const block = (p: RawPeer) =>
@@ -235,7 +257,11 @@ t.test('BEP 10: the serving side accepts the negotiated size from that peer only
   t.same(block(shoal), [[1, 64 * KiB]])
   shoal.send(msg(MSG.REQUEST, 1, 0, 128 * KiB))
   await shoal.closed
-  t.pass('more than it negotiated closes the connection')
+  t.equal(
+    why.of(shoal.localPort),
+    `invalid request 1:0+${128 * KiB}`,
+    'more than it negotiated closes the connection',
+  )
 
   const stock = await rawPeer(t, origin.port, ih, { ext: { m: {} } })
   await stock.replied
@@ -245,7 +271,11 @@ t.test('BEP 10: the serving side accepts the negotiated size from that peer only
   t.ok(await until(() => block(stock).length === 1), 'a stock client gets 16 KiB blocks')
   stock.send(msg(MSG.REQUEST, 0, 0, 64 * KiB))
   await stock.closed
-  t.pass('and a 64 KiB request from it closes the connection')
+  t.equal(
+    why.of(stock.localPort),
+    `invalid request 0:0+${64 * KiB}`,
+    'and a 64 KiB request from it closes the connection',
+  )
 })
 
 // ----- BEP 6 -----
@@ -290,7 +320,8 @@ t.test(
   async (t) => {
     const { meta, data } = await makeTorrent(t, 512 * KiB, 128 * KiB)
     const ih = meta.infoHash.toBuffer()
-    const seed = await startEngine(t, 'origin', nobody)
+    const why = closeReasons()
+    const seed = await startEngine(t, 'origin', nobody, { logger: why.logger })
     seed.seed(meta, MemoryStorage.complete(meta, data))
     const p = await rawPeer(t, seed.port, ih)
     await p.replied
@@ -307,7 +338,11 @@ t.test(
     await plain.replied
     plain.send(msg(MSG.HAVE_NONE))
     await plain.closed
-    t.pass('have-none from a peer that did not negotiate BEP 6 closes it')
+    t.equal(
+      why.of(plain.localPort),
+      `fast message ${MSG.HAVE_NONE} without BEP 6`,
+      'have-none from a peer that did not negotiate BEP 6 closes it',
+    )
   },
 )
 
@@ -367,28 +402,41 @@ t.test('connections: a per-host limit over all torrents', async (t) => {
   const p3 = await rawPeer(t, seed.port, b.meta.infoHash.toBuffer())
   t.notOk(await p3.replied, 'a third is refused')
   p1.socket.destroy()
-  await until(async () => {
-    const p = await rawPeer(t, seed.port, a.meta.infoHash.toBuffer())
-    return p.replied
-  })
-  t.pass('a closed connection makes room')
+  t.ok(
+    await until(async () => {
+      const p = await rawPeer(t, seed.port, a.meta.infoHash.toBuffer())
+      return p.replied
+    }),
+    'a closed connection makes room',
+  )
 })
 
 t.test('connections: per-phase timeouts (handshake, first message)', async (t) => {
   const { meta, data } = await makeTorrent(t, 256 * KiB, 64 * KiB)
-  const seed = await startEngine(t, 'origin', nobody, { handshakeTimeoutMs: 200, firstMessageTimeoutMs: 300 })
+  const why = closeReasons()
+  const seed = await startEngine(t, 'origin', nobody, {
+    handshakeTimeoutMs: 200,
+    firstMessageTimeoutMs: 300,
+    logger: why.logger,
+  })
   seed.seed(meta, MemoryStorage.complete(meta, data))
   const silent = await new Promise<Socket>((resolve) => {
     const s = connect({ host: '127.0.0.1', port: seed.port }, () => resolve(s))
   })
   t.teardown(() => silent.destroy())
   silent.on('error', () => {})
+  const silentPort = silent.localPort!
   await new Promise((r) => silent.once('close', r))
-  t.pass('no handshake: closed after handshakeTimeoutMs')
+  // Incoming connections start in the MSE stage, which has the handshake's time.
+  t.equal(why.of(silentPort), 'timeout', 'no handshake: closed after handshakeTimeoutMs')
   const mute = await rawPeer(t, seed.port, meta.infoHash.toBuffer())
   t.ok(await mute.replied, 'a peer that handshakes is answered')
   await mute.closed
-  t.pass('but closed when no message follows within firstMessageTimeoutMs')
+  t.equal(
+    why.of(mute.localPort),
+    'first message timeout',
+    'but closed when no message follows within firstMessageTimeoutMs',
+  )
   const chatty = await rawPeer(t, seed.port, meta.infoHash.toBuffer())
   await chatty.replied
   chatty.send(msg(MSG.INTERESTED))
@@ -398,23 +446,29 @@ t.test('connections: per-phase timeouts (handshake, first message)', async (t) =
 
 t.test('connections: idle eviction (seeding: uninterested peers; seed to seed at once)', async (t) => {
   const { meta, data } = await makeTorrent(t, 256 * KiB, 64 * KiB)
-  const seed = await startEngine(t, 'origin', nobody, { seedIdleTimeoutMs: 300 })
+  const why = closeReasons()
+  const seed = await startEngine(t, 'origin', nobody, { seedIdleTimeoutMs: 300, logger: why.logger })
   seed.seed(meta, MemoryStorage.complete(meta, data))
   const idle = await rawPeer(t, seed.port, meta.infoHash.toBuffer())
   await idle.replied
   idle.send(msg(MSG.HAVE_NONE), msg(MSG.NOT_INTERESTED))
   await idle.closed
-  t.pass('a peer that stays uninterested is closed after seedIdleTimeoutMs')
+  t.equal(
+    why.of(idle.localPort),
+    'idle seed connection',
+    'a peer that stays uninterested is closed after seedIdleTimeoutMs',
+  )
   const other = await rawPeer(t, seed.port, meta.infoHash.toBuffer())
   await other.replied
   other.send(msg(MSG.HAVE_ALL))
   await other.closed
-  t.pass('a seed connecting to a seed is closed at once')
+  t.equal(why.of(other.localPort), 'both seeding', 'a seed connecting to a seed is closed at once')
 })
 
 t.test('connections: idle eviction (downloading: no block either way)', async (t) => {
   const { meta } = await makeTorrent(t, 256 * KiB, 64 * KiB)
-  const leecher = await startEngine(t, 'agent', nobody, { leechIdleTimeoutMs: 300 })
+  const why = closeReasons()
+  const leecher = await startEngine(t, 'agent', nobody, { leechIdleTimeoutMs: 300, logger: why.logger })
   const ac = new AbortController()
   t.teardown(() => ac.abort())
   leecher.download(meta, new MemoryStorage(meta), { signal: ac.signal }).catch(() => {})
@@ -422,7 +476,11 @@ t.test('connections: idle eviction (downloading: no block either way)', async (t
   await useless.replied
   useless.send(msg(MSG.HAVE_NONE))
   await useless.closed
-  t.pass('a peer with nothing to give or take is closed after leechIdleTimeoutMs')
+  t.equal(
+    why.of(useless.localPort),
+    'idle leech connection',
+    'a peer with nothing to give or take is closed after leechIdleTimeoutMs',
+  )
 })
 
 t.test('stalls: a peer whose requests time out again and again is banned', async (t) => {

@@ -173,11 +173,11 @@ t.test('agents serve each other once the origin is gone (agent-to-agent credit i
   const stopped = source.events.length
   origin.remove(meta.infoHash) // the origin now refuses the infohash (unknown torrent)
   t.equal(origin.stats(meta.infoHash), undefined)
-  await new Promise((r) => setTimeout(r, 50))
-  t.ok(
-    source.events.slice(stopped).some((e) => e.port === origin.port && e.event === 'stopped'),
-    'remove() announces stopped',
-  )
+  // The announce is asynchronous: polled rather than given a fixed 50 ms.
+  const announcedStopped = () =>
+    source.events.slice(stopped).some((e) => e.port === origin.port && e.event === 'stopped')
+  for (let i = 0; i < 250 && !announcedStopped(); i++) await new Promise((r) => setTimeout(r, 20))
+  t.ok(announcedStopped(), 'remove() announces stopped')
 
   const b = await join()
   const c = await join()

@@ -5,6 +5,7 @@
  * address and, for incoming connections, its IP within that torrent.
  */
 import t from 'tap'
+import { ManualClock } from '../../lib/bandwidth/index.js'
 import { silentLogger } from '../../lib/log/index.js'
 import { Registry } from '../../lib/metrics/index.js'
 import { EngineCore } from '../../lib/torrent/engine-core.js'
@@ -13,7 +14,7 @@ import type { Peer } from '../../lib/torrent/peer.js'
 const A = 'aa'.repeat(20)
 const B = 'bb'.repeat(20)
 
-function core(): EngineCore {
+function core(clock = new ManualClock()): EngineCore {
   return new EngineCore(
     {
       role: 'agent',
@@ -21,6 +22,7 @@ function core(): EngineCore {
       peerSource: { announce: async () => ({ interval: 60, peers: [] }) },
       logger: silentLogger(),
       registry: new Registry(),
+      clock,
     },
     '127.0.0.1',
   )
@@ -42,12 +44,13 @@ t.test('a ban covers one torrent: id, dialled address and IP, not the same peer 
 })
 
 t.test('a ban ends after its duration; a shorter one never shortens a longer one', async (t) => {
-  const c = core()
+  const clock = new ManualClock()
+  const c = core(clock)
   c.ban(A, peer('in'), 'stalled', 1)
-  await new Promise((r) => setTimeout(r, 20))
+  clock.advance(1)
   t.notOk(c.isBanned(A, 'ip 10.0.0.7'), 'a 1-ms ban is over')
   c.ban(A, peer('in'), 'corrupt piece', 60_000)
   c.ban(A, peer('in'), 'stalled', 1)
-  await new Promise((r) => setTimeout(r, 20))
+  clock.advance(20)
   t.ok(c.isBanned(A, 'ip 10.0.0.7'), 'the longer ban still runs')
 })

@@ -80,7 +80,13 @@ function metrics(): EngineMetrics {
   return { sent: c, evicted: c, receivedFrom: { origin: c, agent: c }, r } as unknown as EngineMetrics
 }
 
-function uploader(slots: number, have = Bitfield.full(4), serveOnce?: ServeOnce, idlePeerEvictMs = 30_000) {
+function uploader(
+  slots: number,
+  have = Bitfield.full(4),
+  serveOnce?: ServeOnce,
+  idlePeerEvictMs = 30_000,
+  clock = new ManualClock(),
+) {
   const storage = MemoryStorage.complete(
     { length: meta.length, pieceLength: PIECE },
     Buffer.alloc(meta.length, 1),
@@ -97,6 +103,7 @@ function uploader(slots: number, have = Bitfield.full(4), serveOnce?: ServeOnce,
     metrics: metrics(),
     log: silentLogger(),
     serveOnce,
+    clock,
   })
 }
 
@@ -386,7 +393,9 @@ t.test(
       () => capped,
       () => refusals++,
     )
-    const u = uploader(4, Bitfield.full(4), once)
+    const clock = new ManualClock()
+    clock.advance(1_000) // the engine's time when the peers below became interested
+    const u = uploader(4, Bitfield.full(4), once, 30_000, clock)
     const flush = () => new Promise<void>((resolve) => setImmediate(resolve))
     const [a, b, c] = [fakePeer('a'), fakePeer('b'), fakePeer('c', false)]
     for (const p of [a, b, c]) interested(u, p, 1_000)
@@ -403,11 +412,11 @@ t.test(
     u.onRequest(a, 0, BLOCK_SIZE, BLOCK_SIZE)
     t.same(a.rejects, [], 'the peer the piece is queued for gets its other blocks')
 
-    u.tick([a, b, c], Date.now() + 500)
+    u.tick([a, b, c], clock.now() + 500)
     t.same(b.haves, [], 'still within the window: not re-offered yet')
-    u.tick([a, b, c], Date.now() + 1_000)
+    u.tick([a, b, c], clock.now() + 1_000)
     t.same(b.haves, [0], 'once the window passed, the refused piece is offered again')
-    u.tick([a, b, c], Date.now() + 2_000)
+    u.tick([a, b, c], clock.now() + 2_000)
     t.same(b.haves, [0], 'once')
 
     // A queued request withdrawn (cancelled) frees the piece for others at once.

@@ -66,8 +66,12 @@ t.test(
     socket.destroy()
     await clientClosed
     // The server's connection count dropped with the old socket: close() does not wait.
-    await new Promise<void>((resolve) => server.close(() => resolve()))
-    t.pass('server closed')
+    const count = await new Promise<number>((resolve, reject) =>
+      server.getConnections((err, n) => (err ? reject(err) : resolve(n))),
+    )
+    t.equal(count, 0, 'the server counts no connection')
+    const closeError = await new Promise<Error | undefined>((resolve) => server.close(resolve))
+    t.equal(closeError, undefined, 'server closed')
   },
 )
 

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import type { Socket } from 'node:net'
 import t from 'tap'
+import { ManualClock } from '../../lib/bandwidth/index.js'
 import { silentLogger } from '../../lib/log/index.js'
 import { BlockPool } from '../../lib/torrent/block-pool.js'
 import {
@@ -257,6 +258,8 @@ function fakePeerConnection(
   direction: 'in' | 'out',
   timeouts = { connectMs: 50, handshakeMs: 50, firstMessageMs: 50 },
 ) {
+  // Timers run only when the test advances this clock.
+  const clock = new ManualClock()
   const socket = new FakeSocket()
   if (direction === 'in') socket.connecting = false
   const handled: string[] = []
@@ -275,35 +278,34 @@ function fakePeerConnection(
       },
       onClose: () => handled.push('close'),
     },
+    clock,
   })
-  return { socket, peer, handled }
+  return { socket, peer, handled, clock }
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 t.test('peer: connect, handshake and first-message timeouts, one phase at a time', async (t) => {
   const a = fakePeerConnection('out')
-  await sleep(120)
+  a.clock.advance(120)
   t.equal(a.peer.closeReason, 'connect timeout', 'a dial that never connects')
 
   const b = fakePeerConnection('out', { connectMs: 50, handshakeMs: 150, firstMessageMs: 150 })
-  await sleep(20)
+  b.clock.advance(20)
   b.socket.connecting = false
   b.socket.emit('connect')
-  await sleep(80)
+  b.clock.advance(80)
   t.notOk(b.peer.closed, 'connected in time: now the handshake clock runs')
-  await sleep(150)
+  b.clock.advance(150)
   t.equal(b.peer.closeReason, 'handshake timeout')
 
   const c = fakePeerConnection('in', { connectMs: 50, handshakeMs: 100, firstMessageMs: 100 })
   c.socket.emit('data', handshake())
   t.same(c.handled, ['handshake'])
-  await sleep(150)
+  c.clock.advance(150)
   t.equal(c.peer.closeReason, 'first message timeout', 'handshake, then silence')
 
   const d = fakePeerConnection('in', { connectMs: 50, handshakeMs: 100, firstMessageMs: 100 })
   d.peer.receive(Buffer.concat([handshake(), raw(MSG.INTERESTED)])) // e.g. bytes an MSE layer read
-  await sleep(150)
+  d.clock.advance(150)
   t.notOk(d.peer.closed, 'a peer that spoke is past every phase')
   d.peer.close('done')
   t.same(d.handled, ['handshake', 'close'])
@@ -330,12 +332,12 @@ t.test('peer: small messages are batched into one write per tick; a piece is hea
 
 t.test('peer: haves wait for other traffic, or go out in one batch within HAVE_DELAY_MS', async (t) => {
   const slow = { connectMs: 5_000, handshakeMs: 5_000, firstMessageMs: 5_000 }
-  const { socket, peer } = fakePeerConnection('in', slow)
+  const { socket, peer, clock } = fakePeerConnection('in', slow)
   peer.sendHave(1)
   peer.sendHave(2)
   await new Promise((r) => process.nextTick(r))
   t.equal(socket.written.length, 0, 'haves alone do not cost a write per tick')
-  await sleep(HAVE_DELAY_MS + 30)
+  clock.advance(HAVE_DELAY_MS)
   t.equal(socket.written.length, 1, 'one write for the batch')
   t.equal(socket.written[0]!.length, 2 * 9)
   peer.sendHave(3)
@@ -343,11 +345,11 @@ t.test('peer: haves wait for other traffic, or go out in one batch within HAVE_D
   await new Promise((r) => process.nextTick(r))
   t.equal(socket.written.length, 2, 'a request takes the waiting have along')
   t.equal(socket.written[1]!.length, 9 + 17)
-  await sleep(HAVE_DELAY_MS + 30)
+  clock.advance(HAVE_DELAY_MS)
   t.equal(socket.written.length, 2, 'and the timer finds nothing left to send')
   peer.sendHave(4)
   peer.close('done')
-  await sleep(HAVE_DELAY_MS + 30)
+  clock.advance(HAVE_DELAY_MS)
   t.equal(socket.written.length, 2, 'nothing is written after close')
 })
 

@@ -1,5 +1,5 @@
 /**
- * Starts tracker, origin (with its engine), build-index and proxy in one process, wired to
+ * Starts tracker, build-index, origin (with its engine) and proxy in one process, wired to
  * each other, and stops them in reverse order. This is the embedded default: local-folder
  * backend, in-memory peer store, no external services.
  */

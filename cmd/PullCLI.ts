@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // PullCLI: see `PullCLI pull --help`; the command is defined in lib/cli/programs.ts.
-import { runCli } from '../lib/cli/common.js'
+import { main } from '../lib/cli/common.js'
 import { pullProgram } from '../lib/cli/programs.js'
 
-process.exitCode = await runCli(pullProgram(), process.argv)
+await main(pullProgram())

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // RemoveCLI: see `RemoveCLI remove --help`; the command is defined in lib/cli/programs.ts.
-import { runCli } from '../lib/cli/common.js'
+import { main } from '../lib/cli/common.js'
 import { removeProgram } from '../lib/cli/programs.js'
 
-process.exitCode = await runCli(removeProgram(), process.argv)
+await main(removeProgram())

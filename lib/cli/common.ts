@@ -41,7 +41,12 @@ export async function runCli(program: Command, argv: string[], io: Output = stdi
   // Subcommands copy these settings only when created, so apply them to the whole tree.
   const apply = (cmd: Command) => {
     cmd.exitOverride()
-    cmd.configureOutput({ writeErr: (s) => io.err(s.trimEnd()), writeOut: (s) => io.out(s.trimEnd()) })
+    cmd.configureOutput({
+      writeErr: (s) => io.err(s.trimEnd()),
+      writeOut: (s) => io.out(s.trimEnd()),
+      // A usage error is one line naming the binary, as every other error is.
+      outputError: (s) => io.err(`${program.name()}: ${usageLine(s)}`),
+    })
     for (const sub of cmd.commands) apply(sub)
   }
   apply(program)
@@ -58,6 +63,27 @@ export async function runCli(program: Command, argv: string[], io: Output = stdi
     if (process.env.SHOAL_DEBUG && !isShoalError(err)) io.err(String((err as Error).stack))
     return EXIT_CODES[e.code] ?? 1
   }
+}
+
+/** commander's "error: unknown option '--x'\n(Did you mean --y?)" as one line without "error: ". */
+function usageLine(message: string): string {
+  return message
+    .trim()
+    .replace(/^error: /, '')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .join(' ')
+}
+
+/**
+ * The entry point of every binary in cmd/: runs the program on process.argv and sets the exit
+ * code (2 for a usage error). A daemon that is up keeps the process alive after this returns;
+ * one that failed to start has set a non-zero exit code itself, which is kept.
+ */
+export async function main(program: Command): Promise<void> {
+  const code = await runCli(program, process.argv)
+  if (code !== 0) process.exitCode = code
 }
 
 /**

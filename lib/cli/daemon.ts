@@ -1,24 +1,26 @@
 /**
  * Shared start-up for every daemon binary: load and validate config, create the root logger,
- * start, and stop cleanly on SIGINT/SIGTERM. A bad config or a taken port is one clear line
- * and exit code 1, never a stack trace.
+ * start the daemon's parts (lib/lifecycle startAll), and stop them in reverse on SIGINT/SIGTERM.
+ * A bad config or a taken port is one clear line and exit code 1, never a stack trace, and a
+ * start that fails leaves nothing open: the parts already started are stopped again, so the
+ * process exits. A signal during start-up aborts it the same way, and the process exits 0.
  */
 
 import { type LoadConfigOptions, loadConfig, type ZodType } from '../config/index.js'
 import { toShoalError } from '../errors/index.js'
+import { type Service, type Stopper, startAll } from '../lifecycle/index.js'
 import { createLogger, flushLogSync, type Logger } from '../log/index.js'
 import { type Command, InvalidArgumentError } from './commander.js'
-
-export interface Stoppable {
-  stop(): Promise<void>
-}
 
 export interface DaemonSpec<C extends { log: { level: string; file?: string | undefined } }> {
   name: string
   component: string
   schema: ZodType<C>
   overrides: (flags: Record<string, unknown>) => Record<string, unknown>
-  start: (config: C, logger: Logger) => Promise<Stoppable>
+  /** The daemon, not started yet: runDaemon starts it (and stops it again when its start fails). */
+  create: (config: C, logger: Logger) => Service
+  /** Prefix of the line on stderr (default: name), e.g. "shoal agent" for a subcommand. */
+  label?: string
 }
 
 /** Options every daemon accepts; each binary adds its own port flags. */
@@ -37,6 +39,7 @@ export async function runDaemon<C extends { log: { level: string; file?: string 
   spec: DaemonSpec<C>,
   flags: Record<string, unknown>,
 ): Promise<void> {
+  const label = spec.label ?? spec.name
   let config: C
   const opts: LoadConfigOptions = {
     component: spec.component,
@@ -47,7 +50,7 @@ export async function runDaemon<C extends { log: { level: string; file?: string 
   try {
     config = loadConfig(spec.schema, opts)
   } catch (err) {
-    process.stderr.write(`${spec.name}: ${toShoalError(err).message}\n`)
+    process.stderr.write(`${label}: ${toShoalError(err).message}\n`)
     process.exitCode = 1
     return
   }
@@ -56,23 +59,16 @@ export async function runDaemon<C extends { log: { level: string; file?: string 
     level: config.log.level as never,
     destination: config.log.file,
   })
-  exitOnFatal(spec.name, logger)
-  let running: Stoppable
-  try {
-    running = await spec.start(config, logger)
-  } catch (err) {
-    const e = toShoalError(err)
-    logger.fatal({ code: e.code, err: e.message }, `${spec.name} failed to start`)
-    process.stderr.write(`${spec.name}: ${e.message}\n`)
-    process.exitCode = 1
-    return
-  }
+  exitOnFatal(label, logger)
+  const starting = new AbortController()
+  let running: Stopper | undefined
   let stopping = false
   const shutdown = (signal: string) => {
     if (stopping) return
     stopping = true
     logger.info({ signal }, `${spec.name} stopping`)
-    running.stop().then(
+    starting.abort(new Error(signal))
+    running?.stop().then(
       () => {
         logger.info({ signal }, 'shutdown complete')
         logger.flush?.()
@@ -85,6 +81,20 @@ export async function runDaemon<C extends { log: { level: string; file?: string 
   }
   process.once('SIGINT', () => shutdown('SIGINT'))
   process.once('SIGTERM', () => shutdown('SIGTERM'))
+  try {
+    running = await startAll([spec.create(config, logger)], starting.signal)
+  } catch (err) {
+    if (starting.signal.aborted) {
+      logger.info('stopped before it finished starting')
+      logger.flush?.()
+      return
+    }
+    const e = toShoalError(err)
+    logger.fatal({ code: e.code, err: e.message }, `${spec.name} failed to start`)
+    flushLogSync(logger)
+    process.stderr.write(`${label}: ${e.message}\n`)
+    process.exitCode = 1
+  }
 }
 
 /**

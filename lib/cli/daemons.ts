@@ -3,21 +3,26 @@
  * these; `shoal herd` and `shoal agent` reuse them.
  */
 import { AgentConfigSchema } from '../agent/config.js'
-import { startAgent } from '../agent/server/index.js'
+import { AgentServer } from '../agent/server/index.js'
 import { BuildIndexConfigSchema } from '../build-index/config.js'
-import { startBuildIndex } from '../build-index/server/index.js'
+import { BuildIndexServer } from '../build-index/server/index.js'
 import { HerdConfigSchema } from '../herd/config.js'
-import { startHerd } from '../herd/index.js'
-import { startOriginNode } from '../herd/origin-node.js'
+import { createHerd } from '../herd/index.js'
+import { createOriginNode } from '../herd/origin-node.js'
 import { OriginConfigSchema } from '../origin/config.js'
 import { ProxyConfigSchema } from '../proxy/config.js'
-import { startProxy } from '../proxy/server/index.js'
+import { ProxyServer } from '../proxy/server/index.js'
 import { TrackerConfigSchema } from '../tracker/config.js'
-import { startTracker } from '../tracker/server/index.js'
+import { TrackerServer } from '../tracker/server/index.js'
 import { Command } from './commander.js'
 import { addDaemonOptions, intFlag, runDaemon } from './daemon.js'
 
 const listen = (f: Record<string, unknown>) => ({ port: f.port, host: f.host })
+
+/** What a daemon's line on stderr starts with: its binary, or "shoal <name>" for a subcommand. */
+function daemonLabel(name: string): string {
+  return name.startsWith('shoal') ? name : `shoal ${name}`
+}
 
 /** commander reducer for repeatable options. */
 function collect(value: string, previous: string[] | undefined): string[] {
@@ -43,6 +48,7 @@ export function agentCommand(name = 'shoal-agent'): Command {
       runDaemon(
         {
           name,
+          label: daemonLabel(name),
           component: 'agent',
           schema: AgentConfigSchema,
           overrides: () => ({
@@ -52,7 +58,7 @@ export function agentCommand(name = 'shoal-agent'): Command {
             trackers: f.tracker,
             buildIndex: f.buildIndex,
           }),
-          start: (config, logger) => startAgent(config, { logger }),
+          create: (config, logger) => new AgentServer(config, { logger }),
         },
         f,
       ),
@@ -81,7 +87,7 @@ export function originCommand(name = 'shoal-origin'): Command {
             dataDir: f.dataDir,
             trackerUrl: f.trackerUrl,
           }),
-          start: (config, logger) => startOriginNode(config, { logger }),
+          create: (config, logger) => createOriginNode(config, { logger }),
         },
         f,
       ),
@@ -100,7 +106,7 @@ export function trackerCommand(name = 'shoal-tracker'): Command {
           component: 'tracker',
           schema: TrackerConfigSchema,
           overrides: () => ({ server: listen(f) }),
-          start: (config, logger) => startTracker(config, { logger }),
+          create: (config, logger) => new TrackerServer(config, { logger }),
         },
         f,
       ),
@@ -119,7 +125,7 @@ export function buildIndexCommand(name = 'shoal-build-index'): Command {
           component: 'build-index',
           schema: BuildIndexConfigSchema,
           overrides: () => ({ server: listen(f) }),
-          start: (config, logger) => startBuildIndex(config, { logger }),
+          create: (config, logger) => new BuildIndexServer(config, { logger }),
         },
         f,
       ),
@@ -138,7 +144,7 @@ export function proxyCommand(name = 'shoal-proxy'): Command {
           component: 'proxy',
           schema: ProxyConfigSchema,
           overrides: () => ({ server: listen(f) }),
-          start: (config, logger) => startProxy(config, { logger }),
+          create: (config, logger) => new ProxyServer(config, { logger }),
         },
         f,
       ),
@@ -161,10 +167,11 @@ export function herdCommand(name = 'herd'): Command {
       runDaemon(
         {
           name: 'shoal-herd',
+          label: daemonLabel(name),
           component: 'herd',
           schema: HerdConfigSchema,
           overrides: () => ({ dataDir: f.dataDir, advertiseHost: f.host, basePort: f.basePort }),
-          start: (config, logger) => startHerd(config, { logger }),
+          create: (config, logger) => createHerd(config, { logger }),
         },
         f,
       ),

@@ -1,6 +1,7 @@
 /**
  * `shoal herd`: the central services in one process. The herd wires the services to each
- * other (ports from docs/architecture.md §3, counted from basePort); a section per service may
+ * other (ports from docs/architecture.md §3, counted from basePort, or bound on port 0 and wired as
+ * bound when basePort is 0); a section per service may
  * override anything else, and is validated by that service's own strict schema.
  */
 import { LogConfig, z } from '../config/index.js'
@@ -15,7 +16,7 @@ export const HerdConfigSchema = z.strictObject({
   advertiseHost: z.string().min(1).default('127.0.0.1'),
   /** Address the services listen on. */
   bindHost: z.string().min(1).default('0.0.0.0'),
-  /** Proxy port; origin peer +1, origin HTTP +2, tracker +3, build-index +4. 0 picks free ports (tests). */
+  /** Proxy port; origin peer +1, origin HTTP +2, tracker +3, build-index +4. 0: each binds port 0 (tests). */
   basePort: z.number().int().min(0).max(65530).default(15000),
   origin: Section,
   tracker: Section,

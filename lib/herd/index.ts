@@ -1,5 +1,5 @@
 /**
- * Starts tracker, origin (with its engine), build-index and proxy in one process, wired to
+ * Starts tracker, build-index, origin (with its engine) and proxy in one process, wired to
  * each other, and stops them in reverse order. This is the embedded default: local-folder
  * backend, in-memory peer store, no external services.
  */
@@ -8,6 +8,15 @@ import { join, resolve } from 'node:path'
 import { BuildIndexConfigSchema } from '../build-index/config.js'
 import { BuildIndexServer } from '../build-index/server/index.js'
 import { deepMerge, validateConfig } from '../config/index.js'
+import { ShoalError } from '../errors/index.js'
+import {
+  Lifecycle,
+  type Part,
+  ReservedListener,
+  type Service,
+  type Stopper,
+  startAll,
+} from '../lifecycle/index.js'
 import type { Logger } from '../log/index.js'
 import { OriginConfigSchema } from '../origin/config.js'
 import { ProxyConfigSchema } from '../proxy/config.js'
@@ -15,90 +24,159 @@ import { ProxyServer } from '../proxy/server/index.js'
 import { TrackerConfigSchema } from '../tracker/config.js'
 import { TrackerServer } from '../tracker/server/index.js'
 import { HERD_PORT_OFFSETS, type HerdConfig } from './config.js'
-import { type OriginNode, startOriginNode } from './origin-node.js'
+import { createOriginNode, type OriginNode } from './origin-node.js'
 
-export interface Herd {
+export interface Herd extends Service {
+  /** Valid once start() resolved (startHerd resolves after it). */
   readonly urls: { proxy: string; origin: string; tracker: string; buildIndex: string }
   readonly originPeerPort: number
   readonly originNode: OriginNode
-  stop(): Promise<void>
 }
 
-export async function startHerd(config: HerdConfig, deps: { logger: Logger }): Promise<Herd> {
-  const ports = await allocatePorts(config.basePort)
+/**
+ * Bind first, then wire: the origin's two listeners are bound before anything starts (the
+ * tracker and build-index need the origin's addresses, and the origin theirs), then tracker
+ * and build-index start and their bound ports go into the origin's config, then the origin
+ * takes its listeners, then the proxy. With basePort 0 every port is one the kernel picked
+ * and kept, never a probed port released for a later bind.
+ */
+export function createHerd(config: HerdConfig, deps: { logger: Logger }): Herd {
   const host = config.advertiseHost
   const bind = config.bindHost
   const dataDir = resolve(config.dataDir)
   const addr = (port: number) => `${host}:${port}`
   const log = { level: config.log.level }
   const backend = { type: 'fs', root: join(dataDir, 'backend') }
+  const portOf = (name: keyof typeof HERD_PORT_OFFSETS) =>
+    config.basePort === 0 ? 0 : config.basePort + HERD_PORT_OFFSETS[name]
 
-  const trackerConfig = section(TrackerConfigSchema, 'tracker', config.tracker, {
-    log,
-    server: { host: bind, port: ports.tracker },
-    origins: [{ peer: addr(ports.originPeer), http: addr(ports.originHttp) }],
-  })
-  const originConfig = section(OriginConfigSchema, 'origin', config.origin, {
-    log,
-    server: { host: bind, port: ports.originHttp },
-    peer: { host: bind, port: ports.originPeer },
-    dataDir: join(dataDir, 'origin'),
-    backend,
-    trackerUrl: `http://${addr(ports.tracker)}`,
-    self: addr(ports.originHttp),
-    buildIndex: addr(ports.buildIndex),
-  })
-  const buildIndexConfig = section(BuildIndexConfigSchema, 'buildIndex', config.buildIndex, {
-    log,
-    server: { host: bind, port: ports.buildIndex },
-    origins: [addr(ports.originHttp)],
-    backend,
-  })
-  const proxyConfig = section(ProxyConfigSchema, 'proxy', config.proxy, {
-    log,
-    server: { host: bind, port: ports.proxy },
-    origins: [addr(ports.originHttp)],
-    buildIndex: addr(ports.buildIndex),
-  })
+  // The origin section may set its own ports, as any other setting.
+  const originPort = (key: 'server' | 'peer', name: 'originHttp' | 'originPeer'): number => {
+    const port = (config.origin[key] as { port?: unknown } | undefined)?.port
+    return typeof port === 'number' ? port : portOf(name)
+  }
+  const originPeer = new ReservedListener('origin peer listener', bind, originPort('peer', 'originPeer'))
+  const originHttp = new ReservedListener('origin', bind, originPort('server', 'originHttp'))
+  const originAddr = () => addr(originHttp.port)
+  let tracker: TrackerServer | undefined
+  let buildIndex: BuildIndexServer | undefined
+  let originNode: OriginNode | undefined
+  let proxy: ProxyServer | undefined
+  let stopper: Stopper | undefined
 
-  const stack: Array<{ stop(): Promise<void> }> = []
-  const stopAll = async () => {
-    for (const s of stack.reverse().splice(0)) await s.stop()
+  const parts: Part[] = [
+    originPeer,
+    originHttp,
+    () => {
+      tracker = new TrackerServer(
+        section(TrackerConfigSchema, 'tracker', config.tracker, {
+          log,
+          server: { host: bind, port: portOf('tracker') },
+          origins: [{ peer: addr(originPeer.port), http: originAddr() }],
+        }),
+        { logger: deps.logger },
+      )
+      return tracker
+    },
+    () => {
+      buildIndex = new BuildIndexServer(
+        section(BuildIndexConfigSchema, 'buildIndex', config.buildIndex, {
+          log,
+          server: { host: bind, port: portOf('buildIndex') },
+          origins: [originAddr()],
+          backend,
+        }),
+        { logger: deps.logger },
+      )
+      return buildIndex
+    },
+    () => {
+      originNode = createOriginNode(
+        section(OriginConfigSchema, 'origin', config.origin, {
+          log,
+          server: { host: bind, port: originHttp.port },
+          peer: { host: bind, port: originPeer.port },
+          dataDir: join(dataDir, 'origin'),
+          backend,
+          trackerUrl: `http://${addr(portOfUrl(tracker?.url))}`,
+          self: originAddr(),
+          buildIndex: addr(portOfUrl(buildIndex?.url)),
+        }),
+        { logger: deps.logger, listeners: { http: originHttp.server, peer: originPeer.server } },
+      )
+      return originNode
+    },
+    () => {
+      proxy = new ProxyServer(
+        section(ProxyConfigSchema, 'proxy', config.proxy, {
+          log,
+          server: { host: bind, port: portOf('proxy') },
+          origins: [originAddr()],
+          buildIndex: addr(portOfUrl(buildIndex?.url)),
+        }),
+        { logger: deps.logger },
+      )
+      return proxy
+    },
+  ]
+
+  let wired: { urls: Herd['urls']; originPeerPort: number; originNode: OriginNode } | undefined
+  const started = () => {
+    if (!wired) throw new ShoalError('UNAVAILABLE', 'the herd is not started')
+    return wired
   }
-  try {
-    const tracker = new TrackerServer(trackerConfig, { logger: deps.logger })
-    await tracker.start()
-    stack.push(tracker)
-    const originNode = await startOriginNode(originConfig, { logger: deps.logger })
-    stack.push(originNode)
-    const buildIndex = new BuildIndexServer(buildIndexConfig, { logger: deps.logger })
-    await buildIndex.start()
-    stack.push(buildIndex)
-    const proxy = new ProxyServer(proxyConfig, { logger: deps.logger })
-    await proxy.start()
-    stack.push(proxy)
-    deps.logger.info({ ports, advertiseHost: host, dataDir }, 'herd started')
-    let stopped = false
-    return {
-      urls: {
-        proxy: `http://${addr(ports.proxy)}`,
-        origin: `http://${addr(ports.originHttp)}`,
-        tracker: `http://${addr(ports.tracker)}`,
-        buildIndex: `http://${addr(ports.buildIndex)}`,
-      },
-      originPeerPort: ports.originPeer,
-      originNode,
-      async stop() {
-        if (stopped) return
-        stopped = true
-        await stopAll()
-        deps.logger.info('herd stopped')
-      },
-    }
-  } catch (err) {
-    await stopAll()
-    throw err
+  const life = new Lifecycle('herd', {
+    start: async (signal) => {
+      stopper = await startAll(parts, signal)
+      const ports = {
+        proxy: portOfUrl(proxy?.url),
+        originPeer: originPeer.port,
+        originHttp: originHttp.port,
+        tracker: portOfUrl(tracker?.url),
+        buildIndex: portOfUrl(buildIndex?.url),
+      }
+      wired = {
+        urls: {
+          proxy: `http://${addr(ports.proxy)}`,
+          origin: `http://${addr(ports.originHttp)}`,
+          tracker: `http://${addr(ports.tracker)}`,
+          buildIndex: `http://${addr(ports.buildIndex)}`,
+        },
+        originPeerPort: ports.originPeer,
+        originNode: originNode as OriginNode,
+      }
+      deps.logger.info({ ports, advertiseHost: host, dataDir }, 'herd started')
+    },
+    stop: async () => {
+      await stopper?.stop()
+      deps.logger.info('herd stopped')
+    },
+  })
+  return {
+    get urls() {
+      return started().urls
+    },
+    get originPeerPort() {
+      return started().originPeerPort
+    },
+    get originNode() {
+      return started().originNode
+    },
+    start: (signal) => life.start(signal),
+    stop: () => life.stop(),
   }
+}
+
+export async function startHerd(config: HerdConfig, deps: { logger: Logger }): Promise<Herd> {
+  const herd = createHerd(config, deps)
+  await herd.start()
+  return herd
+}
+
+/** The port of a started server's `http://host:port` URL. */
+function portOfUrl(url: string | undefined): number {
+  if (!url) throw new ShoalError('UNAVAILABLE', 'the herd is not started')
+  return Number(new URL(url).port)
 }
 
 function section<T>(
@@ -110,17 +188,10 @@ function section<T>(
   return validateConfig(schema, deepMerge(wiring, user), `herd config section "${name}"`)
 }
 
-type PortName = keyof typeof HERD_PORT_OFFSETS
-
-/** Ports counted from basePort; with basePort 0 each is a currently free port (tests). */
-async function allocatePorts(basePort: number): Promise<Record<PortName, number>> {
-  const out = {} as Record<PortName, number>
-  for (const [name, offset] of Object.entries(HERD_PORT_OFFSETS) as Array<[PortName, number]>) {
-    out[name] = basePort === 0 ? await freePort() : basePort + offset
-  }
-  return out
-}
-
+/**
+ * A port that was free a moment ago (the listener is closed again before it resolves). Racy by
+ * nature: only for tests that hand a port to a separate process; in-process parts bind port 0.
+ */
 export function freePort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
     const srv = createServer()

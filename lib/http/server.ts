@@ -10,8 +10,9 @@
  * next request.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { AddressInfo, Socket } from 'node:net'
+import type { AddressInfo, Server as NetServer, Socket } from 'node:net'
 import { isShoalError, ShoalError, toShoalError } from '../errors/index.js'
+import { listenError } from '../lifecycle/index.js'
 import type { Logger } from '../log/index.js'
 import type { Registry } from '../metrics/index.js'
 import { sendError, sendJson } from './body.js'
@@ -102,8 +103,11 @@ export class HttpServer {
     })
   }
 
-  /** Binds host:port (port 0 picks a free one). Idempotent: a second call returns the same address. */
-  async start(port: number, host = '127.0.0.1'): Promise<AddressInfo> {
+  /**
+   * Binds host:port (port 0 picks a free one), or serves on `port` when it is a listener bound
+   * earlier (lib/lifecycle ReservedListener). Idempotent: a second call returns the same address.
+   */
+  async start(port: number | NetServer, host = '127.0.0.1'): Promise<AddressInfo> {
     if (this.starting) return this.starting
     const server = createServer(
       { requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 5_000 },
@@ -126,24 +130,18 @@ export class HttpServer {
       const onError = (err: NodeJS.ErrnoException) => {
         this.starting = undefined
         this.server = undefined
-        const hint =
-          err.code === 'EADDRINUSE' ? ' (another process is using it; pick another port in the config)' : ''
-        reject(
-          new ShoalError(
-            'UNAVAILABLE',
-            `${this.opts.name}: cannot listen on ${host}:${port}: ${err.code ?? err.message}${hint}`,
-            { cause: err },
-          ),
-        )
+        reject(listenError(this.opts.name, host, typeof port === 'number' ? port : 0, err))
       }
       server.once('error', onError)
-      server.listen(port, host, () => {
+      const onListening = () => {
         server.off('error', onError)
         const addr = server.address() as AddressInfo
         this.log.info({ host: addr.address, port: addr.port }, `${this.opts.name} listening`)
         resolve(addr)
         this.opts.onStart?.(addr)
-      })
+      }
+      if (typeof port === 'number') server.listen(port, host, onListening)
+      else server.listen(port, onListening)
     })
     return this.starting
   }

@@ -9,22 +9,40 @@
 import { type AddressInfo, createServer, type Server } from 'node:net'
 import type { InfoHash, MetaInfo } from '../core/index.js'
 import { ShoalError } from '../errors/index.js'
+import { Lifecycle, listenError, type Service } from '../lifecycle/index.js'
 import { EngineCore } from './engine-core.js'
 import type { Torrent } from './torrent.js'
 import type { DownloadOptions, DownloadStats, EngineOptions, TorrentStorage } from './types.js'
 
-export class TorrentEngine {
+export class TorrentEngine implements Service {
   readonly #core: EngineCore
   readonly #host: string
   readonly #requestedPort: number
+  readonly #listener: Server | undefined
+  readonly #life: Lifecycle
   #server: Server | undefined
-  #starting: Promise<void> | undefined
-  #stopping: Promise<void> | undefined
 
-  constructor(opts: EngineOptions) {
+  constructor(opts: EngineOptions & { listener?: Server }) {
     this.#host = opts.host ?? '0.0.0.0'
     this.#requestedPort = opts.port
+    this.#listener = opts.listener
     this.#core = new EngineCore(opts, this.#host)
+    this.#life = new Lifecycle('torrent engine', {
+      start: () => this.#listen(),
+      stop: async () => {
+        await this.#core.shutdown('engine stopped')
+        const server = this.#server
+        this.#server = undefined
+        if (server) await new Promise<void>((resolve) => server.close(() => resolve()))
+        this.#core.logger.info('peer listener stopped')
+      },
+      // Only the listener can be left by a failed start; the engine may start again.
+      rollback: async () => {
+        const server = this.#server
+        this.#server = undefined
+        if (server) await new Promise<void>((resolve) => server.close(() => resolve()))
+      },
+    })
   }
 
   /** The bound peer port; 0 until start() resolved. */
@@ -36,28 +54,14 @@ export class TorrentEngine {
     return this.#core.peerId
   }
 
-  start(): Promise<void> {
-    if (this.#stopping) return Promise.reject(new ShoalError('UNAVAILABLE', 'torrent engine is stopped'))
-    this.#starting ??= this.#listen().catch((err: unknown) => {
-      this.#starting = undefined
-      throw new ShoalError(
-        'UNAVAILABLE',
-        `cannot listen on ${this.#host}:${this.#requestedPort}: ${(err as Error).message}`,
-        { cause: err },
-      )
-    })
-    return this.#starting
+  /** Opens the peer listener (lib/lifecycle contract: idempotent, undone when it fails or `signal` aborts). */
+  start(signal?: AbortSignal): Promise<void> {
+    return this.#life.start(signal)
   }
 
+  /** Drops every torrent and closes the peer listener; the engine cannot start again. */
   stop(): Promise<void> {
-    this.#stopping ??= (async () => {
-      await this.#core.shutdown('engine stopped')
-      const server = this.#server
-      this.#server = undefined
-      if (server) await new Promise<void>((resolve) => server.close(() => resolve()))
-      this.#core.logger.info('peer listener stopped')
-    })()
-    return this.#stopping
+    return this.#life.stop()
   }
 
   /**
@@ -74,7 +78,7 @@ export class TorrentEngine {
    * already open (downloading or seeding) with another storage object: remove() it first.
    */
   download(meta: MetaInfo, storage: TorrentStorage, opts: DownloadOptions = {}): Promise<DownloadStats> {
-    if (this.#stopping) return Promise.reject(new ShoalError('ABORTED', 'torrent engine is stopped'))
+    if (this.#life.stopped) return Promise.reject(new ShoalError('ABORTED', 'torrent engine is stopped'))
     let torrent: Torrent
     try {
       torrent = this.#open(meta, storage)
@@ -98,9 +102,11 @@ export class TorrentEngine {
     return new Promise<void>((resolve, reject) => {
       const core = this.#core
       const server = createServer({ noDelay: true }, core.accept)
-      server.once('error', reject)
-      server.listen(this.#requestedPort, this.#host, () => {
-        server.off('error', reject)
+      server.once('error', (err) =>
+        reject(listenError('peer listener', this.#host, this.#requestedPort, err)),
+      )
+      const onListening = () => {
+        server.removeAllListeners('error')
         server.on('error', (err) => core.logger.error({ err }, 'peer listener error'))
         this.#server = server
         core.listening((server.address() as AddressInfo).port)
@@ -109,12 +115,14 @@ export class TorrentEngine {
           'peer listener started',
         )
         resolve()
-      })
+      }
+      if (this.#listener) server.listen(this.#listener, onListening)
+      else server.listen(this.#requestedPort, this.#host, onListening)
     })
   }
 
   #open(meta: MetaInfo, storage: TorrentStorage): Torrent {
-    if (this.#stopping) throw new ShoalError('UNAVAILABLE', 'torrent engine is stopped')
+    if (this.#life.stopped) throw new ShoalError('UNAVAILABLE', 'torrent engine is stopped')
     // Announcing before the listener is bound would advertise port 0.
     if (this.#server === undefined) throw new ShoalError('UNAVAILABLE', 'torrent engine is not started')
     return this.#core.open(meta, storage)

@@ -14,12 +14,17 @@ await runDaemon(
     component: 'crashing-daemon',
     schema: z.strictObject({ log: LogConfig }),
     overrides: () => ({}),
-    start: async () => {
-      const timer = setTimeout(() => {
-        if (mode === 'rejection') void Promise.reject(new Error('boom from a promise'))
-        else throw new Error('boom from a timer')
-      }, 50)
-      return { stop: async () => clearTimeout(timer) }
+    create: () => {
+      let timer: NodeJS.Timeout | undefined
+      return {
+        start: async () => {
+          timer = setTimeout(() => {
+            if (mode === 'rejection') void Promise.reject(new Error('boom from a promise'))
+            else throw new Error('boom from a timer')
+          }, 50)
+        },
+        stop: async () => clearTimeout(timer),
+      }
     },
   },
   { logFile, config: '/dev/null' },

@@ -9,6 +9,7 @@ import { BuildIndexClient } from '../../build-index/client/index.js'
 import { DEFAULT_NAMESPACE, Digest, MetaInfo, parseNamespace, Tag } from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
 import { HttpServer, type RouteContext, sendEmpty, sendJson } from '../../http/index.js'
+import { Lifecycle, type Service } from '../../lifecycle/index.js'
 import type { Logger } from '../../log/index.js'
 import { createRegistry, type Registry } from '../../metrics/index.js'
 import { BlobStore } from '../../store/index.js'
@@ -27,7 +28,7 @@ export interface AgentDeps {
   trackers?: Array<string | TrackerLike>
 }
 
-export class AgentServer {
+export class AgentServer implements Service {
   readonly store: BlobStore
   readonly engine: TorrentEngine
   /** The configured trackers: rendezvous choice per infohash, with failover. */
@@ -39,7 +40,10 @@ export class AgentServer {
   private readonly downloads: Downloads
   private readonly buildIndex: BuildIndexClient
   private readonly log: Logger
-  private started: Promise<void> | undefined
+  private readonly life = new Lifecycle('agent', {
+    start: (signal) => this.doStart(signal),
+    stop: () => this.shutdown(),
+  })
   private ready = false
 
   constructor(
@@ -96,25 +100,30 @@ export class AgentServer {
     return this.engine.port
   }
 
-  start(): Promise<void> {
-    this.started ??= (async () => {
-      await this.store.init()
-      await this.journal.init()
-      await this.engine.start()
-      const reseeded = await this.downloads.reseedCache()
-      // Before the API serves: a pull for a blob being resumed joins that download.
-      const resumed = await this.downloads.resume()
-      await this.http.start(this.config.server.port, this.config.server.host)
-      this.ready = true
-      this.log.info({ api: this.url, peerPort: this.engine.port, reseeded, resumed }, 'agent started')
-    })()
-    return this.started
+  /** Opens the store, the peer listener, then the API (lib/lifecycle contract: undone when it fails). */
+  start(signal?: AbortSignal): Promise<void> {
+    return this.life.start(signal)
   }
 
-  async stop(): Promise<void> {
-    if (!this.started) return
-    await this.started.catch(() => undefined)
-    this.started = undefined
+  /** Idempotent. */
+  stop(): Promise<void> {
+    return this.life.stop()
+  }
+
+  private async doStart(signal: AbortSignal | undefined): Promise<void> {
+    await this.store.init()
+    await this.journal.init()
+    await this.engine.start(signal)
+    const reseeded = await this.downloads.reseedCache()
+    // Before the API serves: a pull for a blob being resumed joins that download.
+    const resumed = await this.downloads.resume()
+    signal?.throwIfAborted()
+    await this.http.start(this.config.server.port, this.config.server.host)
+    this.ready = true
+    this.log.info({ api: this.url, peerPort: this.engine.port, reseeded, resumed }, 'agent started')
+  }
+
+  private async shutdown(): Promise<void> {
     this.ready = false
     await this.http.stop()
     // Downloads in flight end first (journaled, so the next start resumes them), then the engine.

@@ -15,6 +15,7 @@ import { type Backend, createBackend } from '../../backend/index.js'
 import { DEFAULT_NAMESPACE, Digest, parseNamespace, printable, Tag } from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
 import { HttpServer, type RouteContext, sendEmpty, sendJson } from '../../http/index.js'
+import { Lifecycle, type Service } from '../../lifecycle/index.js'
 import type { Logger } from '../../log/index.js'
 import { createRegistry, type Registry } from '../../metrics/index.js'
 import { type OriginClientFactory, OriginCluster } from '../../origin/client/index.js'
@@ -41,13 +42,17 @@ export interface BuildIndexDeps {
   blobCheck?: BlobCheck
 }
 
-export class BuildIndexServer {
+export class BuildIndexServer implements Service {
   readonly http: HttpServer
   readonly tags: TagStore
   readonly registry: Registry
   private readonly log: Logger
   private readonly backend: Backend
   private readonly stopping = new AbortController()
+  private readonly life = new Lifecycle('build-index', {
+    start: (signal) => this.doStart(signal),
+    stop: () => this.shutdown(),
+  })
   private indexing: Promise<void> | undefined
   private retry: NodeJS.Timeout | undefined
 
@@ -85,19 +90,35 @@ export class BuildIndexServer {
     this.routes()
   }
 
-  /** Idempotent: a second call while started changes nothing. */
-  async start(): Promise<void> {
-    await this.http.start(this.config.server.port, this.config.server.host)
-    if (this.indexing) return
-    this.indexing = this.indexExisting()
-    // Usually done at once (already indexed, or few tags); a long first indexing goes on in the background.
-    let timer: NodeJS.Timeout | undefined
-    await Promise.race([this.indexing, new Promise((r) => (timer = setTimeout(r, INDEX_WAIT_MS)))])
-    clearTimeout(timer)
+  /** Binds, then indexes existing tags (lib/lifecycle contract: idempotent, undone when it fails). */
+  start(signal?: AbortSignal): Promise<void> {
+    return this.life.start(signal)
   }
 
   /** Idempotent. */
-  async stop(): Promise<void> {
+  stop(): Promise<void> {
+    return this.life.stop()
+  }
+
+  private async doStart(signal: AbortSignal | undefined): Promise<void> {
+    await this.http.start(this.config.server.port, this.config.server.host)
+    this.indexing = this.indexExisting()
+    // Usually done at once (already indexed, or few tags); a long first indexing goes on in the background.
+    let timer: NodeJS.Timeout | undefined
+    let onAbort: (() => void) | undefined
+    await Promise.race([
+      this.indexing,
+      new Promise((r) => {
+        timer = setTimeout(r, INDEX_WAIT_MS)
+        onAbort = () => r(undefined)
+        signal?.addEventListener('abort', onAbort, { once: true })
+      }),
+    ])
+    clearTimeout(timer)
+    if (onAbort) signal?.removeEventListener('abort', onAbort)
+  }
+
+  private async shutdown(): Promise<void> {
     this.stopping.abort()
     if (this.retry) clearTimeout(this.retry)
     await this.http.stop()

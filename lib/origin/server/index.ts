@@ -4,6 +4,7 @@
  * acknowledging, generates their metainfo and hands them to the seeder (the BitTorrent engine,
  * injected by the caller). Blobs missing from the cache are fetched back from the backend.
  */
+import type { Server } from 'node:net'
 import { networkInterfaces } from 'node:os'
 import { join, resolve } from 'node:path'
 import { type Backend, createBackend } from '../../backend/index.js'
@@ -11,6 +12,7 @@ import { type HostBandwidth, registerBandwidthRoutes } from '../../bandwidth/ind
 import { ShoalError } from '../../errors/index.js'
 import { HashRing } from '../../hashring/index.js'
 import { HttpServer } from '../../http/index.js'
+import { Lifecycle, type Service } from '../../lifecycle/index.js'
 import type { Logger } from '../../log/index.js'
 import { counter, createRegistry, Gauge, type Registry } from '../../metrics/index.js'
 import { BlobStore } from '../../store/index.js'
@@ -36,6 +38,8 @@ export interface OriginDeps {
   bandwidth?: HostBandwidth
   /** Which tags point at a digest (default: asks build-index at config.buildIndex). */
   tagLookup?: TagLookup
+  /** An HTTP listener already bound (lib/lifecycle ReservedListener), used instead of config.server. */
+  listener?: Server
 }
 
 /** Abandoned uploads are looked for every ttl/4, at most hourly and at least every second. */
@@ -75,7 +79,7 @@ export function defaultSelf(
   return { self: `127.0.0.1:${port}`, source: 'loopback' }
 }
 
-export class OriginServer {
+export class OriginServer implements Service {
   readonly store: BlobStore
   readonly backend: Backend
   readonly registry: Registry
@@ -85,8 +89,8 @@ export class OriginServer {
   private readonly seeds: Seeds
   private readonly uploads: OpenUploads
   private ring: HashRing | undefined
-  private starting: Promise<void> | undefined
-  private stopping: Promise<void> | undefined
+  private readonly life: Lifecycle
+  private readonly listener: Server | undefined
   private purgeTimer: NodeJS.Timeout | undefined
   private purging: Promise<unknown> | undefined
   private boundPort = 0
@@ -97,6 +101,11 @@ export class OriginServer {
     deps: OriginDeps,
   ) {
     this.log = deps.logger.child({ component: 'origin' })
+    this.listener = deps.listener
+    this.life = new Lifecycle('origin', {
+      start: (signal) => this.doStart(signal),
+      stop: () => this.shutdown(),
+    })
     this.registry = deps.registry ?? createRegistry('origin', { processMetrics: true })
     const dataDir = resolve(config.dataDir)
     this.store = new BlobStore(dataDir, { logger: deps.logger })
@@ -195,24 +204,14 @@ export class OriginServer {
     if (deps.bandwidth) registerBandwidthRoutes(this.http.router, deps.bandwidth)
   }
 
-  /** Initialises the store, re-seeds cached blobs, then listens. Idempotent. */
-  start(): Promise<void> {
-    this.starting ??= this.doStart().catch(async (err) => {
-      await this.shutdown()
-      this.starting = undefined
-      throw err
-    })
-    return this.starting
+  /** Initialises the store, re-seeds cached blobs, then listens (lib/lifecycle contract). */
+  start(signal?: AbortSignal): Promise<void> {
+    return this.life.start(signal)
   }
 
   /** Stops listening, aborts backend fetches, stops seeding. Idempotent. */
   stop(): Promise<void> {
-    if (!this.starting) return Promise.resolve()
-    this.stopping ??= (async () => {
-      await this.starting?.catch(() => undefined)
-      await this.shutdown()
-    })()
-    return this.stopping
+    return this.life.stop()
   }
 
   /** http://host:port actually bound (a wildcard bind is reported as loopback). */
@@ -246,7 +245,7 @@ export class OriginServer {
     return this.service.ensureMetaInfo(digest)
   }
 
-  private async doStart(): Promise<void> {
+  private async doStart(signal: AbortSignal | undefined): Promise<void> {
     this.service.start()
     this.seeds.open()
     await this.store.init()
@@ -266,7 +265,8 @@ export class OriginServer {
     )
     this.purgeTimer.unref()
     await this.service.reseed()
-    const addr = await this.http.start(this.config.server.port, this.config.server.host)
+    signal?.throwIfAborted()
+    const addr = await this.http.start(this.listener ?? this.config.server.port, this.config.server.host)
     this.boundPort = addr.port
     this.advertised = this.config.self
       ? { self: this.config.self, source: 'config' }

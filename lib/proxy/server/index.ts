@@ -17,6 +17,7 @@ import { BuildIndexClient } from '../../build-index/client/index.js'
 import { Digest, parseNamespace, printable, Tag } from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
 import { HttpServer, sendEmpty, sendJson, suspendIdleTimeout } from '../../http/index.js'
+import { Lifecycle, type Service } from '../../lifecycle/index.js'
 import type { Logger } from '../../log/index.js'
 import { type Counter, counter, createRegistry, type Registry } from '../../metrics/index.js'
 import { type OriginClient, type OriginClientFactory, OriginCluster } from '../../origin/client/index.js'
@@ -30,10 +31,16 @@ export interface ProxyDeps {
   buildIndex?: BuildIndexClient
 }
 
-export class ProxyServer {
+export class ProxyServer implements Service {
   readonly http: HttpServer
   readonly registry: Registry
   private readonly log: Logger
+  private readonly life = new Lifecycle('proxy', {
+    start: async () => {
+      await this.http.start(this.config.server.port, this.config.server.host)
+    },
+    stop: () => this.http.stop(),
+  })
   private readonly origins: OriginCluster
   private readonly buildIndex: BuildIndexClient
   private readonly pushes: Counter
@@ -71,14 +78,14 @@ export class ProxyServer {
     this.routes()
   }
 
-  /** Idempotent: a second call while started changes nothing. */
-  async start(): Promise<void> {
-    await this.http.start(this.config.server.port, this.config.server.host)
+  /** Binds the HTTP server (lib/lifecycle contract: idempotent, undone when it fails). */
+  start(signal?: AbortSignal): Promise<void> {
+    return this.life.start(signal)
   }
 
   /** Idempotent. */
   stop(): Promise<void> {
-    return this.http.stop()
+    return this.life.stop()
   }
 
   /** http://host:port actually bound (valid after start()). */

@@ -7,6 +7,7 @@ import type { ServerResponse } from 'node:http'
 import { Digest, parseNamespace } from '../../core/index.js'
 import { ShoalError, toShoalError } from '../../errors/index.js'
 import { HttpServer } from '../../http/index.js'
+import { Lifecycle, type Service } from '../../lifecycle/index.js'
 import type { Logger } from '../../log/index.js'
 import { counter, createRegistry, Gauge, type Registry } from '../../metrics/index.js'
 import { OriginClient } from '../../origin/client/index.js'
@@ -51,7 +52,7 @@ export interface TrackerDeps {
 
 const CLASS_NAMES = ['origin', 'seeder', 'leecher'] as const
 
-export class TrackerServer {
+export class TrackerServer implements Service {
   readonly registry: Registry
   private readonly log: Logger
   private readonly http: HttpServer
@@ -59,7 +60,10 @@ export class TrackerServer {
   private readonly corrupt: CorruptReports
   private store: PeerStore | undefined
   private announcer: Announcer | undefined
-  private starting: Promise<void> | undefined
+  private readonly life = new Lifecycle('tracker', {
+    start: (signal) => this.doStart(signal),
+    stop: () => this.shutdown(),
+  })
   private boundUrl: string | undefined
 
   constructor(
@@ -186,21 +190,17 @@ export class TrackerServer {
     })
   }
 
-  /** Binds the HTTP server; idempotent (a second call waits for the first). */
-  async start(): Promise<void> {
-    if (!this.starting) {
-      this.starting = this.doStart().catch(async (err) => {
-        this.starting = undefined
-        await this.stop().catch(() => undefined)
-        throw err
-      })
-    }
-    return this.starting
+  /** Binds the HTTP server (lib/lifecycle contract: idempotent, undone when it fails). */
+  start(signal?: AbortSignal): Promise<void> {
+    return this.life.start(signal)
   }
 
   /** Stops serving, aborts metainfo fetches, closes the store it owns. Idempotent. */
-  async stop(): Promise<void> {
-    this.starting = undefined
+  stop(): Promise<void> {
+    return this.life.stop()
+  }
+
+  private async shutdown(): Promise<void> {
     this.announcer = undefined
     this.boundUrl = undefined
     await this.http.stop()
@@ -216,13 +216,14 @@ export class TrackerServer {
     return this.boundUrl
   }
 
-  private async doStart(): Promise<void> {
+  private async doStart(signal: AbortSignal | undefined): Promise<void> {
     const origins = await OriginSet.resolve(
       this.config.origins.map((o) => o.peer),
       this.log,
     )
     await this.corrupt.start()
     this.store = this.deps.peerStore ?? createPeerStore(this.config.peerStore)
+    signal?.throwIfAborted()
     const addr = await this.http.start(this.config.server.port, this.config.server.host)
     this.announcer = new Announcer(this.store, origins, this.config.peerTtlSeconds * 1000, {
       random: this.deps.random,

@@ -29,7 +29,11 @@ export async function readJson<T>(
   schema: ZodType<T>,
   limit = DEFAULT_JSON_LIMIT,
 ): Promise<T> {
-  const body = await readBody(req, limit)
+  return parseJson(await readBody(req, limit), schema)
+}
+
+/** A request body already read, parsed as JSON and validated; BAD_REQUEST naming the problem. */
+export function parseJson<T>(body: Buffer, schema: ZodType<T>): T {
   let value: unknown
   try {
     value = JSON.parse(body.toString('utf8'))

@@ -1,4 +1,4 @@
-export { DEFAULT_JSON_LIMIT, readBody, readJson, sendEmpty, sendError, sendJson } from './body.js'
+export { DEFAULT_JSON_LIMIT, parseJson, readBody, readJson, sendEmpty, sendError, sendJson } from './body.js'
 export {
   type AnswerError,
   DEFAULT_RESPONSE_LIMIT,

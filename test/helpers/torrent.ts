@@ -8,7 +8,12 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { MetaInfo } from '../../lib/core/index.js'
 import { createLogger, type Logger, silentLogger } from '../../lib/log/index.js'
-import { type EngineOptions, type PeerSource, TorrentEngine } from '../../lib/torrent/index.js'
+import {
+  type AnnounceResponse,
+  type EngineOptions,
+  type PeerSource,
+  TorrentEngine,
+} from '../../lib/torrent/index.js'
 import { tempDir } from './files.js'
 
 type Teardown = { teardown(fn: () => unknown): void }
@@ -52,4 +57,25 @@ export async function startEngine(
   await e.start()
   t.teardown(() => e.stop())
   return e
+}
+
+/** A peer source that hands out loopback peers at the ports `list` gives, as a tracker would. */
+export class Peers implements PeerSource {
+  constructor(private readonly list: () => Array<{ port: number }>) {}
+  async announce(): Promise<AnnounceResponse> {
+    return { interval: 60, peers: this.list().map((e) => ({ ip: '127.0.0.1', port: e.port })) }
+  }
+}
+
+/** A peer source with no peers: the engine only takes incoming connections. */
+export const nobody = new Peers(() => [])
+
+/** Polls `cond` until it holds or `ms` passed; whether it held (a deadline, not a measurement). */
+export async function until(cond: () => boolean | Promise<boolean>, ms = 10_000): Promise<boolean> {
+  const end = Date.now() + ms
+  while (Date.now() < end) {
+    if (await cond()) return true
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  return cond()
 }

@@ -9,27 +9,10 @@ import { randomBytes } from 'node:crypto'
 import { connect, type Socket } from 'node:net'
 import t, { type Test } from 'tap'
 import { Registry } from '../../lib/metrics/index.js'
-import { type AnnounceResponse, MemoryStorage, MSG, type PeerSource } from '../../lib/torrent/index.js'
-import { makeTorrent, startEngine } from '../helpers/torrent.js'
+import { MemoryStorage, MSG } from '../../lib/torrent/index.js'
+import { makeTorrent, nobody, Peers, startEngine, until } from '../helpers/torrent.js'
 
 const KiB = 1024
-
-class Peers implements PeerSource {
-  constructor(private readonly list: () => Array<{ port: number }>) {}
-  async announce(): Promise<AnnounceResponse> {
-    return { interval: 60, peers: this.list().map((e) => ({ ip: '127.0.0.1', port: e.port })) }
-  }
-}
-const nobody = new Peers(() => [])
-
-async function until(cond: () => boolean, ms = 10_000): Promise<boolean> {
-  const end = Date.now() + ms
-  while (Date.now() < end) {
-    if (cond()) return true
-    await new Promise((r) => setTimeout(r, 25))
-  }
-  return cond()
-}
 
 function handshake(infoHash: Buffer): Buffer {
   const reserved = Buffer.alloc(8)

@@ -9,31 +9,14 @@ import t, { type Test } from 'tap'
 import { bencodeDecode, bencodeEncode } from '../../lib/core/bencode.js'
 import { createLogger, type Logger } from '../../lib/log/index.js'
 import { Registry } from '../../lib/metrics/index.js'
-import { type AnnounceResponse, MemoryStorage, MSG, type PeerSource } from '../../lib/torrent/index.js'
-import { makeTorrent, startEngine } from '../helpers/torrent.js'
+import { MemoryStorage, MSG } from '../../lib/torrent/index.js'
+import { makeTorrent, nobody, Peers, startEngine, until } from '../helpers/torrent.js'
 
 const KiB = 1024
-
-class Peers implements PeerSource {
-  constructor(private readonly list: () => Array<{ port: number }>) {}
-  async announce(): Promise<AnnounceResponse> {
-    return { interval: 60, peers: this.list().map((e) => ({ ip: '127.0.0.1', port: e.port })) }
-  }
-}
-const nobody = new Peers(() => [])
 
 async function metric(registry: Registry, name: string): Promise<number> {
   const m = (await registry.getMetricsAsJSON()).find((x) => x.name === name)
   return (m?.values ?? []).reduce((sum, v) => sum + Number(v.value), 0)
-}
-
-async function until(cond: () => boolean | Promise<boolean>, ms = 5000): Promise<boolean> {
-  const end = Date.now() + ms
-  while (Date.now() < end) {
-    if (await cond()) return true
-    await new Promise((r) => setTimeout(r, 20))
-  }
-  return cond()
 }
 
 /**

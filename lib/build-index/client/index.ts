@@ -97,10 +97,7 @@ export class BuildIndexClient {
     digest: Digest,
     opts: { after?: string; limit?: number; signal?: AbortSignal } = {},
   ): Promise<{ tags: string[]; next?: string }> {
-    const q = new URLSearchParams()
-    if (opts.limit !== undefined) q.set('limit', String(opts.limit))
-    if (opts.after !== undefined) q.set('after', opts.after)
-    const qs = q.size > 0 ? `?${q.toString()}` : ''
+    const qs = pageQuery(opts)
     const body = await this.http.json<{ tags: string[]; next?: string }>(
       'GET',
       urlPath`/digests/${digest}/tags` + qs,
@@ -114,10 +111,7 @@ export class BuildIndexClient {
     prefix: string,
     opts: { after?: string; limit?: number; signal?: AbortSignal } = {},
   ): Promise<{ tags: string[]; next?: string }> {
-    const q = new URLSearchParams()
-    if (opts.limit !== undefined) q.set('limit', String(opts.limit))
-    if (opts.after !== undefined) q.set('after', opts.after)
-    const qs = q.size > 0 ? `?${q.toString()}` : ''
+    const qs = pageQuery(opts)
     const path = prefix === '' ? '/list/' : urlPath`/list/${prefix}`
     const body = await this.http.json<{ tags: string[]; next?: string }>('GET', path + qs, {
       signal: opts.signal,
@@ -149,4 +143,12 @@ function parseDigest(value: string): Digest {
       { cause: err },
     )
   }
+}
+
+/** `?limit=&after=` of a paginated route, or '' when neither is set. */
+function pageQuery(opts: { after?: string; limit?: number }): string {
+  const q = new URLSearchParams()
+  if (opts.limit !== undefined) q.set('limit', String(opts.limit))
+  if (opts.after !== undefined) q.set('after', opts.after)
+  return q.size > 0 ? `?${q.toString()}` : ''
 }

@@ -76,11 +76,16 @@ export async function writeTombstone(backend: Backend, t: Tombstone, tag: Tag, s
   await backend.put(tombstoneKey(tag), body, { size: body.length, signal })
 }
 
-/** A small object's bytes, or undefined when it does not exist. */
+/**
+ * A small object's bytes, or undefined when it does not exist; BACKEND_ERROR past `limit`
+ * (`what` says what the object should have been).
+ */
 export async function readSmall(
   backend: Backend,
   key: string,
   signal?: AbortSignal,
+  limit = MAX_JSON_BYTES,
+  what = 'a small JSON record',
 ): Promise<Buffer | undefined> {
   let stream: Readable
   try {
@@ -93,9 +98,9 @@ export async function readSmall(
   let size = 0
   for await (const chunk of stream) {
     size += (chunk as Buffer).length
-    if (size > MAX_JSON_BYTES) {
+    if (size > limit) {
       stream.destroy()
-      throw new ShoalError('BACKEND_ERROR', `object ${key} is larger than ${MAX_JSON_BYTES} bytes`)
+      throw new ShoalError('BACKEND_ERROR', `object ${key} is larger than ${limit} bytes; it is not ${what}`)
     }
     chunks.push(chunk as Buffer)
   }

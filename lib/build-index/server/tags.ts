@@ -7,12 +7,11 @@
  * build-index process. Several replicas writing the same backend are not serialised against
  * each other (the backends have no compare-and-swap); run one writer per backend.
  */
-import type { Readable } from 'node:stream'
 import type { Backend } from '../../backend/types.js'
 import { MAX_KEY_BYTES } from '../../backend/types.js'
 import { z } from '../../config/index.js'
 import { Digest, MAX_TAG_BYTES, printable, Tag, tagFromKey, tagKey } from '../../core/index.js'
-import { isShoalError, ShoalError } from '../../errors/index.js'
+import { ShoalError } from '../../errors/index.js'
 import type { Logger } from '../../log/index.js'
 import { type Counter, counter, type Registry } from '../../metrics/index.js'
 import type { BlobCheck } from './blob-check.js'
@@ -20,6 +19,7 @@ import { KeyedMutex } from './mutex.js'
 import {
   EMPTY,
   REFS_COMPLETE_KEY,
+  readSmall,
   readTombstone,
   refKey,
   refPrefix,
@@ -327,29 +327,11 @@ export class TagStore {
   }
 
   private async read(key: string, signal?: AbortSignal): Promise<TagRecord | undefined> {
-    let stream: Readable
-    try {
-      stream = await this.backend.get(key, { signal })
-    } catch (err) {
-      if (isShoalError(err, 'BLOB_NOT_FOUND') || isShoalError(err, 'NOT_FOUND')) return undefined
-      throw err
-    }
-    const chunks: Buffer[] = []
-    let size = 0
-    for await (const chunk of stream) {
-      size += (chunk as Buffer).length
-      if (size > MAX_RECORD_BYTES) {
-        stream.destroy()
-        throw new ShoalError(
-          'BACKEND_ERROR',
-          `tag object ${key} is larger than ${MAX_RECORD_BYTES} bytes; it is not a tag record`,
-        )
-      }
-      chunks.push(chunk as Buffer)
-    }
+    const raw = await readSmall(this.backend, key, signal, MAX_RECORD_BYTES, 'a tag record')
+    if (raw === undefined) return undefined
     let parsed: unknown
     try {
-      parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'))
+      parsed = JSON.parse(raw.toString('utf8'))
     } catch (err) {
       throw new ShoalError('BACKEND_ERROR', `tag object ${key} is not valid JSON; restore or delete it`, {
         cause: err,

@@ -8,7 +8,7 @@ import { z } from '../../config/index.js'
 import { Digest } from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
 import type { HashRing } from '../../hashring/index.js'
-import { type Router, readBody, sendEmpty, sendJson, urlPath } from '../../http/index.js'
+import { parseJson, type Router, readBody, sendEmpty, sendJson, urlPath } from '../../http/index.js'
 import type { BlobStore } from '../../store/index.js'
 import { type BlobService, checkNamespace } from './service.js'
 
@@ -122,20 +122,9 @@ export function registerRoutes(router: Router, deps: RouteDeps): void {
   // An agent got a bad piece from this origin (relayed by the tracker): re-hash and repair.
   router.post(`${BLOB}/verify`, async ({ req, res, params }) => {
     const { ns, digest } = target(params)
+    // The body may be empty: a bare "re-check this blob".
     const raw = await readBody(req, 4096)
-    let report: z.infer<typeof VerifyBody> = {}
-    if (raw.length > 0) {
-      let parsed: unknown
-      try {
-        parsed = JSON.parse(raw.toString('utf8'))
-      } catch {
-        throw new ShoalError('BAD_REQUEST', 'the verify body is not valid JSON')
-      }
-      const r = VerifyBody.safeParse(parsed)
-      if (!r.success)
-        throw new ShoalError('BAD_REQUEST', `invalid verify body: ${r.error.issues[0]?.message}`)
-      report = r.data
-    }
+    const report: z.infer<typeof VerifyBody> = raw.length === 0 ? {} : parseJson(raw, VerifyBody)
     sendJson(res, 200, await service.verify(ns, digest, report))
   })
 

@@ -7,7 +7,7 @@
  */
 
 import { type LoadConfigOptions, loadConfig, type ZodType } from '../config/index.js'
-import { toShoalError } from '../errors/index.js'
+import { ShoalError, toShoalError } from '../errors/index.js'
 import { type Service, type Stopper, startAll } from '../lifecycle/index.js'
 import { createLogger, flushLogSync, type Logger } from '../log/index.js'
 import { type Command, InvalidArgumentError } from './commander.js'
@@ -67,7 +67,7 @@ export async function runDaemon<C extends { log: { level: string; file?: string 
     if (stopping) return
     stopping = true
     logger.info({ signal }, `${spec.name} stopping`)
-    starting.abort(new Error(signal))
+    starting.abort(new ShoalError('ABORTED', `${spec.name} start-up interrupted by ${signal}`))
     running?.stop().then(
       () => {
         logger.info({ signal }, 'shutdown complete')
@@ -104,7 +104,7 @@ export async function runDaemon<C extends { log: { level: string; file?: string 
  */
 function exitOnFatal(name: string, logger: Logger): void {
   const die = (kind: string) => (err: unknown) => {
-    const e = err instanceof Error ? err : new Error(String(err))
+    const e = err instanceof Error ? err : new ShoalError('INTERNAL', `non-Error thrown: ${String(err)}`)
     logger.fatal({ err: e, kind }, `${name} crashed: ${e.message}`)
     flushLogSync(logger)
     process.stderr.write(`${name}: crashed (${kind}): ${e.message}; the stack is in the log\n`)

@@ -1,7 +1,7 @@
 /** Agent configuration: one agent per host, local API on 127.0.0.1 by default. */
 import { BandwidthConfig, ByteSize } from '../bandwidth/config.js'
 import { ListenConfig, LogConfig, z } from '../config/index.js'
-import { TorrentTuningConfig } from '../torrent/config.js'
+import { TorrentTuningConfig } from '../torrent/tuning.js'
 
 export const AgentConfigSchema = z.strictObject({
   log: LogConfig,
@@ -14,7 +14,6 @@ export const AgentConfigSchema = z.strictObject({
   peer: TorrentTuningConfig.extend({
     host: z.string().min(1).default('0.0.0.0'),
     port: z.number().int().min(0).max(65535).default(16001),
-    maxConnectionsPerTorrent: z.number().int().min(1).max(1000).default(50),
   }).prefault({}),
   /** Downloads, cached blobs and resume bitfields live here. */
   dataDir: z.string().min(1).default('./data/agent'),

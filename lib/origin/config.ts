@@ -2,7 +2,7 @@
 import { BackendConfig } from '../backend/index.js'
 import { BandwidthConfig } from '../bandwidth/config.js'
 import { ListenConfig, LogConfig, z } from '../config/index.js'
-import { TorrentTuningConfig } from '../torrent/config.js'
+import { TorrentTuningConfig } from '../torrent/tuning.js'
 
 export const DEFAULT_UPLOAD_CHUNK_LIMIT = 64 << 20
 

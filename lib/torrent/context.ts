@@ -10,10 +10,10 @@ import type { Counter, Gauge } from '../metrics/index.js'
 import type { BlockPool } from './block-pool.js'
 import type { Peer } from './peer.js'
 import type { Torrent } from './torrent.js'
-import type { EngineTuning, PeerClass, PeerSource } from './types.js'
+import type { ResolvedOptions } from './tuning.js'
+import type { PeerClass, PeerSource } from './types.js'
 
-/** EngineTuning with every default filled in. */
-export type ResolvedOptions = Required<EngineTuning>
+export type { ResolvedOptions }
 
 /** Which limit an incoming connection hit (docs/robustness.md). */
 export type RefusalReason = 'host_connections' | 'host_pending' | 'address_connections' | 'address_pending'

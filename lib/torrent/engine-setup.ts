@@ -4,45 +4,28 @@
  */
 import { ShoalError } from '../errors/index.js'
 import { counter, gauge, type Registry } from '../metrics/index.js'
-import type { EngineMetrics, ResolvedOptions } from './context.js'
-import { DEFAULTS, type EngineTuning, validBlockSize } from './types.js'
+import type { EngineMetrics } from './context.js'
+import { type EngineTuning, type ResolvedOptions, TUNABLE_KEYS, TUNABLES, TUNING_DEFAULTS } from './tuning.js'
 
-/** Every tunable with its default; a block size that is not a power of two is refused. */
+/**
+ * Every tunable with its default (tuning.ts), each given value checked by the same schema the
+ * daemons' config uses, so a bad option names its key whether it came from a file or a caller.
+ */
 export function resolveOptions(opts: EngineTuning): ResolvedOptions {
-  const o: ResolvedOptions = {
-    maxConnectionsPerTorrent: opts.maxConnectionsPerTorrent ?? DEFAULTS.maxConnectionsPerTorrent,
-    maxConnections: opts.maxConnections ?? DEFAULTS.maxConnections,
-    maxConnectionsPerIp: opts.maxConnectionsPerIp ?? DEFAULTS.maxConnectionsPerIp,
-    maxConnectionsPerIpPerTorrent:
-      opts.maxConnectionsPerIpPerTorrent ?? DEFAULTS.maxConnectionsPerIpPerTorrent,
-    maxPendingPerIp: opts.maxPendingPerIp ?? DEFAULTS.maxPendingPerIp,
-    blockSize: opts.blockSize ?? DEFAULTS.blockSize,
-    pipelineDepth: opts.pipelineDepth ?? DEFAULTS.pipelineDepth,
-    pipelineQueueMs: opts.pipelineQueueMs ?? DEFAULTS.pipelineQueueMs,
-    requestTimeoutMs: opts.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs,
-    stallStrikes: opts.stallStrikes ?? DEFAULTS.stallStrikes,
-    connectTimeoutMs: opts.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
-    handshakeTimeoutMs: opts.handshakeTimeoutMs ?? DEFAULTS.handshakeTimeoutMs,
-    incomingHandshakeTimeoutMs: opts.incomingHandshakeTimeoutMs ?? DEFAULTS.incomingHandshakeTimeoutMs,
-    firstMessageTimeoutMs: opts.firstMessageTimeoutMs ?? DEFAULTS.firstMessageTimeoutMs,
-    seedIdleTimeoutMs: opts.seedIdleTimeoutMs ?? DEFAULTS.seedIdleTimeoutMs,
-    leechIdleTimeoutMs: opts.leechIdleTimeoutMs ?? DEFAULTS.leechIdleTimeoutMs,
-    banMs: opts.banMs ?? DEFAULTS.banMs,
-    originBanMs: opts.originBanMs ?? DEFAULTS.originBanMs,
-    uploadSlots: opts.uploadSlots ?? DEFAULTS.uploadSlots,
-    optimisticUnchokeMs: opts.optimisticUnchokeMs ?? DEFAULTS.optimisticUnchokeMs,
-    slotIdleMs: opts.slotIdleMs ?? DEFAULTS.slotIdleMs,
-    idlePeerEvictMs: opts.idlePeerEvictMs ?? DEFAULTS.idlePeerEvictMs,
-    originServeOnceMs: opts.originServeOnceMs ?? DEFAULTS.originServeOnceMs,
-    hashOnWorker: opts.hashOnWorker ?? DEFAULTS.hashOnWorker,
+  const o: Record<string, unknown> = { ...TUNING_DEFAULTS }
+  for (const key of TUNABLE_KEYS) {
+    const value = opts[key]
+    if (value === undefined) continue
+    const checked = TUNABLES[key].schema.safeParse(value)
+    if (!checked.success) {
+      throw new ShoalError(
+        'CONFIG_INVALID',
+        `engine option ${key}=${JSON.stringify(value)}: ${checked.error.issues[0]?.message ?? 'invalid'}`,
+      )
+    }
+    o[key] = value
   }
-  if (!validBlockSize(o.blockSize)) {
-    throw new ShoalError(
-      'CONFIG_INVALID',
-      `blockSize ${o.blockSize} is not a power of two from 16 KiB to 1 MiB`,
-    )
-  }
-  return o
+  return o as ResolvedOptions
 }
 
 export function createMetrics(registry: Registry): EngineMetrics {

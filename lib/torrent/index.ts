@@ -5,12 +5,12 @@
  */
 
 export { Bitfield } from './bitfield.js'
-export { type TorrentTuning, TorrentTuningConfig } from './config.js'
 export { TorrentEngine } from './engine.js'
 export { MemoryStorage, type PieceLayout } from './memory-storage.js'
 export { PieceBuffer, PiecePicker } from './picker.js'
 export { Pipeline, type PipelineOptions } from './pipeline.js'
 export { RequestQueue } from './request-queue.js'
+export { TorrentTuningConfig } from './tuning.js'
 export {
   type AnnouncePeer,
   type AnnounceRequest,

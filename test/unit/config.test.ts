@@ -124,10 +124,10 @@ t.test(
     t.match(agent.peer, {
       host: '0.0.0.0',
       port: 0,
-      maxConnectionsPerTorrent: 50,
       blockSize: 65536,
       uploadSlots: 8,
     })
+    t.equal(agent.peer.maxConnectionsPerTorrent, undefined, 'the engine default (tuning.ts) applies')
     t.equal(
       validateConfig(AgentConfigSchema, {}).peer.optimisticUnchokeMs,
       undefined,

@@ -3,6 +3,10 @@
  * interested in it), the request/receive path through the Scheduler, SHA-1 verification,
  * writing verified pieces, and exact per-class accounting. It mirrors Uploader; Torrent keeps
  * the lifecycle and the connections and forwards each peer's download-side messages here.
+ *
+ * Owns, per peer, the PeerDownload record (peer-download.ts, `peer.down`), created in attach():
+ * the Downloader writes bits, interesting, peerChoking and strikes, its Scheduler the request
+ * state. Availability is the PiecePicker's: every change to a peer's bits is reported to it.
  */
 import type { MetaInfo } from '../core/index.js'
 import { ShoalError } from '../errors/index.js'
@@ -11,6 +15,7 @@ import { Bitfield } from './bitfield.js'
 import type { EngineContext, EngineMetrics } from './context.js'
 import { type Verdict, verifyPiece } from './hasher.js'
 import type { Peer } from './peer.js'
+import { ownDownload, PeerDownload } from './peer-download.js'
 import type { PeerSet } from './peer-set.js'
 import { type PieceBuffer, PiecePicker } from './picker.js'
 import { Scheduler } from './scheduler.js'
@@ -98,10 +103,16 @@ export class Downloader {
     return this.meta.length - this.haveBytes
   }
 
+  /** The torrent took the connection: the peer's download record, with nothing had yet. */
+  attach(peer: Peer): void {
+    peer.down = new PeerDownload(new Bitfield(this.meta.pieceCount))
+  }
+
   /** A peer went away: its pieces no longer count as available, its requests go to others. */
   onPeerClosed(peer: Peer): void {
-    if (peer.bits !== undefined) this.picker.removeBitfield(peer.bits)
-    peer.bits = undefined
+    const d = ownDownload(peer)
+    if (d.bits !== undefined) this.picker.peerLost(d.bits)
+    d.bits = undefined
     this.scheduler.releaseAll(peer, false)
   }
 
@@ -121,7 +132,7 @@ export class Downloader {
   }
 
   onHaveNone(peer: Peer): void {
-    if (!peer.bits?.empty) this.setPeerBits(peer, new Bitfield(this.meta.pieceCount))
+    if (!peer.down.bits?.empty) this.setPeerBits(peer, new Bitfield(this.meta.pieceCount))
   }
 
   onHave(peer: Peer, index: number): void {
@@ -129,9 +140,10 @@ export class Downloader {
       peer.close('have out of range')
       return
     }
-    if (!peer.bits!.set(index)) return
-    this.picker.addHave(index)
-    if (!this.picker.have.has(index)) peer.interesting++
+    const d = ownDownload(peer)
+    if (!d.bits!.set(index)) return
+    this.picker.peerHasPiece(index)
+    if (!this.picker.have.has(index)) d.interesting++
     this.afterPeerGained(peer)
   }
 
@@ -141,16 +153,17 @@ export class Downloader {
    * than closing a connection that is working.
    */
   private setPeerBits(peer: Peer, bits: Bitfield): void {
-    const old = peer.bits
-    if (old !== undefined && !old.empty) this.picker.removeBitfield(old)
-    peer.bits = bits
-    this.picker.addBitfield(bits)
-    peer.interesting = bits.countNotIn(this.picker.have)
+    const d = ownDownload(peer)
+    const old = d.bits
+    if (old !== undefined && !old.empty) this.picker.peerLost(old)
+    d.bits = bits
+    this.picker.peerHas(bits)
+    d.interesting = bits.countNotIn(this.picker.have)
     this.afterPeerGained(peer)
   }
 
   private afterPeerGained(peer: Peer): void {
-    if (this.complete && peer.bits!.complete) {
+    if (this.complete && peer.down.bits!.complete) {
       peer.close('both seeding')
       return
     }
@@ -159,7 +172,7 @@ export class Downloader {
   }
 
   private updateInterest(peer: Peer): void {
-    const want = peer.interesting > 0 && this.host.downloading
+    const want = peer.down.interesting > 0 && this.host.downloading
     if (want) peer.interested()
     else peer.uninterested()
   }
@@ -167,6 +180,7 @@ export class Downloader {
   // ----- requests and blocks -----
 
   onChoke(peer: Peer): void {
+    ownDownload(peer).peerChoking = true
     // Without BEP 6 a choke drops our pending requests; with it the peer rejects them one by one.
     if (!peer.fast) {
       this.scheduler.releaseAll(peer, false)
@@ -175,6 +189,7 @@ export class Downloader {
   }
 
   onUnchoke(peer: Peer): void {
+    ownDownload(peer).peerChoking = false
     this.scheduler.fill(peer, this.host.ctx.clock.now())
   }
 
@@ -184,10 +199,11 @@ export class Downloader {
       return
     }
     if (!this.scheduler.onReject(peer, index, offset)) return
-    if (!peer.peerChoking && peer.bits!.clear(index)) {
+    const d = ownDownload(peer)
+    if (!d.peerChoking && d.bits!.clear(index)) {
       // Rejected while unchoked: the peer will not serve this piece; stop asking it for it.
-      this.picker.availability[index]!--
-      if (!this.picker.have.has(index)) peer.interesting--
+      this.picker.peerLostPiece(index)
+      if (!this.picker.have.has(index)) d.interesting--
       this.updateInterest(peer)
     }
     this.fillAll()
@@ -229,7 +245,7 @@ export class Downloader {
       this.metrics.stalls.inc()
       // An origin that stalls is overloaded rather than hostile, and may be the only source:
       // it stays, snubbed (one request at a time). Others stay away for a while.
-      if (peer.stalls >= o.stallStrikes && peer.cls !== 'origin') {
+      if (peer.down.stalls >= o.stallStrikes && peer.cls !== 'origin') {
         this.host.ctx.ban(this.host.infoHashHex, peer, 'stalled', DEFAULTS.stallBanMs)
         peer.close('stalled')
       }
@@ -269,8 +285,8 @@ export class Downloader {
       this.host.log.warn({ piece: i, sources }, 'piece failed SHA-1 verification; discarding')
       // A sole source is certainly guilty; among several, ban on the second strike.
       for (const src of piece.sources) {
-        src.strikes++
-        if (piece.sources.length === 1 || src.strikes >= 2) this.banCorrupt(src, i)
+        const strikes = ++ownDownload(src).strikes
+        if (piece.sources.length === 1 || strikes >= 2) this.banCorrupt(src, i)
       }
     } else {
       this.host.log.warn({ piece: i }, 'hash worker failed; fetching the piece again')
@@ -332,12 +348,10 @@ export class Downloader {
     else this.stats.piecesFromAgents++
     this.metrics.verified.inc()
     for (const peer of this.peers.values()) {
+      const d = ownDownload(peer)
       // A seed does not need to hear what we have (and is closed when we finish).
-      if (!peer.bits?.complete) peer.sendHave(i)
-      if (peer.bits?.has(i)) {
-        peer.interesting--
-        if (peer.interesting === 0) this.updateInterest(peer)
-      }
+      if (!d.bits?.complete) peer.sendHave(i)
+      if (d.bits?.has(i) && --d.interesting === 0) this.updateInterest(peer)
     }
     if (this.picker.complete) this.finish()
   }
@@ -355,7 +369,7 @@ export class Downloader {
     // The torrent is seeding from here on, so the loop below drops our interest everywhere.
     this.host.onDownloaded()
     for (const peer of [...this.peers.values()]) {
-      if (peer.bits?.complete) peer.close('both seeding')
+      if (peer.down.bits?.complete) peer.close('both seeding')
       else this.updateInterest(peer)
     }
   }

@@ -1,6 +1,7 @@
 /**
  * Who a torrent is connected to: handshaken peers by id, outgoing dials by address, the
- * duplicate-connection rule, and which announced addresses are worth dialling.
+ * duplicate-connection rule, which announced addresses are worth dialling, and which IPs the
+ * tracker listed (the Uploader keeps each peer's answer in its PeerUpload.listed).
  */
 import type { EngineContext } from './context.js'
 import type { Peer } from './peer.js'
@@ -13,7 +14,7 @@ export class PeerSet {
   readonly dialed = new Map<string, Peer>()
   /** Which peer id answered at an address, so a known peer is not dialled again. */
   private readonly addrIds = new Map<string, string>()
-  /** IPs in the tracker's last two peer lists (Peer.listed). */
+  /** IPs in the tracker's last two peer lists (isListed). */
   private listedIps = new Set<string>()
   private listedBefore = new Set<string>()
   private readonly ctx: EngineContext
@@ -75,10 +76,10 @@ export class PeerSet {
     for (const p of list) if (typeof p.ip === 'string') ips.add(p.ip)
     this.listedBefore = this.listedIps
     this.listedIps = ips
-    for (const peer of this.byId.values()) peer.listed = this.isListed(peer.ip)
   }
 
-  private isListed(ip: string): boolean {
+  /** Whether `ip` was in one of the tracker's last two answers: a peer we know is real. */
+  isListed(ip: string): boolean {
     return this.listedIps.has(ip) || this.listedBefore.has(ip)
   }
 
@@ -110,7 +111,6 @@ export class PeerSet {
       makeRoom?.()
       if (this.byId.size >= o.maxConnectionsPerTorrent) return false
     }
-    peer.listed = this.isListed(peer.ip)
     this.byId.set(peer.idHex, peer)
     if (peer.direction === 'out') this.addrIds.set(peer.addr, peer.idHex)
     return true

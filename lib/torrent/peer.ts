@@ -1,7 +1,13 @@
 /**
  * One TCP connection to a peer: the socket, our wire reader (wire.ts) and writer, the per-phase
- * timeouts (connect, handshake, first message), the BEP 6 / BEP 10 state, and the per-peer state
- * the torrent's scheduler and uploader keep.
+ * timeouts (connect, handshake, first message), what the handshakes said (id, class, BEP 6,
+ * BEP 10: block size, reqq, listen port), byte counters and the bandwidth flows. Peer writes
+ * all of these itself.
+ *
+ * What a torrent keeps per peer lives in records its subsystems own: `down` (PeerDownload,
+ * peer-download.ts: the Downloader and Scheduler) and `up` (PeerUpload, peer-upload.ts: the
+ * Uploader and ServeOnce), created when the torrent takes the connection. Other code reads
+ * them through read-only views.
  *
  * The two places the host's bandwidth caps gate (see useBandwidth): every byte read from the
  * socket is counted in onSocketData(), and every piece block written to it is paid for by
@@ -19,11 +25,9 @@ import {
 } from '../bandwidth/index.js'
 import { bencodeDecode } from '../core/bencode.js'
 import type { Logger } from '../log/index.js'
-import type { Bitfield } from './bitfield.js'
+import type { PeerDownloadView } from './peer-download.js'
+import type { PeerUploadView } from './peer-upload.js'
 import { BLOCK_KEY, PeerWriter } from './peer-writer.js'
-import type { PieceBuffer } from './picker.js'
-import { Pipeline } from './pipeline.js'
-import { RequestQueue } from './request-queue.js'
 import { BLOCK_SIZE, classifyPeerId, DEFAULTS, type PeerClass, validBlockSize } from './types.js'
 import { MSG, type WireHandler, WireReader } from './wire.js'
 
@@ -89,8 +93,6 @@ export class Peer extends PeerWriter implements WireHandler {
   id: Buffer = Buffer.alloc(0)
   idHex = ''
   cls: PeerClass = 'agent'
-  /** The peer chokes us. */
-  peerChoking = true
   /** Piece block bytes received on this connection (sent: PeerWriter.uploaded). */
   downloaded = 0
   /** The peer's BEP 10 handshake carried our block-size key. */
@@ -102,42 +104,16 @@ export class Peer extends PeerWriter implements WireHandler {
   /** The peer's listen port from its BEP 10 handshake (0 if unknown). */
   listenPort = 0
 
-  // Download side, owned by the torrent's Downloader and Scheduler.
-  bits: Bitfield | undefined
-  /** Pieces the peer has that we still lack: interest without a scan. */
-  interesting = 0
-  /** Block key (piece * unitsPerPiece + offset / 16 KiB) → when it was requested, oldest first. */
-  readonly outstanding = new Map<number, number>()
   /**
-   * Block keys of requests to this peer that a timeout or choke withdrew (the latest batch
-   * only): a block the peer still sends for one of them is late, not unrequested.
+   * The download side's record of the peer (peer-download.ts): set once by Downloader.attach
+   * when a torrent takes the connection, written only by the Downloader and its Scheduler.
    */
-  readonly withdrawn = new Set<number>()
-  /** Pieces assigned to this peer (PieceBuffer.owner === this). */
-  readonly owned: Array<PieceBuffer<Peer>> = []
-  readonly pipeline = new Pipeline()
-  snubbedUntil = 0
-  /** Times its requests timed out (stalls) and corrupt pieces it contributed to (strikes). */
-  stalls = 0
-  strikes = 0
-
-  // Upload side, owned by the torrent's Uploader.
-  readonly requests = new RequestQueue(DEFAULTS.maxPeerRequests)
-  serving = false
-  unchokedAt = 0
-  /** Since when the peer is interested and choked (0 = not waiting). */
-  waitingSince = 0
-  lastRequestAt = 0
+  down!: PeerDownloadView
   /**
-   * Since when the peer wastes upload slots: it was given one, asked for nothing with it, and
-   * has asked for nothing since (0 = it uses what it gets). The choker ranks it last and a
-   * contended torrent closes it (uploader.ts).
+   * The upload side's record (peer-upload.ts): set once by Uploader.attach, written only by
+   * the Uploader and its ServeOnce.
    */
-  wastedSince = 0
-  /** Its IP was in the tracker's latest peer lists for the torrent: a peer we know is real. */
-  listed = false
-  /** Pieces a capped origin refused this peer, with when: (piece, ms) pairs (serve-once.ts). */
-  readonly refused: number[] = []
+  up!: PeerUploadView
 
   // Bandwidth (useBandwidth): undefined when the engine has no caps.
   /** Piece data sent waits for this (Uploader.serve). */
@@ -193,9 +169,13 @@ export class Peer extends PeerWriter implements WireHandler {
     return this.idHex !== ''
   }
 
-  /** Hands the connection to a torrent: from now on messages go to `owner`. */
-  attach(owner: PeerOwner): void {
+  /**
+   * Hands the connection to a torrent: from now on messages go to `owner`, and the torrent's
+   * logger (which carries its infohash) is the peer's.
+   */
+  attach(owner: PeerOwner, log: Logger): void {
     this.owner = owner
+    this.log = log
   }
 
   /**
@@ -219,7 +199,6 @@ export class Peer extends PeerWriter implements WireHandler {
     if (this.phaseTimer !== undefined) this.clock.clearTimer(this.phaseTimer)
     this.phaseTimer = undefined
     this.socket.destroy()
-    this.requests.clear()
     // Leaves the limiters: a serve() waiting for egress wakes up and sees the peer closed.
     this.bwOut?.close()
     this.bwIn?.close()
@@ -282,11 +261,9 @@ export class Peer extends PeerWriter implements WireHandler {
     if (owner === undefined) return
     switch (id) {
       case MSG.CHOKE:
-        this.peerChoking = true
         owner.onChoke(this)
         break
       case MSG.UNCHOKE:
-        this.peerChoking = false
         owner.onUnchoke(this)
         break
       case MSG.INTERESTED:
@@ -306,7 +283,6 @@ export class Peer extends PeerWriter implements WireHandler {
         owner.onBitfield(this, p)
         break
       case MSG.REQUEST:
-        this.lastRequestAt = this.lastRecvAt
         owner.onRequest(this, p.readUInt32BE(0), p.readUInt32BE(4), p.readUInt32BE(8))
         break
       case MSG.CANCEL:

@@ -3,7 +3,10 @@
  *
  * Availability is a Uint32Array updated incrementally on bitfield/have/disconnect, so picking
  * a new piece is one pass over the piece table (bounded: pieceLengthFor keeps torrents near
- * 2048 pieces) and continuing a piece costs nothing.
+ * 2048 pieces) and continuing a piece costs nothing. PiecePicker owns it and is its only
+ * writer: the Downloader reports every change to a peer's pieces (PeerDownload.bits) through
+ * peerHas / peerLost / peerHasPiece / peerLostPiece, and others read it through `availability`.
+ * It also owns `have` and which pieces are busy (in flight); the Scheduler owns PieceBuffers.
  */
 import { createHash } from 'node:crypto'
 import { Bitfield } from './bitfield.js'
@@ -15,8 +18,8 @@ const BLOCK_RECEIVED = 2
 
 export class PiecePicker {
   readonly pieceCount: number
-  /** How many connected peers have each piece. */
-  readonly availability: Uint32Array
+  /** How many attached peers have each piece: the sum of their PeerDownload.bits. */
+  private readonly avail: Uint32Array
   /** Pieces verified and written. */
   readonly have: Bitfield
   /** 1 while a piece is being downloaded, verified or written: never picked twice. */
@@ -27,7 +30,7 @@ export class PiecePicker {
 
   constructor(pieceCount: number, opts: { has?: (i: number) => boolean; randomFirst?: number } = {}) {
     this.pieceCount = pieceCount
-    this.availability = new Uint32Array(pieceCount)
+    this.avail = new Uint32Array(pieceCount)
     this.have = new Bitfield(pieceCount)
     this.busy = new Uint8Array(pieceCount)
     this.randomFirst = opts.randomFirst ?? 4
@@ -43,16 +46,29 @@ export class PiecePicker {
     return this.have.complete
   }
 
-  addBitfield(bf: Bitfield): void {
-    this.adjust(bf, 1)
+  /** How many attached peers have each piece (read only: the methods below change it). */
+  get availability(): ArrayLike<number> {
+    return this.avail
   }
 
-  removeBitfield(bf: Bitfield): void {
-    this.adjust(bf, -1)
+  /** A peer's pieces now count (it attached, or sent its bitfield / have-all). */
+  peerHas(bits: Bitfield): void {
+    this.adjust(bits, 1)
   }
 
-  addHave(i: number): void {
-    this.availability[i]!++
+  /** A peer's pieces no longer count (it closed, or its bitfield was replaced). */
+  peerLost(bits: Bitfield): void {
+    this.adjust(bits, -1)
+  }
+
+  /** A peer gained piece `i` (a have). */
+  peerHasPiece(i: number): void {
+    this.avail[i]!++
+  }
+
+  /** A peer will not serve piece `i` after all (it rejected it while unchoking us). */
+  peerLostPiece(i: number): void {
+    this.avail[i]!--
   }
 
   /** A piece we lack and nobody is fetching. */
@@ -105,7 +121,7 @@ export class PiecePicker {
       let i = start + k
       if (i >= n) i -= n
       if (!peerHas.has(i) || !this.wanted(i)) continue
-      const a = this.availability[i]!
+      const a = this.avail[i]!
       if (a < bestAvail) {
         best = i
         bestAvail = a
@@ -117,7 +133,7 @@ export class PiecePicker {
 
   private adjust(bf: Bitfield, delta: 1 | -1): void {
     const bytes = bf.buffer
-    const avail = this.availability
+    const avail = this.avail
     for (let byte = 0; byte < bytes.length; byte++) {
       const b = bytes[byte]!
       if (b === 0) continue

@@ -9,9 +9,14 @@
  *
  * A block is keyed by piece * unitsPerPiece + offset / 16 KiB: blocks are aligned to their
  * piece's block size, a multiple of 16 KiB, so a key names one block whatever the size.
+ *
+ * Owns the pieces in flight (PieceBuffers) and, in each peer's PeerDownload (peer-download.ts),
+ * the request state: outstanding, withdrawn, owned, pipeline, snubbedUntil, stalls. It reads
+ * what the Downloader keeps there (bits, interesting, peerChoking) and never changes it.
  */
 import type { MetaInfo } from '../core/index.js'
 import type { Peer } from './peer.js'
+import { ownDownload } from './peer-download.js'
 import { PieceBuffer, type PiecePicker } from './picker.js'
 import type { PipelineOptions } from './pipeline.js'
 import { BLOCK_SIZE, DEFAULTS, MAX_BLOCK_SIZE } from './types.js'
@@ -84,14 +89,15 @@ export class Scheduler {
 
   /** Requests to keep outstanding at this peer. */
   depthFor(peer: Peer): number {
-    return this.fixedDepth > 0 ? this.fixedDepth : peer.pipeline.depth(peer.blockSize, this.pipe, peer.reqq)
+    if (this.fixedDepth > 0) return this.fixedDepth
+    return ownDownload(peer).pipeline.depth(peer.blockSize, this.pipe, peer.reqq)
   }
 
   /** Tops up every peer's pipeline, responsive peers first so they get released blocks. */
   fillAll(peers: Iterable<Peer>, now: number): void {
     const snubbed: Peer[] = []
     for (const peer of peers) {
-      if (now < peer.snubbedUntil) snubbed.push(peer)
+      if (now < peer.down.snubbedUntil) snubbed.push(peer)
       else this.fill(peer, now)
     }
     for (const peer of snubbed) this.fill(peer, now)
@@ -102,23 +108,25 @@ export class Scheduler {
    * in batches (one write for several) rather than one per block received.
    */
   refill(peer: Peer, now: number): void {
-    const depth = now < peer.snubbedUntil ? 1 : this.depthFor(peer)
-    if (peer.outstanding.size <= depth - Math.max(1, depth >> 2)) this.fill(peer, now)
+    const depth = now < peer.down.snubbedUntil ? 1 : this.depthFor(peer)
+    if (peer.down.outstanding.size <= depth - Math.max(1, depth >> 2)) this.fill(peer, now)
   }
 
   /** Tops up the peer's request pipeline. */
   fill(peer: Peer, now: number): void {
-    if (peer.closed || peer.peerChoking || !peer.amInterested || peer.bits === undefined) return
-    const snubbed = now < peer.snubbedUntil
+    const d = peer.down
+    if (peer.closed || d.peerChoking || !peer.amInterested || d.bits === undefined) return
+    const snubbed = now < d.snubbedUntil
     const depth = snubbed ? 1 : this.depthFor(peer)
-    while (peer.outstanding.size < depth) {
+    const outstanding = d.outstanding
+    while (outstanding.size < depth) {
       const piece = this.nextPieceFor(peer, snubbed)
       if (piece === undefined) {
         if (!snubbed && this.picker.startable === 0) this.duplicate(peer, depth, now)
         return
       }
       let b = piece.nextFreeBlock()
-      while (b >= 0 && peer.outstanding.size < depth) {
+      while (b >= 0 && outstanding.size < depth) {
         piece.markRequested(b, peer)
         this.send(peer, piece, b, now)
         b = piece.nextFreeBlock()
@@ -144,22 +152,23 @@ export class Scheduler {
     if (offset >= size || offset + data.length > size || data.length > MAX_BLOCK_SIZE) {
       return { kind: 'invalid', why: `block ${index}:${offset} has ${data.length} bytes` }
     }
+    const d = ownDownload(peer)
     const key = index * this.unitsPerPiece + offset / BLOCK_SIZE
     const piece = this.active.get(index)
     const b = piece === undefined ? 0 : offset / piece.blockSize
     if (piece !== undefined && (!Number.isInteger(b) || data.length !== piece.blockLength(b))) {
-      if (peer.outstanding.has(key)) {
+      if (d.outstanding.has(key)) {
         return { kind: 'invalid', why: `block ${index}:${offset} has ${data.length} bytes` }
       }
       // A late block may belong to an earlier attempt at the piece, with another block size.
-      return peer.withdrawn.delete(key) ? IGNORED : UNREQUESTED
+      return d.withdrawn.delete(key) ? IGNORED : UNREQUESTED
     }
-    const requestedAt = peer.outstanding.get(key)
-    if (requestedAt !== undefined) peer.outstanding.delete(key)
-    else if (!peer.withdrawn.delete(key)) return UNREQUESTED
+    const requestedAt = d.outstanding.get(key)
+    if (requestedAt !== undefined) d.outstanding.delete(key)
+    else if (!d.withdrawn.delete(key)) return UNREQUESTED
     // Not wanted: a duplicate, or a block of a piece that completed or was reset meanwhile.
     if (piece === undefined || !piece.wants(b)) return IGNORED
-    if (requestedAt !== undefined) peer.pipeline.onBlock(data.length, now - requestedAt, now)
+    if (requestedAt !== undefined) d.pipeline.onBlock(data.length, now - requestedAt, now)
     const first = piece.requesterOf(b)
     const others = piece.requests(b) > 1 || (first !== undefined && first !== peer)
     piece.accept(b, data, peer, peer.cls)
@@ -203,9 +212,10 @@ export class Scheduler {
    * requests a timeout withdrew) with rejects, which say nothing about the piece.
    */
   onReject(peer: Peer, index: number, offset: number): boolean {
+    const d = ownDownload(peer)
     const key = index * this.unitsPerPiece + Math.floor(offset / BLOCK_SIZE)
-    if (!peer.outstanding.delete(key)) {
-      peer.withdrawn.delete(key) // it will not come late either
+    if (!d.outstanding.delete(key)) {
+      d.withdrawn.delete(key) // it will not come late either
       return false
     }
     const piece = this.active.get(index)
@@ -223,10 +233,11 @@ export class Scheduler {
    * (the set is replaced, not grown), which bounds it by the pipeline depth.
    */
   releaseAll(peer: Peer, cancel: boolean): void {
+    const d = ownDownload(peer)
     const units = this.unitsPerPiece
-    const withdrawn = peer.withdrawn
+    const withdrawn = d.withdrawn
     withdrawn.clear()
-    for (const key of peer.outstanding.keys()) {
+    for (const key of d.outstanding.keys()) {
       if (!peer.closed) withdrawn.add(key)
       const index = Math.floor(key / units)
       const offset = (key - index * units) * BLOCK_SIZE
@@ -237,10 +248,10 @@ export class Scheduler {
         peer.sendCancel(index, offset, piece.blockLength(b))
       }
     }
-    peer.outstanding.clear()
+    d.outstanding.clear()
     this.dupHolders.delete(peer)
-    for (const piece of peer.owned) piece.owner = undefined
-    peer.owned.length = 0
+    for (const piece of d.owned) piece.owner = undefined
+    d.owned.length = 0
   }
 
   /**
@@ -251,15 +262,13 @@ export class Scheduler {
   expire(peers: Iterable<Peer>, now: number, timeoutMs: number): Peer[] {
     let stalled: Peer[] | undefined
     for (const peer of peers) {
-      const oldest = peer.outstanding.values().next()
+      const d = ownDownload(peer)
+      const oldest = d.outstanding.values().next()
       if (oldest.done || now - oldest.value < timeoutMs) continue
-      peer.log.debug(
-        { peer: peer.addr, outstanding: peer.outstanding.size },
-        'requests timed out; re-issuing',
-      )
+      peer.log.debug({ peer: peer.addr, outstanding: d.outstanding.size }, 'requests timed out; re-issuing')
       this.releaseAll(peer, true)
-      peer.snubbedUntil = now + timeoutMs
-      peer.stalls++
+      d.snubbedUntil = now + timeoutMs
+      d.stalls++
       stalled ??= []
       stalled.push(peer)
     }
@@ -283,7 +292,7 @@ export class Scheduler {
 
   private send(peer: Peer, piece: PieceBuffer<Peer>, b: number, now: number): void {
     const offset = b * piece.blockSize
-    peer.outstanding.set(piece.index * this.unitsPerPiece + offset / BLOCK_SIZE, now)
+    ownDownload(peer).outstanding.set(piece.index * this.unitsPerPiece + offset / BLOCK_SIZE, now)
     peer.sendRequest(piece.index, offset, piece.blockLength(b))
   }
 
@@ -293,15 +302,17 @@ export class Scheduler {
    * pieces then come from whoever is fastest instead of waiting on the slowest peer.
    */
   private duplicate(peer: Peer, depth: number, now: number): void {
-    const bits = peer.bits!
+    const d = peer.down
+    const bits = d.bits!
+    const outstanding = d.outstanding
     for (const piece of this.active.values()) {
       if (!bits.has(piece.index) || piece.blockSize > peer.blockSize) continue
       const base = piece.index * this.unitsPerPiece
       const step = piece.blockSize / BLOCK_SIZE
       for (let b = 0; b < piece.blockCount; b++) {
-        if (peer.outstanding.size >= depth) return
+        if (outstanding.size >= depth) return
         if (!piece.isRequested(b) || piece.requests(b) >= this.maxRequestsPerBlock) continue
-        if (peer.outstanding.has(base + b * step)) continue
+        if (outstanding.has(base + b * step)) continue
         piece.addRequest(b)
         this.dupHolders.add(peer)
         this.send(peer, piece, b, now)
@@ -319,11 +330,12 @@ export class Scheduler {
   ): void {
     const offset = b * piece.blockSize
     const length = piece.blockLength(b)
-    if (first !== undefined && first !== sender && first.outstanding.delete(key)) {
+    if (first !== undefined && first !== sender && ownDownload(first).outstanding.delete(key)) {
       first.sendCancel(piece.index, offset, length)
     }
     for (const p of this.dupHolders) {
-      if (p !== sender && p !== first && p.outstanding.delete(key)) p.sendCancel(piece.index, offset, length)
+      if (p !== sender && p !== first && ownDownload(p).outstanding.delete(key))
+        p.sendCancel(piece.index, offset, length)
     }
   }
 
@@ -334,8 +346,9 @@ export class Scheduler {
    * A peer only takes blocks of pieces whose block size it can request.
    */
   private nextPieceFor(peer: Peer, snubbed: boolean): PieceBuffer<Peer> | undefined {
-    for (const piece of peer.owned) if (piece.hasFreeBlock()) return piece
-    const bits = peer.bits!
+    const d = peer.down
+    for (const piece of d.owned) if (piece.hasFreeBlock()) return piece
+    const bits = d.bits!
     let shared: PieceBuffer<Peer> | undefined
     if (!snubbed) {
       for (const piece of this.active.values()) {
@@ -352,7 +365,7 @@ export class Scheduler {
     if (this.activeBytes + this.meta.pieceLength > this.maxActiveBytes && this.active.size > 0) return shared
     // No scan of the piece table when it cannot find anything: every missing piece is in
     // flight (endgame), or the peer has none we lack (refills ask every peer on each event).
-    if (this.picker.startable === 0 || peer.interesting === 0) return shared
+    if (this.picker.startable === 0 || d.interesting === 0) return shared
     const index = this.picker.pick(bits)
     if (index >= 0) {
       const size = this.meta.pieceSize(index)
@@ -369,7 +382,7 @@ export class Scheduler {
 
   private adopt(peer: Peer, piece: PieceBuffer<Peer>): void {
     piece.owner = peer
-    peer.owned.push(piece)
+    ownDownload(peer).owned.push(piece)
   }
 
   /** Unassigns the piece from its owner (if any), so any peer may continue it. */
@@ -377,7 +390,8 @@ export class Scheduler {
     const owner = piece.owner
     if (owner === undefined) return
     piece.owner = undefined
-    const i = owner.owned.indexOf(piece)
-    if (i >= 0) owner.owned.splice(i, 1)
+    const owned = ownDownload(owner).owned
+    const i = owned.indexOf(piece)
+    if (i >= 0) owned.splice(i, 1)
   }
 }

@@ -14,9 +14,11 @@
  * request: under a cap a request may wait at the origin for longer than the window.
  *
  * State is three typed arrays over pieces plus, per peer, a flat list of (piece, time) pairs
- * of refusals still to undo: nothing is allocated per request.
+ * of refusals still to undo (PeerUpload.refused, which ServeOnce alone writes: the Uploader
+ * owns the rest of the record): nothing is allocated per request.
  */
 import type { Peer } from './peer.js'
+import { ownUpload } from './peer-upload.js'
 
 export class ServeOnce {
   /** When each piece was last queued for, then sent to, a peer (ms; 0 = never). */
@@ -53,7 +55,7 @@ export class ServeOnce {
       !other.closed &&
       (this.pending[piece] === 1 || now - this.queuedAt[piece]! < this.windowMs)
     ) {
-      peer.refused.push(piece, now)
+      ownUpload(peer).refused.push(piece, now)
       this.onRefused()
       return false
     }
@@ -80,7 +82,7 @@ export class ServeOnce {
   /** From the torrent's tick: re-advertises pieces refused at least a window ago. */
   tick(peers: Iterable<Peer>, now: number): void {
     for (const peer of peers) {
-      const r = peer.refused
+      const r = ownUpload(peer).refused
       if (r.length === 0 || peer.closed) continue
       let kept = 0
       for (let k = 0; k < r.length; k += 2) {

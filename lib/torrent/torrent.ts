@@ -3,13 +3,14 @@
  * waiting for it, its connections, the announce loop, and keep-alive/idle housekeeping.
  * Each peer's messages arrive here (PeerOwner) and go to the side they concern: what peers
  * have and the request/receive path to Downloader, choking and serving to Uploader.
- * Connection bookkeeping lives in PeerSet, sockets and framing in Peer.
+ * Connection bookkeeping lives in PeerSet, sockets and framing in Peer. The per-peer state of
+ * each side is that side's record (peer.down: Downloader, peer.up: Uploader), created when a
+ * peer attaches; Torrent only reads them.
  */
 import type { MetaInfo } from '../core/index.js'
 import { ShoalError } from '../errors/index.js'
 import type { Logger } from '../log/index.js'
 import { Announcer, type AnnounceTarget } from './announcer.js'
-import { Bitfield } from './bitfield.js'
 import type { EngineContext } from './context.js'
 import { Downloader, type DownloadHost } from './downloader.js'
 import type { Peer, PeerOwner } from './peer.js'
@@ -171,7 +172,9 @@ export class Torrent implements PeerOwner, DownloadHost, AnnounceTarget {
 
   onPeers(list: AnnouncePeer[]): void {
     // Who the tracker hands out are real peers: the choker prefers them (seeding too).
-    this.peers.noteListed(list)
+    const peers = this.peers
+    peers.noteListed(list)
+    for (const peer of peers.values()) this.uploader.setListed(peer, peers.isListed(peer.ip))
     // Seeds wait to be dialled: leechers know about them from the tracker.
     if (this.state !== 'downloading') return
     for (const p of this.peers.toDial(list)) this.peers.addDial(this.ctx.dial(this, p.ip, p.port))
@@ -182,9 +185,9 @@ export class Torrent implements PeerOwner, DownloadHost, AnnounceTarget {
   /** Takes a handshaken connection; false when it must be closed (full, duplicate). */
   attach(peer: Peer): boolean {
     if (this.state === 'removed' || !this.peers.add(peer, this.makeRoom)) return false
-    peer.bits = new Bitfield(this.meta.pieceCount)
-    peer.log = this.log
-    peer.attach(this)
+    this.downloader.attach(peer)
+    this.uploader.attach(peer, this.peers.isListed(peer.ip))
+    peer.attach(this, this.log)
     const bw = this.ctx.bandwidth
     if (bw !== undefined) peer.useBandwidth(bw, this.infoHashHex)
     // BEP 10 first (a Shoal peer learns the block size before it can request), then what we
@@ -332,5 +335,5 @@ function serveOnceFor(meta: MetaInfo, ctx: EngineContext): ServeOnce | undefined
 
 /** We want pieces from the peer and it chokes us: we are queued for one of its upload slots. */
 function waitingForSlot(peer: Peer): boolean {
-  return peer.amInterested && peer.peerChoking
+  return peer.amInterested && peer.down.peerChoking
 }

@@ -12,13 +12,17 @@
  *
  * Not every peer that says "interested" downloads (a fake peer may, to hold slots). Waiting
  * peers are ranked: first those that never wasted a slot (given one, they asked for nothing
- * with it: Peer.wastedSince), then those the tracker handed out (Peer.listed), then by how
+ * with it: wastedSince), then those the tracker handed out (listed), then by how
  * long they waited. A contended torrent (peers wait for a slot, or its connections are full)
  * closes peers that wasted a slot and asked for nothing for idlePeerEvictMs since; a full
  * torrent closes one at once to let a new peer in (victim()).
  *
  * Serving is one storage read at a time per peer, paced by the socket ('drain'), so uploads
  * never pile up in memory. With BEP 6, every request we will not serve gets a reject.
+ *
+ * Owns, per peer, the PeerUpload record (peer-upload.ts, `peer.up`), created in attach(); its
+ * ServeOnce keeps the record's `refused` list. What we told the peer (amChoking) is the
+ * connection's: the Uploader changes it only through Peer.choke() / unchoke().
  */
 import type { Clock } from '../bandwidth/index.js'
 import type { MetaInfo } from '../core/index.js'
@@ -28,8 +32,9 @@ import type { Bitfield } from './bitfield.js'
 import type { BlockPool } from './block-pool.js'
 import type { EngineMetrics } from './context.js'
 import type { Peer } from './peer.js'
+import { ownUpload, PeerUpload } from './peer-upload.js'
 import type { ServeOnce } from './serve-once.js'
-import type { TorrentStorage } from './types.js'
+import { DEFAULTS, type TorrentStorage } from './types.js'
 
 /** A piece message's framing: length prefix, id, index, offset (what the cap also pays for). */
 const PIECE_HEADER = 13
@@ -74,30 +79,45 @@ export class Uploader {
     return this.unchoked
   }
 
+  /** The torrent took the connection; `listed`: the tracker handed out its IP (PeerSet). */
+  attach(peer: Peer, listed: boolean): void {
+    peer.up = new PeerUpload(DEFAULTS.maxPeerRequests, listed)
+  }
+
+  /** The tracker's latest answers do (or no longer) list the peer's IP. */
+  setListed(peer: Peer, listed: boolean): void {
+    ownUpload(peer).listed = listed
+  }
+
   onInterested(peer: Peer, now: number): void {
     if (!peer.amChoking) return
+    const up = ownUpload(peer)
     if (this.unchoked < this.o.slots) this.unchoke(peer, now)
-    else if (peer.waitingSince === 0) peer.waitingSince = now
+    else if (up.waitingSince === 0) up.waitingSince = now
   }
 
   onUninterested(peer: Peer, peers: Iterable<Peer>, now: number): void {
-    peer.waitingSince = 0
+    ownUpload(peer).waitingSince = 0
     if (peer.amChoking) return
     this.choke(peer)
     this.unchokeWaiting(peers, now)
   }
 
-  /** A peer went away: give its slot to someone waiting. */
+  /** A peer went away: its queue goes, and its slot to someone waiting. */
   onClosed(peer: Peer, peers: Iterable<Peer>, now: number): void {
     this.o.serveOnce?.forget(peer)
-    peer.waitingSince = 0
+    const up = ownUpload(peer)
+    up.requests.clear()
+    up.waitingSince = 0
     if (peer.amChoking) return
-    peer.amChoking = true
+    peer.choke() // closed: sends nothing
     this.unchoked--
     this.unchokeWaiting(peers, now)
   }
 
   onRequest(peer: Peer, index: number, offset: number, length: number): void {
+    const up = ownUpload(peer)
+    up.lastRequestAt = peer.lastRecvAt // the read that carried it
     const meta = this.o.meta
     if (
       index >= meta.pieceCount ||
@@ -122,16 +142,16 @@ export class Uploader {
       peer.sendReject(index, offset, length)
       return
     }
-    if (!peer.requests.push(index, offset, length)) {
+    if (!up.requests.push(index, offset, length)) {
       peer.close('request flood')
       return
     }
-    if (!peer.serving) void this.serve(peer)
+    if (!up.serving) void this.serve(peer)
   }
 
   /** BEP 6: a cancelled request that was still queued is answered with a reject. */
   onCancel(peer: Peer, index: number, offset: number, length: number): void {
-    if (peer.requests.remove(index, offset, length)) this.withdraw(peer, index, offset, length)
+    if (ownUpload(peer).requests.remove(index, offset, length)) this.withdraw(peer, index, offset, length)
   }
 
   /**
@@ -150,19 +170,20 @@ export class Uploader {
     let oldest: Peer | undefined
     for (const p of peers) {
       if (p.closed) continue
-      if (p.wastedSince > 0) {
+      const up = ownUpload(p)
+      if (up.wastedSince > 0) {
         // Asked for something with the slot it holds: it downloads after all.
-        if (!p.amChoking && p.lastRequestAt >= p.unchokedAt) p.wastedSince = 0
+        if (!p.amChoking && up.lastRequestAt >= up.unchokedAt) up.wastedSince = 0
         // A peer we download from stays, whatever it does with our slot.
-        else if (now - p.wastedSince >= this.o.idlePeerEvictMs && !p.serving && !p.amInterested)
+        else if (now - up.wastedSince >= this.o.idlePeerEvictMs && !up.serving && !p.amInterested)
           wasting.push(p)
       }
       if (p.amChoking) {
-        if (p.waitingSince > 0 && p.peerInterested) waiting.push(p)
+        if (up.waitingSince > 0 && p.peerInterested) waiting.push(p)
         continue
       }
-      if (now - Math.max(p.unchokedAt, p.lastRequestAt) >= this.o.slotIdleMs && !p.serving) idle.push(p)
-      if (oldest === undefined || p.unchokedAt < oldest.unchokedAt) oldest = p
+      if (now - Math.max(up.unchokedAt, up.lastRequestAt) >= this.o.slotIdleMs && !up.serving) idle.push(p)
+      if (oldest === undefined || up.unchokedAt < oldest.up.unchokedAt) oldest = p
     }
     // Contended: more peers wait than there are free slots, or no connection is free.
     const contended = full || waiting.length > this.o.slots - this.unchoked
@@ -214,16 +235,17 @@ export class Uploader {
     let best: Peer | undefined
     let bestSince = 0
     for (const p of peers) {
+      const up = p.up
       // A peer we download from (or want to) is never the one to go.
-      if (p.closed || p.serving || p.amInterested) continue
+      if (p.closed || up.serving || p.amInterested) continue
       let since = 0
-      if (p.wastedSince > 0 && (p.amChoking || p.lastRequestAt < p.unchokedAt)) since = p.wastedSince
+      if (up.wastedSince > 0 && (p.amChoking || up.lastRequestAt < up.unchokedAt)) since = up.wastedSince
       else if (p.idleSince > 0 && now - p.idleSince >= this.o.slotIdleMs) since = p.idleSince
       if (since === 0) continue
       if (
         best === undefined ||
-        (best.listed && !p.listed) ||
-        (best.listed === p.listed && since < bestSince)
+        (best.up.listed && !up.listed) ||
+        (best.up.listed === up.listed && since < bestSince)
       ) {
         best = p
         bestSince = since
@@ -233,8 +255,9 @@ export class Uploader {
   }
 
   private unchoke(peer: Peer, now: number): void {
-    peer.waitingSince = 0
-    peer.unchokedAt = now
+    const up = ownUpload(peer)
+    up.waitingSince = 0
+    up.unchokedAt = now
     this.unchoked++
     peer.unchoke()
   }
@@ -244,7 +267,7 @@ export class Uploader {
     if (peer.amChoking) return
     this.unchoked--
     peer.choke()
-    const q = peer.requests
+    const q = ownUpload(peer).requests
     while (q.shift()) this.withdraw(peer, q.index, q.offset, q.length)
   }
 
@@ -253,10 +276,11 @@ export class Uploader {
    * slot decides its rank: one that asked for nothing since it was unchoked wastes slots.
    */
   private takeSlot(peer: Peer, now: number): void {
-    if (peer.lastRequestAt >= peer.unchokedAt) peer.wastedSince = 0
-    else if (peer.wastedSince === 0) peer.wastedSince = now
+    const up = ownUpload(peer)
+    if (up.lastRequestAt >= up.unchokedAt) up.wastedSince = 0
+    else if (up.wastedSince === 0) up.wastedSince = now
     this.choke(peer)
-    if (peer.peerInterested) peer.waitingSince = now
+    if (peer.peerInterested) up.waitingSince = now
   }
 
   /** A queued request will not be served after all: reject it (BEP 6). */
@@ -270,7 +294,7 @@ export class Uploader {
       let next: Peer | undefined
       for (const p of peers) {
         if (p.closed || !p.amChoking || !p.peerInterested) continue
-        if (next === undefined || ranksBefore(p, p.waitingSince || now, next, next.waitingSince || now))
+        if (next === undefined || ranksBefore(p, p.up.waitingSince || now, next, next.up.waitingSince || now))
           next = p
       }
       if (next === undefined) return
@@ -279,8 +303,9 @@ export class Uploader {
   }
 
   private async serve(peer: Peer): Promise<void> {
-    peer.serving = true
-    const q = peer.requests
+    const up = ownUpload(peer)
+    up.serving = true
+    const q = up.requests
     try {
       while (!peer.closed) {
         // The host's egress cap: the block is paid for before it is read, so a throttled
@@ -334,7 +359,7 @@ export class Uploader {
       this.o.log.warn({ err, peer: peer.addr }, 'serving a peer failed')
       peer.close('serve error')
     } finally {
-      peer.serving = false
+      up.serving = false
     }
   }
 }
@@ -344,24 +369,24 @@ export class Uploader {
  * one first, then the ones the tracker handed out, then the longest waiting.
  */
 function ranksBefore(a: Peer, sinceA: number, b: Peer, sinceB: number): boolean {
-  const wa = a.wastedSince > 0
-  if (wa !== b.wastedSince > 0) return !wa
-  if (a.listed !== b.listed) return a.listed
+  const wa = a.up.wastedSince > 0
+  if (wa !== b.up.wastedSince > 0) return !wa
+  if (a.up.listed !== b.up.listed) return a.up.listed
   return sinceA < sinceB
 }
 
 function byRank(a: Peer, b: Peer): number {
-  return ranksBefore(a, a.waitingSince, b, b.waitingSince)
-    ? -1
-    : ranksBefore(b, b.waitingSince, a, a.waitingSince)
-      ? 1
-      : 0
+  const sa = a.up.waitingSince
+  const sb = b.up.waitingSince
+  return ranksBefore(a, sa, b, sb) ? -1 : ranksBefore(b, sb, a, sa) ? 1 : 0
 }
 
 /** Idle slot holders, the first to lose their slot first: wasters, not listed, idle longest. */
 function byWaste(a: Peer, b: Peer): number {
-  const wa = a.lastRequestAt < a.unchokedAt
-  if (wa !== b.lastRequestAt < b.unchokedAt) return wa ? -1 : 1
-  if (a.listed !== b.listed) return a.listed ? 1 : -1
-  return Math.max(a.unchokedAt, a.lastRequestAt) - Math.max(b.unchokedAt, b.lastRequestAt)
+  const ua = a.up
+  const ub = b.up
+  const wa = ua.lastRequestAt < ua.unchokedAt
+  if (wa !== ub.lastRequestAt < ub.unchokedAt) return wa ? -1 : 1
+  if (ua.listed !== ub.listed) return ua.listed ? 1 : -1
+  return Math.max(ua.unchokedAt, ua.lastRequestAt) - Math.max(ub.unchokedAt, ub.lastRequestAt)
 }

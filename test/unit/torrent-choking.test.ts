@@ -5,8 +5,9 @@ import { silentLogger } from '../../lib/log/index.js'
 import { Registry } from '../../lib/metrics/index.js'
 import { BlockPool } from '../../lib/torrent/block-pool.js'
 import type { EngineMetrics } from '../../lib/torrent/context.js'
-import { Bitfield, BLOCK_SIZE, MemoryStorage, RequestQueue } from '../../lib/torrent/index.js'
+import { Bitfield, BLOCK_SIZE, MemoryStorage } from '../../lib/torrent/index.js'
 import type { Peer } from '../../lib/torrent/peer.js'
+import { PeerUpload } from '../../lib/torrent/peer-upload.js'
 import { ServeOnce } from '../../lib/torrent/serve-once.js'
 import { Uploader } from '../../lib/torrent/uploader.js'
 
@@ -19,6 +20,8 @@ const meta = {
 } as unknown as MetaInfo
 
 interface FakePeer extends Peer {
+  /** The upload side's record, writable here as the test plays the peer's past. */
+  up: PeerUpload
   name: string
   rejects: Array<[number, number, number]>
   pieces: Array<[number, number, number]>
@@ -36,19 +39,13 @@ function fakePeer(name: string, fast = true): FakePeer {
     amChoking: true,
     amInterested: false,
     peerInterested: false,
-    waitingSince: 0,
-    unchokedAt: 0,
-    lastRequestAt: 0,
-    wastedSince: 0,
-    listed: false,
     idleSince: 0,
-    serving: false,
-    requests: new RequestQueue(16),
+    lastRecvAt: 0,
+    up: new PeerUpload(16, false),
     socket: { writableNeedDrain: false },
     rejects: [] as Array<[number, number, number]>,
     pieces: [] as Array<[number, number, number]>,
     haves: [] as number[],
-    refused: [] as number[],
     closedWith: undefined as string | undefined,
     choke() {
       p.amChoking = true
@@ -126,7 +123,7 @@ t.test('every interested peer is unchoked up to the slot limit; the rest wait in
   })
   t.same(names(peers), ['a', 'b', 'c'], 'no reciprocation asked: the first three get slots')
   t.equal(u.slotsUsed, 3)
-  t.equal(peers[3]!.waitingSince, 1003)
+  t.equal(peers[3]!.up.waitingSince, 1003)
   u.onUninterested(peers[1]!, peers, 2000)
   t.same(names(peers), ['a', 'c', 'd'], 'a freed slot goes to the peer waiting longest')
   peers[0]!.closed = true
@@ -143,24 +140,24 @@ t.test('an unchoked peer that asks for nothing gives its slot to one that waits'
   interested(u, b, 1_000)
   interested(u, c, 1_000)
   t.same(names(peers), ['a', 'b'])
-  b.lastRequestAt = 5_000 // b keeps asking; a never does
+  b.up.lastRequestAt = 5_000 // b keeps asking; a never does
   u.tick(peers, 5_999)
   t.same(names(peers), ['a', 'b'], 'not idle for slotIdleMs yet')
-  b.lastRequestAt = 6_000
+  b.up.lastRequestAt = 6_000
   u.tick(peers, 6_000)
   t.same(names(peers), ['b', 'c'], 'the idle peer is choked, the waiting one unchoked')
-  t.ok(a.waitingSince > 0, 'the idle peer, still interested, now waits its turn')
+  t.ok(a.up.waitingSince > 0, 'the idle peer, still interested, now waits its turn')
 })
 
 t.test('every idle slot goes to a waiting peer in one tick', async (t) => {
   const u = uploader(3)
   const peers = ['a', 'b', 'c', 'd', 'e', 'f'].map((n) => fakePeer(n))
   for (const p of peers) interested(u, p, 1_000)
-  peers[2]!.lastRequestAt = 5_500 // c asks; a and b do not
+  peers[2]!.up.lastRequestAt = 5_500 // c asks; a and b do not
   u.tick(peers, 6_000)
   t.same(names(peers), ['c', 'd', 'e'], 'both idle slots were handed on at once')
-  t.ok(peers[0]!.wastedSince > 0 && peers[1]!.wastedSince > 0, 'a and b wasted their slots')
-  t.equal(peers[2]!.wastedSince, 0, 'c did not')
+  t.ok(peers[0]!.up.wastedSince > 0 && peers[1]!.up.wastedSince > 0, 'a and b wasted their slots')
+  t.equal(peers[2]!.up.wastedSince, 0, 'c did not')
 })
 
 t.test('a peer that wasted a slot waits behind peers that did not; listed peers go first', async (t) => {
@@ -179,7 +176,7 @@ t.test('a peer that wasted a slot waits behind peers that did not; listed peers 
   t.same(names([a, b, c, d]), ['c', 'd'])
   const e = fakePeer('e') // a newcomer, after a and b started waiting again
   interested(u, e, 6_500)
-  c.lastRequestAt = 11_000
+  c.up.lastRequestAt = 11_000
   u.tick([a, b, c, d, e], 12_000) // d idle since 6 s; c asked at 11 s
   t.same(names([a, b, c, d, e]), ['c', 'e'], 'the newcomer beats the peers that wasted a slot')
 
@@ -187,7 +184,7 @@ t.test('a peer that wasted a slot waits behind peers that did not; listed peers 
   const [x, y, z] = ['x', 'y', 'z'].map((n) => fakePeer(n)) as [FakePeer, FakePeer, FakePeer]
   interested(v, z, 500)
   interested(v, x, 1_000)
-  y.listed = true // in the tracker's answer
+  y.up.listed = true // in the tracker's answer
   interested(v, y, 2_000)
   z.peerInterested = false
   v.onUninterested(z, [x, y, z], 3_000)
@@ -202,8 +199,8 @@ t.test('a contended torrent closes peers that wasted a slot and asked for nothin
   interested(u, b, 1_000)
   interested(u, c, 1_000)
   u.tick(peers, 6_000) // a wasted its slot; b gets it
-  t.equal(a.wastedSince, 6_000)
-  b.lastRequestAt = 7_000 // b uses it
+  t.equal(a.up.wastedSince, 6_000)
+  b.up.lastRequestAt = 7_000 // b uses it
   u.tick(peers, 15_000)
   t.notOk(a.closed, 'not before idlePeerEvictMs')
   u.tick(peers, 16_000)
@@ -214,9 +211,9 @@ t.test('a contended torrent closes peers that wasted a slot and asked for nothin
   const v = uploader(4, Bitfield.full(4), undefined, 10_000)
   const [p, q] = [fakePeer('p'), fakePeer('q')]
   interested(v, p, 1_000)
-  p.wastedSince = 2_000
+  p.up.wastedSince = 2_000
   p.amChoking = true // as if its slot had been taken back; nobody waits now
-  p.waitingSince = 0
+  p.up.waitingSince = 0
   v.tick([p, q], 20_000)
   t.notOk(p.closed, 'uncontended: a waster stays')
   v.tick([p, q], 20_000, true)
@@ -225,12 +222,12 @@ t.test('a contended torrent closes peers that wasted a slot and asked for nothin
   const w = uploader(1, Bitfield.full(4), undefined, 10_000)
   const [r, s] = [fakePeer('r'), fakePeer('s')]
   interested(w, r, 1_000)
-  r.wastedSince = 1_000 // wasted a slot before, and was given this one at 1 s
+  r.up.wastedSince = 1_000 // wasted a slot before, and was given this one at 1 s
   interested(w, s, 1_000)
-  r.lastRequestAt = 1_500
+  r.up.lastRequestAt = 1_500
   w.tick([r, s], 20_000, true)
   t.notOk(r.closed, 'a waster that asks with its new slot is forgiven')
-  t.equal(r.wastedSince, 0)
+  t.equal(r.up.wastedSince, 0)
 })
 
 t.test('a full torrent makes room: victim() picks a peer that does not use its connection', async (t) => {
@@ -244,7 +241,7 @@ t.test('a full torrent makes room: victim() picks a peer that does not use its c
   ]
   for (const p of [a, b, c, d]) interested(u, p, 1_000)
   t.equal(u.victim([a, b, c, d], 2_000), undefined, 'nobody has wasted anything yet')
-  a.listed = true
+  a.up.listed = true
   u.tick([a, b, c, d], 6_000) // a and b wasted their slots
   t.equal(u.victim([a, b, c, d], 6_000), b, 'a waster the tracker did not hand out goes first')
   t.equal(u.victim([a, c, d], 6_000), a, 'then a listed one')
@@ -266,7 +263,7 @@ t.test('optimistic rotation: no interested peer waits forever behind busy ones',
     for (const p of peers) {
       if (!p.amChoking) {
         served.add(p.name)
-        p.lastRequestAt = now // everyone unchoked is busy: no idle slot to reclaim
+        p.up.lastRequestAt = now // everyone unchoked is busy: no idle slot to reclaim
       }
     }
     u.tick(peers, now)
@@ -315,15 +312,15 @@ t.test('choking a peer rejects what it had queued; a cancel is answered with a r
   const a = fakePeer('a')
   const b = fakePeer('b')
   interested(u, a, 1_000)
-  a.serving = true // hold the queue: pretend a read is in progress
+  a.up.serving = true // hold the queue: pretend a read is in progress
   u.onRequest(a, 0, 0, BLOCK_SIZE)
   u.onRequest(a, 0, BLOCK_SIZE, BLOCK_SIZE)
   u.onRequest(a, 1, 0, BLOCK_SIZE)
   u.onCancel(a, 0, BLOCK_SIZE, BLOCK_SIZE)
   t.same(a.rejects, [[0, BLOCK_SIZE, BLOCK_SIZE]], 'BEP 6: a cancelled queued request is rejected')
   interested(u, b, 1_000)
-  a.serving = false
-  a.lastRequestAt = 1_000
+  a.up.serving = false
+  a.up.lastRequestAt = 1_000
   u.tick([a, b], 10_000) // a asked for nothing since: idle
   t.ok(a.amChoking, 'a was choked')
   t.same(
@@ -334,7 +331,7 @@ t.test('choking a peer rejects what it had queued; a cancel is answered with a r
     ],
     'its queued requests were rejected',
   )
-  t.equal(a.requests.size, 0)
+  t.equal(a.up.requests.size, 0)
 })
 
 t.test(
@@ -366,7 +363,7 @@ t.test(
     clock.advance(100)
     await flush()
     t.equal(a.pieces.length, 2, 'a request cancelled while it waited is not sent')
-    t.notOk(a.serving, 'and the serve loop ended')
+    t.notOk(a.up.serving, 'and the serve loop ended')
     u.onRequest(a, 1, 0, BLOCK_SIZE)
     await flush()
     t.same(a.pieces[2], [1, 0, BLOCK_SIZE], 'the bucket refilled meanwhile')
@@ -377,7 +374,7 @@ t.test(
     a.closed = true
     a.bwOut.close()
     await flush()
-    t.notOk(a.serving, 'a closed peer stops waiting')
+    t.notOk(a.up.serving, 'a closed peer stops waiting')
     t.equal(a.pieces.length, 3)
   },
 )
@@ -399,7 +396,7 @@ t.test(
     const flush = () => new Promise<void>((resolve) => setImmediate(resolve))
     const [a, b, c] = [fakePeer('a'), fakePeer('b'), fakePeer('c', false)]
     for (const p of [a, b, c]) interested(u, p, 1_000)
-    a.serving = true // hold a's queue: its piece 0 is queued, not sent
+    a.up.serving = true // hold a's queue: its piece 0 is queued, not sent
     u.onRequest(a, 0, 0, BLOCK_SIZE)
     u.onRequest(b, 0, 0, BLOCK_SIZE)
     t.same(b.rejects, [[0, 0, BLOCK_SIZE]], 'b asked for a piece queued for a: rejected (BEP 6)')

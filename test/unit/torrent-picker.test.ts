@@ -47,13 +47,15 @@ t.test('picker: availability follows bitfields and haves', async (t) => {
   const p = new PiecePicker(12)
   const a = Bitfield.fromWire(12, Uint8Array.from([0b1100_0000, 0b0001_0000]))!
   const b = Bitfield.full(12)
-  p.addBitfield(a)
-  p.addBitfield(b)
-  t.same([...p.availability], [2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2])
-  p.addHave(5)
+  p.peerHas(a)
+  p.peerHas(b)
+  t.same(Array.from(p.availability), [2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2])
+  p.peerHasPiece(5)
   t.equal(p.availability[5], 2)
-  p.removeBitfield(b)
-  t.same([...p.availability], [1, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1])
+  p.peerLost(b)
+  t.same(Array.from(p.availability), [1, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1])
+  p.peerLostPiece(5) // a peer rejected it while unchoking us: it will not serve it
+  t.equal(p.availability[5], 0)
 })
 
 t.test('picker: rarest first, skipping pieces we have or are fetching', async (t) => {
@@ -63,9 +65,9 @@ t.test('picker: rarest first, skipping pieces we have or are fetching', async (t
   const seedB = Bitfield.full(n)
   const partial = new Bitfield(n)
   for (let i = 0; i < n; i++) if (i !== 17 && i !== 40) partial.set(i)
-  p.addBitfield(seedA)
-  p.addBitfield(seedB)
-  p.addBitfield(partial)
+  p.peerHas(seedA)
+  p.peerHas(seedB)
+  p.peerHas(partial)
   // 17 and 40 have availability 2, every other piece 3.
   for (let k = 0; k < 20; k++) t.ok([17, 40].includes(p.pick(seedA)), 'a rarest piece is chosen')
   p.setBusy(17, true)
@@ -83,10 +85,10 @@ t.test('picker: first pieces are random, not always the rarest', async (t) => {
   const n = 100
   const p = new PiecePicker(n, { randomFirst: 4 })
   const seed = Bitfield.full(n)
-  p.addBitfield(seed)
+  p.peerHas(seed)
   const other = Bitfield.full(n)
   other.clear(0)
-  p.addBitfield(other) // piece 0 is the unique rarest
+  p.peerHas(other) // piece 0 is the unique rarest
   const picks = new Set<number>()
   for (let k = 0; k < 50; k++) picks.add(p.pick(seed))
   t.ok(picks.size > 5, `random picks spread out (${picks.size} distinct)`)

@@ -1,8 +1,9 @@
 import t from 'tap'
 import type { MetaInfo } from '../../lib/core/index.js'
 import { silentLogger } from '../../lib/log/index.js'
-import { Bitfield, BLOCK_SIZE, PiecePicker, Pipeline } from '../../lib/torrent/index.js'
+import { Bitfield, BLOCK_SIZE, PiecePicker } from '../../lib/torrent/index.js'
 import type { Peer } from '../../lib/torrent/peer.js'
+import { PeerDownload } from '../../lib/torrent/peer-download.js'
 import { Scheduler } from '../../lib/torrent/scheduler.js'
 
 const PIECE = 4 * BLOCK_SIZE
@@ -16,6 +17,8 @@ const meta = {
 } as unknown as MetaInfo
 
 interface FakePeer extends Peer {
+  /** The download side's record, writable here as the test plays the Downloader. */
+  down: PeerDownload
   sent: Array<[number, number, number]>
   cancels: Array<[number, number, number]>
 }
@@ -30,22 +33,20 @@ function fullPieces(): Bitfield {
 function fakePeer(addr: string, bits: Bitfield = fullPieces(), blockSize = BLOCK_SIZE): FakePeer {
   const sent: Array<[number, number, number]> = []
   const cancels: Array<[number, number, number]> = []
+  // As the Downloader would keep it: unchoked, and interesting (the Scheduler only asks
+  // whether that count is 0, so the pieces the peer has are enough whatever we have).
+  const down = new PeerDownload(bits)
+  down.peerChoking = false
+  down.interesting = bits.count
   return {
     addr,
     cls: 'agent',
     closed: false,
-    bits,
-    outstanding: new Map(),
-    withdrawn: new Set(),
-    owned: [],
-    snubbedUntil: 0,
-    stalls: 0,
+    down,
     log: silentLogger(),
-    peerChoking: false,
     amInterested: true,
     blockSize,
     reqq: 250,
-    pipeline: new Pipeline(),
     sendRequest: (i: number, o: number, l: number) => sent.push([i, o, l]),
     sendCancel: (i: number, o: number, l: number) => cancels.push([i, o, l]),
     sent,
@@ -59,7 +60,7 @@ function setup(depth: number, maxActiveBytes?: number) {
   const scheduler = new Scheduler(meta, picker, { depth, maxActiveBytes })
   const peer = (addr: string, bits?: Bitfield, blockSize?: number): FakePeer => {
     const p = fakePeer(addr, bits, blockSize)
-    picker.addBitfield(p.bits!)
+    picker.peerHas(p.down.bits!)
     return p
   }
   return { picker, scheduler, peer }
@@ -74,12 +75,12 @@ t.test('a peer fetches whole pieces (affinity) up to its pipeline depth', async 
   t.equal(a.sent.length, 8)
   const pieces = new Set(a.sent.map(([i]) => i))
   t.equal(pieces.size, 2, 'two whole pieces, not eight scattered blocks')
-  t.equal(a.owned.length, 2)
+  t.equal(a.down.owned.length, 2)
   for (const p of pieces) t.ok(picker.isBusy(p))
   scheduler.fill(a, 0)
   t.equal(a.sent.length, 8, 'a full pipeline requests nothing more')
   const choked = fakePeer('c')
-  choked.peerChoking = true
+  choked.down.peerChoking = true
   scheduler.fill(choked, 0)
   t.equal(choked.sent.length, 0, 'nothing is requested from a peer that chokes us')
 })
@@ -103,8 +104,8 @@ t.test('blocks assemble into a piece; duplicates and bad blocks are told apart',
   const done = scheduler.onBlock(a, index, 3 * BLOCK_SIZE, block(), 1)
   t.equal(done.kind, 'accepted')
   t.equal(done.kind === 'accepted' && done.piece?.index, index, 'the last block completes the piece')
-  t.equal(a.outstanding.size, 0)
-  t.equal(a.owned.length, 0, 'a completed piece is detached from its owner')
+  t.equal(a.down.outstanding.size, 0)
+  t.equal(a.down.owned.length, 0, 'a completed piece is detached from its owner')
   t.notOk(scheduler.active.has(index))
   t.ok(picker.isBusy(index), 'stays busy until verified and written')
   scheduler.reset(index)
@@ -128,7 +129,7 @@ t.test('a choking peer releases its blocks; another peer finishes its started pi
   const [index] = a.sent[0]!
   scheduler.onBlock(a, index, 0, block(), 1)
   scheduler.releaseAll(a, false)
-  t.equal(a.outstanding.size, 0)
+  t.equal(a.down.outstanding.size, 0)
   t.equal(a.cancels.length, 0, 'no cancel after a choke')
   scheduler.fill(b, 0)
   t.same(
@@ -140,7 +141,7 @@ t.test('a choking peer releases its blocks; another peer finishes its started pi
     ],
     'the orphaned piece is adopted before a new one is started',
   )
-  t.equal(b.owned[0]?.index, index)
+  t.equal(b.down.owned[0]?.index, index)
 })
 
 t.test('timed-out requests are cancelled, re-issued elsewhere, and the slow peer is snubbed', async (t) => {
@@ -151,12 +152,12 @@ t.test('timed-out requests are cancelled, re-issued elsewhere, and the slow peer
   const slowPiece = slow.sent[0]![0]
   t.same(scheduler.expire([slow], 1000 + 29_999, 30_000), [], 'not yet')
   t.same(scheduler.expire([slow], 1000 + 30_000, 30_000), [slow])
-  t.equal(slow.stalls, 1, 'a stall is counted against it')
+  t.equal(slow.down.stalls, 1, 'a stall is counted against it')
   t.equal(slow.cancels.length, 4, 'the slow peer is told to forget them')
-  t.ok(slow.snubbedUntil > 31_000)
+  t.ok(slow.down.snubbedUntil > 31_000)
   scheduler.fillAll([slow, fast], 31_000)
   t.equal(fast.sent[0]![0], slowPiece, 'the responsive peer takes the released piece')
-  t.equal(slow.outstanding.size, 1, 'a snubbed peer gets one request at a time')
+  t.equal(slow.down.outstanding.size, 1, 'a snubbed peer gets one request at a time')
   t.not(slow.sent.at(-1)![0], slowPiece, '...and only for a new piece')
   const late = scheduler.onBlock(slow, slowPiece, 0, block(), 1)
   t.equal(late.kind, 'accepted', 'a late block is still used if the piece needs it')
@@ -214,12 +215,12 @@ t.test('a block is only taken from the peer it was requested from', async (t) =>
   scheduler.fill(honest, 0)
   const [next] = honest.sent.at(-1)!
   scheduler.releaseAll(honest, true)
-  t.equal(honest.withdrawn.size, 4, 'the withdrawn requests are remembered')
+  t.equal(honest.down.withdrawn.size, 4, 'the withdrawn requests are remembered')
   t.equal(scheduler.onBlock(hostile, next, 0, block(), 1).kind, 'unrequested')
   t.equal(scheduler.onBlock(honest, next, 0, block(), 1).kind, 'accepted', 'a late block from its requester')
-  t.equal(honest.withdrawn.size, 3)
+  t.equal(honest.down.withdrawn.size, 3)
   scheduler.releaseAll(honest, false)
-  t.equal(honest.withdrawn.size, 0, 'only the latest batch is kept (bounded by the pipeline)')
+  t.equal(honest.down.withdrawn.size, 0, 'only the latest batch is kept (bounded by the pipeline)')
 })
 
 t.test('a reject frees the block and the piece', async (t) => {
@@ -228,8 +229,8 @@ t.test('a reject frees the block and the piece', async (t) => {
   scheduler.fill(a, 0)
   const [index, offset] = a.sent[0]!
   scheduler.onReject(a, index, offset)
-  t.equal(a.outstanding.size, 3)
-  t.equal(a.owned.length, 0, 'the peer no longer owns the piece')
+  t.equal(a.down.outstanding.size, 3)
+  t.equal(a.down.owned.length, 0, 'the peer no longer owns the piece')
   const b = fakePeer('b')
   scheduler.fill(b, 0)
   t.same(b.sent[0], [index, offset, BLOCK_SIZE], 'the rejected block goes to the next peer')
@@ -279,8 +280,8 @@ t.test(
     const scheduler = new Scheduler(meta, picker, { depth: 8 })
     const slow = fakePeer('slow')
     const fast = fakePeer('fast')
-    picker.addBitfield(slow.bits!)
-    picker.addBitfield(fast.bits!)
+    picker.peerHas(slow.down.bits!)
+    picker.peerHas(fast.down.bits!)
     scheduler.fill(slow, 0)
     t.same(
       slow.sent.map(([i, o]) => [i, o]),
@@ -293,11 +294,11 @@ t.test(
     scheduler.fill(fast, 0)
     t.equal(fast.sent.length, 4, 'but only once each')
     const third = fakePeer('third')
-    picker.addBitfield(third.bits!)
+    picker.peerHas(third.down.bits!)
     scheduler.fill(third, 0)
     t.equal(third.sent.length, 4, 'a third copy is allowed (endgameDuplicates = 2)')
     const fourth = fakePeer('fourth')
-    picker.addBitfield(fourth.bits!)
+    picker.peerHas(fourth.down.bits!)
     scheduler.fill(fourth, 0)
     t.equal(fourth.sent.length, 0, 'a fourth is not')
 
@@ -307,8 +308,8 @@ t.test(
     t.equal(done?.kind === 'accepted' && done.piece?.index, 0, 'the piece completes from the fast peer')
     t.same(slow.cancels, slow.sent, 'every duplicate request at the slow peer is cancelled')
     t.same(third.cancels, third.sent, 'and at the third')
-    t.equal(slow.outstanding.size, 0)
-    t.equal(third.outstanding.size, 0)
+    t.equal(slow.down.outstanding.size, 0)
+    t.equal(third.down.outstanding.size, 0)
     t.equal(fast.cancels.length, 0, 'the sender is not told to cancel what it sent')
     t.equal(
       scheduler.onBlock(slow, 0, 0, block(), 6).kind,
@@ -324,17 +325,17 @@ t.test('endgame: a duplicate that arrives first cancels the original request', a
   const scheduler = new Scheduler(meta, picker, { depth: 8 })
   const slow = fakePeer('slow')
   const fast = fakePeer('fast')
-  picker.addBitfield(slow.bits!)
-  picker.addBitfield(fast.bits!)
+  picker.peerHas(slow.down.bits!)
+  picker.peerHas(fast.down.bits!)
   scheduler.fill(slow, 0)
   scheduler.fill(fast, 0)
   t.equal(scheduler.onBlock(slow, 0, 0, block(), 1).kind, 'accepted')
   t.same(fast.cancels, [[0, 0, BLOCK_SIZE]], 'the duplicate of block 0 is cancelled')
   scheduler.releaseAll(fast, true) // e.g. it timed out: its other duplicates go
-  t.equal(slow.outstanding.size, 3, 'the slow peer still holds its requests')
+  t.equal(slow.down.outstanding.size, 3, 'the slow peer still holds its requests')
   scheduler.onReject(slow, 0, BLOCK_SIZE)
   const b = fakePeer('b')
-  picker.addBitfield(b.bits!)
+  picker.peerHas(b.down.bits!)
   scheduler.fill(b, 0)
   t.same(b.sent[0], [0, BLOCK_SIZE, BLOCK_SIZE], 'a block whose every request went is free again')
 })
@@ -344,8 +345,8 @@ t.test('block sizes: a piece keeps the size it was started with; smaller-block p
   const scheduler = new Scheduler(meta, picker, { depth: 2 })
   const shoal = fakePeer('shoal', fullPieces(), 2 * BLOCK_SIZE)
   const stock = fakePeer('stock')
-  picker.addBitfield(shoal.bits!)
-  picker.addBitfield(stock.bits!)
+  picker.peerHas(shoal.down.bits!)
+  picker.peerHas(stock.down.bits!)
   scheduler.fill(shoal, 0)
   t.same(
     shoal.sent.map(([, o, l]) => [o, l]),

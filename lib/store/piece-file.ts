@@ -50,11 +50,7 @@ export class PieceFile implements TorrentStorage {
   private pieceLog: PieceLog | undefined
   private readonly checkpointEvery: number
   private sinceCheckpoint = 0
-  /**
-   * Why the data stopped being writable (a full disk: INSUFFICIENT_STORAGE naming the file), kept
-   * because the engine reports a storage failure in its own words; the download reports this one.
-   */
-  failure: ShoalError | undefined
+  private firstFailure: ShoalError | undefined
 
   private constructor(
     readonly digest: Digest,
@@ -169,7 +165,7 @@ export class PieceFile implements TorrentStorage {
     } catch (err) {
       const e = ioError(err, `cannot write piece ${piece} of ${this.digest}`, this.paths.data)
       // A write refused because the download was closed under it is not the cause of anything.
-      if (this.state !== 'closed') this.failure ??= e
+      if (this.state !== 'closed') this.firstFailure ??= e
       throw e
     }
     if (this.hasPiece(piece)) return
@@ -276,6 +272,14 @@ export class PieceFile implements TorrentStorage {
   acquire(): this {
     this.refs++
     return this
+  }
+
+  /**
+   * Why the data stopped being writable (a full disk: INSUFFICIENT_STORAGE naming the file), kept
+   * because the engine reports a storage failure in its own words; the download reports this one.
+   */
+  get failure(): ShoalError | undefined {
+    return this.firstFailure
   }
 
   get closed(): boolean {

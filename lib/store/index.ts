@@ -5,7 +5,9 @@
  *   uploads/<uid>                   in-progress chunked uploads (origin)
  *   cache/<hex[0:2]>/<hex>          verified blobs; only ever created by an atomic rename
  *   cache/<hex[0:2]>/<hex>.torrent  metainfo sidecar
- *   downloads/<hex>(.bitfield)      swarm downloads in progress (agent)
+ *   downloads/<hex>                 swarm downloads in progress (agent), each with
+ *   downloads/<hex>.bitfield        the pieces durably on disk (piece-file.ts)
+ *   downloads/<hex>.pieces          the pieces written since (piece-log.ts)
  *   tmp/                            temp files; emptied by init()
  *
  * A blob appears under its cache name only after its sha256 matched and its bytes were fsynced,
@@ -20,25 +22,28 @@ import { Digest } from '../core/index.js'
 import { errnoCode, ShoalError } from '../errors/index.js'
 import type { Logger } from '../log/index.js'
 import { atomicWriteFile, fsyncDir, ioError, tempName, writeFully } from './fsutil.js'
-import type { BlobLayout } from './layout.js'
+import type { BlobLayout, VerifiableLayout } from './layout.js'
 import { PieceFile } from './piece-file.js'
 import { SeedFile } from './seed-file.js'
 import { allocatedBytes, freeBytes } from './space.js'
 import { Uploads } from './uploads.js'
 
-export { type BlobLayout, checkLayout, type PieceStorage, pieceSize } from './layout.js'
+export { type BlobLayout, checkLayout, pieceSize, type VerifiableLayout } from './layout.js'
 export { PieceFile } from './piece-file.js'
 export { SeedFile } from './seed-file.js'
 export { freeBytesSync, isNoSpaceError, noSpaceMessage } from './space.js'
 
 const HEX64 = /^[0-9a-f]{64}$/
 const SHARD = /^[0-9a-f]{2}$/
+const DOWNLOAD_FILE = /^([0-9a-f]{64})(?:\.bitfield|\.pieces)?$/
 const IO_CHUNK = 1 << 20
 
 export interface BlobStoreOptions {
   logger?: Logger
   /** Debounce for persisting download bitfields, ms (default 1000). */
   bitfieldFlushMs?: number
+  /** Bitfield checkpoints per download, whatever its speed (default 64; 0 = the debounce only). */
+  checkpointsPerBlob?: number
   /** Seed files close their descriptor after this long without reads, ms (default 30 s). */
   seedIdleMs?: number
 }
@@ -247,10 +252,13 @@ export class BlobStore {
   // ---- downloads (agent) and seeding --------------------------------------------------------
 
   /**
-   * Opens (or resumes) the swarm download of `digest`. Opening a download that is already open
-   * returns the same object; every caller must close() it once.
+   * Opens (or resumes) the swarm download of `digest`: the engine's TorrentStorage, persisting
+   * its bitfield and piece log as pieces land. Given the pieces' SHA-1 (a MetaInfo), a resumed
+   * download also keeps the pieces written after its last checkpoint that still hash right (a
+   * crash loses little). Opening a download that is already open returns the same object; every
+   * caller must close() it once.
    */
-  async openDownload(digest: Digest, layout: BlobLayout): Promise<PieceFile> {
+  async openDownload(digest: Digest, layout: BlobLayout | VerifiableLayout): Promise<PieceFile> {
     const existing = await this.downloads.get(digest.hex)?.catch(() => undefined)
     if (existing && !existing.closed) {
       if (existing.layout.length !== layout.length || existing.layout.pieceLength !== layout.pieceLength) {
@@ -264,13 +272,13 @@ export class BlobStore {
     const opening: Promise<PieceFile> = PieceFile.open(
       digest,
       layout,
+      { ...this.downloadPaths(digest), tmpDir: this.dirs.tmp, cachePath: this.blobPath(digest) },
       {
-        data: this.downloadPath(digest),
-        bitfield: `${this.downloadPath(digest)}.bitfield`,
-        tmpDir: this.dirs.tmp,
-        cachePath: this.blobPath(digest),
+        log: this.log,
+        flushDelayMs: this.opts.bitfieldFlushMs ?? 1000,
+        checkpointsPerBlob: this.opts.checkpointsPerBlob ?? 64,
+        onClose: () => forget(),
       },
-      { log: this.log, flushDelayMs: this.opts.bitfieldFlushMs ?? 1000, onClose: () => forget() },
     )
     const forget = () => {
       if (this.downloads.get(digest.hex) === opening) this.downloads.delete(digest.hex)
@@ -280,17 +288,13 @@ export class BlobStore {
     return opening
   }
 
-  /** The data file of the swarm download of `digest` (whether or not it exists). */
-  downloadPath(digest: Digest): string {
-    return join(this.dirs.downloads, digest.hex)
-  }
-
   /** Bytes the partial download of `digest` holds on disk (pieces written; the file is sparse). */
   async downloadBytes(digest: Digest): Promise<number> {
+    const { data } = this.downloadPaths(digest)
     try {
-      return await allocatedBytes(this.downloadPath(digest))
+      return await allocatedBytes(data)
     } catch (err) {
-      throw ioError(err, `cannot stat download ${this.downloadPath(digest)}`)
+      throw ioError(err, `cannot stat download ${data}`)
     }
   }
 
@@ -312,21 +316,21 @@ export class BlobStore {
     const open = await this.downloads.get(digest.hex)?.catch(() => undefined)
     if (open?.finished) return 0
     if (open) await open.discard()
+    const paths = this.downloadPaths(digest)
     try {
-      await rm(this.downloadPath(digest), { force: true })
-      await rm(`${this.downloadPath(digest)}.bitfield`, { force: true })
+      for (const path of Object.values(paths)) await rm(path, { force: true })
     } catch (err) {
-      throw ioError(err, `cannot delete download ${this.downloadPath(digest)}`)
+      throw ioError(err, `cannot delete download ${paths.data}`)
     }
     return released
   }
 
-  /** Every digest with a partial download on disk (data or bitfield file), in hex order. */
+  /** Every digest with a partial download on disk (data, bitfield or piece log), in hex order. */
   async listDownloads(): Promise<Digest[]> {
     const hexes = new Set<string>()
     for (const name of await readdir(this.dirs.downloads).catch(() => [] as string[])) {
-      const hex = name.endsWith('.bitfield') ? name.slice(0, -'.bitfield'.length) : name
-      if (HEX64.test(hex)) hexes.add(hex)
+      const hex = DOWNLOAD_FILE.exec(name)?.[1]
+      if (hex) hexes.add(hex)
     }
     return [...hexes].sort().map((hex) => Digest.fromHex(hex))
   }
@@ -342,6 +346,12 @@ export class BlobStore {
       )
     }
     return new SeedFile(digest, layout, this.blobPath(digest), this.opts.seedIdleMs)
+  }
+
+  /** The files of the swarm download of `digest` (whether or not they exist); the store's own. */
+  private downloadPaths(digest: Digest): { data: string; bitfield: string; pieceLog: string } {
+    const data = join(this.dirs.downloads, digest.hex)
+    return { data, bitfield: `${data}.bitfield`, pieceLog: `${data}.pieces` }
   }
 
   private metaInfoPath(digest: Digest): string {

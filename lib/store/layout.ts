@@ -1,4 +1,4 @@
-/** Piece layout of a blob (as in its metainfo) and the engine's storage shape. */
+/** Piece layout of a blob (as in its metainfo) and the checks on it. */
 import { ShoalError } from '../errors/index.js'
 
 export interface BlobLayout {
@@ -7,13 +7,12 @@ export interface BlobLayout {
   pieceCount: number
 }
 
-/** The engine's storage shape (lib/torrent TorrentStorage), restated here to keep layers apart. */
-export interface PieceStorage {
-  readonly pieceCount: number
-  hasPiece(i: number): boolean
-  /** `into` (at least `length` bytes): read into it and return a view of it. */
-  readBlock(piece: number, offset: number, length: number, into?: Buffer): Promise<Buffer>
-  writePiece(piece: number, data: Buffer): Promise<void>
+/**
+ * A layout with the SHA-1 of each piece (a MetaInfo is one): a download opened with it recovers
+ * the pieces its piece log names beyond the bitfield (piece-log.ts).
+ */
+export interface VerifiableLayout extends BlobLayout {
+  pieceHash(i: number): Uint8Array
 }
 
 export function checkLayout(layout: BlobLayout): void {

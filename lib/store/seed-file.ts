@@ -6,11 +6,12 @@
 import { type FileHandle, open } from 'node:fs/promises'
 import type { Digest } from '../core/index.js'
 import { errnoCode, ShoalError } from '../errors/index.js'
+import type { TorrentStorage } from '../torrent/index.js'
 import { ioError, readFully } from './fsutil.js'
-import { type BlobLayout, checkBlock, checkLayout, type PieceStorage } from './layout.js'
+import { type BlobLayout, checkBlock, checkLayout } from './layout.js'
 
-/** Read-only storage over a verified cached blob. */
-export class SeedFile implements PieceStorage {
+/** Read-only storage over a verified cached blob: every piece is present, every write refused. */
+export class SeedFile implements TorrentStorage {
   readonly pieceCount: number
   private fh: Promise<FileHandle> | undefined
   private inflight = 0

@@ -4,7 +4,7 @@
  */
 import { ShoalError } from '../errors/index.js'
 import { Bitfield } from './bitfield.js'
-import type { TorrentStorage } from './types.js'
+import type { TorrentStorage } from './storage.js'
 
 export interface PieceLayout {
   length: number
@@ -51,7 +51,7 @@ export class MemoryStorage implements TorrentStorage {
   }
 
   hasPiece(i: number): boolean {
-    return i >= 0 && i < this.pieceCount && this.have.has(i)
+    return Number.isInteger(i) && i >= 0 && i < this.pieceCount && this.have.has(i)
   }
 
   get piecesPresent(): number {
@@ -63,8 +63,15 @@ export class MemoryStorage implements TorrentStorage {
   }
 
   async readBlock(piece: number, offset: number, length: number, into?: Buffer): Promise<Buffer> {
-    if (!this.hasPiece(piece)) throw new ShoalError('NOT_FOUND', `piece ${piece} is not present`)
-    if (offset < 0 || length < 0 || offset + length > this.pieceSize(piece)) {
+    // The same refusals as the store's files (the TorrentStorage contract).
+    if (!this.hasPiece(piece)) throw new ShoalError('INVALID_RANGE', `piece ${piece} is not present`)
+    if (
+      !Number.isInteger(offset) ||
+      !Number.isInteger(length) ||
+      offset < 0 ||
+      length <= 0 ||
+      offset + length > this.pieceSize(piece)
+    ) {
       throw new ShoalError('INVALID_RANGE', `block ${offset}+${length} is outside piece ${piece}`)
     }
     const start = piece * this.layout.pieceLength + offset
@@ -75,13 +82,15 @@ export class MemoryStorage implements TorrentStorage {
   }
 
   async writePiece(piece: number, data: Buffer): Promise<void> {
-    if (piece < 0 || piece >= this.pieceCount) throw new ShoalError('INVALID_RANGE', `no piece ${piece}`)
+    if (!Number.isInteger(piece) || piece < 0 || piece >= this.pieceCount)
+      throw new ShoalError('INVALID_RANGE', `no piece ${piece}`)
     if (data.length !== this.pieceSize(piece)) {
       throw new ShoalError(
         'SIZE_MISMATCH',
         `piece ${piece} is ${data.length} bytes; ${this.pieceSize(piece)} expected`,
       )
     }
+    if (this.have.has(piece)) return
     this.data.set(data, piece * this.layout.pieceLength)
     this.have.set(piece)
   }

@@ -10,23 +10,7 @@ import { type EngineTuning, TUNING_DEFAULTS } from './tuning.js'
 
 export { BLOCK_SIZE, type EngineTuning, MAX_BLOCK_SIZE, validBlockSize } from './tuning.js'
 
-/** What a torrent's bytes live on. lib/store implements it; MemoryStorage is for tests. */
-export interface TorrentStorage {
-  readonly pieceCount: number
-  /** true when piece i is present and verified */
-  hasPiece(i: number): boolean
-  /**
-   * read `length` bytes at `offset` inside piece i (only called for pieces we have); with
-   * `into` (at least `length` bytes, reused by the engine once the block is sent), read into
-   * it and return a view of it
-   */
-  readBlock(piece: number, offset: number, length: number, into?: Buffer): Promise<Buffer>
-  /**
-   * Store a whole piece whose SHA-1 the engine already verified; the storage persists its
-   * bitfield. The engine reuses `data` once the promise settled: keep no reference to it.
-   */
-  writePiece(piece: number, data: Buffer): Promise<void>
-}
+export type { TorrentStorage } from './storage.js'
 
 export interface AnnounceRequest {
   infoHash: InfoHash

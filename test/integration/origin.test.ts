@@ -10,23 +10,18 @@ import { isShoalError } from '../../lib/errors/index.js'
 import { silentLogger } from '../../lib/log/index.js'
 import { OriginClient } from '../../lib/origin/client/index.js'
 import { OriginConfigSchema } from '../../lib/origin/config.js'
-import {
-  blobKey,
-  defaultSelf,
-  OriginServer,
-  type Seeder,
-  type SeedStorage,
-} from '../../lib/origin/server/index.js'
+import { blobKey, defaultSelf, OriginServer, type Seeder } from '../../lib/origin/server/index.js'
 import { Seeds } from '../../lib/origin/server/seeder.js'
 import { BlobStore, type SeedFile } from '../../lib/store/index.js'
+import type { TorrentStorage } from '../../lib/torrent/index.js'
 
 const TRACKER = 'http://tracker.test:15003'
 
 class RecordingSeeder implements Seeder {
-  readonly seeded = new Map<string, { meta: MetaInfo; storage: SeedStorage }>()
+  readonly seeded = new Map<string, { meta: MetaInfo; storage: TorrentStorage }>()
   readonly removed: string[] = []
   calls = 0
-  seed(meta: MetaInfo, storage: SeedStorage): void {
+  seed(meta: MetaInfo, storage: TorrentStorage): void {
     this.calls++
     this.seeded.set(meta.infoHash.hex, { meta, storage })
   }

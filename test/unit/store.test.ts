@@ -230,7 +230,7 @@ t.test('PieceFile: out-of-order writes, resume after close, finish verifies', as
   t.equal(await code(a.readBlock(5, 1200, 100)), 'INVALID_RANGE', 'a block past the short last piece')
   t.equal(await code(a.readBlock(6, 0, 1)), 'INVALID_RANGE', 'a piece past the end')
   t.equal(await code(a.readBlock(2, -1, 1)), 'INVALID_RANGE', 'a negative offset')
-  t.equal(await code(a.writePiece(1, Buffer.alloc(10))), 'INVALID_RANGE', 'a piece of the wrong size')
+  t.equal(await code(a.writePiece(1, Buffer.alloc(10))), 'SIZE_MISMATCH', 'a piece of the wrong size')
   t.same(await cacheFiles(store), [], 'nothing in the cache while downloading')
   await a.close()
 

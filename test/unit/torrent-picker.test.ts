@@ -214,7 +214,7 @@ t.test('memory storage', async (t) => {
   await t.rejects(full.readBlock(3, 1, 100_000 - 3 * 32_768), { code: 'INVALID_RANGE' })
   const empty = new MemoryStorage(layout)
   t.notOk(empty.hasPiece(0))
-  await t.rejects(empty.readBlock(0, 0, 10), { code: 'NOT_FOUND' })
+  await t.rejects(empty.readBlock(0, 0, 10), { code: 'INVALID_RANGE' })
   await t.rejects(empty.writePiece(0, Buffer.alloc(10)), { code: 'SIZE_MISMATCH' })
   for (let i = 0; i < 4; i++)
     await empty.writePiece(i, data.subarray(i * 32_768, Math.min(layout.length, (i + 1) * 32_768)))

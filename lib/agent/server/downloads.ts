@@ -3,9 +3,10 @@
  * peers (SHA-1 per piece), then the whole blob's sha256 before it becomes visible. Concurrent
  * requests for one digest share one download; progress is kept for the API and the demo.
  *
- * Resume: every download in progress has an entry in the resume journal, and its pieces and
- * bitfield live in the store, so a restarted agent continues where it stopped by itself
- * (`resume()` at start); a client asking meanwhile joins the resumed download.
+ * Resume: every download in progress has an entry in the resume journal (namespace, metainfo),
+ * and the store keeps its pieces and which of them survive a crash (openDownload), so a restarted
+ * agent continues where it stopped by itself (`resume()` at start); a client asking meanwhile
+ * joins the resumed download.
  *
  * Disk space: a download that cannot fit is refused before it writes anything (space.ts). A
  * download that fails for good (anything but the agent stopping) releases its space: the partial
@@ -13,17 +14,17 @@
  * clean, and a restart finds nothing to resurrect; resume() also deletes partial downloads that
  * have no journal entry (left by an agent that died between the two).
  */
-import { setTimeout as sleep } from 'node:timers/promises'
 import { type Digest, formatBytes, MetaInfo } from '../../core/index.js'
 import { ShoalError, toShoalError } from '../../errors/index.js'
 import type { Logger } from '../../log/index.js'
-import type { BlobStore, PieceFile } from '../../store/index.js'
+import type { BlobStore } from '../../store/index.js'
 import type { DownloadStats, TorrentEngine } from '../../torrent/index.js'
 import type { TrackerSet } from '../../tracker/client/index.js'
 import type { DownloadProgress } from '../client/index.js'
-import { CheckpointedStorage, recoverPieces } from './checkpoint.js'
 import { CorruptPieces, type CorruptReportSink } from './corruption.js'
-import type { PieceLog, ResumeJournal } from './journal.js'
+import type { ResumeJournal } from './journal.js'
+import { fetchMetaInfo } from './metainfo.js'
+import { ProgressTable, pickStats } from './progress.js'
 import { DiskSpace } from './space.js'
 import { StallWatchdog } from './stall.js'
 
@@ -47,7 +48,7 @@ export interface DownloadsOptions {
 
 export class Downloads {
   private readonly inflight = new Map<string, Promise<void>>()
-  private readonly progress = new Map<string, Progress>()
+  private readonly progress: ProgressTable
   /** Storage handed to the engine per digest, closed when the blob is dropped or the agent stops. */
   private readonly open = new Map<string, { close(): Promise<void> }>()
   private readonly store: BlobStore
@@ -70,6 +71,7 @@ export class Downloads {
     this.stallMs = opts.stallMs
     this.journal = opts.journal
     this.space = new DiskSpace(opts.store, opts.minFreeBytes ?? 0)
+    this.progress = new ProgressTable((infoHash) => this.engine.stats(infoHash))
   }
 
   /** Resolves once the blob is verified in the local cache. */
@@ -134,14 +136,7 @@ export class Downloads {
   }
 
   status(digest: Digest): DownloadProgress | undefined {
-    const p = this.progress.get(digest.hex)
-    if (!p) return undefined
-    const { meta, ...rest } = p
-    if (p.state === 'downloading' && meta) {
-      const s = this.engine.stats(meta.infoHash)
-      if (s) Object.assign(rest, pickStats(s, p.resumedPieces ?? 0))
-    }
-    return rest
+    return this.progress.status(digest)
   }
 
   /** Starts seeding every cached blob whose metainfo sidecar is present (after a restart). */
@@ -179,12 +174,12 @@ export class Downloads {
       ?.abort(
         new ShoalError('ABORTED', `download of ${digest} cancelled: the blob was deleted from this agent`),
       )
-    const infoHash = meta?.infoHash ?? this.progress.get(digest.hex)?.meta?.infoHash
+    const infoHash = meta?.infoHash ?? this.progress.get(digest)?.meta?.infoHash
     if (infoHash) this.engine.remove(infoHash)
     await this.inflight.get(digest.hex)?.catch(() => undefined)
     const file = this.open.get(digest.hex)
     this.open.delete(digest.hex)
-    this.progress.delete(digest.hex)
+    this.progress.delete(digest)
     await this.journal?.remove(digest)
     await file?.close()
     // A cancelled download deleted its partial itself; one no download held is deleted here.
@@ -216,18 +211,7 @@ export class Downloads {
 
   private async download(ns: string, digest: Digest, known: MetaInfo | undefined): Promise<void> {
     const started = Date.now()
-    const entry: Progress = {
-      digest: digest.toString(),
-      state: 'downloading',
-      piecesDone: 0,
-      pieceCount: 0,
-      size: 0,
-      bytesFromOrigins: 0,
-      bytesFromAgents: 0,
-      bytesUploaded: 0,
-      startedAt: started,
-    }
-    this.track(digest, entry)
+    const entry = this.progress.start(digest, started)
     const sink = this.trackers.reportCorrupt ? (this.trackers as CorruptReportSink) : undefined
     const corrupt = new CorruptPieces(ns, digest, sink, this.log)
     const watchdog = new StallWatchdog(this.stallMs, digest, () => corrupt.last)
@@ -237,10 +221,9 @@ export class Downloads {
     const signal = AbortSignal.any([watchdog.signal, this.stopping.signal, cancel.signal, corrupt.signal])
     let journaled = false
     let finished = false
-    let pieceLog: PieceLog | undefined
     try {
       if (this.stopping.signal.aborted) throw this.stopping.signal.reason
-      const meta = known ?? (await this.fetchMetaInfo(ns, digest, signal))
+      const meta = known ?? (await fetchMetaInfo(this.trackers, ns, digest, signal, this.log))
       entry.meta = meta
       entry.pieceCount = meta.pieceCount
       entry.size = meta.length
@@ -248,17 +231,9 @@ export class Downloads {
       await this.space.claim(digest, meta.length)
       // Before the first piece lands: a download whose pieces are on disk always has its entry.
       journaled = known !== undefined || (await this.journalStart(ns, digest, meta))
-      const file = await this.store.openDownload(digest, layoutOf(meta))
+      // With the metainfo's SHA-1s the store also keeps pieces written after its last checkpoint.
+      const file = await this.store.openDownload(digest, meta)
       this.space.track(digest, () => Math.min(meta.length, file.missingCount() * meta.pieceLength))
-      if (journaled) {
-        const recovered = await this.recover(file, meta)
-        pieceLog = await this.journal?.openPieceLog(digest).catch((err: unknown) => {
-          this.log.warn({ digest: digest.toString(), err: toShoalError(err).message }, 'no piece log')
-          return undefined
-        })
-        if (recovered > 0)
-          this.log.info({ digest: digest.toString(), recovered }, 'pieces written before the restart kept')
-      }
       entry.resumedPieces = meta.pieceCount - file.missingCount()
       entry.piecesDone = entry.resumedPieces
       this.log.info(
@@ -273,9 +248,8 @@ export class Downloads {
       )
       watchdog.watch(() => this.engine.stats(meta.infoHash))
       let stats: DownloadStats
-      const storage = new CheckpointedStorage(file, pieceLog, this.log)
       try {
-        stats = await this.engine.download(meta, storage, { signal, onBadPiece: corrupt.onBadPiece })
+        stats = await this.engine.download(meta, file, { signal, onBadPiece: corrupt.onBadPiece })
         // Whole-blob check before the blob becomes visible; the engine keeps serving pieces meanwhile.
         await file.finish(digest)
         finished = true
@@ -286,7 +260,7 @@ export class Downloads {
         // The first cause: a full disk, a stall, corrupt data or a deletion, rather than the engine's echo of it.
         throw cancel.signal.aborted
           ? cancel.signal.reason
-          : (storage.failure ?? watchdog.reason ?? corrupt.reason ?? err)
+          : (file.failure ?? watchdog.reason ?? corrupt.reason ?? err)
       }
       // The same open file keeps serving pieces to other agents until the blob is dropped.
       this.open.set(digest.hex, file)
@@ -341,7 +315,6 @@ export class Downloads {
       watchdog.stop()
       this.space.release(digest)
       if (this.cancels.get(digest.hex) === cancel) this.cancels.delete(digest.hex)
-      await pieceLog?.close()
     }
   }
 
@@ -360,28 +333,6 @@ export class Downloads {
     }
   }
 
-  /**
-   * Keeps the pieces written after the last bitfield checkpoint that survived (the piece log
-   * names them; their SHA-1 decides), read from the data file directly: the store has no call
-   * to read a piece it does not claim yet.
-   */
-  private async recover(file: PieceFile, meta: MetaInfo): Promise<number> {
-    if (!this.journal) return 0
-    const candidates = await this.journal.readPieceLog(file.digest, meta.pieceCount).catch(() => [])
-    return recoverPieces(file, meta, file.dataPath, candidates, this.log)
-  }
-
-  /** Keeps progress for the API; bounded, dropping the oldest finished downloads first. */
-  private track(digest: Digest, entry: Progress): void {
-    this.progress.delete(digest.hex)
-    this.progress.set(digest.hex, entry)
-    if (this.progress.size <= MAX_PROGRESS_ENTRIES) return
-    for (const [hex, p] of this.progress) {
-      if (p.state !== 'downloading') this.progress.delete(hex)
-      if (this.progress.size <= MAX_PROGRESS_ENTRIES) break
-    }
-  }
-
   /** Writes the journal entry; a failure only costs the resume, so it does not fail the download. */
   private async journalStart(ns: string, digest: Digest, meta: MetaInfo): Promise<boolean> {
     if (!this.journal) return false
@@ -396,52 +347,8 @@ export class Downloads {
       return false
     }
   }
-
-  /**
-   * Metainfo from the trackers (the TrackerSet fails over between them). An origin that is still
-   * fetching the blob from its backend answers "unavailable, retry": retry with backoff until
-   * the stall deadline; a tracker that says the blob does not exist is believed at once.
-   */
-  private async fetchMetaInfo(ns: string, digest: Digest, signal: AbortSignal): Promise<MetaInfo> {
-    let delay = 250
-    for (;;) {
-      let e: ShoalError
-      try {
-        const meta = MetaInfo.parse(await this.trackers.metainfo(ns, digest, signal))
-        if (meta.name !== digest.hex) {
-          throw new ShoalError('BAD_METAINFO', `tracker served metainfo named ${meta.name} for ${digest}`)
-        }
-        return meta
-      } catch (err) {
-        e = toShoalError(err)
-      }
-      if (e.code === 'BLOB_NOT_FOUND' || e.code === 'NOT_FOUND')
-        throw new ShoalError('BLOB_NOT_FOUND', `blob not found: ${digest}`)
-      if (!(e.code === 'UNAVAILABLE' || e.code === 'TIMEOUT') || signal.aborted) throw e
-      this.log.debug(
-        { digest: digest.toString(), err: e.message, retryInMs: delay },
-        'metainfo not available yet',
-      )
-      await sleep(delay, undefined, { signal }).catch(() => undefined)
-      delay = Math.min(delay * 2, 5_000)
-    }
-  }
 }
-
-type Progress = DownloadProgress & { meta?: MetaInfo }
-
-const MAX_PROGRESS_ENTRIES = 1000
 
 export function layoutOf(meta: MetaInfo): { length: number; pieceLength: number; pieceCount: number } {
   return { length: meta.length, pieceLength: meta.pieceLength, pieceCount: meta.pieceCount }
-}
-
-/** The engine's counts (this run's bytes only) and the pieces done, those resumed included. */
-function pickStats(s: DownloadStats, resumedPieces = 0) {
-  return {
-    bytesFromOrigins: s.bytesFromOrigins,
-    bytesFromAgents: s.bytesFromAgents,
-    bytesUploaded: s.bytesUploaded,
-    piecesDone: resumedPieces + s.piecesFromOrigins + s.piecesFromAgents,
-  }
 }

@@ -23,7 +23,7 @@ import { type Seeder, Seeds } from './seeder.js'
 import { BlobService, type OriginMetrics } from './service.js'
 import { BuildIndexTagLookup, type TagLookup } from './tag-guard.js'
 
-export type { Seeder, SeedStorage } from './seeder.js'
+export type { Seeder } from './seeder.js'
 export { blobKey, checkNamespace } from './service.js'
 export { BuildIndexTagLookup, type TagLookup } from './tag-guard.js'
 

@@ -1,18 +1,16 @@
 /**
- * The seam between the origin and the BitTorrent engine. The origin does not import lib/torrent:
- * the caller injects anything with `seed`/`remove` (the real engine in `shoal herd` and
+ * The seam between the origin and the BitTorrent engine. The origin imports only lib/torrent's
+ * types: the caller injects anything with `seed`/`remove` (the real engine in `shoal herd` and
  * shoal-origin; nothing, or a recorder, in tests). Seeds keeps track of what was handed over so
  * deletes and shutdown take it back.
  */
 import type { Digest, InfoHash, MetaInfo } from '../../core/index.js'
 import type { Logger } from '../../log/index.js'
-import type { BlobStore, PieceStorage, SeedFile } from '../../store/index.js'
-
-/** Storage handed to the engine: the shape of lib/torrent's TorrentStorage. */
-export type SeedStorage = PieceStorage
+import type { BlobStore, SeedFile } from '../../store/index.js'
+import type { TorrentStorage } from '../../torrent/index.js'
 
 export interface Seeder {
-  seed(meta: MetaInfo, storage: SeedStorage): void
+  seed(meta: MetaInfo, storage: TorrentStorage): void
   remove(infoHash: InfoHash): void
 }
 

@@ -8,9 +8,8 @@ import type { Logger } from '../log/index.js'
 import type { Registry } from '../metrics/index.js'
 import { type EngineTuning, TUNING_DEFAULTS } from './tuning.js'
 
-export { BLOCK_SIZE, type EngineTuning, MAX_BLOCK_SIZE, validBlockSize } from './tuning.js'
-
 export type { TorrentStorage } from './storage.js'
+export { BLOCK_SIZE, type EngineTuning, MAX_BLOCK_SIZE, validBlockSize } from './tuning.js'
 
 export interface AnnounceRequest {
   infoHash: InfoHash

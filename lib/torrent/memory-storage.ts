@@ -3,8 +3,8 @@
  * use it for small data. Copies on write and read so the engine can never alias its buffers.
  */
 import { ShoalError } from '../errors/index.js'
-import { Bitfield } from './bitfield.js'
 import type { TorrentStorage } from './storage.js'
+import { Bitfield } from './wire/bitfield.js'
 
 export interface PieceLayout {
   length: number

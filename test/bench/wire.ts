@@ -12,7 +12,7 @@
  *   skeleton's, before the wire rewrite), extracted to a temp folder, so "before" and "after"
  *   come from the same run on the same machine. --block-kib sets the block size Shoal peers
  *   negotiate (engines that do not know the option ignore it); --hash inline,worker compares
- *   SHA-1 on the leecher's main thread with SHA-1 on the hash worker (lib/torrent/hasher.ts).
+ *   SHA-1 on the leecher's main thread with SHA-1 on the hash worker (lib/torrent/download/hasher.ts).
  *   --bandwidth gives both engines of this checkout a HostBandwidth: `unlimited` (rates 0,
  *   what every daemon has by default) shows what the limiter's hooks cost when nothing is
  *   capped, a size caps both directions of both processes at that rate; `off` = no object.
@@ -406,7 +406,8 @@ async function main(): Promise<void> {
           const bytes = parser === 'wire' && kib >= 1024 ? Math.min(size, 32 << 20) : size
           const runs = []
           for (let r = 0; r < args.runs; r++) runs.push(await parserRun(ROOT, parser, kib << 10, bytes))
-          const name = parser === 'wire' ? 'bittorrent-protocol Wire' : 'WireReader (lib/torrent/wire.ts)'
+          const name =
+            parser === 'wire' ? 'bittorrent-protocol Wire' : 'WireReader (lib/torrent/wire/wire.ts)'
           console.log(
             `${name.padEnd(34)}${`${kib} KiB`.padStart(8)}${median(runs.map((x) => x.mbps))
               .toFixed(0)

@@ -18,7 +18,7 @@ import { type Digest, digestFile, MetaInfo } from '../../lib/core/index.js'
 import type { Herd } from '../../lib/herd/index.js'
 import { createLogger, type Logger, silentLogger } from '../../lib/log/index.js'
 import { MemoryStorage, TorrentEngine } from '../../lib/torrent/index.js'
-import { Rc4 } from '../../lib/torrent/rc4.js'
+import { Rc4 } from '../../lib/torrent/wire/rc4.js'
 import {
   aria2Available,
   firstBlockMs,

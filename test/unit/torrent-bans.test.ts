@@ -8,8 +8,8 @@ import t from 'tap'
 import { ManualClock } from '../../lib/bandwidth/index.js'
 import { silentLogger } from '../../lib/log/index.js'
 import { Registry } from '../../lib/metrics/index.js'
-import { EngineCore } from '../../lib/torrent/engine-core.js'
-import type { Peer } from '../../lib/torrent/peer.js'
+import { EngineCore } from '../../lib/torrent/engine/engine-core.js'
+import type { Peer } from '../../lib/torrent/wire/peer.js'
 
 const A = 'aa'.repeat(20)
 const B = 'bb'.repeat(20)

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto'
 import t from 'tap'
-import { HASH_WORKER_MIN_BYTES, verifyPiece } from '../../lib/torrent/hasher.js'
+import { HASH_WORKER_MIN_BYTES, verifyPiece } from '../../lib/torrent/download/hasher.js'
 import {
   Bitfield,
   BLOCK_SIZE,

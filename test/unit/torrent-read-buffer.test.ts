@@ -2,7 +2,7 @@ import { once } from 'node:events'
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
-import { adoptReads, READ_BUFFER, ReadSink } from '../../lib/torrent/read-buffer.js'
+import { adoptReads, READ_BUFFER, ReadSink } from '../../lib/torrent/wire/read-buffer.js'
 
 /** A loopback server whose first accepted socket is handed to the test. */
 async function pair(): Promise<{

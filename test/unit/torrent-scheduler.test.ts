@@ -1,10 +1,10 @@
 import t from 'tap'
 import type { MetaInfo } from '../../lib/core/index.js'
 import { silentLogger } from '../../lib/log/index.js'
+import { PeerDownload } from '../../lib/torrent/download/peer-download.js'
+import { Scheduler } from '../../lib/torrent/download/scheduler.js'
 import { Bitfield, BLOCK_SIZE, PiecePicker } from '../../lib/torrent/index.js'
-import type { Peer } from '../../lib/torrent/peer.js'
-import { PeerDownload } from '../../lib/torrent/peer-download.js'
-import { Scheduler } from '../../lib/torrent/scheduler.js'
+import type { Peer } from '../../lib/torrent/wire/peer.js'
 
 const PIECE = 4 * BLOCK_SIZE
 

@@ -4,7 +4,6 @@ import type { Socket } from 'node:net'
 import t from 'tap'
 import { ManualClock } from '../../lib/bandwidth/index.js'
 import { silentLogger } from '../../lib/log/index.js'
-import { BlockPool } from '../../lib/torrent/block-pool.js'
 import {
   BLOCK_SIZE,
   MAX_MESSAGE_LENGTH,
@@ -15,8 +14,9 @@ import {
   type WireHandler,
   WireReader,
 } from '../../lib/torrent/index.js'
-import { Peer } from '../../lib/torrent/peer.js'
-import { HAVE_DELAY_MS } from '../../lib/torrent/peer-writer.js'
+import { BlockPool } from '../../lib/torrent/upload/block-pool.js'
+import { Peer } from '../../lib/torrent/wire/peer.js'
+import { HAVE_DELAY_MS } from '../../lib/torrent/wire/peer-writer.js'
 import {
   encodeBare,
   encodeHandshake,
@@ -24,7 +24,7 @@ import {
   encodePieceHeader,
   encodeTriple,
   encodeWithPayload,
-} from '../../lib/torrent/wire.js'
+} from '../../lib/torrent/wire/wire.js'
 
 type Event = [string, ...unknown[]]
 

@@ -24,17 +24,17 @@
  * ServeOnce keeps the record's `refused` list. What we told the peer (amChoking) is the
  * connection's: the Uploader changes it only through Peer.choke() / unchoke().
  */
-import type { Clock } from '../bandwidth/index.js'
-import type { MetaInfo } from '../core/index.js'
-import { ShoalError } from '../errors/index.js'
-import type { Logger } from '../log/index.js'
-import type { Bitfield } from './bitfield.js'
+import type { Clock } from '../../bandwidth/index.js'
+import type { MetaInfo } from '../../core/index.js'
+import { ShoalError } from '../../errors/index.js'
+import type { Logger } from '../../log/index.js'
+import type { EngineMetrics } from '../engine/context.js'
+import { DEFAULTS, type TorrentStorage } from '../types.js'
+import type { Bitfield } from '../wire/bitfield.js'
+import type { Peer } from '../wire/peer.js'
 import type { BlockPool } from './block-pool.js'
-import type { EngineMetrics } from './context.js'
-import type { Peer } from './peer.js'
 import { ownUpload, PeerUpload } from './peer-upload.js'
 import type { ServeOnce } from './serve-once.js'
-import { DEFAULTS, type TorrentStorage } from './types.js'
 
 /** A piece message's framing: length prefix, id, index, offset (what the cap also pays for). */
 const PIECE_HEADER = 13

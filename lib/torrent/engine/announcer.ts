@@ -4,10 +4,10 @@
  * on removal. Failures are logged and retried with backoff; they are never fatal, because the
  * peers we already have keep working without the tracker.
  */
-import type { InfoHash } from '../core/index.js'
-import { isAbortError } from '../errors/index.js'
-import type { Logger } from '../log/index.js'
-import { type AnnouncePeer, type AnnounceRequest, DEFAULTS, type PeerSource } from './types.js'
+import type { InfoHash } from '../../core/index.js'
+import { isAbortError } from '../../errors/index.js'
+import type { Logger } from '../../log/index.js'
+import { type AnnouncePeer, type AnnounceRequest, DEFAULTS, type PeerSource } from '../types.js'
 
 export interface AnnounceTarget {
   readonly infoHash: InfoHash

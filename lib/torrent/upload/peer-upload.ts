@@ -15,7 +15,7 @@
  * - `refused` holds (piece, ms) pairs, oldest first, until ServeOnce re-advertises the piece.
  */
 
-import type { Peer } from './peer.js'
+import type { Peer } from '../wire/peer.js'
 import { RequestQueue } from './request-queue.js'
 
 /** What subsystems other than the upload side see of PeerUpload. */

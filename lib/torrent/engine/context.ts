@@ -4,14 +4,14 @@
  * import the engine (and tests could drive a Torrent directly), and so none of it has to be
  * on TorrentEngine, whose surface is the public API only.
  */
-import type { Clock, HostBandwidth } from '../bandwidth/index.js'
-import type { Logger } from '../log/index.js'
-import type { Counter, Gauge } from '../metrics/index.js'
-import type { BlockPool } from './block-pool.js'
-import type { Peer } from './peer.js'
+import type { Clock, HostBandwidth } from '../../bandwidth/index.js'
+import type { Logger } from '../../log/index.js'
+import type { Counter, Gauge } from '../../metrics/index.js'
+import type { ResolvedOptions } from '../tuning.js'
+import type { PeerClass, PeerSource } from '../types.js'
+import type { BlockPool } from '../upload/block-pool.js'
+import type { Peer } from '../wire/peer.js'
 import type { Torrent } from './torrent.js'
-import type { ResolvedOptions } from './tuning.js'
-import type { PeerClass, PeerSource } from './types.js'
 
 export type { ResolvedOptions }
 

@@ -7,12 +7,12 @@
  * paths call EngineCore directly rather than through this class.
  */
 import { type AddressInfo, createServer, type Server } from 'node:net'
-import type { InfoHash, MetaInfo } from '../core/index.js'
-import { ShoalError } from '../errors/index.js'
-import { Lifecycle, listenError, type Service } from '../lifecycle/index.js'
+import type { InfoHash, MetaInfo } from '../../core/index.js'
+import { ShoalError } from '../../errors/index.js'
+import { Lifecycle, listenError, type Service } from '../../lifecycle/index.js'
+import type { DownloadOptions, DownloadStats, EngineOptions, TorrentStorage } from '../types.js'
 import { EngineCore } from './engine-core.js'
 import type { Torrent } from './torrent.js'
-import type { DownloadOptions, DownloadStats, EngineOptions, TorrentStorage } from './types.js'
 
 export class TorrentEngine implements Service {
   readonly #core: EngineCore

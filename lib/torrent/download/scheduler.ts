@@ -14,12 +14,12 @@
  * the request state: outstanding, withdrawn, owned, pipeline, snubbedUntil, stalls. It reads
  * what the Downloader keeps there (bits, interesting, peerChoking) and never changes it.
  */
-import type { MetaInfo } from '../core/index.js'
-import type { Peer } from './peer.js'
+import type { MetaInfo } from '../../core/index.js'
+import { BLOCK_SIZE, DEFAULTS, MAX_BLOCK_SIZE } from '../types.js'
+import type { Peer } from '../wire/peer.js'
 import { ownDownload } from './peer-download.js'
 import { PieceBuffer, type PiecePicker } from './picker.js'
 import type { PipelineOptions } from './pipeline.js'
-import { BLOCK_SIZE, DEFAULTS, MAX_BLOCK_SIZE } from './types.js'
 
 export type BlockResult =
   /** Requested from this peer but not needed any more (a duplicate, or its piece completed). */

@@ -7,19 +7,19 @@
 import { randomBytes } from 'node:crypto'
 import { connect, type Socket } from 'node:net'
 import { networkInterfaces } from 'node:os'
-import { type Clock, type HostBandwidth, systemClock } from '../bandwidth/index.js'
-import type { InfoHash, MetaInfo } from '../core/index.js'
-import { ShoalError } from '../errors/index.js'
-import type { Logger } from '../log/index.js'
-import { Registry } from '../metrics/index.js'
-import { BlockPool } from './block-pool.js'
+import { type Clock, type HostBandwidth, systemClock } from '../../bandwidth/index.js'
+import type { InfoHash, MetaInfo } from '../../core/index.js'
+import { ShoalError } from '../../errors/index.js'
+import type { Logger } from '../../log/index.js'
+import { Registry } from '../../metrics/index.js'
+import { BLOCK_SIZE, type EngineOptions, type PeerSource, type TorrentStorage } from '../types.js'
+import { BlockPool } from '../upload/block-pool.js'
+import { MseResponder } from '../wire/mse.js'
+import { Peer, type PeerHandshakeHandler } from '../wire/peer.js'
+import { adoptReads, ReadSink } from '../wire/read-buffer.js'
 import type { EngineContext, EngineMetrics, RefusalReason, ResolvedOptions } from './context.js'
 import { createMetrics, resolveOptions } from './engine-setup.js'
-import { MseResponder } from './mse.js'
-import { Peer, type PeerHandshakeHandler } from './peer.js'
-import { adoptReads, ReadSink } from './read-buffer.js'
 import { Torrent } from './torrent.js'
-import { BLOCK_SIZE, type EngineOptions, type PeerSource, type TorrentStorage } from './types.js'
 
 const PEER_ID_PREFIX = { origin: '-SO0001-', agent: '-SA0001-' } as const
 /**
@@ -67,7 +67,7 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
   /** Set by shutdown(): from then on incoming sockets are refused. */
   private closed = false
   /**
-   * Interop hook (lib/torrent/mse.ts, docs/interop.md): stock clients open with an MSE/PE
+   * Interop hook (lib/torrent/wire/mse.ts, docs/interop.md): stock clients open with an MSE/PE
    * handshake; incoming sockets are answered here first (a plain handshake passes straight
    * through), then tracked with the bytes already read as `head`.
    */

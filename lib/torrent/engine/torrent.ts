@@ -7,15 +7,10 @@
  * each side is that side's record (peer.down: Downloader, peer.up: Uploader), created when a
  * peer attaches; Torrent only reads them.
  */
-import type { MetaInfo } from '../core/index.js'
-import { ShoalError } from '../errors/index.js'
-import type { Logger } from '../log/index.js'
-import { Announcer, type AnnounceTarget } from './announcer.js'
-import type { EngineContext } from './context.js'
-import { Downloader, type DownloadHost } from './downloader.js'
-import type { Peer, PeerOwner } from './peer.js'
-import { PeerSet } from './peer-set.js'
-import { ServeOnce } from './serve-once.js'
+import type { MetaInfo } from '../../core/index.js'
+import { ShoalError } from '../../errors/index.js'
+import type { Logger } from '../../log/index.js'
+import { Downloader, type DownloadHost } from '../download/downloader.js'
 import {
   type AnnouncePeer,
   type BadPiece,
@@ -23,10 +18,15 @@ import {
   DEFAULTS,
   type DownloadStats,
   type TorrentStorage,
-} from './types.js'
-import { Uploader } from './uploader.js'
+} from '../types.js'
+import { ServeOnce } from '../upload/serve-once.js'
+import { Uploader } from '../upload/uploader.js'
+import type { Peer, PeerOwner } from '../wire/peer.js'
+import { MSG } from '../wire/wire.js'
+import { Announcer, type AnnounceTarget } from './announcer.js'
+import type { EngineContext } from './context.js'
+import { PeerSet } from './peer-set.js'
 import { Waiters } from './waiters.js'
-import { MSG } from './wire.js'
 
 export type TorrentState = 'seeding' | 'downloading' | 'removed'
 

@@ -13,8 +13,8 @@
  */
 import { createDiffieHellman, createHash, type DiffieHellman, randomBytes, randomInt } from 'node:crypto'
 import type { Socket } from 'node:net'
-import { ShoalError } from '../errors/index.js'
-import type { Logger } from '../log/index.js'
+import { ShoalError } from '../../errors/index.js'
+import type { Logger } from '../../log/index.js'
 import { Rc4, Rc4Socket } from './rc4.js'
 
 /** The MSE prime (768 bits) and generator 2, from the spec. */

@@ -2,10 +2,16 @@
  * The engine's options resolved against their defaults, and its metrics: set up once per
  * engine (EngineCore's constructor), kept apart from the connection and ban bookkeeping.
  */
-import { ShoalError } from '../errors/index.js'
-import { counter, gauge, type Registry } from '../metrics/index.js'
+import { ShoalError } from '../../errors/index.js'
+import { counter, gauge, type Registry } from '../../metrics/index.js'
+import {
+  type EngineTuning,
+  type ResolvedOptions,
+  TUNABLE_KEYS,
+  TUNABLES,
+  TUNING_DEFAULTS,
+} from '../tuning.js'
 import type { EngineMetrics } from './context.js'
-import { type EngineTuning, type ResolvedOptions, TUNABLE_KEYS, TUNABLES, TUNING_DEFAULTS } from './tuning.js'
 
 /**
  * Every tunable with its default (tuning.ts), each given value checked by the same schema the

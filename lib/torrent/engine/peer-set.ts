@@ -3,9 +3,10 @@
  * duplicate-connection rule, which announced addresses are worth dialling, and which IPs the
  * tracker listed (the Uploader keeps each peer's answer in its PeerUpload.listed).
  */
+
+import type { AnnouncePeer } from '../types.js'
+import type { Peer } from '../wire/peer.js'
 import type { EngineContext } from './context.js'
-import type { Peer } from './peer.js'
-import type { AnnouncePeer } from './types.js'
 
 export class PeerSet {
   /** Handshaken peers by peer id (hex). */

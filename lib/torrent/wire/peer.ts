@@ -22,13 +22,13 @@ import {
   type HostBandwidth,
   type IngressFlow,
   systemClock,
-} from '../bandwidth/index.js'
-import { bencodeDecode } from '../core/bencode.js'
-import type { Logger } from '../log/index.js'
-import type { PeerDownloadView } from './peer-download.js'
-import type { PeerUploadView } from './peer-upload.js'
+} from '../../bandwidth/index.js'
+import { bencodeDecode } from '../../core/bencode.js'
+import type { Logger } from '../../log/index.js'
+import type { PeerDownloadView } from '../download/peer-download.js'
+import { BLOCK_SIZE, classifyPeerId, DEFAULTS, type PeerClass, validBlockSize } from '../types.js'
+import type { PeerUploadView } from '../upload/peer-upload.js'
 import { BLOCK_KEY, PeerWriter } from './peer-writer.js'
-import { BLOCK_SIZE, classifyPeerId, DEFAULTS, type PeerClass, validBlockSize } from './types.js'
 import { MSG, type WireHandler, WireReader } from './wire.js'
 
 /** What a peer reports to the torrent it is attached to. */

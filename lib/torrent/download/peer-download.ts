@@ -14,8 +14,8 @@
  *   rejected, cancelled or withdrawn; `withdrawn` is bounded by the pipeline (the latest batch).
  * - `owned` lists exactly the pieces whose PieceBuffer.owner is this peer.
  */
-import type { Bitfield } from './bitfield.js'
-import type { Peer } from './peer.js'
+import type { Bitfield } from '../wire/bitfield.js'
+import type { Peer } from '../wire/peer.js'
 import type { PieceBuffer } from './picker.js'
 import { Pipeline } from './pipeline.js'
 

@@ -10,7 +10,7 @@
  *
  * Writing is in Peer (it owns the socket); the encoders below fill caller-provided buffers.
  */
-import { MAX_MESSAGE_LENGTH } from './types.js'
+import { MAX_MESSAGE_LENGTH } from '../types.js'
 
 export const MSG = {
   CHOKE: 0,

@@ -17,7 +17,7 @@
  * of refusals still to undo (PeerUpload.refused, which ServeOnce alone writes: the Uploader
  * owns the rest of the record): nothing is allocated per request.
  */
-import type { Peer } from './peer.js'
+import type { Peer } from '../wire/peer.js'
 import { ownUpload } from './peer-upload.js'
 
 export class ServeOnce {

@@ -9,8 +9,8 @@
  * It also owns `have` and which pieces are busy (in flight); the Scheduler owns PieceBuffers.
  */
 import { createHash } from 'node:crypto'
-import { Bitfield } from './bitfield.js'
-import { BLOCK_SIZE, type PeerClass } from './types.js'
+import { BLOCK_SIZE, type PeerClass } from '../types.js'
+import { Bitfield } from '../wire/bitfield.js'
 
 const BLOCK_FREE = 0
 const BLOCK_REQUESTED = 1

@@ -2,7 +2,7 @@
  * Callers waiting for one shared download. Each caller can abort on its own signal without
  * affecting the others; when the last one leaves, the owner is told (to stop the download).
  */
-import { ShoalError } from '../errors/index.js'
+import { ShoalError } from '../../errors/index.js'
 
 interface Waiter<T> {
   resolve(value: T): void

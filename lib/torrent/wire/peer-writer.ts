@@ -6,10 +6,10 @@
  * piece data is written to a socket (an egress limiter gates its caller, Uploader.serve).
  */
 import type { Socket } from 'node:net'
-import type { Clock } from '../bandwidth/index.js'
-import { bencodeEncode } from '../core/bencode.js'
-import type { BlockPool } from './block-pool.js'
-import { DEFAULTS } from './types.js'
+import type { Clock } from '../../bandwidth/index.js'
+import { bencodeEncode } from '../../core/bencode.js'
+import { DEFAULTS } from '../types.js'
+import type { BlockPool } from '../upload/block-pool.js'
 import {
   encodeBare,
   encodeHandshake,

@@ -8,18 +8,18 @@
  * the Downloader writes bits, interesting, peerChoking and strikes, its Scheduler the request
  * state. Availability is the PiecePicker's: every change to a peer's bits is reported to it.
  */
-import type { MetaInfo } from '../core/index.js'
-import { ShoalError } from '../errors/index.js'
-import type { Logger } from '../log/index.js'
-import { Bitfield } from './bitfield.js'
-import type { EngineContext, EngineMetrics } from './context.js'
+import type { MetaInfo } from '../../core/index.js'
+import { ShoalError } from '../../errors/index.js'
+import type { Logger } from '../../log/index.js'
+import type { EngineContext, EngineMetrics } from '../engine/context.js'
+import type { PeerSet } from '../engine/peer-set.js'
+import { type BadPiece, DEFAULTS, type DownloadStats, type TorrentStorage } from '../types.js'
+import { Bitfield } from '../wire/bitfield.js'
+import type { Peer } from '../wire/peer.js'
 import { type Verdict, verifyPiece } from './hasher.js'
-import type { Peer } from './peer.js'
 import { ownDownload, PeerDownload } from './peer-download.js'
-import type { PeerSet } from './peer-set.js'
 import { type PieceBuffer, PiecePicker } from './picker.js'
 import { Scheduler } from './scheduler.js'
-import { type BadPiece, DEFAULTS, type DownloadStats, type TorrentStorage } from './types.js'
 
 /** What the download side shares with, and reports to, the torrent that owns it. */
 export interface DownloadHost {

@@ -8,6 +8,7 @@ import { Digest } from '../../lib/core/index.js'
 import { isShoalError } from '../../lib/errors/index.js'
 import { ioError } from '../../lib/store/fsutil.js'
 import { BlobStore } from '../../lib/store/index.js'
+import { until } from '../helpers/torrent.js'
 
 async function tempStore(t: Test, opts: ConstructorParameters<typeof BlobStore>[1] = {}): Promise<BlobStore> {
   const root = await mkdtemp(join(tmpdir(), 'shoal-store-'))
@@ -158,9 +159,12 @@ t.test('putStream verifies, temp files are never visible, init cleans up', async
   const body = new PassThrough()
   const putting = store.putStream(digest, body)
   body.write(data.subarray(0, 1 << 20))
-  await new Promise((r) => setTimeout(r, 20))
+  // Polled, not slept on: on a loaded machine the temp file may take a while to appear.
+  t.ok(
+    await until(async () => (await readdir(join(store.root, 'tmp'))).length === 1),
+    'the partial data is in tmp/',
+  )
   t.equal(await store.stat(digest), undefined, 'not visible while being written')
-  t.equal((await readdir(join(store.root, 'tmp'))).length, 1, 'the partial data is in tmp/')
   body.end(data.subarray(1 << 20))
   t.same(await putting, { size: data.length })
   t.same(await store.stat(digest), { size: data.length })

@@ -22,7 +22,7 @@ import { AgentClient, type DownloadProgress } from '../../lib/agent/client/index
 import { pull } from '../../lib/cli/pull.js'
 import { push } from '../../lib/cli/push.js'
 import { type Digest, digestFile, MetaInfo } from '../../lib/core/index.js'
-import { freePort, type Herd } from '../../lib/herd/index.js'
+import type { Herd } from '../../lib/herd/index.js'
 import { OriginClient } from '../../lib/origin/client/index.js'
 import { TrackerClient } from '../../lib/tracker/client/index.js'
 import { randomFile, tempDir } from '../helpers/files.js'
@@ -47,7 +47,11 @@ interface AgentProcess {
   readonly exited: Promise<unknown>
 }
 
-/** Starts `shoal-agent` as a process on `dataDir` and waits until it is ready. */
+/**
+ * Starts `shoal-agent` as a process on `dataDir` and waits until it is ready. It binds port 0
+ * for both listeners and says which ports it got in its "agent started" log line: no port is
+ * probed and released first, which another test file running alongside could take meanwhile.
+ */
 async function spawnAgent(
   t: Test,
   herd: Herd,
@@ -56,13 +60,12 @@ async function spawnAgent(
   dataDir: string,
   extra: Record<string, unknown> = {},
 ): Promise<AgentProcess> {
-  const apiPort = await freePort()
   const log = join(dir, `${name}.log`)
   const config = join(dir, `${name}.yaml`)
   const settings = {
     log: { level: 'info', file: log },
-    server: { host: '127.0.0.1', port: apiPort },
-    peer: { host: '127.0.0.1', port: await freePort() },
+    server: { host: '127.0.0.1', port: 0 },
+    peer: { host: '127.0.0.1', port: 0 },
     dataDir,
     trackers: [herd.urls.tracker],
     buildIndex: herd.urls.buildIndex,
@@ -85,16 +88,28 @@ async function spawnAgent(
     await exited
     clearTimeout(timer)
   })
-  const api = `http://127.0.0.1:${apiPort}`
-  const client = new AgentClient(api, { timeoutMs: 2000 })
-  for (let i = 0; ; i++) {
+  let api = ''
+  for (let i = 0; !api; i++) {
     if (child.exitCode !== null) throw new Error(`${name} exited at start: ${stderr}`)
-    const ready = await client.http.status('GET', '/readiness', { accept: [503] }).catch(() => 0)
-    if (ready === 200) break
-    if (i > 300) throw new Error(`${name} not ready after 30 s: ${stderr}`)
+    if (i > 300) throw new Error(`${name} did not start within 30 s: ${stderr}`)
     await sleep(100)
+    api = (await startedLine(log, child.pid))?.api ?? ''
   }
+  const client = new AgentClient(api, { timeoutMs: 2000 })
+  const ready = await client.http.status('GET', '/readiness', { accept: [503] })
+  if (ready !== 200) throw new Error(`${name} started but is not ready (${ready}): ${stderr}`)
   return { api, client, log, child, exited }
+}
+
+/** The "agent started" line process `pid` wrote to `log` (a restarted agent appends to it). */
+async function startedLine(log: string, pid: number | undefined): Promise<{ api: string } | undefined> {
+  const text = await readFile(log, 'utf8').catch(() => '')
+  for (const line of text.split('\n')) {
+    if (!line.includes('"agent started"')) continue
+    const entry = JSON.parse(line) as { pid: number; api: string }
+    if (entry.pid === pid) return entry
+  }
+  return undefined
 }
 
 async function metricSum(api: string, name: string): Promise<number> {

@@ -308,9 +308,3 @@ export class OriginServer implements Service {
     await this.seeds.close()
   }
 }
-
-export async function startOrigin(config: OriginConfig, deps: OriginDeps): Promise<OriginServer> {
-  const server = new OriginServer(config, deps)
-  await server.start()
-  return server
-}

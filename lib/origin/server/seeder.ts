@@ -1,7 +1,7 @@
 /**
  * The seam between the origin and the BitTorrent engine. The origin does not import lib/torrent:
- * the caller injects anything with `seed`/`remove` (the real engine in `shoal herd` and
- * shoal-origin; nothing, or a recorder, in tests). Seeds keeps track of what was handed over so
+ * the caller injects anything with `seed`/`remove` (the real engine, wired in
+ * lib/origin/node.ts; nothing, or a recorder, in tests). Seeds keeps track of what was handed over so
  * deletes and shutdown take it back.
  */
 import type { Digest, InfoHash, MetaInfo } from '../../core/index.js'

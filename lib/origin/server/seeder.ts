@@ -70,6 +70,15 @@ export class Seeds {
     return entry.opening
   }
 
+  /** add(), logging a failure: the blob is stored and durable, failing to seed must not fail the request. */
+  async tryAdd(digest: Digest, meta: MetaInfo): Promise<void> {
+    try {
+      await this.add(digest, meta)
+    } catch (err) {
+      this.log.warn({ err, digest: digest.toString() }, 'cannot seed blob')
+    }
+  }
+
   /** Takes the blob back from the engine and closes its file. Idempotent. */
   remove(digest: Digest): Promise<void> {
     const entry = this.seeded.get(digest.hex)

@@ -10,7 +10,6 @@ import { join, resolve } from 'node:path'
 import { type Backend, createBackend } from '../../backend/index.js'
 import { type HostBandwidth, registerBandwidthRoutes } from '../../bandwidth/index.js'
 import { ShoalError } from '../../errors/index.js'
-import { HashRing } from '../../hashring/index.js'
 import { HttpServer } from '../../http/index.js'
 import { Lifecycle, type Service } from '../../lifecycle/index.js'
 import type { Logger } from '../../log/index.js'
@@ -19,6 +18,7 @@ import { BlobStore } from '../../store/index.js'
 import type { OriginConfig } from '../config.js'
 import { originMetrics } from './metrics.js'
 import { OpenUploads } from './open-uploads.js'
+import { OriginRing } from './ring.js'
 import { registerRoutes } from './routes.js'
 import { type Seeder, Seeds } from './seeder.js'
 import { BlobService } from './service.js'
@@ -88,7 +88,7 @@ export class OriginServer implements Service {
   private readonly http: HttpServer
   private readonly service: BlobService
   private readonly seeds: Seeds
-  private ring: HashRing | undefined
+  private ring: OriginRing | undefined
   private readonly life: Lifecycle
   private readonly listener: Server | undefined
   private purgeTimer: NodeJS.Timeout | undefined
@@ -143,11 +143,10 @@ export class OriginServer implements Service {
     registerRoutes(this.http.router, {
       service: this.service,
       store: this.store,
-      ring: () => {
+      owners: (digest) => {
         if (!this.ring) throw new ShoalError('UNAVAILABLE', 'origin is not started')
-        return this.ring
+        return this.ring.owners(digest)
       },
-      replicas: config.hashring.replicas,
       uploadChunkLimit: config.uploadChunkLimit,
     })
     if (deps.bandwidth) registerBandwidthRoutes(this.http.router, deps.bandwidth)
@@ -221,14 +220,7 @@ export class OriginServer implements Service {
         'no non-internal IPv4 address found: advertising 127.0.0.1, which other hosts cannot reach; set "self"',
       )
     }
-    const nodes = this.config.hashring.nodes.length > 0 ? this.config.hashring.nodes : [this.self]
-    this.ring = new HashRing(nodes)
-    if (!this.ring.has(this.self)) {
-      this.log.warn(
-        { self: this.self, nodes },
-        'this origin is not in its own hash ring: set "self" to its entry in hashring.nodes',
-      )
-    }
+    this.ring = new OriginRing(this.config.hashring.nodes, this.self, this.config.hashring.replicas, this.log)
     this.log.info(
       {
         url: this.url,

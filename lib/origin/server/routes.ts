@@ -7,7 +7,6 @@ import { pipeline } from 'node:stream/promises'
 import { z } from '../../config/index.js'
 import { Digest } from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
-import type { HashRing } from '../../hashring/index.js'
 import { parseJson, type Router, readBody, sendEmpty, sendJson, urlPath } from '../../http/index.js'
 import type { BlobStore } from '../../store/index.js'
 import { checkNamespace } from './keys.js'
@@ -16,8 +15,8 @@ import type { BlobService } from './service.js'
 export interface RouteDeps {
   service: BlobService
   store: BlobStore
-  ring: () => HashRing
-  replicas: number
+  /** The digest's owners (ring.ts), primary first. */
+  owners: (digest: Digest) => string[]
   uploadChunkLimit: number
 }
 
@@ -137,7 +136,7 @@ export function registerRoutes(router: Router, deps: RouteDeps): void {
 
   router.get('/blobs/:digest/locations', ({ res, params }) => {
     const digest = Digest.parse(params.digest as string)
-    sendJson(res, 200, { locations: deps.ring().owners(digest, deps.replicas) })
+    sendJson(res, 200, { locations: deps.owners(digest) })
   })
 }
 

@@ -165,10 +165,12 @@ export class UploadService {
       throw err
     }
     work.check()
-    // Both read the whole blob; doing them side by side halves the wait for big blobs.
+    // Both read the whole blob; doing them side by side halves the wait for big blobs. The
+    // backend is not asked first whether it holds the blob: start() found it did not, and the
+    // upload has been this digest's only one since (an overwrite would put the same bytes).
     const [meta] = await Promise.all([
       this.opts.metaInfo(digest),
-      this.opts.copies.writeBack(ns, digest, size, true),
+      this.opts.copies.writeBack(ns, digest, size, false),
     ])
     work.check()
     await this.opts.seeds.tryAdd(digest, meta)

@@ -26,7 +26,7 @@ import { BuildIndexTagLookup, type TagLookup } from './tag-guard.js'
 
 export { blobKey } from './keys.js'
 export type { Seeder, SeedStorage } from './seeder.js'
-export { BuildIndexTagLookup, type TagLookup } from './tag-guard.js'
+export type { TagLookup } from './tag-guard.js'
 
 export interface OriginDeps {
   logger: Logger

@@ -8,8 +8,8 @@ import { BuildIndexConfigSchema } from '../build-index/config.js'
 import { BuildIndexServer } from '../build-index/server/index.js'
 import { HerdConfigSchema } from '../herd/config.js'
 import { createHerd } from '../herd/index.js'
-import { createOriginNode } from '../herd/origin-node.js'
 import { OriginConfigSchema } from '../origin/config.js'
+import { OriginNode } from '../origin/node.js'
 import { ProxyConfigSchema } from '../proxy/config.js'
 import { ProxyServer } from '../proxy/server/index.js'
 import { TrackerConfigSchema } from '../tracker/config.js'
@@ -87,7 +87,7 @@ export function originCommand(name = 'shoal-origin'): Command {
             dataDir: f.dataDir,
             trackerUrl: f.trackerUrl,
           }),
-          create: (config, logger) => createOriginNode(config, { logger }),
+          create: (config, logger) => new OriginNode(config, { logger }),
         },
         f,
       ),

@@ -1,6 +1,6 @@
 /**
- * PushCLI push: hash the file, build its tag, upload through the proxy unless the digest is
- * already stored (dedupe), then put tag → digest.
+ * PushCLI push: hash the file, build its tag, upload through the proxy (which skips a digest
+ * already stored: dedupe), then put tag → digest.
  */
 import { createReadStream } from 'node:fs'
 import { stat } from 'node:fs/promises'
@@ -65,17 +65,16 @@ async function upload(
   const ns = opts.namespace ?? DEFAULT_NAMESPACE
   const { digest, size } = await digestFile(path, signal)
   const proxy = new ProxyClient(opts.dstHost, { timeoutMs: clientTimeoutMs(opts.timeoutSeconds, 30_000) })
-  let uploaded = false
-  if (!(await proxy.hasBlob(ns, digest, signal))) {
-    const result = await proxy.pushBlob(
-      ns,
-      digest,
-      createReadStream(path, { highWaterMark: 1 << 20 }),
-      size,
-      signal,
-    )
-    uploaded = !result.existed
-  }
+  // No HEAD first: the proxy's PUT finds a stored blob itself (the owner's upload start says
+  // so) and answers before reading the body, so a push asks the cluster once, not twice.
+  const result = await proxy.pushBlob(
+    ns,
+    digest,
+    createReadStream(path, { highWaterMark: 1 << 20 }),
+    size,
+    signal,
+  )
+  const uploaded = !result.existed
   await proxy.putTag(tag, digest, signal)
   return { tag, digest, size, uploaded }
 }

@@ -1,7 +1,8 @@
 /**
  * Which origins own a digest: a consistent-hash ring (ketama, via the `hashring` package) over
  * the origins' HTTP addresses. Adding or removing one origin moves only about 1/n of the blobs.
- * Every process configured with the same node list computes the same owners.
+ * Every process configured with the same node list computes the same owners. Only the origins
+ * keep a ring (lib/origin/server/ring.ts); other daemons ask them (lib/origin/client OriginCluster).
  */
 import HashRingImpl from 'hashring'
 import type { Digest } from '../core/index.js'

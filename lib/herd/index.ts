@@ -19,12 +19,12 @@ import {
 } from '../lifecycle/index.js'
 import type { Logger } from '../log/index.js'
 import { OriginConfigSchema } from '../origin/config.js'
+import { OriginNode } from '../origin/node.js'
 import { ProxyConfigSchema } from '../proxy/config.js'
 import { ProxyServer } from '../proxy/server/index.js'
 import { TrackerConfigSchema } from '../tracker/config.js'
 import { TrackerServer } from '../tracker/server/index.js'
 import { HERD_PORT_OFFSETS, type HerdConfig } from './config.js'
-import { createOriginNode, type OriginNode } from './origin-node.js'
 
 export interface Herd extends Service {
   /** Valid once start() resolved (startHerd resolves after it). */
@@ -91,7 +91,7 @@ export function createHerd(config: HerdConfig, deps: { logger: Logger }): Herd {
       return buildIndex
     },
     () => {
-      originNode = createOriginNode(
+      originNode = new OriginNode(
         section(OriginConfigSchema, 'origin', config.origin, {
           log,
           server: { host: bind, port: originHttp.port },

@@ -10,7 +10,7 @@ import { HttpClient, HttpServer, sendJson } from '../../lib/http/index.js'
 import { silentLogger } from '../../lib/log/index.js'
 import { encodeBytes, TrackerClient } from '../../lib/tracker/client/index.js'
 import { TrackerConfigSchema } from '../../lib/tracker/config.js'
-import { MetainfoService, startTracker } from '../../lib/tracker/server/index.js'
+import { startTracker } from '../../lib/tracker/server/index.js'
 import { randomFile, tempDir } from '../helpers/files.js'
 
 const logger = silentLogger()
@@ -20,8 +20,11 @@ const ORIGIN_PEER_PORT = 15991
 
 const peerIdOf = (n: number) => Buffer.from(`-SA0001-${String(n).padStart(12, '0')}`)
 
-/** A fake origin that serves one .torrent and counts requests; 404 for anything else. */
-async function fakeOrigin(t: Test, dir: string) {
+/**
+ * A fake origin that serves one .torrent and counts requests; 404 for anything else. It names
+ * the digest's owners when `owners` is given (as a real origin's ring does), else it cannot tell.
+ */
+async function fakeOrigin(t: Test, dir: string, owners?: () => string[]) {
   const file = join(dir, 'blob.bin')
   await randomFile(file, 300_000)
   const { digest, size } = await digestFile(file)
@@ -42,6 +45,8 @@ async function fakeOrigin(t: Test, dir: string) {
     res.writeHead(200, { 'content-type': 'application/x-bittorrent', 'content-length': meta.raw.length })
     res.end(meta.raw)
   })
+  if (owners)
+    server.router.get('/blobs/:digest/locations', ({ res }) => sendJson(res, 200, { locations: owners() }))
   const addr = await server.start(0, '127.0.0.1')
   t.teardown(() => server.stop())
   return { digest, meta, http: `127.0.0.1:${addr.port}`, requests: () => requests }
@@ -304,22 +309,21 @@ t.test('metainfo: unreachable origins give 503; a live one behind a dead one sti
     message: /no origins are configured/,
   })
 
-  // Put the dead origin first in ring order for this digest, so the fallback is exercised.
-  const both = [dead, origin.http]
-  const order = new MetainfoService({
-    origins: both,
-    client: () => undefined as never,
-    cacheSize: 0,
-    logger,
-  }).order(origin.digest)
+  // The dead origin first, and the live one cannot tell the owners: each is asked in turn.
   const mixed = await setup(t, {
-    origins: order.map((http) => ({ peer: `127.0.0.1:${ORIGIN_PEER_PORT}`, http })),
+    origins: [dead, origin.http].map((http) => ({ peer: `127.0.0.1:${ORIGIN_PEER_PORT}`, http })),
   })
-  t.same(
-    await mixed.client.metainfo('default', origin.digest),
-    origin.meta.raw,
-    `served although ${order[0]} is ${order[0] === dead ? 'dead' : 'alive'}`,
-  )
+  t.same(await mixed.client.metainfo('default', origin.digest), origin.meta.raw, 'served past the dead one')
+
+  // The owners an origin names are asked first, whatever the configured order.
+  const other = await fakeOrigin(t, await tempDir(t))
+  const naming = await fakeOrigin(t, await tempDir(t), () => [other.http, naming.http])
+  const named = await setup(t, {
+    origins: [naming.http, other.http].map((http) => ({ peer: `127.0.0.1:${ORIGIN_PEER_PORT}`, http })),
+  })
+  t.same(await named.client.metainfo('default', naming.digest), naming.meta.raw)
+  t.equal(other.requests(), 1, 'the owner named first was asked first (it does not hold the blob)')
+  t.equal(naming.requests(), 1, 'then the next owner, which served it')
 })
 
 t.test('start and stop are idempotent; announces after stop fail cleanly', async (t) => {

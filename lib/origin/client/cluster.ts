@@ -1,8 +1,9 @@
 /**
- * The origin cluster as other daemons see it: the configured origins, and the owner origin of
- * a digest. The hash ring lives in the origins, so a caller needs no ring of its own: ask the
- * configured origins in order (skipping ones that are down) for the digest's locations, then
- * talk to the first (primary) location.
+ * The origin cluster as other daemons see it: the configured origins, and the owner origins of
+ * a digest. The hash ring lives in the origins (lib/origin/server/ring.ts), so a caller needs no
+ * ring of its own: ask the configured origins in order (skipping ones that are down) for the
+ * digest's locations, then talk to the first (primary) location. The proxy, build-index and
+ * tracker all find owners this way.
  */
 import type { Digest } from '../../core/index.js'
 import { isShoalError, ShoalError } from '../../errors/index.js'
@@ -31,6 +32,25 @@ export class OriginCluster {
 
   /** The client of the digest's owner (primary) origin. */
   async owner(digest: Digest, signal?: AbortSignal): Promise<OriginClient> {
+    return this.clientFor((await this.locations(digest, signal))[0] as string)
+  }
+
+  /**
+   * Every configured origin, the digest's owners first (for reads that may fall back: one of the
+   * others may still hold a copy). When no origin can tell the owners, the configured order.
+   */
+  async ownersFirst(digest: Digest, signal?: AbortSignal): Promise<OriginClient[]> {
+    let owners: OriginClient[] = []
+    try {
+      owners = (await this.locations(digest, signal)).map((a) => this.clientFor(a))
+    } catch (err) {
+      if (signal?.aborted) throw err
+    }
+    return [...new Set([...owners, ...this.seeds])]
+  }
+
+  /** The digest's owners, primary first, as the first configured origin that answers says. */
+  private async locations(digest: Digest, signal?: AbortSignal): Promise<string[]> {
     let lastErr: unknown
     for (const seed of this.seeds) {
       let locations: string[]
@@ -44,10 +64,9 @@ export class OriginCluster {
         }
         throw err
       }
-      const first = locations[0]
-      if (!first)
+      if (locations.length === 0)
         throw new ShoalError('UPSTREAM_ERROR', `origin ${seed.baseUrl} returned no locations for ${digest}`)
-      return this.clientFor(first)
+      return locations
     }
     throw new ShoalError(
       'UNAVAILABLE',

@@ -10,22 +10,23 @@ import { join, resolve } from 'node:path'
 import { type Backend, createBackend } from '../../backend/index.js'
 import { type HostBandwidth, registerBandwidthRoutes } from '../../bandwidth/index.js'
 import { ShoalError } from '../../errors/index.js'
-import { HashRing } from '../../hashring/index.js'
 import { HttpServer } from '../../http/index.js'
 import { Lifecycle, type Service } from '../../lifecycle/index.js'
 import type { Logger } from '../../log/index.js'
-import { counter, createRegistry, Gauge, type Registry } from '../../metrics/index.js'
+import { createRegistry, type Registry } from '../../metrics/index.js'
 import { BlobStore } from '../../store/index.js'
 import type { OriginConfig } from '../config.js'
+import { originMetrics } from './metrics.js'
 import { OpenUploads } from './open-uploads.js'
+import { OriginRing } from './ring.js'
 import { registerRoutes } from './routes.js'
 import { type Seeder, Seeds } from './seeder.js'
-import { BlobService, type OriginMetrics } from './service.js'
+import { BlobService } from './service.js'
 import { BuildIndexTagLookup, type TagLookup } from './tag-guard.js'
 
+export { blobKey } from './keys.js'
 export type { Seeder } from './seeder.js'
-export { blobKey, checkNamespace } from './service.js'
-export { BuildIndexTagLookup, type TagLookup } from './tag-guard.js'
+export type { TagLookup } from './tag-guard.js'
 
 export interface OriginDeps {
   logger: Logger
@@ -87,8 +88,7 @@ export class OriginServer implements Service {
   private readonly http: HttpServer
   private readonly service: BlobService
   private readonly seeds: Seeds
-  private readonly uploads: OpenUploads
-  private ring: HashRing | undefined
+  private ring: OriginRing | undefined
   private readonly life: Lifecycle
   private readonly listener: Server | undefined
   private purgeTimer: NodeJS.Timeout | undefined
@@ -112,68 +112,17 @@ export class OriginServer implements Service {
     this.backend =
       deps.backend ?? createBackend(config.backend ?? { type: 'fs', root: join(dataDir, 'backend') })
     this.seeds = new Seeds(this.store, deps.seeder, this.log)
-    const metrics: OriginMetrics = {
-      committed: counter(
-        this.registry,
-        'shoal_origin_uploads_committed_total',
-        'Uploads verified and stored',
-      ),
-      uploadedBytes: counter(
-        this.registry,
-        'shoal_origin_uploaded_bytes_total',
-        'Bytes of committed uploads',
-      ),
-      mismatches: counter(
-        this.registry,
-        'shoal_origin_digest_mismatches_total',
-        'Blobs whose sha256 did not match',
-        ['source'],
-      ),
-      fetches: counter(
-        this.registry,
-        'shoal_origin_backend_fetches_total',
-        'Blobs fetched from the backend into the cache',
-        ['result'],
-      ),
-      corrupt: counter(
-        this.registry,
-        'shoal_origin_corrupt_blobs_total',
-        'Blobs whose copy did not match their digest, by where (cache: re-verified after an agent report; backend: refused)',
-        ['source'],
-      ),
-      verifications: counter(
-        this.registry,
-        'shoal_origin_verifications_total',
-        'Blobs re-verified after an agent reported a bad piece, by result',
-        ['result'],
-      ),
-      receivedBytes: counter(
-        this.registry,
-        'shoal_origin_upload_received_bytes_total',
-        'Bytes of upload chunks received, committed or not',
-      ),
-    }
-    this.uploads = new OpenUploads({
+    const uploads = new OpenUploads({
       max: config.maxOpenUploads,
       perClient: config.maxOpenUploadsPerClient,
       idleMs: config.uploadTtlSeconds * 1000,
     })
-    const uploads = this.uploads
-    if (!this.registry.getSingleMetric('shoal_origin_open_uploads')) {
-      new Gauge({
-        name: 'shoal_origin_open_uploads',
-        help: 'Uploads started and not yet committed, aborted or expired',
-        registers: [this.registry],
-        collect() {
-          this.set(uploads.size)
-        },
-      })
-    }
+    const metrics = originMetrics(this.registry, uploads)
     this.service = new BlobService({
       store: this.store,
       backend: this.backend,
       seeds: this.seeds,
-      uploads: this.uploads,
+      uploads,
       tags: deps.tagLookup ?? new BuildIndexTagLookup(config.buildIndex),
       buildIndex: config.buildIndex,
       announce: `${config.trackerUrl.replace(/\/+$/, '')}/announce`,
@@ -194,11 +143,10 @@ export class OriginServer implements Service {
     registerRoutes(this.http.router, {
       service: this.service,
       store: this.store,
-      ring: () => {
+      owners: (digest) => {
         if (!this.ring) throw new ShoalError('UNAVAILABLE', 'origin is not started')
-        return this.ring
+        return this.ring.owners(digest)
       },
-      replicas: config.hashring.replicas,
       uploadChunkLimit: config.uploadChunkLimit,
     })
     if (deps.bandwidth) registerBandwidthRoutes(this.http.router, deps.bandwidth)
@@ -240,11 +188,6 @@ export class OriginServer implements Service {
     )
   }
 
-  /** Reads or generates the metainfo of a cached blob (for the caller wiring the engine). */
-  metaInfo(digest: Parameters<BlobService['ensureMetaInfo']>[0]) {
-    return this.service.ensureMetaInfo(digest)
-  }
-
   private async doStart(signal: AbortSignal | undefined): Promise<void> {
     this.service.start()
     this.seeds.open()
@@ -255,7 +198,7 @@ export class OriginServer implements Service {
       () => {
         if (this.purging) return
         // Known uploads by their last chunk; files nobody adopted since a restart by age.
-        this.purging = Promise.all([this.service.expireUploads(), this.store.purgeUploads(ttlMs)])
+        this.purging = Promise.all([this.service.uploads.expire(), this.store.purgeUploads(ttlMs)])
           .catch((err) => this.log.warn({ err }, 'cannot purge abandoned uploads'))
           .finally(() => {
             this.purging = undefined
@@ -277,14 +220,7 @@ export class OriginServer implements Service {
         'no non-internal IPv4 address found: advertising 127.0.0.1, which other hosts cannot reach; set "self"',
       )
     }
-    const nodes = this.config.hashring.nodes.length > 0 ? this.config.hashring.nodes : [this.self]
-    this.ring = new HashRing(nodes)
-    if (!this.ring.has(this.self)) {
-      this.log.warn(
-        { self: this.self, nodes },
-        'this origin is not in its own hash ring: set "self" to its entry in hashring.nodes',
-      )
-    }
+    this.ring = new OriginRing(this.config.hashring.nodes, this.self, this.config.hashring.replicas, this.log)
     this.log.info(
       {
         url: this.url,
@@ -307,10 +243,4 @@ export class OriginServer implements Service {
     await this.purging
     await this.seeds.close()
   }
-}
-
-export async function startOrigin(config: OriginConfig, deps: OriginDeps): Promise<OriginServer> {
-  const server = new OriginServer(config, deps)
-  await server.start()
-  return server
 }

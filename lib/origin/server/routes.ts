@@ -7,16 +7,16 @@ import { pipeline } from 'node:stream/promises'
 import { z } from '../../config/index.js'
 import { Digest } from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
-import type { HashRing } from '../../hashring/index.js'
 import { parseJson, type Router, readBody, sendEmpty, sendJson, urlPath } from '../../http/index.js'
 import type { BlobStore } from '../../store/index.js'
-import { type BlobService, checkNamespace } from './service.js'
+import { checkNamespace } from './keys.js'
+import type { BlobService } from './service.js'
 
 export interface RouteDeps {
   service: BlobService
   store: BlobStore
-  ring: () => HashRing
-  replicas: number
+  /** The digest's owners (ring.ts), primary first. */
+  owners: (digest: Digest) => string[]
   uploadChunkLimit: number
 }
 
@@ -37,7 +37,7 @@ export function registerRoutes(router: Router, deps: RouteDeps): void {
 
   router.post(`${BLOB}/uploads`, async ({ req, res, params, signal }) => {
     const { ns, digest } = target(params)
-    const uid = await service.startUpload(ns, digest, clientOf(req), signal)
+    const uid = await service.uploads.start(ns, digest, clientOf(req), signal)
     res.setHeader('location', urlPath`/namespace/${ns}/blobs/${digest}/uploads/${uid}`)
     sendJson(res, 202, { uid })
   })
@@ -60,19 +60,19 @@ export function registerRoutes(router: Router, deps: RouteDeps): void {
       )
     }
     const at = { digest, client: clientOf(req) }
-    const offset = await service.appendUpload(at, params.uid as string, range.start, req, length, signal)
+    const offset = await service.uploads.append(at, params.uid as string, range.start, req, length, signal)
     sendEmpty(res, 204, { range: `0-${offset - 1}` })
   })
 
   router.put(`${BLOB}/uploads/:uid`, async ({ req, res, params }) => {
     const { ns, digest } = target(params)
-    const { size } = await service.commitUpload(ns, digest, params.uid as string, clientOf(req))
+    const { size } = await service.uploads.commit(ns, digest, params.uid as string, clientOf(req))
     sendJson(res, 201, { digest: digest.toString(), size })
   })
 
   router.delete(`${BLOB}/uploads/:uid`, async ({ res, params }) => {
     target(params)
-    await service.deleteUpload(params.uid as string)
+    await service.uploads.delete(params.uid as string)
     sendEmpty(res, 204)
   })
 
@@ -136,7 +136,7 @@ export function registerRoutes(router: Router, deps: RouteDeps): void {
 
   router.get('/blobs/:digest/locations', ({ res, params }) => {
     const digest = Digest.parse(params.digest as string)
-    sendJson(res, 200, { locations: deps.ring().owners(digest, deps.replicas) })
+    sendJson(res, 200, { locations: deps.owners(digest) })
   })
 }
 

@@ -1,7 +1,7 @@
 /**
  * The seam between the origin and the BitTorrent engine. The origin imports only lib/torrent's
- * types: the caller injects anything with `seed`/`remove` (the real engine in `shoal herd` and
- * shoal-origin; nothing, or a recorder, in tests). Seeds keeps track of what was handed over so
+ * types: the caller injects anything with `seed`/`remove` (the real engine, wired in
+ * lib/origin/node.ts; nothing, or a recorder, in tests). Seeds keeps track of what was handed over so
  * deletes and shutdown take it back.
  */
 import type { Digest, InfoHash, MetaInfo } from '../../core/index.js'
@@ -66,6 +66,15 @@ export class Seeds {
     this.seeded.set(digest.hex, entry)
     entry.opening = this.start(digest, meta, this.seeder, entry)
     return entry.opening
+  }
+
+  /** add(), logging a failure: the blob is stored and durable, failing to seed must not fail the request. */
+  async tryAdd(digest: Digest, meta: MetaInfo): Promise<void> {
+    try {
+      await this.add(digest, meta)
+    } catch (err) {
+      this.log.warn({ err, digest: digest.toString() }, 'cannot seed blob')
+    }
   }
 
   /** Takes the blob back from the engine and closes its file. Idempotent. */

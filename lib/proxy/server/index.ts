@@ -107,27 +107,16 @@ export class ProxyServer implements Service {
       const ns = parseNamespace(params.ns ?? '')
       const digest = Digest.parse(params.digest ?? '')
       const size = contentLength(req)
+      // The owner is looked up once per push, and existence is checked once: by the upload
+      // start at the owner, which answers ALREADY_EXISTS for a stored blob (no HEAD before it).
       const owner = await this.origins.owner(digest, signal)
       // Until this push's own upload starts its body is deliberately left unread.
       const resumeIdleLimit = suspendIdleTimeout(req)
       const key = `${ns}/${digest.hex}`
-      for (;;) {
-        const stat = await owner.stat(ns, digest, signal)
-        if (stat) {
-          this.pushes.inc({ result: 'existed' })
-          this.log.info(
-            { ns, digest: digest.toString(), size: stat.size },
-            'push skipped: blob already stored',
-          )
-          answerUnread(req, res, 200, { digest: digest.toString(), size: stat.size, existed: true })
-          return
-        }
-        // Single flight: concurrent pushes of one blob wait for the one uploading it, then dedupe
-        // (or, if it failed, one of them uploads).
-        const running = this.uploading.get(key)
-        if (!running) break
+      // Single flight: concurrent pushes of one blob wait for the one uploading it, then find it
+      // stored (or, if it failed, one of them uploads).
+      for (let running = this.uploading.get(key); running; running = this.uploading.get(key))
         await untilSettledOrAborted(running, signal)
-      }
       const started = Date.now()
       let upload: Promise<{ existed: boolean }> | undefined
       try {
@@ -139,8 +128,8 @@ export class ProxyServer implements Service {
         this.uploading.set(key, upload)
         const { existed } = await upload
         if (existed) {
-          // Another pusher committed it between our HEAD and our upload start.
           this.pushes.inc({ result: 'existed' })
+          this.log.info({ ns, digest: digest.toString(), size }, 'push skipped: blob already stored')
           answerUnread(req, res, 200, { digest: digest.toString(), size, existed: true })
           return
         }

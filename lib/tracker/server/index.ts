@@ -10,7 +10,7 @@ import { HttpServer } from '../../http/index.js'
 import { Lifecycle, type Service } from '../../lifecycle/index.js'
 import type { Logger } from '../../log/index.js'
 import { counter, createRegistry, Gauge, type Registry } from '../../metrics/index.js'
-import { OriginClient } from '../../origin/client/index.js'
+import { OriginClient, type OriginClientFactory, OriginCluster } from '../../origin/client/index.js'
 import type { TrackerConfig } from '../config.js'
 import { createPeerStore } from '../peerstore/index.js'
 import { type PeerStore, peerClass } from '../peerstore/types.js'
@@ -37,15 +37,14 @@ export {
   orderPeers,
   type Self,
 } from './handout.js'
-export { type MetainfoResult, MetainfoService, type MetainfoServiceOptions } from './metainfo.js'
 
 export interface TrackerDeps {
   logger: Logger
   registry?: Registry
   /** A shared store (e.g. in tests); the tracker then does not close it. Default: from config. */
   peerStore?: PeerStore
-  /** Builds the client of one origin from its HTTP host:port. */
-  originClient?: (httpAddress: string) => OriginClient
+  /** Builds the client of one origin from its HTTP address, configured or an owner (tests). */
+  originClientFor?: OriginClientFactory
   /** Random source for the handout shuffle (tests). */
   random?: () => number
 }
@@ -102,11 +101,16 @@ export class TrackerServer implements Service {
       },
     })
     const makeClient =
-      deps.originClient ??
-      ((addr: string) => new OriginClient(`http://${addr}`, { timeoutMs: config.originTimeoutMs }))
+      deps.originClientFor ??
+      ((addr: string) => new OriginClient(addr, { timeoutMs: config.originTimeoutMs }))
     this.metainfo = new MetainfoService({
-      origins: config.origins.map((o) => o.http),
-      client: makeClient,
+      origins:
+        config.origins.length > 0
+          ? new OriginCluster(
+              config.origins.map((o) => o.http),
+              makeClient,
+            )
+          : undefined,
       cacheSize: config.metainfoCacheSize,
       logger: this.log,
       onResult: (result) => metainfoRequests.inc({ result }),

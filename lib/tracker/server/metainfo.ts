@@ -1,20 +1,19 @@
 /**
- * Metainfo for a digest, fetched from the origins in the ring order of lib/hashring (the ring
- * the origins use, so the digest's owner is asked first), validated, and kept in a bounded LRU. Concurrent requests for the same digest share one fetch:
- * when a thousand agents start the same pull, the origins see one request, not a thousand.
+ * Metainfo for a digest, fetched from the origins with its owners first (as the origin cluster
+ * tells them: lib/origin/client OriginCluster), validated, and kept in a bounded LRU. Concurrent
+ * requests for the same digest share one fetch: when a thousand agents start the same pull, the
+ * origins see one request, not a thousand.
  */
 import { type Digest, MetaInfo } from '../../core/index.js'
 import { isAbortError, isShoalError, ShoalError, toShoalError } from '../../errors/index.js'
-import { HashRing } from '../../hashring/index.js'
 import type { Logger } from '../../log/index.js'
-import type { OriginClient } from '../../origin/client/index.js'
+import type { OriginCluster } from '../../origin/client/index.js'
 
 export type MetainfoResult = 'hit' | 'fetched' | 'not_found' | 'unavailable'
 
 export interface MetainfoServiceOptions {
-  /** Origin HTTP addresses (host:port). */
-  origins: readonly string[]
-  client: (httpAddress: string) => OriginClient
+  /** The configured origins; undefined when there are none. */
+  origins: OriginCluster | undefined
   cacheSize: number
   logger: Logger
   onResult?: (result: MetainfoResult) => void
@@ -23,21 +22,9 @@ export interface MetainfoServiceOptions {
 export class MetainfoService {
   private readonly cache = new Map<string, Buffer>()
   private readonly inflight = new Map<string, Promise<Buffer>>()
-  private readonly clients = new Map<string, OriginClient>()
-  private readonly ring: HashRing | undefined
   private controller = new AbortController()
 
-  constructor(private readonly opts: MetainfoServiceOptions) {
-    this.ring = opts.origins.length > 0 ? new HashRing(opts.origins) : undefined
-  }
-
-  /** Origins in the order they are asked for `digest`: its ring owner first, then the rest. */
-  order(digest: Digest): string[] {
-    if (!this.ring) return []
-    const ordered = this.ring.owners(digest, this.ring.nodes.length)
-    for (const o of this.opts.origins) if (!ordered.includes(o)) ordered.push(o)
-    return ordered
-  }
+  constructor(private readonly opts: MetainfoServiceOptions) {}
 
   async get(ns: string, digest: Digest): Promise<Buffer> {
     const key = digest.hex
@@ -71,8 +58,8 @@ export class MetainfoService {
   }
 
   private async fetch(ns: string, digest: Digest): Promise<Buffer> {
-    const origins = this.order(digest)
-    if (origins.length === 0) {
+    const cluster = this.opts.origins
+    if (!cluster) {
       this.opts.onResult?.('unavailable')
       throw new ShoalError(
         'UNAVAILABLE',
@@ -80,12 +67,16 @@ export class MetainfoService {
       )
     }
     const signal = this.controller.signal
+    const origins = await cluster.ownersFirst(digest, signal).catch((err: unknown) => {
+      throw new ShoalError('UNAVAILABLE', 'the tracker is shutting down', { cause: err })
+    })
     let notFound = 0
     let corrupt: ShoalError | undefined
     const problems: string[] = []
-    for (const origin of origins) {
+    for (const client of origins) {
+      const origin = client.baseUrl
       try {
-        const raw = await this.client(origin).metainfo(ns, digest, signal)
+        const raw = await client.metainfo(ns, digest, signal)
         MetaInfo.parse(raw)
         this.remember(digest.hex, raw)
         this.opts.onResult?.('fetched')
@@ -126,15 +117,6 @@ export class MetainfoService {
       'UNAVAILABLE',
       `cannot get metainfo for ${digest} from the origins; retry later (${problems.join('; ')})`,
     )
-  }
-
-  private client(origin: string): OriginClient {
-    let c = this.clients.get(origin)
-    if (!c) {
-      c = this.opts.client(origin)
-      this.clients.set(origin, c)
-    }
-    return c
   }
 
   private remember(key: string, raw: Buffer): void {

@@ -1,0 +1,148 @@
+/**
+ * Blobs between the backend and the cache: fetched into the cache in the background (one fetch
+ * per digest, verified on the way in, then seeded), and written back before an upload is
+ * acknowledged. A failed fetch is held for a while, so requests get its error rather than
+ * starting fetch after fetch.
+ */
+import type { Backend } from '../../backend/index.js'
+import type { Digest, MetaInfo } from '../../core/index.js'
+import { isAbortError, ShoalError, toShoalError } from '../../errors/index.js'
+import type { Logger } from '../../log/index.js'
+import type { BlobStore } from '../../store/index.js'
+import { blobKey } from './keys.js'
+import type { OriginMetrics } from './metrics.js'
+import type { Seeds } from './seeder.js'
+import type { Work } from './work.js'
+
+/** After a failed backend fetch, requests get that error for this long instead of a new fetch. */
+const FAILURE_HOLD_MS = 10_000
+/** Failures remembered before expired ones are swept. */
+const MAX_FAILURES = 1000
+
+export class BackendCopy {
+  private readonly fetching = new Map<string, Promise<void>>()
+  /** Failed backend fetches: requests get `error` for `holdMs` rather than a new fetch. */
+  private readonly failures = new Map<string, { at: number; holdMs: number; error: ShoalError }>()
+
+  constructor(
+    private readonly opts: {
+      store: BlobStore
+      backend: Backend
+      seeds: Seeds
+      metaInfo: (digest: Digest) => Promise<MetaInfo>
+      work: Work
+      log: Logger
+      metrics: OriginMetrics
+      /** How long a backend copy found corrupt is refused before it is fetched again. */
+      corruptHoldMs: number
+    },
+  ) {}
+
+  /** Throws the error of a recent failed fetch of the digest (none is running now). */
+  throwHeldFailure(digest: Digest): void {
+    const failure = this.failures.get(digest.hex)
+    if (failure && Date.now() - failure.at < failure.holdMs && !this.fetching.has(digest.hex))
+      throw failure.error
+  }
+
+  /** Fetches in progress (stop() waits for them). */
+  running(): Promise<void>[] {
+    return [...this.fetching.values()]
+  }
+
+  /** Waits for a fetch of the digest in progress to end, however it ends. */
+  async settled(digest: Digest): Promise<void> {
+    await this.fetching.get(digest.hex)?.catch(() => undefined)
+  }
+
+  /** Forgets a failed fetch of the digest (it was deleted). */
+  forget(digest: Digest): void {
+    this.failures.delete(digest.hex)
+  }
+
+  /** Writes the cached blob to the backend under `ns`; `skipWhenStored` stats the backend first. */
+  async writeBack(ns: string, digest: Digest, size: number, skipWhenStored: boolean): Promise<void> {
+    const { store, backend, work } = this.opts
+    const key = blobKey(ns, digest)
+    const signal = work.signal
+    if (skipWhenStored && (await backend.stat(key, signal))?.size === size) return
+    try {
+      await backend.put(key, store.createReadStream(digest), { size, signal })
+    } catch (err) {
+      const e = toShoalError(err, 'BACKEND_ERROR')
+      throw new ShoalError(
+        e.code === 'ABORTED' ? 'ABORTED' : 'BACKEND_ERROR',
+        `cannot write ${digest} back to the backend: ${e.message}`,
+        { cause: err },
+      )
+    }
+  }
+
+  /** Fetches the blob from the backend into the cache and seeds it; rejects with why not. */
+  async restore(ns: string, digest: Digest): Promise<void> {
+    this.failures.delete(digest.hex)
+    this.fetch(ns, digest)
+    await this.fetching.get(digest.hex)
+    if (await this.opts.store.stat(digest)) return
+    this.opts.work.check()
+    throw (
+      this.failures.get(digest.hex)?.error ??
+      new ShoalError('BACKEND_ERROR', `cannot restore ${digest} from the backend`)
+    )
+  }
+
+  /** Fetches the blob from the backend into the cache in the background (one fetch per digest). */
+  fetch(ns: string, digest: Digest): void {
+    const signal = this.opts.work.signal
+    if (this.fetching.has(digest.hex) || signal.aborted) return
+    const { store, backend, log, metrics } = this.opts
+    const started = Date.now()
+    const job = (async () => {
+      const body = await backend.get(blobKey(ns, digest), { signal })
+      const { size } = await store.putStream(digest, body, signal)
+      this.failures.delete(digest.hex)
+      metrics.fetches.inc({ result: 'ok' })
+      log.info({ ns, digest: digest.toString(), size, ms: Date.now() - started }, 'blob fetched from backend')
+      await this.opts.seeds.tryAdd(digest, await this.opts.metaInfo(digest))
+    })()
+      .catch((err) => {
+        if (isAbortError(err) || signal.aborted) return
+        this.failed(ns, digest, err)
+      })
+      .finally(() => this.fetching.delete(digest.hex))
+    this.fetching.set(digest.hex, job)
+  }
+
+  private failed(ns: string, digest: Digest, err: unknown): void {
+    const { log, metrics } = this.opts
+    const e = toShoalError(err, 'BACKEND_ERROR')
+    metrics.fetches.inc({ result: 'error' })
+    if (this.failures.size >= MAX_FAILURES) {
+      for (const [hex, f] of this.failures) if (Date.now() - f.at >= f.holdMs) this.failures.delete(hex)
+    }
+    if (e.code === 'DIGEST_MISMATCH') {
+      // Nothing was stored (putStream verifies on the way in). Serving it is out of the
+      // question, and fetching it again soon would only say the same.
+      metrics.mismatches.inc({ source: 'backend' })
+      metrics.corrupt.inc({ source: 'backend' })
+      const actual = e.details?.actual
+      const error = new ShoalError(
+        'BLOB_CORRUPT',
+        `the backend's copy of ${digest} (namespace ${ns}) is corrupt (it hashes to ${actual}); ` +
+          'the origin refuses to serve it: restore the backend object, or delete the blob from the origin ' +
+          '(DELETE /namespace/:ns/blobs/:digest) and push the file again',
+        { cause: err },
+      )
+      this.failures.set(digest.hex, { at: Date.now(), holdMs: this.opts.corruptHoldMs, error })
+      log.error({ ns, digest: digest.toString(), actual }, 'backend copy is corrupt; refusing to serve it')
+      return
+    }
+    const message = `cannot fetch ${digest} from the backend: ${e.message}`
+    this.failures.set(digest.hex, {
+      at: Date.now(),
+      holdMs: FAILURE_HOLD_MS,
+      error: new ShoalError('BACKEND_ERROR', message, { cause: err }),
+    })
+    log.error({ ns, digest: digest.toString(), code: e.code, err: e.message }, 'backend fetch failed')
+  }
+}

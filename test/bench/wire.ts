@@ -219,7 +219,7 @@ async function parserChild(msg: ChildMsg, send: (m: unknown) => void): Promise<v
       })
       socket.on('data', (c: Buffer) => wire.write(c))
     } else {
-      const { WireReader } = await import(pathToFileURL(join(msg.root, 'lib/torrent/wire.js')).href)
+      const { WireReader } = await import(pathToFileURL(join(msg.root, 'lib/torrent/wire/wire.js')).href)
       const sink = new CountingSink(n, () => done(socket))
       const reader = new WireReader(sink, len)
       socket.on('data', (c: Buffer) => reader.push(c))

@@ -308,7 +308,7 @@ export class BlobStore {
   }
 
   /**
-   * Deletes the partial download of `digest` (data and bitfield), closing it first if it is
+   * Deletes the partial download of `digest` (data, bitfield and piece log), closing it first if it is
    * open; a download that finished is left alone. Returns the bytes released; absent is fine.
    */
   async discardDownload(digest: Digest): Promise<number> {

@@ -193,7 +193,7 @@ export class PieceFile implements TorrentStorage {
 
   /**
    * Verifies the whole blob by sha256 and moves it into the cache. On a mismatch the download is
-   * discarded (data and bitfield deleted) and DIGEST_MISMATCH thrown. After success the handle
+   * discarded (data, bitfield and piece log deleted) and DIGEST_MISMATCH thrown. After success the handle
    * stays open, so the engine can keep seeding from this object until close().
    */
   async finish(expected: Digest): Promise<{ size: number }> {

@@ -5,10 +5,15 @@
  * `server` HTTP limits for every service.
  */
 import { join } from 'node:path'
+import { MemoryBackend } from '../../lib/backend/index.js'
+import { BuildIndexConfigSchema } from '../../lib/build-index/config.js'
+import { type BuildIndexServer, startBuildIndex } from '../../lib/build-index/server/index.js'
 import { validateConfig } from '../../lib/config/index.js'
 import { HerdConfigSchema } from '../../lib/herd/config.js'
 import { type Herd, startHerd } from '../../lib/herd/index.js'
 import { type Logger, silentLogger } from '../../lib/log/index.js'
+import { ProxyConfigSchema } from '../../lib/proxy/config.js'
+import { type ProxyServer, startProxy } from '../../lib/proxy/server/index.js'
 
 export async function startTestHerd(
   t: { teardown(fn: () => unknown): void },
@@ -37,4 +42,32 @@ export async function startTestHerd(
   )
   t.teardown(() => herd.stop())
   return herd
+}
+
+/**
+ * The push path in front of origins the test runs itself: a build-index (tags in memory) and a
+ * proxy with 1 MiB upload chunks, both on loopback, stopped when the test ends.
+ */
+export async function startPushFront(
+  t: { teardown(fn: () => unknown): void },
+  origins: string[],
+): Promise<{ buildIndex: BuildIndexServer; proxy: ProxyServer }> {
+  const listen = { host: '127.0.0.1', port: 0 }
+  const logger = silentLogger()
+  const buildIndex = await startBuildIndex(
+    validateConfig(BuildIndexConfigSchema, { server: listen, origins }),
+    { logger, backend: new MemoryBackend() },
+  )
+  t.teardown(() => buildIndex.stop())
+  const proxy = await startProxy(
+    validateConfig(ProxyConfigSchema, {
+      server: listen,
+      origins,
+      buildIndex: buildIndex.url,
+      uploadChunkSize: 1 << 20,
+    }),
+    { logger },
+  )
+  t.teardown(() => proxy.stop())
+  return { buildIndex, proxy }
 }

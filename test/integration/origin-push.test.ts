@@ -10,16 +10,13 @@ import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { MemoryBackend } from '../../lib/backend/index.js'
-import { BuildIndexConfigSchema } from '../../lib/build-index/config.js'
-import { startBuildIndex } from '../../lib/build-index/server/index.js'
 import { push } from '../../lib/cli/push.js'
 import { validateConfig } from '../../lib/config/index.js'
 import { silentLogger } from '../../lib/log/index.js'
 import { OriginConfigSchema } from '../../lib/origin/config.js'
 import { OriginServer } from '../../lib/origin/server/index.js'
-import { ProxyConfigSchema } from '../../lib/proxy/config.js'
-import { startProxy } from '../../lib/proxy/server/index.js'
 import { tempDir } from '../helpers/files.js'
+import { startPushFront } from '../helpers/herd.js'
 
 const logger = silentLogger()
 const listen = { host: '127.0.0.1', port: 0 }
@@ -79,21 +76,7 @@ async function setup(t: Test) {
   )
   await origin.start()
   t.teardown(() => origin?.stop())
-  const buildIndex = await startBuildIndex(
-    validateConfig(BuildIndexConfigSchema, { server: listen, origins: [front.address] }),
-    { logger, backend: new MemoryBackend() },
-  )
-  t.teardown(() => buildIndex.stop())
-  const proxy = await startProxy(
-    validateConfig(ProxyConfigSchema, {
-      server: listen,
-      origins: [front.address],
-      buildIndex: buildIndex.url,
-      uploadChunkSize: 1 << 20,
-    }),
-    { logger },
-  )
-  t.teardown(() => proxy.stop())
+  const { proxy } = await startPushFront(t, [front.address])
   const file = join(dir, 'blob.bin')
   await writeFile(file, Buffer.alloc(3 << 20, 9))
   const pushFile = () => push({ srcPath: file, srcHost: 'build-1', dstHost: proxy.url })

@@ -10,9 +10,6 @@ import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import t, { type Test } from 'tap'
 import { Agent, request } from 'undici'
-import { MemoryBackend } from '../../lib/backend/memory.js'
-import { BuildIndexConfigSchema } from '../../lib/build-index/config.js'
-import { startBuildIndex } from '../../lib/build-index/server/index.js'
 import { validateConfig } from '../../lib/config/index.js'
 import { Digest } from '../../lib/core/index.js'
 import { silentLogger } from '../../lib/log/index.js'
@@ -20,8 +17,7 @@ import { OriginClient } from '../../lib/origin/client/index.js'
 import { OriginConfigSchema } from '../../lib/origin/config.js'
 import { OriginServer } from '../../lib/origin/server/index.js'
 import { ProxyClient } from '../../lib/proxy/client/index.js'
-import { ProxyConfigSchema } from '../../lib/proxy/config.js'
-import { startProxy } from '../../lib/proxy/server/index.js'
+import { startPushFront } from '../helpers/herd.js'
 
 const logger = silentLogger()
 const listen = { host: '127.0.0.1', port: 0 }
@@ -180,21 +176,7 @@ t.test('a second upload of a digest waits for the first and dedupes', async (t) 
 
 t.test('20 concurrent pushes of one file through the proxy upload it once, and all succeed', async (t) => {
   const origin = await startOrigin(t)
-  const buildIndex = await startBuildIndex(
-    validateConfig(BuildIndexConfigSchema, { server: listen, origins: [origin.url] }),
-    { logger, backend: new MemoryBackend() },
-  )
-  t.teardown(() => buildIndex.stop())
-  const proxy = await startProxy(
-    validateConfig(ProxyConfigSchema, {
-      server: listen,
-      origins: [origin.url],
-      buildIndex: buildIndex.url,
-      uploadChunkSize: 1 << 20,
-    }),
-    { logger },
-  )
-  t.teardown(() => proxy.stop())
+  const { proxy } = await startPushFront(t, [origin.url])
   const data = Buffer.alloc(4 << 20)
   for (let i = 0; i < data.length; i += 4) data.writeUInt32LE(i, i)
   const digest = Digest.fromBuffer(data)

@@ -118,12 +118,12 @@ export const TUNABLES = {
   /**
    * Origins whose egress is capped: a piece queued for one peer is not sent to another within
    * this long; their requests are rejected (BEP 6) and the piece re-advertised to them after
-   * it, so agents take the copies from each other (serve-once.ts). 0 = off.
+   * it, so agents take the copies from each other (upload/serve-once.ts). 0 = off.
    */
   originServeOnceMs: tunable(z.number().int().min(0), 5_000),
   /**
    * SHA-1 of pieces on a worker thread instead of the event loop (measured: no faster on 2
-   * cores, more CPU per byte; see hasher.ts). For hosts with cores to spare.
+   * cores, more CPU per byte; see download/hasher.ts). For hosts with cores to spare.
    */
   hashOnWorker: tunable(z.boolean(), false),
 }

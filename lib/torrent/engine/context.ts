@@ -27,7 +27,7 @@ export interface EngineMetrics {
   badPieces: Counter
   bans: Counter
   stalls: Counter
-  /** Requests refused by ServeOnce (serve-once.ts). */
+  /** Requests refused by ServeOnce (upload/serve-once.ts). */
   refused: Counter
   /** Incoming connections refused at accept, by the limit they hit. */
   connectionsRefused: Record<RefusalReason, { inc(): void }>
@@ -43,7 +43,7 @@ export interface EngineContext {
   readonly options: ResolvedOptions
   readonly metrics: EngineMetrics
   readonly peerSource: PeerSource
-  /** Buffers for blocks being uploaded, shared by every torrent (block-pool.ts). */
+  /** Buffers for blocks being uploaded, shared by every torrent (upload/block-pool.ts). */
   readonly blocks: BlockPool
   /** The host's caps (EngineOptions.bandwidth); undefined = unlimited. */
   readonly bandwidth: HostBandwidth | undefined

@@ -205,7 +205,7 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
   }
 
   dial(torrent: Torrent, ip: string, port: number): Peer {
-    // Reads land in one buffer per connection (read-buffer.ts).
+    // Reads land in one buffer per connection (wire/read-buffer.ts).
     const sink = new ReadSink()
     const socket = connect({ host: ip, port, onread: sink.options() })
     const peer = this.track(socket, 'out', ip, port)

@@ -5,7 +5,7 @@
  * all of these itself.
  *
  * What a torrent keeps per peer lives in records its subsystems own: `down` (PeerDownload,
- * peer-download.ts: the Downloader and Scheduler) and `up` (PeerUpload, peer-upload.ts: the
+ * download/peer-download.ts: the Downloader and Scheduler) and `up` (PeerUpload, upload/peer-upload.ts: the
  * Uploader and ServeOnce), created when the torrent takes the connection. Other code reads
  * them through read-only views.
  *
@@ -105,12 +105,12 @@ export class Peer extends PeerWriter implements WireHandler {
   listenPort = 0
 
   /**
-   * The download side's record of the peer (peer-download.ts): set once by Downloader.attach
+   * The download side's record of the peer (download/peer-download.ts): set once by Downloader.attach
    * when a torrent takes the connection, written only by the Downloader and its Scheduler.
    */
   down!: PeerDownloadView
   /**
-   * The upload side's record (peer-upload.ts): set once by Uploader.attach, written only by
+   * The upload side's record (upload/peer-upload.ts): set once by Uploader.attach, written only by
    * the Uploader and its ServeOnce.
    */
   up!: PeerUploadView

@@ -1,15 +1,17 @@
 /**
- * Storage backends and their configuration. `type` picks the implementation; S3 joins the
- * union later. Paths in an fs config are relative to the process's working folder.
+ * Storage backends and their configuration. `type` picks the implementation. Paths in an fs
+ * config are relative to the process's working folder.
  */
 import { resolve } from 'node:path'
 import { z } from '../config/index.js'
 import { FsBackend } from './fs.js'
 import { MemoryBackend } from './memory.js'
+import { S3Backend, S3BackendConfig } from './s3/index.js'
 import type { Backend } from './types.js'
 
 export { FsBackend } from './fs.js'
 export { MemoryBackend } from './memory.js'
+export { S3Backend, S3BackendConfig, Secret } from './s3/index.js'
 export {
   type Backend,
   checkKey,
@@ -30,8 +32,12 @@ export const MemoryBackendConfig = z.strictObject({
   type: z.literal('memory'),
 })
 
-export const BackendConfig = z.discriminatedUnion('type', [FsBackendConfig, MemoryBackendConfig])
-export type BackendConfig = z.infer<typeof BackendConfig>
+export const BackendConfig = z.discriminatedUnion('type', [
+  FsBackendConfig,
+  MemoryBackendConfig,
+  S3BackendConfig,
+])
+export type BackendConfig = z.output<typeof BackendConfig>
 
 export function createBackend(config: BackendConfig): Backend {
   switch (config.type) {
@@ -39,5 +45,7 @@ export function createBackend(config: BackendConfig): Backend {
       return new FsBackend(resolve(config.root))
     case 'memory':
       return new MemoryBackend()
+    case 's3':
+      return new S3Backend(config)
   }
 }

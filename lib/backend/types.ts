@@ -1,6 +1,6 @@
 /**
  * The storage-backend interface: where blobs and tags live durably (a local folder by default,
- * S3 later). Keys are '/'-separated paths of non-empty segments chosen by Shoal itself (never
+ * or S3). Keys are '/'-separated paths of non-empty segments chosen by Shoal itself (never
  * raw user input); every implementation must pass test/contract/backend.contract.ts.
  */
 import type { Readable } from 'node:stream'
@@ -30,6 +30,11 @@ export interface Backend {
   delete(key: string, signal?: AbortSignal): Promise<void>
   /** Keys starting with `prefix`, in ascending byte order, after `after`, at most `limit`. */
   list(prefix: string, opts?: { after?: string; limit?: number; signal?: AbortSignal }): Promise<ListPage>
+  /**
+   * A cheap start-up probe for backends that can be misconfigured remotely (S3: a missing
+   * bucket, wrong credentials, an unreachable endpoint): rejects with one line naming the problem.
+   */
+  check?(signal?: AbortSignal): Promise<void>
 }
 
 /** Rejects keys no backend should ever see; shared by every implementation. */

@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { FsBackend } from '../../lib/backend/fs.js'
 import { MemoryBackend } from '../../lib/backend/memory.js'
+import { startS3rver } from '../helpers/s3rver.js'
 import { backendContract } from './backend.contract.js'
 
 backendContract(t, 'memory', async () => ({ backend: new MemoryBackend(), cleanup: async () => {} }))
@@ -37,4 +38,17 @@ t.test('fs: on-disk names are safe and temp files do not linger', async (t) => {
     'no name starts with a dot',
   )
   t.same(await readdir(join(root, '.tmp')), [], 'no temp files left behind')
+})
+
+t.test('s3 (s3rver)', async (t) => {
+  const s3 = await startS3rver()
+  t.teardown(() => s3.close())
+  let n = 0
+  // Each test gets its own prefix in the one bucket, so tests never see each other's keys.
+  backendContract(
+    t,
+    's3',
+    async () => ({ backend: s3.backend({ prefix: `t${++n}` }), cleanup: async () => {} }),
+    { nestedKeyOrder: false, longSegments: false, readDuringOverwrite: false },
+  )
 })

@@ -1,5 +1,6 @@
 /** Origin configuration (config/origin/base.yaml documents every key). */
 import { BackendConfig } from '../backend/index.js'
+import { NamespaceBackendsConfig } from '../backend/router.js'
 import { BandwidthConfig } from '../bandwidth/config.js'
 import { ListenConfig, LogConfig, z } from '../config/index.js'
 import { TorrentTuningConfig } from '../torrent/tuning.js'
@@ -22,6 +23,11 @@ export const OriginConfigSchema = z.strictObject({
   dataDir: z.string().min(1).default('./data/origin'),
   /** Durable storage the origin writes every committed blob back to; default: fs under <dataDir>/backend. */
   backend: BackendConfig.optional(),
+  /**
+   * Backends per namespace: the first entry whose regex matches the whole namespace wins; a
+   * namespace none matches uses `backend` (when given) or is refused.
+   */
+  namespaces: NamespaceBackendsConfig.default([]),
   /** The cluster's tracker; metainfo announces to `${trackerUrl}/announce`. */
   trackerUrl: z
     .string()

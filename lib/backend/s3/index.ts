@@ -11,7 +11,7 @@ import { type Backend, checkKey, DEFAULT_LIST_LIMIT, type ListPage, type ObjectS
 import { checkPrefix, resolveRange } from '../util.js'
 import { type ResolvedCredentials, resolveCredentials, type S3BackendConfig } from './config.js'
 import { answeredRange, trimToRange } from './range.js'
-import { httpStatus, isNotFound, mapS3Error, withRetry } from './retry.js'
+import { httpStatus, isNotFound, mapS3Error, networkFailure, withRetry } from './retry.js'
 import { loadSdk, type Sdk, silenceNodeVersionWarning } from './sdk.js'
 import { putObject } from './upload.js'
 
@@ -52,8 +52,10 @@ export class S3Backend implements Backend {
       )
     } catch (err) {
       const status = httpStatus(err)
-      const why =
-        status === 404
+      const net = networkFailure(err)
+      const why = net
+        ? `cannot reach the S3 endpoint ${this.config.endpoint ?? `of region ${this.config.region}`} (${net})`
+        : status === 404
           ? 'the bucket does not exist'
           : status === 403
             ? 'access denied: check the credentials and the bucket policy'
@@ -79,7 +81,7 @@ export class S3Backend implements Backend {
       return { size: out.ContentLength ?? 0 }
     } catch (err) {
       if (isNotFound(err)) return undefined
-      throw this.error(err, `stat ${key}`)
+      throw this.error(err, 'stat', key)
     }
   }
 
@@ -106,14 +108,15 @@ export class S3Backend implements Backend {
         if (got) body = trimToRange(body, got, { start: opts.start ?? 0, end: opts.end }, key)
       }
     } catch (err) {
-      if (isNotFound(err)) throw new ShoalError('BLOB_NOT_FOUND', `object not found: ${key} (${this.where})`)
+      if (isNotFound(err))
+        throw new ShoalError('BLOB_NOT_FOUND', `object not found: ${key} (${this.url(key)})`)
       if (httpStatus(err) === 416) {
         // S3 says only "invalid range": ask for the size so the error matches the other backends.
         const st = await this.stat(key, opts.signal)
-        if (!st) throw new ShoalError('BLOB_NOT_FOUND', `object not found: ${key} (${this.where})`)
+        if (!st) throw new ShoalError('BLOB_NOT_FOUND', `object not found: ${key} (${this.url(key)})`)
         resolveRange(st.size, opts, key)
       }
-      throw this.error(err, `get ${key}`)
+      throw this.error(err, 'get', key)
     }
     return opts.signal ? addAbortSignal(opts.signal, body) : body
   }
@@ -142,7 +145,7 @@ export class S3Backend implements Backend {
       )
     } catch (err) {
       if (!Buffer.isBuffer(body)) body.destroy()
-      throw this.error(err, `put ${key}`)
+      throw this.error(err, 'put', key)
     }
   }
 
@@ -161,7 +164,7 @@ export class S3Backend implements Backend {
       )
     } catch (err) {
       if (isNotFound(err)) return
-      throw this.error(err, `delete ${key}`)
+      throw this.error(err, 'delete', key)
     }
   }
 
@@ -193,7 +196,7 @@ export class S3Backend implements Backend {
       const last = keys[keys.length - 1]
       return out.IsTruncated && last !== undefined ? { keys, next: last } : { keys }
     } catch (err) {
-      throw this.error(err, `list ${prefix || '/'}`)
+      throw this.error(err, 'list', prefix)
     }
   }
 
@@ -213,12 +216,17 @@ export class S3Backend implements Backend {
       attempts: this.config.maxAttempts,
       baseMs: this.config.retryBaseMs,
       signal,
-      what: `${this.bucket}/${this.prefix}${what}`,
+      what: `${what} in s3://${this.bucket}/${this.prefix}`,
     })
   }
 
-  private error(err: unknown, what: string): ShoalError {
-    return mapS3Error(err, `${what} (${this.where})`, this.secrets())
+  private error(err: unknown, verb: string, key: string): ShoalError {
+    return mapS3Error(err, `${verb} ${this.url(key)}`, this.secrets())
+  }
+
+  /** s3://bucket/prefix+key, and the endpoint when it is not AWS: what an operator can look up. */
+  private url(key: string): string {
+    return `s3://${this.bucket}/${this.prefix}${key}${this.config.endpoint ? ` at ${this.config.endpoint}` : ''}`
   }
 
   /** Credential values to blank out of any message S3 sends back. */

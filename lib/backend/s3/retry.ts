@@ -66,6 +66,13 @@ export function isNotFound(err: unknown): boolean {
   )
 }
 
+/** The socket-level failure behind an error (ECONNREFUSED, TimeoutError...), if that is what it is. */
+export function networkFailure(err: unknown): string | undefined {
+  const code = (err as SdkError | undefined)?.code
+  if (code && NETWORK.has(code)) return code
+  return isSdkTimeout(err) ? 'timed out' : undefined
+}
+
 export function isRetryable(err: unknown): boolean {
   if (isShoalError(err) || isAbortError(err)) return false
   const e = err as SdkError

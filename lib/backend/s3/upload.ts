@@ -175,6 +175,8 @@ async function multipart(
       outer,
     )
   } catch (err) {
+    // The first error is the put's error: parts stopped by it only fail with "aborted".
+    failure ??= err
     stop.abort()
     await Promise.allSettled(inFlight)
     // Parts of an abandoned upload are billed until aborted: always try, even after an abort
@@ -191,7 +193,7 @@ async function multipart(
       .catch(() => {
         // Left for the bucket's lifecycle rule (AbortIncompleteMultipartUpload); the put's own error matters more.
       })
-    throw failure ?? err
+    throw failure
   }
 }
 

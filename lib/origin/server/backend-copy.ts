@@ -4,7 +4,7 @@
  * acknowledged. A failed fetch is held for a while, so requests get its error rather than
  * starting fetch after fetch.
  */
-import type { Backend } from '../../backend/index.js'
+import type { NamespaceBackends } from '../../backend/router.js'
 import type { Digest, MetaInfo } from '../../core/index.js'
 import { isAbortError, ShoalError, toShoalError } from '../../errors/index.js'
 import type { Logger } from '../../log/index.js'
@@ -27,7 +27,7 @@ export class BackendCopy {
   constructor(
     private readonly opts: {
       store: BlobStore
-      backend: Backend
+      backends: NamespaceBackends
       seeds: Seeds
       metaInfo: (digest: Digest) => Promise<MetaInfo>
       work: Work
@@ -62,8 +62,9 @@ export class BackendCopy {
 
   /** Writes the cached blob to the backend under `ns`; `skipWhenStored` stats the backend first. */
   async writeBack(ns: string, digest: Digest, size: number, skipWhenStored: boolean): Promise<void> {
-    const { store, backend, work } = this.opts
+    const { store, work } = this.opts
     const key = blobKey(ns, digest)
+    const backend = this.opts.backends.for(ns)
     const signal = work.signal
     if (skipWhenStored && (await backend.stat(key, signal))?.size === size) return
     try {
@@ -95,10 +96,10 @@ export class BackendCopy {
   fetch(ns: string, digest: Digest): void {
     const signal = this.opts.work.signal
     if (this.fetching.has(digest.hex) || signal.aborted) return
-    const { store, backend, log, metrics } = this.opts
+    const { store, backends, log, metrics } = this.opts
     const started = Date.now()
     const job = (async () => {
-      const body = await backend.get(blobKey(ns, digest), { signal })
+      const body = await backends.for(ns).get(blobKey(ns, digest), { signal })
       const { size } = await store.putStream(digest, body, signal)
       this.failures.delete(digest.hex)
       metrics.fetches.inc({ result: 'ok' })

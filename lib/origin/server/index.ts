@@ -7,7 +7,8 @@
 import type { Server } from 'node:net'
 import { networkInterfaces } from 'node:os'
 import { join, resolve } from 'node:path'
-import { type Backend, createBackend } from '../../backend/index.js'
+import type { Backend } from '../../backend/index.js'
+import { NamespaceBackends } from '../../backend/router.js'
 import { type HostBandwidth, registerBandwidthRoutes } from '../../bandwidth/index.js'
 import { ShoalError } from '../../errors/index.js'
 import { HttpServer } from '../../http/index.js'
@@ -31,7 +32,10 @@ export type { TagLookup } from './tag-guard.js'
 export interface OriginDeps {
   logger: Logger
   registry?: Registry
-  /** Storage backend; built from config.backend (default fs under <dataDir>/backend) when absent. */
+  /**
+   * One storage backend for every namespace, instead of config.backend and config.namespaces
+   * (default: fs under <dataDir>/backend).
+   */
   backend?: Backend
   /** The BitTorrent engine (or anything with seed/remove); without one nothing is seeded. */
   seeder?: Seeder
@@ -82,7 +86,7 @@ export function defaultSelf(
 
 export class OriginServer implements Service {
   readonly store: BlobStore
-  readonly backend: Backend
+  readonly backends: NamespaceBackends
   readonly registry: Registry
   private readonly log: Logger
   private readonly http: HttpServer
@@ -109,8 +113,15 @@ export class OriginServer implements Service {
     this.registry = deps.registry ?? createRegistry('origin', { processMetrics: true })
     const dataDir = resolve(config.dataDir)
     this.store = new BlobStore(dataDir, { logger: deps.logger })
-    this.backend =
-      deps.backend ?? createBackend(config.backend ?? { type: 'fs', root: join(dataDir, 'backend') })
+    // The default fs backend applies only when neither `backend` nor `namespaces` is given:
+    // with `namespaces` alone, a namespace no entry matches is refused, not quietly kept on disk.
+    this.backends = deps.backend
+      ? NamespaceBackends.single(deps.backend)
+      : NamespaceBackends.fromConfig(
+          config.namespaces,
+          config.backend ??
+            (config.namespaces.length === 0 ? { type: 'fs', root: join(dataDir, 'backend') } : undefined),
+        )
     this.seeds = new Seeds(this.store, deps.seeder, this.log)
     const uploads = new OpenUploads({
       max: config.maxOpenUploads,
@@ -120,7 +131,7 @@ export class OriginServer implements Service {
     const metrics = originMetrics(this.registry, uploads)
     this.service = new BlobService({
       store: this.store,
-      backend: this.backend,
+      backends: this.backends,
       seeds: this.seeds,
       uploads,
       tags: deps.tagLookup ?? new BuildIndexTagLookup(config.buildIndex),
@@ -137,7 +148,7 @@ export class OriginServer implements Service {
       registry: this.registry,
       readiness: async () => {
         if (!this.store.ready) throw new ShoalError('UNAVAILABLE', 'the blob store is not initialised yet')
-        await this.backend.stat('_shoal/readiness')
+        await Promise.all(this.backends.all().map((b) => b.stat('_shoal/readiness')))
       },
     })
     registerRoutes(this.http.router, {
@@ -189,6 +200,9 @@ export class OriginServer implements Service {
   }
 
   private async doStart(signal: AbortSignal | undefined): Promise<void> {
+    // First: a missing bucket or wrong credentials must stop the start with one line that
+    // names the problem, not surface later as failed uploads.
+    await this.backends.check(signal)
     this.service.start()
     this.seeds.open()
     await this.store.init()
@@ -226,7 +240,7 @@ export class OriginServer implements Service {
         url: this.url,
         self: this.self,
         selfFrom: this.advertised.source,
-        backend: this.backend.kind,
+        backend: this.backends.describe(),
         dataDir: this.store.root,
         seeding: this.seeds.count,
       },

@@ -4,7 +4,7 @@
  * owns the parts that do the rest: uploads (uploads.ts), the backend copy (backend-copy.ts),
  * metainfo sidecars (metainfo.ts), and the work stop() waits for (work.ts).
  */
-import type { Backend } from '../../backend/index.js'
+import type { NamespaceBackends } from '../../backend/router.js'
 import type { Digest } from '../../core/index.js'
 import type { Logger } from '../../log/index.js'
 import type { BlobStore } from '../../store/index.js'
@@ -33,7 +33,7 @@ export class BlobService {
   constructor(
     private readonly opts: {
       store: BlobStore
-      backend: Backend
+      backends: NamespaceBackends
       seeds: Seeds
       uploads: OpenUploads
       /** Asked before a delete; `buildIndex` names it in errors. */
@@ -47,13 +47,13 @@ export class BlobService {
       verifyIntervalMs: number
     },
   ) {
-    const { store, backend, seeds, log, metrics } = opts
+    const { store, backends, seeds, log, metrics } = opts
     const work = this.work
     this.metaInfos = new MetaInfos({ store, announce: opts.announce, log })
     const metaInfo = (digest: Digest) => this.metaInfos.ensure(digest)
     this.copies = new BackendCopy({
       store,
-      backend,
+      backends,
       seeds,
       metaInfo,
       work,
@@ -63,7 +63,7 @@ export class BlobService {
     })
     this.uploads = new UploadService({
       store,
-      backend,
+      backends,
       uploads: opts.uploads,
       copies: this.copies,
       seeds,
@@ -96,7 +96,7 @@ export class BlobService {
     const cached = await this.opts.store.stat(digest)
     if (cached) return { state: 'cached', size: cached.size }
     this.copies.throwHeldFailure(digest)
-    const remote = await this.opts.backend.stat(blobKey(ns, digest), this.work.signal)
+    const remote = await this.opts.backends.for(ns).stat(blobKey(ns, digest), this.work.signal)
     if (!remote) return undefined
     this.copies.fetch(ns, digest)
     return { state: 'pending', size: remote.size }
@@ -131,6 +131,8 @@ export class BlobService {
    */
   async deleteBlob(ns: string, digest: Digest, signal?: AbortSignal): Promise<void> {
     const key = blobKey(ns, digest)
+    // Before anything is removed: a namespace without a backend is refused untouched.
+    const backend = this.opts.backends.for(ns)
     const hex = digest.hex
     this.deleting.set(hex, (this.deleting.get(hex) ?? 0) + 1)
     try {
@@ -138,7 +140,7 @@ export class BlobService {
       await this.copies.settled(digest)
       await this.opts.seeds.remove(digest)
       await this.opts.store.delete(digest)
-      await this.opts.backend.delete(key)
+      await backend.delete(key)
       this.copies.forget(digest)
       this.verifier.forget(hex)
     } finally {

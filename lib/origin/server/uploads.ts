@@ -4,7 +4,7 @@
  * the backend, then seeds it, all before it answers.
  */
 import type { Readable } from 'node:stream'
-import type { Backend } from '../../backend/index.js'
+import type { NamespaceBackends } from '../../backend/router.js'
 import type { Digest, MetaInfo } from '../../core/index.js'
 import { isShoalError, ShoalError } from '../../errors/index.js'
 import type { Logger } from '../../log/index.js'
@@ -28,7 +28,7 @@ export class UploadService {
   constructor(
     private readonly opts: {
       store: BlobStore
-      backend: Backend
+      backends: NamespaceBackends
       uploads: OpenUploads
       copies: BackendCopy
       seeds: Seeds
@@ -186,7 +186,8 @@ export class UploadService {
   }
 
   private async refuseStored(ns: string, digest: Digest): Promise<void> {
-    const { store, backend } = this.opts
+    const { store, backends } = this.opts
+    const backend = backends.for(ns)
     const cached = await store.stat(digest)
     if (cached) await this.opts.copies.writeBack(ns, digest, cached.size, true)
     if (cached || (await backend.stat(blobKey(ns, digest)))) {

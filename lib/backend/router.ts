@@ -53,7 +53,7 @@ export class NamespaceBackends {
     create: (c: BackendConfig) => Backend = createBackend,
   ): NamespaceBackends {
     // Regexes first: a typo there should not wait for a backend to be built.
-    list.forEach((r, i) => compile(r.namespace, i))
+    for (const [i, r] of list.entries()) compile(r.namespace, i)
     const fb = fallback === undefined ? undefined : 'kind' in fallback ? fallback : create(fallback)
     return new NamespaceBackends(
       list.map((r) => ({ namespace: r.namespace, backend: create(r.backend) })),

@@ -12,14 +12,17 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { PassThrough, Readable, Writable } from 'node:stream'
 import t from 'tap'
+import { FsBackend } from '../../lib/backend/fs.js'
 import { S3Backend } from '../../lib/backend/s3/index.js'
 import { mapS3Error } from '../../lib/backend/s3/retry.js'
 import { validateConfig } from '../../lib/config/index.js'
+import { Digest } from '../../lib/core/index.js'
 import { isShoalError } from '../../lib/errors/index.js'
 import { createLogger, silentLogger } from '../../lib/log/index.js'
+import { OriginClient } from '../../lib/origin/client/index.js'
 import { OriginConfigSchema } from '../../lib/origin/config.js'
-import { OriginServer } from '../../lib/origin/server/index.js'
-import { s3Config, startS3rver } from '../helpers/s3rver.js'
+import { blobKey, OriginServer } from '../../lib/origin/server/index.js'
+import { S3RVER_CREDENTIALS, s3Config, startS3rver } from '../helpers/s3rver.js'
 
 const SECRET = 'wrong-secret-that-must-never-be-printed'
 
@@ -235,4 +238,52 @@ t.test('origin start fails with the check line on a missing bucket', async (t) =
   t.equal(failed.code, 'BACKEND_ERROR')
   t.match(failed.message, /missing-bucket.*the bucket does not exist/, failed.message)
   t.notMatch(failed.message, 'S3RVER', 'no credential in the message')
+})
+
+t.test('origin: namespaces route blobs to S3 or the fallback folder', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'shoal-s3-origin-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const s3Backend = {
+    type: 's3',
+    bucket: s3.bucket,
+    prefix: 'origin',
+    endpoint: s3.endpoint,
+    credentials: S3RVER_CREDENTIALS,
+  }
+  const start = async (extra: Record<string, unknown>, sub: string) => {
+    const config = validateConfig(OriginConfigSchema, {
+      dataDir: join(dir, sub),
+      server: { host: '127.0.0.1', port: 0 },
+      namespaces: [{ namespace: 'prod-.*', backend: s3Backend }],
+      ...extra,
+    })
+    const origin = new OriginServer(config, { logger: silentLogger(), tagLookup: { tagsOf: async () => [] } })
+    await origin.start()
+    t.teardown(() => origin.stop())
+    return new OriginClient(origin.url)
+  }
+  const client = await start({ backend: { type: 'fs', root: join(dir, 'fs') } }, 'a')
+  const data = Buffer.from('a blob for the prod namespace')
+  const digest = Digest.fromBuffer(data)
+  await client.upload('prod-app', digest, Readable.from([data]), data.length)
+  await client.upload('dev', digest, Readable.from([data]), data.length)
+  const bucket = s3.backend({ prefix: 'origin' })
+  t.same(await bucket.stat(blobKey('prod-app', digest)), { size: data.length }, 'prod-app went to S3')
+  t.equal(await bucket.stat(blobKey('dev', digest)), undefined, 'dev did not')
+  t.same(
+    await new FsBackend(join(dir, 'fs')).stat(blobKey('dev', digest)),
+    { size: data.length },
+    'dev went to the folder',
+  )
+
+  // Without a fallback, a namespace no entry matches is refused, by name.
+  const strict = await start({}, 'b')
+  const refused = await codeOf(strict.upload('dev', digest, Readable.from([data]), data.length))
+  t.equal(refused.code, 'BAD_REQUEST')
+  t.match(refused.message, /no backend is configured for namespace "dev"/)
+  t.same(
+    await strict.stat('prod-app', digest),
+    { size: data.length, pending: true },
+    'prod-app is found in S3 by a fresh origin',
+  )
 })

@@ -1,8 +1,9 @@
 /** NamespaceBackends: first match wins, whole-namespace regexes, the fallback, and its errors. */
+import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { MemoryBackend } from '../../lib/backend/memory.js'
 import { NamespaceBackends, NamespaceBackendsConfig } from '../../lib/backend/router.js'
-import { validateConfig } from '../../lib/config/index.js'
+import { loadConfig, validateConfig } from '../../lib/config/index.js'
 import { OriginConfigSchema } from '../../lib/origin/config.js'
 
 t.test('first match wins; the regex must match the whole namespace', async (t) => {
@@ -93,4 +94,15 @@ t.test('origin config: backend and namespaces side by side', async (t) => {
     { code: 'CONFIG_INVALID' },
     'credentials need both parts',
   )
+})
+
+t.test('examples/origin-s3.yaml is a valid origin config', async (t) => {
+  const file = fileURLToPath(new URL('../../examples/origin-s3.yaml', import.meta.url))
+  const c = loadConfig(OriginConfigSchema, { component: 'origin', file })
+  t.equal(c.backend?.type, 's3')
+  t.equal(c.backend?.type === 's3' && c.backend.prefix, 'origin/', 'a trailing / is added to the prefix')
+  t.equal(c.namespaces[0]?.namespace, 'scratch-.*')
+  const routes = NamespaceBackends.fromConfig(c.namespaces, c.backend)
+  t.equal(routes.for('scratch-1').kind, 'fs')
+  t.equal(routes.for('prod').kind, 's3')
 })

@@ -101,6 +101,8 @@ export class BuildIndexServer implements Service {
   }
 
   private async doStart(signal: AbortSignal | undefined): Promise<void> {
+    // A backend that can be misconfigured remotely (S3) is checked before anything listens.
+    await this.backend.check?.(signal)
     await this.http.start(this.config.server.port, this.config.server.host)
     this.indexing = this.indexExisting()
     // Usually done at once (already indexed, or few tags); a long first indexing goes on in the background.

@@ -169,6 +169,11 @@ export class OriginServer implements Service {
     return this.life.stop()
   }
 
+  /** Sweeps the cache now (evicts what the cache policy allows); resolves with how many blobs went. */
+  sweepCache(): Promise<number> {
+    return this.service.cache.sweep()
+  }
+
   /** http://host:port actually bound (a wildcard bind is reported as loopback). */
   get url(): string {
     const host = this.config.server.host

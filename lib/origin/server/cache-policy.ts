@@ -170,9 +170,10 @@ export class CachePolicy {
       for (const b of this.blobs.values()) bytes += b.size
       return bytes > high ? bytes - low : 0
     }
+    // As df counts it: blocks in use against those plus the ones an unprivileged writer may take.
     const fs = await statfs(store.root)
-    const total = fs.blocks * fs.bsize
-    const used = total - fs.bavail * fs.bsize
+    const used = (fs.blocks - fs.bfree) * fs.bsize
+    const total = used + fs.bavail * fs.bsize
     return total > 0 && used / total > high ? used - low * total : 0
   }
 

@@ -1,7 +1,7 @@
 /**
  * A backend in front of a real one (the fs backend in these tests) that fails on demand, as an
  * unreachable S3 or a broken mount would: while `down(key)` is true every operation on that key
- * rejects with BACKEND_ERROR. Counts the puts that reached the real backend.
+ * rejects with BACKEND_ERROR. Counts the puts that reached the real backend, and put attempts per key.
  */
 import type { Readable } from 'node:stream'
 import type { Backend, ListPage, ObjectStat } from '../../lib/backend/index.js'
@@ -12,6 +12,8 @@ export class FlakyBackend implements Backend {
   /** Which keys fail now (default: none). */
   down: (key: string) => boolean = () => false
   puts = 0
+  /** put() calls per key, failed or not. */
+  readonly putAttempts = new Map<string, number>()
   failed = 0
 
   constructor(private readonly real: Backend) {
@@ -44,6 +46,7 @@ export class FlakyBackend implements Backend {
     body: Readable | Buffer,
     opts?: { size?: number; signal?: AbortSignal },
   ): Promise<void> {
+    this.putAttempts.set(key, (this.putAttempts.get(key) ?? 0) + 1)
     this.check(key)
     await this.real.put(key, body, opts)
     this.puts++

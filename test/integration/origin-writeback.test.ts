@@ -178,3 +178,47 @@ t.test(
     t.equal(recovered[0]?.written, 1, 'with how many blobs were written')
   },
 )
+
+t.test('a DELETE of a blob waiting for write-back cancels it: it never reaches the backend', async (t) => {
+  const dir = await tempDir(t)
+  const dataDir = join(dir, 'origin')
+  const fs = new FsBackend(join(dir, 'backend'))
+  const flaky = new FlakyBackend(fs)
+  const blobOf = (text: string) => {
+    const data = Buffer.from(text)
+    const digest = Digest.fromBuffer(data)
+    return { data, digest, key: blobKey('default', digest) }
+  }
+  const deleted = blobOf('a blob pushed by mistake while the backend was down')
+  const witness = blobOf('a blob the backend keeps refusing: its retries pace the test')
+  let refused = new Set([deleted.key, witness.key])
+  flaky.down = (k) => refused.has(k)
+  const origin = await startOrigin(t, dataDir, flaky)
+  const client = new OriginClient(origin.url)
+  for (const b of [deleted, witness])
+    await client.upload('default', b.digest, Readable.from([b.data]), b.data.length)
+  const tries = (key: string) => flaky.putAttempts.get(key) ?? 0
+  await until('a failed write-back of the blob', () => tries(deleted.key) >= 1)
+
+  refused = new Set([witness.key]) // the delete reaches the backend; the write-back is cancelled first
+  await client.deleteBlob('default', deleted.digest)
+  t.equal(
+    await metricValue(origin.registry, 'shoal_origin_writeback_pending'),
+    1,
+    'only the other one pending',
+  )
+  t.same(
+    await readdir(join(dataDir, 'writeback')),
+    [`${witness.digest.hex}-default.json`],
+    'its mark is gone',
+  )
+  t.equal(await client.stat('default', deleted.digest), undefined, 'the blob is gone')
+  const before = tries(deleted.key)
+  // Both are retried at the same pace (every 0.5 to 1 s: backoff capped at 1 s, with jitter):
+  // two more tries of the other one take over 1 s, time for at least one of the deleted one
+  // had it not been cancelled.
+  const witnessed = tries(witness.key)
+  await until('two more write-back attempts of the other blob', () => tries(witness.key) >= witnessed + 2)
+  t.equal(tries(deleted.key), before, 'the deleted blob was not tried again')
+  t.equal(await fs.stat(deleted.key), undefined, 'and the backend does not have it')
+})

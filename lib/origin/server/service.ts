@@ -178,12 +178,15 @@ export class BlobService {
       await checkUnused(this.opts.tags, digest, this.opts.buildIndex, signal)
       await this.copies.settled(digest)
       await this.writeBack.cancel(ns, digest)
-      if (!this.writeBack.has(digest)) {
+      const dropped = !this.writeBack.has(digest)
+      if (dropped) {
         await this.opts.seeds.remove(digest)
         await this.opts.store.delete(digest)
         this.cache.forget(digest)
       }
       await this.opts.backend.delete(key)
+      // A push of the cached blob during the delete may have queued it again: it is gone now.
+      if (dropped) await this.writeBack.cancel(ns, digest)
       this.copies.forget(digest)
       this.verifier.forget(hex)
     } finally {

@@ -7,11 +7,11 @@
  * logged once (warn when it starts, info when the blobs it held back are written), not per try.
  */
 import { createHash } from 'node:crypto'
-import { Transform } from 'node:stream'
+import { type Readable, Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { Backend } from '../../backend/index.js'
 import type { Digest } from '../../core/index.js'
-import { ShoalError, toShoalError } from '../../errors/index.js'
+import { isShoalError, ShoalError, toShoalError } from '../../errors/index.js'
 import type { Logger } from '../../log/index.js'
 import { type Counter, counter, Gauge, type Registry } from '../../metrics/index.js'
 import type { BlobStore } from '../../store/index.js'
@@ -215,7 +215,15 @@ export class WriteBack {
   private async write(entry: Entry, signal: AbortSignal): Promise<void> {
     const { ns, digest, size } = entry
     const key = blobKey(ns, digest)
-    const body = this.opts.store.createReadStream(digest) // BLOB_NOT_FOUND when the cache lost it
+    let body: Readable
+    try {
+      body = this.opts.store.createReadStream(digest)
+    } catch (err) {
+      // The cache lost it (a corrupt copy dropped by the verifier): done if the backend has it whole.
+      if (isShoalError(err, 'BLOB_NOT_FOUND') && (await this.opts.backend.stat(key, signal))?.size === size)
+        return
+      throw err
+    }
     const hash = createHash('sha256')
     const checked = new Transform({
       transform(chunk: Buffer, _enc, done) {

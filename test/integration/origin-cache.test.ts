@@ -10,16 +10,29 @@ import { Readable } from 'node:stream'
 import t, { type Test } from 'tap'
 import { type Backend, FsBackend } from '../../lib/backend/index.js'
 import { validateConfig } from '../../lib/config/index.js'
-import { Digest } from '../../lib/core/index.js'
+import { Digest, type InfoHash, type MetaInfo } from '../../lib/core/index.js'
 import { silentLogger } from '../../lib/log/index.js'
 import { OriginClient } from '../../lib/origin/client/index.js'
 import { OriginConfigSchema } from '../../lib/origin/config.js'
-import { blobKey, OriginServer } from '../../lib/origin/server/index.js'
+import { blobKey, OriginServer, type Seeder } from '../../lib/origin/server/index.js'
+import type { TorrentStorage } from '../../lib/torrent/index.js'
 import { tempDir } from '../helpers/files.js'
 import { FlakyBackend } from '../helpers/flaky-backend.js'
 import { metricValue, until, writtenBack } from '../helpers/writeback.js'
 
-async function startOrigin(t: Test, backend: Backend, cache: Record<string, unknown>) {
+/** Records what the origin hands to its BitTorrent engine (the storage it would seed from). */
+class RecordingSeeder implements Seeder {
+  readonly seeded = new Map<string, TorrentStorage>()
+  readonly removed: string[] = []
+  seed(meta: MetaInfo, storage: TorrentStorage): void {
+    this.seeded.set(meta.name, storage)
+  }
+  remove(infoHash: InfoHash): void {
+    this.removed.push(infoHash.hex)
+  }
+}
+
+async function startOrigin(t: Test, backend: Backend, cache: Record<string, unknown>, seeder?: Seeder) {
   const dir = await tempDir(t)
   const origin = new OriginServer(
     validateConfig(OriginConfigSchema, {
@@ -30,7 +43,7 @@ async function startOrigin(t: Test, backend: Backend, cache: Record<string, unkn
       writeBack: { maxBackoffSeconds: 1 },
       cache,
     }),
-    { logger: silentLogger(), backend, tagLookup: { tagsOf: async () => [] } },
+    { logger: silentLogger(), backend, seeder, tagLookup: { tagsOf: async () => [] } },
   )
   await origin.start()
   t.teardown(() => origin.stop())
@@ -141,3 +154,28 @@ t.test('above the high watermark the least recently used blobs go, down to the l
   t.equal(await origin.sweepCache(), 0, 'under the watermark: nothing more')
   t.same(await download(client, c.digest), c.data, 'an evicted blob is fetched back')
 })
+
+t.test(
+  'a blob whose torrent is active (the engine reads it) is not evicted; an idle seeded one is',
+  async (t) => {
+    const fs = new FsBackend(join(await tempDir(t), 'backend'))
+    const seeder = new RecordingSeeder()
+    const { origin, client } = await startOrigin(t, fs, { idleSeconds: 1, sweepIntervalSeconds: 1 }, seeder)
+    const busy = blob(6)
+    const quiet = blob(7)
+    for (const x of [busy, quiet]) await upload(client, x)
+    await writtenBack(origin.registry)
+    // An agent downloading it: the engine reads pieces (its seed file stays open 30 s after).
+    const storage = seeder.seeded.get(busy.digest.hex)
+    t.ok(storage && seeder.seeded.has(quiet.digest.hex), 'both handed to the engine')
+    await storage?.readBlock(0, 0, 1000)
+
+    await until('the quiet blob evicted', async () => (await origin.store.stat(quiet.digest)) === undefined)
+    t.equal(seeder.removed.length, 1, 'its torrent was taken back from the engine')
+    t.ok(await origin.store.stat(busy.digest), 'the blob being seeded stays')
+    t.ok(
+      (await storage?.readBlock(0, 0, 10))?.equals(busy.data.subarray(0, 10)),
+      'and is still served to peers',
+    )
+  },
+)

@@ -77,6 +77,36 @@ export const OriginConfigSchema = z.strictObject({
   buildIndex: z.string().min(1).default('127.0.0.1:15004'),
   /** Per-host caps on BitTorrent (seeding) traffic, shared fairly across torrents; 0 = unlimited. */
   bandwidth: BandwidthConfig,
+  /**
+   * Committed blobs are written to the backend in the background from a queue persisted under
+   * <dataDir>/writeback (an upload is acknowledged once its mark is durable).
+   */
+  writeBack: z
+    .strictObject({
+      /** Blobs written back at once. */
+      concurrency: z.number().int().min(1).max(64).default(2),
+      /** Retries wait 1 s, doubling (with jitter) up to this, forever. Seconds. */
+      maxBackoffSeconds: z.number().int().min(1).max(86_400).default(300),
+    })
+    .prefault({}),
+  /** The local cache's eviction (a blob with a pending write-back is never evicted). */
+  cache: z
+    .strictObject({
+      /** A blob neither read nor seeded for this long is evicted; 0 = never for idleness. Seconds. */
+      idleSeconds: z.number().int().min(0).default(604_800),
+      /**
+       * Above this the least recently used blobs are evicted down to lowWatermark: a fraction of
+       * the disk holding dataDir when at most 1 (its used share), else bytes of cached blobs.
+       */
+      highWatermark: z.number().positive().default(0.9),
+      lowWatermark: z.number().positive().default(0.8),
+      /** How often the cache is swept. Seconds. */
+      sweepIntervalSeconds: z.number().int().min(1).max(86_400).default(60),
+    })
+    .prefault({})
+    .refine((c) => c.lowWatermark <= c.highWatermark && c.lowWatermark <= 1 === c.highWatermark <= 1, {
+      message: 'lowWatermark must be at most highWatermark, both fractions (<= 1) or both bytes (> 1)',
+    }),
 })
 
 export type OriginConfig = z.infer<typeof OriginConfigSchema>

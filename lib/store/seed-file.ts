@@ -17,6 +17,7 @@ export class SeedFile implements TorrentStorage {
   private inflight = 0
   private idleTimer: NodeJS.Timeout | undefined
   private closed = false
+  #lastReadAt = 0
 
   constructor(
     readonly digest: Digest,
@@ -28,6 +29,16 @@ export class SeedFile implements TorrentStorage {
     this.pieceCount = layout.pieceCount
   }
 
+  /** When a read last started (ms since the epoch; 0: never). */
+  get lastReadAt(): number {
+    return this.#lastReadAt
+  }
+
+  /** Reads in flight, or the descriptor still open from recent ones (closed after idleMs without reads). */
+  get busy(): boolean {
+    return this.inflight > 0 || this.fh !== undefined
+  }
+
   hasPiece(i: number): boolean {
     return !this.closed && Number.isInteger(i) && i >= 0 && i < this.pieceCount
   }
@@ -36,6 +47,7 @@ export class SeedFile implements TorrentStorage {
     if (this.closed) throw new ShoalError('IO_ERROR', `seed of ${this.digest} is closed`)
     checkBlock(this.layout, piece, offset, length, `read from ${this.digest}`)
     this.inflight++
+    this.#lastReadAt = Date.now()
     try {
       this.fh ??= open(this.path, 'r')
       let fh: FileHandle

@@ -29,6 +29,7 @@ import { blobKey } from '../../lib/origin/server/index.js'
 import { TrackerClient } from '../../lib/tracker/client/index.js'
 import { randomFile, tempDir } from '../helpers/files.js'
 import { startTestHerd } from '../helpers/herd.js'
+import { writtenBack } from '../helpers/writeback.js'
 
 const MiB = 1 << 20
 /** The agent's default: the old behaviour was to stall this long, then fail. */
@@ -92,6 +93,7 @@ t.test('a corrupt cached copy: the origin restores it from the backend and the p
   const origin = herd.originNode.origin
   const bad = await pushRandom(herd, dir, 'bad.bin', 8 * MiB)
   const good = await pushRandom(herd, dir, 'good.bin', 4 * MiB)
+  await writtenBack(origin.registry) // the backend holds the good copy the origin restores
   await flipByte(origin.store.blobPath(bad.digest))
 
   const agent = await startAgent(t, herd, dir, 'agent')
@@ -123,6 +125,7 @@ t.test('corrupt in the cache and in the backend: the pull fails fast with BLOB_C
   const origin = herd.originNode.origin
   const bad = await pushRandom(herd, dir, 'rotten.bin', 4 * MiB)
   const good = await pushRandom(herd, dir, 'fine.bin', 2 * MiB)
+  await writtenBack(origin.registry) // then the test corrupts the backend's copy too
   await flipByte(origin.store.blobPath(bad.digest))
   const backendFile = await readFile(origin.store.blobPath(bad.digest))
   backendFile[0]! ^= 0xff

@@ -22,6 +22,7 @@ import { silentLogger } from '../../lib/log/index.js'
 import { OriginClient, OriginCluster } from '../../lib/origin/client/index.js'
 import { OriginConfigSchema } from '../../lib/origin/config.js'
 import { blobKey, OriginServer } from '../../lib/origin/server/index.js'
+import { writtenBack } from '../helpers/writeback.js'
 
 const logger = silentLogger()
 const listen = { host: '127.0.0.1', port: 0 }
@@ -83,8 +84,9 @@ async function errorOf(p: Promise<unknown>) {
 }
 
 t.test('a blob that tags point at is not deleted; once untagged it is (RemoveCLI order)', async (t) => {
-  const { client, tags, backend } = await setup(t)
+  const { client, tags, backend, origin } = await setup(t)
   const digest = await upload(client, 'reference data v1')
+  await writtenBack(origin.registry)
   const v1 = Tag.parse('10.0.0.1-/data-ref.csv:v1')
   const latest = Tag.parse('10.0.0.1-/data-ref.csv')
   await tags.putTag(v1, digest)

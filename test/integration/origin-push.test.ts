@@ -17,6 +17,7 @@ import { OriginConfigSchema } from '../../lib/origin/config.js'
 import { OriginServer } from '../../lib/origin/server/index.js'
 import { tempDir } from '../helpers/files.js'
 import { startPushFront } from '../helpers/herd.js'
+import { writtenBack } from '../helpers/writeback.js'
 
 const logger = silentLogger()
 const listen = { host: '127.0.0.1', port: 0 }
@@ -80,11 +81,11 @@ async function setup(t: Test) {
   const file = join(dir, 'blob.bin')
   await writeFile(file, Buffer.alloc(3 << 20, 9))
   const pushFile = () => push({ srcPath: file, srcHost: 'build-1', dstHost: proxy.url })
-  return { front, backend, pushFile }
+  return { front, backend, pushFile, origin }
 }
 
 t.test('one push looks the owner up once and checks existence once', async (t) => {
-  const { front, backend, pushFile } = await setup(t)
+  const { front, backend, pushFile, origin } = await setup(t)
   const first = await pushFile()
   t.ok(first.uploaded, 'the first push uploads')
   // The blob: the proxy's one owner lookup, one upload start (the existence check), three
@@ -100,7 +101,13 @@ t.test('one push looks the owner up once and checks existence once', async (t) =
     'GET locations',
     'HEAD blob',
   ])
-  t.equal(backend.stats, 1, 'the backend is asked once whether it holds the blob')
+  // Write-back runs after the push is acknowledged, and checks the size the backend stored.
+  await writtenBack(origin.registry)
+  t.equal(
+    backend.stats,
+    2,
+    'the backend is asked once whether it holds the blob (and once by the write-back)',
+  )
 
   front.seen.length = 0
   backend.stats = 0

@@ -14,6 +14,7 @@ import { blobKey, defaultSelf, OriginServer, type Seeder } from '../../lib/origi
 import { Seeds } from '../../lib/origin/server/seeder.js'
 import { BlobStore, type SeedFile } from '../../lib/store/index.js'
 import type { TorrentStorage } from '../../lib/torrent/index.js'
+import { writtenBack } from '../helpers/writeback.js'
 
 const TRACKER = 'http://tracker.test:15003'
 
@@ -140,6 +141,7 @@ t.test('upload in chunks, then HEAD, GET, ranges, metainfo, locations, delete', 
     'seed storage reads the blob',
   )
 
+  await writtenBack(origin.registry)
   const stored = await readAll(await backend.get(blobKey('default', digest)))
   t.ok(stored.equals(data), `written back to the backend as ${blobKey('default', digest)}`)
   t.same(await client.locations(digest), [origin.self], 'locations: the ring of one')

@@ -1,8 +1,8 @@
 /**
- * Blobs between the backend and the cache: fetched into the cache in the background (one fetch
- * per digest, verified on the way in, then seeded), and written back before an upload is
- * acknowledged. A failed fetch is held for a while, so requests get its error rather than
- * starting fetch after fetch.
+ * Blobs from the backend into the cache: fetched in the background (one fetch per digest,
+ * verified on the way in, then seeded), when a blob is asked for that is not cached (never
+ * was, or was evicted). A failed fetch is held for a while, so requests get its error rather
+ * than starting fetch after fetch. (The way back, cache to backend, is writeback.ts.)
  */
 import type { NamespaceBackends } from '../../backend/router.js'
 import type { Digest, MetaInfo } from '../../core/index.js'
@@ -35,6 +35,8 @@ export class BackendCopy {
       metrics: OriginMetrics
       /** How long a backend copy found corrupt is refused before it is fetched again. */
       corruptHoldMs: number
+      /** Tells the cache policy a blob entered the cache. */
+      cached: (digest: Digest, size: number) => void
     },
   ) {}
 
@@ -60,25 +62,6 @@ export class BackendCopy {
     this.failures.delete(digest.hex)
   }
 
-  /** Writes the cached blob to the backend under `ns`; `skipWhenStored` stats the backend first. */
-  async writeBack(ns: string, digest: Digest, size: number, skipWhenStored: boolean): Promise<void> {
-    const { store, work } = this.opts
-    const key = blobKey(ns, digest)
-    const backend = this.opts.backends.for(ns)
-    const signal = work.signal
-    if (skipWhenStored && (await backend.stat(key, signal))?.size === size) return
-    try {
-      await backend.put(key, store.createReadStream(digest), { size, signal })
-    } catch (err) {
-      const e = toShoalError(err, 'BACKEND_ERROR')
-      throw new ShoalError(
-        e.code === 'ABORTED' ? 'ABORTED' : 'BACKEND_ERROR',
-        `cannot write ${digest} back to the backend: ${e.message}`,
-        { cause: err },
-      )
-    }
-  }
-
   /** Fetches the blob from the backend into the cache and seeds it; rejects with why not. */
   async restore(ns: string, digest: Digest): Promise<void> {
     this.failures.delete(digest.hex)
@@ -101,6 +84,7 @@ export class BackendCopy {
     const job = (async () => {
       const body = await backends.for(ns).get(blobKey(ns, digest), { signal })
       const { size } = await store.putStream(digest, body, signal)
+      this.opts.cached(digest, size)
       this.failures.delete(digest.hex)
       metrics.fetches.inc({ result: 'ok' })
       log.info({ ns, digest: digest.toString(), size, ms: Date.now() - started }, 'blob fetched from backend')

@@ -1,8 +1,10 @@
 /**
  * The origin daemon: a content-addressed blob server in a consistent-hash ring. It receives
- * chunked uploads, verifies them by sha256, writes them back to the storage backend before
- * acknowledging, generates their metainfo and hands them to the seeder (the BitTorrent engine,
- * injected by the caller). Blobs missing from the cache are fetched back from the backend.
+ * chunked uploads, verifies them by sha256, acknowledges them once they are in its cache and
+ * queued durably for write-back to the storage backend (written in the background, retried
+ * until the backend has them), generates their metainfo and hands them to the seeder (the
+ * BitTorrent engine, injected by the caller). The cache evicts idle blobs (never one waiting to
+ * be written back); blobs missing from it are fetched back from the backend.
  */
 import type { Server } from 'node:net'
 import { networkInterfaces } from 'node:os'
@@ -140,15 +142,19 @@ export class OriginServer implements Service {
       log: this.log,
       metrics,
       verifyIntervalMs: config.verifyIntervalSeconds * 1000,
+      registry: this.registry,
+      writeBack: config.writeBack,
+      cache: config.cache,
     })
     this.http = new HttpServer({
       name: 'origin',
       logger: deps.logger,
       limits: config.server,
       registry: this.registry,
+      // The backend is not asked: while it is down the origin serves from its cache and holds
+      // pushes for write-back, so it stays ready (the write-back log and metrics tell the outage).
       readiness: async () => {
         if (!this.store.ready) throw new ShoalError('UNAVAILABLE', 'the blob store is not initialised yet')
-        await Promise.all(this.backends.all().map((b) => b.stat('_shoal/readiness')))
       },
     })
     registerRoutes(this.http.router, {
@@ -159,6 +165,7 @@ export class OriginServer implements Service {
         return this.ring.owners(digest)
       },
       uploadChunkLimit: config.uploadChunkLimit,
+      reading: (digest) => this.service.cache.reading(digest),
     })
     if (deps.bandwidth) registerBandwidthRoutes(this.http.router, deps.bandwidth)
   }
@@ -171,6 +178,11 @@ export class OriginServer implements Service {
   /** Stops listening, aborts backend fetches, stops seeding. Idempotent. */
   stop(): Promise<void> {
     return this.life.stop()
+  }
+
+  /** Sweeps the cache now (evicts what the cache policy allows); resolves with how many blobs went. */
+  sweepCache(): Promise<number> {
+    return this.service.cache.sweep()
   }
 
   /** http://host:port actually bound (a wildcard bind is reported as loopback). */
@@ -203,9 +215,9 @@ export class OriginServer implements Service {
     // First: a missing bucket or wrong credentials must stop the start with one line that
     // names the problem, not surface later as failed uploads.
     await this.backends.check(signal)
-    this.service.start()
     this.seeds.open()
     await this.store.init()
+    await this.service.start()
     const ttlMs = this.config.uploadTtlSeconds * 1000
     await this.store.purgeUploads(ttlMs)
     this.purgeTimer = setInterval(

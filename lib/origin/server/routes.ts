@@ -18,6 +18,8 @@ export interface RouteDeps {
   /** The digest's owners (ring.ts), primary first. */
   owners: (digest: Digest) => string[]
   uploadChunkLimit: number
+  /** A read of a cached blob starts (the cache does not evict it until the returned function is called). */
+  reading: (digest: Digest) => () => void
 }
 
 const BLOB = '/namespace/:ns/blobs/:digest'
@@ -99,9 +101,14 @@ export function registerRoutes(router: Router, deps: RouteDeps): void {
     }
     if (range) headers['content-range'] = `bytes ${range.start}-${range.end}/${where.size}`
     if (head) return sendEmpty(res, range ? 206 : 200, headers)
-    const body = store.createReadStream(digest, range)
-    res.writeHead(range ? 206 : 200, headers)
-    await pipeline(body, res)
+    const release = deps.reading(digest)
+    try {
+      const body = store.createReadStream(digest, range)
+      res.writeHead(range ? 206 : 200, headers)
+      await pipeline(body, res)
+    } finally {
+      release()
+    }
   })
 
   router.get(`${BLOB}/metainfo`, async ({ res, params }) => {

@@ -48,6 +48,15 @@ export class Seeds {
     return this.seeded.size
   }
 
+  /**
+   * When the engine last read the blob (ms since the epoch; 0: never), and whether its torrent
+   * is active (reads in flight or in the seed file's last idle period), for the cache policy.
+   */
+  activity(digest: Digest): { lastReadAt: number; active: boolean } {
+    const file = this.seeded.get(digest.hex)?.file
+    return file ? { lastReadAt: file.lastReadAt, active: file.busy } : { lastReadAt: 0, active: false }
+  }
+
   /** Accepts add() again after close() (an origin started again after a failed start). */
   open(): void {
     this.closed = false

@@ -1,14 +1,19 @@
 /**
  * What the origin does with blobs, apart from HTTP: where a blob is (cache, being fetched from
  * the backend, unknown), its metainfo, re-verification, deletes and re-seeding at start. It
- * owns the parts that do the rest: uploads (uploads.ts), the backend copy (backend-copy.ts),
+ * owns the parts that do the rest: uploads (uploads.ts), fetches from the backend
+ * (backend-copy.ts), write-back to it (writeback.ts), the cache's eviction (cache-policy.ts),
  * metainfo sidecars (metainfo.ts), and the work stop() waits for (work.ts).
  */
+import { join } from 'node:path'
 import type { NamespaceBackends } from '../../backend/router.js'
 import type { Digest } from '../../core/index.js'
 import type { Logger } from '../../log/index.js'
+import type { Registry } from '../../metrics/index.js'
 import type { BlobStore } from '../../store/index.js'
+import type { OriginConfig } from '../config.js'
 import { BackendCopy } from './backend-copy.js'
+import { CachePolicy } from './cache-policy.js'
 import { blobKey } from './keys.js'
 import { MetaInfos } from './metainfo.js'
 import type { OriginMetrics } from './metrics.js'
@@ -18,11 +23,15 @@ import { checkUnused, type TagLookup } from './tag-guard.js'
 import { UploadService } from './uploads.js'
 import { BlobVerifier, type VerifyReport, type VerifyResult } from './verifier.js'
 import { Work } from './work.js'
+import { WriteBack } from './writeback.js'
+import { MarkStore } from './writeback-queue.js'
 
 export type BlobState = { state: 'cached'; size: number } | { state: 'pending'; size: number }
 
 export class BlobService {
   readonly uploads: UploadService
+  readonly writeBack: WriteBack
+  readonly cache: CachePolicy
   private readonly work = new Work()
   private readonly metaInfos: MetaInfos
   private readonly copies: BackendCopy
@@ -45,12 +54,37 @@ export class BlobService {
       metrics: OriginMetrics
       /** A blob is re-hashed at most this often; one corrupt in the backend is refused this long. */
       verifyIntervalMs: number
+      registry: Registry
+      writeBack: OriginConfig['writeBack']
+      cache: OriginConfig['cache']
     },
   ) {
-    const { store, backends, seeds, log, metrics } = opts
+    const { store, backends, seeds, log, metrics, registry } = opts
     const work = this.work
     this.metaInfos = new MetaInfos({ store, announce: opts.announce, log })
     const metaInfo = (digest: Digest) => this.metaInfos.ensure(digest)
+    this.writeBack = new WriteBack({
+      store,
+      backends,
+      marks: new MarkStore(store.root, join(store.root, 'tmp'), log),
+      log,
+      registry,
+      concurrency: opts.writeBack.concurrency,
+      maxBackoffMs: opts.writeBack.maxBackoffSeconds * 1000,
+    })
+    this.cache = new CachePolicy({
+      store,
+      seeds,
+      writeBack: this.writeBack,
+      reseed: (digest) => metaInfo(digest).then((meta) => seeds.tryAdd(digest, meta)),
+      log,
+      registry,
+      idleMs: opts.cache.idleSeconds * 1000,
+      highWatermark: opts.cache.highWatermark,
+      lowWatermark: opts.cache.lowWatermark,
+      sweepMs: opts.cache.sweepIntervalSeconds * 1000,
+    })
+    const cached = (digest: Digest, size: number) => this.cache.added(digest, size)
     this.copies = new BackendCopy({
       store,
       backends,
@@ -60,12 +94,14 @@ export class BlobService {
       log,
       metrics,
       corruptHoldMs: opts.verifyIntervalMs,
+      cached,
     })
     this.uploads = new UploadService({
       store,
       backends,
       uploads: opts.uploads,
-      copies: this.copies,
+      writeBack: this.writeBack,
+      cached,
       seeds,
       metaInfo,
       work,
@@ -94,7 +130,10 @@ export class BlobService {
   async locate(ns: string, digest: Digest, existenceCheck = false): Promise<BlobState | undefined> {
     if (existenceCheck && this.deleting.has(digest.hex)) return undefined
     const cached = await this.opts.store.stat(digest)
-    if (cached) return { state: 'cached', size: cached.size }
+    if (cached) {
+      this.cache.touch(digest)
+      return { state: 'cached', size: cached.size }
+    }
     this.copies.throwHeldFailure(digest)
     const remote = await this.opts.backends.for(ns).stat(blobKey(ns, digest), this.work.signal)
     if (!remote) return undefined
@@ -123,7 +162,9 @@ export class BlobService {
 
   /**
    * Removes the blob from the cache, the backend (this namespace) and the swarm, unless tags
-   * point at it (BLOB_IN_USE) or build-index cannot tell (UNAVAILABLE). Idempotent.
+   * point at it (BLOB_IN_USE) or build-index cannot tell (UNAVAILABLE). Idempotent. Its pending
+   * write-back to this namespace is cancelled (an upload in progress aborted, the mark removed);
+   * the cached copy stays while it waits to be written back to another namespace.
    *
    * HEAD answers 404 from before build-index is asked until the delete ends. Build-index
    * records a tag's digest before it checks the blob here, so a tag put either is seen by the
@@ -138,9 +179,16 @@ export class BlobService {
     try {
       await checkUnused(this.opts.tags, digest, this.opts.buildIndex, signal)
       await this.copies.settled(digest)
-      await this.opts.seeds.remove(digest)
-      await this.opts.store.delete(digest)
+      await this.writeBack.cancel(ns, digest)
+      const dropped = !this.writeBack.has(digest)
+      if (dropped) {
+        await this.opts.seeds.remove(digest)
+        await this.opts.store.delete(digest)
+        this.cache.forget(digest)
+      }
       await backend.delete(key)
+      // A push of the cached blob during the delete may have queued it again: it is gone now.
+      if (dropped) await this.writeBack.cancel(ns, digest)
       this.copies.forget(digest)
       this.verifier.forget(hex)
     } finally {
@@ -178,18 +226,26 @@ export class BlobService {
     }
   }
 
-  /** Accepts work again after stop() (an origin started again after a failed start). */
-  start(): void {
+  /**
+   * Accepts work again (also after stop(): an origin started again after a failed start), then
+   * re-queues the write-backs a previous run left and indexes the cache for eviction. The
+   * store must be initialised.
+   */
+  async start(): Promise<void> {
     this.work.start()
+    await this.writeBack.start()
+    await this.cache.start()
   }
 
   /**
-   * Aborts backend transfers, commits and appends, then waits for everything in flight to end,
-   * metainfo generation included (it cannot be aborted; its sidecar is useful at the next start).
+   * Stops sweeping the cache and writing back (writes in progress aborted; their marks stay for
+   * the next start), aborts backend fetches, commits and appends, then waits for everything in
+   * flight to end, metainfo generation included (it cannot be aborted; its sidecar is useful at
+   * the next start).
    */
   async stop(): Promise<void> {
     const running = this.work.stop(() => [...this.copies.running(), ...this.metaInfos.running()])
     this.opts.uploads.clear()
-    await running
+    await Promise.all([this.cache.stop(), this.writeBack.stop(), running])
   }
 }

@@ -1,7 +1,8 @@
 /**
  * Uploads: start (ALREADY_EXISTS when the blob is stored; one live upload per digest), chunks,
- * and the commit, which verifies the sha256, writes the metainfo sidecar and the blob back to
- * the backend, then seeds it, all before it answers.
+ * and the commit, which verifies the sha256, moves the blob into the cache, makes its write-back
+ * mark durable (writeback.ts writes it to the backend afterwards), writes the metainfo sidecar
+ * and seeds it, all before it answers.
  */
 import type { Readable } from 'node:stream'
 import type { NamespaceBackends } from '../../backend/router.js'
@@ -9,12 +10,12 @@ import type { Digest, MetaInfo } from '../../core/index.js'
 import { isShoalError, ShoalError } from '../../errors/index.js'
 import type { Logger } from '../../log/index.js'
 import type { BlobStore } from '../../store/index.js'
-import type { BackendCopy } from './backend-copy.js'
 import { blobKey } from './keys.js'
 import type { OriginMetrics } from './metrics.js'
 import type { OpenUploads } from './open-uploads.js'
 import type { Seeds } from './seeder.js'
 import type { Work } from './work.js'
+import type { WriteBack } from './writeback.js'
 
 /**
  * A POST for a digest another upload is sending waits this long for it to end, then answers
@@ -30,7 +31,9 @@ export class UploadService {
       store: BlobStore
       backends: NamespaceBackends
       uploads: OpenUploads
-      copies: BackendCopy
+      writeBack: WriteBack
+      /** Tells the cache policy a blob entered the cache. */
+      cached: (digest: Digest, size: number) => void
       seeds: Seeds
       metaInfo: (digest: Digest) => Promise<MetaInfo>
       work: Work
@@ -133,7 +136,8 @@ export class UploadService {
   }
 
   /**
-   * Verifies and stores the upload; resolves only once the blob is in the backend (durable).
+   * Verifies and stores the upload; resolves once the blob is in the cache and its write-back
+   * mark is on disk (durable on this origin; the backend gets it in the background).
    * stop() aborts a commit in progress (the upload stays, so the client can commit it again
    * after a restart) and waits for it to end.
    */
@@ -165,12 +169,13 @@ export class UploadService {
       throw err
     }
     work.check()
-    // Both read the whole blob; doing them side by side halves the wait for big blobs. The
-    // backend is not asked first whether it holds the blob: start() found it did not, and the
-    // upload has been this digest's only one since (an overwrite would put the same bytes).
+    this.opts.cached(digest, size)
+    // The mark is written while the metainfo is generated. The backend is not asked whether it
+    // holds the blob: start() found it did not (or could not tell), and the upload has been this
+    // digest's only one since (an overwrite would put the same bytes).
     const [meta] = await Promise.all([
       this.opts.metaInfo(digest),
-      this.opts.copies.writeBack(ns, digest, size, false),
+      this.opts.writeBack.enqueue(ns, digest, size),
     ])
     work.check()
     await this.opts.seeds.tryAdd(digest, meta)
@@ -185,14 +190,26 @@ export class UploadService {
     return u && this.opts.uploads.idleFor(u) < UPLOAD_STALE_MS ? u : undefined
   }
 
+  /**
+   * ALREADY_EXISTS when the blob is cached (queued for write-back to `ns` unless the backend has
+   * it there) or in the backend. A backend that cannot be asked is taken as not holding it: the
+   * push goes on and is held on this origin until the backend works again.
+   */
   private async refuseStored(ns: string, digest: Digest): Promise<void> {
-    const { store, backends } = this.opts
+    const { store, backends, log } = this.opts
     const backend = backends.for(ns)
     const cached = await store.stat(digest)
-    if (cached) await this.opts.copies.writeBack(ns, digest, cached.size, true)
-    if (cached || (await backend.stat(blobKey(ns, digest)))) {
-      throw new ShoalError('ALREADY_EXISTS', `blob ${digest} is already stored in namespace ${ns}`)
-    }
+    if (cached) await this.opts.writeBack.ensure(ns, digest, cached.size, this.opts.work.signal)
+    const stored =
+      cached ??
+      (await backend.stat(blobKey(ns, digest), this.opts.work.signal).catch((err) => {
+        log.debug(
+          { err, digest: digest.toString() },
+          'backend not asked whether it holds a blob being pushed',
+        )
+        return undefined
+      }))
+    if (stored) throw new ShoalError('ALREADY_EXISTS', `blob ${digest} is already stored in namespace ${ns}`)
   }
 
   /**

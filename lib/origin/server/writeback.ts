@@ -134,7 +134,10 @@ export class WriteBack {
    */
   async ensure(ns: string, digest: Digest, size: number, signal?: AbortSignal): Promise<void> {
     if (this.entries.has(markKey(ns, digest))) return
-    const stored = await this.opts.backends.for(ns).stat(blobKey(ns, digest), signal).catch(() => undefined)
+    const stored = await this.opts.backends
+      .for(ns)
+      .stat(blobKey(ns, digest), signal)
+      .catch(() => undefined)
     if (stored?.size === size) return
     await this.enqueue(ns, digest, size)
   }
@@ -221,7 +224,10 @@ export class WriteBack {
       body = this.opts.store.createReadStream(digest)
     } catch (err) {
       // The cache lost it (a corrupt copy dropped by the verifier): done if the backend has it whole.
-      if (isShoalError(err, 'BLOB_NOT_FOUND') && (await this.opts.backends.for(ns).stat(key, signal))?.size === size)
+      if (
+        isShoalError(err, 'BLOB_NOT_FOUND') &&
+        (await this.opts.backends.for(ns).stat(key, signal))?.size === size
+      )
         return
       throw err
     }

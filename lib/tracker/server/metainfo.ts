@@ -125,7 +125,8 @@ export class MetainfoService {
    * Asks the digest's other owners for its metainfo too, in the background: an owner that does
    * not hold the blob yet fetches it from the backend and starts seeding it, so every healthy
    * owner announces itself and is handed out to agents as an origin peer, not only the one that
-   * answered. Failures only matter to that owner (logged at debug).
+   * answered. Only owners not asked yet (those after `served`): one asked before it said no or
+   * failed. Failures only matter to that owner (logged at debug).
    */
   private warm(
     ns: string,
@@ -134,8 +135,7 @@ export class MetainfoService {
     served: OriginClient,
     signal: AbortSignal,
   ): void {
-    for (const owner of owners) {
-      if (owner === served) continue
+    for (const owner of owners.slice(owners.indexOf(served) + 1)) {
       owner.metainfo(ns, digest, signal).then(
         () => undefined,
         (err: unknown) =>

@@ -5,6 +5,7 @@
 import { BackendConfig } from '../backend/index.js'
 import { ListenConfig, LogConfig, z } from '../config/index.js'
 import { DEFAULT_NAMESPACE, NAMESPACE_RE } from '../core/index.js'
+import { HealthCheckConfig } from '../origin/client/health.js'
 
 export const BuildIndexConfigSchema = z.strictObject({
   log: LogConfig,
@@ -16,6 +17,11 @@ export const BuildIndexConfigSchema = z.strictObject({
   backend: BackendConfig.default({ type: 'fs', root: './data/backend' }),
   /** Origin HTTP servers (host:port). The first that answers tells which origin owns a digest. */
   origins: z.array(z.string().min(1)).min(1).default(['127.0.0.1:15002']),
+  /**
+   * Health checks of the origins (GET /health): an origin failing failThreshold checks in a row
+   * is tried after the healthy owners until it passes passThreshold in a row.
+   */
+  originHealth: HealthCheckConfig,
   /** Namespace used for the "blob exists" check when a PUT gives no `?ns=`. */
   namespace: z
     .string()

@@ -4,6 +4,8 @@ import { NamespaceBackendsConfig } from '../backend/router.js'
 import { BandwidthConfig } from '../bandwidth/config.js'
 import { ListenConfig, LogConfig, z } from '../config/index.js'
 import { TorrentTuningConfig } from '../torrent/tuning.js'
+import { HealthCheckConfig } from './client/health.js'
+import { DnsMembersConfig } from './server/members.js'
 
 export const DEFAULT_UPLOAD_CHUNK_LIMIT = 64 << 20
 
@@ -42,8 +44,16 @@ export const OriginConfigSchema = z.strictObject({
     .strictObject({
       /** HTTP addresses (host:port) of every origin in the ring, this one included; empty = just this one. */
       nodes: z.array(z.string().min(1)).default([]),
+      /** Instead of `nodes`: a DNS name resolving to every origin, re-resolved periodically. */
+      dns: DnsMembersConfig.optional(),
       /** How many origins own each blob (answered by /blobs/:digest/locations). */
       replicas: z.number().int().min(1).max(16).default(1),
+      /** Active health checks of the other members; unhealthy ones are passed over for the next. */
+      healthCheck: HealthCheckConfig,
+    })
+    .refine((h) => !(h.dns && h.nodes.length > 0), {
+      message: 'set hashring.nodes or hashring.dns, not both',
+      path: ['dns'],
     })
     .prefault({}),
   /**

@@ -6,6 +6,7 @@
  * /metrics are served on the push port.
  */
 import { ListenConfig, LogConfig, z } from '../config/index.js'
+import { HealthCheckConfig } from '../origin/client/health.js'
 
 /** The origin's default uploadChunkLimit (lib/origin/config.ts), the largest chunk it accepts. */
 export const MAX_UPLOAD_CHUNK_SIZE = 64 << 20
@@ -15,6 +16,11 @@ export const ProxyConfigSchema = z.strictObject({
   server: ListenConfig(15000),
   /** Origin HTTP servers (host:port). The first that answers tells which origin owns a digest. */
   origins: z.array(z.string().min(1)).min(1).default(['127.0.0.1:15002']),
+  /**
+   * Health checks of the origins (GET /health): an origin failing failThreshold checks in a row
+   * is tried after the healthy owners until it passes passThreshold in a row.
+   */
+  originHealth: HealthCheckConfig,
   /** Build-index (host:port) that tags are put into. */
   buildIndex: z.string().min(1).default('127.0.0.1:15004'),
   /**

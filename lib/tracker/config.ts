@@ -3,6 +3,7 @@
  * errors (strict objects), so a misspelt key stops the daemon instead of being ignored.
  */
 import { ListenConfig, LogConfig, z } from '../config/index.js'
+import { HealthCheckConfig } from '../origin/client/health.js'
 
 /** `host:port` or `[v6]:port`; hosts are resolved once at start-up. */
 const HOST_PORT = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$/
@@ -53,6 +54,11 @@ export const TrackerConfigSchema = z
     trustClientIp: z.boolean().default(false),
     /** The origin cluster: handed out first, and where metainfo comes from. */
     origins: z.array(OriginEntry).max(1000).default([]),
+    /**
+     * Health checks of the origins (GET /health): an origin failing failThreshold checks in a row
+     * is tried after the healthy owners until it passes passThreshold in a row.
+     */
+    originHealth: HealthCheckConfig,
     peerStore: PeerStoreConfig,
     /** Metainfo files kept in memory (LRU, by digest). */
     metainfoCacheSize: z.number().int().min(0).max(1_000_000).default(1000),

@@ -324,6 +324,18 @@ t.test('metainfo: unreachable origins give 503; a live one behind a dead one sti
   t.same(await named.client.metainfo('default', naming.digest), naming.meta.raw)
   t.equal(other.requests(), 1, 'the owner named first was asked first (it does not hold the blob)')
   t.equal(naming.requests(), 1, 'then the next owner, which served it')
+
+  // Every owner seeds: the owners after the one that served are asked too, in the background.
+  const second = await fakeOrigin(t, await tempDir(t))
+  const primary = await fakeOrigin(t, await tempDir(t), () => [primary.http, second.http])
+  const both = await setup(t, {
+    origins: [primary.http, second.http].map((http) => ({ peer: `127.0.0.1:${ORIGIN_PEER_PORT}`, http })),
+  })
+  t.same(await both.client.metainfo('default', primary.digest), primary.meta.raw)
+  for (const deadline = Date.now() + 10_000; second.requests() === 0 && Date.now() < deadline; )
+    await new Promise((r) => setTimeout(r, 20))
+  t.equal(second.requests(), 1, 'the second owner was asked for the metainfo too, so it seeds the blob')
+  t.equal(primary.requests(), 1)
 })
 
 t.test('start and stop are idempotent; announces after stop fail cleanly', async (t) => {

@@ -201,3 +201,32 @@ t.test('OriginSet.resolve: literals, names, and unresolvable names', async (t) =
   t.ok(set.has('::1', 15002), 'bracketed IPv6')
   t.notOk(set.has('127.0.0.1', 15002))
 })
+
+t.test('Announcer: an origin its health checks find down is left out of handouts', async (t) => {
+  const store = new MemoryPeerStore({ sweepIntervalMs: 0 })
+  t.teardown(() => store.close())
+  const origins = new OriginSet([
+    { ip: '10.9.0.1', port: 15001 },
+    { ip: '10.9.0.2', port: 15001 },
+  ])
+  const down = new Set<string>()
+  const a = new Announcer(store, origins, 60_000, { originDown: (ip, port) => down.has(`${ip}:${port}`) })
+  await a.announce(input(21, { ip: '10.9.0.1', socketIp: '10.9.0.1', port: 15001, left: 0 }))
+  await a.announce(input(22, { ip: '10.9.0.2', socketIp: '10.9.0.2', port: 15001, left: 0 }))
+  await a.announce(input(1))
+  const origin = (out: { peers: PeerRecord[] }) =>
+    out.peers
+      .filter((p) => p.origin)
+      .map((p) => p.peerId)
+      .sort()
+  t.same(origin(await a.announce(input(30))), [id(21), id(22)], 'both healthy: both handed out')
+  down.add('10.9.0.1:15001')
+  const out = await a.announce(input(30))
+  t.same(origin(out), [id(22)], 'the down one is not')
+  t.ok(
+    out.peers.some((p) => p.peerId === id(1)),
+    'other peers still are',
+  )
+  down.clear()
+  t.same(origin(await a.announce(input(30))), [id(21), id(22)], 'handed out again once healthy')
+})

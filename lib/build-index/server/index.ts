@@ -55,6 +55,7 @@ export class BuildIndexServer implements Service {
   })
   private indexing: Promise<void> | undefined
   private retry: NodeJS.Timeout | undefined
+  private readonly origins: OriginCluster
 
   constructor(
     readonly config: BuildIndexConfig,
@@ -63,8 +64,12 @@ export class BuildIndexServer implements Service {
     this.log = deps.logger.child({ component: 'build-index' })
     this.registry = deps.registry ?? createRegistry('build-index', { processMetrics: true })
     this.backend = deps.backend ?? createBackend(config.backend)
-    const blobCheck =
-      deps.blobCheck ?? new OriginBlobCheck(new OriginCluster(config.origins, deps.originClientFor))
+    this.origins = new OriginCluster(config.origins, deps.originClientFor, {
+      health: config.originHealth,
+      logger: this.log,
+      registry: this.registry,
+    })
+    const blobCheck = deps.blobCheck ?? new OriginBlobCheck(this.origins)
     this.tags = new TagStore({
       backend: this.backend,
       blobCheck,
@@ -103,6 +108,7 @@ export class BuildIndexServer implements Service {
   private async doStart(signal: AbortSignal | undefined): Promise<void> {
     // A backend that can be misconfigured remotely (S3) is checked before anything listens.
     await this.backend.check?.(signal)
+    await this.origins.start()
     await this.http.start(this.config.server.port, this.config.server.host)
     this.indexing = this.indexExisting()
     // Usually done at once (already indexed, or few tags); a long first indexing goes on in the background.
@@ -124,6 +130,7 @@ export class BuildIndexServer implements Service {
     this.stopping.abort()
     if (this.retry) clearTimeout(this.retry)
     await this.http.stop()
+    await this.origins.stop()
     await this.indexing
   }
 

@@ -246,7 +246,8 @@ export class OriginServer implements Service {
         'no non-internal IPv4 address found: advertising 127.0.0.1, which other hosts cannot reach; set "self"',
       )
     }
-    this.ring = new OriginRing(this.config.hashring.nodes, this.self, this.config.hashring.replicas, this.log)
+    this.ring = new OriginRing(this.config.hashring, this.self, { logger: this.log, registry: this.registry })
+    await this.ring.start()
     this.log.info(
       {
         url: this.url,
@@ -255,12 +256,14 @@ export class OriginServer implements Service {
         backend: this.backends.describe(),
         dataDir: this.store.root,
         seeding: this.seeds.count,
+        ring: this.ring.nodes.length,
       },
       'origin started',
     )
   }
 
   private async shutdown(): Promise<void> {
+    this.ring?.stop()
     await this.http.stop()
     if (this.purgeTimer) clearInterval(this.purgeTimer)
     this.purgeTimer = undefined

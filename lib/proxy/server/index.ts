@@ -37,9 +37,13 @@ export class ProxyServer implements Service {
   private readonly log: Logger
   private readonly life = new Lifecycle('proxy', {
     start: async () => {
+      await this.origins.start()
       await this.http.start(this.config.server.port, this.config.server.host)
     },
-    stop: () => this.http.stop(),
+    stop: async () => {
+      await this.http.stop()
+      await this.origins.stop()
+    },
   })
   private readonly origins: OriginCluster
   private readonly buildIndex: BuildIndexClient
@@ -54,7 +58,11 @@ export class ProxyServer implements Service {
   ) {
     this.log = deps.logger.child({ component: 'proxy' })
     this.registry = deps.registry ?? createRegistry('proxy', { processMetrics: true })
-    this.origins = new OriginCluster(config.origins, deps.originClientFor)
+    this.origins = new OriginCluster(config.origins, deps.originClientFor, {
+      health: config.originHealth,
+      logger: this.log,
+      registry: this.registry,
+    })
     this.buildIndex = deps.buildIndex ?? new BuildIndexClient(config.buildIndex)
     this.pushes = counter(this.registry, 'shoal_proxy_blob_pushes_total', 'Blob pushes by result', ['result'])
     this.pushedBytes = counter(this.registry, 'shoal_proxy_pushed_bytes_total', 'Bytes streamed to origins')
@@ -98,7 +106,10 @@ export class ProxyServer implements Service {
     r.head('/proxy/namespace/:ns/blobs/:digest', async ({ params, res, signal }) => {
       const ns = parseNamespace(params.ns ?? '')
       const digest = Digest.parse(params.digest ?? '')
-      const stat = await (await this.origins.owner(digest, signal)).stat(ns, digest, signal)
+      const stat = await this.origins.withOwner(digest, (o) => o.stat(ns, digest, signal), {
+        signal,
+        what: 'HEAD blob',
+      })
       if (!stat) throw new ShoalError('BLOB_NOT_FOUND', `blob not found: ${digest}`)
       sendEmpty(res, 200, { 'content-length': stat.size })
     })
@@ -107,9 +118,8 @@ export class ProxyServer implements Service {
       const ns = parseNamespace(params.ns ?? '')
       const digest = Digest.parse(params.digest ?? '')
       const size = contentLength(req)
-      // The owner is looked up once per push, and existence is checked once: by the upload
+      // The owners are looked up once per push, and existence is checked once: by the upload
       // start at the owner, which answers ALREADY_EXISTS for a stored blob (no HEAD before it).
-      const owner = await this.origins.owner(digest, signal)
       // Until this push's own upload starts its body is deliberately left unread.
       const resumeIdleLimit = suspendIdleTimeout(req)
       const key = `${ns}/${digest.hex}`
@@ -119,12 +129,26 @@ export class ProxyServer implements Service {
         await untilSettledOrAborted(running, signal)
       const started = Date.now()
       let upload: Promise<{ existed: boolean }> | undefined
+      let owner: OriginClient | undefined
+      // An owner that is down or fails before the upload starts is passed for the next one; once
+      // the body is being read it cannot be sent again.
+      let bodyRead = false
       try {
-        upload = owner.upload(ns, digest, req, size, {
-          chunkSize: this.config.uploadChunkSize,
-          signal,
-          onStarted: resumeIdleLimit,
-        })
+        upload = this.origins.withOwner(
+          digest,
+          (origin) => {
+            owner = origin
+            return origin.upload(ns, digest, req, size, {
+              chunkSize: this.config.uploadChunkSize,
+              signal,
+              onStarted: () => {
+                bodyRead = true
+                resumeIdleLimit()
+              },
+            })
+          },
+          { signal, what: 'upload', retryable: () => !bodyRead },
+        )
         this.uploading.set(key, upload)
         const { existed } = await upload
         if (existed) {
@@ -142,7 +166,7 @@ export class ProxyServer implements Service {
       this.pushes.inc({ result: 'uploaded' })
       this.pushedBytes.inc(size)
       const ms = Date.now() - started
-      this.log.info({ ns, digest: digest.toString(), size, ms, origin: owner.baseUrl }, 'blob pushed')
+      this.log.info({ ns, digest: digest.toString(), size, ms, origin: owner?.baseUrl }, 'blob pushed')
       sendJson(res, 201, { digest: digest.toString(), size, existed: false })
     })
 

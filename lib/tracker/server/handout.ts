@@ -117,14 +117,17 @@ export interface AnnounceOutcome {
 /** Applies one parsed announce to the store and picks the peers to hand back. */
 export class Announcer {
   private readonly random: () => number
+  /** An origin its health checks find down is not handed out (it stays in the store until it expires). */
+  private readonly originDown: ((ip: string, port: number) => boolean) | undefined
 
   constructor(
     private readonly store: PeerStore,
     private readonly origins: OriginSet,
     private readonly ttlMs: number,
-    opts: { random?: () => number } = {},
+    opts: { random?: () => number; originDown?: (ip: string, port: number) => boolean } = {},
   ) {
     this.random = opts.random ?? Math.random
+    this.originDown = opts.originDown
   }
 
   async announce(req: AnnounceInput): Promise<AnnounceOutcome> {
@@ -144,7 +147,9 @@ export class Announcer {
     }
     await this.store.announce(req.infoHashHex, record, this.ttlMs)
     // One extra: the store may return the announcing peer itself, which is filtered out.
-    const candidates = req.numwant > 0 ? await this.store.peers(req.infoHashHex, req.numwant + 1) : []
+    let candidates = req.numwant > 0 ? await this.store.peers(req.infoHashHex, req.numwant + 1) : []
+    const down = this.originDown
+    if (down) candidates = candidates.filter((p) => !(p.origin && down(p.ip, p.port)))
     const peers = orderPeers(
       candidates,
       { peerIdHex: req.peerIdHex, ip: req.ip, port: req.port },

@@ -2,6 +2,8 @@
  * shoal-tracker: the BitTorrent HTTP announce with Shoal's ordered handout, and metainfo for a
  * digest (fetched from the origins). The announce handler is ours, on our HttpServer, rather than
  * bittorrent-tracker's Server: its swarm hands peers out at random and its parser is unbounded.
+ * The configured origins are health-checked (originHealth): metainfo is asked of the healthy
+ * owners first, and an origin found down is left out of handouts until it recovers.
  */
 import type { ServerResponse } from 'node:http'
 import { Digest, parseNamespace } from '../../core/index.js'
@@ -57,6 +59,7 @@ export class TrackerServer implements Service {
   private readonly http: HttpServer
   private readonly metainfo: MetainfoService
   private readonly corrupt: CorruptReports
+  private readonly cluster: OriginCluster | undefined
   private store: PeerStore | undefined
   private announcer: Announcer | undefined
   private readonly life = new Lifecycle('tracker', {
@@ -103,14 +106,16 @@ export class TrackerServer implements Service {
     const makeClient =
       deps.originClientFor ??
       ((addr: string) => new OriginClient(addr, { timeoutMs: config.originTimeoutMs }))
+    this.cluster =
+      config.origins.length > 0
+        ? new OriginCluster(
+            config.origins.map((o) => o.http),
+            makeClient,
+            { health: config.originHealth, logger: this.log, registry: this.registry },
+          )
+        : undefined
     this.metainfo = new MetainfoService({
-      origins:
-        config.origins.length > 0
-          ? new OriginCluster(
-              config.origins.map((o) => o.http),
-              makeClient,
-            )
-          : undefined,
+      origins: this.cluster,
       cacheSize: config.metainfoCacheSize,
       logger: this.log,
       onResult: (result) => metainfoRequests.inc({ result }),
@@ -208,6 +213,7 @@ export class TrackerServer implements Service {
     this.announcer = undefined
     this.boundUrl = undefined
     await this.http.stop()
+    await this.cluster?.stop()
     this.metainfo.close()
     const store = this.store
     this.store = undefined
@@ -226,11 +232,14 @@ export class TrackerServer implements Service {
       this.log,
     )
     await this.corrupt.start()
+    const originDown = await this.originDown()
+    await this.cluster?.start()
     this.store = this.deps.peerStore ?? createPeerStore(this.config.peerStore)
     signal?.throwIfAborted()
     const addr = await this.http.start(this.config.server.port, this.config.server.host)
     this.announcer = new Announcer(this.store, origins, this.config.peerTtlSeconds * 1000, {
       random: this.deps.random,
+      originDown,
     })
     const host = addr.address === '0.0.0.0' ? '127.0.0.1' : addr.address === '::' ? '::1' : addr.address
     this.boundUrl = `http://${host.includes(':') ? `[${host}]` : host}:${addr.port}`
@@ -245,6 +254,19 @@ export class TrackerServer implements Service {
       },
       'tracker started',
     )
+  }
+
+  /** Whether the origin at a peer address is one the health checks find down (undefined: no origins). */
+  private async originDown(): Promise<((ip: string, port: number) => boolean) | undefined> {
+    const health = this.cluster?.health
+    if (!health) return undefined
+    const byPeer = await Promise.all(
+      this.config.origins.map(async (o) => ({ peers: await OriginSet.resolve([o.peer]), http: o.http })),
+    )
+    return (ip, port) => {
+      const origin = byPeer.find((o) => o.peers.has(ip, port))
+      return origin !== undefined && !health.isHealthy(origin.http)
+    }
   }
 
   /** Swarm sizes, read from the store when Prometheus scrapes (never per announce). */

@@ -7,7 +7,7 @@
 import { type Digest, MetaInfo } from '../../core/index.js'
 import { isAbortError, isShoalError, ShoalError, toShoalError } from '../../errors/index.js'
 import type { Logger } from '../../log/index.js'
-import type { OriginCluster } from '../../origin/client/index.js'
+import type { OriginClient, OriginCluster } from '../../origin/client/index.js'
 
 export type MetainfoResult = 'hit' | 'fetched' | 'not_found' | 'unavailable'
 
@@ -67,9 +67,10 @@ export class MetainfoService {
       )
     }
     const signal = this.controller.signal
-    const origins = await cluster.ownersFirst(digest, signal).catch((err: unknown) => {
+    const { owners, others } = await cluster.ownersAndOthers(digest, signal).catch((err: unknown) => {
       throw new ShoalError('UNAVAILABLE', 'the tracker is shutting down', { cause: err })
     })
+    const origins = [...owners, ...others]
     let notFound = 0
     let corrupt: ShoalError | undefined
     const problems: string[] = []
@@ -79,6 +80,7 @@ export class MetainfoService {
         const raw = await client.metainfo(ns, digest, signal)
         MetaInfo.parse(raw)
         this.remember(digest.hex, raw)
+        this.warm(ns, digest, owners, client, signal)
         this.opts.onResult?.('fetched')
         this.opts.logger.debug(
           { digest: digest.toString(), origin, bytes: raw.length },
@@ -117,6 +119,32 @@ export class MetainfoService {
       'UNAVAILABLE',
       `cannot get metainfo for ${digest} from the origins; retry later (${problems.join('; ')})`,
     )
+  }
+
+  /**
+   * Asks the digest's other owners for its metainfo too, in the background: an owner that does
+   * not hold the blob yet fetches it from the backend and starts seeding it, so every healthy
+   * owner announces itself and is handed out to agents as an origin peer, not only the one that
+   * answered. Only owners not asked yet (those after `served`): one asked before it said no or
+   * failed. Failures only matter to that owner (logged at debug).
+   */
+  private warm(
+    ns: string,
+    digest: Digest,
+    owners: OriginClient[],
+    served: OriginClient,
+    signal: AbortSignal,
+  ): void {
+    for (const owner of owners.slice(owners.indexOf(served) + 1)) {
+      owner.metainfo(ns, digest, signal).then(
+        () => undefined,
+        (err: unknown) =>
+          this.opts.logger.debug(
+            { digest: digest.toString(), origin: owner.baseUrl, err: (err as Error).message },
+            'owner asked to seed the blob has not got it yet',
+          ),
+      )
+    }
   }
 
   private remember(key: string, raw: Buffer): void {

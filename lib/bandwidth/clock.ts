@@ -113,3 +113,41 @@ export class ManualClock implements Clock {
     return this.timers.size
   }
 }
+
+/**
+ * Runs `task` every `ms` on `clock` until stop(): the next run is `ms` after the previous one
+ * ended, so a slow run never overlaps the next. A run's rejection is the task's to report.
+ */
+export class Repeat {
+  private timer: unknown
+  private running = false
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly ms: number,
+    private readonly task: () => Promise<unknown>,
+  ) {}
+
+  /** The first run one interval from now; a second start() does nothing. */
+  start(): void {
+    if (this.running) return
+    this.running = true
+    this.schedule()
+  }
+
+  stop(): void {
+    this.running = false
+    if (this.timer !== undefined) this.clock.clearTimer(this.timer)
+    this.timer = undefined
+  }
+
+  private schedule(): void {
+    if (!this.running) return
+    this.timer = this.clock.setTimer(() => {
+      this.timer = undefined
+      void this.task()
+        .catch(() => undefined)
+        .finally(() => this.schedule())
+    }, this.ms)
+  }
+}

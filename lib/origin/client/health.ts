@@ -9,7 +9,7 @@
  * `passThreshold` consecutive passes; one result the other way resets the run. Each transition
  * is logged and counted; a gauge per member tells its state (1 healthy, 0 unhealthy).
  */
-import { type Clock, systemClock } from '../../bandwidth/clock.js'
+import { type Clock, Repeat, systemClock } from '../../bandwidth/clock.js'
 import { z } from '../../config/index.js'
 import { ShoalError, toShoalError } from '../../errors/index.js'
 import { HttpClient } from '../../http/index.js'
@@ -79,12 +79,12 @@ export class HealthChecker {
   private readonly log: Logger
   private readonly gauge: ReturnType<typeof gauge> | undefined
   private readonly transitions: ReturnType<typeof counter> | undefined
-  private timer: unknown
-  private running = false
+  private readonly polling: Repeat
   private inFlight: Promise<void> | undefined
 
   constructor(private readonly opts: HealthCheckerOptions) {
     this.clock = opts.clock ?? systemClock
+    this.polling = new Repeat(this.clock, opts.intervalMs, () => this.round())
     this.probe = opts.probe ?? httpProbe(opts.timeoutMs)
     this.self = opts.self === undefined ? undefined : memberKey(opts.self)
     this.log = opts.logger
@@ -181,24 +181,11 @@ export class HealthChecker {
 
   /** Polls every intervalMs (the first round one interval from now) until stop(). */
   start(): void {
-    if (this.running) return
-    this.running = true
-    this.schedule()
+    this.polling.start()
   }
 
   stop(): void {
-    this.running = false
-    if (this.timer !== undefined) this.clock.clearTimer(this.timer)
-    this.timer = undefined
-  }
-
-  private schedule(): void {
-    this.timer = this.clock.setTimer(() => {
-      this.timer = undefined
-      void this.round().finally(() => {
-        if (this.running) this.schedule()
-      })
-    }, this.opts.intervalMs)
+    this.polling.stop()
   }
 
   private async probeAll(): Promise<void> {

@@ -6,7 +6,7 @@
  * the last set: a DNS outage must not empty the ring.
  */
 import { lookup } from 'node:dns/promises'
-import { type Clock, systemClock } from '../../bandwidth/clock.js'
+import { type Clock, Repeat, systemClock } from '../../bandwidth/clock.js'
 import { z } from '../../config/index.js'
 import { ShoalError, toShoalError } from '../../errors/index.js'
 import type { Logger } from '../../log/index.js'
@@ -42,10 +42,9 @@ export interface MembershipChange {
 
 export class DnsMembers {
   private current: string[] = []
-  private timer: unknown
+  private readonly refreshing: Repeat
   private running = false
   private readonly resolve: Resolve
-  private readonly clock: Clock
 
   constructor(
     private readonly settings: DnsMembersSettings,
@@ -57,7 +56,9 @@ export class DnsMembers {
     },
   ) {
     this.resolve = opts.resolve ?? systemResolve
-    this.clock = opts.clock ?? systemClock
+    this.refreshing = new Repeat(opts.clock ?? systemClock, settings.refreshSeconds * 1000, () =>
+      this.refresh(),
+    )
   }
 
   /** The addresses (ip:port, sorted) of the last successful resolution; empty before one. */
@@ -98,20 +99,12 @@ export class DnsMembers {
     if (this.running) return
     this.running = true
     await this.refresh()
-    this.schedule()
+    // stop() during the first resolution wins.
+    if (this.running) this.refreshing.start()
   }
 
   stop(): void {
     this.running = false
-    if (this.timer !== undefined) this.clock.clearTimer(this.timer)
-    this.timer = undefined
-  }
-
-  private schedule(): void {
-    if (!this.running) return
-    this.timer = this.clock.setTimer(() => {
-      this.timer = undefined
-      void this.refresh().finally(() => this.schedule())
-    }, this.settings.refreshSeconds * 1000)
+    this.refreshing.stop()
   }
 }

@@ -21,6 +21,8 @@ import { BlobStore } from '../../store/index.js'
 import type { OriginConfig } from '../config.js'
 import { originMetrics } from './metrics.js'
 import { OpenUploads } from './open-uploads.js'
+import { Repair } from './repair.js'
+import { Replication, type RingView } from './replication.js'
 import { OriginRing } from './ring.js'
 import { registerRoutes } from './routes.js'
 import { type Seeder, Seeds } from './seeder.js'
@@ -95,6 +97,8 @@ export class OriginServer implements Service {
   private readonly service: BlobService
   private readonly seeds: Seeds
   private ring: OriginRing | undefined
+  private readonly replication: Replication
+  private readonly repair: Repair
   private readonly life: Lifecycle
   private readonly listener: Server | undefined
   private purgeTimer: NodeJS.Timeout | undefined
@@ -146,6 +150,39 @@ export class OriginServer implements Service {
       writeBack: config.writeBack,
       cache: config.cache,
     })
+    // Replication and repair see the ring through this view (the ring is built at start).
+    const ring = () => {
+      if (!this.ring) throw new ShoalError('UNAVAILABLE', 'origin is not started')
+      return this.ring
+    }
+    const view: RingView = {
+      self: () => this.self,
+      members: () => ring().nodes,
+      owners: (digest) => ring().owners(digest),
+      isOwner: (digest, member) => ring().isOwner(digest, member),
+    }
+    const work = this.service.work
+    this.replication = new Replication({
+      ring: view,
+      store: this.store,
+      replicaFrom: (ns, digest, from) => this.service.replicaFrom(ns, digest, from),
+      work,
+      log: this.log.child({ part: 'replication' }),
+      registry: this.registry,
+      attempts: config.replication.attempts,
+      maxBackoffMs: config.replication.maxBackoffSeconds * 1000,
+    })
+    this.repair = new Repair({
+      ring: view,
+      signature: () =>
+        (this.ring?.nodes ?? []).map((n) => `${n}=${this.ring?.health.isHealthy(n) ? 1 : 0}`).join(','),
+      store: this.store,
+      replication: this.replication,
+      work,
+      log: this.log.child({ part: 'repair' }),
+      registry: this.registry,
+      settings: config.repair,
+    })
     this.http = new HttpServer({
       name: 'origin',
       logger: deps.logger,
@@ -166,6 +203,7 @@ export class OriginServer implements Service {
       },
       uploadChunkLimit: config.uploadChunkLimit,
       reading: (digest) => this.service.cache.reading(digest),
+      replication: this.replication,
     })
     if (deps.bandwidth) registerBandwidthRoutes(this.http.router, deps.bandwidth)
   }
@@ -183,6 +221,16 @@ export class OriginServer implements Service {
   /** Sweeps the cache now (evicts what the cache policy allows); resolves with how many blobs went. */
   sweepCache(): Promise<number> {
     return this.service.cache.sweep()
+  }
+
+  /** Asks for a repair pass now (as a membership change does); `repairIdle()` waits for it. */
+  triggerRepair(reason = 'asked'): void {
+    this.repair.trigger(reason)
+  }
+
+  /** Resolves once no repair pass is running or scheduled. */
+  repairIdle(): Promise<void> {
+    return this.repair.idle()
   }
 
   /** http://host:port actually bound (a wildcard bind is reported as loopback). */
@@ -248,6 +296,10 @@ export class OriginServer implements Service {
     }
     this.ring = new OriginRing(this.config.hashring, this.self, { logger: this.log, registry: this.registry })
     await this.ring.start()
+    this.repair.start()
+    // Members may have changed while this origin was down (a static list edited, DNS): a pass
+    // at start makes the owners of what it holds, as it sees them now, hold it.
+    this.repair.trigger('origin started')
     this.log.info(
       {
         url: this.url,
@@ -264,11 +316,14 @@ export class OriginServer implements Service {
 
   private async shutdown(): Promise<void> {
     this.ring?.stop()
+    // Stopped with the service: its work signal ends a pass's copies.
+    const repairing = this.repair.stop()
     await this.http.stop()
     if (this.purgeTimer) clearInterval(this.purgeTimer)
     this.purgeTimer = undefined
     // Aborts and waits for commits, appends and backend transfers, so nothing is seeded later.
     await this.service.stop()
+    await repairing
     await this.purging
     await this.seeds.close()
   }

@@ -32,7 +32,8 @@ export class BlobService {
   readonly uploads: UploadService
   readonly writeBack: WriteBack
   readonly cache: CachePolicy
-  private readonly work = new Work()
+  /** Work in flight; stop() aborts and waits for it (replication and repair run under it too). */
+  readonly work = new Work()
   private readonly metaInfos: MetaInfos
   private readonly copies: BackendCopy
   private readonly verifier: BlobVerifier
@@ -135,10 +136,25 @@ export class BlobService {
       return { state: 'cached', size: cached.size }
     }
     this.copies.throwHeldFailure(digest)
+    // Being copied (from a peer origin, which may hold it before the backend does).
+    const copying = this.copies.pending(digest)
+    if (copying) return { state: 'pending', ...copying }
     const remote = await this.opts.backends.for(ns).stat(blobKey(ns, digest), this.work.signal)
     if (!remote) return undefined
-    this.copies.fetch(ns, digest)
+    this.copies.fetch(ns, digest, { size: remote.size })
     return { state: 'pending', size: remote.size }
+  }
+
+  /**
+   * Copies the blob into the cache from the origin `from` (else from the backend) in the
+   * background, unless it is cached: replication.ts, on an owner asked to hold a replica.
+   */
+  async replicaFrom(ns: string, digest: Digest, from: string): Promise<'cached' | 'fetching'> {
+    blobKey(ns, digest)
+    this.work.check()
+    if (await this.opts.store.stat(digest)) return 'cached'
+    this.copies.fetch(ns, digest, { from })
+    return 'fetching'
   }
 
   /** The .torrent of a blob: bytes, 'pending' while it is fetched, undefined when unknown. */

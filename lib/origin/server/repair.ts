@@ -159,6 +159,8 @@ export class Repair {
   /** One walk over the cache; resolves with the replicas it could not place. */
   private async pass(): Promise<number> {
     const { store, log, settings, work } = this.opts
+    // A ring of one (the embedded default): no other owner to check.
+    if (this.opts.ring.members().length <= 1) return 0
     const digests: Digest[] = []
     for await (const d of store.list()) digests.push(d)
     this.pending.set(digests.length)
@@ -166,13 +168,18 @@ export class Repair {
     const tally = { copied: 0, failed: 0, checked: 0 }
     let next = 0
     const interval = 1000 / settings.blobsPerSecond
+    let slot = started - interval
+    // Blobs whose only owner is this origin cost nothing but a stat: only the others take a
+    // slot of the rate (ask an owner, perhaps copy).
+    const pace = async () => {
+      slot = Math.max(Date.now(), slot + interval)
+      const due = slot - Date.now()
+      if (due > 0) await sleep(due, work.signal)
+    }
     const worker = async () => {
       // A change during the pass (dirty) ends it: the next pass checks every blob again.
       while (next < digests.length && !this.dirty && !this.stopped && !work.signal.aborted) {
-        const k = next++
-        const due = started + k * interval - Date.now()
-        if (due > 0) await sleep(due, work.signal)
-        await this.check(digests[k] as Digest, tally)
+        await this.check(digests[next++] as Digest, tally, pace)
         this.pending.dec()
       }
     }
@@ -188,13 +195,18 @@ export class Repair {
     return tally.failed
   }
 
-  private async check(digest: Digest, tally: { copied: number; failed: number; checked: number }) {
+  private async check(
+    digest: Digest,
+    tally: { copied: number; failed: number; checked: number },
+    pace: () => Promise<void>,
+  ) {
     const { ring, store, replication } = this.opts
     // Evicted since the listing: the backend has it, owners fetch it when asked.
     if (!(await store.stat(digest))) return
     const self = memberKey(ring.self())
     const others = ring.owners(digest).filter((o) => memberKey(o) !== self)
     if (others.length > 0) {
+      await pace()
       const ns = await replication.namespaceOf(digest)
       const results = await Promise.all(others.map((o) => replication.ensure(o, ns, digest, 'repair')))
       if (this.opts.work.signal.aborted) return

@@ -165,7 +165,7 @@ export class OriginServer implements Service {
     this.replication = new Replication({
       ring: view,
       store: this.store,
-      replicaFrom: (ns, digest, from) => this.service.replicaFrom(ns, digest, from),
+      replicaFrom: (ns, digest, from, waitMs) => this.service.replicaFrom(ns, digest, from, waitMs),
       work,
       log: this.log.child({ part: 'replication' }),
       registry: this.registry,

@@ -23,6 +23,7 @@ import type { BlobStore } from '../../store/index.js'
 import { memberKey } from '../client/health.js'
 import { OriginClient } from '../client/index.js'
 import { checkNamespace } from './keys.js'
+import type { ReplicaState } from './service.js'
 import type { Work } from './work.js'
 
 export const ReplicationConfig = z
@@ -56,6 +57,11 @@ export interface RingView {
 /** How placing a replica ended: the owner had it, copied it, or could not be made to. */
 export type ReplicaResult = 'present' | 'copied' | 'failed'
 
+/**
+ * An owner asked for a replica answers once it has copied the blob or after this long
+ * (`fetching`: the sender polls), well within the sender's answer timeout.
+ */
+const ACCEPT_WAIT_MS = 5_000
 const BASE_BACKOFF_MS = 500
 /** Polls of a copying owner start this far apart and double up to POLL_MAX_MS. */
 const POLL_MIN_MS = 50
@@ -75,7 +81,7 @@ export class Replication {
       ring: RingView
       store: BlobStore
       /** Copies the blob from `from` (else the backend) in the background unless it is cached. */
-      replicaFrom: (ns: string, digest: Digest, from: string) => Promise<'cached' | 'fetching'>
+      replicaFrom: (ns: string, digest: Digest, from: string, waitMs: number) => Promise<ReplicaState>
       work: Work
       log: Logger
       registry: Registry
@@ -93,7 +99,7 @@ export class Replication {
   }
 
   /** Receiving end of POST /blobs/:digest/replicate. */
-  async accept(digest: Digest, req: z.infer<typeof ReplicateRequest>): Promise<'cached' | 'fetching'> {
+  async accept(digest: Digest, req: z.infer<typeof ReplicateRequest>): Promise<ReplicaState> {
     const ns = checkNamespace(req.namespace)
     const { ring } = this.opts
     const from = memberKey(req.from)
@@ -109,8 +115,8 @@ export class Replication {
         `${self} does not own ${digest}; its owners are ${ring.owners(digest)}`,
       )
     }
-    const state = await this.opts.replicaFrom(ns, digest, from)
-    if (state === 'fetching') await this.remember(ns, digest)
+    const state = await this.opts.replicaFrom(ns, digest, from, ACCEPT_WAIT_MS)
+    if (state !== 'cached') await this.remember(ns, digest)
     return state
   }
 
@@ -210,6 +216,7 @@ export class Replication {
     const self = this.opts.ring.self()
     const { state } = await client.replicate(digest, { namespace: ns, from: self }, signal)
     if (state === 'cached') return 'present'
+    if (state === 'copied') return 'copied'
     const size = (await this.opts.store.stat(digest))?.size ?? 0
     const deadline = Date.now() + COPY_GRACE_MS + Math.ceil(size / SLOW_COPY_BYTES) * 1000
     for (let wait = POLL_MIN_MS; ; wait = Math.min(POLL_MAX_MS, wait * 2)) {

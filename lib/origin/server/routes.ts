@@ -151,7 +151,7 @@ export function registerRoutes(router: Router, deps: RouteDeps): void {
     const digest = Digest.parse(params.digest as string)
     const body = parseJson(await readBody(req, MAX_REPLICATE_BODY), ReplicateRequest)
     const state = await deps.replication.accept(digest, body)
-    sendJson(res, state === 'cached' ? 200 : 202, { state })
+    sendJson(res, state === 'fetching' ? 202 : 200, { state })
   })
 
   router.get('/blobs/:digest/locations', ({ res, params }) => {

@@ -26,6 +26,9 @@ import { Work } from './work.js'
 import { WriteBack } from './writeback.js'
 import { MarkStore } from './writeback-queue.js'
 
+/** A replica asked for: held already, copied just now, or being copied. */
+export type ReplicaState = 'cached' | 'copied' | 'fetching'
+
 export type BlobState = { state: 'cached'; size: number } | { state: 'pending'; size: number }
 
 export class BlobService {
@@ -149,12 +152,19 @@ export class BlobService {
    * Copies the blob into the cache from the origin `from` (else from the backend) in the
    * background, unless it is cached: replication.ts, on an owner asked to hold a replica.
    */
-  async replicaFrom(ns: string, digest: Digest, from: string): Promise<'cached' | 'fetching'> {
+  async replicaFrom(ns: string, digest: Digest, from: string, waitMs = 0): Promise<ReplicaState> {
     blobKey(ns, digest)
     this.work.check()
     if (await this.opts.store.stat(digest)) return 'cached'
     this.copies.fetch(ns, digest, { from })
-    return 'fetching'
+    // A small blob is copied before the answer, which saves the sender polling for it.
+    let timer: NodeJS.Timeout | undefined
+    const waited = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, waitMs)
+    })
+    await Promise.race([this.copies.settled(digest), waited])
+    clearTimeout(timer)
+    return (await this.opts.store.stat(digest)) ? 'copied' : 'fetching'
   }
 
   /** The .torrent of a blob: bytes, 'pending' while it is fetched, undefined when unknown. */

@@ -288,3 +288,117 @@ t.test('hostile replicate requests are refused; the origin goes on serving', asy
   const owner = await upload(target, b)
   t.ok(await new OriginClient(owner).stat('default', b.digest), 'still takes pushes')
 })
+
+t.test(
+  'fault 4 with DNS members: an origin added to the answer gets its blobs; one removed has its blobs re-placed',
+  async (t) => {
+    const dir = await tempDir(t)
+    const backend = new FlakyBackend(new FsBackend(join(dir, 'backend')))
+    // One port on three loopback addresses: DNS members share the port (hashring.dns.port).
+    const first = new ReservedListener('origin 1', '127.0.0.1', 0)
+    await first.start()
+    const port = first.port
+    const listeners = [first]
+    for (const host of ['127.0.0.2', '127.0.0.3']) {
+      const l = new ReservedListener(`origin ${host}`, host, port)
+      await l.start()
+      listeners.push(l)
+    }
+    const addr = ['127.0.0.1', '127.0.0.2', '127.0.0.3'].map((h) => `${h}:${port}`)
+    let answer = ['127.0.0.1', '127.0.0.2']
+    const taken = new Set<number>()
+    t.teardown(async () => {
+      for (let i = 0; i < 3; i++) if (!taken.has(i)) await listeners[i]?.stop()
+    })
+    const origins: (OriginServer | undefined)[] = []
+    const start = async (i: number) => {
+      const origin = new OriginServer(
+        validateConfig(OriginConfigSchema, {
+          log: { level: 'silent' },
+          server: { host: addr[i]?.split(':')[0], port },
+          dataDir: join(dir, `origin-${i}`),
+          trackerUrl: 'http://tracker.test:15003',
+          self: addr[i],
+          hashring: {
+            dns: { name: 'origins.test', port, refreshSeconds: 1 },
+            replicas: 2,
+            healthCheck: HEALTH,
+          },
+          replication: { attempts: 3, maxBackoffSeconds: 1 },
+          repair: { settleSeconds: 0, blobsPerSecond: 1000, retrySeconds: 1 },
+        }),
+        {
+          logger,
+          backend,
+          tagLookup: { tagsOf: async () => [] },
+          listener: listeners[i]?.server,
+          resolve: async () => [...answer],
+        },
+      )
+      taken.add(i)
+      await origin.start()
+      t.teardown(() => origin.stop())
+      origins[i] = origin
+      return origin
+    }
+    await start(0)
+    await start(1)
+    const set = blobs(12, 20_000)
+    for (const b of set) await upload(addr[0] as string, b)
+    const digests = set.map((b) => b.digest)
+    /** Each blob is held by every owner origin `via` names; returns how many of them `member` owns. */
+    const placed = async (via: number, member: string) => {
+      let owned = 0
+      for (const d of digests) {
+        const owners = await new OriginClient(addr[via] as string).locations(d)
+        if (owners.includes(member)) owned++
+        for (const o of owners) {
+          const origin = origins[addr.indexOf(o)]
+          if (!origin || !(await origin.store.stat(d))) return -1
+        }
+      }
+      return owned
+    }
+    await until(
+      'both members hold every blob',
+      async () => (await placed(0, addr[0] as string)) === digests.length,
+    )
+
+    // Added: the name now answers a third address, whose origin no client asks for anything.
+    answer = ['127.0.0.1', '127.0.0.2', '127.0.0.3']
+    await start(2)
+    await until(
+      'the ring has three members',
+      async () =>
+        (await new OriginClient(addr[0] as string).locations(digests[0]!)).length === 2 &&
+        (await metricValue(origins[0]!.registry, 'shoal_origin_member_healthy', {
+          member: addr[2] as string,
+        })) === 1,
+    )
+    let owned = -1
+    await until(
+      'the added origin holds the blobs it owns',
+      async () => {
+        owned = await placed(0, addr[2] as string)
+        return owned >= 0 && (await placed(1, addr[2] as string)) >= 0
+      },
+      30_000,
+    )
+    t.ok(owned > 0, `the added origin owns and holds ${owned} of ${digests.length} blobs`)
+
+    // Removed: the name stops answering the second address (its origin keeps running).
+    answer = ['127.0.0.1', '127.0.0.3']
+    await until(
+      'every blob is on both remaining members',
+      async () => {
+        for (const d of digests) {
+          if (!(await origins[0]!.store.stat(d)) || !(await origins[2]!.store.stat(d))) return false
+        }
+        return true
+      },
+      30_000,
+    )
+    t.pass('the replica count is kept after a member is removed from the DNS answer')
+    t.equal(backend.puts, digests.length, 'each blob written back once')
+  },
+)

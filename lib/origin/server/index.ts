@@ -23,6 +23,7 @@ import { originMetrics } from './metrics.js'
 import { OpenUploads } from './open-uploads.js'
 import { Repair } from './repair.js'
 import { Replication, type RingView } from './replication.js'
+import type { Resolve } from './members.js'
 import { OriginRing } from './ring.js'
 import { registerRoutes } from './routes.js'
 import { type Seeder, Seeds } from './seeder.js'
@@ -49,6 +50,8 @@ export interface OriginDeps {
   tagLookup?: TagLookup
   /** An HTTP listener already bound (lib/lifecycle ReservedListener), used instead of config.server. */
   listener?: Server
+  /** Resolves hashring.dns.name (default the system resolver); tests. */
+  resolve?: Resolve
 }
 
 /** Abandoned uploads are looked for every ttl/4, at most hourly and at least every second. */
@@ -101,6 +104,7 @@ export class OriginServer implements Service {
   private readonly repair: Repair
   private readonly life: Lifecycle
   private readonly listener: Server | undefined
+  private readonly resolve: Resolve | undefined
   private purgeTimer: NodeJS.Timeout | undefined
   private purging: Promise<unknown> | undefined
   private boundPort = 0
@@ -112,6 +116,7 @@ export class OriginServer implements Service {
   ) {
     this.log = deps.logger.child({ component: 'origin' })
     this.listener = deps.listener
+    this.resolve = deps.resolve
     this.life = new Lifecycle('origin', {
       start: (signal) => this.doStart(signal),
       stop: () => this.shutdown(),
@@ -294,7 +299,11 @@ export class OriginServer implements Service {
         'no non-internal IPv4 address found: advertising 127.0.0.1, which other hosts cannot reach; set "self"',
       )
     }
-    this.ring = new OriginRing(this.config.hashring, this.self, { logger: this.log, registry: this.registry })
+    this.ring = new OriginRing(this.config.hashring, this.self, {
+      logger: this.log,
+      registry: this.registry,
+      resolve: this.resolve,
+    })
     await this.ring.start()
     this.repair.start()
     // Members may have changed while this origin was down (a static list edited, DNS): a pass

@@ -10,6 +10,7 @@
  * --rate is repair.blobsPerSecond (the default config is 50), --concurrency repair.concurrency.
  */
 import { randomFillSync } from 'node:crypto'
+import { createWriteStream } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -19,7 +20,7 @@ import { FsBackend } from '../../lib/backend/index.js'
 import { validateConfig } from '../../lib/config/index.js'
 import { Digest } from '../../lib/core/index.js'
 import { ReservedListener } from '../../lib/lifecycle/index.js'
-import { silentLogger } from '../../lib/log/index.js'
+import { createLogger, silentLogger } from '../../lib/log/index.js'
 import { OriginClient } from '../../lib/origin/client/index.js'
 import { OriginConfigSchema } from '../../lib/origin/config.js'
 import { OriginServer } from '../../lib/origin/server/index.js'
@@ -39,6 +40,10 @@ const size = parseSize(values.size as string)
 const HOST = '127.0.0.1'
 const HEALTH = { intervalMs: 100, timeoutMs: 300, failThreshold: 2, passThreshold: 1 }
 
+// BENCH_LOG=<file>: the origins' logs (info), e.g. to see the repair passes.
+const logger = process.env.BENCH_LOG
+  ? createLogger({ level: 'info', destination: createWriteStream(process.env.BENCH_LOG) })
+  : silentLogger()
 const dir = await mkdtemp(join(tmpdir(), 'shoal-repair-bench-'))
 const backend = new FsBackend(join(dir, 'backend'))
 const listeners = [new ReservedListener('a', HOST, 0), new ReservedListener('b', HOST, 0)]
@@ -60,7 +65,7 @@ const origin = (i: number) =>
       },
     }),
     {
-      logger: silentLogger(),
+      logger,
       backend,
       tagLookup: { tagsOf: async () => [] },
       listener: listeners[i]?.server,

@@ -122,7 +122,8 @@ export class Repair {
 
   /** Resolves once no pass is running or scheduled (tests, benchmarks). */
   async idle(): Promise<void> {
-    while (this.running || this.timer) await (this.running ?? sleep(20, this.opts.work.signal))
+    // Not sleep(): its timer is unref'd, and a caller waiting here wants the process kept alive.
+    while (this.running || this.timer) await (this.running ?? new Promise((r) => setTimeout(r, 20)))
   }
 
   private async watch(): Promise<void> {

@@ -289,8 +289,12 @@ export class Downloads {
       // The same open file keeps serving pieces to other agents until the blob is dropped.
       this.open.set(digest.hex, file)
       this.seeding.set(digest.hex, meta.infoHash)
-      this.onCached?.(digest, meta.length)
-      await this.store.writeMetaInfo(digest, meta.raw)
+      try {
+        await this.store.writeMetaInfo(digest, meta.raw)
+      } finally {
+        // After the sidecar (an eviction reads it); in the cache, and so indexed, either way.
+        this.onCached?.(digest, meta.length)
+      }
       if (journaled) await this.journal?.remove(digest)
       Object.assign(entry, pickStats(stats, entry.resumedPieces), {
         state: 'done',

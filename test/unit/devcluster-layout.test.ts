@@ -36,7 +36,7 @@ t.test('three origins over S3: ports, ring and backend in every config', async (
   t.same(herd.proxy?.origins, nodes)
   t.same(herd.buildIndex?.origins, nodes)
   t.same(
-    (herd.tracker?.origins as { peer: string }[]).map((o) => o.peer),
+    ((herd.tracker?.origins ?? []) as { peer: string }[]).map((o) => o.peer),
     ['127.0.0.1:15001', '127.0.0.1:15011', '127.0.0.1:15021'],
   )
   const o3 = l.configs['/w/config/origin-3.yaml'] as Record<string, unknown>

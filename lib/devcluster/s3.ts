@@ -10,7 +10,7 @@ import { createRequire } from 'node:module'
 import { ShoalError } from '../errors/index.js'
 
 const MISSING =
-  'shoal devcluster --s3 needs the s3rver package, a development dependency that this install does not have; run "npm install" (with dev dependencies) in the shoal folder, or start without --s3'
+  'devcluster --s3 needs the s3rver package, a development dependency that this install does not have; run "npm install" (with dev dependencies) in the shoal folder, or start without --s3'
 
 /** Throws the one-line MISSING error when s3rver cannot be loaded from here. */
 export function checkS3rverInstalled(): void {

@@ -34,6 +34,36 @@ export const AgentConfigSchema = z.strictObject({
   stallTimeoutSeconds: z.number().int().min(1).default(120),
   /** Per-host caps on BitTorrent traffic, shared fairly across torrents; 0 = unlimited. */
   bandwidth: BandwidthConfig,
+  /**
+   * The cache's lifecycle (cache-policy.ts). A blob is used when a download puts it in the cache,
+   * a local client reads it (a pull) or a peer downloads from it; one being read or uploaded is
+   * never removed. Removed blobs stop being seeded; a later pull fetches them again.
+   */
+  cache: z
+    .strictObject({
+      /**
+       * A blob unused for this long is removed; 0 = never for age (watermarks only). Seconds.
+       * 3 days: a blob of a daily distribution outlives the next day's run (peers still pull
+       * from it and re-runs are local) and a weekend of retries, while superseded daily versions
+       * of large files do not pile up on every host for weeks. The watermarks guard the disk
+       * whatever the TTL.
+       */
+      ttlSeconds: z.number().int().min(0).default(259_200),
+      /**
+       * Above this the least recently used blobs are removed down to lowWatermark: a fraction of
+       * the disk holding dataDir when at most 1 (its used share, the host's other files
+       * included: the cache yields to them), else bytes of cached blobs. 0.85/0.75 leave the
+       * host more room than the origin's 0.9/0.8: the disk is shared with what pulls write.
+       */
+      highWatermark: z.number().positive().default(0.85),
+      lowWatermark: z.number().positive().default(0.75),
+      /** How often the cache is swept (at most 256 blobs removed per sweep). Seconds. */
+      sweepIntervalSeconds: z.number().int().min(1).max(86_400).default(60),
+    })
+    .prefault({})
+    .refine((c) => c.lowWatermark <= c.highWatermark && c.lowWatermark <= 1 === c.highWatermark <= 1, {
+      message: 'lowWatermark must be at most highWatermark, both fractions (<= 1) or both bytes (> 1)',
+    }),
 })
 
 export type AgentConfig = z.infer<typeof AgentConfigSchema>

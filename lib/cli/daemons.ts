@@ -79,6 +79,7 @@ export function originCommand(name = 'shoal-origin'): Command {
       runDaemon(
         {
           name,
+          label: daemonLabel(name),
           component: 'origin',
           schema: OriginConfigSchema,
           overrides: () => ({

@@ -1,12 +1,13 @@
 /** The umbrella `shoal` command: herd, agent, devcluster, demo. */
 import { demo } from '../devcluster/demo.js'
 import { DEFAULT_WORKDIR, down, hints, restart, status, up } from '../devcluster/index.js'
-import { AGENT_BASE_PORT, HERD_BASE_PORT } from '../devcluster/layout.js'
+import { AGENT_BASE_PORT, HERD_BASE_PORT, S3_BUCKET } from '../devcluster/layout.js'
+import { runS3Server } from '../devcluster/s3.js'
 import { isShoalError } from '../errors/index.js'
 import { Command, CommanderError } from './commander.js'
 import { type Output, stdio } from './common.js'
 import { intFlag } from './daemon.js'
-import { agentCommand, herdCommand } from './daemons.js'
+import { agentCommand, herdCommand, originCommand } from './daemons.js'
 
 export function shoalProgram(io: Output = stdio): Command {
   const program = new Command('shoal').description(
@@ -14,16 +15,34 @@ export function shoalProgram(io: Output = stdio): Command {
   )
   program.addCommand(herdCommand('herd'))
   program.addCommand(agentCommand('agent'))
+  program.addCommand(originCommand('origin'))
 
   const dev = program
     .command('devcluster')
-    .description('Run a herd and N agents as separate local processes (docs/architecture.md §3 ports).')
+    .description(
+      'Run a herd and N agents as separate local processes (docs/architecture.md §3 ports); with --origins a ring of several origins, with --s3 an S3-compatible server as their backend.',
+    )
   const upCmd = dev
     .command('up')
     .description(
-      'Start the herd and the agents, wait until every one is ready, then print the commands to push and pull with their ports.',
+      'Start the S3 server (--s3), the herd, the other origins (--origins) and the agents, each awaited until ready, then print the commands to push and pull with their ports. Config files for the ring are written to WORKDIR/config.',
     )
     .option('--agents <n>', 'number of agents', intFlag, 3)
+    .option(
+      '--origins <n>',
+      "origins in the ring: the herd's (15001/15002) and N−1 more processes, origin N on 15001/15002 + 10·(N−1) (origin-2: 15011/15012, origin-3: 15021/15022); without --s3 they share the herd's backend folder",
+      intFlag,
+      1,
+    )
+    .option(
+      '--replicas <n>',
+      'origins owning each blob (hashring.replicas); default: origins, at most 3',
+      intFlag,
+    )
+    .option(
+      '--s3',
+      `also run an S3-compatible server (s3rver, a development dependency) on --base-port − 1000 (14000), bucket ${S3_BUCKET}, as every origin's backend; objects under WORKDIR/s3`,
+    )
     .option('--workdir <dir>', 'data and logs folder', DEFAULT_WORKDIR)
   portFlags(upCmd).action(async (f) =>
     usage(io, async () => {
@@ -32,6 +51,9 @@ export function shoalProgram(io: Output = stdio): Command {
         agents: f.agents,
         basePort: f.basePort,
         agentBasePort: f.agentBasePort,
+        origins: f.origins,
+        replicas: f.replicas,
+        s3: f.s3 === true,
       })
       for (const p of state.processes)
         io.out(`${p.name.padEnd(9)} pid ${String(p.pid).padEnd(8)} ${p.readyUrl}  log ${p.log}`)
@@ -60,9 +82,12 @@ export function shoalProgram(io: Output = stdio): Command {
     })
   dev
     .command('restart')
-    .argument('[name]', 'the process to restart: herd, agent-1, agent-2, …; all of them when omitted')
+    .argument(
+      '[name]',
+      'the process to restart: s3, herd, origin-2, …, agent-1, agent-2, …; all of them when omitted',
+    )
     .description(
-      'Stop a process (SIGTERM, SIGKILL after 10 s) and start it again with the same ports, data and log; without NAME every process, the herd first. Waits until each is ready. An unknown NAME exits 2.',
+      'Stop a process (SIGTERM, SIGKILL after 10 s) and start it again with the same ports, data and log; without NAME every process in start order. Waits until each is ready. An unknown NAME exits 2.',
     )
     .option('--workdir <dir>', 'data and logs folder', DEFAULT_WORKDIR)
     .action(async (name: string | undefined, f) =>
@@ -72,8 +97,15 @@ export function shoalProgram(io: Output = stdio): Command {
       }),
     )
   dev
+    .command('s3-server', { hidden: true })
+    .description('The S3-compatible server `up --s3` runs as a process of its own (s3rver).')
+    .requiredOption('--port <n>', 'port', intFlag)
+    .requiredOption('--directory <dir>', 'folder holding the buckets')
+    .requiredOption('--bucket <name>', 'bucket created at start')
+    .action(async (f) => runS3Server({ port: f.port, directory: f.directory, bucket: f.bucket }))
+  dev
     .command('down')
-    .description('Stop every process of the devcluster (agents first).')
+    .description('Stop every process of the devcluster (agents first, then the origins, the herd, S3).')
     .option('--workdir <dir>', 'data and logs folder', DEFAULT_WORKDIR)
     .action(async (f) => {
       const n = await down({ workdir: f.workdir })

@@ -7,11 +7,13 @@
 import { spawn } from 'node:child_process'
 import { closeSync, openSync, readFileSync } from 'node:fs'
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
-import { join, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { stringify as stringifyYaml } from 'yaml'
 import { isShoalError, ShoalError } from '../errors/index.js'
 import { HttpClient } from '../http/index.js'
-import { builtBinary, clusterLayout, type ProcessSpec } from './layout.js'
+import { builtBinary, clusterLayout, type ProcessSpec, S3_BUCKET } from './layout.js'
+import { checkS3rverInstalled } from './s3.js'
 
 export const DEFAULT_WORKDIR = '.shoal/devcluster'
 
@@ -54,6 +56,12 @@ export async function up(
     readyTimeoutMs?: number
     basePort?: number
     agentBasePort?: number
+    /** Origins in the ring (the herd's and N−1 more processes); default 1. */
+    origins?: number
+    /** Owners per blob; default min(origins, 3). */
+    replicas?: number
+    /** An S3-compatible server as a process of its own, every origin's backend. */
+    s3?: boolean
   } = {},
 ): Promise<ClusterState> {
   const workdir = resolve(opts.workdir ?? DEFAULT_WORKDIR)
@@ -64,19 +72,37 @@ export async function up(
       `a devcluster is already running from ${workdir}; run "shoal devcluster down${workdirFlag(workdir)}" first`,
     )
   }
-  const layout = clusterLayout(workdir, opts.agents ?? 3, opts.basePort, opts.agentBasePort)
+  const layout = clusterLayout(workdir, opts.agents ?? 3, opts.basePort, opts.agentBasePort, {
+    origins: opts.origins,
+    replicas: opts.replicas,
+    s3: opts.s3,
+  })
+  // Before anything starts: a production install has no s3rver.
+  if (layout.s3) checkS3rverInstalled()
   await mkdir(join(workdir, 'logs'), { recursive: true })
+  for (const [file, doc] of Object.entries(layout.configs)) {
+    await mkdir(dirname(file), { recursive: true })
+    await writeFile(
+      file,
+      `# Written by shoal devcluster up; rewritten at every up.\n${stringifyYaml(doc, { aliasDuplicateObjects: false })}`,
+    )
+  }
   const entry = builtBinary('shoal')
   const state: ClusterState = { workdir, startedAt: new Date().toISOString(), processes: [] }
+  const timeout = opts.readyTimeoutMs ?? 30_000
   try {
-    for (const spec of [layout.herd, ...layout.agents]) {
-      state.processes.push(launch(entry, spec, workdir))
+    // In order, each awaited: S3 before the origins check their backend at start, the herd
+    // (tracker, build-index) before the other origins and the agents announce to it.
+    for (const spec of [...(layout.s3 ? [layout.s3] : []), layout.herd, ...layout.origins]) {
+      const p = launch(entry, spec, workdir)
+      state.processes.push(p)
       await writeState(state)
-      // The herd must be up before agents re-seed and announce.
-      if (spec === layout.herd)
-        await waitReady(state.processes[0] as StateEntry, opts.readyTimeoutMs ?? 30_000)
+      await waitReady(p, timeout)
     }
-    for (const p of state.processes.slice(1)) await waitReady(p, opts.readyTimeoutMs ?? 30_000)
+    const agents = layout.agents.map((spec) => launch(entry, spec, workdir))
+    state.processes.push(...agents)
+    await writeState(state)
+    for (const p of agents) await waitReady(p, timeout)
   } catch (err) {
     await down({ workdir })
     throw err
@@ -112,7 +138,7 @@ export async function status(opts: { workdir?: string } = {}): Promise<ProcessSt
 }
 
 /**
- * Restarts one process (by name) or all of them, the herd first, each started again with the
+ * Restarts one process (by name) or all of them in start order (S3, the herd, origins, agents), each started again with the
  * arguments it was first started with and awaited until ready before the next. A process
  * that is down is simply started. Returns the new state entries.
  */
@@ -148,7 +174,7 @@ export async function restart(
   return restarted
 }
 
-/** Stops agents first, then the herd: SIGTERM, then SIGKILL after a grace period. Idempotent. */
+/** Stops in reverse start order (agents, origins, the herd, S3): SIGTERM, then SIGKILL after a grace period. Idempotent. */
 export async function down(opts: { workdir?: string; graceMs?: number } = {}): Promise<number> {
   const workdir = resolve(opts.workdir ?? DEFAULT_WORKDIR)
   const state = await readState(workdir)
@@ -165,7 +191,7 @@ export async function down(opts: { workdir?: string; graceMs?: number } = {}): P
  */
 export function hints(state: ClusterState): string[] {
   const herd = state.processes.find((p) => p.name === 'herd')
-  const agents = state.processes.filter((p) => p.name !== 'herd')
+  const agents = state.processes.filter((p) => p.name.startsWith('agent-'))
   const proxy = `127.0.0.1:${herd?.ports.proxy}`
   const wd = workdirFlag(state.workdir)
   const lines = [`push:    PushCLI push --src-path FILE --dst-host ${proxy}`]
@@ -177,6 +203,16 @@ export function hints(state: ClusterState): string[] {
         (others.length > 0 ? `  (or ${others.join(', ')})` : ''),
     )
   }
+  const origins = state.processes.filter((p) => p.name.startsWith('origin-'))
+  if (origins.length > 0)
+    lines.push(
+      `ring:    origins ${[herd, ...origins].map((p) => `127.0.0.1:${p?.ports.origin}`).join(', ')} (GET /blobs/DIGEST/locations names the owners)`,
+    )
+  const s3 = state.processes.find((p) => p.name === 's3')
+  if (s3)
+    lines.push(
+      `s3:      http://127.0.0.1:${s3.ports.s3}, bucket ${S3_BUCKET}, credentials S3RVER/S3RVER; objects under ${join(state.workdir, 's3')}`,
+    )
   lines.push(
     `remove:  RemoveCLI remove --tag TAG --dst-host ${proxy}`,
     `manage:  shoal devcluster status${wd} | shoal devcluster restart [NAME]${wd} | shoal devcluster down${wd}`,

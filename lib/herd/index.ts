@@ -47,6 +47,12 @@ export function createHerd(config: HerdConfig, deps: { logger: Logger }): Herd {
   const addr = (port: number) => `${host}:${port}`
   const log = { level: config.log.level }
   const backend = { type: 'fs', root: join(dataDir, 'backend') }
+  // A section that names its own storage (origin: backend and/or namespaces; build-index:
+  // backend) gets exactly that, as the standalone daemon would: merging the herd's folder
+  // backend into an S3 one would mix their keys (and the strict schema refuses the mix).
+  const originStorage =
+    config.origin.backend !== undefined || hasEntries(config.origin.namespaces) ? {} : { backend }
+  const tagStorage = config.buildIndex.backend !== undefined ? {} : { backend }
   const portOf = (name: keyof typeof HERD_PORT_OFFSETS) =>
     config.basePort === 0 ? 0 : config.basePort + HERD_PORT_OFFSETS[name]
 
@@ -84,7 +90,7 @@ export function createHerd(config: HerdConfig, deps: { logger: Logger }): Herd {
           log,
           server: { host: bind, port: portOf('buildIndex') },
           origins: [originAddr()],
-          backend,
+          ...tagStorage,
         }),
         { logger: deps.logger },
       )
@@ -97,7 +103,7 @@ export function createHerd(config: HerdConfig, deps: { logger: Logger }): Herd {
           server: { host: bind, port: originHttp.port },
           peer: { host: bind, port: originPeer.port },
           dataDir: join(dataDir, 'origin'),
-          backend,
+          ...originStorage,
           trackerUrl: `http://${addr(portOfUrl(tracker?.url))}`,
           self: originAddr(),
           buildIndex: addr(portOfUrl(buildIndex?.url)),
@@ -171,6 +177,11 @@ export async function startHerd(config: HerdConfig, deps: { logger: Logger }): P
   const herd = createHerd(config, deps)
   await herd.start()
   return herd
+}
+
+/** True for a non-empty array (a `namespaces` table that routes something). */
+function hasEntries(value: unknown): boolean {
+  return Array.isArray(value) && value.length > 0
 }
 
 /** The port of a started server's `http://host:port` URL. */

@@ -2,13 +2,13 @@
  * An in-process s3rver (a real S3 HTTP API on loopback, objects in a temp folder) for tests of
  * the S3 backend. Credentials are s3rver's fixed S3RVER/S3RVER; it checks both.
  */
-import crypto from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import S3rver from 's3rver'
 import { S3Backend, S3BackendConfig } from '../../lib/backend/s3/index.js'
 import { validateConfig } from '../../lib/config/index.js'
+import { allowS3rverDes } from '../../lib/devcluster/s3.js'
 
 export interface S3Server {
   endpoint: string
@@ -35,23 +35,6 @@ export function s3Config(
     retryBaseMs: 5,
     ...over,
   })
-}
-
-/**
- * s3rver encrypts ListObjectsV2 continuation tokens with single DES, which OpenSSL 3 (Node 20)
- * only has in its legacy provider: every truncated listing is a 500. Triple DES with the key
- * repeated three times computes exactly single DES and is in the default provider, so 'des'
- * is swapped for it (s3rver calls crypto.createCipheriv through the module object). Tests only.
- */
-function allowS3rverDes(): void {
-  const patched = crypto as unknown as { __shoalDes?: boolean }
-  if (patched.__shoalDes) return
-  patched.__shoalDes = true
-  const swap = <F extends (alg: string, key: Buffer, iv: Buffer) => unknown>(fn: F): F =>
-    ((alg: string, key: Buffer, iv: Buffer) =>
-      alg === 'des' ? fn('des-ede3-cbc', Buffer.concat([key, key, key]), iv) : fn(alg, key, iv)) as F
-  crypto.createCipheriv = swap(crypto.createCipheriv as never)
-  crypto.createDecipheriv = swap(crypto.createDecipheriv as never)
 }
 
 export async function startS3rver(bucket = 'shoal-test'): Promise<S3Server> {

@@ -349,3 +349,38 @@ t.test('OriginCluster: owners its own checks find unhealthy are tried last', asy
   await cluster.withOwner(d, (o) => o.stat('default', d))
   t.same(f.calls, ['o2:1'])
 })
+
+t.test('OriginCluster: owners the origins stop naming are forgotten, configured ones never', async (t) => {
+  const d = digestOf('w')
+  const clock = new ManualClock()
+  let owners = ['o1:1', 'o9:1']
+  const factory = (address: string) =>
+    ({ baseUrl: `http://${address}`, locations: async () => owners }) as unknown as OriginClient
+  const cluster = new OriginCluster(['o1:1'], factory, {
+    health: settings,
+    logger,
+    clock,
+    forgetAfterMs: 1000,
+  })
+  await cluster.owners(d)
+  t.equal(cluster.known, 2, 'an owner the origins name is known (and health-checked)')
+  t.ok(cluster.health?.snapshot().some((m) => m.address === 'o9:1'))
+  owners = ['o1:1']
+  clock.advance(600)
+  await cluster.owners(d)
+  t.equal(cluster.known, 2, 'not forgotten before forgetAfterMs')
+  clock.advance(600)
+  await cluster.owners(d)
+  t.equal(cluster.known, 1, 'forgotten once not named for forgetAfterMs')
+  t.same(
+    cluster.health?.snapshot().map((m) => m.address),
+    ['o1:1'],
+    'and no longer health-checked; the configured origin stays',
+  )
+  owners = ['o9:1']
+  t.same(
+    (await cluster.owners(d)).map((o) => o.baseUrl),
+    ['http://o9:1'],
+    'named again: known again',
+  )
+})

@@ -14,7 +14,7 @@
  * clean, and a restart finds nothing to resurrect; resume() also deletes partial downloads that
  * have no journal entry (left by an agent that died between the two).
  */
-import { type Digest, formatBytes, MetaInfo } from '../../core/index.js'
+import { type Digest, formatBytes, type InfoHash, MetaInfo } from '../../core/index.js'
 import { ShoalError, toShoalError } from '../../errors/index.js'
 import type { Logger } from '../../log/index.js'
 import type { BlobStore } from '../../store/index.js'
@@ -44,6 +44,8 @@ export interface DownloadsOptions {
   journal?: ResumeJournal
   /** Bytes every download must leave free on the data folder's file system (default 0). */
   minFreeBytes?: number
+  /** A verified blob entered the cache (the cache policy starts its clock of last use). */
+  onCached?: (digest: Digest, size: number) => void
 }
 
 export class Downloads {
@@ -51,6 +53,8 @@ export class Downloads {
   private readonly progress: ProgressTable
   /** Storage handed to the engine per digest, closed when the blob is dropped or the agent stops. */
   private readonly open = new Map<string, { close(): Promise<void> }>()
+  /** The torrent each cached blob is seeded as, for its upload count (the cache policy's "served"). */
+  private readonly seeding = new Map<string, InfoHash>()
   private readonly store: BlobStore
   private readonly engine: SwarmEngine
   private readonly trackers: MetaInfoSource
@@ -62,6 +66,7 @@ export class Downloads {
   /** Per download in flight, aborted by release() (the blob is being deleted). */
   private readonly cancels = new Map<string, AbortController>()
   private readonly space: DiskSpace
+  private readonly onCached: ((digest: Digest, size: number) => void) | undefined
 
   constructor(opts: DownloadsOptions) {
     this.store = opts.store
@@ -71,6 +76,7 @@ export class Downloads {
     this.stallMs = opts.stallMs
     this.journal = opts.journal
     this.space = new DiskSpace(opts.store, opts.minFreeBytes ?? 0)
+    this.onCached = opts.onCached
     this.progress = new ProgressTable((infoHash) => this.engine.stats(infoHash))
   }
 
@@ -142,23 +148,38 @@ export class Downloads {
   /** Starts seeding every cached blob whose metainfo sidecar is present (after a restart). */
   async reseedCache(): Promise<number> {
     let n = 0
-    for await (const digest of this.store.list()) {
-      const raw = await this.store.readMetaInfo(digest)
-      if (!raw) continue
-      try {
-        const meta = MetaInfo.parse(raw)
-        const seed = await this.store.openSeed(digest, layoutOf(meta))
-        this.open.set(digest.hex, seed)
-        this.engine.seed(meta, seed)
-        n++
-      } catch (err) {
-        this.log.warn(
-          { digest: digest.toString(), err: toShoalError(err).message },
-          'cannot re-seed cached blob',
-        )
-      }
-    }
+    for await (const digest of this.store.list()) if (await this.reseed(digest)) n++
     return n
+  }
+
+  /**
+   * Seeds one cached blob from its sidecar (at start, or when an eviction was given up after
+   * the engine let go of it); false when it has no sidecar or cannot be seeded.
+   */
+  async reseed(digest: Digest): Promise<boolean> {
+    if (this.open.has(digest.hex)) return true
+    try {
+      const raw = await this.store.readMetaInfo(digest)
+      if (!raw) return false
+      const meta = MetaInfo.parse(raw)
+      const seed = await this.store.openSeed(digest, layoutOf(meta))
+      this.open.set(digest.hex, seed)
+      this.seeding.set(digest.hex, meta.infoHash)
+      this.engine.seed(meta, seed)
+      return true
+    } catch (err) {
+      this.log.warn(
+        { digest: digest.toString(), err: toShoalError(err).message },
+        'cannot re-seed cached blob',
+      )
+      return false
+    }
+  }
+
+  /** Bytes uploaded to peers by the blob's torrent; undefined when it is not seeded. */
+  bytesUploaded(digest: Digest): number | undefined {
+    const infoHash = this.seeding.get(digest.hex)
+    return infoHash ? (this.engine.stats(infoHash)?.bytesUploaded ?? 0) : undefined
   }
 
   /**
@@ -174,7 +195,9 @@ export class Downloads {
       ?.abort(
         new ShoalError('ABORTED', `download of ${digest} cancelled: the blob was deleted from this agent`),
       )
-    const infoHash = meta?.infoHash ?? this.progress.get(digest)?.meta?.infoHash
+    const infoHash =
+      meta?.infoHash ?? this.seeding.get(digest.hex) ?? this.progress.get(digest)?.meta?.infoHash
+    this.seeding.delete(digest.hex)
     if (infoHash) this.engine.remove(infoHash)
     await this.inflight.get(digest.hex)?.catch(() => undefined)
     const file = this.open.get(digest.hex)
@@ -200,6 +223,7 @@ export class Downloads {
   async closeAll(): Promise<void> {
     const files = [...this.open.values()]
     this.open.clear()
+    this.seeding.clear()
     await Promise.all(files.map((f) => f.close().catch(() => undefined)))
   }
 
@@ -264,7 +288,13 @@ export class Downloads {
       }
       // The same open file keeps serving pieces to other agents until the blob is dropped.
       this.open.set(digest.hex, file)
-      await this.store.writeMetaInfo(digest, meta.raw)
+      this.seeding.set(digest.hex, meta.infoHash)
+      try {
+        await this.store.writeMetaInfo(digest, meta.raw)
+      } finally {
+        // After the sidecar (an eviction reads it); in the cache, and so indexed, either way.
+        this.onCached?.(digest, meta.length)
+      }
       if (journaled) await this.journal?.remove(digest)
       Object.assign(entry, pickStats(stats, entry.resumedPieces), {
         state: 'done',

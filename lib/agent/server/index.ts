@@ -4,9 +4,10 @@
  */
 import { join, resolve } from 'node:path'
 import { pipeline } from 'node:stream/promises'
+import type { Clock } from '../../bandwidth/clock.js'
 import { HostBandwidth, registerBandwidthRoutes } from '../../bandwidth/index.js'
 import { BuildIndexClient } from '../../build-index/client/index.js'
-import { DEFAULT_NAMESPACE, Digest, MetaInfo, parseNamespace, Tag } from '../../core/index.js'
+import { DEFAULT_NAMESPACE, Digest, parseNamespace, Tag } from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
 import { HttpServer, type RouteContext, sendEmpty, sendJson } from '../../http/index.js'
 import { Lifecycle, type Service } from '../../lifecycle/index.js'
@@ -17,6 +18,7 @@ import { TorrentEngine } from '../../torrent/index.js'
 import { type TrackerLike, TrackerSet } from '../../tracker/client/index.js'
 import type { DownloadProgress } from '../client/index.js'
 import type { AgentConfig } from '../config.js'
+import { AgentCachePolicy } from './cache-policy.js'
 import { Downloads } from './downloads.js'
 import { ResumeJournal } from './journal.js'
 
@@ -26,6 +28,10 @@ export interface AgentDeps {
   buildIndex?: BuildIndexClient
   /** Stand-ins for config.trackers (tests); either way they are used as one TrackerSet. */
   trackers?: Array<string | TrackerLike>
+  /** Runs the cache sweeps (tests: a ManualClock). */
+  clock?: Clock
+  /** Wall-clock ms for the cache's last-use times (tests move it forward). */
+  now?: () => number
 }
 
 export class AgentServer implements Service {
@@ -35,6 +41,8 @@ export class AgentServer implements Service {
   readonly trackers: TrackerSet
   /** The host's caps (config.bandwidth), changeable through PUT /bandwidth. */
   readonly bandwidth: HostBandwidth
+  /** TTL and watermark eviction of cached blobs, and DELETE /blobs/:digest. */
+  readonly cache: AgentCachePolicy
   private readonly journal: ResumeJournal
   private readonly http: HttpServer
   private readonly downloads: Downloads
@@ -74,6 +82,19 @@ export class AgentServer implements Service {
       stallMs: config.stallTimeoutSeconds * 1000,
       journal: this.journal,
       minFreeBytes: config.minFreeBytes,
+      onCached: (digest, size) => this.cache.added(digest, size),
+    })
+    this.cache = new AgentCachePolicy({
+      store: this.store,
+      downloads: this.downloads,
+      log: this.log,
+      registry,
+      ttlMs: config.cache.ttlSeconds * 1000,
+      highWatermark: config.cache.highWatermark,
+      lowWatermark: config.cache.lowWatermark,
+      sweepMs: config.cache.sweepIntervalSeconds * 1000,
+      clock: deps.clock,
+      now: deps.now,
     })
     this.http = new HttpServer({
       name: 'agent',
@@ -114,6 +135,8 @@ export class AgentServer implements Service {
     await this.store.init()
     await this.journal.init()
     await this.engine.start(signal)
+    // Indexed before downloads resume: one that finishes is added to the index, not lost by it.
+    await this.cache.start()
     const reseeded = await this.downloads.reseedCache()
     // Before the API serves: a pull for a blob being resumed joins that download.
     const resumed = await this.downloads.resume()
@@ -126,6 +149,7 @@ export class AgentServer implements Service {
   private async shutdown(): Promise<void> {
     this.ready = false
     await this.http.stop()
+    await this.cache.stop()
     // Downloads in flight end first (journaled, so the next start resumes them), then the engine.
     await this.downloads.stop()
     await this.engine.stop()
@@ -161,39 +185,43 @@ export class AgentServer implements Service {
   private async getBlob({ res, params, signal }: RouteContext): Promise<void> {
     const digest = Digest.parse(params.digest as string)
     const ns = parseNamespace(params.ns || DEFAULT_NAMESPACE)
-    await this.downloads.ensure(ns, digest, signal)
-    const stat = await this.store.stat(digest)
-    if (!stat) throw new ShoalError('BLOB_NOT_FOUND', `blob not found: ${digest}`)
-    res.writeHead(200, {
-      'content-type': 'application/octet-stream',
-      'content-length': stat.size,
-      'x-shoal-digest': digest.toString(),
-    })
-    // pipeline closes the file when the client goes away mid-stream (pipe() would leak it).
-    await pipeline(this.store.createReadStream(digest), res).catch((err) => {
-      if (!res.destroyed) res.destroy(err)
-    })
+    let done: () => void
+    for (;;) {
+      await this.downloads.ensure(ns, digest, signal)
+      // A reader from here on: no sweep removes the blob until the stream ends. An eviction
+      // already under way either gives up (the blob stays) or finishes (get it again).
+      done = this.cache.reading(digest)
+      if (!(await this.cache.removal(digest)?.catch(() => true))) break
+      done()
+    }
+    try {
+      const stat = await this.store.stat(digest)
+      if (!stat) throw new ShoalError('BLOB_NOT_FOUND', `blob not found: ${digest}`)
+      res.writeHead(200, {
+        'content-type': 'application/octet-stream',
+        'content-length': stat.size,
+        'x-shoal-digest': digest.toString(),
+      })
+      // pipeline closes the file when the client goes away mid-stream (pipe() would leak it).
+      await pipeline(this.store.createReadStream(digest), res).catch((err) => {
+        if (!res.destroyed) res.destroy(err)
+      })
+    } finally {
+      done()
+    }
   }
 
   private async getProgress({ res, params }: RouteContext): Promise<void> {
     sendJson(res, 200, await this.progressOf(Digest.parse(params.digest as string)))
   }
 
-  /** The sidecar metainfo of a cached blob; a damaged sidecar must not block deleting the blob. */
-  private async cachedMetaInfo(digest: Digest): Promise<MetaInfo | undefined> {
-    const raw = await this.store.readMetaInfo(digest)
-    try {
-      return raw ? MetaInfo.parse(raw) : undefined
-    } catch {
-      return undefined
-    }
-  }
-
+  /**
+   * Idempotent: 204 whether the blob was there or not (cached, downloading, a failed partial
+   * download, or nothing). 409 BLOB_IN_USE while a local client is reading it.
+   */
   private async deleteBlob({ res, params }: RouteContext): Promise<void> {
     const digest = Digest.parse(params.digest as string)
-    // Whatever state it is in: cached, downloading, or a partial download that failed.
-    const partialBytes = await this.downloads.release(digest, await this.cachedMetaInfo(digest))
-    await this.store.delete(digest)
+    const { partialBytes } = await this.cache.remove(digest)
     this.log.info({ digest: digest.toString(), partialBytes }, 'blob removed from agent cache')
     sendEmpty(res, 204)
   }

@@ -10,7 +10,7 @@
  * origins and of every owner it has been told of, between start() and stop(): an owner this
  * daemon finds unhealthy is tried after the healthy ones, even when the origins still name it.
  */
-import type { Clock } from '../../bandwidth/clock.js'
+import { type Clock, systemClock } from '../../bandwidth/clock.js'
 import type { Digest } from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
 import { type Logger, silentLogger } from '../../log/index.js'
@@ -28,7 +28,15 @@ export interface OriginClusterOptions {
   registry?: Registry
   clock?: Clock
   probe?: Probe
+  /**
+   * An owner the origins have not named for this long, and not configured, is forgotten: its
+   * client and its health checks are dropped (an origin that left the ring, or an address a
+   * DNS name no longer resolves to). Default 10 minutes.
+   */
+  forgetAfterMs?: number
 }
+
+const FORGET_AFTER_MS = 10 * 60 * 1000
 
 /** Failures worth trying the next origin for: it is down, slow, or failed (5xx), not a "no". */
 export function failsOver(err: unknown): boolean {
@@ -41,6 +49,12 @@ export class OriginCluster {
   readonly seeds: readonly OriginClient[]
   readonly health: HealthChecker | undefined
   private readonly clients = new Map<string, OriginClient>()
+  /** When the origins last named each owner that is not configured (clock ms). */
+  private readonly lastNamed = new Map<string, number>()
+  private readonly seedKeys: ReadonlySet<string>
+  private readonly clock: Clock
+  private readonly forgetAfterMs: number
+  private lastSweep = 0
   private readonly log: Logger | undefined
 
   /**
@@ -55,6 +69,9 @@ export class OriginCluster {
     if (addresses.length === 0)
       throw new ShoalError('CONFIG_INVALID', 'no origins configured: set "origins" to at least one host:port')
     this.log = opts.logger
+    this.clock = opts.clock ?? systemClock
+    this.forgetAfterMs = opts.forgetAfterMs ?? FORGET_AFTER_MS
+    this.lastSweep = this.clock.now()
     if (opts.health) {
       this.health = new HealthChecker({
         ...opts.health,
@@ -65,6 +82,12 @@ export class OriginCluster {
       })
     }
     this.seeds = addresses.map((a) => this.clientFor(a))
+    this.seedKeys = new Set(addresses.map(normalise))
+  }
+
+  /** How many origins this cluster has a client of: the configured ones and owners named lately. */
+  get known(): number {
+    return this.clients.size
   }
 
   /** Starts the health checks (when configured). */
@@ -83,7 +106,32 @@ export class OriginCluster {
 
   /** The digest's owners as the origins name them (healthy ones, ring order); ones this daemon finds unhealthy last. */
   async owners(digest: Digest, signal?: AbortSignal): Promise<OriginClient[]> {
-    return this.healthyFirst((await this.locations(digest, signal)).map((a) => this.clientFor(a)))
+    const addresses = await this.locations(digest, signal)
+    const now = this.clock.now()
+    this.forgetStale(now)
+    return this.healthyFirst(
+      addresses.map((a) => {
+        const key = normalise(a)
+        if (!this.seedKeys.has(key)) this.lastNamed.set(key, now)
+        return this.clientFor(a)
+      }),
+    )
+  }
+
+  /**
+   * Drops owners not named for forgetAfterMs (looked for at most every quarter of it), so a
+   * ring whose members come and go does not leave this daemon probing origins that are gone.
+   */
+  private forgetStale(now: number): void {
+    if (now - this.lastSweep < this.forgetAfterMs / 4) return
+    this.lastSweep = now
+    for (const [key, at] of this.lastNamed) {
+      if (now - at < this.forgetAfterMs) continue
+      this.lastNamed.delete(key)
+      this.clients.delete(key)
+      this.health?.remove(key)
+      this.log?.info({ origin: key }, 'forgot an origin the ring no longer names as an owner')
+    }
   }
 
   /**

@@ -107,11 +107,7 @@ export class HealthChecker {
   /** Replaces the set of members: new ones start healthy, gone ones are forgotten. */
   setMembers(addresses: Iterable<string>): void {
     const wanted = new Set([...addresses].map(memberKey))
-    for (const key of [...this.members.keys()]) {
-      if (wanted.has(key)) continue
-      this.members.delete(key)
-      this.gauge?.remove({ member: key })
-    }
+    for (const key of [...this.members.keys()]) if (!wanted.has(key)) this.remove(key)
     for (const key of wanted) this.add(key)
   }
 
@@ -121,6 +117,12 @@ export class HealthChecker {
     if (this.members.has(key)) return
     this.members.set(key, { healthy: true, failures: 0, passes: 0 })
     this.gauge?.set({ member: key }, 1)
+  }
+
+  /** Forgets a member: no more probes, no gauge. */
+  remove(address: string): void {
+    const key = memberKey(address)
+    if (this.members.delete(key)) this.gauge?.remove({ member: key })
   }
 
   /** An unknown member, and the checking origin itself, count as healthy. */

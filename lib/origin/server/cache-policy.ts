@@ -7,10 +7,10 @@
  * idle period). An evicted blob is fetched from the backend again when asked (backend-copy.ts).
  * Work per sweep is bounded: at most MAX_EVICTIONS blobs, from an in-memory index (no disk scan).
  */
-import { statfs } from 'node:fs/promises'
 import type { Digest } from '../../core/index.js'
 import type { Logger } from '../../log/index.js'
 import { type Counter, counter, Gauge, type Registry } from '../../metrics/index.js'
+import { bytesOverWatermark, evictLeastRecentlyUsed } from '../../store/eviction.js'
 import type { BlobStore } from '../../store/index.js'
 import type { Seeds } from './seeder.js'
 import type { WriteBack } from './writeback.js'
@@ -142,39 +142,30 @@ export class CachePolicy {
     for (const blob of this.blobs.values()) {
       blob.lastUsed = Math.max(blob.lastUsed, this.opts.seeds.activity(blob.digest).lastReadAt)
     }
-    const candidates = [...this.blobs.values()]
-      .filter((b) => !this.protectedNow(b))
-      .sort((a, b) => a.lastUsed - b.lastUsed)
-    let toFree = await this.overWatermark()
-    let evicted = 0
-    let freed = 0
-    for (const blob of candidates) {
-      if (evicted >= MAX_EVICTIONS) break
-      const idle = idleMs > 0 && now - blob.lastUsed >= idleMs
-      if (!idle && toFree <= 0) break // sorted by last use: nothing further is idle either
-      if (!(await this.evict(blob))) continue
-      evicted++
-      freed += blob.size
-      toFree -= blob.size
-      this.evicted.inc({ reason: idle ? 'idle' : 'watermark' })
-    }
+    const candidates = [...this.blobs.values()].filter((b) => !this.protectedNow(b))
+    const { evicted, freed } = await evictLeastRecentlyUsed(candidates, {
+      now,
+      idleMs,
+      toFree: await this.overWatermark(),
+      max: MAX_EVICTIONS,
+      evict: async (blob, reason) => {
+        if (!(await this.evict(blob))) return false
+        this.evicted.inc({ reason })
+        return true
+      },
+    })
     if (evicted > 0) log.info({ evicted, freedBytes: freed, cached: this.blobs.size }, 'cache swept')
     return evicted
   }
 
   /** Bytes to free to get down to lowWatermark; 0 while at or under highWatermark. */
-  private async overWatermark(): Promise<number> {
+  private overWatermark(): Promise<number> {
     const { highWatermark: high, lowWatermark: low, store } = this.opts
-    if (high > 1) {
+    return bytesOverWatermark(store.root, high, low, () => {
       let bytes = 0
       for (const b of this.blobs.values()) bytes += b.size
-      return bytes > high ? bytes - low : 0
-    }
-    // As df counts it: blocks in use against those plus the ones an unprivileged writer may take.
-    const fs = await statfs(store.root)
-    const used = (fs.blocks - fs.bfree) * fs.bsize
-    const total = used + fs.bavail * fs.bsize
-    return total > 0 && used / total > high ? used - low * total : 0
+      return bytes
+    })
   }
 
   /** Evicts the blob unless it became protected meanwhile; true when it is gone. */

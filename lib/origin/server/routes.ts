@@ -2,7 +2,7 @@
  * The origin's HTTP routes (docs/architecture.md §4; the protocol is fixed by lib/origin/client).
  * Handlers only translate HTTP to BlobService calls and back.
  */
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { pipeline } from 'node:stream/promises'
 import { z } from '../../config/index.js'
 import { Digest } from '../../core/index.js'
@@ -86,6 +86,23 @@ export function registerRoutes(router: Router, deps: RouteDeps): void {
   router.get(BLOB, async ({ req, res, params }) => {
     const { ns, digest } = target(params)
     const head = req.method === 'HEAD'
+    // A GET holds the blob before looking it up: the cache cannot evict it between the lookup
+    // finding it and the read opening it.
+    const release = head ? undefined : deps.reading(digest)
+    try {
+      await serveBlob(req, res, ns, digest, head)
+    } finally {
+      release?.()
+    }
+  })
+
+  async function serveBlob(
+    req: IncomingMessage,
+    res: ServerResponse,
+    ns: string,
+    digest: Digest,
+    head: boolean,
+  ) {
     const where = await service.locate(ns, digest, head)
     if (!where) throw new ShoalError('BLOB_NOT_FOUND', `blob ${digest} is not stored in namespace ${ns}`)
     if (where.state === 'pending') {
@@ -106,15 +123,10 @@ export function registerRoutes(router: Router, deps: RouteDeps): void {
     }
     if (range) headers['content-range'] = `bytes ${range.start}-${range.end}/${where.size}`
     if (head) return sendEmpty(res, range ? 206 : 200, headers)
-    const release = deps.reading(digest)
-    try {
-      const body = store.createReadStream(digest, range)
-      res.writeHead(range ? 206 : 200, headers)
-      await pipeline(body, res)
-    } finally {
-      release()
-    }
-  })
+    const body = store.createReadStream(digest, range)
+    res.writeHead(range ? 206 : 200, headers)
+    await pipeline(body, res)
+  }
 
   router.get(`${BLOB}/metainfo`, async ({ res, params }) => {
     const { ns, digest } = target(params)

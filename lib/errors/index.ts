@@ -19,6 +19,8 @@ export const ErrorCodes = {
   BLOB_NOT_FOUND: 404,
   UPLOAD_NOT_FOUND: 404,
   FORBIDDEN: 403,
+  /** An internal origin-to-origin request named an origin that is not a member of the ring. */
+  NOT_RING_MEMBER: 403,
   METHOD_NOT_ALLOWED: 405,
   REQUEST_TIMEOUT: 408,
   TAG_CONFLICT: 409,
@@ -27,6 +29,8 @@ export const ErrorCodes = {
   UPLOAD_IN_PROGRESS: 409,
   /** A blob that tags still point at is not deleted. */
   BLOB_IN_USE: 409,
+  /** A replica was offered to an origin that does not own the digest in its view of the ring. */
+  NOT_OWNER: 409,
   PAYLOAD_TOO_LARGE: 413,
   TOO_MANY_REQUESTS: 429,
   /** The disk (or quota) cannot hold the data: refused before writing, or ENOSPC/EDQUOT while writing. */

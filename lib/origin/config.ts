@@ -6,6 +6,8 @@ import { ListenConfig, LogConfig, z } from '../config/index.js'
 import { TorrentTuningConfig } from '../torrent/tuning.js'
 import { HealthCheckConfig } from './client/health.js'
 import { DnsMembersConfig } from './server/members.js'
+import { RepairConfig } from './server/repair.js'
+import { ReplicationConfig } from './server/replication.js'
 
 export const DEFAULT_UPLOAD_CHUNK_LIMIT = 64 << 20
 
@@ -99,6 +101,16 @@ export const OriginConfigSchema = z.strictObject({
       maxBackoffSeconds: z.number().int().min(1).max(86_400).default(300),
     })
     .prefault({}),
+  /**
+   * After a commit, the other owners of the blob copy it from this origin (in the background,
+   * after the push is acknowledged); each copy is retried with capped backoff `attempts` times.
+   */
+  replication: ReplicationConfig,
+  /**
+   * When the ring's members or their health change, every origin makes the current owners of
+   * the blobs in its cache hold them, at a bounded rate.
+   */
+  repair: RepairConfig,
   /** The local cache's eviction (a blob with a pending write-back is never evicted). */
   cache: z
     .strictObject({

@@ -108,6 +108,27 @@ export class OriginClient {
     await this.http.status('DELETE', urlPath`/namespace/${ns}/blobs/${digest}`, { signal })
   }
 
+  /**
+   * Asks this origin (an owner of the digest) to hold the blob, copying it from the origin
+   * `from` (host:port, a ring member) or else from its backend: `cached` when it held it
+   * already, `copied` when it copied it before answering (it waits a few seconds), `fetching`
+   * while it still copies (stat() answers pending until it is done).
+   */
+  async replicate(
+    digest: Digest,
+    req: { namespace: string; from: string },
+    signal?: AbortSignal,
+  ): Promise<{ state: 'cached' | 'copied' | 'fetching' }> {
+    const body = await this.http.json<{ state?: unknown }>('POST', urlPath`/blobs/${digest}/replicate`, {
+      json: req,
+      signal,
+    })
+    const state = body?.state
+    if (state !== 'cached' && state !== 'copied' && state !== 'fetching')
+      throw new ShoalError('UPSTREAM_ERROR', `origin ${this.baseUrl} answered a replicate without a state`)
+    return { state }
+  }
+
   /** Origins (host:port of their HTTP servers) that own the digest, first is primary. */
   async locations(digest: Digest, signal?: AbortSignal): Promise<string[]> {
     const body = await this.http.json<{ locations: string[] }>('GET', urlPath`/blobs/${digest}/locations`, {

@@ -19,8 +19,11 @@ import type { Logger } from '../../log/index.js'
 import { createRegistry, type Registry } from '../../metrics/index.js'
 import { BlobStore } from '../../store/index.js'
 import type { OriginConfig } from '../config.js'
+import type { Resolve } from './members.js'
 import { originMetrics } from './metrics.js'
 import { OpenUploads } from './open-uploads.js'
+import { Repair } from './repair.js'
+import { Replication, type RingView } from './replication.js'
 import { OriginRing } from './ring.js'
 import { registerRoutes } from './routes.js'
 import { type Seeder, Seeds } from './seeder.js'
@@ -47,6 +50,8 @@ export interface OriginDeps {
   tagLookup?: TagLookup
   /** An HTTP listener already bound (lib/lifecycle ReservedListener), used instead of config.server. */
   listener?: Server
+  /** Resolves hashring.dns.name (default the system resolver); tests. */
+  resolve?: Resolve
 }
 
 /** Abandoned uploads are looked for every ttl/4, at most hourly and at least every second. */
@@ -95,8 +100,11 @@ export class OriginServer implements Service {
   private readonly service: BlobService
   private readonly seeds: Seeds
   private ring: OriginRing | undefined
+  private readonly replication: Replication
+  private readonly repair: Repair
   private readonly life: Lifecycle
   private readonly listener: Server | undefined
+  private readonly resolve: Resolve | undefined
   private purgeTimer: NodeJS.Timeout | undefined
   private purging: Promise<unknown> | undefined
   private boundPort = 0
@@ -108,6 +116,7 @@ export class OriginServer implements Service {
   ) {
     this.log = deps.logger.child({ component: 'origin' })
     this.listener = deps.listener
+    this.resolve = deps.resolve
     this.life = new Lifecycle('origin', {
       start: (signal) => this.doStart(signal),
       stop: () => this.shutdown(),
@@ -146,6 +155,39 @@ export class OriginServer implements Service {
       writeBack: config.writeBack,
       cache: config.cache,
     })
+    // Replication and repair see the ring through this view (the ring is built at start).
+    const ring = () => {
+      if (!this.ring) throw new ShoalError('UNAVAILABLE', 'origin is not started')
+      return this.ring
+    }
+    const view: RingView = {
+      self: () => this.self,
+      members: () => ring().nodes,
+      owners: (digest) => ring().owners(digest),
+      isOwner: (digest, member) => ring().isOwner(digest, member),
+    }
+    const work = this.service.work
+    this.replication = new Replication({
+      ring: view,
+      store: this.store,
+      replicaFrom: (ns, digest, from, waitMs) => this.service.replicaFrom(ns, digest, from, waitMs),
+      work,
+      log: this.log.child({ part: 'replication' }),
+      registry: this.registry,
+      attempts: config.replication.attempts,
+      maxBackoffMs: config.replication.maxBackoffSeconds * 1000,
+    })
+    this.repair = new Repair({
+      ring: view,
+      signature: () =>
+        (this.ring?.nodes ?? []).map((n) => `${n}=${this.ring?.health.isHealthy(n) ? 1 : 0}`).join(','),
+      store: this.store,
+      replication: this.replication,
+      work,
+      log: this.log.child({ part: 'repair' }),
+      registry: this.registry,
+      settings: config.repair,
+    })
     this.http = new HttpServer({
       name: 'origin',
       logger: deps.logger,
@@ -166,6 +208,7 @@ export class OriginServer implements Service {
       },
       uploadChunkLimit: config.uploadChunkLimit,
       reading: (digest) => this.service.cache.reading(digest),
+      replication: this.replication,
     })
     if (deps.bandwidth) registerBandwidthRoutes(this.http.router, deps.bandwidth)
   }
@@ -183,6 +226,16 @@ export class OriginServer implements Service {
   /** Sweeps the cache now (evicts what the cache policy allows); resolves with how many blobs went. */
   sweepCache(): Promise<number> {
     return this.service.cache.sweep()
+  }
+
+  /** Asks for a repair pass now (as a membership change does); `repairIdle()` waits for it. */
+  triggerRepair(reason = 'asked'): void {
+    this.repair.trigger(reason)
+  }
+
+  /** Resolves once no repair pass is running or scheduled. */
+  repairIdle(): Promise<void> {
+    return this.repair.idle()
   }
 
   /** http://host:port actually bound (a wildcard bind is reported as loopback). */
@@ -246,8 +299,16 @@ export class OriginServer implements Service {
         'no non-internal IPv4 address found: advertising 127.0.0.1, which other hosts cannot reach; set "self"',
       )
     }
-    this.ring = new OriginRing(this.config.hashring, this.self, { logger: this.log, registry: this.registry })
+    this.ring = new OriginRing(this.config.hashring, this.self, {
+      logger: this.log,
+      registry: this.registry,
+      resolve: this.resolve,
+    })
     await this.ring.start()
+    this.repair.start()
+    // Members may have changed while this origin was down (a static list edited, DNS): a pass
+    // at start makes the owners of what it holds, as it sees them now, hold it.
+    this.repair.trigger('origin started')
     this.log.info(
       {
         url: this.url,
@@ -264,11 +325,14 @@ export class OriginServer implements Service {
 
   private async shutdown(): Promise<void> {
     this.ring?.stop()
+    // Stopped with the service: its work signal ends a pass's copies.
+    const repairing = this.repair.stop()
     await this.http.stop()
     if (this.purgeTimer) clearInterval(this.purgeTimer)
     this.purgeTimer = undefined
     // Aborts and waits for commits, appends and backend transfers, so nothing is seeded later.
     await this.service.stop()
+    await repairing
     await this.purging
     await this.seeds.close()
   }

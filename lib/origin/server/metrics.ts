@@ -9,6 +9,8 @@ export interface OriginMetrics {
   receivedBytes: Counter
   mismatches: Counter
   fetches: Counter
+  /** Replicas copied from a peer origin (replication.ts), by result. */
+  peerFetches: Counter
   /** Blobs found corrupt, by where the bad copy was (source: cache | backend). */
   corrupt: Counter
   /** Re-verifications agents asked for, by result (ok, restored, restoring, corrupt, error). */
@@ -39,6 +41,12 @@ export function originMetrics(registry: Registry, uploads: OpenUploads): OriginM
       registry,
       'shoal_origin_backend_fetches_total',
       'Blobs fetched from the backend into the cache',
+      ['result'],
+    ),
+    peerFetches: counter(
+      registry,
+      'shoal_origin_peer_fetches_total',
+      'Replicas copied from a peer origin into the cache, by result (error: fetched from the backend instead)',
       ['result'],
     ),
     corrupt: counter(

@@ -103,6 +103,16 @@ export class OriginRing {
     return healthy.length > 0 ? healthy : first
   }
 
+  /**
+   * Whether `member` owns the digest: named by owners(), or one of its first `replicas` ring
+   * owners (origins' views of each other's health differ for a few checks; replication.ts).
+   */
+  isOwner(digest: Digest, member: string): boolean {
+    const key = memberKey(member)
+    const named = (list: string[]) => list.some((m) => memberKey(m) === key)
+    return named(this.owners(digest)) || named(this.ring.owners(digest, this.settings.replicas))
+  }
+
   private build(nodes: readonly string[]): HashRing {
     const ring = new HashRing(nodes.length > 0 ? nodes : [this.self])
     this.health.setMembers(ring.nodes)

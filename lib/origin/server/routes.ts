@@ -10,6 +10,7 @@ import { ShoalError } from '../../errors/index.js'
 import { parseJson, type Router, readBody, sendEmpty, sendJson, urlPath } from '../../http/index.js'
 import type { BlobStore } from '../../store/index.js'
 import { checkNamespace } from './keys.js'
+import { MAX_REPLICATE_BODY, ReplicateRequest, type Replication } from './replication.js'
 import type { BlobService } from './service.js'
 
 export interface RouteDeps {
@@ -20,6 +21,8 @@ export interface RouteDeps {
   uploadChunkLimit: number
   /** A read of a cached blob starts (the cache does not evict it until the returned function is called). */
   reading: (digest: Digest) => () => void
+  /** Copies committed blobs to the other owners; answers POST /blobs/:digest/replicate. */
+  replication: Replication
 }
 
 const BLOB = '/namespace/:ns/blobs/:digest'
@@ -70,6 +73,8 @@ export function registerRoutes(router: Router, deps: RouteDeps): void {
     const { ns, digest } = target(params)
     const { size } = await service.uploads.commit(ns, digest, params.uid as string, clientOf(req))
     sendJson(res, 201, { digest: digest.toString(), size })
+    // After the answer: the push does not wait for the other owners' copies.
+    deps.replication.committed(ns, digest)
   })
 
   router.delete(`${BLOB}/uploads/:uid`, async ({ res, params }) => {
@@ -151,6 +156,14 @@ export function registerRoutes(router: Router, deps: RouteDeps): void {
     const { ns, digest } = target(params)
     await service.deleteBlob(ns, digest, signal)
     sendEmpty(res, 204)
+  })
+
+  // Internal (origin to origin): hold a replica of the blob, copied from the origin `from`.
+  router.post('/blobs/:digest/replicate', async ({ req, res, params }) => {
+    const digest = Digest.parse(params.digest as string)
+    const body = parseJson(await readBody(req, MAX_REPLICATE_BODY), ReplicateRequest)
+    const state = await deps.replication.accept(digest, body)
+    sendJson(res, state === 'fetching' ? 202 : 200, { state })
   })
 
   router.get('/blobs/:digest/locations', ({ res, params }) => {

@@ -26,13 +26,17 @@ import { Work } from './work.js'
 import { WriteBack } from './writeback.js'
 import { MarkStore } from './writeback-queue.js'
 
+/** A replica asked for: held already, copied just now, or being copied. */
+export type ReplicaState = 'cached' | 'copied' | 'fetching'
+
 export type BlobState = { state: 'cached'; size: number } | { state: 'pending'; size: number }
 
 export class BlobService {
   readonly uploads: UploadService
   readonly writeBack: WriteBack
   readonly cache: CachePolicy
-  private readonly work = new Work()
+  /** Work in flight; stop() aborts and waits for it (replication and repair run under it too). */
+  readonly work = new Work()
   private readonly metaInfos: MetaInfos
   private readonly copies: BackendCopy
   private readonly verifier: BlobVerifier
@@ -135,10 +139,32 @@ export class BlobService {
       return { state: 'cached', size: cached.size }
     }
     this.copies.throwHeldFailure(digest)
+    // Being copied (from a peer origin, which may hold it before the backend does).
+    const copying = this.copies.pending(digest)
+    if (copying) return { state: 'pending', ...copying }
     const remote = await this.opts.backends.for(ns).stat(blobKey(ns, digest), this.work.signal)
     if (!remote) return undefined
-    this.copies.fetch(ns, digest)
+    this.copies.fetch(ns, digest, { size: remote.size })
     return { state: 'pending', size: remote.size }
+  }
+
+  /**
+   * Copies the blob into the cache from the origin `from` (else from the backend) in the
+   * background, unless it is cached: replication.ts, on an owner asked to hold a replica.
+   */
+  async replicaFrom(ns: string, digest: Digest, from: string, waitMs = 0): Promise<ReplicaState> {
+    blobKey(ns, digest)
+    this.work.check()
+    if (await this.opts.store.stat(digest)) return 'cached'
+    this.copies.fetch(ns, digest, { from })
+    // A small blob is copied before the answer, which saves the sender polling for it.
+    let timer: NodeJS.Timeout | undefined
+    const waited = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, waitMs)
+    })
+    await Promise.race([this.copies.settled(digest), waited])
+    clearTimeout(timer)
+    return (await this.opts.store.stat(digest)) ? 'copied' : 'fetching'
   }
 
   /** The .torrent of a blob: bytes, 'pending' while it is fetched, undefined when unknown. */

@@ -34,7 +34,47 @@ function pasvRange(): { min: number; max: number } {
   return { min, max: min + 60 }
 }
 
-export async function startFtpSrv(user: string, password: string): Promise<FtpServer> {
+/** A self-signed certificate for 127.0.0.1 made with openssl(1), or undefined without it. */
+export async function selfSignedCert(): Promise<{ key: string; cert: string } | undefined> {
+  const dir = await mkdtemp(join(tmpdir(), 'shoal-cert-'))
+  try {
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '2',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        join(dir, 'key.pem'),
+        '-out',
+        join(dir, 'cert.pem'),
+      ],
+      { stdio: 'ignore' },
+    )
+    return {
+      key: await readFile(join(dir, 'key.pem'), 'utf8'),
+      cert: await readFile(join(dir, 'cert.pem'), 'utf8'),
+    }
+  } catch {
+    return undefined
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+export async function startFtpSrv(
+  user: string,
+  password: string,
+  tls?: { key: string; cert: string },
+): Promise<FtpServer> {
   const root = await mkdtemp(join(tmpdir(), 'shoal-ftpsrv-'))
   const port = await freePort()
   const { min, max } = pasvRange()
@@ -45,6 +85,8 @@ export async function startFtpSrv(user: string, password: string): Promise<FtpSe
     pasv_max: max,
     anonymous: false,
     greeting: ['shoal test ftp-srv'],
+    // Explicit TLS (AUTH TLS) when a certificate is given.
+    tls: tls ?? false,
     log: silentLogger(),
   })
   srv.on('login', ({ username, password: pass }, resolve, reject) => {

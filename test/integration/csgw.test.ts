@@ -15,7 +15,14 @@ import t from 'tap'
 import { CsgwClient, type CsgwOptions } from '../../lib/csgw/index.js'
 import { isShoalError } from '../../lib/errors/index.js'
 import { createLogger } from '../../lib/log/index.js'
-import { canRunVsftpd, type FtpServer, startFtpProxy, startFtpSrv, startVsftpd } from '../helpers/ftp.js'
+import {
+  canRunVsftpd,
+  type FtpServer,
+  selfSignedCert,
+  startFtpProxy,
+  startFtpSrv,
+  startVsftpd,
+} from '../helpers/ftp.js'
 
 const USER = 'shoal-ops'
 const PASSWORD = 'hunter2-never-printed'
@@ -218,6 +225,29 @@ t.test('ftp-srv: a failed upload leaves no temp file; credentials from env and n
   while ((await readdir(join(srv.root, 'in'))).length > 1 && Date.now() < deadline)
     await new Promise((r) => setTimeout(r, 50))
   t.same(await readdir(join(srv.root, 'in')), ['small.txt'], 'neither the temp nor the final name remains')
+})
+
+t.test('ftps: explicit TLS round trip, certificate checked', async (t) => {
+  const pem = await selfSignedCert()
+  if (!pem) {
+    t.comment('ftps test skipped: openssl not available')
+    return
+  }
+  const srv = await startFtpSrv(USER, PASSWORD, pem)
+  t.teardown(() => srv.close())
+  const address = `ftps://127.0.0.1:${srv.port}/tls`
+  const c = new CsgwClient({ address, user: USER, password: PASSWORD, env: {}, tls: { ca: pem.cert } })
+  const small = join(work, 'tls.txt')
+  await writeFile(small, 'over tls\n')
+  await c.upload(small, undefined, 'tls.txt')
+  const dest = join(work, 'tls-copy.txt')
+  await c.download(undefined, 'tls.txt', dest)
+  t.equal(await readFile(dest, 'utf8'), 'over tls\n')
+  // Without our CA the self-signed certificate is refused: one line, no secret.
+  const f = await failure(new CsgwClient({ address, user: USER, password: PASSWORD, env: {} }).list())
+  t.equal(f.code, 'CSGW_UNAVAILABLE', f.message)
+  t.match(f.message, /TLS with CSGW ftps:\/\/127\.0\.0\.1/)
+  t.notOk(f.message.includes(PASSWORD))
 })
 
 t.test('unreachable and silent servers', async (t) => {

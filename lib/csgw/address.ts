@@ -73,7 +73,7 @@ export function checkRemoteName(name: string): void {
   if (name === '' || name === '.' || name === '..' || name.includes('/'))
     throw new ShoalError(
       'INVALID_PATH',
-      `invalid ${'remote file name'} ${JSON.stringify(name)}: one path component`,
+      `invalid remote file name ${JSON.stringify(name)}: one path component`,
     )
 }
 

@@ -183,7 +183,7 @@ export class CsgwBase {
     signal: AbortSignal | undefined,
     work: (c: Client) => Promise<T>,
   ): Promise<T> {
-    signal?.throwIfAborted()
+    if (signal?.aborted) throw toShoalError(signal.reason)
     const creds = await this.resolveCredentials()
     const client = new Client(this.opts.noProgressTimeoutMs ?? 30_000)
     const ctx = { server: this.server, what, secrets: [creds.password] }

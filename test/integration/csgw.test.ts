@@ -225,6 +225,22 @@ t.test('ftp-srv: a failed upload leaves no temp file; credentials from env and n
   while ((await readdir(join(srv.root, 'in'))).length > 1 && Date.now() < deadline)
     await new Promise((r) => setTimeout(r, 50))
   t.same(await readdir(join(srv.root, 'in')), ['small.txt'], 'neither the temp nor the final name remains')
+
+  // A download cancelled mid-way: ABORTED, nothing at the destination, no temp file beside it.
+  await new CsgwClient({ address, env }).upload(big, undefined, 'big.bin')
+  const ac2 = new AbortController()
+  const dest = join(work, 'aborted.bin')
+  const g = await failure(
+    new CsgwClient({ address, env }).download(undefined, 'big.bin', dest, {
+      signal: ac2.signal,
+      onProgress: (p) => {
+        if (p.bytes > MiB) ac2.abort()
+      },
+    }),
+  )
+  t.equal(g.code, 'ABORTED', g.message)
+  t.notOk(existsSync(dest))
+  t.same(await leftovers(work, 'aborted.bin'), [])
 })
 
 t.test('ftps: explicit TLS round trip, certificate checked', async (t) => {

@@ -71,3 +71,22 @@ t.test('address: parsed, redacted, folders resolved', async (t) => {
   for (const bad of ['', '.', '..', 'a/b', 'x\r\nDELE y'])
     t.throws(() => checkRemoteName(bad), { code: 'INVALID_PATH' }, JSON.stringify(bad))
 })
+
+t.test('lib/csgw is the only importer of basic-ftp', async (t) => {
+  const { readdir, readFile } = await import('node:fs/promises')
+  const { join } = await import('node:path')
+  const importers: string[] = []
+  const walk = async (dir: string): Promise<void> => {
+    for (const e of await readdir(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name)
+      if (e.isDirectory()) await walk(p)
+      else if (p.endsWith('.ts') && /from 'basic-ftp'|import\('basic-ftp'\)/.test(await readFile(p, 'utf8')))
+        importers.push(p)
+    }
+  }
+  for (const root of ['lib', 'cmd']) await walk(root)
+  t.ok(
+    importers.length > 0 && importers.every((p) => p.startsWith(join('lib', 'csgw'))),
+    importers.join(', '),
+  )
+})

@@ -52,6 +52,12 @@ export const ErrorCodes = {
    */
   UPSTREAM_REFUSED: 502,
   UNAVAILABLE: 503,
+  /** The CSGW (FTP storage gateway) cannot be reached, dropped the connection, or said "not now" (4xx). */
+  CSGW_UNAVAILABLE: 503,
+  /** The CSGW refused the login (FTP 530): wrong or missing credentials. */
+  CSGW_AUTH: 502,
+  /** The CSGW refused an operation for good (an FTP 5xx other than 530/550: permissions, a bad name). */
+  CSGW_REFUSED: 502,
   TIMEOUT: 504,
   ABORTED: 499,
   ALREADY_EXISTS: 409,

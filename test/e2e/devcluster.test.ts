@@ -351,7 +351,7 @@ t.test('user mistakes are one line and a non-zero exit', async (t) => {
 
   const usage = await cli('PullCLI', ['pull', '--dst-path', dir])
   t.equal(usage.code, 2, 'a usage error exits 2')
-  t.match(usage.stderr, "required option '--tag <tag>' not specified")
+  t.match(usage.stderr, 'a tag is required (--tag TAG)')
 
   const help = await cli('PushCLI', ['push', '--help'])
   t.equal(help.code, 0)

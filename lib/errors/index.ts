@@ -27,6 +27,8 @@ export const ErrorCodes = {
   UPLOAD_IN_PROGRESS: 409,
   /** A blob that tags still point at is not deleted. */
   BLOB_IN_USE: 409,
+  /** A GC delete refused: the blob was pushed again after its last tag was removed. */
+  BLOB_RECOMMITTED: 409,
   PAYLOAD_TOO_LARGE: 413,
   TOO_MANY_REQUESTS: 429,
   /** The disk (or quota) cannot hold the data: refused before writing, or ENOSPC/EDQUOT while writing. */

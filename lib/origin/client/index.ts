@@ -103,9 +103,19 @@ export class OriginClient {
     })
   }
 
-  /** Removes the blob from the origin's cache and backend (namespace `ns`) and stops seeding it. */
-  async deleteBlob(ns: string, digest: Digest, signal?: AbortSignal): Promise<void> {
-    await this.http.status('DELETE', urlPath`/namespace/${ns}/blobs/${digest}`, { signal })
+  /**
+   * Removes the blob from the origin's cache and backend (namespace `ns`) and stops seeding it.
+   * `unlessPushedSince` (epoch ms, GC): refused with BLOB_RECOMMITTED when it was pushed since.
+   */
+  async deleteBlob(
+    ns: string,
+    digest: Digest,
+    signal?: AbortSignal,
+    opts: { unlessPushedSince?: number } = {},
+  ): Promise<void> {
+    const since = opts.unlessPushedSince
+    const query = since === undefined ? '' : `?unlessPushedSince=${Math.floor(since)}`
+    await this.http.status('DELETE', `${urlPath`/namespace/${ns}/blobs/${digest}`}${query}`, { signal })
   }
 
   /** Origins (host:port of their HTTP servers) that own the digest, first is primary. */

@@ -40,13 +40,21 @@ const HEALTH = { intervalMs: 300, timeoutMs: 1000, failThreshold: 3, passThresho
 const GRACE_MS = 300
 
 async function startCluster(t: Test, opts: { s3?: boolean; graceMs?: number } = {}) {
+  // Stopped in reverse order of start, in one teardown (before the folder goes): S3 last, once
+  // no origin talks to it.
+  const stops: (() => Promise<unknown>)[] = []
+  t.teardown(async () => {
+    for (const stop of stops.reverse()) {
+      await stop()
+    }
+  })
   const dir = await tempDir(t)
   const listen = { host: HOST, port: 0 }
   let backendConfig: Record<string, unknown> = { type: 'fs', root: join(dir, 'backend') }
   let backend: Backend = new FsBackend(join(dir, 'backend'))
   if (opts.s3) {
     const s3 = await startS3rver()
-    t.teardown(() => s3.close())
+    stops.push(() => s3.close())
     backendConfig = {
       type: 's3',
       bucket: s3.bucket,
@@ -60,8 +68,6 @@ async function startCluster(t: Test, opts: { s3?: boolean; graceMs?: number } = 
   for (let i = 0; i < 3; i++) {
     const l = new ReservedListener(`origin ${i}`, HOST, 0)
     await l.start()
-    // Closed here only when no origin took it over (a failed setup); stop() is idempotent.
-    t.teardown(() => l.stop())
     http.push(l)
   }
   const nodes = http.map((l) => `${HOST}:${l.port}`)
@@ -75,7 +81,7 @@ async function startCluster(t: Test, opts: { s3?: boolean; graceMs?: number } = 
     }),
     { logger },
   )
-  t.teardown(() => tracker.stop())
+  stops.push(() => tracker.stop())
 
   const buildIndexConfig = (port: number) =>
     validateConfig(BuildIndexConfigSchema, {
@@ -87,7 +93,7 @@ async function startCluster(t: Test, opts: { s3?: boolean; graceMs?: number } = 
     })
   const cluster = { buildIndex: new BuildIndexServer(buildIndexConfig(0), { logger }) }
   await cluster.buildIndex.start()
-  t.teardown(() => cluster.buildIndex.stop())
+  stops.push(() => cluster.buildIndex.stop())
   const buildIndexPort = Number(new URL(cluster.buildIndex.url).port)
 
   const origins: OriginNode[] = []
@@ -108,8 +114,11 @@ async function startCluster(t: Test, opts: { s3?: boolean; graceMs?: number } = 
     await node.start()
     origins.push(node)
   }
-  t.teardown(async () => {
+  stops.push(async () => {
     for (const o of origins) await o.stop()
+    // The origin does not close its backends' clients; their keep-alive sockets would hold s3rver open.
+    for (const o of origins)
+      for (const b of o.origin.backends.all()) await (b as { close?: () => Promise<void> }).close?.()
   })
   const proxy = await startProxy(
     validateConfig(ProxyConfigSchema, {
@@ -121,7 +130,7 @@ async function startCluster(t: Test, opts: { s3?: boolean; graceMs?: number } = 
     }),
     { logger },
   )
-  t.teardown(() => proxy.stop())
+  stops.push(() => proxy.stop())
 
   /** Stops build-index and starts a new one on the same port and tag folder. */
   const restartBuildIndex = async () => {

@@ -7,7 +7,7 @@
  *   - a tag refers to the digest again          → kept ("re-tagged"), candidate dropped
  *   - an origin saw a push of it since removedAt → kept ("re-pushed"), candidate dropped
  *   - otherwise every origin deletes it (cache, metainfo, seeding, its pending write-back and
- *     the backend's copy): DELETE ...?unlessPushedSince=removedAt, owners first, then the other
+ *     the backend's copy): DELETE ...?unlessPushedWithinMs=<time since the removal>, owners first, then the other
  *     configured origins → "deleted", candidate dropped
  *   - an origin cannot be reached, build-index cannot tell the tags → kept as a candidate and
  *     tried again at the next sweep: a blob is never deleted on the assumption that nothing uses it.
@@ -44,7 +44,7 @@ export interface BlobGcOptions {
   registry?: Registry
   graceMs: number
   sweepIntervalMs: number
-  /** Epoch milliseconds (compared with the origins' clocks: keep hosts in NTP sync). */
+  /** Epoch milliseconds (removedAt is persisted; only ages are sent to the origins). */
   now?: () => number
   /** Runs the sweeps (default: the system clock; its timers do not hold the process). */
   clock?: Clock
@@ -189,7 +189,10 @@ export class BlobGc {
     // blob's write-back again, in case an earlier one already deleted the backend's copy).
     for (const origin of [...owners, ...others]) {
       try {
-        await origin.deleteBlob(entry.ns, digest, signal, { unlessPushedSince: entry.removedAt })
+        await origin.deleteBlob(entry.ns, digest, signal, {
+          // An age, not a time: the origins' clocks need not agree with this one.
+          unlessPushedWithinMs: this.now() - entry.removedAt,
+        })
       } catch (err) {
         if (isShoalError(err, 'BLOB_RECOMMITTED')) return 'repushed'
         if (isShoalError(err, 'BLOB_IN_USE')) return 'retagged'

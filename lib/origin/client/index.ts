@@ -105,16 +105,16 @@ export class OriginClient {
 
   /**
    * Removes the blob from the origin's cache and backend (namespace `ns`) and stops seeding it.
-   * `unlessPushedSince` (epoch ms, GC): refused with BLOB_RECOMMITTED when it was pushed since.
+   * `unlessPushedWithinMs` (GC): refused with BLOB_RECOMMITTED when it was pushed that recently.
    */
   async deleteBlob(
     ns: string,
     digest: Digest,
     signal?: AbortSignal,
-    opts: { unlessPushedSince?: number } = {},
+    opts: { unlessPushedWithinMs?: number } = {},
   ): Promise<void> {
-    const since = opts.unlessPushedSince
-    const query = since === undefined ? '' : `?unlessPushedSince=${Math.floor(since)}`
+    const within = opts.unlessPushedWithinMs
+    const query = within === undefined ? '' : `?unlessPushedWithinMs=${Math.max(0, Math.ceil(within))}`
     await this.http.status('DELETE', `${urlPath`/namespace/${ns}/blobs/${digest}`}${query}`, { signal })
   }
 

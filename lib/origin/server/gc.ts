@@ -1,10 +1,11 @@
 /**
  * The origin's part of blob GC (docs/architecture.md, "Blob lifecycle: remove and GC").
  * Build-index decides that a blob no tag refers to may go, a grace period after the last tag was
- * removed, and asks every origin to delete it with `DELETE ...?unlessPushedSince=<epoch ms of the
- * removal>`. An origin that saw a push of the blob since then (a commit, or an upload answered
- * ALREADY_EXISTS: the pusher relies on the blob being here) refuses with BLOB_RECOMMITTED, so a
- * push racing with a remove never loses its blob even before its tag is put.
+ * removed, and asks every origin to delete it with `DELETE ...?unlessPushedWithinMs=<time since
+ * the removal>` (an age, so the hosts' clocks need not agree). An origin that saw a push of the
+ * blob since then (a commit, or an upload answered ALREADY_EXISTS: the pusher relies on the blob
+ * being here) refuses with BLOB_RECOMMITTED, so a push racing with a remove never loses its blob
+ * even before its tag is put.
  *
  * The memory is this process's only: a restart forgets it. That leaves the window between a
  * re-push's commit and its tag put (milliseconds; the tag, once put, keeps the blob on its own);
@@ -52,16 +53,19 @@ export class RecentPushes {
   }
 }
 
-/** `?unlessPushedSince=` of a DELETE: epoch ms, or undefined when absent. */
-export function parsePushedSince(value: string | null): number | undefined {
+/**
+ * `?unlessPushedWithinMs=` of a DELETE as a time on this host's clock (epoch ms): pushes at or
+ * after it refuse the delete. Undefined when absent.
+ */
+export function parsePushedWithin(value: string | null, now: () => number = Date.now): number | undefined {
   if (value === null || value === '') return undefined
-  if (!/^[0-9]{1,15}$/.test(value)) {
+  if (!/^[0-9]{1,12}$/.test(value)) {
     throw new ShoalError(
       'BAD_REQUEST',
-      `invalid unlessPushedSince "${value.slice(0, 40)}": expected milliseconds since the epoch`,
+      `invalid unlessPushedWithinMs "${value.slice(0, 40)}": expected a whole number of milliseconds`,
     )
   }
-  return Number(value)
+  return now() - Number(value)
 }
 
 /**

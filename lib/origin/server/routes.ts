@@ -9,7 +9,7 @@ import { Digest } from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
 import { parseJson, type Router, readBody, sendEmpty, sendJson, urlPath } from '../../http/index.js'
 import type { BlobStore } from '../../store/index.js'
-import { parsePushedSince } from './gc.js'
+import { parsePushedWithin } from './gc.js'
 import { checkNamespace } from './keys.js'
 import type { BlobService } from './service.js'
 
@@ -138,7 +138,7 @@ export function registerRoutes(router: Router, deps: RouteDeps): void {
 
   router.delete(BLOB, async ({ res, params, query, signal }) => {
     const { ns, digest } = target(params)
-    await service.deleteBlob(ns, digest, signal, parsePushedSince(query.get('unlessPushedSince')))
+    await service.deleteBlob(ns, digest, signal, parsePushedWithin(query.get('unlessPushedWithinMs')))
     sendEmpty(res, 204)
   })
 

@@ -174,7 +174,7 @@ export class BlobService {
    * records a tag's digest before it checks the blob here, so a tag put either is seen by the
    * question or finds the blob gone: a tag never ends up pointing at a deleted blob.
    *
-   * `unlessPushedSince` (epoch ms; build-index's GC): BLOB_RECOMMITTED when the blob was pushed
+   * `unlessPushedSince` (epoch ms on this host; build-index's GC): BLOB_RECOMMITTED when the blob was pushed
    * here since then (gc.ts).
    */
   async deleteBlob(

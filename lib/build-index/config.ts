@@ -32,6 +32,24 @@ export const BuildIndexConfigSchema = z.strictObject({
    * version point at other bytes: `loopback` (clients on this host), `anywhere`, `nowhere`.
    */
   purgeFrom: z.enum(['loopback', 'anywhere', 'nowhere']).default('loopback'),
+  /**
+   * Blob GC (server/gc.ts): a blob no tag refers to any more is deleted from every origin and
+   * the backend `graceMs` after its last tag was removed, unless it was re-tagged or pushed
+   * again meanwhile. Due candidates are looked at every `sweepIntervalMs`.
+   */
+  gc: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** At most 7 days: the origins remember pushes that long (lib/origin/server/gc.ts). */
+      graceMs: z
+        .number()
+        .int()
+        .min(0)
+        .max(7 * 24 * 60 * 60 * 1000)
+        .default(60 * 60 * 1000),
+      sweepIntervalMs: z.number().int().min(10).max(3_600_000).default(60_000),
+    })
+    .prefault({}),
   list: z
     .strictObject({
       /** Page size of GET /list when no `limit` is given. */

@@ -31,6 +31,8 @@ export const ErrorCodes = {
   BLOB_IN_USE: 409,
   /** A replica was offered to an origin that does not own the digest in its view of the ring. */
   NOT_OWNER: 409,
+  /** A GC delete refused: the blob was pushed again after its last tag was removed. */
+  BLOB_RECOMMITTED: 409,
   PAYLOAD_TOO_LARGE: 413,
   TOO_MANY_REQUESTS: 429,
   /** The disk (or quota) cannot hold the data: refused before writing, or ENOSPC/EDQUOT while writing. */

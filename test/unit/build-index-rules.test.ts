@@ -219,7 +219,7 @@ t.test('keys are encoded: never the raw tag, prefixes preserved', async (t) => {
   t.equal(key.split('/').length, 2, 'one segment under tags/')
   t.ok(await backend.stat(key))
   const stored = JSON.parse((await (await backend.get(key)).toArray()).join(''))
-  t.same(Object.keys(stored).sort(), ['createdAt', 'digest', 'tag', 'updatedAt'])
+  t.same(Object.keys(stored).sort(), ['createdAt', 'digest', 'ns', 'tag', 'updatedAt'])
   t.equal(stored.tag, tag.toString())
 
   // A valid tag full of characters that encode to %XX grows up to 3x: rejected with a clear

@@ -21,9 +21,11 @@ import { createRegistry, type Registry } from '../../metrics/index.js'
 import { type OriginClientFactory, OriginCluster } from '../../origin/client/index.js'
 import type { BuildIndexConfig } from '../config.js'
 import { type BlobCheck, OriginBlobCheck } from './blob-check.js'
+import { BlobGc } from './gc.js'
 import { TAG_PREFIX, TagStore } from './tags.js'
 
 export { type BlobCheck, OriginBlobCheck } from './blob-check.js'
+export { BlobGc, GC_PREFIX, type GcEntry } from './gc.js'
 export { KeyedMutex } from './mutex.js'
 export { type PutResult, TAG_PREFIX, type TagPage, type TagRecord, TagStore, tagObjectKey } from './tags.js'
 
@@ -56,6 +58,8 @@ export class BuildIndexServer implements Service {
   private indexing: Promise<void> | undefined
   private retry: NodeJS.Timeout | undefined
   private readonly origins: OriginCluster
+  /** Deletes blobs no tag refers to after the grace period (undefined: gc.enabled is false). */
+  readonly gc: BlobGc | undefined
 
   constructor(
     readonly config: BuildIndexConfig,
@@ -76,6 +80,17 @@ export class BuildIndexServer implements Service {
       logger: deps.logger,
       registry: this.registry,
     })
+    if (config.gc.enabled) {
+      this.gc = new BlobGc({
+        backend: this.backend,
+        tags: this.tags,
+        origins: this.origins,
+        logger: deps.logger,
+        registry: this.registry,
+        graceMs: config.gc.graceMs,
+        sweepIntervalMs: config.gc.sweepIntervalMs,
+      })
+    }
     this.http = new HttpServer({
       name: 'build-index',
       logger: deps.logger,
@@ -109,6 +124,7 @@ export class BuildIndexServer implements Service {
     // A backend that can be misconfigured remotely (S3) is checked before anything listens.
     await this.backend.check?.(signal)
     await this.origins.start()
+    await this.gc?.start(signal)
     await this.http.start(this.config.server.port, this.config.server.host)
     this.indexing = this.indexExisting()
     // Usually done at once (already indexed, or few tags); a long first indexing goes on in the background.
@@ -129,6 +145,7 @@ export class BuildIndexServer implements Service {
   private async shutdown(): Promise<void> {
     this.stopping.abort()
     if (this.retry) clearTimeout(this.retry)
+    await this.gc?.stop()
     await this.http.stop()
     await this.origins.stop()
     await this.indexing
@@ -151,6 +168,16 @@ export class BuildIndexServer implements Service {
     }
   }
 
+  /** Records a GC candidate after the fact: a failure is logged (the blob stays), not the caller's. */
+  private async gcCandidate(digest: Digest, ns: string): Promise<void> {
+    await this.gc?.removed(digest, ns).catch((err) => {
+      this.log.error(
+        { err, digest: digest.toString() },
+        'cannot record a GC candidate; the blob stays until its tags are removed again',
+      )
+    })
+  }
+
   /** http://host:port actually bound (valid after start()). */
   get url(): string {
     return this.http.url
@@ -163,6 +190,8 @@ export class BuildIndexServer implements Service {
       const digest = Digest.parse(params.digest ?? '')
       const ns = namespace(query, this.config.namespace)
       const { record, result, previous } = await this.tags.put(tag, digest, { ns, signal })
+      // `latest` moved: the previous digest may have lost its last tag (the sweep checks).
+      if (previous) await this.gcCandidate(Digest.parse(previous), ns)
       sendJson(res, 200, {
         tag: record.tag,
         digest: record.digest,
@@ -178,7 +207,14 @@ export class BuildIndexServer implements Service {
       const tag = Tag.parse(params.tag ?? '')
       const purge = parsePurge(query.get('purge'))
       if (purge) checkPurgeAllowed(this.config.purgeFrom, req.socket.remoteAddress, tag)
-      await this.tags.delete(tag, { purge, signal })
+      // Recorded before the tag goes: a crash in between leaves a candidate (kept at the sweep
+      // while the tag exists), never an unreferenced blob nobody will collect.
+      const before = await this.tags.find(tag, signal)
+      if (before && this.gc)
+        await this.gc.removed(Digest.parse(before.digest), before.ns ?? this.config.namespace, signal)
+      const removed = await this.tags.delete(tag, { purge, signal })
+      if (removed && removed.digest !== before?.digest)
+        await this.gcCandidate(Digest.parse(removed.digest), removed.ns ?? this.config.namespace)
       sendEmpty(res, 204)
     })
     r.get('/digests/:digest/tags', async ({ params, query, res, signal }) => {

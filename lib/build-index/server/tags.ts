@@ -36,6 +36,8 @@ const TagRecordSchema = z.object({
   digest: z.string(),
   createdAt: z.string(),
   updatedAt: z.string(),
+  /** The namespace the blob was checked in (GC deletes it there); absent in older records. */
+  ns: z.string().optional(),
 })
 export type TagRecord = z.infer<typeof TagRecordSchema>
 
@@ -129,6 +131,7 @@ export class TagStore {
         digest: digest.toString(),
         createdAt: existing?.createdAt ?? at,
         updatedAt: at,
+        ns: opts.ns,
       }
       let written = false
       try {

@@ -103,9 +103,19 @@ export class OriginClient {
     })
   }
 
-  /** Removes the blob from the origin's cache and backend (namespace `ns`) and stops seeding it. */
-  async deleteBlob(ns: string, digest: Digest, signal?: AbortSignal): Promise<void> {
-    await this.http.status('DELETE', urlPath`/namespace/${ns}/blobs/${digest}`, { signal })
+  /**
+   * Removes the blob from the origin's cache and backend (namespace `ns`) and stops seeding it.
+   * `unlessPushedWithinMs` (GC): refused with BLOB_RECOMMITTED when it was pushed that recently.
+   */
+  async deleteBlob(
+    ns: string,
+    digest: Digest,
+    signal?: AbortSignal,
+    opts: { unlessPushedWithinMs?: number } = {},
+  ): Promise<void> {
+    const within = opts.unlessPushedWithinMs
+    const query = within === undefined ? '' : `?unlessPushedWithinMs=${Math.max(0, Math.ceil(within))}`
+    await this.http.status('DELETE', `${urlPath`/namespace/${ns}/blobs/${digest}`}${query}`, { signal })
   }
 
   /**

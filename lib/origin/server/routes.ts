@@ -9,6 +9,7 @@ import { Digest } from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
 import { parseJson, type Router, readBody, sendEmpty, sendJson, urlPath } from '../../http/index.js'
 import type { BlobStore } from '../../store/index.js'
+import { parsePushedWithin } from './gc.js'
 import { checkNamespace } from './keys.js'
 import { MAX_REPLICATE_BODY, ReplicateRequest, type Replication } from './replication.js'
 import type { BlobService } from './service.js'
@@ -152,9 +153,9 @@ export function registerRoutes(router: Router, deps: RouteDeps): void {
     sendJson(res, 200, await service.verify(ns, digest, report))
   })
 
-  router.delete(BLOB, async ({ res, params, signal }) => {
+  router.delete(BLOB, async ({ res, params, query, signal }) => {
     const { ns, digest } = target(params)
-    await service.deleteBlob(ns, digest, signal)
+    await service.deleteBlob(ns, digest, signal, parsePushedWithin(query.get('unlessPushedWithinMs')))
     sendEmpty(res, 204)
   })
 

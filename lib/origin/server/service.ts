@@ -14,6 +14,7 @@ import type { BlobStore } from '../../store/index.js'
 import type { OriginConfig } from '../config.js'
 import { BackendCopy } from './backend-copy.js'
 import { CachePolicy } from './cache-policy.js'
+import { RecentPushes, refuseIfPushed } from './gc.js'
 import { blobKey } from './keys.js'
 import { MetaInfos } from './metainfo.js'
 import type { OriginMetrics } from './metrics.js'
@@ -42,6 +43,8 @@ export class BlobService {
   private readonly verifier: BlobVerifier
   /** Digests being deleted (count of deletes): HEAD answers 404, so no tag can be put meanwhile. */
   private readonly deleting = new Map<string, number>()
+  /** Pushes GC deletes check against (gc.ts). */
+  private readonly pushes = new RecentPushes()
 
   constructor(
     private readonly opts: {
@@ -106,6 +109,7 @@ export class BlobService {
       uploads: opts.uploads,
       writeBack: this.writeBack,
       cached,
+      pushed: (digest) => this.pushes.pushed(digest),
       seeds,
       metaInfo,
       work,
@@ -195,8 +199,16 @@ export class BlobService {
    * HEAD answers 404 from before build-index is asked until the delete ends. Build-index
    * records a tag's digest before it checks the blob here, so a tag put either is seen by the
    * question or finds the blob gone: a tag never ends up pointing at a deleted blob.
+   *
+   * `unlessPushedSince` (epoch ms on this host; build-index's GC): BLOB_RECOMMITTED when the blob was pushed
+   * here since then (gc.ts).
    */
-  async deleteBlob(ns: string, digest: Digest, signal?: AbortSignal): Promise<void> {
+  async deleteBlob(
+    ns: string,
+    digest: Digest,
+    signal?: AbortSignal,
+    unlessPushedSince?: number,
+  ): Promise<void> {
     const key = blobKey(ns, digest)
     // Before anything is removed: a namespace without a backend is refused untouched.
     const backend = this.opts.backends.for(ns)
@@ -204,6 +216,13 @@ export class BlobService {
     this.deleting.set(hex, (this.deleting.get(hex) ?? 0) + 1)
     try {
       await checkUnused(this.opts.tags, digest, this.opts.buildIndex, signal)
+      const { store, log } = this.opts
+      await refuseIfPushed(
+        { pushes: this.pushes, store, writeBack: this.writeBack, log },
+        ns,
+        digest,
+        unlessPushedSince,
+      )
       await this.copies.settled(digest)
       await this.writeBack.cancel(ns, digest)
       const dropped = !this.writeBack.has(digest)

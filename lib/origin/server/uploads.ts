@@ -34,6 +34,8 @@ export class UploadService {
       writeBack: WriteBack
       /** Tells the cache policy a blob entered the cache. */
       cached: (digest: Digest, size: number) => void
+      /** A push of the blob ended here: committed, or refused as already stored (GC's memory, gc.ts). */
+      pushed?: (digest: Digest) => void
       seeds: Seeds
       metaInfo: (digest: Digest) => Promise<MetaInfo>
       work: Work
@@ -53,7 +55,12 @@ export class UploadService {
     const deadline = Date.now() + UPLOAD_WAIT_MS
     for (;;) {
       work.check()
-      await this.refuseStored(ns, digest)
+      try {
+        await this.refuseStored(ns, digest)
+      } catch (err) {
+        if (isShoalError(err, 'ALREADY_EXISTS')) this.opts.pushed?.(digest)
+        throw err
+      }
       const running = this.liveUpload(digest)
       if (running) {
         const left = deadline - Date.now()
@@ -170,6 +177,7 @@ export class UploadService {
     }
     work.check()
     this.opts.cached(digest, size)
+    this.opts.pushed?.(digest)
     // The mark is written while the metainfo is generated. The backend is not asked whether it
     // holds the blob: start() found it did not (or could not tell), and the upload has been this
     // digest's only one since (an overwrite would put the same bytes).

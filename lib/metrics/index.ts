@@ -24,3 +24,19 @@ export function gauge(registry: Registry, name: string, help: string, labelNames
   if (existing) return existing as Gauge
   return new Gauge({ name, help, labelNames, registers: [registry] })
 }
+
+/**
+ * A gauge read at scrape time from `read()`. It replaces one of the same name (a daemon started
+ * again on the same registry), so the gauge reads the live object, not a stopped one.
+ */
+export function liveGauge(registry: Registry, name: string, help: string, read: () => number): void {
+  if (registry.getSingleMetric(name)) registry.removeSingleMetric(name)
+  new Gauge({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.set(read())
+    },
+  })
+}

@@ -27,7 +27,7 @@ import { type Clock, Repeat, systemClock } from '../../bandwidth/clock.js'
 import { type Digest, MetaInfo } from '../../core/index.js'
 import { errnoCode, ShoalError, toShoalError } from '../../errors/index.js'
 import type { Logger } from '../../log/index.js'
-import { type Counter, counter, Gauge, type Registry } from '../../metrics/index.js'
+import { type Counter, counter, liveGauge, type Registry } from '../../metrics/index.js'
 import { bytesOverWatermark, evictLeastRecentlyUsed } from '../../store/eviction.js'
 import type { BlobStore } from '../../store/index.js'
 import type { Downloads } from './downloads.js'
@@ -88,19 +88,9 @@ export class AgentCachePolicy {
       'Blobs removed from the agent cache by the sweep, by reason (idle: past the TTL, watermark)',
       ['reason'],
     )
-    const blobs = this.blobs
-    if (opts.registry.getSingleMetric('shoal_agent_cache_bytes'))
-      opts.registry.removeSingleMetric('shoal_agent_cache_bytes')
-    new Gauge({
-      name: 'shoal_agent_cache_bytes',
-      help: 'Bytes of verified blobs in the agent cache',
-      registers: [opts.registry],
-      collect() {
-        let sum = 0
-        for (const b of blobs.values()) sum += b.size
-        this.set(sum)
-      },
-    })
+    liveGauge(opts.registry, 'shoal_agent_cache_bytes', 'Bytes of verified blobs in the agent cache', () =>
+      this.cachedBytes(),
+    )
   }
 
   /** Indexes the cached blobs with their last use (the files' mtimes) and starts sweeping. */

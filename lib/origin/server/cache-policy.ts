@@ -9,7 +9,7 @@
  */
 import type { Digest } from '../../core/index.js'
 import type { Logger } from '../../log/index.js'
-import { type Counter, counter, Gauge, type Registry } from '../../metrics/index.js'
+import { type Counter, counter, liveGauge, type Registry } from '../../metrics/index.js'
 import { bytesOverWatermark, evictLeastRecentlyUsed } from '../../store/eviction.js'
 import type { BlobStore } from '../../store/index.js'
 import type { Seeds } from './seeder.js'
@@ -54,18 +54,10 @@ export class CachePolicy {
       'Blobs evicted from the cache, by reason (idle, watermark)',
       ['reason'],
     )
-    const blobs = this.blobs
-    if (opts.registry.getSingleMetric('shoal_origin_cache_bytes'))
-      opts.registry.removeSingleMetric('shoal_origin_cache_bytes')
-    new Gauge({
-      name: 'shoal_origin_cache_bytes',
-      help: 'Bytes of blobs in the origin cache',
-      registers: [opts.registry],
-      collect() {
-        let sum = 0
-        for (const b of blobs.values()) sum += b.size
-        this.set(sum)
-      },
+    liveGauge(opts.registry, 'shoal_origin_cache_bytes', 'Bytes of blobs in the origin cache', () => {
+      let sum = 0
+      for (const b of this.blobs.values()) sum += b.size
+      return sum
     })
   }
 

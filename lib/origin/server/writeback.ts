@@ -13,7 +13,7 @@ import type { NamespaceBackends } from '../../backend/router.js'
 import type { Digest } from '../../core/index.js'
 import { isShoalError, ShoalError, toShoalError } from '../../errors/index.js'
 import type { Logger } from '../../log/index.js'
-import { type Counter, counter, Gauge, type Registry } from '../../metrics/index.js'
+import { type Counter, counter, liveGauge, type Registry } from '../../metrics/index.js'
 import type { BlobStore } from '../../store/index.js'
 import { blobKey } from './keys.js'
 import { type Mark, type MarkStore, markKey } from './writeback-queue.js'
@@ -60,17 +60,20 @@ export class WriteBack {
       ['result'],
     )
     const entries = this.entries
-    replaceGauge(registry, 'shoal_origin_writeback_pending', 'Blobs waiting to be written back', function () {
-      this.set(entries.size)
-    })
-    replaceGauge(
+    liveGauge(
+      registry,
+      'shoal_origin_writeback_pending',
+      'Blobs waiting to be written back',
+      () => entries.size,
+    )
+    liveGauge(
       registry,
       'shoal_origin_writeback_oldest_seconds',
       'Age of the oldest blob waiting to be written back (0: none)',
-      function () {
+      () => {
         let oldest = Number.POSITIVE_INFINITY
         for (const e of entries.values()) oldest = Math.min(oldest, e.queuedAt)
-        this.set(Number.isFinite(oldest) ? Math.max(0, (Date.now() - oldest) / 1000) : 0)
+        return Number.isFinite(oldest) ? Math.max(0, (Date.now() - oldest) / 1000) : 0
       },
     )
   }
@@ -310,10 +313,4 @@ export class WriteBack {
       'backend write-back recovered',
     )
   }
-}
-
-/** Registers a gauge read at scrape time, replacing an older one (an origin started again). */
-function replaceGauge(registry: Registry, name: string, help: string, collect: (this: Gauge) => void): void {
-  if (registry.getSingleMetric(name)) registry.removeSingleMetric(name)
-  new Gauge({ name, help, registers: [registry], collect })
 }

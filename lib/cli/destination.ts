@@ -1,0 +1,146 @@
+/**
+ * Where a pulled file (or tree) lands, and how it gets there. The design's rules (§4.3):
+ * `--is-cover true` replaces an existing entry; `false` writes under `--new-name` when the name
+ * is taken, and without a new name fails before anything is fetched. Names are single path
+ * components: a `--new-name` or a tag's file name can never point outside `--dst-path`.
+ */
+import { randomBytes } from 'node:crypto'
+import { link, lstat, mkdir, open, rename, rm, stat, unlink } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import { printable } from '../core/index.js'
+import { errnoCode, ShoalError } from '../errors/index.js'
+
+export interface CoverRule {
+  /** Replace an existing entry (default true). */
+  isCover: boolean
+  /** With isCover false: the name to use when the file's own name is taken. */
+  newName?: string
+}
+
+const MAX_NAME_BYTES = 255
+
+/** A single path component safe to create under a folder, or INVALID_PATH naming `what`. */
+export function checkName(name: string, what: string): string {
+  const bad =
+    name === '' ||
+    name === '.' ||
+    name === '..' ||
+    name.includes('/') ||
+    name.includes('\\') ||
+    name.includes('\0') ||
+    Buffer.byteLength(name) > MAX_NAME_BYTES
+  if (bad)
+    throw new ShoalError(
+      'INVALID_PATH',
+      `invalid ${what} "${printable(name)}": a file name, not a path (no "/", not "." or "..", at most ${MAX_NAME_BYTES} bytes)`,
+    )
+  return name
+}
+
+/**
+ * Makes sure `dir` exists (created if missing) and that a file can be created in it, at once:
+ * an unwritable destination (read-only, /proc, a file in the way) fails before any download.
+ */
+export async function prepareDir(dir: string): Promise<string> {
+  const abs = resolve(dir)
+  try {
+    await mkdir(abs, { recursive: true })
+  } catch (err) {
+    throw cannotWrite(abs, err)
+  }
+  const st = await stat(abs).catch((err) => {
+    throw cannotWrite(abs, err)
+  })
+  if (!st.isDirectory()) throw new ShoalError('INVALID_PATH', `--dst-path ${abs} is not a directory`)
+  const probe = join(abs, `.shoal-probe-${randomBytes(4).toString('hex')}`)
+  try {
+    const fh = await open(probe, 'wx')
+    await fh.close()
+  } catch (err) {
+    throw cannotWrite(abs, err)
+  } finally {
+    await rm(probe, { force: true }).catch(() => {})
+  }
+  return abs
+}
+
+function cannotWrite(dir: string, err: unknown): ShoalError {
+  const code = errnoCode(err)
+  const why =
+    code === 'EACCES' || code === 'EPERM'
+      ? 'permission denied'
+      : code === 'EROFS'
+        ? 'read-only file system'
+        : code === 'ENOTDIR'
+          ? 'a component of the path is not a directory'
+          : (code ?? String(err))
+  return new ShoalError('INVALID_PATH', `cannot write into --dst-path ${dir}: ${why}; nothing was written`, {
+    cause: err,
+  })
+}
+
+/**
+ * The final path for `name` in `dir` under the cover rule, decided before anything is fetched:
+ * ALREADY_EXISTS when the name (and the new name) is taken and covering is off.
+ */
+export async function chooseTarget(dir: string, name: string, rule: CoverRule): Promise<string> {
+  const own = join(dir, checkName(name, 'file name'))
+  if (rule.isCover || !(await exists(own))) return own
+  if (!rule.newName)
+    throw new ShoalError(
+      'ALREADY_EXISTS',
+      `${own} already exists and --is-cover is false: give --new-name NAME to write beside it, or --is-cover true to replace it; nothing was written`,
+      { details: { path: own } },
+    )
+  const other = join(dir, checkName(rule.newName, '--new-name'))
+  if (await exists(other))
+    throw new ShoalError(
+      'ALREADY_EXISTS',
+      `${own} and --new-name ${other} both exist and --is-cover is false; nothing was written`,
+      { details: { path: other } },
+    )
+  return other
+}
+
+/**
+ * Moves a verified temp file to its final path in the same folder. Covering renames over the
+ * old file (readers see the old or the new file, never a mix); not covering links, so a file
+ * that appeared meanwhile is never replaced (EEXIST → ALREADY_EXISTS, the temp file removed).
+ */
+export async function place(tmpPath: string, target: string, isCover: boolean): Promise<void> {
+  try {
+    if (isCover) {
+      const st = await lstat(target).catch(() => undefined)
+      if (st?.isDirectory())
+        throw new ShoalError('ALREADY_EXISTS', `${target} is a directory; a file cannot replace it`)
+      await rename(tmpPath, target)
+      return
+    }
+    await link(tmpPath, target)
+    await unlink(tmpPath)
+  } catch (err) {
+    await rm(tmpPath, { force: true })
+    if (errnoCode(err) === 'EEXIST')
+      throw new ShoalError(
+        'ALREADY_EXISTS',
+        `${target} appeared while pulling and --is-cover is false; it was kept`,
+      )
+    throw err
+  }
+}
+
+/** A temp name beside `target`: hidden, unique, and recognisable as Shoal's. */
+export function tempBeside(dir: string, name: string): string {
+  // A prefix of the name only: the whole name may already be at the file system's limit.
+  return join(dir, `.${name.slice(0, 40)}.shoal-${randomBytes(4).toString('hex')}.tmp`)
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await lstat(path)
+    return true
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return false
+    throw err
+  }
+}

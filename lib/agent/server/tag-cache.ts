@@ -118,8 +118,7 @@ export class TagCache {
     const known = await this.get(tag)
     if (known?.digest.equals(info.digest) && known.type === meta.type && known.desc === meta.desc) {
       this.touch(name)
-      const now = new Date(this.now())
-      await utimes(path, now, now).catch(() => undefined) // the order after a restart; best effort
+      await this.stamp(path)
       return
     }
     const body = {
@@ -135,7 +134,14 @@ export class TagCache {
       throw new ShoalError('IO_ERROR', `cannot write the tag cache entry ${path}`, { cause: err })
     }
     this.touch(name)
+    await this.stamp(path)
     await this.trim()
+  }
+
+  /** The entry's mtime is its last resolve (the order after a restart); best effort. */
+  private async stamp(path: string): Promise<void> {
+    const now = new Date(this.now())
+    await utimes(path, now, now).catch(() => undefined)
   }
 
   /** Forgets the tag (build-index says it is gone). */

@@ -125,10 +125,16 @@ t.test('immutable versions resolve from the agent while build-index is down; lat
   t.equal(offline.desc, 'daily reference data', 'with its meta')
   t.ok(await pulls(client, digest), 'and its blob still streams and verifies')
   t.ok((await client.resolve(v1)).equals(digest), 'resolve() too')
-  t.match(await rejectsWith(client.resolveInfo(latest), 'UNAVAILABLE'), /build-index/, 'latest is never cached')
+  t.match(
+    await rejectsWith(client.resolveInfo(latest), 'UNAVAILABLE'),
+    /build-index/,
+    'latest is never cached',
+  )
   await rejectsWith(client.resolveInfo(Tag.parse('offline-/data/daily-ref.bin:v9')), 'UNAVAILABLE')
   await rejectsWith(client.resolveInfo(v2), 'UNAVAILABLE')
-  const warned = log.lines().filter((l) => /answering an immutable tag from the tag cache/.test(String(l.msg)))
+  const warned = log
+    .lines()
+    .filter((l) => /answering an immutable tag from the tag cache/.test(String(l.msg)))
   t.equal(warned.length, 1, 'one warning for v1, however often it is answered offline')
   t.equal(warned[0]?.tag, v1.toString())
 

@@ -207,6 +207,9 @@ export class AgentServer implements Service {
       const cached = unreachable(err) ? await this.cachedTag(tag) : undefined
       if (!cached) throw err
       if (!this.offlineWarned.has(name)) {
+        // Bounded like the cache: past it, warning again about some tags is the lesser harm.
+        if (this.offlineWarned.size >= Math.max(this.config.tagCache.maxEntries, 1))
+          this.offlineWarned.clear()
         this.offlineWarned.add(name)
         this.log.warn(
           { tag: name, digest: cached.digest.toString(), resolvedAt: cached.resolvedAt, err },

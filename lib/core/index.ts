@@ -10,6 +10,8 @@ export {
   MAX_TAG_META_BODY,
   parseTagMeta,
   parseTagMetaBody,
+  sameTagMeta,
+  TAG_META_KEYS,
   TAG_TYPES,
   type TagMeta,
   type TagType,

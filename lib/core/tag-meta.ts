@@ -20,7 +20,14 @@ export const MAX_TAG_META_BODY = 4096
 export interface TagMeta {
   type?: TagType
   desc?: string
+  /** The file's permission bits (0 to 0o7777) when pushed; a pull sets them on its copy. */
+  mode?: number
+  /** The file's modification time when pushed (ms since the epoch); a pull sets it on its copy. */
+  mtimeMs?: number
 }
+
+/** The meta fields, in the order records and answers carry them. */
+export const TAG_META_KEYS = ['type', 'desc', 'mode', 'mtimeMs'] as const
 
 /**
  * Checks a decoded meta object; BAD_REQUEST naming the problem. `undefined` and `null` are
@@ -43,8 +50,18 @@ export function parseTagMeta(value: unknown): TagMeta {
       if (typeof v !== 'string') throw bad(`desc must be a string, not ${describe(v)}`)
       checkDesc(v)
       if (v !== '') out.desc = v
+    } else if (key === 'mode') {
+      if (v === undefined || v === null) continue
+      if (!Number.isInteger(v) || (v as number) < 0 || (v as number) > 0o7777)
+        throw bad(`mode must be permission bits from 0 to 0o7777 (4095), not ${describe(v)}`)
+      out.mode = v as number
+    } else if (key === 'mtimeMs') {
+      if (v === undefined || v === null) continue
+      if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > 8.64e15)
+        throw bad(`mtimeMs must be milliseconds since 1970, not ${describe(v)}`)
+      out.mtimeMs = v
     } else {
-      throw bad(`unknown field "${printable(key, 40)}" (expected type and desc)`)
+      throw bad(`unknown field "${printable(key, 40)}" (expected type, desc, mode, mtimeMs)`)
     }
   }
   return out
@@ -68,14 +85,21 @@ export function parseTagMetaBody(body: Buffer): TagMeta {
 
 /** True when the meta carries anything (an empty one is not sent, and changes nothing). */
 export function hasTagMeta(meta: TagMeta | undefined): meta is TagMeta {
-  return meta !== undefined && (meta.type !== undefined || meta.desc !== undefined)
+  return meta !== undefined && TAG_META_KEYS.some((k) => meta[k] !== undefined)
+}
+
+/** True when both carry the same meta fields. */
+export function sameTagMeta(a: TagMeta, b: TagMeta): boolean {
+  return TAG_META_KEYS.every((k) => a[k] === b[k])
 }
 
 /** Only the meta fields `x` has, so answers and records carry no `"type": undefined` keys. */
-export function tagMetaOf(x: { type?: TagType; desc?: string }): TagMeta {
+export function tagMetaOf(x: TagMeta): TagMeta {
   const out: TagMeta = {}
   if (x.type !== undefined) out.type = x.type
   if (x.desc !== undefined) out.desc = x.desc
+  if (x.mode !== undefined) out.mode = x.mode
+  if (x.mtimeMs !== undefined) out.mtimeMs = x.mtimeMs
   return out
 }
 

@@ -28,6 +28,8 @@ export interface ResolvedTagInfo {
   digest: Digest
   type?: TagType
   desc?: string
+  mode?: number
+  mtimeMs?: number
   /** build-index: answered now; cache: build-index was unreachable, the agent's tag cache answered. */
   source: 'build-index' | 'cache'
 }
@@ -55,6 +57,8 @@ export class AgentClient {
       digest: string
       type?: unknown
       desc?: unknown
+      mode?: unknown
+      mtimeMs?: unknown
       source?: unknown
     }>('GET', urlPath`/tags/${tag.toString()}`, { signal })
     // An agent from before the tag cache sends no source: it always asked build-index.

@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises'
 import type { Clock } from '../../bandwidth/clock.js'
 import { HostBandwidth, registerBandwidthRoutes } from '../../bandwidth/index.js'
 import { BuildIndexClient, listQuery } from '../../build-index/client/index.js'
-import { DEFAULT_NAMESPACE, Digest, parseNamespace, Tag, tagMetaOf } from '../../core/index.js'
+import { DEFAULT_NAMESPACE, Digest, parseNamespace, Tag, type TagType, tagMetaOf } from '../../core/index.js'
 import { isShoalError, ShoalError } from '../../errors/index.js'
 import { HttpServer, type RouteContext, sendEmpty, sendJson } from '../../http/index.js'
 import { Lifecycle, type Service } from '../../lifecycle/index.js'
@@ -290,8 +290,10 @@ export class AgentServer implements Service {
 export interface ResolvedTag {
   tag: string
   digest: Digest
-  type?: 'file' | 'directory'
+  type?: TagType
   desc?: string
+  mode?: number
+  mtimeMs?: number
   /** build-index: answered now; cache: build-index unreachable, answered from the tag cache. */
   source: 'build-index' | 'cache'
 }

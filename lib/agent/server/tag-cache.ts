@@ -18,7 +18,15 @@ import { createHash } from 'node:crypto'
 import { mkdir, readdir, readFile, rm, stat, utimes } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from '../../config/index.js'
-import { Digest, TAG_TYPES, type Tag, type TagMeta, type TagType, tagMetaOf } from '../../core/index.js'
+import {
+  Digest,
+  sameTagMeta,
+  TAG_TYPES,
+  type Tag,
+  type TagMeta,
+  type TagType,
+  tagMetaOf,
+} from '../../core/index.js'
 import { errnoCode, ShoalError } from '../../errors/index.js'
 import type { Logger } from '../../log/index.js'
 import { atomicWriteFile } from '../../store/fsutil.js'
@@ -36,6 +44,8 @@ const FileSchema = z.object({
   digest: z.string(),
   type: z.enum(TAG_TYPES).optional(),
   desc: z.string().optional(),
+  mode: z.number().int().min(0).max(0o7777).optional(),
+  mtimeMs: z.number().min(0).optional(),
   resolvedAt: z.string(),
 })
 
@@ -44,6 +54,8 @@ export interface CachedTag {
   digest: Digest
   type?: TagType
   desc?: string
+  mode?: number
+  mtimeMs?: number
   /** When build-index last answered for it (ISO 8601). */
   resolvedAt: string
 }
@@ -110,13 +122,13 @@ export class TagCache {
    * Remembers what build-index answered for an immutable version (`latest` is ignored). An
    * entry already saying the same is only marked as recently used, not rewritten.
    */
-  async remember(tag: Tag, info: { digest: Digest; type?: TagType; desc?: string }): Promise<void> {
+  async remember(tag: Tag, info: { digest: Digest } & TagMeta): Promise<void> {
     if (tag.isLatest || this.opts.maxEntries === 0) return
     const name = fileName(tag)
     const path = join(this.dir, name)
     const meta: TagMeta = tagMetaOf(info)
     const known = await this.get(tag)
-    if (known?.digest.equals(info.digest) && known.type === meta.type && known.desc === meta.desc) {
+    if (known?.digest.equals(info.digest) && sameTagMeta(tagMetaOf(known), meta)) {
       this.touch(name)
       await this.stamp(path)
       return

@@ -3,7 +3,17 @@
  * to build-index only through this class. Tags are sent as one percent-encoded path segment;
  * a string tag is sent as given, so the server's INVALID_TAG message reaches the caller.
  */
-import { Digest, hasTagMeta, printable, type Tag, type TagMeta, type TagType } from '../../core/index.js'
+import {
+  Digest,
+  hasTagMeta,
+  parseTagMeta,
+  printable,
+  TAG_META_KEYS,
+  type Tag,
+  type TagMeta,
+  type TagType,
+  tagMetaOf,
+} from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
 import { HttpClient, urlPath } from '../../http/index.js'
 
@@ -24,6 +34,8 @@ export interface TagInfo {
   /** The tag's meta (lib/core/tag-meta.ts); absent when it was put without. */
   type?: TagType
   desc?: string
+  mode?: number
+  mtimeMs?: number
 }
 
 export class BuildIndexClient {
@@ -54,7 +66,7 @@ export class BuildIndexClient {
       previous?: string
     }>('PUT', urlPath`/tags/${String(tag)}/digest/${digest}` + query, {
       signal: opts.signal,
-      ...(hasTagMeta(opts.meta) ? { json: { type: opts.meta.type, desc: opts.meta.desc } } : {}),
+      ...(hasTagMeta(opts.meta) ? { json: tagMetaOf(opts.meta) } : {}),
     })
     const out: PutTagResult = { tag: body.tag, digest: parseDigest(body.digest), result: body.result }
     if (body.previous) out.previous = body.previous
@@ -75,6 +87,8 @@ export class BuildIndexClient {
       updatedAt: string
       type?: unknown
       desc?: unknown
+      mode?: unknown
+      mtimeMs?: unknown
     }>('GET', urlPath`/tags/${String(tag)}`, { signal })
     return {
       tag: body.tag,
@@ -160,22 +174,14 @@ function parseDigest(value: string): Digest {
  * The meta fields of another daemon's answer, checked: a type we do not know or a desc that is
  * not a string is that daemon's error (UPSTREAM_ERROR), not something to pass on.
  */
-export function answeredMeta(body: { type?: unknown; desc?: unknown }, name: string): TagMeta {
-  const out: TagMeta = {}
-  if (body.type !== undefined && body.type !== null) {
-    if (body.type !== 'file' && body.type !== 'directory')
-      throw new ShoalError(
-        'UPSTREAM_ERROR',
-        `${name} returned an unknown tag type "${printable(String(body.type), 40)}"`,
-      )
-    out.type = body.type
+export function answeredMeta(body: Record<string, unknown>, name: string): TagMeta {
+  const picked: Record<string, unknown> = {}
+  for (const k of TAG_META_KEYS) if (body[k] !== undefined) picked[k] = body[k]
+  try {
+    return parseTagMeta(picked)
+  } catch (err) {
+    throw new ShoalError('UPSTREAM_ERROR', `${name} returned ${(err as Error).message}`, { cause: err })
   }
-  if (body.desc !== undefined && body.desc !== null) {
-    if (typeof body.desc !== 'string')
-      throw new ShoalError('UPSTREAM_ERROR', `${name} returned a tag desc that is not a string`)
-    out.desc = body.desc
-  }
-  return out
 }
 
 /**

@@ -15,6 +15,7 @@ import {
   hasTagMeta,
   MAX_TAG_BYTES,
   printable,
+  sameTagMeta,
   TAG_TYPES,
   Tag,
   type TagMeta,
@@ -52,6 +53,8 @@ const TagRecordSchema = z.object({
   /** What the blob is and what it holds (lib/core/tag-meta.ts); absent in older records. */
   type: z.enum(TAG_TYPES).optional(),
   desc: z.string().optional(),
+  mode: z.number().int().min(0).max(0o7777).optional(),
+  mtimeMs: z.number().min(0).optional(),
 })
 export type TagRecord = z.infer<typeof TagRecordSchema>
 
@@ -132,11 +135,7 @@ export class TagStore {
         this.puts?.inc({ result: 'unchanged' })
         this.log.debug({ tag: name, digest: existing.digest }, 'tag already points at this digest')
         const meta = opts.meta
-        if (
-          tag.isLatest &&
-          hasTagMeta(meta) &&
-          (meta.type !== existing.type || meta.desc !== existing.desc)
-        ) {
+        if (tag.isLatest && hasTagMeta(meta) && !sameTagMeta(tagMetaOf(meta), tagMetaOf(existing))) {
           const updated = withMeta({ ...existing, updatedAt: this.now().toISOString() }, meta)
           await this.write(key, updated, opts.signal)
           this.log.info({ tag: name, digest: existing.digest }, 'tag metadata updated')
@@ -391,7 +390,7 @@ export class TagStore {
 
 /** The record with the meta's fields set (only those present: no `undefined` keys are stored). */
 function withMeta(record: TagRecord, meta: TagMeta | undefined): TagRecord {
-  const { type: _type, desc: _desc, ...rest } = record
+  const { type: _type, desc: _desc, mode: _mode, mtimeMs: _mtimeMs, ...rest } = record
   return { ...rest, ...tagMetaOf(meta ?? {}) }
 }
 

@@ -5,7 +5,7 @@
  */
 import type { Readable } from 'node:stream'
 import { answeredMeta, pageQuery } from '../../build-index/client/index.js'
-import { Digest, hasTagMeta, type Tag, type TagMeta, type TagType } from '../../core/index.js'
+import { Digest, hasTagMeta, type Tag, type TagMeta, type TagType, tagMetaOf } from '../../core/index.js'
 import { isShoalError, ShoalError } from '../../errors/index.js'
 import { HttpClient, urlPath } from '../../http/index.js'
 
@@ -23,6 +23,8 @@ export interface ProxyTagInfo {
   updatedAt: string
   type?: TagType
   desc?: string
+  mode?: number
+  mtimeMs?: number
 }
 
 export class ProxyClient {
@@ -94,7 +96,7 @@ export class ProxyClient {
     const out = await this.http.json<{ tag: string; digest: string; result: string }>(
       'PUT',
       urlPath`/proxy/tags/${String(tag)}/digest/${digest}` + query,
-      { signal, ...(hasTagMeta(meta) ? { json: { type: meta.type, desc: meta.desc } } : {}) },
+      { signal, ...(hasTagMeta(meta) ? { json: tagMetaOf(meta) } : {}) },
     )
     return { tag: out.tag, digest: Digest.parse(out.digest), result: out.result }
   }
@@ -111,6 +113,8 @@ export class ProxyClient {
       updatedAt: string
       type?: unknown
       desc?: unknown
+      mode?: unknown
+      mtimeMs?: unknown
     }
     try {
       out = await this.http.json('GET', urlPath`/proxy/tags/${String(tag)}`, { signal })

@@ -82,7 +82,12 @@ export function pullProgram(io: Output = stdio, deps: ClientDeps = {}): Command 
       "fail after this many seconds without progress (default: the config's timeouts.pull, 10; 0 = none)",
       parseSeconds,
     )
-    .option('--has-flag <F|N>', 'F: write FILE.flag once FILE is in place and verified; N: no flag', false)
+    .option(
+      '--has-flag <F|N>',
+      'F: write FILE.flag once FILE is in place and verified; N: no flag',
+      oneOf('F', 'N'),
+      'N',
+    )
     .option(
       '--is-cover <true|false>',
       'true: replace an existing file atomically; false: keep it',

@@ -74,7 +74,12 @@ export function pushProgram(io: Output = stdio, deps: ClientDeps = {}): Command 
       "fail after this many seconds without progress, waiting for the flag included (default: the config's timeouts.push, 30; 0 = none)",
       parseSeconds,
     )
-    .option('--has-flag <F|N>', 'F: wait for FILE.flag before reading FILE; N: read at once', false)
+    .option(
+      '--has-flag <F|N>',
+      'F: wait for FILE.flag before reading FILE; N: read at once',
+      oneOf('F', 'N'),
+      'N',
+    )
     .option(
       '--tag <tag>',
       'the tag, srcHost-srcDir-fileName[:version] (default: built from --src-host and the path)',

@@ -1,4 +1,5 @@
 /** PullCLI pull: the flags of the design's §4.3, their defaults and checks, and the output. */
+import { AgentClient } from '../agent/client/index.js'
 import { Tag } from '../core/index.js'
 import { isCsgwAddress } from '../csgw/index.js'
 import { Command } from './commander.js'
@@ -17,7 +18,8 @@ import { pullFromCsgw } from './csgw.js'
 import { checkName } from './destination.js'
 import { addClientOptions, type ClientDeps, startClient } from './output.js'
 import { pull } from './pull.js'
-import { resolveName } from './resolve-name.js'
+import { listerOf, resolveName } from './resolve-name.js'
+import { withProgressTimeout } from './watchdog.js'
 
 interface PullFlags {
   tag?: string
@@ -134,12 +136,16 @@ export function pullProgram(io: Output = stdio, deps: ClientDeps = {}): Command 
         tag = Tag.parse(f.tag)
         if (f.version) tag = tag.withVersion(f.version)
       } else if (name !== undefined) {
-        tag = await resolveName(name, {
-          srcHost: f.srcHost,
-          srcDir: f.srcDir,
-          version: f.version,
-          lister: deps.agentLister?.(dstHost),
-        })
+        tag = await withProgressTimeout(`looking up ${name} in the tags`, timeout, (signal, progress) =>
+          resolveName(name, {
+            srcHost: f.srcHost,
+            srcDir: f.srcDir,
+            version: f.version,
+            lister: deps.agentLister ? deps.agentLister(dstHost) : listerOf(new AgentClient(dstHost)),
+            signal,
+            onPage: progress.touch,
+          }),
+        )
       } else throw usage('a tag or a file name is required (--tag TAG or NAME)')
 
       // The options the pull library takes as its semantics grow (cover/new-name, flag files,

@@ -1,10 +1,12 @@
 /** RemoveCLI remove: the flags of the design's §4.4 and the output. */
 import { Tag } from '../core/index.js'
+import { ProxyClient } from '../proxy/client/index.js'
 import { Command } from './commander.js'
 import { exitCodesHelp, type Output, parseSeconds, softwareVersion, stdio, usage } from './common.js'
 import { addClientOptions, type ClientDeps, startClient } from './output.js'
 import { remove } from './remove.js'
-import { resolveName } from './resolve-name.js'
+import { listerOf, resolveName } from './resolve-name.js'
+import { withProgressTimeout } from './watchdog.js'
 
 interface RemoveFlags {
   tag?: string
@@ -60,12 +62,19 @@ export function removeProgram(io: Output = stdio, deps: ClientDeps = {}): Comman
       let tag: Tag
       if (f.tag !== undefined) tag = f.version ? Tag.parse(f.tag).withVersion(f.version) : Tag.parse(f.tag)
       else if (name !== undefined)
-        tag = await resolveName(name, {
-          srcHost: f.srcHost,
-          srcDir: f.srcDir,
-          version: f.version,
-          lister: deps.proxyLister?.(dstHost),
-        })
+        tag = await withProgressTimeout(
+          `looking up ${name} in the tags`,
+          f.timeout ?? settings.timeouts.remove,
+          (signal, progress) =>
+            resolveName(name, {
+              srcHost: f.srcHost,
+              srcDir: f.srcDir,
+              version: f.version,
+              lister: deps.proxyLister ? deps.proxyLister(dstHost) : listerOf(new ProxyClient(dstHost)),
+              signal,
+              onPage: progress.touch,
+            }),
+        )
       else throw usage('a tag is required (--tag TAG or NAME)')
       const removed = await remove({ tag, dstHost, timeoutSeconds: f.timeout ?? settings.timeouts.remove })
       reporter.result({ tag: removed.toString(), removed: true, seconds: reporter.seconds() }, [

@@ -29,6 +29,8 @@ export interface ResolveNameOptions {
   pageSize?: number
   /** Candidates listed in the "several tags match" error. */
   maxShown?: number
+  /** Called after each page (a watchdog's touch: a long listing that moves is progress). */
+  onPage?: () => void
 }
 
 export const MAX_SCAN = 100_000
@@ -74,6 +76,7 @@ export async function resolveName(name: string, opts: ResolveNameOptions = {}): 
       signal: opts.signal,
     })
     scanned += page.tags.length
+    opts.onPage?.()
     for (const raw of page.tags) {
       const tag = asFullTag(raw)
       if (tag && matchesName(tag, name, opts.srcHost, srcDir, opts.version)) matches.push(tag)
@@ -130,4 +133,14 @@ function describeSearch(
     opts.version !== undefined ? `--version ${opts.version}` : '',
   ].filter(Boolean)
   return `file name "${printable(name)}"${narrowed.length ? ` (${narrowed.join(', ')})` : ''} among ${scanned} listed tag${scanned === 1 ? '' : 's'}`
+}
+
+/**
+ * The Lister of a client that has `list(prefix, { after, limit, signal })` (the agent's and the
+ * proxy's clients, once their list API is in), else undefined: a NAME must then be a full tag.
+ */
+export function listerOf(client: object): Lister | undefined {
+  const list = (client as { list?: unknown }).list
+  if (typeof list !== 'function') return undefined
+  return (prefix, opts) => (list as Lister).call(client, prefix, opts)
 }

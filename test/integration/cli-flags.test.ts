@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { AgentConfigSchema } from '../../lib/agent/config.js'
 import { AgentServer } from '../../lib/agent/server/index.js'
-import { type Output, runCli, softwareVersion } from '../../lib/cli/common.js'
+import { EXIT_CODE_MEANINGS, EXIT_CODES, type Output, runCli, softwareVersion } from '../../lib/cli/common.js'
 import type { ClientDeps } from '../../lib/cli/output.js'
 import { pullProgram, pushProgram, removeProgram } from '../../lib/cli/programs.js'
 import type { Lister } from '../../lib/cli/resolve-name.js'
@@ -677,4 +677,20 @@ t.test('precedence: flag > environment > client config > built-in default', asyn
   const strict = await run(pushProgram, ['push', '--config', bad, src])
   t.equal(strict.code, 2)
   t.equal(strict.err, `PushCLI: invalid client config in ${bad}: unknown key "agnet"`)
+})
+
+t.test('one exit code table: EXIT_CODES, --help, docs/clients.md and the README agree', async (t) => {
+  const docs = await readFile('docs/clients.md', 'utf8')
+  const readme = await readFile('README.md', 'utf8')
+  const help = (await run(pullProgram, ['pull', '--help'])).out
+  const meanings = new Map(EXIT_CODE_MEANINGS)
+  for (const [code, exit] of Object.entries(EXIT_CODES)) {
+    t.ok(meanings.has(exit as number), `${code}: exit ${exit} has a meaning`)
+    const row = docs.split('\n').find((l) => l.startsWith(`| ${exit} |`))
+    t.match(row, `\`${code}\``, `docs/clients.md lists ${code} under exit ${exit}`)
+  }
+  for (const [exit, what] of EXIT_CODE_MEANINGS) {
+    t.match(help, `${String(exit).padStart(3)}  ${what}`, `--help lists exit ${exit}`)
+    t.match(readme, new RegExp(`\\b${exit} [a-z]`), `README lists exit ${exit}`)
+  }
 })

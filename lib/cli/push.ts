@@ -65,20 +65,31 @@ export async function push(opts: PushOptions): Promise<PushResult> {
         fileName: basename(path),
         version: opts.version,
       })
+  // What the push was waiting for when the watchdog fired, so the message can say so.
+  let waitingFor: string | undefined
   const r = await withProgressTimeout(
     `push of ${opts.srcPath}`,
     opts.timeoutSeconds,
     async (signal, progress) => {
       if (opts.hasFlag) {
+        const suffix = opts.flagSuffix ?? DEFAULT_FLAG_SUFFIX
         opts.onProgress?.({ bytes: 0, phase: 'waiting for flag' })
-        await waitForFlag(path, { suffix: opts.flagSuffix ?? DEFAULT_FLAG_SUFFIX, signal })
+        waitingFor = flagPath(path, suffix)
+        await waitForFlag(path, { suffix, signal })
+        waitingFor = undefined
       }
       const st = await checkFile(opts.srcPath, path, opts.hasFlag ? opts.flagSuffix : undefined)
       const meta: PushMeta = { ...opts.meta, type: 'file', mode: st.mode & 0o7777, mtimeMs: st.mtimeMs }
       return upload(path, tag, meta, opts, signal, progress)
     },
     opts.signal,
-  )
+  ).catch((err) => {
+    if (waitingFor === undefined || !isShoalError(err, 'TIMEOUT')) throw err
+    throw new ShoalError('TIMEOUT', `${err.message} (waiting for the flag file ${waitingFor})`, {
+      cause: err,
+      details: err.details,
+    })
+  })
   return { ...r, seconds: (Date.now() - started) / 1000 }
 }
 

@@ -633,7 +633,10 @@ t.test('--has-flag F on push waits for FILE.flag (suffix from the client config)
     never,
   ])
   t.equal(timedOut.code, 124)
-  t.equal(timedOut.err, `PushCLI: push of ${never} timed out after 0.3 s without progress`)
+  t.equal(
+    timedOut.err,
+    `PushCLI: push of ${never} timed out after 0.3 s without progress (waiting for the flag file ${never}.flag)`,
+  )
 })
 
 t.test('precedence: flag > environment > client config > built-in default', async (t) => {

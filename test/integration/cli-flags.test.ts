@@ -676,6 +676,24 @@ t.test('precedence: flag > environment > client config > built-in default', asyn
   })
   t.equal(csgwEnv.code, 6, 'SHOAL_CSGW is the CSGW push target (nothing listens: unavailable)')
 
+  // The default --timeout comes from the config's timeouts; the flag overrides it.
+  const short = await file(dir, 'short.yaml', `proxy: ${PROXY}\ntimeouts: { push: 0.3 }\n`)
+  const noFlag = await file(dir, 'no-flag.csv')
+  const cfgTimeout = await run(pushProgram, ['push', '--config', short, '--has-flag', 'F', noFlag])
+  t.equal(cfgTimeout.code, 124)
+  t.match(cfgTimeout.err, 'timed out after 0.3 s without progress', 'timeouts.push from the file')
+  const flagTimeout = await run(pushProgram, [
+    'push',
+    '--config',
+    short,
+    '--has-flag',
+    'F',
+    '--timeout',
+    '0.2',
+    noFlag,
+  ])
+  t.match(flagTimeout.err, 'timed out after 0.2 s without progress', '--timeout over the file')
+
   const bad = await file(dir, 'bad.yaml', 'proxy: x\nagnet: y\n')
   const strict = await run(pushProgram, ['push', '--config', bad, src])
   t.equal(strict.code, 2)

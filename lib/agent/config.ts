@@ -28,6 +28,20 @@ export const AgentConfigSchema = z.strictObject({
   /** Build-index HTTP address, for resolving tags. */
   buildIndex: z.string().min(1).default('127.0.0.1:15004'),
   /**
+   * How long a tag resolve waits for build-index's answer. Past it (or when build-index cannot
+   * be reached) an immutable version this agent resolved before is answered from its tag cache;
+   * `latest` fails. Short, since PullCLI waits behind it. Seconds.
+   */
+  resolveTimeoutSeconds: z.number().int().min(1).max(300).default(10),
+  /**
+   * The immutable versions (every version but `latest`) this agent resolved, kept under
+   * dataDir/tags so they still resolve while build-index is unreachable. At most maxEntries,
+   * least recently resolved dropped first; 0 turns the cache off.
+   */
+  tagCache: z
+    .strictObject({ maxEntries: z.number().int().min(0).max(1_000_000).default(10_000) })
+    .prefault({}),
+  /**
    * A download that makes no progress (no verified piece; before the first piece, no metainfo)
    * for this long fails. There is no limit on the total time: a large blob takes what it takes.
    */

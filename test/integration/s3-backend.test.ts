@@ -23,6 +23,7 @@ import { OriginClient } from '../../lib/origin/client/index.js'
 import { OriginConfigSchema } from '../../lib/origin/config.js'
 import { blobKey, OriginServer } from '../../lib/origin/server/index.js'
 import { S3RVER_CREDENTIALS, s3Config, startS3rver } from '../helpers/s3rver.js'
+import { writtenBack } from '../helpers/writeback.js'
 
 const SECRET = 'wrong-secret-that-must-never-be-printed'
 
@@ -260,13 +261,15 @@ t.test('origin: namespaces route blobs to S3 or the fallback folder', async (t) 
     const origin = new OriginServer(config, { logger: silentLogger(), tagLookup: { tagsOf: async () => [] } })
     await origin.start()
     t.teardown(() => origin.stop())
-    return new OriginClient(origin.url)
+    return { client: new OriginClient(origin.url), registry: origin.registry }
   }
-  const client = await start({ backend: { type: 'fs', root: join(dir, 'fs') } }, 'a')
+  const { client, registry } = await start({ backend: { type: 'fs', root: join(dir, 'fs') } }, 'a')
   const data = Buffer.from('a blob for the prod namespace')
   const digest = Digest.fromBuffer(data)
   await client.upload('prod-app', digest, Readable.from([data]), data.length)
   await client.upload('dev', digest, Readable.from([data]), data.length)
+  // Acknowledged once the write-back mark is durable; the backends are written after that.
+  await writtenBack(registry)
   const bucket = s3.backend({ prefix: 'origin' })
   t.same(await bucket.stat(blobKey('prod-app', digest)), { size: data.length }, 'prod-app went to S3')
   t.equal(await bucket.stat(blobKey('dev', digest)), undefined, 'dev did not')
@@ -277,7 +280,7 @@ t.test('origin: namespaces route blobs to S3 or the fallback folder', async (t) 
   )
 
   // Without a fallback, a namespace no entry matches is refused, by name.
-  const strict = await start({}, 'b')
+  const { client: strict } = await start({}, 'b')
   const refused = await codeOf(strict.upload('dev', digest, Readable.from([data]), data.length))
   t.equal(refused.code, 'BAD_REQUEST')
   t.match(refused.message, /no backend is configured for namespace "dev"/)

@@ -1,6 +1,8 @@
 /** Client of the agent's local HTTP API (used by PullCLI and the demo). */
 import type { Readable } from 'node:stream'
-import { Digest, type Tag } from '../../core/index.js'
+import { answeredMeta, pageQuery } from '../../build-index/client/index.js'
+import { Digest, type Tag, type TagType } from '../../core/index.js'
+import { ShoalError } from '../../errors/index.js'
 import { HttpClient, urlPath } from '../../http/index.js'
 
 export interface DownloadProgress {
@@ -20,6 +22,16 @@ export interface DownloadProgress {
   error?: string
 }
 
+/** A tag as the agent resolved it. */
+export interface ResolvedTagInfo {
+  tag: string
+  digest: Digest
+  type?: TagType
+  desc?: string
+  /** build-index: answered now; cache: build-index was unreachable, the agent's tag cache answered. */
+  source: 'build-index' | 'cache'
+}
+
 export class AgentClient {
   readonly http: HttpClient
 
@@ -28,8 +40,45 @@ export class AgentClient {
   }
 
   async resolve(tag: Tag, signal?: AbortSignal): Promise<Digest> {
-    const body = await this.http.json<{ digest: string }>('GET', urlPath`/tags/${tag.toString()}`, { signal })
-    return Digest.parse(body.digest)
+    return (await this.resolveInfo(tag, signal)).digest
+  }
+
+  /**
+   * The tag's digest and meta, and where the agent got them: an immutable version it resolved
+   * before still resolves (source 'cache') while build-index is unreachable. TAG_NOT_FOUND when
+   * there is no such tag; UNAVAILABLE / TIMEOUT when build-index cannot answer and the agent
+   * cannot either (always so for `latest`).
+   */
+  async resolveInfo(tag: Tag, signal?: AbortSignal): Promise<ResolvedTagInfo> {
+    const body = await this.http.json<{
+      tag: string
+      digest: string
+      type?: unknown
+      desc?: unknown
+      source?: unknown
+    }>('GET', urlPath`/tags/${tag.toString()}`, { signal })
+    // An agent from before the tag cache sends no source: it always asked build-index.
+    const source = body.source ?? 'build-index'
+    if (source !== 'build-index' && source !== 'cache')
+      throw new ShoalError('UPSTREAM_ERROR', 'the agent returned an unknown resolve source')
+    return {
+      tag: body.tag ?? tag.toString(),
+      digest: Digest.parse(body.digest),
+      ...answeredMeta(body, 'the agent'),
+      source,
+    }
+  }
+
+  /** One page of the tags starting with the raw `prefix` ('' for all), from build-index through the agent. */
+  async list(
+    prefix: string,
+    opts: { after?: string; limit?: number; signal?: AbortSignal } = {},
+  ): Promise<{ tags: string[]; next?: string }> {
+    const path = prefix === '' ? '/list/' : urlPath`/list/${prefix}`
+    const body = await this.http.json<{ tags: string[]; next?: string }>('GET', path + pageQuery(opts), {
+      signal: opts.signal,
+    })
+    return body.next === undefined ? { tags: body.tags } : { tags: body.tags, next: body.next }
   }
 
   /**

@@ -6,9 +6,9 @@ import { join, resolve } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import type { Clock } from '../../bandwidth/clock.js'
 import { HostBandwidth, registerBandwidthRoutes } from '../../bandwidth/index.js'
-import { BuildIndexClient } from '../../build-index/client/index.js'
-import { DEFAULT_NAMESPACE, Digest, parseNamespace, Tag } from '../../core/index.js'
-import { ShoalError } from '../../errors/index.js'
+import { BuildIndexClient, listQuery } from '../../build-index/client/index.js'
+import { DEFAULT_NAMESPACE, Digest, parseNamespace, Tag, tagMetaOf } from '../../core/index.js'
+import { isShoalError, ShoalError } from '../../errors/index.js'
 import { HttpServer, type RouteContext, sendEmpty, sendJson } from '../../http/index.js'
 import { Lifecycle, type Service } from '../../lifecycle/index.js'
 import type { Logger } from '../../log/index.js'
@@ -21,6 +21,7 @@ import type { AgentConfig } from '../config.js'
 import { AgentCachePolicy } from './cache-policy.js'
 import { Downloads } from './downloads.js'
 import { ResumeJournal } from './journal.js'
+import { TagCache } from './tag-cache.js'
 
 export interface AgentDeps {
   logger: Logger
@@ -44,6 +45,10 @@ export class AgentServer implements Service {
   /** TTL and watermark eviction of cached blobs, and DELETE /blobs/:digest. */
   readonly cache: AgentCachePolicy
   private readonly journal: ResumeJournal
+  /** Immutable versions resolved before, answered while build-index is unreachable. */
+  readonly tagCache: TagCache
+  /** Tags answered from the cache since build-index last answered for them (warned once each). */
+  private readonly offlineWarned = new Set<string>()
   private readonly http: HttpServer
   private readonly downloads: Downloads
   private readonly buildIndex: BuildIndexClient
@@ -65,6 +70,11 @@ export class AgentServer implements Service {
     const dataDir = resolve(config.dataDir)
     this.store = new BlobStore(join(dataDir, 'store'), { logger: this.log })
     this.journal = new ResumeJournal(join(dataDir, 'resume'), this.log)
+    this.tagCache = new TagCache(join(dataDir, 'tags'), {
+      maxEntries: config.tagCache.maxEntries,
+      logger: this.log,
+      now: deps.now,
+    })
     this.bandwidth = new HostBandwidth(config.bandwidth, { registry, logger: deps.logger })
     this.engine = new TorrentEngine({
       ...config.peer, // listen address and the engine's tuning
@@ -107,6 +117,10 @@ export class AgentServer implements Service {
     })
     const r = this.http.router
     r.get('/tags/:tag', (ctx) => this.resolveTag(ctx))
+    const list = (ctx: RouteContext) => this.listTags(ctx)
+    r.get('/list', list)
+    r.get('/list/', list)
+    r.get('/list/:prefix', list)
     r.get('/namespace/:ns/blobs/:digest', (ctx) => this.getBlob(ctx))
     r.get('/downloads/:digest', (ctx) => this.getProgress(ctx))
     r.delete('/blobs/:digest', (ctx) => this.deleteBlob(ctx))
@@ -134,6 +148,7 @@ export class AgentServer implements Service {
   private async doStart(signal: AbortSignal | undefined): Promise<void> {
     await this.store.init()
     await this.journal.init()
+    await this.tagCache.init()
     await this.engine.start(signal)
     // Indexed before downloads resume: one that finishes is added to the index, not lost by it.
     await this.cache.start()
@@ -176,10 +191,55 @@ export class AgentServer implements Service {
     }
   }
 
+  /**
+   * { tag, digest, type?, desc?, source }: build-index's answer, remembered for an immutable
+   * version; when build-index cannot be reached (UNAVAILABLE, TIMEOUT), the remembered answer
+   * of an immutable version (source 'cache'). A tag build-index says is gone is forgotten.
+   */
+  async resolveInfo(tag: Tag, signal?: AbortSignal): Promise<ResolvedTag> {
+    const name = tag.toString()
+    const deadline = AbortSignal.timeout(this.config.resolveTimeoutSeconds * 1000)
+    let info: Awaited<ReturnType<BuildIndexClient['tagInfo']>>
+    try {
+      info = await this.buildIndex.tagInfo(tag, signal ? AbortSignal.any([signal, deadline]) : deadline)
+    } catch (err) {
+      if (isShoalError(err, 'TAG_NOT_FOUND')) await this.tagCache.forget(tag)
+      const cached = unreachable(err) ? await this.cachedTag(tag) : undefined
+      if (!cached) throw err
+      if (!this.offlineWarned.has(name)) {
+        // Bounded like the cache: past it, warning again about some tags is the lesser harm.
+        if (this.offlineWarned.size >= Math.max(this.config.tagCache.maxEntries, 1))
+          this.offlineWarned.clear()
+        this.offlineWarned.add(name)
+        this.log.warn(
+          { tag: name, digest: cached.digest.toString(), resolvedAt: cached.resolvedAt, err },
+          'build-index unreachable: answering an immutable tag from the tag cache',
+        )
+      }
+      return { tag: name, digest: cached.digest, ...tagMetaOf(cached), source: 'cache' }
+    }
+    this.offlineWarned.delete(name)
+    await this.tagCache.remember(tag, info).catch((err) => {
+      this.log.warn({ err, tag: name }, 'cannot remember the tag in the tag cache')
+    })
+    return { tag: name, digest: info.digest, ...tagMetaOf(info), source: 'build-index' }
+  }
+
+  /** A cache entry, or undefined; a cache that cannot be read is no reason to hide the real error. */
+  private async cachedTag(tag: Tag) {
+    return this.tagCache.get(tag).catch((err) => {
+      this.log.warn({ err, tag: tag.toString() }, 'cannot read the tag cache')
+      return undefined
+    })
+  }
+
   private async resolveTag({ res, params, signal }: RouteContext): Promise<void> {
-    const tag = Tag.parse(params.tag as string)
-    const digest = await this.buildIndex.getTag(tag, signal)
-    sendJson(res, 200, { tag: tag.toString(), digest: digest.toString() })
+    const out = await this.resolveInfo(Tag.parse(params.tag as string), signal)
+    sendJson(res, 200, { ...out, digest: out.digest.toString() })
+  }
+
+  private async listTags({ res, params, query, signal }: RouteContext): Promise<void> {
+    sendJson(res, 200, await this.buildIndex.list(params.prefix ?? '', { ...listQuery(query), signal }))
   }
 
   private async getBlob({ res, params, signal }: RouteContext): Promise<void> {
@@ -225,6 +285,20 @@ export class AgentServer implements Service {
     this.log.info({ digest: digest.toString(), partialBytes }, 'blob removed from agent cache')
     sendEmpty(res, 204)
   }
+}
+
+export interface ResolvedTag {
+  tag: string
+  digest: Digest
+  type?: 'file' | 'directory'
+  desc?: string
+  /** build-index: answered now; cache: build-index unreachable, answered from the tag cache. */
+  source: 'build-index' | 'cache'
+}
+
+/** Build-index did not answer (down, unreachable, too slow), as opposed to answering "no". */
+function unreachable(err: unknown): boolean {
+  return isShoalError(err, 'UNAVAILABLE') || isShoalError(err, 'TIMEOUT')
 }
 
 export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<AgentServer> {

@@ -3,7 +3,7 @@
  * to build-index only through this class. Tags are sent as one percent-encoded path segment;
  * a string tag is sent as given, so the server's INVALID_TAG message reaches the caller.
  */
-import { Digest, type Tag } from '../../core/index.js'
+import { Digest, hasTagMeta, printable, type Tag, type TagMeta, type TagType } from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
 import { HttpClient, urlPath } from '../../http/index.js'
 
@@ -21,6 +21,9 @@ export interface TagInfo {
   digest: Digest
   createdAt: string
   updatedAt: string
+  /** The tag's meta (lib/core/tag-meta.ts); absent when it was put without. */
+  type?: TagType
+  desc?: string
 }
 
 export class BuildIndexClient {
@@ -35,12 +38,13 @@ export class BuildIndexClient {
 
   /**
    * Points `tag` at `digest`. Throws TAG_CONFLICT (a version other than latest already points
-   * elsewhere), BLOB_NOT_FOUND (push the blob first), INVALID_TAG / INVALID_DIGEST.
+   * elsewhere), BLOB_NOT_FOUND (push the blob first), INVALID_TAG / INVALID_DIGEST, and
+   * BAD_REQUEST for a meta the server refuses. `meta` goes as the JSON body (none when empty).
    */
   async putTag(
     tag: Tag | string,
     digest: Digest,
-    opts: { ns?: string; signal?: AbortSignal } = {},
+    opts: { ns?: string; signal?: AbortSignal; meta?: TagMeta } = {},
   ): Promise<PutTagResult> {
     const query = opts.ns ? `?ns=${encodeURIComponent(opts.ns)}` : ''
     const body = await this.http.json<{
@@ -48,7 +52,10 @@ export class BuildIndexClient {
       digest: string
       result: PutTagResult['result']
       previous?: string
-    }>('PUT', urlPath`/tags/${String(tag)}/digest/${digest}` + query, { signal: opts.signal })
+    }>('PUT', urlPath`/tags/${String(tag)}/digest/${digest}` + query, {
+      signal: opts.signal,
+      ...(hasTagMeta(opts.meta) ? { json: { type: opts.meta.type, desc: opts.meta.desc } } : {}),
+    })
     const out: PutTagResult = { tag: body.tag, digest: parseDigest(body.digest), result: body.result }
     if (body.previous) out.previous = body.previous
     return out
@@ -59,18 +66,22 @@ export class BuildIndexClient {
     return (await this.tagInfo(tag, signal)).digest
   }
 
-  /** The whole tag record (timestamps included). */
+  /** The whole tag record (timestamps and meta included). */
   async tagInfo(tag: Tag | string, signal?: AbortSignal): Promise<TagInfo> {
-    const body = await this.http.json<{ tag: string; digest: string; createdAt: string; updatedAt: string }>(
-      'GET',
-      urlPath`/tags/${String(tag)}`,
-      { signal },
-    )
+    const body = await this.http.json<{
+      tag: string
+      digest: string
+      createdAt: string
+      updatedAt: string
+      type?: unknown
+      desc?: unknown
+    }>('GET', urlPath`/tags/${String(tag)}`, { signal })
     return {
       tag: body.tag,
       digest: parseDigest(body.digest),
       createdAt: body.createdAt,
       updatedAt: body.updatedAt,
+      ...answeredMeta(body, 'build-index'),
     }
   }
 
@@ -145,8 +156,51 @@ function parseDigest(value: string): Digest {
   }
 }
 
+/**
+ * The meta fields of another daemon's answer, checked: a type we do not know or a desc that is
+ * not a string is that daemon's error (UPSTREAM_ERROR), not something to pass on.
+ */
+export function answeredMeta(body: { type?: unknown; desc?: unknown }, name: string): TagMeta {
+  const out: TagMeta = {}
+  if (body.type !== undefined && body.type !== null) {
+    if (body.type !== 'file' && body.type !== 'directory')
+      throw new ShoalError(
+        'UPSTREAM_ERROR',
+        `${name} returned an unknown tag type "${printable(String(body.type), 40)}"`,
+      )
+    out.type = body.type
+  }
+  if (body.desc !== undefined && body.desc !== null) {
+    if (typeof body.desc !== 'string')
+      throw new ShoalError('UPSTREAM_ERROR', `${name} returned a tag desc that is not a string`)
+    out.desc = body.desc
+  }
+  return out
+}
+
+/**
+ * `after` and `limit` of a list request as a proxy or agent received them, to pass on to
+ * build-index (which checks the range and caps the limit); BAD_REQUEST for a limit that is
+ * not a whole number.
+ */
+export function listQuery(query: URLSearchParams): { after?: string; limit?: number } {
+  const out: { after?: string; limit?: number } = {}
+  const after = query.get('after')
+  if (after) out.after = after
+  const limit = query.get('limit')
+  if (limit !== null && limit !== '') {
+    if (!/^[0-9]{1,9}$/.test(limit) || Number(limit) < 1)
+      throw new ShoalError(
+        'BAD_REQUEST',
+        `invalid limit "${printable(limit)}": expected a whole number from 1`,
+      )
+    out.limit = Number(limit)
+  }
+  return out
+}
+
 /** `?limit=&after=` of a paginated route, or '' when neither is set. */
-function pageQuery(opts: { after?: string; limit?: number }): string {
+export function pageQuery(opts: { after?: string; limit?: number }): string {
   const q = new URLSearchParams()
   if (opts.limit !== undefined) q.set('limit', String(opts.limit))
   if (opts.after !== undefined) q.set('after', opts.after)

@@ -1,8 +1,9 @@
 /**
  * The build-index daemon: maps human-readable tags to sha256 digests (docs/architecture.md §4).
  *
- *   PUT    /tags/:tag/digest/:digest[?ns=]  point a tag at a digest the origins hold
- *   GET    /tags/:tag                       { tag, digest, createdAt, updatedAt }
+ *   PUT    /tags/:tag/digest/:digest[?ns=]  point a tag at a digest the origins hold; optional
+ *                                           JSON body {type?, desc?} (lib/core/tag-meta.ts)
+ *   GET    /tags/:tag                       { tag, digest, createdAt, updatedAt, ns?, type?, desc? }
  *   HEAD   /tags/:tag                       200 / 404
  *   DELETE /tags/:tag[?purge=true]          204; an immutable version leaves a tombstone, which
  *                                           only purge (allowed per config.purgeFrom) removes
@@ -12,9 +13,18 @@
  * Tags are one percent-encoded path segment each ('/' written %2F).
  */
 import { type Backend, createBackend } from '../../backend/index.js'
-import { DEFAULT_NAMESPACE, Digest, parseNamespace, printable, Tag } from '../../core/index.js'
+import {
+  DEFAULT_NAMESPACE,
+  Digest,
+  MAX_TAG_META_BODY,
+  parseNamespace,
+  parseTagMetaBody,
+  printable,
+  Tag,
+  tagMetaOf,
+} from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
-import { HttpServer, type RouteContext, sendEmpty, sendJson } from '../../http/index.js'
+import { HttpServer, type RouteContext, readBody, sendEmpty, sendJson } from '../../http/index.js'
 import { Lifecycle, type Service } from '../../lifecycle/index.js'
 import type { Logger } from '../../log/index.js'
 import { createRegistry, type Registry } from '../../metrics/index.js'
@@ -185,11 +195,12 @@ export class BuildIndexServer implements Service {
 
   private routes(): void {
     const r = this.http.router
-    r.put('/tags/:tag/digest/:digest', async ({ params, query, res, signal }) => {
+    r.put('/tags/:tag/digest/:digest', async ({ req, params, query, res, signal }) => {
       const tag = Tag.parse(params.tag ?? '')
       const digest = Digest.parse(params.digest ?? '')
       const ns = namespace(query, this.config.namespace)
-      const { record, result, previous } = await this.tags.put(tag, digest, { ns, signal })
+      const meta = parseTagMetaBody(await readBody(req, MAX_TAG_META_BODY))
+      const { record, result, previous } = await this.tags.put(tag, digest, { ns, signal, meta })
       // `latest` moved: the previous digest may have lost its last tag (the sweep checks).
       if (previous) await this.gcCandidate(Digest.parse(previous), ns)
       sendJson(res, 200, {
@@ -197,6 +208,7 @@ export class BuildIndexServer implements Service {
         digest: record.digest,
         result,
         ...(previous ? { previous } : {}),
+        ...tagMetaOf(record),
       })
     })
     r.get('/tags/:tag', async ({ params, res, signal }) => {

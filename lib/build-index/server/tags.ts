@@ -10,7 +10,18 @@
 import type { Backend } from '../../backend/types.js'
 import { MAX_KEY_BYTES } from '../../backend/types.js'
 import { z } from '../../config/index.js'
-import { Digest, MAX_TAG_BYTES, printable, Tag, tagFromKey, tagKey } from '../../core/index.js'
+import {
+  Digest,
+  hasTagMeta,
+  MAX_TAG_BYTES,
+  printable,
+  TAG_TYPES,
+  Tag,
+  type TagMeta,
+  tagFromKey,
+  tagKey,
+  tagMetaOf,
+} from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
 import type { Logger } from '../../log/index.js'
 import { type Counter, counter, type Registry } from '../../metrics/index.js'
@@ -38,6 +49,9 @@ const TagRecordSchema = z.object({
   updatedAt: z.string(),
   /** The namespace the blob was checked in (GC deletes it there); absent in older records. */
   ns: z.string().optional(),
+  /** What the blob is and what it holds (lib/core/tag-meta.ts); absent in older records. */
+  type: z.enum(TAG_TYPES).optional(),
+  desc: z.string().optional(),
 })
 export type TagRecord = z.infer<typeof TagRecordSchema>
 
@@ -96,11 +110,17 @@ export class TagStore {
     }
   }
 
-  /** Points `tag` at `digest` under the rules; throws TAG_CONFLICT or BLOB_NOT_FOUND. */
+  /**
+   * Points `tag` at `digest` under the rules; throws TAG_CONFLICT or BLOB_NOT_FOUND. `meta`
+   * (already checked with parseTagMeta) is stored with a record the put writes. Put again at
+   * the same digest, `latest` takes a non-empty meta as its new meta (a description fixed
+   * after the fact); an immutable version keeps the meta it was first written with, like
+   * its digest. An empty meta never clears one (clients from before meta send none).
+   */
   async put(
     tag: Tag,
     digest: Digest,
-    opts: { ns: string; signal?: AbortSignal },
+    opts: { ns: string; signal?: AbortSignal; meta?: TagMeta },
   ): Promise<{ record: TagRecord; result: PutResult; previous?: string }> {
     const key = tagObjectKey(tag)
     const name = tag.toString()
@@ -111,6 +131,17 @@ export class TagStore {
         await this.backend.put(refKey(digest, tag), EMPTY, { size: 0, signal: opts.signal })
         this.puts?.inc({ result: 'unchanged' })
         this.log.debug({ tag: name, digest: existing.digest }, 'tag already points at this digest')
+        const meta = opts.meta
+        if (
+          tag.isLatest &&
+          hasTagMeta(meta) &&
+          (meta.type !== existing.type || meta.desc !== existing.desc)
+        ) {
+          const updated = withMeta({ ...existing, updatedAt: this.now().toISOString() }, meta)
+          await this.write(key, updated, opts.signal)
+          this.log.info({ tag: name, digest: existing.digest }, 'tag metadata updated')
+          return { record: updated, result: 'unchanged' as const }
+        }
         return { record: existing, result: 'unchanged' as const }
       }
       if (existing && !tag.isLatest) {
@@ -126,13 +157,16 @@ export class TagStore {
       const ref = refKey(digest, tag)
       await this.backend.put(ref, EMPTY, { size: 0, signal: opts.signal })
       const at = this.now().toISOString()
-      const record: TagRecord = {
-        tag: name,
-        digest: digest.toString(),
-        createdAt: existing?.createdAt ?? at,
-        updatedAt: at,
-        ns: opts.ns,
-      }
+      const record: TagRecord = withMeta(
+        {
+          tag: name,
+          digest: digest.toString(),
+          createdAt: existing?.createdAt ?? at,
+          updatedAt: at,
+          ns: opts.ns,
+        },
+        opts.meta,
+      )
       let written = false
       try {
         if (!(await this.blobCheck.exists(opts.ns, digest, opts.signal))) {
@@ -142,8 +176,7 @@ export class TagStore {
             `blob ${digest} is not in the origin cluster (namespace ${opts.ns}): push the blob first, then put the tag`,
           )
         }
-        const body = Buffer.from(JSON.stringify(record))
-        await this.backend.put(key, body, { size: body.length, signal: opts.signal })
+        await this.write(key, record, opts.signal)
         written = true
       } finally {
         if (!written) await this.dropRef(digest, tag)
@@ -329,6 +362,11 @@ export class TagStore {
     return page.next !== undefined && last !== undefined ? { tags, next: last } : { tags }
   }
 
+  private async write(key: string, record: TagRecord, signal?: AbortSignal): Promise<void> {
+    const body = Buffer.from(JSON.stringify(record))
+    await this.backend.put(key, body, { size: body.length, signal })
+  }
+
   private async read(key: string, signal?: AbortSignal): Promise<TagRecord | undefined> {
     const raw = await readSmall(this.backend, key, signal, MAX_RECORD_BYTES, 'a tag record')
     if (raw === undefined) return undefined
@@ -349,6 +387,12 @@ export class TagStore {
     }
     return record.data
   }
+}
+
+/** The record with the meta's fields set (only those present: no `undefined` keys are stored). */
+function withMeta(record: TagRecord, meta: TagMeta | undefined): TagRecord {
+  const { type: _type, desc: _desc, ...rest } = record
+  return { ...rest, ...tagMetaOf(meta ?? {}) }
 }
 
 function parseTag(name: string): Tag | undefined {

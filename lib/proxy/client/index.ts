@@ -4,14 +4,25 @@
  * server's INVALID_TAG message reaches the caller.
  */
 import type { Readable } from 'node:stream'
-import { Digest, type Tag } from '../../core/index.js'
-import { ShoalError } from '../../errors/index.js'
+import { answeredMeta, pageQuery } from '../../build-index/client/index.js'
+import { Digest, hasTagMeta, type Tag, type TagMeta, type TagType } from '../../core/index.js'
+import { isShoalError, ShoalError } from '../../errors/index.js'
 import { HttpClient, urlPath } from '../../http/index.js'
 
 export interface PushResult {
   /** true when the proxy's origin already held the blob and nothing was uploaded. */
   existed: boolean
   size: number
+}
+
+/** A tag's record as the proxy answers GET /proxy/tags/:tag. */
+export interface ProxyTagInfo {
+  tag: string
+  digest: Digest
+  createdAt: string
+  updatedAt: string
+  type?: TagType
+  desc?: string
 }
 
 export class ProxyClient {
@@ -68,19 +79,64 @@ export class ProxyClient {
     }
   }
 
+  /**
+   * Points the tag at the digest; `meta` (type, desc) is stored with it. TAG_CONFLICT when an
+   * immutable version already points elsewhere, BAD_REQUEST for a meta the proxy refuses.
+   */
   async putTag(
     tag: Tag | string,
     digest: Digest,
-    opts: AbortSignal | { ns?: string; signal?: AbortSignal } = {},
+    opts: AbortSignal | { ns?: string; signal?: AbortSignal; meta?: TagMeta } = {},
   ): Promise<{ tag: string; digest: Digest; result: string }> {
-    const { ns, signal } = opts instanceof AbortSignal ? { ns: undefined, signal: opts } : opts
+    const { ns, signal, meta } =
+      opts instanceof AbortSignal ? { ns: undefined, signal: opts, meta: undefined } : opts
     const query = ns ? `?ns=${encodeURIComponent(ns)}` : ''
     const out = await this.http.json<{ tag: string; digest: string; result: string }>(
       'PUT',
       urlPath`/proxy/tags/${String(tag)}/digest/${digest}` + query,
-      { signal },
+      { signal, ...(hasTagMeta(meta) ? { json: { type: meta.type, desc: meta.desc } } : {}) },
     )
     return { tag: out.tag, digest: Digest.parse(out.digest), result: out.result }
+  }
+
+  /**
+   * The tag's record (digest, timestamps, meta), or undefined when there is no such tag: what a
+   * push checks before uploading, to refuse an immutable version that points elsewhere.
+   */
+  async tagInfo(tag: Tag | string, signal?: AbortSignal): Promise<ProxyTagInfo | undefined> {
+    let out: {
+      tag: string
+      digest: string
+      createdAt: string
+      updatedAt: string
+      type?: unknown
+      desc?: unknown
+    }
+    try {
+      out = await this.http.json('GET', urlPath`/proxy/tags/${String(tag)}`, { signal })
+    } catch (err) {
+      if (isShoalError(err, 'TAG_NOT_FOUND')) return undefined
+      throw err
+    }
+    return {
+      tag: out.tag,
+      digest: Digest.parse(out.digest),
+      createdAt: out.createdAt,
+      updatedAt: out.updatedAt,
+      ...answeredMeta(out, 'proxy'),
+    }
+  }
+
+  /** One page of the tags starting with the raw `prefix` ('' for all); pass `next` back as `after`. */
+  async list(
+    prefix: string,
+    opts: { after?: string; limit?: number; signal?: AbortSignal } = {},
+  ): Promise<{ tags: string[]; next?: string }> {
+    const path = prefix === '' ? '/proxy/list/' : urlPath`/proxy/list/${prefix}`
+    const body = await this.http.json<{ tags: string[]; next?: string }>('GET', path + pageQuery(opts), {
+      signal: opts.signal,
+    })
+    return body.next === undefined ? { tags: body.tags } : { tags: body.tags, next: body.next }
   }
 
   /** The digest the tag points at; TAG_NOT_FOUND when there is no such tag. */

@@ -4,19 +4,36 @@
  *   HEAD   /proxy/namespace/:ns/blobs/:digest         200 + content-length when stored, else 404
  *   PUT    /proxy/namespace/:ns/blobs/:digest         raw bytes with Content-Length; streamed to
  *                                                     the owner origin → 201, or 200 if stored
- *   PUT    /proxy/tags/:tag/digest/:digest[?ns=]      put the tag in build-index
- *   GET    /proxy/tags/:tag                           resolve a tag
+ *   PUT    /proxy/tags/:tag/digest/:digest[?ns=]      put the tag in build-index; optional JSON
+ *                                                     body {type?, desc?} (lib/core/tag-meta.ts)
+ *   GET    /proxy/tags/:tag                           { tag, digest, createdAt, updatedAt, type?, desc? }
  *   DELETE /proxy/tags/:tag                           remove a tag (not the blob)
+ *   GET    /proxy/list[/:prefix][?limit=&after=]      { tags, next? }: build-index's tag list
  *
  * The proxy stores nothing: bytes go straight through to the owner origin, one upload chunk
  * (uploadChunkSize) in memory at a time. /health, /readiness and /metrics are on the same
  * port for now (the separate admin port 15005 of §3 is not split out yet).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { BuildIndexClient } from '../../build-index/client/index.js'
-import { Digest, parseNamespace, printable, Tag } from '../../core/index.js'
+import { BuildIndexClient, listQuery } from '../../build-index/client/index.js'
+import {
+  Digest,
+  MAX_TAG_META_BODY,
+  parseNamespace,
+  parseTagMetaBody,
+  printable,
+  Tag,
+  tagMetaOf,
+} from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
-import { HttpServer, sendEmpty, sendJson, suspendIdleTimeout } from '../../http/index.js'
+import {
+  HttpServer,
+  type RouteContext,
+  readBody,
+  sendEmpty,
+  sendJson,
+  suspendIdleTimeout,
+} from '../../http/index.js'
 import { Lifecycle, type Service } from '../../lifecycle/index.js'
 import type { Logger } from '../../log/index.js'
 import { type Counter, counter, createRegistry, type Registry } from '../../metrics/index.js'
@@ -170,12 +187,14 @@ export class ProxyServer implements Service {
       sendJson(res, 201, { digest: digest.toString(), size, existed: false })
     })
 
-    r.put('/proxy/tags/:tag/digest/:digest', async ({ params, query, res, signal }) => {
+    r.put('/proxy/tags/:tag/digest/:digest', async ({ req, params, query, res, signal }) => {
       const tag = Tag.parse(params.tag ?? '')
       const digest = Digest.parse(params.digest ?? '')
       const nsParam = query.get('ns')
       const ns = nsParam ? parseNamespace(nsParam) : undefined
-      const out = await this.buildIndex.putTag(tag, digest, { ns, signal })
+      // Checked here too, so a bad meta is refused before build-index is bothered.
+      const meta = parseTagMetaBody(await readBody(req, MAX_TAG_META_BODY))
+      const out = await this.buildIndex.putTag(tag, digest, { ns, signal, meta })
       if (out.result !== 'unchanged')
         this.log.info({ tag: out.tag, digest: out.digest.toString(), result: out.result }, 'tag put')
       sendJson(res, 200, { tag: out.tag, digest: out.digest.toString(), result: out.result })
@@ -183,8 +202,22 @@ export class ProxyServer implements Service {
 
     r.get('/proxy/tags/:tag', async ({ params, res, signal }) => {
       const info = await this.buildIndex.tagInfo(Tag.parse(params.tag ?? ''), signal)
-      sendJson(res, 200, { tag: info.tag, digest: info.digest.toString() })
+      sendJson(res, 200, {
+        tag: info.tag,
+        digest: info.digest.toString(),
+        createdAt: info.createdAt,
+        updatedAt: info.updatedAt,
+        ...tagMetaOf(info),
+      })
     })
+
+    const list = async ({ params, query, res, signal }: RouteContext) => {
+      const page = await this.buildIndex.list(params.prefix ?? '', { ...listQuery(query), signal })
+      sendJson(res, 200, page)
+    }
+    r.get('/proxy/list', list)
+    r.get('/proxy/list/', list)
+    r.get('/proxy/list/:prefix', list)
 
     r.delete('/proxy/tags/:tag', async ({ params, res, signal }) => {
       const tag = Tag.parse(params.tag ?? '')

@@ -143,9 +143,9 @@ export function addClientOptions(cmd: Command): Command {
 
 /** What a program's tests (and the lead's wiring) can swap: listings, environment, default config. */
 export interface ClientDeps {
-  /** The agent's tag listing (PullCLI NAME); default: AgentClient.list when it exists. */
+  /** The agent's tag listing (PullCLI NAME); default: AgentClient.list. */
   agentLister?: (agent: string) => Lister
-  /** The proxy's tag listing (RemoveCLI NAME); default: ProxyClient.list when it exists. */
+  /** The proxy's tag listing (RemoveCLI NAME); default: ProxyClient.list. */
   proxyLister?: (proxy: string) => Lister
   env?: NodeJS.ProcessEnv
   /** The config read when neither --config nor SHOAL_CONFIG names one. */

@@ -18,7 +18,7 @@ import { pullFromCsgw } from './csgw.js'
 import { checkName } from './destination.js'
 import { addClientOptions, type ClientDeps, startClient } from './output.js'
 import { pull } from './pull.js'
-import { listerOf, resolveName } from './resolve-name.js'
+import { clientLister, resolveName } from './resolve-name.js'
 import { withProgressTimeout } from './watchdog.js'
 
 interface PullFlags {
@@ -141,7 +141,7 @@ export function pullProgram(io: Output = stdio, deps: ClientDeps = {}): Command 
             srcHost: f.srcHost,
             srcDir: f.srcDir,
             version: f.version,
-            lister: deps.agentLister ? deps.agentLister(dstHost) : listerOf(new AgentClient(dstHost)),
+            lister: deps.agentLister?.(dstHost) ?? clientLister(new AgentClient(dstHost)),
             signal,
             onPage: progress.touch,
           }),

@@ -134,8 +134,8 @@ async function upload(
   const result = await proxy.pushBlob(ns, digest, body, size, signal)
   progress.touch()
   const uploaded = !result.existed
-  // meta (type, desc, mode, mtimeMs) goes with the tag once putTag takes it (the lead's merge).
-  await proxy.putTag(tag, digest, signal)
+  // The tag record stores type and desc; mode and mtimeMs travel in the result until it takes them.
+  await proxy.putTag(tag, digest, { signal, meta: { type: meta.type, desc: meta.desc } })
   return { tag, digest, size, uploaded, meta }
 }
 
@@ -150,14 +150,8 @@ async function refuseImmutableConflict(
   signal: AbortSignal,
 ): Promise<void> {
   if (tag.isLatest) return
-  let existing: Digest
-  try {
-    existing = await proxy.getTag(tag, signal)
-  } catch (err) {
-    if (isShoalError(err, 'TAG_NOT_FOUND')) return
-    throw err
-  }
-  if (existing.equals(digest)) return
+  const existing = (await proxy.tagInfo(tag, signal))?.digest
+  if (existing === undefined || existing.equals(digest)) return
   throw new ShoalError(
     'TAG_CONFLICT',
     `${tag} already points at ${existing}, not at this file (${digest}); version ${tag.version} is immutable: push under a new --version (nothing was uploaded)`,

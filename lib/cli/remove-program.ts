@@ -5,7 +5,7 @@ import { Command } from './commander.js'
 import { exitCodesHelp, type Output, parseSeconds, softwareVersion, stdio, usage } from './common.js'
 import { addClientOptions, type ClientDeps, startClient } from './output.js'
 import { remove } from './remove.js'
-import { listerOf, resolveName } from './resolve-name.js'
+import { clientLister, resolveName } from './resolve-name.js'
 import { withProgressTimeout } from './watchdog.js'
 
 interface RemoveFlags {
@@ -70,7 +70,7 @@ export function removeProgram(io: Output = stdio, deps: ClientDeps = {}): Comman
               srcHost: f.srcHost,
               srcDir: f.srcDir,
               version: f.version,
-              lister: deps.proxyLister ? deps.proxyLister(dstHost) : listerOf(new ProxyClient(dstHost)),
+              lister: deps.proxyLister?.(dstHost) ?? clientLister(new ProxyClient(dstHost)),
               signal,
               onPage: progress.touch,
             }),

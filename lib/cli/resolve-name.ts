@@ -135,12 +135,7 @@ function describeSearch(
   return `file name "${printable(name)}"${narrowed.length ? ` (${narrowed.join(', ')})` : ''} among ${scanned} listed tag${scanned === 1 ? '' : 's'}`
 }
 
-/**
- * The Lister of a client that has `list(prefix, { after, limit, signal })` (the agent's and the
- * proxy's clients, once their list API is in), else undefined: a NAME must then be a full tag.
- */
-export function listerOf(client: object): Lister | undefined {
-  const list = (client as { list?: unknown }).list
-  if (typeof list !== 'function') return undefined
-  return (prefix, opts) => (list as Lister).call(client, prefix, opts)
+/** The Lister of the agent's or the proxy's client (GET /list/:prefix, paged). */
+export function clientLister(client: { list: Lister }): Lister {
+  return (prefix, opts) => client.list(prefix, opts)
 }

@@ -3,7 +3,7 @@
  * real herd and agent: every flag's accepted and refused values (message and exit code), the
  * defaults, the positional forms, client config / environment / flag precedence, --json,
  * --quiet, --version, --help; an immutable version refused before any byte is uploaded; a
- * non-ASCII name end to end.
+ * non-ASCII name end to end. NAME resolution lists the tags through the real agent and proxy.
  */
 import { randomBytes } from 'node:crypto'
 import { readFile, writeFile } from 'node:fs/promises'
@@ -14,7 +14,6 @@ import { AgentServer } from '../../lib/agent/server/index.js'
 import { EXIT_CODE_MEANINGS, EXIT_CODES, type Output, runCli, softwareVersion } from '../../lib/cli/common.js'
 import type { ClientDeps } from '../../lib/cli/output.js'
 import { pullProgram, pushProgram, removeProgram } from '../../lib/cli/programs.js'
-import type { Lister } from '../../lib/cli/resolve-name.js'
 import { validateConfig } from '../../lib/config/index.js'
 import { DEFAULT_NAMESPACE, Digest, Tag } from '../../lib/core/index.js'
 import { silentLogger } from '../../lib/log/index.js'
@@ -42,10 +41,6 @@ await agent.start()
 t.teardown(() => agent.stop())
 const PROXY = herd.urls.proxy
 const AGENT = agent.url
-
-/** Tags pushed by this test: the fake listing behind NAME resolution (the lead wires the real one). */
-const pushedTags: string[] = []
-const lister: Lister = async (prefix) => ({ tags: pushedTags.filter((x) => x.startsWith(prefix)).sort() })
 
 type Make = typeof pushProgram
 interface Ran {
@@ -76,8 +71,6 @@ async function run(
   const deps: ClientDeps = {
     env: opts.env ?? {},
     defaultConfigFile: opts.defaultConfigFile ?? join(root, 'no-client.yaml'),
-    agentLister: () => lister,
-    proxyLister: () => lister,
   }
   const code = await runCli(make(io, deps), ['node', 'cli', ...args], io)
   return { code, out: out.join('\n'), err: err.join('\n'), outLines: out, status }
@@ -89,13 +82,11 @@ async function file(dir: string, name: string, bytes: Buffer | string = randomBy
   return path
 }
 
-/** Pushes through the program and records the tag for the fake listing. */
+/** Pushes through the program; the JSON result. */
 async function pushed(t: Test, args: string[]): Promise<Record<string, unknown>> {
   const r = await run(pushProgram, ['push', '--json', '--dst-host', PROXY, ...args])
   t.equal(r.code, 0, r.err)
-  const json = JSON.parse(r.out)
-  pushedTags.push(json.tag)
-  return json
+  return JSON.parse(r.out)
 }
 
 interface Case {
@@ -346,14 +337,25 @@ const cases: Case[] = [
   {
     name: 'pull an unknown file name',
     make: pullProgram,
-    args: (d) => ['pull', '--dst-path', d, '--src-host', 'nohost', 'x.txt'],
+    args: (d) => ['pull', '--dst-host', AGENT, '--dst-path', d, '--src-host', 'nohost', 'x.txt'],
     code: 3,
     err: /no tag matches file name "x\.txt" \(--src-host nohost\)/,
   },
   {
     name: 'pull --src-dir --version narrow',
     make: pullProgram,
-    args: (d) => ['pull', '--dst-path', d, '--src-dir', '/nowhere', '--version', 'v9', 'x.txt'],
+    args: (d) => [
+      'pull',
+      '--dst-host',
+      AGENT,
+      '--dst-path',
+      d,
+      '--src-dir',
+      '/nowhere',
+      '--version',
+      'v9',
+      'x.txt',
+    ],
     code: 3,
     err: /--src-dir \/nowhere, --version v9/,
   },
@@ -464,6 +466,11 @@ t.test('push: defaults, positional form, --json, --quiet, progress on a terminal
   t.match(obj, { tag: expected, size: 3 << 20, uploaded: false, desc: 'EOD' })
   t.match(obj.digest, /^sha256:[0-9a-f]{64}$/)
   t.type(obj.seconds, 'number')
+  t.match(
+    await new ProxyClient(PROXY).tagInfo(expected),
+    { type: 'file', desc: 'EOD' },
+    '--res-desc stored with the tag',
+  )
 
   const quiet = await run(pushProgram, ['push', '--quiet', '--dst-host', PROXY, src], { tty: true })
   t.equal(quiet.code, 0)

@@ -1,7 +1,10 @@
 /** What every CLI shares: defaults, one-line errors, and the exit code policy. */
+import { existsSync, readFileSync } from 'node:fs'
 import { hostname, networkInterfaces } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { type ErrorCode, isShoalError, ShoalError, toShoalError } from '../errors/index.js'
-import { type Command, CommanderError } from './commander.js'
+import { type Command, CommanderError, InvalidArgumentError } from './commander.js'
 
 export { formatBytes } from '../core/index.js'
 
@@ -19,25 +22,91 @@ export function defaultSrcHost(): string {
 export interface Output {
   out(line: string): void
   err(line: string): void
+  /**
+   * Redraws the one transient status line (the progress bar) on stderr. Only an Output on a
+   * terminal has it: on a pipe or in a test nothing but the result is written.
+   */
+  status?(line: string): void
 }
 
 export const stdio: Output = {
   out: (line) => process.stdout.write(`${line}\n`),
   err: (line) => process.stderr.write(`${line}\n`),
+  ...(process.stderr.isTTY
+    ? { status: (line: string) => process.stderr.write(`\r${line.slice(0, columns() - 1)}\x1b[K`) }
+    : {}),
+}
+
+function columns(): number {
+  return process.stderr.columns || 80
 }
 
 /**
- * Exit codes: 0 success, 1 a failure, 2 a usage error, and these for failures a script may
- * want to tell apart. 124 is what timeout(1) exits with when its deadline passes.
+ * Exit codes by error code: a script tells "not found" from "timed out" from "the cluster is
+ * down" without reading the message. 0 success, 1 anything else, 2 usage. 124 is what
+ * timeout(1) exits with when its deadline passes. The one table: --help, docs/clients.md,
+ * docs/errors.md and the README print it.
  */
-export const EXIT_CODES: Partial<Record<ErrorCode, number>> = { TIMEOUT: 124 }
+export const EXIT_CODES: Partial<Record<ErrorCode, number>> = {
+  USAGE: 2,
+  INVALID_TAG: 2,
+  TAG_NOT_FOUND: 3,
+  BLOB_NOT_FOUND: 3,
+  NOT_FOUND: 3,
+  TAG_CONFLICT: 4,
+  ALREADY_EXISTS: 4,
+  DIGEST_MISMATCH: 5,
+  SIZE_MISMATCH: 5,
+  BLOB_CORRUPT: 5,
+  UNAVAILABLE: 6,
+  CSGW_UNAVAILABLE: 6,
+  UPSTREAM_ERROR: 6,
+  UPSTREAM_REFUSED: 6,
+  BACKEND_ERROR: 6,
+  INVALID_PATH: 7,
+  IO_ERROR: 7,
+  INSUFFICIENT_STORAGE: 7,
+  FORBIDDEN: 8,
+  CSGW_AUTH: 8,
+  CSGW_REFUSED: 8,
+  TIMEOUT: 124,
+}
+
+/** What each exit code means, for --help and the docs. */
+export const EXIT_CODE_MEANINGS: ReadonlyArray<readonly [number, string]> = [
+  [0, 'success'],
+  [1, 'any other failure'],
+  [
+    2,
+    'usage: a bad flag or value (an invalid tag), a missing argument, an ambiguous NAME, an invalid client config',
+  ],
+  [3, 'not found: the tag, the blob or the CSGW file does not exist'],
+  [4, 'conflict: an immutable version already points at other content'],
+  [5, 'verification failed: the bytes do not match the digest or size'],
+  [6, 'unavailable: a daemon, the CSGW or the storage behind them cannot serve now'],
+  [7, 'local I/O: an invalid or unwritable path, a full disk'],
+  [8, 'refused: forbidden, or the CSGW refused the login or the operation'],
+  [124, 'timeout: --timeout seconds passed without progress'],
+]
+
+export function exitCodeFor(code: ErrorCode): number {
+  return EXIT_CODES[code] ?? 1
+}
+
+/** The exit code table as --help shows it. */
+export function exitCodesHelp(): string {
+  return `\nExit codes:\n${EXIT_CODE_MEANINGS.map(([n, what]) => `  ${String(n).padStart(3)}  ${what}`).join('\n')}\n`
+}
 
 /**
  * Runs a commander program: user mistakes and remote errors become one clear line on stderr
- * and exit code 1 (EXIT_CODES, 2 for usage errors); only real bugs keep their stack, behind
- * SHOAL_DEBUG.
+ * and the exit code of EXIT_CODES (2 for usage errors); only real bugs keep their stack, behind
+ * SHOAL_DEBUG. With `--json` among the arguments a failure is also one JSON object on stdout,
+ * `{ error: { code, message }, exitCode }`, so a script reads every outcome the same way.
  */
 export async function runCli(program: Command, argv: string[], io: Output = stdio): Promise<number> {
+  const json = wantsJson(argv.slice(2))
+  let usageMessage: string | undefined
   // Subcommands copy these settings only when created, so apply them to the whole tree.
   const apply = (cmd: Command) => {
     cmd.exitOverride()
@@ -45,7 +114,10 @@ export async function runCli(program: Command, argv: string[], io: Output = stdi
       writeErr: (s) => io.err(s.trimEnd()),
       writeOut: (s) => io.out(s.trimEnd()),
       // A usage error is one line naming the binary, as every other error is.
-      outputError: (s) => io.err(`${program.name()}: ${usageLine(s)}`),
+      outputError: (s) => {
+        usageMessage = usageLine(s)
+        io.err(`${program.name()}: ${usageMessage}`)
+      },
     })
     for (const sub of cmd.commands) apply(sub)
   }
@@ -56,13 +128,27 @@ export async function runCli(program: Command, argv: string[], io: Output = stdi
   } catch (err) {
     if (err instanceof CommanderError) {
       // Help and version exit with code 0; commander already printed the message.
-      return err.exitCode === 0 ? 0 : 2
+      if (err.exitCode === 0) return 0
+      if (json) printJson(io, 'USAGE', usageMessage ?? usageLine(err.message), 2)
+      return 2
     }
     const e = toShoalError(err)
+    const exitCode = exitCodeFor(e.code)
     io.err(`${program.name()}: ${e.message}`)
     if (process.env.SHOAL_DEBUG && !isShoalError(err)) io.err(String((err as Error).stack))
-    return EXIT_CODES[e.code] ?? 1
+    if (json) printJson(io, e.code, e.message, exitCode)
+    return exitCode
   }
+}
+
+function printJson(io: Output, code: string, message: string, exitCode: number): void {
+  io.out(JSON.stringify({ error: { code, message }, exitCode }))
+}
+
+/** `--json` before a `--` terminator: the failure answer must be JSON even for a usage error. */
+function wantsJson(args: string[]): boolean {
+  const end = args.indexOf('--')
+  return (end < 0 ? args : args.slice(0, end)).includes('--json')
 }
 
 /** commander's "error: unknown option '--x'\n(Did you mean --y?)" as one line without "error: ". */
@@ -119,9 +205,47 @@ export function clientTimeoutMs(seconds: number | undefined, fallbackMs: number)
   return seconds ? seconds * 1000 + 1000 : fallbackMs
 }
 
+/** `--timeout`: seconds ≥ 0, 0 = none. A bad value is commander's one-line usage error, exit 2. */
 export function parseSeconds(value: string): number {
-  const n = Number(value)
-  if (!Number.isFinite(n) || n <= 0)
-    throw new CommanderError(2, 'shoal.invalidArgument', `invalid number of seconds: ${value}`)
+  const n = value.trim() === '' ? Number.NaN : Number(value)
+  if (!Number.isFinite(n) || n < 0)
+    throw new InvalidArgumentError('expected a number of seconds, 0 or more (0 = no timeout)')
   return n
+}
+
+/** A flag value from a fixed set, matched without regard to case; returns the canonical spelling. */
+export function oneOf<T extends string>(...choices: T[]): (value: string) => T {
+  return (value) => {
+    const hit = choices.find((c) => c.toLowerCase() === value.trim().toLowerCase())
+    if (hit === undefined) throw new InvalidArgumentError(`expected one of ${choices.join(', ')}`)
+    return hit
+  }
+}
+
+/** `--is-cover true|false` as a boolean. */
+export const parseBool = (value: string): boolean => oneOf('true', 'false')(value) === 'true'
+
+/** A USAGE error: one line, exit 2. */
+export function usage(message: string): ShoalError {
+  return new ShoalError('USAGE', message)
+}
+
+let cachedVersion: string | undefined
+
+/** The software's version, from package.json (found walking up from this file: tsx or dist/). */
+export function softwareVersion(): string {
+  if (cachedVersion) return cachedVersion
+  let dir = dirname(fileURLToPath(import.meta.url))
+  for (let i = 0; i < 6; i++) {
+    const file = join(dir, 'package.json')
+    if (existsSync(file)) {
+      const pkg = JSON.parse(readFileSync(file, 'utf8')) as { name?: string; version?: string }
+      if (pkg.name === 'shoal' && pkg.version) {
+        cachedVersion = pkg.version
+        return cachedVersion
+      }
+    }
+    dir = dirname(dir)
+  }
+  return '0.0.0'
 }

@@ -124,7 +124,7 @@ t.test('devcluster up → push → pull on two agents → remove → down', asyn
     '--dst-host',
     agentApi(1),
   ])
-  t.equal(missing.code, 1, 'unknown tag exits 1')
+  t.equal(missing.code, 3, 'unknown tag exits 3 (not found)')
   t.equal(
     missing.stderr.trim(),
     'PullCLI: tag not found: 192.168.1.1-/data-nothing.txt:v1',
@@ -143,7 +143,7 @@ t.test('devcluster up → push → pull on two agents → remove → down', asyn
     '--dst-host',
     agentApi(1),
   ])
-  t.equal(gone.code, 1)
+  t.equal(gone.code, 3)
   t.match(gone.stderr, `tag not found: ${tag}`)
   t.ok((await stat(join(dir, 'out-1', '交易数据.txt'))).isFile(), 'files already pulled stay')
 
@@ -306,7 +306,7 @@ t.test('devcluster port flags: bad choices are one line and exit 2', async (t) =
   t.equal(tooHigh.code, 2, 'demo takes the same port flags')
   t.match(tooHigh.stderr, 'needs ports up to 66002')
   const unknown = await cli('shoal', ['devcluster', 'restart', 'herd', '--workdir', join(dir, 'none')])
-  t.equal(unknown.code, 1)
+  t.equal(unknown.code, 3, 'NOT_FOUND exits 3')
   t.match(unknown.stderr, 'no devcluster was started from')
 })
 
@@ -327,11 +327,11 @@ t.test('user mistakes are one line and a non-zero exit', async (t) => {
     '--dst-host',
     '127.0.0.1:1',
   ])
-  t.equal(noFile.code, 1)
+  t.equal(noFile.code, 7, 'INVALID_PATH exits 7 (local I/O)')
   t.equal(noFile.stderr.trim(), `PushCLI: cannot push ${join(dir, 'absent.txt')}: no such file`)
 
   const badTag = await cli('PullCLI', ['pull', '--tag', 'h-/a/../etc-passwd', '--dst-path', dir])
-  t.equal(badTag.code, 1)
+  t.equal(badTag.code, 2, 'INVALID_TAG exits 2 (usage)')
   t.match(badTag.stderr, /^PullCLI: invalid tag .*"\.\." components\n$/)
 
   const noAgent = await cli('PullCLI', [
@@ -343,7 +343,7 @@ t.test('user mistakes are one line and a non-zero exit', async (t) => {
     '--dst-host',
     '127.0.0.1:1',
   ])
-  t.equal(noAgent.code, 1)
+  t.equal(noAgent.code, 6, 'UNAVAILABLE exits 6')
   t.equal(
     noAgent.stderr,
     'PullCLI: cannot reach the agent at 127.0.0.1:1 (ECONNREFUSED: nothing listens there); is it running?\n',
@@ -351,7 +351,7 @@ t.test('user mistakes are one line and a non-zero exit', async (t) => {
 
   const usage = await cli('PullCLI', ['pull', '--dst-path', dir])
   t.equal(usage.code, 2, 'a usage error exits 2')
-  t.match(usage.stderr, 'a tag is required (--tag TAG)')
+  t.match(usage.stderr, 'a tag or a file name is required (--tag TAG or NAME)')
 
   const help = await cli('PushCLI', ['push', '--help'])
   t.equal(help.code, 0)

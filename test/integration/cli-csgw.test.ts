@@ -77,7 +77,7 @@ t.test('one-line errors, exit codes, no secret', async (t) => {
   const dir = await tempDir(t)
   const address = `ftp://127.0.0.1:${srv.port}/ref`
   const missing = await run(pullProgram, ['pull', '--src-host', address, '--dst-path', dir, 'nope.csv'])
-  t.equal(missing.code, 1)
+  t.equal(missing.code, 3, 'NOT_FOUND exits 3')
   t.match(missing.err, /^PullCLI: CSGW ftp:\/\/127\.0\.0\.1:\d+\/ref: .*nope\.csv/)
   t.same(await readdir(dir), [], 'nothing written')
 
@@ -86,7 +86,7 @@ t.test('one-line errors, exit codes, no secret', async (t) => {
     process.env.SHOAL_CSGW_PASSWORD = PASSWORD
   })
   const denied = await run(pullProgram, ['pull', '--src-host', address, '--dst-path', dir, 'x.csv'])
-  t.equal(denied.code, 1)
+  t.equal(denied.code, 8, 'CSGW_AUTH exits 8')
   t.match(denied.err, /^PullCLI: CSGW ftp:\/\/127\.0\.0\.1:\d+\/ref refused the login/)
   t.notOk(denied.err.includes('\n'))
   t.notOk(denied.err.includes('wrong-one'))

@@ -57,7 +57,7 @@ t.test('a daemon that resets the connection is named, with its address', async (
     message: `the agent at ${reset} closed the connection during GET ${path} (ECONNRESET); is it running? see its log`,
   })
   const r = await run(pullProgram(), ['pull', '--tag', TAG, '--dst-path', dir, '--dst-host', reset])
-  t.equal(r.code, 1)
+  t.equal(r.code, 6, 'UNAVAILABLE exits 6')
   t.equal(
     r.err,
     `PullCLI: the agent at ${reset} closed the connection during GET ${path} (ECONNRESET); is it running? see its log`,
@@ -67,7 +67,7 @@ t.test('a daemon that resets the connection is named, with its address', async (
   // Closing without an answer (a crash between accept and reply) reads the same.
   const closed = await tcpServer(t, (s) => s.end())
   const rm = await run(removeProgram(), ['remove', '--tag', TAG, '--dst-host', closed])
-  t.equal(rm.code, 1)
+  t.equal(rm.code, 6)
   t.match(
     rm.err,
     new RegExp(`^RemoveCLI: the proxy at ${closed} closed the connection during DELETE .*UND_ERR_SOCKET`),
@@ -91,7 +91,7 @@ t.test('an agent that goes away in the middle of the blob is named too', async (
   t.teardown(() => new Promise<void>((r) => server.close(() => r())))
   const agent = `127.0.0.1:${(server.address() as { port: number }).port}`
   const r = await run(pullProgram(), ['pull', '--tag', TAG, '--dst-path', dir, '--dst-host', agent])
-  t.equal(r.code, 1)
+  t.equal(r.code, 6)
   t.match(
     r.err,
     new RegExp(

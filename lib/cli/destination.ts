@@ -45,7 +45,7 @@ export function checkName(name: string, what: string): string {
 export async function prepareDir(dir: string): Promise<string> {
   const abs = resolve(dir)
   try {
-    await mkdir(abs, { recursive: true })
+    await makeDirs(abs)
   } catch (err) {
     throw cannotWrite(abs, err)
   }
@@ -65,6 +65,33 @@ export async function prepareDir(dir: string): Promise<string> {
   return abs
 }
 
+/**
+ * mkdir -p without `{ recursive: true }`: Node 20's recursive mkdir loops forever (at full CPU)
+ * when mkdir fails with ENOENT under a parent that exists, as in /proc/1/nope. Here the missing
+ * components are found first, then each is created once; any failure is final.
+ */
+async function makeDirs(abs: string): Promise<void> {
+  const missing: string[] = []
+  for (let p = abs; ; ) {
+    const st = await stat(p).catch((err) => {
+      if (errnoCode(err) === 'ENOENT') return undefined
+      throw err
+    })
+    if (st) break // a file in the way is reported by the caller's own check
+    missing.push(p)
+    const up = dirname(p)
+    if (up === p) break
+    p = up
+  }
+  for (const d of missing.reverse()) {
+    try {
+      await mkdir(d)
+    } catch (err) {
+      if (errnoCode(err) !== 'EEXIST') throw err
+    }
+  }
+}
+
 function cannotWrite(dir: string, err: unknown): ShoalError {
   const code = errnoCode(err)
   const why =
@@ -74,7 +101,9 @@ function cannotWrite(dir: string, err: unknown): ShoalError {
         ? 'read-only file system'
         : code === 'ENOTDIR'
           ? 'a component of the path is not a directory'
-          : (code ?? String(err))
+          : code === 'ENOENT'
+            ? 'folders cannot be created there (ENOENT)'
+            : (code ?? String(err))
   return new ShoalError('INVALID_PATH', `cannot write into --dst-path ${dir}: ${why}; nothing was written`, {
     cause: err,
   })

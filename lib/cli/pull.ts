@@ -10,7 +10,7 @@
  * without progress. When the swarm cannot serve (agent down, tag unknown, no progress) and a
  * CSGW is given, the file comes from the CSGW instead, under the same rules.
  */
-import { stat } from 'node:fs/promises'
+import { lstat, stat } from 'node:fs/promises'
 import { basename, dirname } from 'node:path'
 import { AgentClient } from '../agent/client/index.js'
 import { DEFAULT_NAMESPACE, Digest, Tag } from '../core/index.js'
@@ -82,6 +82,15 @@ export async function pull(opts: PullOptions): Promise<PullResult> {
   const dir = await prepareDir(opts.dstPath)
   const isCover = opts.isCover ?? true
   const target = await chooseTarget(dir, tag.fileName, { isCover, newName: opts.newName })
+  // place() refuses to cover a folder with a file; say so before the download, not after it.
+  if ((await lstat(target).catch(() => undefined))?.isDirectory())
+    throw new ShoalError(
+      'ALREADY_EXISTS',
+      `${target} is a directory; a file cannot replace it; nothing was written`,
+      {
+        details: { path: target },
+      },
+    )
   const seconds = opts.timeoutSeconds ?? DEFAULT_PULL_TIMEOUT_SECONDS
 
   // What the swarm path learnt before it failed: the digest lets the CSGW's copy be verified.

@@ -132,6 +132,16 @@ t.test('--is-cover / --new-name, every combination', async (t) => {
   }
 })
 
+t.test('a folder under the file name is not covered: refused before the agent is asked', async (t) => {
+  const dir = await freshDir()
+  await mkdir(join(dir, 'prices.csv'))
+  await t.rejects(pull({ tag: TAG, dstPath: dir, dstHost: dead }), {
+    code: 'ALREADY_EXISTS',
+    message: /is a directory; a file cannot replace it/,
+  })
+  t.same(await readdir(dir), ['prices.csv'])
+})
+
 t.test('a target that already holds the bytes is not fetched again: source local', async (t) => {
   const dir = await freshDir({ 'prices.csv': bytes })
   const before = await stat(join(dir, 'prices.csv'))

@@ -14,7 +14,7 @@ import { lstat, stat } from 'node:fs/promises'
 import { basename, dirname } from 'node:path'
 import { AgentClient } from '../agent/client/index.js'
 import { DEFAULT_NAMESPACE, Digest, Tag } from '../core/index.js'
-import { isCsgwAddress } from '../csgw/index.js'
+import { isCsgwAddress, parseCsgwAddress } from '../csgw/index.js'
 import { ShoalError, toShoalError } from '../errors/index.js'
 import { csgwFetchInto } from './csgw.js'
 import { checkName, chooseTarget, finishFile, holdsBytes, prepareDir, tempBeside } from './destination.js'
@@ -109,7 +109,11 @@ export async function pull(opts: PullOptions): Promise<PullResult> {
     if (opts.csgw === undefined || !FALLBACK_CODES.has(e.code) || opts.signal?.aborted) throw err
     fallbackReason = e.message
     const csgw = opts.csgw
-    opts.notice?.(`the swarm could not serve ${tag} (${e.message}); fetching ${tag.fileName} from the CSGW`)
+    // The redacted address: one given as ftp://user:password@… must not reach the terminal.
+    const server = parseCsgwAddress(csgw).redacted
+    opts.notice?.(
+      `the swarm could not serve ${tag} (${e.message}); fetching ${tag.fileName} from CSGW ${server}`,
+    )
     const r = await csgwFetchInto({
       srcHost: csgw,
       name: tag.fileName,

@@ -4,10 +4,11 @@
  * is taken, and without a new name fails before anything is fetched. Names are single path
  * components: a `--new-name` or a tag's file name can never point outside `--dst-path`.
  */
-import { randomBytes } from 'node:crypto'
-import { link, lstat, mkdir, open, rename, rm, stat, unlink } from 'node:fs/promises'
-import { join, resolve } from 'node:path'
-import { printable } from '../core/index.js'
+import { createHash, randomBytes } from 'node:crypto'
+import { createReadStream } from 'node:fs'
+import { chmod, link, lstat, mkdir, open, rename, rm, stat, unlink, utimes } from 'node:fs/promises'
+import { dirname, join, resolve } from 'node:path'
+import { Digest, printable } from '../core/index.js'
 import { errnoCode, ShoalError } from '../errors/index.js'
 
 export interface CoverRule {
@@ -44,7 +45,7 @@ export function checkName(name: string, what: string): string {
 export async function prepareDir(dir: string): Promise<string> {
   const abs = resolve(dir)
   try {
-    await mkdir(abs, { recursive: true })
+    await makeDirs(abs)
   } catch (err) {
     throw cannotWrite(abs, err)
   }
@@ -64,6 +65,33 @@ export async function prepareDir(dir: string): Promise<string> {
   return abs
 }
 
+/**
+ * mkdir -p without `{ recursive: true }`: Node 20's recursive mkdir loops forever (at full CPU)
+ * when mkdir fails with ENOENT under a parent that exists, as in /proc/1/nope. Here the missing
+ * components are found first, then each is created once; any failure is final.
+ */
+async function makeDirs(abs: string): Promise<void> {
+  const missing: string[] = []
+  for (let p = abs; ; ) {
+    const st = await stat(p).catch((err) => {
+      if (errnoCode(err) === 'ENOENT') return undefined
+      throw err
+    })
+    if (st) break // a file in the way is reported by the caller's own check
+    missing.push(p)
+    const up = dirname(p)
+    if (up === p) break
+    p = up
+  }
+  for (const d of missing.reverse()) {
+    try {
+      await mkdir(d)
+    } catch (err) {
+      if (errnoCode(err) !== 'EEXIST') throw err
+    }
+  }
+}
+
 function cannotWrite(dir: string, err: unknown): ShoalError {
   const code = errnoCode(err)
   const why =
@@ -73,7 +101,9 @@ function cannotWrite(dir: string, err: unknown): ShoalError {
         ? 'read-only file system'
         : code === 'ENOTDIR'
           ? 'a component of the path is not a directory'
-          : (code ?? String(err))
+          : code === 'ENOENT'
+            ? 'folders cannot be created there (ENOENT)'
+            : (code ?? String(err))
   return new ShoalError('INVALID_PATH', `cannot write into --dst-path ${dir}: ${why}; nothing was written`, {
     cause: err,
   })
@@ -143,4 +173,82 @@ async function exists(path: string): Promise<boolean> {
     if (errnoCode(err) === 'ENOENT') return false
     throw err
   }
+}
+
+/** What a pulled file keeps from its source: its mode bits and, optionally, its mtime. */
+export interface FileMeta {
+  /** Permission bits (e.g. 0o640); the type bits, if any, are ignored. */
+  mode?: number
+  mtimeMs?: number
+}
+
+/**
+ * The end of every single-file pull: the verified temp file gets its mode and mtime, takes its
+ * final name under the cover rule, and the folder is fsynced so the rename survives a crash
+ * (a flag file written after this never points at a file that a power cut could take back).
+ */
+export async function finishFile(
+  tmpPath: string,
+  target: string,
+  opts: FileMeta & { isCover: boolean },
+): Promise<void> {
+  try {
+    if (opts.mode !== undefined) await chmod(tmpPath, opts.mode & 0o7777)
+    if (opts.mtimeMs !== undefined) {
+      const when = new Date(opts.mtimeMs)
+      await utimes(tmpPath, when, when)
+    }
+  } catch (err) {
+    await rm(tmpPath, { force: true })
+    throw new ShoalError(
+      'IO_ERROR',
+      `cannot set the mode or mtime of ${tmpPath}: ${errnoCode(err) ?? String(err)}`,
+      {
+        cause: err,
+      },
+    )
+  }
+  await place(tmpPath, target, opts.isCover)
+  await syncDir(dirname(target))
+}
+
+/** fsync of a folder: makes the entries created or renamed in it durable. */
+export async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r')
+  try {
+    await fh.sync()
+  } catch (err) {
+    // Some file systems refuse fsync on a folder (EINVAL); the data itself is already synced.
+    if (errnoCode(err) !== 'EINVAL' && errnoCode(err) !== 'EISDIR') throw err
+  } finally {
+    await fh.close()
+  }
+}
+
+/**
+ * Whether `path` is a regular file holding exactly the blob `digest` of `size` bytes (-1: size
+ * unknown): the size first, so a different file is told apart without reading it. `onBytes` is
+ * called while hashing (a large file takes a while; the caller's watchdog sees it move).
+ */
+export async function holdsBytes(
+  path: string,
+  digest: Digest,
+  size: number,
+  opts: { signal?: AbortSignal; onBytes?: (bytes: number) => void } = {},
+): Promise<boolean> {
+  const st = await lstat(path).catch(() => undefined)
+  if (!st?.isFile() || (size >= 0 && st.size !== size)) return false
+  const hash = createHash('sha256')
+  let bytes = 0
+  try {
+    for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20, signal: opts.signal })) {
+      hash.update(chunk as Buffer)
+      bytes += (chunk as Buffer).length
+      opts.onBytes?.(bytes)
+    }
+  } catch (err) {
+    if (opts.signal?.aborted) throw err
+    return false // unreadable: fetch it again, the rename replaces it
+  }
+  return Digest.fromHash(hash).equals(digest)
 }

@@ -34,7 +34,9 @@ export async function withProgressTimeout<T>(
       const idle = Date.now() - last
       if (idle >= limitMs) {
         fired = true
-        ac.abort(new ShoalError('TIMEOUT', `${what} timed out after ${seconds} s without progress`))
+        // A TimeoutError, as AbortSignal.timeout() gives: the HTTP client then says what it was
+        // still waiting for ("the agent at … had not answered GET /tags/…"), not "aborted".
+        ac.abort(new DOMException(`${what} timed out after ${seconds} s without progress`, 'TimeoutError'))
       } else arm(limitMs - idle)
     }, ms)
   }
@@ -49,7 +51,12 @@ export async function withProgressTimeout<T>(
   } catch (err) {
     if (!fired) throw err
     const e = toShoalError(err)
-    throw new ShoalError('TIMEOUT', `${what} timed out after ${seconds} s without progress`, {
+    const own = `${what} timed out after ${seconds} s without progress`
+    const waiting =
+      e.code === 'TIMEOUT' && e.message !== own && e.message !== 'operation timed out'
+        ? ` (${e.message})`
+        : ''
+    throw new ShoalError('TIMEOUT', `${own}${waiting}`, {
       cause: e,
       details: { timeoutSeconds: seconds },
     })

@@ -88,8 +88,14 @@ function sweep(agent: AgentServer, time: TestTime): Promise<number> {
   return agent.cache.sweep() // joins the sweep the timer started
 }
 
+let pulls = 0
+/**
+ * A pull that reads the blob from the agent: into a new folder each time, since a pull onto a
+ * file that already holds the bytes is served locally and never reaches the agent's cache.
+ */
 async function pullTo(agent: AgentServer, dir: string, p: Pushed): Promise<void> {
-  const pulled = await pull({ tag: p.tag, dstPath: join(dir, 'out'), dstHost: agent.url, timeoutSeconds: 60 })
+  const dstPath = join(dir, `out-${++pulls}`)
+  const pulled = await pull({ tag: p.tag, dstPath, dstHost: agent.url, timeoutSeconds: 60 })
   if (!(await digestFile(pulled.path)).digest.equals(p.digest)) throw new Error('pulled bytes differ')
 }
 

@@ -119,7 +119,7 @@ t.test('--timeout against a daemon that never answers: "timed out after N s", ex
   t.match(
     pulled.err,
     new RegExp(
-      `^PullCLI: pull of ${TAG.replace(/[.]/g, '\\.')} timed out after 0\\.3 s ` +
+      `^PullCLI: pull of ${TAG.replace(/[.]/g, '\\.')} timed out after 0\\.3 s without progress ` +
         `\\(the agent at ${silent} had not answered GET /tags/.* when the time ran out\\)$`,
     ),
   )
@@ -181,5 +181,5 @@ t.test('the PullCLI binary exits 124 on --timeout', async (t) => {
   })
   const [code] = await once(child, 'exit')
   t.equal(code, 124)
-  t.match(stderr, /^PullCLI: pull of .* timed out after 0\.5 s \(the agent at .*\)\n$/)
+  t.match(stderr, /^PullCLI: pull of .* timed out after 0\.5 s without progress \(the agent at .*\)\n$/)
 })

@@ -8,6 +8,7 @@
  * Covering an existing tree is two renames (old tree aside, new tree in) and then removing the
  * old one, not one atomic swap: a reader between the renames sees no folder at all, never a mix.
  */
+import { setMaxListeners } from 'node:events'
 import { constants } from 'node:fs'
 import {
   chmod,
@@ -105,6 +106,8 @@ export async function pullDirectory(opts: DirPullOptions): Promise<DirPullResult
     `pull of ${opts.tag}`,
     opts.timeoutSeconds,
     async (signal, progress) => {
+      // Every request in flight listens on this one signal.
+      setMaxListeners(0, signal)
       const agent = new AgentClient(opts.dstHost, {
         timeoutMs: opts.timeoutSeconds ? Math.max(60_000, opts.timeoutSeconds * 1000) : 3_600_000,
       })

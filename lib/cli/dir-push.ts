@@ -4,6 +4,7 @@
  * manifest. The proxy answers `existed` for a stored digest without reading the body, so a daily
  * version that changed 3 files of 1,000 uploads 3 files (and asks about the other 997).
  */
+import { setMaxListeners } from 'node:events'
 import { createReadStream } from 'node:fs'
 import { resolve } from 'node:path'
 import { Readable, Transform } from 'node:stream'
@@ -69,6 +70,8 @@ export async function pushDirectory(opts: DirPushOptions): Promise<DirPushResult
     `push of ${opts.srcPath}`,
     opts.timeoutSeconds,
     async (signal, progress) => {
+      // Every request in flight listens on this one signal.
+      setMaxListeners(0, signal)
       if (opts.hasFlag) await waitForFlag(root, { suffix: opts.flag?.suffix ?? DEFAULT_FLAG_SUFFIX, signal })
       const manifest = await buildManifest(root, {
         signal,

@@ -225,7 +225,8 @@ async function materialise(
     const digest = Digest.parse(hex)
     const first = group[0] as ManifestEntry
     const dest = join(tmp, first.path)
-    if (await copyLocal(ctx.localRoot, first, dest, digest)) localFiles++
+    const local = await copyLocal(ctx.localRoot, first, dest, digest)
+    if (local) localFiles++
     else {
       const { size } = await fetchBlob(ctx.agent, ctx.ns, digest, dest, {
         signal: ctx.signal,
@@ -242,11 +243,12 @@ async function materialise(
         )
       fetchedFiles++
     }
-    await finishFile(dest, first)
+    // fetchBlob fsynced its file; a copy is fsynced here.
+    await finishFile(dest, first, local)
     for (const other of group.slice(1)) {
       const path = join(tmp, other.path)
       await copyFile(dest, path, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE)
-      await finishFile(path, other)
+      await finishFile(path, other, true)
       localFiles++
     }
     filesDone += group.length
@@ -287,13 +289,15 @@ async function copyLocal(
   return false
 }
 
-/** Durable, with the manifest's mode and mtime (fetchBlob fsyncs; a copy is fsynced here). */
-async function finishFile(path: string, e: ManifestEntry): Promise<void> {
-  const fh = await open(path, 'r')
-  try {
-    await fh.sync()
-  } finally {
-    await fh.close()
+/** With the manifest's mode and mtime, and durable (`sync`: a copy; fetchBlob fsyncs its own). */
+async function finishFile(path: string, e: ManifestEntry, sync: boolean): Promise<void> {
+  if (sync) {
+    const fh = await open(path, 'r')
+    try {
+      await fh.sync()
+    } finally {
+      await fh.close()
+    }
   }
   await setTimes(path, e)
 }

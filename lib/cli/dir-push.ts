@@ -57,9 +57,11 @@ export interface DirPushResult {
   seconds: number
 }
 
-/** How often a push that collides with another client's upload of the same blob asks again. */
+/** Attempts of one blob push that collides with another client's upload of the same blob. */
 const IN_PROGRESS_RETRIES = 20
-const IN_PROGRESS_WAIT_MS = 250
+/** Attempts of one blob push whose connection was refused or reset. */
+const TRANSPORT_RETRIES = 3
+const RETRY_WAIT_MS = 250
 
 export async function pushDirectory(opts: DirPushOptions): Promise<DirPushResult> {
   const started = Date.now()
@@ -155,14 +157,20 @@ async function pushOne(
   signal: AbortSignal,
   open: () => Readable,
 ): Promise<boolean> {
-  for (let attempt = 0; ; attempt++) {
+  for (let attempt = 1; ; attempt++) {
     try {
       const res = await proxy.pushBlob(ns, digest, open(), size, signal)
       return res.existed
     } catch (err) {
-      // Another client is uploading the same content right now: it dedupes once that commits.
-      if (!isShoalError(err, 'UPLOAD_IN_PROGRESS') || attempt >= IN_PROGRESS_RETRIES) throw err
-      await new Promise((r) => setTimeout(r, IN_PROGRESS_WAIT_MS))
+      // A blob PUT is idempotent (content-addressed), so it is simply sent again when another
+      // client is uploading the same content right now (it dedupes once that commits), or when a
+      // kept-alive connection was closed under it: one lost connection must not fail a push of
+      // 10,000 files.
+      const again =
+        (isShoalError(err, 'UPLOAD_IN_PROGRESS') && attempt < IN_PROGRESS_RETRIES) ||
+        (isShoalError(err, 'UNAVAILABLE') && attempt < TRANSPORT_RETRIES)
+      if (!again || signal.aborted) throw err
+      await new Promise((r) => setTimeout(r, RETRY_WAIT_MS * Math.min(attempt, 4)))
       signal.throwIfAborted()
     }
   }

@@ -10,29 +10,19 @@
  */
 import { setMaxListeners } from 'node:events'
 import { constants } from 'node:fs'
-import {
-  chmod,
-  copyFile,
-  lstat,
-  mkdir,
-  open,
-  readdir,
-  readFile,
-  rename,
-  rm,
-  stat,
-  utimes,
-} from 'node:fs/promises'
-import { basename, dirname, join } from 'node:path'
+import { chmod, copyFile, lstat, mkdir, open, readFile, rm, stat, utimes } from 'node:fs/promises'
+import { basename, join } from 'node:path'
 import { AgentClient } from '../agent/client/index.js'
-import { DEFAULT_NAMESPACE, Digest, digestFile, printable, type Tag } from '../core/index.js'
+import { DEFAULT_NAMESPACE, Digest, printable, type Tag } from '../core/index.js'
 import { errnoCode, ShoalError } from '../errors/index.js'
 import { chooseTarget, prepareDir, tempBeside } from './destination.js'
+import { localError, placeTree, removeTree } from './dir-place.js'
 import type { DirProgress } from './dir-push.js'
 import { type FetchProgress, fetchBlob } from './fetch.js'
-import { DEFAULT_FLAG, type FlagOptions, writeFlag } from './flag-file.js'
+import { DEFAULT_FLAG, type FlagOptions, flagPath, writeFlag } from './flag-file.js'
 import {
   eachLimit,
+  hashFile,
   MAX_MANIFEST_BYTES,
   type Manifest,
   type ManifestEntry,
@@ -118,10 +108,12 @@ export async function pullDirectory(opts: DirPullOptions): Promise<DirPullResult
       try {
         await mkdir(tmp, { mode: 0o700 })
         counts = await materialise(manifest, tmp, { agent, ns, localRoot, signal, progress, opts })
+        // A consumer waiting for the flag must not take the previous version's flag for this one.
+        if (opts.hasFlag) await rm(flagPath(target, opts.flag?.suffix), { force: true })
         await placeTree(tmp, target, isCover)
       } catch (err) {
         await removeTree(tmp).catch(() => {})
-        throw err
+        throw localError(err, dir)
       }
       const t = totals(manifest)
       const flag = opts.hasFlag
@@ -225,7 +217,7 @@ async function materialise(
     const digest = Digest.parse(hex)
     const first = group[0] as ManifestEntry
     const dest = join(tmp, first.path)
-    const local = await copyLocal(ctx.localRoot, first, dest, digest)
+    const local = await copyLocal(ctx.localRoot, first, dest, digest, ctx)
     if (local) localFiles++
     else {
       const { size } = await fetchBlob(ctx.agent, ctx.ns, digest, dest, {
@@ -272,6 +264,7 @@ async function copyLocal(
   entry: ManifestEntry,
   dest: string,
   digest: Digest,
+  ctx: Pick<Context, 'signal' | 'progress'>,
 ): Promise<boolean> {
   if (!localRoot) return false
   const src = join(localRoot, entry.path)
@@ -279,7 +272,7 @@ async function copyLocal(
   if (!st?.isFile() || st.size !== entry.size) return false
   try {
     await copyFile(src, dest, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE)
-    const got = await digestFile(dest)
+    const got = await hashFile(dest, ctx.signal, () => ctx.progress.touch())
     if (got.digest.equals(digest)) return true
   } catch (err) {
     // An unreadable old file is fetched instead; a failure writing here is real.
@@ -305,54 +298,4 @@ async function finishFile(path: string, e: ManifestEntry, sync: boolean): Promis
 async function setTimes(path: string, e: { mode: number; mtimeMs: number }): Promise<void> {
   await chmod(path, e.mode)
   await utimes(path, e.mtimeMs / 1000, e.mtimeMs / 1000)
-}
-
-/** Moves the finished tree to `target`; covering moves the old tree aside first, then removes it. */
-async function placeTree(tmp: string, target: string, isCover: boolean): Promise<void> {
-  const old = await lstat(target).catch(() => undefined)
-  if (old && !isCover)
-    throw new ShoalError(
-      'ALREADY_EXISTS',
-      `${target} appeared while pulling and --is-cover is false; it was kept`,
-    )
-  if (!old) {
-    try {
-      await rename(tmp, target)
-    } catch (err) {
-      const code = errnoCode(err)
-      if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR')
-        throw new ShoalError('ALREADY_EXISTS', `${target} appeared while pulling; it was kept`, {
-          cause: err,
-        })
-      throw err
-    }
-    return
-  }
-  const aside = tempBeside(dirname(target), `${basename(target)}.old`)
-  await rename(target, aside)
-  try {
-    await rename(tmp, target)
-  } catch (err) {
-    await rename(aside, target).catch(() => {})
-    throw err
-  }
-  await removeTree(aside).catch(() => {})
-}
-
-/** rm -r that also removes folders pulled read-only (their modes come from the manifest). */
-export async function removeTree(path: string): Promise<void> {
-  try {
-    await rm(path, { recursive: true, force: true })
-  } catch (err) {
-    if (errnoCode(err) !== 'EACCES' && errnoCode(err) !== 'EPERM') throw err
-    await makeWritable(path)
-    await rm(path, { recursive: true, force: true })
-  }
-}
-
-async function makeWritable(path: string): Promise<void> {
-  const st = await lstat(path).catch(() => undefined)
-  if (!st?.isDirectory()) return
-  await chmod(path, 0o700)
-  for (const name of await readdir(path)) await makeWritable(join(path, name))
 }

@@ -8,9 +8,11 @@
  * size and entry count, and every path checked so that no entry can name anything outside the
  * folder it is materialised in.
  */
+import { createHash } from 'node:crypto'
+import { createReadStream } from 'node:fs'
 import { lstat, readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { Digest, digestFile, printable } from '../core/index.js'
+import { Digest, printable } from '../core/index.js'
 import { errnoCode, isAbortError, isTimeoutError, ShoalError } from '../errors/index.js'
 
 export const MANIFEST_VERSION = 1
@@ -221,7 +223,7 @@ export interface BuildOptions {
 }
 
 /**
- * Walks `root` (lstat: links are not followed) and hashes every file. Symbolic links, devices,
+ * Walks `root` (lstat: links are not followed) and hashes every file (progress per chunk). Symbolic links, devices,
  * fifos and sockets are refused with INVALID_PATH naming the entry: a directory push carries
  * plain files and folders only, so what is pulled is what was pushed.
  */
@@ -282,16 +284,37 @@ async function hashFiles(root: string, entries: ManifestEntry[], opts: BuildOpti
   let filesDone = 0
   let bytes = 0
   await eachLimit(files, opts.concurrency ?? 8, async (e) => {
-    const { digest, size } = await digestFile(join(root, e.path), opts.signal).catch((err) => {
+    const { digest, size } = await hashFile(join(root, e.path), opts.signal, (n) => {
+      bytes += n
+      opts.onProgress?.({ filesDone, files: files.length, bytes, total })
+    }).catch((err) => {
       throw unreadable(root, e.path, err)
     })
     // The size hashed is the size pushed: a file growing meanwhile is caught at upload (its digest).
     e.size = size
     e.digest = digest.toString()
     filesDone++
-    bytes += size
     opts.onProgress?.({ filesDone, files: files.length, bytes, total })
   })
+}
+
+/**
+ * digestFile with a callback per chunk read: hashing a 20 GB file is progress too, and the
+ * `--timeout` watchdog (seconds without progress) must see it move.
+ */
+export async function hashFile(
+  path: string,
+  signal: AbortSignal | undefined,
+  onBytes: (n: number) => void,
+): Promise<{ digest: Digest; size: number }> {
+  const hash = createHash('sha256')
+  let size = 0
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20, signal })) {
+    hash.update(chunk as Buffer)
+    size += (chunk as Buffer).length
+    onBytes((chunk as Buffer).length)
+  }
+  return { digest: Digest.fromHash(hash), size }
 }
 
 function kind(st: { isSymbolicLink(): boolean; isFIFO(): boolean; isSocket(): boolean }): string {

@@ -3,7 +3,7 @@
  * a real herd and agent, then pushed again unchanged (nothing uploaded) and pulled over the
  * first copy (nothing fetched). Prints the seconds of each step.
  *
- * The files hold SHOAL_DIR_MANY_DISTINCT (default 500) distinct contents: every one of the
+ * The files hold SHOAL_DIR_MANY_DISTINCT (default 300) distinct contents: every one of the
  * 10,000 entries is walked, hashed, listed in the manifest, written, chmodded and compared, but
  * the cluster sees one blob per content. Each blob costs the single-threaded test process (herd,
  * agent and client share one event loop) some 35 ms to push and 40 ms to pull, so 10,000
@@ -22,7 +22,7 @@ import { startTestHerd } from '../helpers/herd.js'
 
 const FILES = 10_000
 const PER_DIR = 100
-const DISTINCT = Number(process.env.SHOAL_DIR_MANY_DISTINCT ?? 500)
+const DISTINCT = Number(process.env.SHOAL_DIR_MANY_DISTINCT ?? 300)
 
 t.test(`${FILES} small files push and pull`, async (t) => {
   const base = await tempDir(t)

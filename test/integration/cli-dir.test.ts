@@ -5,7 +5,7 @@
  * fifos are refused at push; a hostile manifest and a stalled pull leave nothing behind.
  */
 import { execFileSync } from 'node:child_process'
-import { chmod, mkdir, readdir, symlink, utimes, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, readdir, readFile, symlink, utimes, writeFile } from 'node:fs/promises'
 import { createServer, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { join } from 'node:path'
@@ -148,6 +148,15 @@ t.test('--is-cover false: ALREADY_EXISTS before anything is fetched, or --new-na
   t.equal(beside.localFiles, files - 2)
   t.same((await readdir(dst)).sort(), ['data', 'data-v1'])
   await t.rejects(pull('v1', { isCover: false, newName: 'data-v1' }), { code: 'ALREADY_EXISTS' })
+
+  // The flag: json content, a custom suffix; a cover replaces the previous version's flag.
+  const flagged = await pull('v2', { hasFlag: true, flag: { suffix: '.done', content: 'json' } })
+  const covered = await pull('v1', { hasFlag: true, flag: { suffix: '.done', content: 'json' } })
+  t.equal(covered.flag, join(dst, 'data.done'))
+  const said = JSON.parse(await readFile(join(dst, 'data.done'), 'utf8'))
+  t.equal(said.digest, covered.digest.toString(), 'the flag names the version now in place')
+  t.not(said.digest, flagged.digest.toString())
+  t.same(treeDiff(v1Snap, await snapshot(join(dst, 'data'))), [])
 
   // A file in the way of the folder is not replaced by it.
   await writeFile(join(dst, 'plain'), 'a file')

@@ -14,6 +14,8 @@ export const ErrorCodes = {
   SIZE_MISMATCH: 400,
   BAD_ANNOUNCE: 400,
   BAD_METAINFO: 400,
+  /** A directory manifest (the blob a directory tag points at) that is not valid or names an unsafe path. */
+  BAD_MANIFEST: 400,
   NOT_FOUND: 404,
   TAG_NOT_FOUND: 404,
   BLOB_NOT_FOUND: 404,

@@ -56,6 +56,7 @@ export const EXIT_CODES: Partial<Record<ErrorCode, number>> = {
   TAG_CONFLICT: 4,
   ALREADY_EXISTS: 4,
   DIGEST_MISMATCH: 5,
+  BAD_MANIFEST: 5,
   SIZE_MISMATCH: 5,
   BLOB_CORRUPT: 5,
   UNAVAILABLE: 6,

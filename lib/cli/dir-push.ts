@@ -8,12 +8,13 @@ import { setMaxListeners } from 'node:events'
 import { createReadStream } from 'node:fs'
 import { resolve } from 'node:path'
 import { Readable, Transform } from 'node:stream'
-import { DEFAULT_NAMESPACE, Digest, type Tag } from '../core/index.js'
+import { DEFAULT_NAMESPACE, Digest, type Tag, type TagMeta } from '../core/index.js'
 import { isShoalError } from '../errors/index.js'
 import { ProxyClient } from '../proxy/client/index.js'
 import type { FetchProgress } from './fetch.js'
 import { DEFAULT_FLAG_SUFFIX, waitForFlag } from './flag-file.js'
 import { buildManifest, eachLimit, encodeManifest, type ManifestEntry } from './manifest.js'
+import { refuseImmutableConflict } from './push.js'
 import { withProgressTimeout } from './watchdog.js'
 
 /** Byte progress (FetchProgress, phase 'copy') with the file counts of a tree. */
@@ -36,6 +37,8 @@ export interface DirPushOptions {
   /** Wait for `<srcPath><suffix>` before reading the folder. */
   hasFlag?: boolean
   flag?: { suffix?: string }
+  /** Stored with the tag (`--res-desc`); the type is set to directory. */
+  meta?: TagMeta
   /** Files hashed and blobs pushed at once (default 8). */
   concurrency?: number
   onProgress?: (p: DirProgress) => void
@@ -85,6 +88,10 @@ export async function pushDirectory(opts: DirPushOptions): Promise<DirPushResult
       })
       // The per-request deadline is the watchdog's business; this only bounds a silent proxy.
       const proxy = new ProxyClient(opts.dstHost, { timeoutMs: requestTimeoutMs(opts.timeoutSeconds) })
+      const body = encodeManifest(manifest)
+      const digest = Digest.fromBuffer(body)
+      // Before any file is uploaded, as for a file: an immutable version keeps its content.
+      await refuseImmutableConflict(proxy, opts.tag, digest, signal)
       const files = manifest.entries.filter((e) => e.type === 'file')
       const size = files.reduce((n, e) => n + e.size, 0)
       const distinct = distinctContents(files)
@@ -119,13 +126,11 @@ export async function pushDirectory(opts: DirPushOptions): Promise<DirPushResult
           files: distinct.size,
         })
       }
-      const body = encodeManifest(manifest)
-      const digest = Digest.fromBuffer(body)
       const manifestExisted = await pushOne(proxy, ns, digest, body.length, signal, () =>
         Readable.from([body]),
       )
       progress.touch()
-      await proxy.putTag(opts.tag, digest, signal)
+      await proxy.putTag(opts.tag, digest, { signal, meta: { ...opts.meta, type: 'directory' } })
       return {
         tag: opts.tag,
         digest,

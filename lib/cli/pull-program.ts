@@ -17,7 +17,7 @@ import {
 import { pullFromCsgw } from './csgw.js'
 import { checkName } from './destination.js'
 import { addClientOptions, type ClientDeps, startClient } from './output.js'
-import { pull } from './pull.js'
+import { pullAny } from './pull-any.js'
 import { clientLister, resolveName } from './resolve-name.js'
 import { withProgressTimeout } from './watchdog.js'
 
@@ -112,6 +112,11 @@ export function pullProgram(io: Output = stdio, deps: ClientDeps = {}): Command 
           name: file,
           dstPath: f.dstPath,
           timeoutSeconds: timeout,
+          isCover: f.isCover,
+          newName: f.newName,
+          hasFlag: f.hasFlag,
+          flag: settings.flag,
+          onProgress: reporter.progress,
         })
         reporter.result(
           {
@@ -120,8 +125,9 @@ export function pullProgram(io: Output = stdio, deps: ClientDeps = {}): Command 
             size: r.size,
             path: r.path,
             seconds: r.seconds,
-            source: 'csgw',
+            source: r.source,
             url: r.url,
+            ...(r.flag ? { flag: r.flag } : {}),
           },
           [`pulled ${r.url} -> ${r.path} (${formatBytes(r.size)}, ${r.digest}, ${r.seconds.toFixed(2)} s)`],
         )
@@ -148,10 +154,8 @@ export function pullProgram(io: Output = stdio, deps: ClientDeps = {}): Command 
         )
       } else throw usage('a tag or a file name is required (--tag TAG or NAME)')
 
-      // The options the pull library takes as its semantics grow (cover/new-name, flag files,
-      // CSGW fallback, directories, progress): passed by name, used once pull() knows them.
-      const opts = {
-        tag: tag.toString(),
+      const r = await pullAny({
+        tag,
         dstPath: f.dstPath,
         dstHost,
         timeoutSeconds: timeout,
@@ -162,9 +166,8 @@ export function pullProgram(io: Output = stdio, deps: ClientDeps = {}): Command 
         resType: f.resType,
         csgw: settings.csgw,
         onProgress: reporter.progress,
-        onNote: (line: string) => reporter.note(line),
-      }
-      const r: PulledResult = await pull(opts)
+        notice: (line: string) => reporter.note(line),
+      })
       const json: Record<string, unknown> = {
         tag: String(r.tag),
         digest: String(r.digest),
@@ -173,7 +176,7 @@ export function pullProgram(io: Output = stdio, deps: ClientDeps = {}): Command 
         seconds: r.seconds,
         source: r.source ?? 'swarm',
       }
-      for (const k of ['flag', 'files', 'desc', 'fallbackReason'] as const)
+      for (const k of ['flag', 'files', 'fetchedFiles', 'localFiles', 'desc', 'fallbackReason'] as const)
         if (r[k] !== undefined) json[k] = r[k]
       const lines = [
         `pulled ${r.tag} -> ${r.path} (${formatBytes(r.size)}, ${r.digest}, ${r.seconds.toFixed(2)} s)`,
@@ -183,18 +186,4 @@ export function pullProgram(io: Output = stdio, deps: ClientDeps = {}): Command 
       reporter.result(json, lines)
     })
   return program
-}
-
-/** pull()'s result with the fields of the plan that it may not return yet. */
-interface PulledResult {
-  tag: unknown
-  digest: unknown
-  size: number
-  path: string
-  seconds: number
-  source?: string
-  flag?: string
-  files?: number
-  desc?: string
-  fallbackReason?: string
 }

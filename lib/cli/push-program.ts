@@ -1,5 +1,6 @@
 /** PushCLI push: the flags of the design's §4.2, their defaults and checks, and the output. */
-import { resolve } from 'node:path'
+import { basename, dirname, resolve } from 'node:path'
+import { Tag } from '../core/index.js'
 import { isCsgwAddress } from '../csgw/index.js'
 import { Command } from './commander.js'
 import {
@@ -14,6 +15,7 @@ import {
   usage,
 } from './common.js'
 import { pushToCsgw } from './csgw.js'
+import { pushDirectory } from './dir-push.js'
 import { waitForFlag } from './flag-file.js'
 import { addClientOptions, type ClientDeps, startClient } from './output.js'
 import { push } from './push.js'
@@ -97,9 +99,46 @@ export function pushProgram(io: Output = stdio, deps: ClientDeps = {}): Command 
       if (!srcPath) throw usage('a file is required (--src-path FILE or the FILE argument)')
       const { settings, reporter } = startClient(io, f, deps)
       const timeout = f.timeout ?? settings.timeouts.push
-      if (f.resType === 'directory')
-        // The directory push (lib/cli/dir-*.ts) is wired here at merge.
-        throw usage('--res-type directory is not available in this build')
+      if (f.resType === 'directory') {
+        if (f.dstType === 'csgw' || (f.dstHost !== undefined && isCsgwAddress(f.dstHost)))
+          throw usage('--res-type directory pushes to Shoal only; a CSGW takes single files')
+        const path = resolve(srcPath)
+        const tag = f.tag
+          ? f.version
+            ? Tag.parse(f.tag).withVersion(f.version)
+            : Tag.parse(f.tag)
+          : Tag.from({
+              srcHost: f.srcHost ?? defaultSrcHost(),
+              srcDir: dirname(path),
+              fileName: basename(path),
+              version: f.version,
+            })
+        const r = await pushDirectory({
+          srcPath,
+          tag,
+          dstHost: f.dstHost ?? settings.proxy,
+          timeoutSeconds: timeout,
+          hasFlag: f.hasFlag === 'F',
+          flag: { suffix: settings.flag.suffix },
+          meta: f.resDesc !== undefined ? { desc: f.resDesc } : {},
+          onProgress: reporter.progress,
+        })
+        const { tag: t, digest, ...rest } = r
+        reporter.result(
+          {
+            tag: t.toString(),
+            digest: digest.toString(),
+            ...rest,
+            ...(f.resDesc ? { desc: f.resDesc } : {}),
+          },
+          [
+            `tag:    ${t}`,
+            `digest: ${digest} (manifest)`,
+            `files:  ${r.files} (${formatBytes(r.size)}); new: ${r.newFiles} (${formatBytes(r.newBytes)})`,
+          ],
+        )
+        return
+      }
 
       if (f.dstType === 'csgw' || (f.dstHost !== undefined && isCsgwAddress(f.dstHost))) {
         const dstHost = f.dstHost ?? settings.csgw

@@ -11,7 +11,7 @@ import { basename, dirname, resolve } from 'node:path'
 import { pipeline as pipe, Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { DEFAULT_NAMESPACE, Digest, Tag } from '../core/index.js'
-import { errnoCode, isShoalError, ShoalError } from '../errors/index.js'
+import { errnoCode, ShoalError } from '../errors/index.js'
 import { ProxyClient } from '../proxy/client/index.js'
 import { clientTimeoutMs } from './common.js'
 import { DEFAULT_FLAG_SUFFIX, flagPath, waitForFlag } from './flag-file.js'
@@ -65,8 +65,6 @@ export async function push(opts: PushOptions): Promise<PushResult> {
         fileName: basename(path),
         version: opts.version,
       })
-  // What the push was waiting for when the watchdog fired, so the message can say so.
-  let waitingFor: string | undefined
   const r = await withProgressTimeout(
     `push of ${opts.srcPath}`,
     opts.timeoutSeconds,
@@ -74,22 +72,15 @@ export async function push(opts: PushOptions): Promise<PushResult> {
       if (opts.hasFlag) {
         const suffix = opts.flagSuffix ?? DEFAULT_FLAG_SUFFIX
         opts.onProgress?.({ bytes: 0, phase: 'waiting for flag' })
-        waitingFor = flagPath(path, suffix)
+        // A timeout here names the flag file (waitForFlag's TIMEOUT, kept by the watchdog).
         await waitForFlag(path, { suffix, signal })
-        waitingFor = undefined
       }
       const st = await checkFile(opts.srcPath, path, opts.hasFlag ? opts.flagSuffix : undefined)
       const meta: PushMeta = { ...opts.meta, type: 'file', mode: st.mode & 0o7777, mtimeMs: st.mtimeMs }
       return upload(path, tag, meta, opts, signal, progress)
     },
     opts.signal,
-  ).catch((err) => {
-    if (waitingFor === undefined || !isShoalError(err, 'TIMEOUT')) throw err
-    throw new ShoalError('TIMEOUT', `${err.message} (waiting for the flag file ${waitingFor})`, {
-      cause: err,
-      details: err.details,
-    })
-  })
+  )
   return { ...r, seconds: (Date.now() - started) / 1000 }
 }
 
@@ -134,8 +125,7 @@ async function upload(
   const result = await proxy.pushBlob(ns, digest, body, size, signal)
   progress.touch()
   const uploaded = !result.existed
-  // The tag record stores type and desc; mode and mtimeMs travel in the result until it takes them.
-  await proxy.putTag(tag, digest, { signal, meta: { type: meta.type, desc: meta.desc } })
+  await proxy.putTag(tag, digest, { signal, meta })
   return { tag, digest, size, uploaded, meta }
 }
 
@@ -143,7 +133,7 @@ async function upload(
  * An immutable version (anything but `latest`) that already points at other content is
  * refused before a byte is uploaded: the upload would only be thrown away by the tag write.
  */
-async function refuseImmutableConflict(
+export async function refuseImmutableConflict(
   proxy: ProxyClient,
   tag: Tag,
   digest: Digest,
@@ -154,7 +144,7 @@ async function refuseImmutableConflict(
   if (existing === undefined || existing.equals(digest)) return
   throw new ShoalError(
     'TAG_CONFLICT',
-    `${tag} already points at ${existing}, not at this file (${digest}); version ${tag.version} is immutable: push under a new --version (nothing was uploaded)`,
+    `${tag} already points at ${existing}, not at this content (${digest}); version ${tag.version} is immutable: push under a new --version (nothing was uploaded)`,
     { details: { tag: tag.toString(), existing: existing.toString(), digest: digest.toString() } },
   )
 }

@@ -11,13 +11,13 @@ import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { AgentConfigSchema } from '../../lib/agent/config.js'
 import { AgentServer } from '../../lib/agent/server/index.js'
-import { EXIT_CODE_MEANINGS, EXIT_CODES, type Output, runCli, softwareVersion } from '../../lib/cli/common.js'
-import type { ClientDeps } from '../../lib/cli/output.js'
+import { EXIT_CODE_MEANINGS, EXIT_CODES, softwareVersion } from '../../lib/cli/common.js'
 import { pullProgram, pushProgram, removeProgram } from '../../lib/cli/programs.js'
 import { validateConfig } from '../../lib/config/index.js'
 import { DEFAULT_NAMESPACE, Digest, Tag } from '../../lib/core/index.js'
 import { silentLogger } from '../../lib/log/index.js'
 import { ProxyClient } from '../../lib/proxy/client/index.js'
+import { cliRunner, type Make } from '../helpers/cli-run.js'
 import { tempDir } from '../helpers/files.js'
 import { startTestHerd } from '../helpers/herd.js'
 
@@ -42,39 +42,7 @@ t.teardown(() => agent.stop())
 const PROXY = herd.urls.proxy
 const AGENT = agent.url
 
-type Make = typeof pushProgram
-interface Ran {
-  code: number
-  out: string
-  err: string
-  outLines: string[]
-  status: string[]
-}
-
-/**
- * Runs a program with an empty environment and an absent default config, so neither the
- * machine's /etc/shoal/client.yaml nor the test runner's SHOAL_* variables leak in.
- */
-async function run(
-  make: Make,
-  args: string[],
-  opts: { env?: NodeJS.ProcessEnv; defaultConfigFile?: string; tty?: boolean } = {},
-): Promise<Ran> {
-  const out: string[] = []
-  const err: string[] = []
-  const status: string[] = []
-  const io: Output = {
-    out: (l) => out.push(l),
-    err: (l) => err.push(l),
-    ...(opts.tty ? { status: (l: string) => status.push(l) } : {}),
-  }
-  const deps: ClientDeps = {
-    env: opts.env ?? {},
-    defaultConfigFile: opts.defaultConfigFile ?? join(root, 'no-client.yaml'),
-  }
-  const code = await runCli(make(io, deps), ['node', 'cli', ...args], io)
-  return { code, out: out.join('\n'), err: err.join('\n'), outLines: out, status }
-}
+const run = cliRunner(root)
 
 async function file(dir: string, name: string, bytes: Buffer | string = randomBytes(4096)): Promise<string> {
   const path = join(dir, name)
@@ -507,7 +475,7 @@ t.test('an immutable version that points elsewhere is refused before any byte is
   t.equal(r.code, 4, 'TAG_CONFLICT exits 4')
   t.match(
     r.err,
-    /^PushCLI: .*-fixed\.csv:v1 already points at sha256:[0-9a-f]+, not at this file .*nothing was uploaded\)$/,
+    /^PushCLI: .*-fixed\.csv:v1 already points at sha256:[0-9a-f]+, not at this content .*nothing was uploaded\)$/,
   )
   t.match(JSON.parse(r.out), { error: { code: 'TAG_CONFLICT' }, exitCode: 4 })
   const proxy = new ProxyClient(PROXY)

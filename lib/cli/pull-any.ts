@@ -1,0 +1,102 @@
+/**
+ * PullCLI's Shoal path: the agent says what the tag is (a file or a directory manifest, its
+ * description, mode and mtime), then the file is pulled (with the CSGW fallback) or the tree is
+ * materialised. `--res-type` is a check against what the tag says, not a way to reinterpret it.
+ */
+import { AgentClient, type ResolvedTagInfo } from '../agent/client/index.js'
+import type { Tag } from '../core/index.js'
+import { isShoalError, ShoalError } from '../errors/index.js'
+import { chooseTarget, prepareDir } from './destination.js'
+import { pullDirectory } from './dir-pull.js'
+import type { FetchProgress } from './fetch.js'
+import type { FlagOptions } from './flag-file.js'
+import { pull } from './pull.js'
+import { withProgressTimeout } from './watchdog.js'
+
+export interface PullAnyOptions {
+  tag: Tag
+  dstPath: string
+  dstHost: string
+  timeoutSeconds: number
+  isCover: boolean
+  newName?: string
+  hasFlag: boolean
+  flag: FlagOptions
+  resType?: 'file' | 'directory'
+  csgw?: string
+  onProgress?: (p: FetchProgress) => void
+  notice?: (line: string) => void
+}
+
+export interface PulledResult {
+  tag: Tag
+  digest: { toString(): string }
+  size: number
+  path: string
+  seconds: number
+  source: 'swarm' | 'csgw' | 'local'
+  flag?: string
+  files?: number
+  fetchedFiles?: number
+  localFiles?: number
+  desc?: string
+  fallbackReason?: string
+}
+
+/** Resolve failures a CSGW may stand in for: pull() retries them and falls back itself. */
+const SWARM_FAILURES = ['UNAVAILABLE', 'TAG_NOT_FOUND', 'TIMEOUT'] as const
+
+export async function pullAny(o: PullAnyOptions): Promise<PulledResult> {
+  // What can be refused here is refused before the agent is asked anything (pull() and
+  // pullDirectory() check again: the folder may change meanwhile).
+  const dir = await prepareDir(o.dstPath)
+  await chooseTarget(dir, o.tag.fileName, { isCover: o.isCover, newName: o.newName })
+  const agent = new AgentClient(o.dstHost)
+  let info: ResolvedTagInfo | undefined
+  try {
+    info = await withProgressTimeout(`pull of ${o.tag}`, o.timeoutSeconds, (signal) =>
+      agent.resolveInfo(o.tag, signal),
+    )
+  } catch (err) {
+    const fallback = o.csgw && o.resType !== 'directory' && SWARM_FAILURES.some((c) => isShoalError(err, c))
+    if (!fallback) throw err
+  }
+  const type = info?.type ?? 'file'
+  if (info && o.resType && o.resType !== type)
+    throw new ShoalError(
+      'USAGE',
+      `${o.tag} is a ${type}, not a ${o.resType}: pull it with --res-type ${type} (or leave --res-type out)`,
+    )
+  if (info && type === 'directory') {
+    const r = await pullDirectory({
+      tag: o.tag,
+      manifestDigest: info.digest,
+      dstPath: o.dstPath,
+      dstHost: o.dstHost,
+      isCover: o.isCover,
+      newName: o.newName,
+      hasFlag: o.hasFlag,
+      flag: o.flag,
+      timeoutSeconds: o.timeoutSeconds,
+      onProgress: o.onProgress,
+    })
+    return { ...r, ...(info.desc ? { desc: info.desc } : {}) }
+  }
+  const r = await pull({
+    tag: o.tag,
+    dstPath: o.dstPath,
+    dstHost: o.dstHost,
+    digest: info?.digest,
+    isCover: o.isCover,
+    newName: o.newName,
+    hasFlag: o.hasFlag ? 'F' : 'N',
+    flag: o.flag,
+    timeoutSeconds: o.timeoutSeconds,
+    onProgress: o.onProgress,
+    csgw: o.csgw,
+    notice: o.notice,
+    mode: info?.mode,
+    mtimeMs: info?.mtimeMs,
+  })
+  return { ...r, ...(info?.desc ? { desc: info.desc } : {}) }
+}

@@ -16,6 +16,7 @@ import {
 } from './common.js'
 import { pullFromCsgw } from './csgw.js'
 import { checkName } from './destination.js'
+import { addListCommand } from './list-program.js'
 import { addClientOptions, type ClientDeps, startClient } from './output.js'
 import { pullAny } from './pull-any.js'
 import { clientLister, resolveName } from './resolve-name.js'
@@ -185,5 +186,6 @@ export function pullProgram(io: Output = stdio, deps: ClientDeps = {}): Command 
       if (r.flag) lines.push(`flag:   ${r.flag}`)
       reporter.result(json, lines)
     })
+  addListCommand(program, io, deps)
   return program
 }

@@ -92,6 +92,14 @@ t.test('a directory through PushCLI and PullCLI, with flag files both ways', asy
   t.equal(r.flag, join(out, 'daily.flag'))
   t.ok((await stat(r.flag)).isFile(), 'the consumer flag is written after the tree')
 
+  const listed = await run(pullProgram, ['list', '--json', '--dst-host', AGENT, p.tag.split(':')[0]])
+  t.equal(listed.code, 0, listed.err)
+  t.same(JSON.parse(listed.out), {
+    tags: [{ tag: p.tag, digest: p.digest, type: 'directory', desc: 'daily reference data' }],
+    more: false,
+  })
+  const human = await run(pullProgram, ['list', '--dst-host', AGENT, p.tag])
+  t.equal(human.out, `${p.tag}\tdirectory\t${p.digest}\tdaily reference data`, 'list shows the description')
   const asFile = await run(pullProgram, [
     'pull',
     '--dst-host',

@@ -38,6 +38,18 @@ export interface TagInfo {
   mtimeMs?: number
 }
 
+/** A tag record as build-index (and the proxy) answer it; the meta fields are checked by answeredMeta. */
+export interface TagRecordAnswer {
+  tag: string
+  digest: string
+  createdAt: string
+  updatedAt: string
+  type?: unknown
+  desc?: unknown
+  mode?: unknown
+  mtimeMs?: unknown
+}
+
 export class BuildIndexClient {
   readonly http: HttpClient
 
@@ -80,16 +92,7 @@ export class BuildIndexClient {
 
   /** The whole tag record (timestamps and meta included). */
   async tagInfo(tag: Tag | string, signal?: AbortSignal): Promise<TagInfo> {
-    const body = await this.http.json<{
-      tag: string
-      digest: string
-      createdAt: string
-      updatedAt: string
-      type?: unknown
-      desc?: unknown
-      mode?: unknown
-      mtimeMs?: unknown
-    }>('GET', urlPath`/tags/${String(tag)}`, { signal })
+    const body = await this.http.json<TagRecordAnswer>('GET', urlPath`/tags/${String(tag)}`, { signal })
     return {
       tag: body.tag,
       digest: parseDigest(body.digest),
@@ -174,7 +177,10 @@ function parseDigest(value: string): Digest {
  * The meta fields of another daemon's answer, checked: a type we do not know or a desc that is
  * not a string is that daemon's error (UPSTREAM_ERROR), not something to pass on.
  */
-export function answeredMeta(body: Record<string, unknown>, name: string): TagMeta {
+export function answeredMeta(
+  body: Partial<Record<(typeof TAG_META_KEYS)[number], unknown>>,
+  name: string,
+): TagMeta {
   const picked: Record<string, unknown> = {}
   for (const k of TAG_META_KEYS) if (body[k] !== undefined) picked[k] = body[k]
   try {

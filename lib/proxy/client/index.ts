@@ -4,7 +4,7 @@
  * server's INVALID_TAG message reaches the caller.
  */
 import type { Readable } from 'node:stream'
-import { answeredMeta, pageQuery } from '../../build-index/client/index.js'
+import { answeredMeta, pageQuery, type TagRecordAnswer } from '../../build-index/client/index.js'
 import { Digest, hasTagMeta, type Tag, type TagMeta, type TagType, tagMetaOf } from '../../core/index.js'
 import { isShoalError, ShoalError } from '../../errors/index.js'
 import { HttpClient, urlPath } from '../../http/index.js'
@@ -106,16 +106,7 @@ export class ProxyClient {
    * push checks before uploading, to refuse an immutable version that points elsewhere.
    */
   async tagInfo(tag: Tag | string, signal?: AbortSignal): Promise<ProxyTagInfo | undefined> {
-    let out: {
-      tag: string
-      digest: string
-      createdAt: string
-      updatedAt: string
-      type?: unknown
-      desc?: unknown
-      mode?: unknown
-      mtimeMs?: unknown
-    }
+    let out: TagRecordAnswer
     try {
       out = await this.http.json('GET', urlPath`/proxy/tags/${String(tag)}`, { signal })
     } catch (err) {

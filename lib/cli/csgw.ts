@@ -19,7 +19,7 @@ import {
   tempBeside,
 } from './destination.js'
 import type { FetchProgress } from './fetch.js'
-import { DEFAULT_FLAG, type FlagOptions, writeFlag } from './flag-file.js'
+import { checkFlagName, DEFAULT_FLAG, type FlagOptions, removeStaleFlag, writeFlag } from './flag-file.js'
 import { withProgressTimeout } from './watchdog.js'
 
 export interface CsgwPushOptions {
@@ -82,6 +82,8 @@ export interface CsgwFetchOptions extends FileMeta {
   isCover: boolean
   expectedDigest?: Digest | string
   timeoutSeconds?: number
+  /** Runs just before the file takes its final name (the stale flag's removal). */
+  beforePlace?: () => Promise<void>
   onProgress?: (p: FetchProgress) => void
   signal?: AbortSignal
 }
@@ -144,7 +146,10 @@ export async function pullFromCsgw(opts: CsgwPullOptions): Promise<CsgwPullResul
   const dir = await prepareDir(opts.dstPath)
   const isCover = opts.isCover ?? true
   const target = await chooseTarget(dir, opts.name, { isCover, newName: opts.newName })
+  const flagSuffix = (opts.flag ?? DEFAULT_FLAG).suffix
+  if (opts.hasFlag === 'F') checkFlagName(target, flagSuffix)
   const r = await csgwFetchInto({
+    beforePlace: opts.hasFlag === 'F' ? () => removeStaleFlag(target, flagSuffix) : undefined,
     srcHost: opts.srcHost,
     name: opts.name,
     dir,
@@ -216,6 +221,7 @@ export async function csgwFetchInto(opts: CsgwFetchOptions): Promise<CsgwFetched
           isCover: opts.isCover,
           mode: opts.mode,
           mtimeMs: opts.mtimeMs,
+          beforePlace: opts.beforePlace,
         })
         return { url, size: r.size, digest: `sha256:${r.sha256}`, resumes: r.resumes, source: 'csgw' }
       } finally {

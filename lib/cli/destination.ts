@@ -190,7 +190,8 @@ export interface FileMeta {
 export async function finishFile(
   tmpPath: string,
   target: string,
-  opts: FileMeta & { isCover: boolean },
+  /** beforePlace: runs once the file is ready, just before it takes the final name (a stale flag's removal). */
+  opts: FileMeta & { isCover: boolean; beforePlace?: () => Promise<void> },
 ): Promise<void> {
   try {
     if (opts.mode !== undefined) await chmod(tmpPath, opts.mode & 0o7777)
@@ -208,6 +209,7 @@ export async function finishFile(
       },
     )
   }
+  await opts.beforePlace?.()
   await place(tmpPath, target, opts.isCover)
   await syncDir(dirname(target))
 }

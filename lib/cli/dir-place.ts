@@ -8,7 +8,7 @@ import { chmod, lstat, readdir, rename, rm } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { errnoCode, isAbortError, isTimeoutError, ShoalError } from '../errors/index.js'
 import { isNoSpaceError, noSpaceMessage } from '../store/space.js'
-import { tempBeside } from './destination.js'
+import { syncDir, tempBeside } from './destination.js'
 
 /** Moves the finished tree to `target`; covering moves the old tree aside first, then removes it. */
 export async function placeTree(tmp: string, target: string, isCover: boolean): Promise<void> {
@@ -18,6 +18,8 @@ export async function placeTree(tmp: string, target: string, isCover: boolean): 
       'ALREADY_EXISTS',
       `${target} appeared while pulling and --is-cover is false; it was kept`,
     )
+  // The tree's own entries are durable before it takes the final name (its files were fsynced).
+  await syncTree(tmp)
   if (!old) {
     try {
       await rename(tmp, target)
@@ -29,6 +31,7 @@ export async function placeTree(tmp: string, target: string, isCover: boolean): 
         })
       throw err
     }
+    await syncDir(dirname(target))
     return
   }
   const aside = tempBeside(dirname(target), `${basename(target)}.old`)
@@ -39,7 +42,16 @@ export async function placeTree(tmp: string, target: string, isCover: boolean): 
     await rename(aside, target).catch(() => {})
     throw err
   }
+  // The rename is durable before the caller writes a flag file saying the tree is there.
+  await syncDir(dirname(target))
   await removeTree(aside).catch(() => {})
+}
+
+/** fsync of every folder of a tree, deepest first (a read-only folder can still be opened to sync). */
+async function syncTree(root: string): Promise<void> {
+  for (const entry of await readdir(root, { withFileTypes: true }))
+    if (entry.isDirectory()) await syncTree(join(root, entry.name))
+  await syncDir(root)
 }
 
 /** rm -r that also removes folders pulled read-only (their modes come from the manifest). */

@@ -18,8 +18,8 @@ import { errnoCode, ShoalError } from '../errors/index.js'
 import { chooseTarget, prepareDir, tempBeside } from './destination.js'
 import { localError, placeTree, removeTree } from './dir-place.js'
 import type { DirProgress } from './dir-push.js'
-import { type FetchProgress, fetchBlob } from './fetch.js'
-import { DEFAULT_FLAG, type FlagOptions, flagPath, writeFlag } from './flag-file.js'
+import { type FetchProgress, fetchBlob, peerBytes } from './fetch.js'
+import { checkFlagName, DEFAULT_FLAG, type FlagOptions, removeStaleFlag, writeFlag } from './flag-file.js'
 import {
   eachLimit,
   hashFile,
@@ -89,6 +89,7 @@ export async function pullDirectory(opts: DirPullOptions): Promise<DirPullResult
         details: { path: target },
       },
     )
+  if (opts.hasFlag) checkFlagName(target, opts.flag?.suffix)
   // The previous version (under the folder's own name) is where unchanged files are copied from.
   const own = join(dir, name)
   const localRoot = (await lstat(own).catch(() => undefined))?.isDirectory() ? own : undefined
@@ -98,9 +99,9 @@ export async function pullDirectory(opts: DirPullOptions): Promise<DirPullResult
     async (signal, progress) => {
       // Every request in flight listens on this one signal.
       setMaxListeners(0, signal)
-      const agent = new AgentClient(opts.dstHost, {
-        timeoutMs: opts.timeoutSeconds ? Math.max(60_000, opts.timeoutSeconds * 1000) : 3_600_000,
-      })
+      // No deadline of the client's own: a blob's answer comes once the agent has all of it,
+      // which for a large file takes as long as it takes; the watchdog is the deadline.
+      const agent = new AgentClient(opts.dstHost, { timeoutMs: 0 })
       const ns = opts.namespace ?? DEFAULT_NAMESPACE
       const manifest = await fetchManifest(agent, ns, opts.manifestDigest, dir, name, signal, progress)
       const tmp = tempBeside(dir, basename(target))
@@ -109,7 +110,7 @@ export async function pullDirectory(opts: DirPullOptions): Promise<DirPullResult
         await mkdir(tmp, { mode: 0o700 })
         counts = await materialise(manifest, tmp, { agent, ns, localRoot, signal, progress, opts })
         // A consumer waiting for the flag must not take the previous version's flag for this one.
-        if (opts.hasFlag) await rm(flagPath(target, opts.flag?.suffix), { force: true })
+        if (opts.hasFlag) await removeStaleFlag(target, opts.flag?.suffix)
         await placeTree(tmp, target, isCover)
       } catch (err) {
         await removeTree(tmp).catch(() => {})
@@ -166,10 +167,12 @@ async function fetchManifest(
 
 /** A FetchProgress listener that touches the watchdog only when bytes really moved. */
 function mover(progress: Progress, also?: (p: FetchProgress) => void): (p: FetchProgress) => void {
-  const last = { swarm: -1, copy: -1 }
+  const last = { swarm: -1, copy: -1, peers: -1 }
   return (p) => {
-    if (p.bytes > last[p.phase]) {
+    const peers = peerBytes(p)
+    if (p.bytes > last[p.phase] || peers > last.peers) {
       last[p.phase] = p.bytes
+      last.peers = peers
       progress.touch()
     }
     also?.(p)
@@ -235,14 +238,15 @@ async function materialise(
         )
       fetchedFiles++
     }
-    // fetchBlob fsynced its file; a copy is fsynced here.
-    await finishFile(dest, first, local)
+    // Duplicates are copied before the first copy gets its mode: a mode of 0o000 would make it
+    // unreadable. fetchBlob fsynced its file; a copy is fsynced in finishFile.
     for (const other of group.slice(1)) {
       const path = join(tmp, other.path)
       await copyFile(dest, path, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE)
       await finishFile(path, other, true)
       localFiles++
     }
+    await finishFile(dest, first, local)
     filesDone += group.length
     doneBytes += first.size * group.length
     ctx.progress.touch()

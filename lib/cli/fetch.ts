@@ -24,6 +24,16 @@ export interface FetchProgress {
   total: number
   bytesFromOrigins?: number
   bytesFromAgents?: number
+  /** Block bytes the agent received, verified or not (see peerBytes). */
+  bytesReceived?: number
+}
+
+/**
+ * Bytes received from peers so far: they grow within a piece (up to 16 MiB) before the piece
+ * is verified, so a slow link that is still moving is seen moving.
+ */
+export function peerBytes(p: FetchProgress): number {
+  return p.bytesReceived ?? 0
 }
 
 export interface FetchOptions {
@@ -133,6 +143,7 @@ function pollDownload(
         total: p.size,
         bytesFromOrigins: p.bytesFromOrigins,
         bytesFromAgents: p.bytesFromAgents,
+        bytesReceived: p.bytesReceived,
       })
     } catch {
       // No download yet (the agent has not started it) or a blip: the next tick asks again.

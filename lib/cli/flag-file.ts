@@ -48,6 +48,41 @@ export async function waitForFlag(
   }
 }
 
+/** A file name's limit on Linux file systems, in bytes. */
+const MAX_NAME_BYTES = 255
+
+/**
+ * Refuses, before anything is fetched, a flag file whose name the file system cannot hold:
+ * failing after the data was placed would leave it there without its flag.
+ */
+export function checkFlagName(target: string, suffix = DEFAULT_FLAG_SUFFIX): void {
+  const name = basename(flagPath(target, suffix))
+  if (Buffer.byteLength(name) > MAX_NAME_BYTES)
+    throw new ShoalError(
+      'USAGE',
+      `the flag file for ${basename(target)} would have a name of ${Buffer.byteLength(name)} bytes, more than ${MAX_NAME_BYTES}: use --new-name with a shorter name, or a shorter flag.suffix in the client config; nothing was fetched`,
+    )
+}
+
+/**
+ * Removes the flag an earlier pull left for `target`, just before the new data replaces it: a
+ * consumer waiting for the flag must not take the previous version's flag for this one.
+ */
+export async function removeStaleFlag(target: string, suffix = DEFAULT_FLAG_SUFFIX): Promise<void> {
+  const flag = flagPath(target, suffix)
+  try {
+    await rm(flag, { force: true })
+  } catch (err) {
+    throw new ShoalError(
+      'IO_ERROR',
+      `cannot remove the old flag file ${flag}: ${errnoCode(err) ?? String(err)}`,
+      {
+        cause: err,
+      },
+    )
+  }
+}
+
 /**
  * Writes `path<suffix>` for a file or folder now in place, durably and under its final name
  * only when complete (temp file, fsync, rename), so the flag is never seen half-written.

@@ -50,7 +50,8 @@ export function addListCommand(program: Command, io: Output, deps: ClientDeps): 
     .addHelpText('after', '\nExample:\n  PullCLI list 10.0.0.7-/data/ref --json\n')
     .action(async (prefix: string, f: ListFlags) => {
       const { settings, reporter } = startClient(io, f, deps)
-      const agent = new AgentClient(f.dstHost ?? settings.agent)
+      // The watchdog is the deadline (--timeout 0: none).
+      const agent = new AgentClient(f.dstHost ?? settings.agent, { timeoutMs: 0 })
       const { infos, more } = await withProgressTimeout(
         `listing ${prefix || 'the tags'}`,
         f.timeout ?? settings.timeouts.pull,

@@ -5,12 +5,12 @@
  */
 import { AgentClient, type ResolvedTagInfo } from '../agent/client/index.js'
 import type { Tag } from '../core/index.js'
-import { isShoalError, ShoalError } from '../errors/index.js'
+import { ShoalError, toShoalError } from '../errors/index.js'
 import { chooseTarget, prepareDir } from './destination.js'
 import { pullDirectory } from './dir-pull.js'
 import type { FetchProgress } from './fetch.js'
 import type { FlagOptions } from './flag-file.js'
-import { pull } from './pull.js'
+import { isFallbackCode, pull } from './pull.js'
 import { withProgressTimeout } from './watchdog.js'
 
 export interface PullAnyOptions {
@@ -43,23 +43,24 @@ export interface PulledResult {
   fallbackReason?: string
 }
 
-/** Resolve failures a CSGW may stand in for: pull() retries them and falls back itself. */
-const SWARM_FAILURES = ['UNAVAILABLE', 'TAG_NOT_FOUND', 'TIMEOUT'] as const
-
 export async function pullAny(o: PullAnyOptions): Promise<PulledResult> {
   // What can be refused here is refused before the agent is asked anything (pull() and
   // pullDirectory() check again: the folder may change meanwhile).
   const dir = await prepareDir(o.dstPath)
   await chooseTarget(dir, o.tag.fileName, { isCover: o.isCover, newName: o.newName })
-  const agent = new AgentClient(o.dstHost)
+  // The watchdog is the deadline (--timeout 0: none), not a fixed one of the client's.
+  const agent = new AgentClient(o.dstHost, { timeoutMs: 0 })
   let info: ResolvedTagInfo | undefined
+  let swarmFailure: ShoalError | undefined
   try {
     info = await withProgressTimeout(`pull of ${o.tag}`, o.timeoutSeconds, (signal) =>
       agent.resolveInfo(o.tag, signal),
     )
   } catch (err) {
-    const fallback = o.csgw && o.resType !== 'directory' && SWARM_FAILURES.some((c) => isShoalError(err, c))
-    if (!fallback) throw err
+    // Without the tag's type the CSGW can only stand in for a file: a CSGW holds files.
+    const e = toShoalError(err)
+    if (!o.csgw || o.resType === 'directory' || !isFallbackCode(e.code)) throw err
+    swarmFailure = e
   }
   const type = info?.type ?? 'file'
   if (info && o.resType && o.resType !== type)
@@ -94,6 +95,7 @@ export async function pullAny(o: PullAnyOptions): Promise<PulledResult> {
     timeoutSeconds: o.timeoutSeconds,
     onProgress: o.onProgress,
     csgw: o.csgw,
+    swarmFailure,
     notice: o.notice,
     mode: info?.mode,
     mtimeMs: info?.mtimeMs,

@@ -148,7 +148,7 @@ export function pullProgram(io: Output = stdio, deps: ClientDeps = {}): Command 
             srcHost: f.srcHost,
             srcDir: f.srcDir,
             version: f.version,
-            lister: deps.agentLister?.(dstHost) ?? clientLister(new AgentClient(dstHost)),
+            lister: deps.agentLister?.(dstHost) ?? clientLister(new AgentClient(dstHost, { timeoutMs: 0 })),
             signal,
             onPage: progress.touch,
           }),

@@ -18,8 +18,8 @@ import { isCsgwAddress, parseCsgwAddress } from '../csgw/index.js'
 import { ShoalError, toShoalError } from '../errors/index.js'
 import { csgwFetchInto } from './csgw.js'
 import { checkName, chooseTarget, finishFile, holdsBytes, prepareDir, tempBeside } from './destination.js'
-import { type FetchProgress, fetchBlob } from './fetch.js'
-import { DEFAULT_FLAG, type FlagOptions, writeFlag } from './flag-file.js'
+import { type FetchProgress, fetchBlob, peerBytes } from './fetch.js'
+import { checkFlagName, DEFAULT_FLAG, type FlagOptions, removeStaleFlag, writeFlag } from './flag-file.js'
 import { type Progress, withProgressTimeout } from './watchdog.js'
 
 /** `--timeout` of PullCLI when none is given: seconds without progress. */
@@ -46,6 +46,11 @@ export interface PullOptions {
   onProgress?: (p: FetchProgress) => void
   /** ftp://host[:port]/dir: where to fetch `tag.fileName` from when the swarm cannot serve. */
   csgw?: string
+  /**
+   * The swarm failed already (the caller's resolve): go straight to the CSGW instead of asking
+   * the agent again and waiting out a second timeout.
+   */
+  swarmFailure?: ShoalError
   /** One line for the user (stderr) when falling back to the CSGW. */
   notice?: (line: string) => void
   /** Permission bits and mtime to give the file (from the tag's metadata). */
@@ -70,7 +75,17 @@ export interface PullResult {
 }
 
 /** The swarm failures a CSGW can stand in for; local ones (a full disk, a taken name) it cannot. */
-const FALLBACK_CODES = new Set(['UNAVAILABLE', 'TAG_NOT_FOUND', 'BLOB_NOT_FOUND', 'NOT_FOUND', 'TIMEOUT'])
+const FALLBACK_CODES = new Set<string>([
+  'UNAVAILABLE',
+  'TAG_NOT_FOUND',
+  'BLOB_NOT_FOUND',
+  'NOT_FOUND',
+  'TIMEOUT',
+])
+
+export function isFallbackCode(code: string): boolean {
+  return FALLBACK_CODES.has(code)
+}
 
 export async function pull(opts: PullOptions): Promise<PullResult> {
   const started = Date.now()
@@ -91,6 +106,9 @@ export async function pull(opts: PullOptions): Promise<PullResult> {
         details: { path: target },
       },
     )
+  const flagSuffix = (opts.flag ?? DEFAULT_FLAG).suffix
+  if (opts.hasFlag === 'F') checkFlagName(target, flagSuffix)
+  const beforePlace = opts.hasFlag === 'F' ? () => removeStaleFlag(target, flagSuffix) : undefined
   const seconds = opts.timeoutSeconds ?? DEFAULT_PULL_TIMEOUT_SECONDS
 
   // What the swarm path learnt before it failed: the digest lets the CSGW's copy be verified.
@@ -98,15 +116,17 @@ export async function pull(opts: PullOptions): Promise<PullResult> {
   let got: { digest: Digest; size: number; source: PullSource }
   let fallbackReason: string | undefined
   try {
+    if (opts.swarmFailure) throw opts.swarmFailure
     got = await withProgressTimeout(
       `pull of ${tag}`,
       seconds,
-      (signal, progress) => fromSwarm(tag, learnt, target, isCover, opts, seconds, signal, progress),
+      (signal, progress) =>
+        fromSwarm(tag, learnt, target, { isCover, beforePlace }, opts, seconds, signal, progress),
       opts.signal,
     )
   } catch (err) {
     const e = toShoalError(err)
-    if (opts.csgw === undefined || !FALLBACK_CODES.has(e.code) || opts.signal?.aborted) throw err
+    if (opts.csgw === undefined || !isFallbackCode(e.code) || opts.signal?.aborted) throw err
     fallbackReason = e.message
     const csgw = opts.csgw
     // The redacted address: one given as ftp://user:password@… must not reach the terminal.
@@ -125,7 +145,15 @@ export async function pull(opts: PullOptions): Promise<PullResult> {
       onProgress: opts.onProgress,
       mode: opts.mode,
       mtimeMs: opts.mtimeMs,
+      beforePlace,
       signal: opts.signal,
+    }).catch((csgwErr) => {
+      // Both sources failed: the user needs both reasons, not only the last one.
+      const c = toShoalError(csgwErr)
+      throw new ShoalError(c.code, `${c.message} (the CSGW was the fallback: ${e.message})`, {
+        cause: csgwErr,
+        details: { ...c.details, swarmReason: e.message },
+      })
     })
     got = { digest: Digest.parse(r.digest), size: r.size, source: r.source }
   }
@@ -153,7 +181,7 @@ async function fromSwarm(
   tag: Tag,
   learnt: { digest?: Digest },
   target: string,
-  isCover: boolean,
+  place: { isCover: boolean; beforePlace?: () => Promise<void> },
   opts: PullOptions,
   seconds: number,
   signal: AbortSignal,
@@ -165,12 +193,12 @@ async function fromSwarm(
   const digest = learnt.digest ?? (await agent.resolve(tag, signal))
   learnt.digest = digest
   progress.touch()
-  if (isCover && (await holdsBytes(target, digest, -1, { signal, onBytes: () => progress.touch() }))) {
+  if (place.isCover && (await holdsBytes(target, digest, -1, { signal, onBytes: () => progress.touch() }))) {
     return { digest, size: (await stat(target)).size, source: 'local' }
   }
   const ns = opts.namespace ?? DEFAULT_NAMESPACE
   const tmpPath = tempBeside(dirname(target), basename(target))
-  let last = { phase: '', bytes: -1 }
+  let last = { phase: '', bytes: -1, peers: -1 }
   const { size } = await fetchBlob(agent, ns, digest, tmpPath, {
     signal,
     // Several looks at the swarm per timeout window, so a download that moves is seen moving.
@@ -178,14 +206,15 @@ async function fromSwarm(
     onProgress: (p) => {
       // A poll that reports the same bytes again is a reply, not progress: a stalled swarm
       // download must still time out.
-      if (p.phase !== last.phase || p.bytes > last.bytes) {
+      const peers = peerBytes(p)
+      if (p.phase !== last.phase || p.bytes > last.bytes || peers > last.peers) {
         progress.touch()
-        last = { phase: p.phase, bytes: p.bytes }
+        last = { phase: p.phase, bytes: p.bytes, peers }
       }
       opts.onProgress?.(p)
     },
   })
   progress.touch()
-  await finishFile(tmpPath, target, { isCover, mode: opts.mode, mtimeMs: opts.mtimeMs })
+  await finishFile(tmpPath, target, { ...place, mode: opts.mode, mtimeMs: opts.mtimeMs })
   return { digest, size, source: 'swarm' }
 }

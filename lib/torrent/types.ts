@@ -88,6 +88,8 @@ export interface DownloadOptions {
 }
 
 export interface DownloadStats {
+  /** Block bytes accepted, before their piece is verified: moves within a large piece. */
+  bytesReceived: number
   bytesFromOrigins: number
   bytesFromAgents: number
   bytesUploaded: number

@@ -13,14 +13,18 @@ export interface FakeAgentOptions {
   bytes: Buffer
   /**
    * Before the blob's headers: 'stall' never answers (no piece ever verified), { steps, everyMs }
-   * verifies one piece of `steps` every `everyMs`, then answers. Default: answers at once.
+   * verifies one piece of `steps` every `everyMs`, then answers; with `unverified` the steps are
+   * blocks of one large piece (bytesReceived grows, no piece is verified until the last step).
+   * Default: answers at once.
    */
-  swarm?: 'stall' | { steps: number; everyMs: number }
+  swarm?: 'stall' | { steps: number; everyMs: number; unverified?: boolean }
   /**
    * The body: 'whole' at once (default), 'stall' half of it then nothing, or one chunk of
    * `chunkBytes` every `everyMs`.
    */
   copy?: 'whole' | 'stall' | { chunkBytes: number; everyMs: number }
+  /** 'stall': tag lookups are never answered. */
+  resolve?: 'stall'
   /** Answer blob requests with this status and Shoal error body instead (e.g. 503 UNAVAILABLE). */
   blobError?: { status: number; code: string; message: string }
 }
@@ -29,6 +33,8 @@ export interface FakeAgent {
   address: string
   /** Blob requests received. */
   blobRequests: number
+  /** Tag lookups received. */
+  tagRequests: number
 }
 
 export async function startFakeAgent(
@@ -39,7 +45,9 @@ export async function startFakeAgent(
   const timers = new Set<NodeJS.Timeout>()
   const steps = typeof opts.swarm === 'object' ? opts.swarm.steps : 1
   let piecesDone = opts.swarm === undefined ? 1 : 0
-  const state: FakeAgent = { address: '', blobRequests: 0 }
+  let stepsDone = 0
+  const unverified = typeof opts.swarm === 'object' && opts.swarm.unverified === true
+  const state: FakeAgent = { address: '', blobRequests: 0, tagRequests: 0 }
   const every = (ms: number, fn: () => boolean) => {
     const timer = setInterval(() => {
       if (!fn()) {
@@ -73,7 +81,11 @@ export async function startFakeAgent(
   }
   const server = createServer((req, res) => {
     const url = req.url ?? ''
-    if (url.startsWith('/tags/')) return json(res, 200, { digest: opts.digest.toString() })
+    if (url.startsWith('/tags/')) {
+      state.tagRequests++
+      if (opts.resolve === 'stall') return // never answers
+      return json(res, 200, { tag: decodeURIComponent(url.slice(6)), digest: opts.digest.toString() })
+    }
     if (url.startsWith('/downloads/'))
       return json(res, 200, {
         digest: opts.digest.toString(),
@@ -81,6 +93,7 @@ export async function startFakeAgent(
         piecesDone,
         pieceCount: steps,
         size: opts.bytes.length,
+        bytesReceived: Math.round((stepsDone / steps) * opts.bytes.length),
         bytesFromOrigins: 0,
         bytesFromAgents: 0,
         bytesUploaded: 0,
@@ -95,7 +108,8 @@ export async function startFakeAgent(
       if (piecesDone >= steps) return serveBody(res)
       return every(typeof opts.swarm === 'object' ? opts.swarm.everyMs : 1, () => {
         if (res.destroyed) return false
-        piecesDone++
+        stepsDone++
+        if (!unverified || stepsDone === steps) piecesDone = unverified ? steps : piecesDone + 1
         if (piecesDone < steps) return true
         serveBody(res)
         return false

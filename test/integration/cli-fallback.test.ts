@@ -10,8 +10,10 @@ import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
 import { pullFromCsgw } from '../../lib/cli/csgw.js'
+import { DEFAULT_FLAG } from '../../lib/cli/flag-file.js'
 import { pull } from '../../lib/cli/pull.js'
-import { Digest } from '../../lib/core/index.js'
+import { pullAny } from '../../lib/cli/pull-any.js'
+import { Digest, Tag } from '../../lib/core/index.js'
 import { startFakeAgent } from '../helpers/fake-agent.js'
 import { tempDir } from '../helpers/files.js'
 import { startFtpSrv } from '../helpers/ftp.js'
@@ -106,6 +108,40 @@ t.test('no progress in the swarm within the timeout: fetched from the CSGW, veri
   t.match(r.fallbackReason, /timed out after 1 s without progress/)
   t.ok(r.digest.equals(digest), 'the digest the swarm resolved matched the copy')
   t.same(await readdir(out), ['prices.csv'])
+})
+
+t.test(
+  'the agent never answers the tag lookup: one timeout, then the CSGW (not a second wait)',
+  async (t) => {
+    const agent = await startFakeAgent(t, { digest, bytes, resolve: 'stall' })
+    const out = await freshDir()
+    const r = await pullAny({
+      tag: Tag.parse(TAG),
+      dstPath: out,
+      dstHost: agent.address,
+      timeoutSeconds: 1,
+      isCover: true,
+      hasFlag: false,
+      flag: DEFAULT_FLAG,
+      csgw: CSGW,
+    })
+    t.equal(r.source, 'csgw')
+    t.match(r.fallbackReason, /timed out after 1 s without progress/)
+    t.equal(agent.tagRequests, 1, 'the agent was asked once')
+    t.equal(agent.blobRequests, 0)
+    t.same(await readdir(out), ['prices.csv'])
+  },
+)
+
+t.test('both sources fail: the error gives the CSGW reason and the swarm reason', async (t) => {
+  const out = await freshDir()
+  const err = await pull({ tag: 'h-/data/ref-absent.csv:v1', dstPath: out, dstHost: dead, csgw: CSGW }).catch(
+    (e) => e,
+  )
+  t.match(err, { message: /absent\.csv.*\(the CSGW was the fallback: cannot reach the agent at / })
+  t.match(err.details, { swarmReason: /^cannot reach the agent/ })
+  t.not(err.code, 'UNAVAILABLE', `the CSGW's own code (${err.code}), not the swarm's`)
+  t.same(await readdir(out), [])
 })
 
 t.test('CSGW bytes that do not match the known digest: DIGEST_MISMATCH, nothing placed', async (t) => {

@@ -52,6 +52,12 @@ t.test('a pull that keeps moving past the timeout is never cut off', async (t) =
   t.equal(swarm.r?.source, 'swarm')
   t.ok(Buffer.compare(await readFile(join(swarm.dst, 'prices.csv')), bytes) === 0)
 
+  // One large piece: its blocks arrive (bytesReceived grows) but nothing is verified for 2.4 s.
+  const piece = await pullFrom(t, { swarm: { steps: 12, everyMs: 200, unverified: true } }, 1)
+  t.equal(piece.err, undefined, String(piece.err))
+  t.ok(piece.seconds > 2, `the piece took ${piece.seconds} s`)
+  t.ok(Buffer.compare(await readFile(join(piece.dst, 'prices.csv')), bytes) === 0)
+
   // The copy phase: 4 KiB every 150 ms, 2.4 s in all.
   const copy = await pullFrom(t, { copy: { chunkBytes: 4096, everyMs: 150 } }, 1)
   t.equal(copy.err, undefined, String(copy.err))

@@ -238,6 +238,30 @@ t.test('--has-flag F: the flag comes after the data; N: none; a failed pull writ
     code: 'ALREADY_EXISTS',
   })
   t.same(await contents(dir5), { 'prices.csv': 'other' }, 'no flag beside the kept file')
+
+  // Covering yesterday's file: yesterday's flag goes before the new data takes the name, so a
+  // consumer never reads the flag of one version beside the data of another.
+  const dir6 = await freshDir({ 'prices.csv': other, 'prices.csv.flag': Buffer.from('yesterday') })
+  const watch6 = recordEntries(dir6)
+  t.teardown(() => watch6.close())
+  await pull({ tag: TAG, dstPath: dir6, dstHost: agent.url, hasFlag: 'F' })
+  t.same(await contents(dir6), { 'prices.csv': 'pulled', 'prices.csv.flag': '? 0 bytes' })
+  const flagEvents = () => watch6.names.flatMap((name, i) => (name === 'prices.csv.flag' ? [i] : []))
+  await until('the new flag in the folder events', () => flagEvents().length >= 2)
+  const placed = watch6.names.indexOf('prices.csv')
+  const [gone = -1, written = -1] = flagEvents()
+  t.ok(gone < placed && placed < written, 'old flag gone, data placed, new flag', {
+    events: watch6.names,
+  })
+
+  // A flag name over the 255-byte limit is refused before anything is fetched.
+  const long = `${'x'.repeat(250)}.csv`
+  const dir7 = await freshDir()
+  await t.rejects(pull({ tag: `h-/d-${long}:v1`, dstPath: dir7, dstHost: dead, hasFlag: 'F' }), {
+    code: 'USAGE',
+    message: /flag file .* more than 255: use --new-name/,
+  })
+  t.same(await readdir(dir7), [])
 })
 
 t.test('mode and mtime from the tag are given to the file before it is placed', async (t) => {

@@ -69,6 +69,7 @@ class FakeEngine implements SwarmEngine {
       })
     }
     return {
+      bytesReceived: n * PIECE,
       bytesFromOrigins: n * PIECE,
       bytesFromAgents: 0,
       bytesUploaded: 0,

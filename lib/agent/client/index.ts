@@ -14,6 +14,8 @@ export interface DownloadProgress {
   /** Pieces already on disk when the download started (a resume); bytes* count only the rest. */
   resumedPieces?: number
   size: number
+  /** Block bytes received this run, verified or not: moves within a piece (up to 16 MiB). */
+  bytesReceived?: number
   bytesFromOrigins: number
   bytesFromAgents: number
   bytesUploaded: number

@@ -64,6 +64,7 @@ export class ProgressTable {
 /** The engine's counts (this run's bytes only) and the pieces done, those resumed included. */
 export function pickStats(s: DownloadStats, resumedPieces = 0) {
   return {
+    bytesReceived: s.bytesReceived,
     bytesFromOrigins: s.bytesFromOrigins,
     bytesFromAgents: s.bytesFromAgents,
     bytesUploaded: s.bytesUploaded,

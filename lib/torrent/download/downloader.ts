@@ -78,6 +78,7 @@ export class Downloader {
     })
     const now = Date.now()
     this.stats = {
+      bytesReceived: 0,
       bytesFromOrigins: 0,
       bytesFromAgents: 0,
       bytesUploaded: 0,
@@ -221,6 +222,7 @@ export class Downloader {
     if (r.kind === 'unrequested') return
     if (r.kind === 'accepted') {
       this.metrics.receivedFrom[peer.cls].inc(block.length)
+      this.stats.bytesReceived += block.length
       if (r.piece !== undefined) this.finishPiece(r.piece)
     }
     this.scheduler.refill(peer, now)

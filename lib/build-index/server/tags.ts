@@ -8,15 +8,11 @@
  * each other (the backends have no compare-and-swap); run one writer per backend.
  */
 import type { Backend } from '../../backend/types.js'
-import { MAX_KEY_BYTES } from '../../backend/types.js'
-import { z } from '../../config/index.js'
 import {
   Digest,
   hasTagMeta,
   MAX_TAG_BYTES,
-  printable,
   sameTagMeta,
-  TAG_TYPES,
   Tag,
   type TagMeta,
   tagFromKey,
@@ -39,24 +35,16 @@ import {
   tombstoneKey,
   writeTombstone,
 } from './refs.js'
+import {
+  MAX_RECORD_BYTES,
+  parseTagRecord,
+  TAG_PREFIX,
+  type TagRecord,
+  tagObjectKey,
+  withMeta,
+} from './tag-record.js'
 
-export const TAG_PREFIX = 'tags/'
-const MAX_RECORD_BYTES = 64 << 10
-
-const TagRecordSchema = z.object({
-  tag: z.string(),
-  digest: z.string(),
-  createdAt: z.string(),
-  updatedAt: z.string(),
-  /** The namespace the blob was checked in (GC deletes it there); absent in older records. */
-  ns: z.string().optional(),
-  /** What the blob is and what it holds (lib/core/tag-meta.ts); absent in older records. */
-  type: z.enum(TAG_TYPES).optional(),
-  desc: z.string().optional(),
-  mode: z.number().int().min(0).max(0o7777).optional(),
-  mtimeMs: z.number().min(0).optional(),
-})
-export type TagRecord = z.infer<typeof TagRecordSchema>
+export { TAG_PREFIX, type TagRecord, tagObjectKey }
 
 /** created: new tag; moved: `latest` now points elsewhere; unchanged: same digest again. */
 export type PutResult = 'created' | 'moved' | 'unchanged'
@@ -73,18 +61,6 @@ export interface TagStoreOptions {
   logger: Logger
   registry?: Registry
   now?: () => Date
-}
-
-/** The backend key of a tag; never the raw tag, so '/', '..' and the like cannot escape `tags/`. */
-export function tagObjectKey(tag: Tag): string {
-  const key = TAG_PREFIX + tagKey(tag.toString())
-  if (Buffer.byteLength(key) > MAX_KEY_BYTES) {
-    throw new ShoalError(
-      'INVALID_TAG',
-      `invalid tag "${printable(tag.toString())}": it is ${Buffer.byteLength(key)} bytes once encoded for storage; the limit is ${MAX_KEY_BYTES} (shorten the path or file name)`,
-    )
-  }
-  return key
 }
 
 export class TagStore {
@@ -368,30 +344,8 @@ export class TagStore {
 
   private async read(key: string, signal?: AbortSignal): Promise<TagRecord | undefined> {
     const raw = await readSmall(this.backend, key, signal, MAX_RECORD_BYTES, 'a tag record')
-    if (raw === undefined) return undefined
-    let parsed: unknown
-    try {
-      parsed = JSON.parse(raw.toString('utf8'))
-    } catch (err) {
-      throw new ShoalError('BACKEND_ERROR', `tag object ${key} is not valid JSON; restore or delete it`, {
-        cause: err,
-      })
-    }
-    const record = TagRecordSchema.safeParse(parsed)
-    if (!record.success || !Digest.isValid(record.data.digest)) {
-      throw new ShoalError(
-        'BACKEND_ERROR',
-        `tag object ${key} is not a valid tag record; restore or delete it`,
-      )
-    }
-    return record.data
+    return raw === undefined ? undefined : parseTagRecord(raw, key)
   }
-}
-
-/** The record with the meta's fields set (only those present: no `undefined` keys are stored). */
-function withMeta(record: TagRecord, meta: TagMeta | undefined): TagRecord {
-  const { type: _type, desc: _desc, mode: _mode, mtimeMs: _mtimeMs, ...rest } = record
-  return { ...rest, ...tagMetaOf(meta ?? {}) }
 }
 
 function parseTag(name: string): Tag | undefined {

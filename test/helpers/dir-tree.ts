@@ -1,34 +1,10 @@
 /**
- * Directory-push test helpers: an agent beside a test herd, and a tree's snapshot (every entry's
+ * Directory-push test helpers: a tree's snapshot (every entry's
  * type, mode, content hash and mtime) to compare a pulled tree with what was pushed.
  */
 import { createHash } from 'node:crypto'
 import { lstat, readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { AgentConfigSchema } from '../../lib/agent/config.js'
-import { AgentServer } from '../../lib/agent/server/index.js'
-import { validateConfig } from '../../lib/config/index.js'
-import type { Herd } from '../../lib/herd/index.js'
-import { silentLogger } from '../../lib/log/index.js'
-
-export async function startAgent(
-  t: { teardown(fn: () => unknown): void },
-  herd: Herd,
-  dataDir: string,
-): Promise<AgentServer> {
-  const config = validateConfig(AgentConfigSchema, {
-    log: { level: 'silent' },
-    server: { port: 0 },
-    peer: { host: '127.0.0.1', port: 0 },
-    dataDir,
-    trackers: [herd.urls.tracker],
-    buildIndex: herd.urls.buildIndex,
-  })
-  const agent = new AgentServer(config, { logger: silentLogger() })
-  await agent.start()
-  t.teardown(() => agent.stop())
-  return agent
-}
 
 export interface TreeEntry {
   path: string

@@ -20,15 +20,13 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
 import t, { type Test } from 'tap'
 import { AgentClient } from '../../lib/agent/client/index.js'
-import { AgentConfigSchema } from '../../lib/agent/config.js'
-import { AgentServer } from '../../lib/agent/server/index.js'
+import type { AgentServer } from '../../lib/agent/server/index.js'
 import { pull } from '../../lib/cli/pull.js'
 import { push } from '../../lib/cli/push.js'
-import { validateConfig } from '../../lib/config/index.js'
 import { type Digest, digestFile } from '../../lib/core/index.js'
 import { errnoCode } from '../../lib/errors/index.js'
 import type { Herd } from '../../lib/herd/index.js'
-import { silentLogger } from '../../lib/log/index.js'
+import { startTestAgent } from '../helpers/agent.js'
 import { randomFile, tempDir } from '../helpers/files.js'
 import { startTestHerd } from '../helpers/herd.js'
 
@@ -45,26 +43,17 @@ async function pushBlob(herd: Herd, dir: string): Promise<{ tag: string; digest:
   return { tag: pushed.tag.toString(), digest: pushed.digest }
 }
 
-async function startAgent(
+function startAgent(
   t: Test,
   herd: Herd,
   dataDir: string,
   settings: Record<string, unknown> = {},
 ): Promise<AgentServer> {
-  const config = validateConfig(AgentConfigSchema, {
-    log: { level: 'silent' },
-    server: { port: 0 },
-    peer: { host: '127.0.0.1', port: 0 },
+  return startTestAgent(t, {
+    herd,
     dataDir,
-    trackers: [herd.urls.tracker],
-    buildIndex: herd.urls.buildIndex,
-    bandwidth: { ingressBytesPerSec: INGRESS },
-    ...settings,
+    settings: { bandwidth: { ingressBytesPerSec: INGRESS }, ...settings },
   })
-  const agent = new AgentServer(config, { logger: silentLogger() })
-  await agent.start()
-  t.teardown(() => agent.stop())
-  return agent
 }
 
 const run = promisify(execFile)

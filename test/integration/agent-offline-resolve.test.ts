@@ -18,13 +18,12 @@ import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import t, { type Test } from 'tap'
 import { AgentClient } from '../../lib/agent/client/index.js'
-import { AgentConfigSchema } from '../../lib/agent/config.js'
-import { AgentServer } from '../../lib/agent/server/index.js'
-import { validateConfig } from '../../lib/config/index.js'
+import type { AgentServer } from '../../lib/agent/server/index.js'
 import { DEFAULT_NAMESPACE, Digest, Tag } from '../../lib/core/index.js'
 import { isShoalError } from '../../lib/errors/index.js'
 import { createLogger, type Logger } from '../../lib/log/index.js'
 import { ProxyClient } from '../../lib/proxy/client/index.js'
+import { startTestAgent } from '../helpers/agent.js'
 import { tempDir } from '../helpers/files.js'
 import { startPushFront, startTestHerd } from '../helpers/herd.js'
 
@@ -37,7 +36,7 @@ function capturingLogger(): { logger: Logger; lines: () => Array<Record<string, 
   return { logger, lines: () => raw.map((l) => JSON.parse(l) as Record<string, unknown>) }
 }
 
-async function startAgent(
+function startAgent(
   t: Test,
   dataDir: string,
   trackers: string[],
@@ -45,20 +44,7 @@ async function startAgent(
   logger: Logger,
   settings: Record<string, unknown> = {},
 ): Promise<AgentServer> {
-  const config = validateConfig(AgentConfigSchema, {
-    log: { level: 'silent' },
-    server: { port: 0 },
-    peer: { host: '127.0.0.1', port: 0 },
-    dataDir,
-    minFreeBytes: 0,
-    trackers,
-    buildIndex,
-    ...settings,
-  })
-  const agent = new AgentServer(config, { logger })
-  await agent.start()
-  t.teardown(() => agent.stop())
-  return agent
+  return startTestAgent(t, { dataDir, trackers, buildIndex, settings, deps: { logger } })
 }
 
 async function readAll(body: Readable): Promise<Buffer> {

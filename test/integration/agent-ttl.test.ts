@@ -19,15 +19,13 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import { AgentClient } from '../../lib/agent/client/index.js'
-import { AgentConfigSchema } from '../../lib/agent/config.js'
-import { AgentServer } from '../../lib/agent/server/index.js'
+import type { AgentServer } from '../../lib/agent/server/index.js'
 import { ManualClock } from '../../lib/bandwidth/clock.js'
 import { pull } from '../../lib/cli/pull.js'
 import { push } from '../../lib/cli/push.js'
-import { validateConfig } from '../../lib/config/index.js'
 import { type Digest, digestFile, MetaInfo } from '../../lib/core/index.js'
 import type { Herd } from '../../lib/herd/index.js'
-import { silentLogger } from '../../lib/log/index.js'
+import { startTestAgent } from '../helpers/agent.js'
 import { randomFile, tempDir } from '../helpers/files.js'
 import { startTestHerd } from '../helpers/herd.js'
 
@@ -58,28 +56,19 @@ class TestTime {
   }
 }
 
-async function startAgent(
+function startAgent(
   t: Test,
   herd: Herd,
   dataDir: string,
   time: TestTime,
   settings: Record<string, unknown> = {},
 ): Promise<AgentServer> {
-  const config = validateConfig(AgentConfigSchema, {
-    log: { level: 'silent' },
-    server: { port: 0 },
-    peer: { host: '127.0.0.1', port: 0 },
+  return startTestAgent(t, {
+    herd,
     dataDir,
-    minFreeBytes: 0,
-    trackers: [herd.urls.tracker],
-    buildIndex: herd.urls.buildIndex,
-    cache: { ttlSeconds: TTL_S, sweepIntervalSeconds: SWEEP_MS / 1000 },
-    ...settings,
+    settings: { cache: { ttlSeconds: TTL_S, sweepIntervalSeconds: SWEEP_MS / 1000 }, ...settings },
+    deps: { clock: time.clock, now: time.now },
   })
-  const agent = new AgentServer(config, { logger: silentLogger(), clock: time.clock, now: time.now })
-  await agent.start()
-  t.teardown(() => agent.stop())
-  return agent
 }
 
 /** Lets the periodic sweep fire (the ManualClock) and waits for it; resolves with what it removed. */

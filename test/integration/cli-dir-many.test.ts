@@ -16,7 +16,8 @@ import { AgentClient } from '../../lib/agent/client/index.js'
 import { pullDirectory } from '../../lib/cli/dir-pull.js'
 import { pushDirectory } from '../../lib/cli/dir-push.js'
 import { Tag } from '../../lib/core/index.js'
-import { snapshot, startAgent, treeDiff } from '../helpers/dir-tree.js'
+import { startTestAgent } from '../helpers/agent.js'
+import { snapshot, treeDiff } from '../helpers/dir-tree.js'
 import { tempDir } from '../helpers/files.js'
 import { startTestHerd } from '../helpers/herd.js'
 
@@ -27,7 +28,7 @@ const DISTINCT = Number(process.env.SHOAL_DIR_MANY_DISTINCT ?? 300)
 t.test(`${FILES} small files push and pull`, async (t) => {
   const base = await tempDir(t)
   const herd = await startTestHerd(t, base)
-  const agent = await startAgent(t, herd, join(base, 'agent'))
+  const agent = await startTestAgent(t, { herd, dataDir: join(base, 'agent') })
   const srcDir = join(base, 'src')
   const src = join(srcDir, 'many')
   for (let d = 0; d < FILES / PER_DIR; d++) {

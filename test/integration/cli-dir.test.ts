@@ -18,7 +18,8 @@ import { encodeManifest, type Manifest } from '../../lib/cli/manifest.js'
 import { Digest, Tag } from '../../lib/core/index.js'
 import type { Herd } from '../../lib/herd/index.js'
 import { ProxyClient } from '../../lib/proxy/client/index.js'
-import { snapshot, startAgent, treeDiff } from '../helpers/dir-tree.js'
+import { startTestAgent } from '../helpers/agent.js'
+import { snapshot, treeDiff } from '../helpers/dir-tree.js'
 import { tempDir } from '../helpers/files.js'
 import { startTestHerd } from '../helpers/herd.js'
 
@@ -47,7 +48,7 @@ async function makeTree(root: string): Promise<void> {
 t.test('directories through a real herd and agent', async (t) => {
   const base = await tempDir(t)
   const herd = await startTestHerd(t, base)
-  const agent = await startAgent(t, herd, join(base, 'agent'))
+  const agent = await startTestAgent(t, { herd, dataDir: join(base, 'agent') })
   const agentClient = new AgentClient(agent.url)
   const srcDir = join(base, 'src')
   const src = join(srcDir, 'data')
@@ -115,7 +116,7 @@ t.test('directories through a real herd and agent', async (t) => {
 t.test('--is-cover false: ALREADY_EXISTS before anything is fetched, or --new-name', async (t) => {
   const base = await tempDir(t)
   const herd = await startTestHerd(t, base)
-  const agent = await startAgent(t, herd, join(base, 'agent'))
+  const agent = await startTestAgent(t, { herd, dataDir: join(base, 'agent') })
   const agentClient = new AgentClient(agent.url)
   const srcDir = join(base, 'src')
   const src = join(srcDir, 'data')
@@ -228,7 +229,7 @@ async function pushHostile(herd: Herd, tag: Tag, entries: unknown[]): Promise<vo
 t.test('a hostile manifest is refused and nothing is written', async (t) => {
   const base = await tempDir(t)
   const herd = await startTestHerd(t, base)
-  const agent = await startAgent(t, herd, join(base, 'agent'))
+  const agent = await startTestAgent(t, { herd, dataDir: join(base, 'agent') })
   const agentClient = new AgentClient(agent.url)
   const evil = Digest.fromBuffer(Buffer.from('evil')).toString()
   const entry = (path: string) => ({ path, type: 'file', size: 4, mode: 0o644, mtimeMs: 0, digest: evil })

@@ -9,14 +9,11 @@ import { randomBytes } from 'node:crypto'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { AgentConfigSchema } from '../../lib/agent/config.js'
-import { AgentServer } from '../../lib/agent/server/index.js'
 import { EXIT_CODE_MEANINGS, EXIT_CODES, softwareVersion } from '../../lib/cli/common.js'
 import { pullProgram, pushProgram, removeProgram } from '../../lib/cli/programs.js'
-import { validateConfig } from '../../lib/config/index.js'
 import { DEFAULT_NAMESPACE, Digest, Tag } from '../../lib/core/index.js'
-import { silentLogger } from '../../lib/log/index.js'
 import { ProxyClient } from '../../lib/proxy/client/index.js'
+import { startTestAgent } from '../helpers/agent.js'
 import { cliRunner, type Make } from '../helpers/cli-run.js'
 import { tempDir } from '../helpers/files.js'
 import { startTestHerd } from '../helpers/herd.js'
@@ -25,20 +22,7 @@ const DEAD = '127.0.0.1:1'
 
 const root = await tempDir(t)
 const herd = await startTestHerd(t, root)
-const agent = new AgentServer(
-  validateConfig(AgentConfigSchema, {
-    log: { level: 'silent' },
-    server: { port: 0 },
-    peer: { host: '127.0.0.1', port: 0 },
-    dataDir: join(root, 'agent'),
-    minFreeBytes: 0,
-    trackers: [herd.urls.tracker],
-    buildIndex: herd.urls.buildIndex,
-  }),
-  { logger: silentLogger() },
-)
-await agent.start()
-t.teardown(() => agent.stop())
+const agent = await startTestAgent(t, { herd, dataDir: join(root, 'agent') })
 const PROXY = herd.urls.proxy
 const AGENT = agent.url
 

@@ -7,11 +7,8 @@
 import { chmod, mkdir, readFile, stat, utimes, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { AgentConfigSchema } from '../../lib/agent/config.js'
-import { AgentServer } from '../../lib/agent/server/index.js'
 import { pullProgram, pushProgram } from '../../lib/cli/programs.js'
-import { validateConfig } from '../../lib/config/index.js'
-import { silentLogger } from '../../lib/log/index.js'
+import { startTestAgent } from '../helpers/agent.js'
 import { cliRunner } from '../helpers/cli-run.js'
 import { tempDir } from '../helpers/files.js'
 import { startPushFront, startTestHerd } from '../helpers/herd.js'
@@ -20,21 +17,7 @@ const root = await tempDir(t)
 const herd = await startTestHerd(t, root)
 
 async function startAgent(t: Test, dataDir: string, buildIndex: string): Promise<string> {
-  const agent = new AgentServer(
-    validateConfig(AgentConfigSchema, {
-      log: { level: 'silent' },
-      server: { port: 0 },
-      peer: { host: '127.0.0.1', port: 0 },
-      dataDir,
-      minFreeBytes: 0,
-      trackers: [herd.urls.tracker],
-      buildIndex,
-    }),
-    { logger: silentLogger() },
-  )
-  await agent.start()
-  t.teardown(() => agent.stop())
-  return agent.url
+  return (await startTestAgent(t, { dataDir, trackers: [herd.urls.tracker], buildIndex })).url
 }
 
 const run = cliRunner(root)

@@ -15,8 +15,6 @@
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { AgentClient } from '../../lib/agent/client/index.js'
-import { AgentConfigSchema } from '../../lib/agent/config.js'
-import { AgentServer } from '../../lib/agent/server/index.js'
 import { MemoryBackend } from '../../lib/backend/index.js'
 import { BuildIndexClient } from '../../lib/build-index/client/index.js'
 import { BuildIndexConfigSchema } from '../../lib/build-index/config.js'
@@ -29,6 +27,7 @@ import { silentLogger } from '../../lib/log/index.js'
 import { ProxyClient } from '../../lib/proxy/client/index.js'
 import { ProxyConfigSchema } from '../../lib/proxy/config.js'
 import { startProxy } from '../../lib/proxy/server/index.js'
+import { startTestAgent } from '../helpers/agent.js'
 import { tempDir } from '../helpers/files.js'
 
 const d = (n: number) => Digest.fromBuffer(Buffer.from(`blob ${n}`))
@@ -51,20 +50,12 @@ async function setup(t: Test) {
     { logger },
   )
   t.teardown(() => proxy.stop())
-  const agent = new AgentServer(
-    validateConfig(AgentConfigSchema, {
-      log: { level: 'silent' },
-      server: { port: 0 },
-      peer: { host: '127.0.0.1', port: 0 },
-      dataDir: join(await tempDir(t), 'agent'),
-      minFreeBytes: 0,
-      trackers: ['127.0.0.1:9'],
-      buildIndex: buildIndex.url,
-    }),
-    { logger },
-  )
-  await agent.start()
-  t.teardown(() => agent.stop())
+  const agent = await startTestAgent(t, {
+    dataDir: join(await tempDir(t), 'agent'),
+    trackers: ['127.0.0.1:9'],
+    buildIndex: buildIndex.url,
+    deps: { logger },
+  })
   return {
     backend,
     buildIndex: new BuildIndexClient(buildIndex.url),

@@ -1,8 +1,9 @@
 /**
  * One blob from the local agent into a temp file: the agent downloads it through the swarm
- * (progress polled meanwhile, so a watchdog and a progress bar see it move), then streams it;
- * the bytes are hashed on the way, checked against the digest and fsynced. On any failure the
- * temp file is removed: the caller only ever renames a verified, durable file.
+ * (progress polled meanwhile, so a watchdog and a progress bar see it move), then the kernel
+ * copies its verified cache file here (cache-copy.ts); where that cannot be done the agent
+ * streams it and the bytes are hashed on the way and checked against the digest. Either way the
+ * file is fsynced, and on any failure removed: the caller only renames a verified, durable file.
  */
 import { createHash } from 'node:crypto'
 import { createWriteStream } from 'node:fs'
@@ -15,6 +16,7 @@ import { Digest, formatBytes } from '../core/index.js'
 import { ShoalError } from '../errors/index.js'
 import { urlPath } from '../http/index.js'
 import { freeBytes, isNoSpaceError, noSpaceMessage } from '../store/space.js'
+import { cacheLocation, copyFromCache } from './cache-copy.js'
 
 export interface FetchProgress {
   /** 'swarm': the agent is downloading (bytes = verified pieces); 'copy': bytes streamed here. */
@@ -42,20 +44,28 @@ export interface FetchOptions {
   onProgress?: (p: FetchProgress) => void
   /** How often the agent's download is polled while it runs. */
   pollMs?: number
+  /** Always stream through HTTP (hashed here), never copy the agent's cache file. */
+  stream?: boolean
 }
 
-/** Writes blob `digest` to `tmpPath` (created exclusively), verified and fsynced; returns its size. */
+/**
+ * Writes blob `digest` to `tmpPath` (created exclusively), verified and fsynced; returns its size
+ * and whether it was the kernel's copy of the agent's cache file (else streamed and hashed here).
+ */
 export async function fetchBlob(
   agent: AgentClient,
   ns: string,
   digest: Digest,
   tmpPath: string,
   opts: FetchOptions = {},
-): Promise<{ size: number }> {
+): Promise<{ size: number; copied: boolean }> {
   const { signal, onProgress } = opts
   const stopPolling = onProgress ? pollDownload(agent, digest, onProgress, opts.pollMs ?? 500, signal) : noop
   let answer: Awaited<ReturnType<AgentClient['blob']>>
   try {
+    const cached = opts.stream ? undefined : await cacheLocation(agent, ns, digest, signal)
+    stopPolling()
+    if (cached && (await viaCache(cached, tmpPath, onProgress))) return { size: cached.size, copied: true }
     answer = await agent.blob(ns, digest, { signal })
   } finally {
     stopPolling()
@@ -89,9 +99,8 @@ export async function fetchBlob(
         `received bytes hash to ${got}, expected ${digest}; nothing was written`,
       )
     }
-    const fh = await open(tmpPath, 'r')
-    await fh.sync().finally(() => fh.close())
-    return { size }
+    await syncFile(tmpPath)
+    return { size, copied: false }
   } catch (err) {
     body.destroy()
     await rm(tmpPath, { force: true })
@@ -121,6 +130,29 @@ function noRoom(err: unknown, dir: string): ShoalError {
 }
 
 function noop(): void {}
+
+/** The kernel's copy of the agent's cache file, fsynced; false: stream it instead. */
+async function viaCache(
+  cached: { size: number; path: string },
+  tmpPath: string,
+  onProgress: FetchOptions['onProgress'],
+): Promise<boolean> {
+  try {
+    await checkRoom(dirname(tmpPath), cached.size)
+    if (!(await copyFromCache(cached, tmpPath, onProgress))) return false
+    await syncFile(tmpPath)
+    return true
+  } catch (err) {
+    await rm(tmpPath, { force: true })
+    if (isNoSpaceError(err)) throw noRoom(err, dirname(tmpPath))
+    throw err
+  }
+}
+
+async function syncFile(path: string): Promise<void> {
+  const fh = await open(path, 'r')
+  await fh.sync().finally(() => fh.close())
+}
 
 /** Reports the agent's download progress until stopped; a failed poll is skipped, not fatal. */
 function pollDownload(

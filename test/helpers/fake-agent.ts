@@ -23,6 +23,8 @@ export interface FakeAgentOptions {
    * `chunkBytes` every `everyMs`.
    */
   copy?: 'whole' | 'stall' | { chunkBytes: number; everyMs: number }
+  /** Where GET …/blobs/:digest/file says the blob is (default: no such route, as an older agent). */
+  cacheFile?: { path: string; size: number }
   /** 'stall': tag lookups are never answered. */
   resolve?: 'stall'
   /** Answer blob requests with this status and Shoal error body instead (e.g. 503 UNAVAILABLE). */
@@ -98,6 +100,10 @@ export async function startFakeAgent(
         bytesFromAgents: 0,
         bytesUploaded: 0,
       })
+    if (url.startsWith('/namespace/') && url.endsWith('/file')) {
+      if (!opts.cacheFile) return json(res, 404, { code: 'NOT_FOUND', message: `no route ${url}` })
+      return json(res, 200, { digest: opts.digest.toString(), ...opts.cacheFile })
+    }
     if (url.startsWith('/namespace/')) {
       state.blobRequests++
       if (opts.blobError) {

@@ -100,6 +100,28 @@ export class AgentClient {
     return { size: Number(res.headers['content-length'] ?? -1), body: res.body }
   }
 
+  /**
+   * Where the verified blob is in the agent's cache (downloaded first when missing), for a
+   * client on the same host to copy with the kernel. NOT_FOUND from an agent without the route.
+   */
+  async blobFile(
+    ns: string,
+    digest: Digest,
+    opts: { signal?: AbortSignal; timeoutMs?: number } = {},
+  ): Promise<{ size: number; path: string }> {
+    const body = await this.http.json<{ size?: unknown; path?: unknown }>(
+      'GET',
+      urlPath`/namespace/${ns}/blobs/${digest}/file`,
+      opts,
+    )
+    if (typeof body.path !== 'string' || !body.path.startsWith('/') || !Number.isSafeInteger(body.size))
+      throw new ShoalError(
+        'UPSTREAM_ERROR',
+        `the agent at ${this.http.baseUrl} answered an invalid blob location`,
+      )
+    return { size: body.size as number, path: body.path }
+  }
+
   async progress(digest: Digest, signal?: AbortSignal): Promise<DownloadProgress> {
     return this.http.json<DownloadProgress>('GET', urlPath`/downloads/${digest}`, { signal })
   }

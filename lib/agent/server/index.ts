@@ -122,6 +122,7 @@ export class AgentServer implements Service {
     r.get('/list/', list)
     r.get('/list/:prefix', list)
     r.get('/namespace/:ns/blobs/:digest', (ctx) => this.getBlob(ctx))
+    r.get('/namespace/:ns/blobs/:digest/file', (ctx) => this.getBlobFile(ctx))
     r.get('/downloads/:digest', (ctx) => this.getProgress(ctx))
     r.delete('/blobs/:digest', (ctx) => this.deleteBlob(ctx))
     registerBandwidthRoutes(r, this.bandwidth)
@@ -242,18 +243,25 @@ export class AgentServer implements Service {
     sendJson(res, 200, await this.buildIndex.list(params.prefix ?? '', { ...listQuery(query), signal }))
   }
 
-  private async getBlob({ res, params, signal }: RouteContext): Promise<void> {
+  /**
+   * The blob in the cache (downloaded through the swarm first when missing), held against
+   * eviction until the returned function is called.
+   */
+  private async holdBlob(params: RouteContext['params'], signal: AbortSignal): Promise<[Digest, () => void]> {
     const digest = Digest.parse(params.digest as string)
     const ns = parseNamespace(params.ns || DEFAULT_NAMESPACE)
-    let done: () => void
     for (;;) {
       await this.downloads.ensure(ns, digest, signal)
-      // A reader from here on: no sweep removes the blob until the stream ends. An eviction
+      // A reader from here on: no sweep removes the blob until it is released. An eviction
       // already under way either gives up (the blob stays) or finishes (get it again).
-      done = this.cache.reading(digest)
-      if (!(await this.cache.removal(digest)?.catch(() => true))) break
+      const done = this.cache.reading(digest)
+      if (!(await this.cache.removal(digest)?.catch(() => true))) return [digest, done]
       done()
     }
+  }
+
+  private async getBlob({ res, params, signal }: RouteContext): Promise<void> {
+    const [digest, done] = await this.holdBlob(params, signal)
     try {
       const stat = await this.store.stat(digest)
       if (!stat) throw new ShoalError('BLOB_NOT_FOUND', `blob not found: ${digest}`)
@@ -265,6 +273,28 @@ export class AgentServer implements Service {
       // pipeline closes the file when the client goes away mid-stream (pipe() would leak it).
       await pipeline(this.store.createReadStream(digest), res).catch((err) => {
         if (!res.destroyed) res.destroy(err)
+      })
+    } finally {
+      done()
+    }
+  }
+
+  /**
+   * Where the verified blob is in the cache, once it is there: a client on this host copies it
+   * with the kernel (copy_file_range, or a reflink) instead of streaming it through HTTP. The
+   * file is never written again once in the cache; a client must copy it, never link it. A
+   * client that cannot open it (another user, another mount namespace, evicted meanwhile) falls
+   * back to GET /namespace/:ns/blobs/:digest.
+   */
+  private async getBlobFile({ res, params, signal }: RouteContext): Promise<void> {
+    const [digest, done] = await this.holdBlob(params, signal)
+    try {
+      const stat = await this.store.stat(digest)
+      if (!stat) throw new ShoalError('BLOB_NOT_FOUND', `blob not found: ${digest}`)
+      sendJson(res, 200, {
+        digest: digest.toString(),
+        size: stat.size,
+        path: resolve(this.store.blobPath(digest)),
       })
     } finally {
       done()

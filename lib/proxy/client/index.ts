@@ -75,6 +75,14 @@ export class ProxyClient {
         },
       )
       return { existed: out.existed, size: out.size }
+    } catch (err) {
+      // The proxy answers "already stored" before reading the body and may close the connection
+      // while the body is still being sent: the client then sees the connection dropped instead
+      // of that answer. Ask once whether the blob is stored before calling it a failure.
+      if (!isShoalError(err, 'UNAVAILABLE') || signal?.aborted) throw err
+      const stored = await this.hasBlob(ns, digest, signal).catch(() => undefined)
+      if (stored?.size === size) return { existed: true, size }
+      throw err
     } finally {
       // When the proxy answered early (existed) the rest of the stream was never read: close it.
       if (!body.destroyed) body.destroy()

@@ -50,6 +50,16 @@ export const BuildIndexConfigSchema = z.strictObject({
       sweepIntervalMs: z.number().int().min(10).max(3_600_000).default(60_000),
     })
     .prefault({}),
+  /**
+   * Tag history (server/history.ts): creations, moves and deletes of each tag, the newest
+   * `maxEntries` kept per tag in the backend (`history/<tag>`), listed by GET /tags/:tag/history.
+   */
+  history: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      maxEntries: z.number().int().min(1).max(1000).default(100),
+    })
+    .prefault({}),
   list: z
     .strictObject({
       /** Page size of GET /list when no `limit` is given. */

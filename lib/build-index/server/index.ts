@@ -7,10 +7,13 @@
  *   HEAD   /tags/:tag                       200 / 404
  *   DELETE /tags/:tag[?purge=true]          204; an immutable version leaves a tombstone, which
  *                                           only purge (allowed per config.purgeFrom) removes
+ *   GET    /tags/:tag/history[?limit=&after=]  { tag, entries (newest first), next? }: creations,
+ *                                           moves, deletes; `after` is an entry's seq
  *   GET    /digests/:digest/tags[?limit=&after=]  { tags, next? }: the tags pointing at a digest
  *   GET    /list[/:prefix][?limit=&after=]  { tags, next? }; `GET /list` and `GET /list/` list all
  *
- * Tags are one percent-encoded path segment each ('/' written %2F).
+ * Tags are one percent-encoded path segment each ('/' written %2F). Writes record who made
+ * them from the `x-shoal-actor` header, else the remote address (server/history.ts).
  */
 import { type Backend, createBackend } from '../../backend/index.js'
 import {
@@ -32,10 +35,19 @@ import { type OriginClientFactory, OriginCluster } from '../../origin/client/ind
 import type { BuildIndexConfig } from '../config.js'
 import { type BlobCheck, OriginBlobCheck } from './blob-check.js'
 import { BlobGc } from './gc.js'
+import { ACTOR_HEADER, actorOf, TagHistory } from './history.js'
 import { TAG_PREFIX, TagStore } from './tags.js'
 
 export { type BlobCheck, OriginBlobCheck } from './blob-check.js'
 export { BlobGc, GC_PREFIX, type GcEntry } from './gc.js'
+export {
+  ACTOR_HEADER,
+  actorOf,
+  HISTORY_PREFIX,
+  type HistoryEntry,
+  type HistoryPage,
+  TagHistory,
+} from './history.js'
 export { KeyedMutex } from './mutex.js'
 export { type PutResult, TAG_PREFIX, type TagPage, type TagRecord, TagStore, tagObjectKey } from './tags.js'
 
@@ -89,6 +101,7 @@ export class BuildIndexServer implements Service {
       blobCheck,
       logger: deps.logger,
       registry: this.registry,
+      history: config.history.enabled ? new TagHistory(this.backend, config.history.maxEntries) : undefined,
     })
     if (config.gc.enabled) {
       this.gc = new BlobGc({
@@ -199,8 +212,9 @@ export class BuildIndexServer implements Service {
       const tag = Tag.parse(params.tag ?? '')
       const digest = Digest.parse(params.digest ?? '')
       const ns = namespace(query, this.config.namespace)
+      const actor = actorOf(req.headers[ACTOR_HEADER], req.socket.remoteAddress)
       const meta = parseTagMetaBody(await readBody(req, MAX_TAG_META_BODY))
-      const { record, result, previous } = await this.tags.put(tag, digest, { ns, signal, meta })
+      const { record, result, previous } = await this.tags.put(tag, digest, { ns, signal, meta, actor })
       // `latest` moved: the previous digest may have lost its last tag (the sweep checks).
       if (previous) await this.gcCandidate(Digest.parse(previous), ns)
       sendJson(res, 200, {
@@ -218,16 +232,25 @@ export class BuildIndexServer implements Service {
     r.delete('/tags/:tag', async ({ req, params, query, res, signal }) => {
       const tag = Tag.parse(params.tag ?? '')
       const purge = parsePurge(query.get('purge'))
+      const actor = actorOf(req.headers[ACTOR_HEADER], req.socket.remoteAddress)
       if (purge) checkPurgeAllowed(this.config.purgeFrom, req.socket.remoteAddress, tag)
       // Recorded before the tag goes: a crash in between leaves a candidate (kept at the sweep
       // while the tag exists), never an unreferenced blob nobody will collect.
       const before = await this.tags.find(tag, signal)
       if (before && this.gc)
         await this.gc.removed(Digest.parse(before.digest), before.ns ?? this.config.namespace, signal)
-      const removed = await this.tags.delete(tag, { purge, signal })
+      const removed = await this.tags.delete(tag, { purge, signal, actor })
       if (removed && removed.digest !== before?.digest)
         await this.gcCandidate(Digest.parse(removed.digest), removed.ns ?? this.config.namespace)
       sendEmpty(res, 204)
+    })
+    r.get('/tags/:tag/history', async ({ params, query, res, signal }) => {
+      const tag = Tag.parse(params.tag ?? '')
+      const history = this.tags.history
+      if (!history)
+        throw new ShoalError('NOT_FOUND', 'tag history is disabled on this build-index (history.enabled)')
+      const limit = parseLimit(query.get('limit'), this.config.list.defaultLimit, this.config.list.maxLimit)
+      sendJson(res, 200, await history.page(tag, { after: parseSeq(query.get('after')), limit, signal }))
     })
     r.get('/digests/:digest/tags', async ({ params, query, res, signal }) => {
       const digest = Digest.parse(params.digest ?? '')
@@ -284,6 +307,17 @@ function checkPurgeAllowed(from: 'loopback' | 'anywhere' | 'nowhere', address: s
     'FORBIDDEN',
     `purging the tombstone of ${tag} is not allowed from ${address ?? 'this client'} (purgeFrom: ${from}); run it on the build-index host, e.g. curl -X DELETE 'http://127.0.0.1:<port>/tags/<tag>?purge=true'`,
   )
+}
+
+/** A history cursor: the seq of the last entry of the previous page. */
+function parseSeq(value: string | null): number | undefined {
+  if (value === null || value === '') return undefined
+  if (!/^[0-9]{1,15}$/.test(value) || Number(value) < 1)
+    throw new ShoalError(
+      'BAD_REQUEST',
+      `invalid after "${printable(value)}": expected an entry's seq (a whole number from 1)`,
+    )
+  return Number(value)
 }
 
 function parseLimit(value: string | null, fallback: number, max: number): number {

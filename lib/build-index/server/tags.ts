@@ -23,6 +23,7 @@ import { ShoalError } from '../../errors/index.js'
 import type { Logger } from '../../log/index.js'
 import { type Counter, counter, type Registry } from '../../metrics/index.js'
 import type { BlobCheck } from './blob-check.js'
+import type { HistoryEntry, TagHistory } from './history.js'
 import { KeyedMutex } from './mutex.js'
 import {
   EMPTY,
@@ -61,6 +62,8 @@ export interface TagStoreOptions {
   logger: Logger
   registry?: Registry
   now?: () => Date
+  /** Where creations, moves and deletes are recorded (none: not recorded). */
+  history?: TagHistory
 }
 
 export class TagStore {
@@ -72,6 +75,8 @@ export class TagStore {
   private readonly puts: Counter | undefined
   private readonly deletes: Counter | undefined
   private readonly lookups: Counter | undefined
+  private readonly historyFailures: Counter | undefined
+  readonly history: TagHistory | undefined
   /** tagsOf() answers once every tag stored before the reverse index has its pair. */
   private refsReady = false
 
@@ -80,7 +85,13 @@ export class TagStore {
     this.blobCheck = opts.blobCheck
     this.log = opts.logger.child({ component: 'build-index-tags' })
     this.now = opts.now ?? (() => new Date())
+    this.history = opts.history
     if (opts.registry) {
+      this.historyFailures = counter(
+        opts.registry,
+        'shoal_build_index_history_failures_total',
+        'Tag writes whose history entry could not be stored (the write itself happened)',
+      )
       this.puts = counter(opts.registry, 'shoal_build_index_tag_puts_total', 'Tag puts by result', ['result'])
       this.deletes = counter(opts.registry, 'shoal_build_index_tag_deletes_total', 'Tags deleted')
       this.lookups = counter(opts.registry, 'shoal_build_index_tag_lookups_total', 'Tag lookups by result', [
@@ -99,7 +110,7 @@ export class TagStore {
   async put(
     tag: Tag,
     digest: Digest,
-    opts: { ns: string; signal?: AbortSignal; meta?: TagMeta },
+    opts: { ns: string; signal?: AbortSignal; meta?: TagMeta; actor?: string },
   ): Promise<{ record: TagRecord; result: PutResult; previous?: string }> {
     const key = tagObjectKey(tag)
     const name = tag.toString()
@@ -158,6 +169,13 @@ export class TagStore {
       }
       if (existing) await this.dropRef(Digest.parse(existing.digest), tag)
       const result: PutResult = existing ? 'moved' : 'created'
+      await this.record(tag, {
+        at,
+        actor: opts.actor ?? 'unknown',
+        action: result,
+        ...(existing ? { from: existing.digest } : {}),
+        to: record.digest,
+      })
       this.puts?.inc({ result })
       if (existing)
         this.log.info({ tag: name, digest: record.digest, previous: existing.digest }, 'tag moved')
@@ -187,7 +205,7 @@ export class TagStore {
    */
   async delete(
     tag: Tag,
-    opts: { purge?: boolean; signal?: AbortSignal } = {},
+    opts: { purge?: boolean; signal?: AbortSignal; actor?: string } = {},
   ): Promise<TagRecord | undefined> {
     const key = tagObjectKey(tag)
     const { signal, purge = false } = opts
@@ -208,6 +226,12 @@ export class TagStore {
       await this.backend.delete(key, signal)
       if (purge) await this.backend.delete(tombstoneKey(tag), signal)
       await this.dropRef(Digest.parse(existing.digest), tag)
+      await this.record(tag, {
+        at: this.now().toISOString(),
+        actor: opts.actor ?? 'unknown',
+        action: 'deleted',
+        from: existing.digest,
+      })
       this.deletes?.inc()
       this.log.info({ tag: existing.tag, digest: existing.digest, purge }, 'tag deleted')
       return existing
@@ -285,6 +309,17 @@ export class TagStore {
       this.log.info({ tag: name, digest: digest.toString() }, 'dropped a stale digest → tag pair')
       return false
     })
+  }
+
+  /** Appends to the tag's history; a failure is logged and counted, the write stands. */
+  private async record(tag: Tag, entry: Omit<HistoryEntry, 'seq'>): Promise<void> {
+    if (!this.history) return
+    try {
+      await this.history.append(tag, entry)
+    } catch (err) {
+      this.historyFailures?.inc()
+      this.log.error({ err, tag: tag.toString(), ...entry }, 'cannot record a tag history entry')
+    }
   }
 
   private async checkTombstone(tag: Tag, digest: Digest, signal?: AbortSignal): Promise<void> {

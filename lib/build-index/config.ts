@@ -6,6 +6,7 @@ import { BackendConfig } from '../backend/index.js'
 import { ListenConfig, LogConfig, z } from '../config/index.js'
 import { DEFAULT_NAMESPACE, NAMESPACE_RE } from '../core/index.js'
 import { HealthCheckConfig } from '../origin/client/health.js'
+import { RedisConfig } from '../redis/index.js'
 
 export const BuildIndexConfigSchema = z.strictObject({
   log: LogConfig,
@@ -58,6 +59,21 @@ export const BuildIndexConfigSchema = z.strictObject({
     .strictObject({
       enabled: z.boolean().default(true),
       maxEntries: z.number().int().min(1).max(1000).default(100),
+    })
+    .prefault({}),
+  /**
+   * Several build-index instances sharing one backend: set `redis` (the same for all of them)
+   * and every tag write takes a lease in Redis first, so one instance writes a tag at a time
+   * (server/tag-lock.ts). Unset: writes are serialised in this process only; run one
+   * build-index per backend.
+   */
+  redis: RedisConfig.optional(),
+  lock: z
+    .strictObject({
+      /** A lease lives this long unless renewed (it is, every ttlMs/3, while the write runs). */
+      ttlMs: z.number().int().min(100).max(600_000).default(30_000),
+      /** Waiting longer than this for another instance's lease answers 503 UNAVAILABLE. */
+      acquireTimeoutMs: z.number().int().min(10).max(600_000).default(10_000),
     })
     .prefault({}),
   list: z

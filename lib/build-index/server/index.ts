@@ -32,10 +32,12 @@ import { Lifecycle, type Service } from '../../lifecycle/index.js'
 import type { Logger } from '../../log/index.js'
 import { createRegistry, type Registry } from '../../metrics/index.js'
 import { type OriginClientFactory, OriginCluster } from '../../origin/client/index.js'
+import { closeRedis, connectRedis, type Redis, redactedRedisUrl } from '../../redis/index.js'
 import type { BuildIndexConfig } from '../config.js'
 import { type BlobCheck, OriginBlobCheck } from './blob-check.js'
 import { BlobGc } from './gc.js'
 import { ACTOR_HEADER, actorOf, TagHistory } from './history.js'
+import { RedisTagLock } from './tag-lock.js'
 import { TAG_PREFIX, TagStore } from './tags.js'
 
 export { type BlobCheck, OriginBlobCheck } from './blob-check.js'
@@ -49,6 +51,7 @@ export {
   TagHistory,
 } from './history.js'
 export { KeyedMutex } from './mutex.js'
+export { LocalTagLock, type LockHold, RedisTagLock, type TagLock } from './tag-lock.js'
 export { type PutResult, TAG_PREFIX, type TagPage, type TagRecord, TagStore, tagObjectKey } from './tags.js'
 
 const INDEX_RETRY_MS = 30_000
@@ -80,6 +83,8 @@ export class BuildIndexServer implements Service {
   private indexing: Promise<void> | undefined
   private retry: NodeJS.Timeout | undefined
   private readonly origins: OriginCluster
+  /** Connected at start when config.redis is set: the tag locks shared with other instances. */
+  private redis: Redis | undefined
   /** Deletes blobs no tag refers to after the grace period (undefined: gc.enabled is false). */
   readonly gc: BlobGc | undefined
 
@@ -102,6 +107,7 @@ export class BuildIndexServer implements Service {
       logger: deps.logger,
       registry: this.registry,
       history: config.history.enabled ? new TagHistory(this.backend, config.history.maxEntries) : undefined,
+      lock: config.redis ? new RedisTagLock(() => this.redis, config.lock) : undefined,
     })
     if (config.gc.enabled) {
       this.gc = new BlobGc({
@@ -146,6 +152,10 @@ export class BuildIndexServer implements Service {
   private async doStart(signal: AbortSignal | undefined): Promise<void> {
     // A backend that can be misconfigured remotely (S3) is checked before anything listens.
     await this.backend.check?.(signal)
+    if (this.config.redis) {
+      this.redis = await connectRedis(this.config.redis, 'shoal-build-index')
+      this.log.info({ redis: redactedRedisUrl(this.config.redis.url) }, 'tag writes locked through Redis')
+    }
     await this.origins.start()
     await this.gc?.start(signal)
     await this.http.start(this.config.server.port, this.config.server.host)
@@ -172,6 +182,8 @@ export class BuildIndexServer implements Service {
     await this.http.stop()
     await this.origins.stop()
     await this.indexing
+    if (this.redis) await closeRedis(this.redis)
+    this.redis = undefined
   }
 
   /**

@@ -3,9 +3,9 @@
  * the backend under `tags/<tagKey(canonical tag)>`. `latest` may move; every other version is
  * immutable once written; a tag may only point at a blob the origin cluster holds.
  *
- * Consistency: check-then-write runs under a per-tag lock, which is enough for one
- * build-index process. Several replicas writing the same backend are not serialised against
- * each other (the backends have no compare-and-swap); run one writer per backend.
+ * Consistency: check-then-write runs under the tag's lock (tag-lock.ts): in-process by
+ * default (one build-index per backend), a Redis lease when `redis` is configured, which lets
+ * several build-index instances share one backend with one writer per tag at a time.
  */
 import type { Backend } from '../../backend/types.js'
 import {
@@ -24,7 +24,6 @@ import type { Logger } from '../../log/index.js'
 import { type Counter, counter, type Registry } from '../../metrics/index.js'
 import type { BlobCheck } from './blob-check.js'
 import type { HistoryEntry, TagHistory } from './history.js'
-import { KeyedMutex } from './mutex.js'
 import {
   EMPTY,
   REFS_COMPLETE_KEY,
@@ -36,6 +35,7 @@ import {
   tombstoneKey,
   writeTombstone,
 } from './refs.js'
+import { LocalTagLock, type TagLock } from './tag-lock.js'
 import {
   MAX_RECORD_BYTES,
   parseTagRecord,
@@ -64,6 +64,8 @@ export interface TagStoreOptions {
   now?: () => Date
   /** Where creations, moves and deletes are recorded (none: not recorded). */
   history?: TagHistory
+  /** One writer per tag (default: in this process only). */
+  lock?: TagLock
 }
 
 export class TagStore {
@@ -71,7 +73,7 @@ export class TagStore {
   private readonly blobCheck: BlobCheck
   private readonly log: Logger
   private readonly now: () => Date
-  private readonly locks = new KeyedMutex()
+  private readonly locks: TagLock
   private readonly puts: Counter | undefined
   private readonly deletes: Counter | undefined
   private readonly lookups: Counter | undefined
@@ -86,6 +88,7 @@ export class TagStore {
     this.log = opts.logger.child({ component: 'build-index-tags' })
     this.now = opts.now ?? (() => new Date())
     this.history = opts.history
+    this.locks = opts.lock ?? new LocalTagLock()
     if (opts.registry) {
       this.historyFailures = counter(
         opts.registry,
@@ -114,7 +117,7 @@ export class TagStore {
   ): Promise<{ record: TagRecord; result: PutResult; previous?: string }> {
     const key = tagObjectKey(tag)
     const name = tag.toString()
-    return this.locks.run(key, async () => {
+    return this.locks.run(key, async (hold) => {
       const existing = await this.read(key, opts.signal)
       if (existing && existing.digest === digest.toString()) {
         // Heals a missing pair (a crash between writes); cheap next to the push before it.
@@ -124,6 +127,7 @@ export class TagStore {
         const meta = opts.meta
         if (tag.isLatest && hasTagMeta(meta) && !sameTagMeta(tagMetaOf(meta), tagMetaOf(existing))) {
           const updated = withMeta({ ...existing, updatedAt: this.now().toISOString() }, meta)
+          await hold.check()
           await this.write(key, updated, opts.signal)
           this.log.info({ tag: name, digest: existing.digest }, 'tag metadata updated')
           return { record: updated, result: 'unchanged' as const }
@@ -162,6 +166,7 @@ export class TagStore {
             `blob ${digest} is not in the origin cluster (namespace ${opts.ns}): push the blob first, then put the tag`,
           )
         }
+        await hold.check()
         await this.write(key, record, opts.signal)
         written = true
       } finally {
@@ -209,15 +214,17 @@ export class TagStore {
   ): Promise<TagRecord | undefined> {
     const key = tagObjectKey(tag)
     const { signal, purge = false } = opts
-    return this.locks.run(key, async () => {
+    return this.locks.run(key, async (hold) => {
       const existing = await this.read(key, signal)
       if (!existing) {
         const tomb = purge ? await readTombstone(this.backend, tag, signal) : undefined
         if (!tomb) throw notFound(tag)
+        await hold.check()
         await this.backend.delete(tombstoneKey(tag), signal)
         this.log.warn({ tag: tomb.tag, digest: tomb.digest }, 'tombstone purged')
         return undefined
       }
+      await hold.check()
       // Tombstone first: a crash after it leaves the version deleted-and-guarded, never repointable.
       if (!tag.isLatest && !purge) {
         const tomb = { tag: existing.tag, digest: existing.digest, deletedAt: this.now().toISOString() }

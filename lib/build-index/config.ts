@@ -7,6 +7,7 @@ import { ListenConfig, LogConfig, z } from '../config/index.js'
 import { DEFAULT_NAMESPACE, NAMESPACE_RE } from '../core/index.js'
 import { HealthCheckConfig } from '../origin/client/health.js'
 import { RedisConfig } from '../redis/index.js'
+import { RemoteConfig } from './server/replication.js'
 
 export const BuildIndexConfigSchema = z.strictObject({
   log: LogConfig,
@@ -74,6 +75,22 @@ export const BuildIndexConfigSchema = z.strictObject({
       ttlMs: z.number().int().min(100).max(600_000).default(30_000),
       /** Waiting longer than this for another instance's lease answers 503 UNAVAILABLE. */
       acquireTimeoutMs: z.number().int().min(10).max(600_000).default(10_000),
+    })
+    .prefault({}),
+  /**
+   * Remote clusters this build-index replicates tags to (server/replication.ts): a tag put here
+   * (created or moved) whose name matches one of `tags` is pushed there with its blob, blob
+   * first (to the remote's `origins`), then the tag (to its `buildIndex`), through a retry
+   * queue persisted in the backend. Status: GET /replication.
+   */
+  remotes: z
+    .array(RemoteConfig)
+    .refine((rs) => new Set(rs.map((r) => r.name)).size === rs.length, 'remote names must be unique')
+    .default([]),
+  replication: z
+    .strictObject({
+      /** Retries back off from 1 s, doubling up to this (ms). */
+      maxBackoffMs: z.number().int().min(10).max(3_600_000).default(60_000),
     })
     .prefault({}),
   list: z

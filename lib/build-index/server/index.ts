@@ -11,6 +11,8 @@
  *                                           moves, deletes; `after` is an entry's seq
  *   GET    /digests/:digest/tags[?limit=&after=]  { tags, next? }: the tags pointing at a digest
  *   GET    /list[/:prefix][?limit=&after=]  { tags, next? }; `GET /list` and `GET /list/` list all
+ *   GET    /replication                     { remotes: [{ name, buildIndex, queued, oldestAgeSeconds,
+ *                                           replicated, lastError? }] } (server/replication.ts)
  *
  * Tags are one percent-encoded path segment each ('/' written %2F). Writes record who made
  * them from the `x-shoal-actor` header, else the remote address (server/history.ts).
@@ -37,6 +39,7 @@ import type { BuildIndexConfig } from '../config.js'
 import { type BlobCheck, OriginBlobCheck } from './blob-check.js'
 import { BlobGc } from './gc.js'
 import { ACTOR_HEADER, actorOf, TagHistory } from './history.js'
+import { Replicator } from './replication.js'
 import { RedisTagLock } from './tag-lock.js'
 import { TAG_PREFIX, TagStore } from './tags.js'
 
@@ -85,6 +88,8 @@ export class BuildIndexServer implements Service {
   private readonly origins: OriginCluster
   /** Connected at start when config.redis is set: the tag locks shared with other instances. */
   private redis: Redis | undefined
+  /** Pushes matching tags to the remotes (undefined: no remotes configured). */
+  readonly replicator: Replicator | undefined
   /** Deletes blobs no tag refers to after the grace period (undefined: gc.enabled is false). */
   readonly gc: BlobGc | undefined
 
@@ -109,6 +114,16 @@ export class BuildIndexServer implements Service {
       history: config.history.enabled ? new TagHistory(this.backend, config.history.maxEntries) : undefined,
       lock: config.redis ? new RedisTagLock(() => this.redis, config.lock) : undefined,
     })
+    if (config.remotes.length > 0) {
+      this.replicator = new Replicator({
+        backend: this.backend,
+        remotes: config.remotes,
+        origins: this.origins,
+        logger: deps.logger,
+        registry: this.registry,
+        maxBackoffMs: config.replication.maxBackoffMs,
+      })
+    }
     if (config.gc.enabled) {
       this.gc = new BlobGc({
         backend: this.backend,
@@ -157,6 +172,7 @@ export class BuildIndexServer implements Service {
       this.log.info({ redis: redactedRedisUrl(this.config.redis.url) }, 'tag writes locked through Redis')
     }
     await this.origins.start()
+    await this.replicator?.start(signal)
     await this.gc?.start(signal)
     await this.http.start(this.config.server.port, this.config.server.host)
     this.indexing = this.indexExisting()
@@ -179,6 +195,7 @@ export class BuildIndexServer implements Service {
     this.stopping.abort()
     if (this.retry) clearTimeout(this.retry)
     await this.gc?.stop()
+    await this.replicator?.stop()
     await this.http.stop()
     await this.origins.stop()
     await this.indexing
@@ -213,6 +230,16 @@ export class BuildIndexServer implements Service {
     })
   }
 
+  /** Queues a tag for the remotes it matches; a failure is logged and counted, the put stands. */
+  private async replicate(tag: Tag, digest: Digest, ns: string): Promise<void> {
+    await this.replicator?.enqueue(tag, digest, ns).catch((err) => {
+      this.log.error(
+        { err, tag: tag.toString(), digest: digest.toString() },
+        'cannot queue a tag for replication; put it again to replicate it',
+      )
+    })
+  }
+
   /** http://host:port actually bound (valid after start()). */
   get url(): string {
     return this.http.url
@@ -229,6 +256,7 @@ export class BuildIndexServer implements Service {
       const { record, result, previous } = await this.tags.put(tag, digest, { ns, signal, meta, actor })
       // `latest` moved: the previous digest may have lost its last tag (the sweep checks).
       if (previous) await this.gcCandidate(Digest.parse(previous), ns)
+      if (result !== 'unchanged') await this.replicate(tag, digest, ns)
       sendJson(res, 200, {
         tag: record.tag,
         digest: record.digest,
@@ -263,6 +291,9 @@ export class BuildIndexServer implements Service {
         throw new ShoalError('NOT_FOUND', 'tag history is disabled on this build-index (history.enabled)')
       const limit = parseLimit(query.get('limit'), this.config.list.defaultLimit, this.config.list.maxLimit)
       sendJson(res, 200, await history.page(tag, { after: parseSeq(query.get('after')), limit, signal }))
+    })
+    r.get('/replication', ({ res }) => {
+      sendJson(res, 200, { remotes: this.replicator?.status() ?? [] })
     })
     r.get('/digests/:digest/tags', async ({ params, query, res, signal }) => {
       const digest = Digest.parse(params.digest ?? '')

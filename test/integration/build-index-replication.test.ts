@@ -117,7 +117,15 @@ t.test(
     toOrigin.setUp(false)
     await randomFile(join(dir, 'two.bin'), 2 << 20)
     await randomFile(join(dir, 'three.bin'), 1 << 20)
+    const first = await push({ srcPath: join(dir, 'two.bin'), srcHost: 'repl', dstHost: a.urls.proxy })
+    // latest moved while queued: one item per tag, the remote gets the newest digest.
+    await randomFile(join(dir, 'two.bin'), 2 << 20)
     const two = await push({ srcPath: join(dir, 'two.bin'), srcHost: 'repl', dstHost: a.urls.proxy })
+    t.not(two.digest.toString(), first.digest.toString())
+    // Deleted here while queued: superseded, never sent.
+    await randomFile(join(dir, 'gone.bin'), 1 << 20)
+    const gone = await push({ srcPath: join(dir, 'gone.bin'), srcHost: 'repl', dstHost: a.urls.proxy })
+    await aIndex.deleteTag(gone.tag)
     const three = await push({
       srcPath: join(dir, 'three.bin'),
       srcHost: 'repl',
@@ -156,6 +164,12 @@ t.test(
     t.equal((await bIndex.getTag(three.tag)).toString(), three.digest.toString())
     t.equal((await bOrigin.stat('default', three.digest))?.size, 1 << 20)
     t.notOk(await bIndex.hasTag(local.tag), 'the unmatched tag never went')
+    t.notOk(await bIndex.hasTag(gone.tag), 'the tag deleted while queued never went')
+    t.same(
+      (await bIndex.history(two.tag)).entries.map((e) => e.to),
+      [two.digest.toString()],
+      'B saw only the newest digest of the moved tag',
+    )
     const text = await (await fetch(`${a2.urls.buildIndex}/metrics`)).text()
     t.match(text, /shoal_build_index_replication_queued\{[^}]*remote="dc2"[^}]*\} 0/)
     t.match(text, /shoal_build_index_replication_attempts_total\{[^}]*result="replicated"[^}]*\} 2/)

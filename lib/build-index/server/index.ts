@@ -122,6 +122,7 @@ export class BuildIndexServer implements Service {
         logger: deps.logger,
         registry: this.registry,
         maxBackoffMs: config.replication.maxBackoffMs,
+        current: async (name, signal) => (await this.tags.find(Tag.parse(name), signal))?.digest,
       })
     }
     if (config.gc.enabled) {

@@ -91,6 +91,8 @@ export interface ReplicatorOptions {
   maxBackoffMs: number
   /** Who the remote's history names (default "replication"). */
   actor?: string
+  /** The digest the tag points at here now (undefined: gone), asked before each attempt. */
+  current: (tag: string, signal?: AbortSignal) => Promise<string | undefined>
 }
 
 export class Replicator {
@@ -248,6 +250,16 @@ export class Replicator {
     const signal = this.stopping.signal
     const name = remote.config.name
     try {
+      // A stale item (the tag moved or was deleted since; or another instance sharing the
+      // backend already replaced it) must not move the remote's tag back: the put that
+      // changed the tag queued its own item.
+      const now = await this.opts.current(item.tag, signal)
+      if (now !== item.digest) {
+        this.attempts.inc({ remote: name, result: 'superseded' })
+        this.log.debug({ remote: name, tag: item.tag, digest: item.digest, now }, 'replication item superseded')
+        await this.done(remote, key, item)
+        return
+      }
       await this.replicate(remote, item, signal)
     } catch (err) {
       if (signal.aborted) return

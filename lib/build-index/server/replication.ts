@@ -256,7 +256,10 @@ export class Replicator {
       const now = await this.opts.current(item.tag, signal)
       if (now !== item.digest) {
         this.attempts.inc({ remote: name, result: 'superseded' })
-        this.log.debug({ remote: name, tag: item.tag, digest: item.digest, now }, 'replication item superseded')
+        this.log.debug(
+          { remote: name, tag: item.tag, digest: item.digest, now },
+          'replication item superseded',
+        )
         await this.done(remote, key, item)
         return
       }

@@ -13,7 +13,7 @@ import {
   hasTagMeta,
   MAX_TAG_BYTES,
   sameTagMeta,
-  Tag,
+  type Tag,
   type TagMeta,
   tagFromKey,
   tagKey,
@@ -38,6 +38,8 @@ import {
 import { LocalTagLock, type TagLock } from './tag-lock.js'
 import {
   MAX_RECORD_BYTES,
+  notFound,
+  parseTag,
   parseTagRecord,
   TAG_PREFIX,
   type TagRecord,
@@ -388,16 +390,4 @@ export class TagStore {
     const raw = await readSmall(this.backend, key, signal, MAX_RECORD_BYTES, 'a tag record')
     return raw === undefined ? undefined : parseTagRecord(raw, key)
   }
-}
-
-function parseTag(name: string): Tag | undefined {
-  try {
-    return Tag.parse(name)
-  } catch {
-    return undefined
-  }
-}
-
-function notFound(tag: Tag): ShoalError {
-  return new ShoalError('TAG_NOT_FOUND', `tag not found: ${tag.toString()}`)
 }

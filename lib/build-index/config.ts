@@ -6,6 +6,8 @@ import { BackendConfig } from '../backend/index.js'
 import { ListenConfig, LogConfig, z } from '../config/index.js'
 import { DEFAULT_NAMESPACE, NAMESPACE_RE } from '../core/index.js'
 import { HealthCheckConfig } from '../origin/client/health.js'
+import { RedisConfig } from '../redis/index.js'
+import { RemoteConfig } from './server/replication.js'
 
 export const BuildIndexConfigSchema = z.strictObject({
   log: LogConfig,
@@ -48,6 +50,47 @@ export const BuildIndexConfigSchema = z.strictObject({
         .max(7 * 24 * 60 * 60 * 1000)
         .default(60 * 60 * 1000),
       sweepIntervalMs: z.number().int().min(10).max(3_600_000).default(60_000),
+    })
+    .prefault({}),
+  /**
+   * Tag history (server/history.ts): creations, moves and deletes of each tag, the newest
+   * `maxEntries` kept per tag in the backend (`history/<tag>`), listed by GET /tags/:tag/history.
+   */
+  history: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      maxEntries: z.number().int().min(1).max(1000).default(100),
+    })
+    .prefault({}),
+  /**
+   * Several build-index instances sharing one backend: set `redis` (the same for all of them)
+   * and every tag write takes a lease in Redis first, so one instance writes a tag at a time
+   * (server/tag-lock.ts). Unset: writes are serialised in this process only; run one
+   * build-index per backend.
+   */
+  redis: RedisConfig.optional(),
+  lock: z
+    .strictObject({
+      /** A lease lives this long unless renewed (it is, every ttlMs/3, while the write runs). */
+      ttlMs: z.number().int().min(100).max(600_000).default(30_000),
+      /** Waiting longer than this for another instance's lease answers 503 UNAVAILABLE. */
+      acquireTimeoutMs: z.number().int().min(10).max(600_000).default(10_000),
+    })
+    .prefault({}),
+  /**
+   * Remote clusters this build-index replicates tags to (server/replication.ts): a tag put here
+   * (created or moved) whose name matches one of `tags` is pushed there with its blob, blob
+   * first (to the remote's `origins`), then the tag (to its `buildIndex`), through a retry
+   * queue persisted in the backend. Status: GET /replication.
+   */
+  remotes: z
+    .array(RemoteConfig)
+    .refine((rs) => new Set(rs.map((r) => r.name)).size === rs.length, 'remote names must be unique')
+    .default([]),
+  replication: z
+    .strictObject({
+      /** Retries back off from 1 s, doubling up to this (ms). */
+      maxBackoffMs: z.number().int().min(10).max(3_600_000).default(60_000),
     })
     .prefault({}),
   list: z

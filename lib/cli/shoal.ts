@@ -8,6 +8,7 @@ import { Command, CommanderError } from './commander.js'
 import { type Output, stdio } from './common.js'
 import { intFlag } from './daemon.js'
 import { agentCommand, herdCommand, originCommand } from './daemons.js'
+import { tagsCommand } from './tags-program.js'
 
 export function shoalProgram(io: Output = stdio): Command {
   const program = new Command('shoal').description(
@@ -16,6 +17,7 @@ export function shoalProgram(io: Output = stdio): Command {
   program.addCommand(herdCommand('herd'))
   program.addCommand(agentCommand('agent'))
   program.addCommand(originCommand('origin'))
+  program.addCommand(tagsCommand(io))
 
   const dev = program
     .command('devcluster')

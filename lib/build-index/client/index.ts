@@ -50,6 +50,28 @@ export interface TagRecordAnswer {
   mtimeMs?: unknown
 }
 
+/** One change of a tag (GET /tags/:tag/history). */
+export interface TagHistoryEntry {
+  /** Per tag, increasing; pass the last one of a page as `after` for older entries. */
+  seq: number
+  at: string
+  /** Who: the x-shoal-actor the writer sent, else its address. */
+  actor: string
+  action: 'created' | 'moved' | 'deleted'
+  from?: string
+  to?: string
+}
+
+export interface TagHistoryPage {
+  tag: string
+  /** Newest first. */
+  entries: TagHistoryEntry[]
+  next?: number
+}
+
+/** The header naming who makes a tag write (recorded in the tag's history). */
+export const ACTOR_HEADER = 'x-shoal-actor'
+
 export class BuildIndexClient {
   readonly http: HttpClient
 
@@ -68,7 +90,7 @@ export class BuildIndexClient {
   async putTag(
     tag: Tag | string,
     digest: Digest,
-    opts: { ns?: string; signal?: AbortSignal; meta?: TagMeta } = {},
+    opts: { ns?: string; signal?: AbortSignal; meta?: TagMeta; actor?: string } = {},
   ): Promise<PutTagResult> {
     const query = opts.ns ? `?ns=${encodeURIComponent(opts.ns)}` : ''
     const body = await this.http.json<{
@@ -78,6 +100,7 @@ export class BuildIndexClient {
       previous?: string
     }>('PUT', urlPath`/tags/${String(tag)}/digest/${digest}` + query, {
       signal: opts.signal,
+      headers: actorHeaders(opts.actor),
       ...(hasTagMeta(opts.meta) ? { json: tagMetaOf(opts.meta) } : {}),
     })
     const out: PutTagResult = { tag: body.tag, digest: parseDigest(body.digest), result: body.result }
@@ -113,11 +136,27 @@ export class BuildIndexClient {
    */
   async deleteTag(
     tag: Tag | string,
-    opts: AbortSignal | { purge?: boolean; signal?: AbortSignal } = {},
+    opts: AbortSignal | { purge?: boolean; signal?: AbortSignal; actor?: string } = {},
   ): Promise<void> {
-    const { purge, signal } = opts instanceof AbortSignal ? { purge: false, signal: opts } : opts
+    const { purge, signal, actor } =
+      opts instanceof AbortSignal ? { purge: false, signal: opts, actor: undefined } : opts
     const query = purge ? '?purge=true' : ''
-    await this.http.status('DELETE', urlPath`/tags/${String(tag)}` + query, { signal })
+    await this.http.status('DELETE', urlPath`/tags/${String(tag)}` + query, {
+      signal,
+      headers: actorHeaders(actor),
+    })
+  }
+
+  /** One page of the tag's history, newest first; pass `next` back as `after` for older entries. */
+  async history(
+    tag: Tag | string,
+    opts: { after?: number; limit?: number; signal?: AbortSignal } = {},
+  ): Promise<TagHistoryPage> {
+    const qs = historyQuery(opts)
+    const body = await this.http.json<unknown>('GET', urlPath`/tags/${String(tag)}/history` + qs, {
+      signal: opts.signal,
+    })
+    return parseHistoryPage(body, 'build-index')
   }
 
   /** One page of the tags pointing at `digest`; pass `next` back as `after`. */
@@ -159,6 +198,40 @@ export class BuildIndexClient {
       after = page.next
     } while (after !== undefined)
   }
+}
+
+function actorHeaders(actor: string | undefined): Record<string, string> | undefined {
+  return actor ? { [ACTOR_HEADER]: actor } : undefined
+}
+
+/** `?limit=&after=` of a history request. */
+export function historyQuery(opts: { after?: number; limit?: number }): string {
+  return pageQuery({ limit: opts.limit, after: opts.after === undefined ? undefined : String(opts.after) })
+}
+
+/** A history page another daemon answered, checked (UPSTREAM_ERROR when it is not one). */
+export function parseHistoryPage(body: unknown, name: string): TagHistoryPage {
+  const bad = (why: string) => new ShoalError('UPSTREAM_ERROR', `${name} returned a tag history that ${why}`)
+  if (typeof body !== 'object' || body === null) throw bad('is not an object')
+  const b = body as { tag?: unknown; entries?: unknown; next?: unknown }
+  if (typeof b.tag !== 'string' || !Array.isArray(b.entries)) throw bad('has no tag or entries')
+  const entries: TagHistoryEntry[] = b.entries.map((e: unknown) => {
+    const x = (e ?? {}) as Record<string, unknown>
+    if (
+      typeof x.seq !== 'number' ||
+      typeof x.at !== 'string' ||
+      typeof x.actor !== 'string' ||
+      (x.action !== 'created' && x.action !== 'moved' && x.action !== 'deleted')
+    )
+      throw bad('has an invalid entry')
+    const entry: TagHistoryEntry = { seq: x.seq, at: x.at, actor: x.actor, action: x.action }
+    if (typeof x.from === 'string') entry.from = x.from
+    if (typeof x.to === 'string') entry.to = x.to
+    return entry
+  })
+  const page: TagHistoryPage = { tag: b.tag, entries }
+  if (typeof b.next === 'number') page.next = b.next
+  return page
 }
 
 function parseDigest(value: string): Digest {

@@ -7,10 +7,15 @@
  *   HEAD   /tags/:tag                       200 / 404
  *   DELETE /tags/:tag[?purge=true]          204; an immutable version leaves a tombstone, which
  *                                           only purge (allowed per config.purgeFrom) removes
+ *   GET    /tags/:tag/history[?limit=&after=]  { tag, entries (newest first), next? }: creations,
+ *                                           moves, deletes; `after` is an entry's seq
  *   GET    /digests/:digest/tags[?limit=&after=]  { tags, next? }: the tags pointing at a digest
  *   GET    /list[/:prefix][?limit=&after=]  { tags, next? }; `GET /list` and `GET /list/` list all
+ *   GET    /replication                     { remotes: [{ name, buildIndex, queued, oldestAgeSeconds,
+ *                                           replicated, lastError? }] } (server/replication.ts)
  *
- * Tags are one percent-encoded path segment each ('/' written %2F).
+ * Tags are one percent-encoded path segment each ('/' written %2F). Writes record who made
+ * them from the `x-shoal-actor` header, else the remote address (server/history.ts).
  */
 import { type Backend, createBackend } from '../../backend/index.js'
 import {
@@ -29,14 +34,27 @@ import { Lifecycle, type Service } from '../../lifecycle/index.js'
 import type { Logger } from '../../log/index.js'
 import { createRegistry, type Registry } from '../../metrics/index.js'
 import { type OriginClientFactory, OriginCluster } from '../../origin/client/index.js'
+import { closeRedis, connectRedis, type Redis, redactedRedisUrl } from '../../redis/index.js'
 import type { BuildIndexConfig } from '../config.js'
 import { type BlobCheck, OriginBlobCheck } from './blob-check.js'
 import { BlobGc } from './gc.js'
+import { ACTOR_HEADER, actorOf, TagHistory } from './history.js'
+import { Replicator } from './replication.js'
+import { RedisTagLock } from './tag-lock.js'
 import { TAG_PREFIX, TagStore } from './tags.js'
 
 export { type BlobCheck, OriginBlobCheck } from './blob-check.js'
 export { BlobGc, GC_PREFIX, type GcEntry } from './gc.js'
+export {
+  ACTOR_HEADER,
+  actorOf,
+  HISTORY_PREFIX,
+  type HistoryEntry,
+  type HistoryPage,
+  TagHistory,
+} from './history.js'
 export { KeyedMutex } from './mutex.js'
+export { LocalTagLock, type LockHold, RedisTagLock, type TagLock } from './tag-lock.js'
 export { type PutResult, TAG_PREFIX, type TagPage, type TagRecord, TagStore, tagObjectKey } from './tags.js'
 
 const INDEX_RETRY_MS = 30_000
@@ -68,6 +86,10 @@ export class BuildIndexServer implements Service {
   private indexing: Promise<void> | undefined
   private retry: NodeJS.Timeout | undefined
   private readonly origins: OriginCluster
+  /** Connected at start when config.redis is set: the tag locks shared with other instances. */
+  private redis: Redis | undefined
+  /** Pushes matching tags to the remotes (undefined: no remotes configured). */
+  readonly replicator: Replicator | undefined
   /** Deletes blobs no tag refers to after the grace period (undefined: gc.enabled is false). */
   readonly gc: BlobGc | undefined
 
@@ -89,7 +111,20 @@ export class BuildIndexServer implements Service {
       blobCheck,
       logger: deps.logger,
       registry: this.registry,
+      history: config.history.enabled ? new TagHistory(this.backend, config.history.maxEntries) : undefined,
+      lock: config.redis ? new RedisTagLock(() => this.redis, config.lock) : undefined,
     })
+    if (config.remotes.length > 0) {
+      this.replicator = new Replicator({
+        backend: this.backend,
+        remotes: config.remotes,
+        origins: this.origins,
+        logger: deps.logger,
+        registry: this.registry,
+        maxBackoffMs: config.replication.maxBackoffMs,
+        current: async (name, signal) => (await this.tags.find(Tag.parse(name), signal))?.digest,
+      })
+    }
     if (config.gc.enabled) {
       this.gc = new BlobGc({
         backend: this.backend,
@@ -133,7 +168,12 @@ export class BuildIndexServer implements Service {
   private async doStart(signal: AbortSignal | undefined): Promise<void> {
     // A backend that can be misconfigured remotely (S3) is checked before anything listens.
     await this.backend.check?.(signal)
+    if (this.config.redis) {
+      this.redis = await connectRedis(this.config.redis, 'shoal-build-index')
+      this.log.info({ redis: redactedRedisUrl(this.config.redis.url) }, 'tag writes locked through Redis')
+    }
     await this.origins.start()
+    await this.replicator?.start(signal)
     await this.gc?.start(signal)
     await this.http.start(this.config.server.port, this.config.server.host)
     this.indexing = this.indexExisting()
@@ -156,9 +196,12 @@ export class BuildIndexServer implements Service {
     this.stopping.abort()
     if (this.retry) clearTimeout(this.retry)
     await this.gc?.stop()
+    await this.replicator?.stop()
     await this.http.stop()
     await this.origins.stop()
     await this.indexing
+    if (this.redis) await closeRedis(this.redis)
+    this.redis = undefined
   }
 
   /**
@@ -188,6 +231,16 @@ export class BuildIndexServer implements Service {
     })
   }
 
+  /** Queues a tag for the remotes it matches; a failure is logged and counted, the put stands. */
+  private async replicate(tag: Tag, digest: Digest, ns: string): Promise<void> {
+    await this.replicator?.enqueue(tag, digest, ns).catch((err) => {
+      this.log.error(
+        { err, tag: tag.toString(), digest: digest.toString() },
+        'cannot queue a tag for replication; put it again to replicate it',
+      )
+    })
+  }
+
   /** http://host:port actually bound (valid after start()). */
   get url(): string {
     return this.http.url
@@ -199,10 +252,12 @@ export class BuildIndexServer implements Service {
       const tag = Tag.parse(params.tag ?? '')
       const digest = Digest.parse(params.digest ?? '')
       const ns = namespace(query, this.config.namespace)
+      const actor = actorOf(req.headers[ACTOR_HEADER], req.socket.remoteAddress)
       const meta = parseTagMetaBody(await readBody(req, MAX_TAG_META_BODY))
-      const { record, result, previous } = await this.tags.put(tag, digest, { ns, signal, meta })
+      const { record, result, previous } = await this.tags.put(tag, digest, { ns, signal, meta, actor })
       // `latest` moved: the previous digest may have lost its last tag (the sweep checks).
       if (previous) await this.gcCandidate(Digest.parse(previous), ns)
+      if (result !== 'unchanged') await this.replicate(tag, digest, ns)
       sendJson(res, 200, {
         tag: record.tag,
         digest: record.digest,
@@ -218,16 +273,28 @@ export class BuildIndexServer implements Service {
     r.delete('/tags/:tag', async ({ req, params, query, res, signal }) => {
       const tag = Tag.parse(params.tag ?? '')
       const purge = parsePurge(query.get('purge'))
+      const actor = actorOf(req.headers[ACTOR_HEADER], req.socket.remoteAddress)
       if (purge) checkPurgeAllowed(this.config.purgeFrom, req.socket.remoteAddress, tag)
       // Recorded before the tag goes: a crash in between leaves a candidate (kept at the sweep
       // while the tag exists), never an unreferenced blob nobody will collect.
       const before = await this.tags.find(tag, signal)
       if (before && this.gc)
         await this.gc.removed(Digest.parse(before.digest), before.ns ?? this.config.namespace, signal)
-      const removed = await this.tags.delete(tag, { purge, signal })
+      const removed = await this.tags.delete(tag, { purge, signal, actor })
       if (removed && removed.digest !== before?.digest)
         await this.gcCandidate(Digest.parse(removed.digest), removed.ns ?? this.config.namespace)
       sendEmpty(res, 204)
+    })
+    r.get('/tags/:tag/history', async ({ params, query, res, signal }) => {
+      const tag = Tag.parse(params.tag ?? '')
+      const history = this.tags.history
+      if (!history)
+        throw new ShoalError('NOT_FOUND', 'tag history is disabled on this build-index (history.enabled)')
+      const limit = parseLimit(query.get('limit'), this.config.list.defaultLimit, this.config.list.maxLimit)
+      sendJson(res, 200, await history.page(tag, { after: parseSeq(query.get('after')), limit, signal }))
+    })
+    r.get('/replication', ({ res }) => {
+      sendJson(res, 200, { remotes: this.replicator?.status() ?? [] })
     })
     r.get('/digests/:digest/tags', async ({ params, query, res, signal }) => {
       const digest = Digest.parse(params.digest ?? '')
@@ -284,6 +351,17 @@ function checkPurgeAllowed(from: 'loopback' | 'anywhere' | 'nowhere', address: s
     'FORBIDDEN',
     `purging the tombstone of ${tag} is not allowed from ${address ?? 'this client'} (purgeFrom: ${from}); run it on the build-index host, e.g. curl -X DELETE 'http://127.0.0.1:<port>/tags/<tag>?purge=true'`,
   )
+}
+
+/** A history cursor: the seq of the last entry of the previous page. */
+function parseSeq(value: string | null): number | undefined {
+  if (value === null || value === '') return undefined
+  if (!/^[0-9]{1,15}$/.test(value) || Number(value) < 1)
+    throw new ShoalError(
+      'BAD_REQUEST',
+      `invalid after "${printable(value)}": expected an entry's seq (a whole number from 1)`,
+    )
+  return Number(value)
 }
 
 function parseLimit(value: string | null, fallback: number, max: number): number {

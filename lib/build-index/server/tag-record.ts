@@ -4,7 +4,7 @@
  */
 import { MAX_KEY_BYTES } from '../../backend/types.js'
 import { z } from '../../config/index.js'
-import { Digest, printable, TAG_TYPES, type Tag, type TagMeta, tagKey, tagMetaOf } from '../../core/index.js'
+import { Digest, printable, TAG_TYPES, Tag, type TagMeta, tagKey, tagMetaOf } from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
 
 export const TAG_PREFIX = 'tags/'
@@ -58,4 +58,17 @@ export function parseTagRecord(raw: Buffer, key: string): TagRecord {
 export function withMeta(record: TagRecord, meta: TagMeta | undefined): TagRecord {
   const { type: _type, desc: _desc, mode: _mode, mtimeMs: _mtimeMs, ...rest } = record
   return { ...rest, ...tagMetaOf(meta ?? {}) }
+}
+
+/** The tag a stored name spells, or undefined when it no longer parses (rules tightened since). */
+export function parseTag(name: string): Tag | undefined {
+  try {
+    return Tag.parse(name)
+  } catch {
+    return undefined
+  }
+}
+
+export function notFound(tag: Tag): ShoalError {
+  return new ShoalError('TAG_NOT_FOUND', `tag not found: ${tag.toString()}`)
 }

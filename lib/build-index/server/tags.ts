@@ -3,9 +3,9 @@
  * the backend under `tags/<tagKey(canonical tag)>`. `latest` may move; every other version is
  * immutable once written; a tag may only point at a blob the origin cluster holds.
  *
- * Consistency: check-then-write runs under a per-tag lock, which is enough for one
- * build-index process. Several replicas writing the same backend are not serialised against
- * each other (the backends have no compare-and-swap); run one writer per backend.
+ * Consistency: check-then-write runs under the tag's lock (tag-lock.ts): in-process by
+ * default (one build-index per backend), a Redis lease when `redis` is configured, which lets
+ * several build-index instances share one backend with one writer per tag at a time.
  */
 import type { Backend } from '../../backend/types.js'
 import {
@@ -13,7 +13,7 @@ import {
   hasTagMeta,
   MAX_TAG_BYTES,
   sameTagMeta,
-  Tag,
+  type Tag,
   type TagMeta,
   tagFromKey,
   tagKey,
@@ -23,7 +23,7 @@ import { ShoalError } from '../../errors/index.js'
 import type { Logger } from '../../log/index.js'
 import { type Counter, counter, type Registry } from '../../metrics/index.js'
 import type { BlobCheck } from './blob-check.js'
-import { KeyedMutex } from './mutex.js'
+import type { HistoryEntry, TagHistory } from './history.js'
 import {
   EMPTY,
   REFS_COMPLETE_KEY,
@@ -35,8 +35,11 @@ import {
   tombstoneKey,
   writeTombstone,
 } from './refs.js'
+import { LocalTagLock, type TagLock } from './tag-lock.js'
 import {
   MAX_RECORD_BYTES,
+  notFound,
+  parseTag,
   parseTagRecord,
   TAG_PREFIX,
   type TagRecord,
@@ -61,6 +64,10 @@ export interface TagStoreOptions {
   logger: Logger
   registry?: Registry
   now?: () => Date
+  /** Where creations, moves and deletes are recorded (none: not recorded). */
+  history?: TagHistory
+  /** One writer per tag (default: in this process only). */
+  lock?: TagLock
 }
 
 export class TagStore {
@@ -68,10 +75,12 @@ export class TagStore {
   private readonly blobCheck: BlobCheck
   private readonly log: Logger
   private readonly now: () => Date
-  private readonly locks = new KeyedMutex()
+  private readonly locks: TagLock
   private readonly puts: Counter | undefined
   private readonly deletes: Counter | undefined
   private readonly lookups: Counter | undefined
+  private readonly historyFailures: Counter | undefined
+  readonly history: TagHistory | undefined
   /** tagsOf() answers once every tag stored before the reverse index has its pair. */
   private refsReady = false
 
@@ -80,7 +89,14 @@ export class TagStore {
     this.blobCheck = opts.blobCheck
     this.log = opts.logger.child({ component: 'build-index-tags' })
     this.now = opts.now ?? (() => new Date())
+    this.history = opts.history
+    this.locks = opts.lock ?? new LocalTagLock()
     if (opts.registry) {
+      this.historyFailures = counter(
+        opts.registry,
+        'shoal_build_index_history_failures_total',
+        'Tag writes whose history entry could not be stored (the write itself happened)',
+      )
       this.puts = counter(opts.registry, 'shoal_build_index_tag_puts_total', 'Tag puts by result', ['result'])
       this.deletes = counter(opts.registry, 'shoal_build_index_tag_deletes_total', 'Tags deleted')
       this.lookups = counter(opts.registry, 'shoal_build_index_tag_lookups_total', 'Tag lookups by result', [
@@ -99,11 +115,11 @@ export class TagStore {
   async put(
     tag: Tag,
     digest: Digest,
-    opts: { ns: string; signal?: AbortSignal; meta?: TagMeta },
+    opts: { ns: string; signal?: AbortSignal; meta?: TagMeta; actor?: string },
   ): Promise<{ record: TagRecord; result: PutResult; previous?: string }> {
     const key = tagObjectKey(tag)
     const name = tag.toString()
-    return this.locks.run(key, async () => {
+    return this.locks.run(key, async (hold) => {
       const existing = await this.read(key, opts.signal)
       if (existing && existing.digest === digest.toString()) {
         // Heals a missing pair (a crash between writes); cheap next to the push before it.
@@ -113,6 +129,7 @@ export class TagStore {
         const meta = opts.meta
         if (tag.isLatest && hasTagMeta(meta) && !sameTagMeta(tagMetaOf(meta), tagMetaOf(existing))) {
           const updated = withMeta({ ...existing, updatedAt: this.now().toISOString() }, meta)
+          await hold.check()
           await this.write(key, updated, opts.signal)
           this.log.info({ tag: name, digest: existing.digest }, 'tag metadata updated')
           return { record: updated, result: 'unchanged' as const }
@@ -151,6 +168,7 @@ export class TagStore {
             `blob ${digest} is not in the origin cluster (namespace ${opts.ns}): push the blob first, then put the tag`,
           )
         }
+        await hold.check()
         await this.write(key, record, opts.signal)
         written = true
       } finally {
@@ -158,6 +176,13 @@ export class TagStore {
       }
       if (existing) await this.dropRef(Digest.parse(existing.digest), tag)
       const result: PutResult = existing ? 'moved' : 'created'
+      await this.record(tag, {
+        at,
+        actor: opts.actor ?? 'unknown',
+        action: result,
+        ...(existing ? { from: existing.digest } : {}),
+        to: record.digest,
+      })
       this.puts?.inc({ result })
       if (existing)
         this.log.info({ tag: name, digest: record.digest, previous: existing.digest }, 'tag moved')
@@ -187,19 +212,21 @@ export class TagStore {
    */
   async delete(
     tag: Tag,
-    opts: { purge?: boolean; signal?: AbortSignal } = {},
+    opts: { purge?: boolean; signal?: AbortSignal; actor?: string } = {},
   ): Promise<TagRecord | undefined> {
     const key = tagObjectKey(tag)
     const { signal, purge = false } = opts
-    return this.locks.run(key, async () => {
+    return this.locks.run(key, async (hold) => {
       const existing = await this.read(key, signal)
       if (!existing) {
         const tomb = purge ? await readTombstone(this.backend, tag, signal) : undefined
         if (!tomb) throw notFound(tag)
+        await hold.check()
         await this.backend.delete(tombstoneKey(tag), signal)
         this.log.warn({ tag: tomb.tag, digest: tomb.digest }, 'tombstone purged')
         return undefined
       }
+      await hold.check()
       // Tombstone first: a crash after it leaves the version deleted-and-guarded, never repointable.
       if (!tag.isLatest && !purge) {
         const tomb = { tag: existing.tag, digest: existing.digest, deletedAt: this.now().toISOString() }
@@ -208,6 +235,12 @@ export class TagStore {
       await this.backend.delete(key, signal)
       if (purge) await this.backend.delete(tombstoneKey(tag), signal)
       await this.dropRef(Digest.parse(existing.digest), tag)
+      await this.record(tag, {
+        at: this.now().toISOString(),
+        actor: opts.actor ?? 'unknown',
+        action: 'deleted',
+        from: existing.digest,
+      })
       this.deletes?.inc()
       this.log.info({ tag: existing.tag, digest: existing.digest, purge }, 'tag deleted')
       return existing
@@ -287,6 +320,17 @@ export class TagStore {
     })
   }
 
+  /** Appends to the tag's history; a failure is logged and counted, the write stands. */
+  private async record(tag: Tag, entry: Omit<HistoryEntry, 'seq'>): Promise<void> {
+    if (!this.history) return
+    try {
+      await this.history.append(tag, entry)
+    } catch (err) {
+      this.historyFailures?.inc()
+      this.log.error({ err, tag: tag.toString(), ...entry }, 'cannot record a tag history entry')
+    }
+  }
+
   private async checkTombstone(tag: Tag, digest: Digest, signal?: AbortSignal): Promise<void> {
     const tomb = await readTombstone(this.backend, tag, signal)
     if (!tomb || tomb.digest === digest.toString()) return
@@ -346,16 +390,4 @@ export class TagStore {
     const raw = await readSmall(this.backend, key, signal, MAX_RECORD_BYTES, 'a tag record')
     return raw === undefined ? undefined : parseTagRecord(raw, key)
   }
-}
-
-function parseTag(name: string): Tag | undefined {
-  try {
-    return Tag.parse(name)
-  } catch {
-    return undefined
-  }
-}
-
-function notFound(tag: Tag): ShoalError {
-  return new ShoalError('TAG_NOT_FOUND', `tag not found: ${tag.toString()}`)
 }

@@ -3,8 +3,17 @@
  * Tags are sent as one percent-encoded path segment; a string tag is sent as given so the
  * server's INVALID_TAG message reaches the caller.
  */
+import { hostname, userInfo } from 'node:os'
 import type { Readable } from 'node:stream'
-import { answeredMeta, pageQuery, type TagRecordAnswer } from '../../build-index/client/index.js'
+import {
+  ACTOR_HEADER,
+  answeredMeta,
+  historyQuery,
+  pageQuery,
+  parseHistoryPage,
+  type TagHistoryPage,
+  type TagRecordAnswer,
+} from '../../build-index/client/index.js'
 import { Digest, hasTagMeta, type Tag, type TagMeta, type TagType, tagMetaOf } from '../../core/index.js'
 import { isShoalError, ShoalError } from '../../errors/index.js'
 import { HttpClient, urlPath } from '../../http/index.js'
@@ -27,14 +36,37 @@ export interface ProxyTagInfo {
   mtimeMs?: number
 }
 
+/**
+ * Who this process is, for the tag history: `user@host`, printable ASCII only (the header's
+ * rule), or undefined when neither can be told (the proxy then records our address).
+ */
+export function defaultActor(): string | undefined {
+  let user = ''
+  try {
+    user = userInfo().username
+  } catch {
+    user = process.env.USER ?? ''
+  }
+  const clean = (v: string) => v.replace(/[^\x21-\x7e]/g, '?').slice(0, 100)
+  const who = [clean(user), clean(hostname())].filter(Boolean).join('@')
+  return who === '' ? undefined : who
+}
+
 export class ProxyClient {
   readonly http: HttpClient
+  /** Sent as x-shoal-actor with tag writes (PushCLI, RemoveCLI): the tag history names it. */
+  readonly actor: string | undefined
 
   constructor(
     readonly baseUrl: string,
-    opts: { timeoutMs?: number } = {},
+    opts: { timeoutMs?: number; actor?: string } = {},
   ) {
     this.http = new HttpClient(baseUrl, { name: 'proxy', timeoutMs: opts.timeoutMs })
+    this.actor = opts.actor ?? defaultActor()
+  }
+
+  private actorHeaders(): Record<string, string> | undefined {
+    return this.actor ? { [ACTOR_HEADER]: this.actor } : undefined
   }
 
   /** The blob's size when the origin cluster already holds it (the dedupe check), else undefined. */
@@ -104,7 +136,7 @@ export class ProxyClient {
     const out = await this.http.json<{ tag: string; digest: string; result: string }>(
       'PUT',
       urlPath`/proxy/tags/${String(tag)}/digest/${digest}` + query,
-      { signal, ...(hasTagMeta(meta) ? { json: tagMetaOf(meta) } : {}) },
+      { signal, headers: this.actorHeaders(), ...(hasTagMeta(meta) ? { json: tagMetaOf(meta) } : {}) },
     )
     return { tag: out.tag, digest: Digest.parse(out.digest), result: out.result }
   }
@@ -142,6 +174,19 @@ export class ProxyClient {
     return body.next === undefined ? { tags: body.tags } : { tags: body.tags, next: body.next }
   }
 
+  /** One page of the tag's history through the proxy, newest first; `next` back as `after`. */
+  async history(
+    tag: Tag | string,
+    opts: { after?: number; limit?: number; signal?: AbortSignal } = {},
+  ): Promise<TagHistoryPage> {
+    const body = await this.http.json<unknown>(
+      'GET',
+      urlPath`/proxy/tags/${String(tag)}/history` + historyQuery(opts),
+      { signal: opts.signal },
+    )
+    return parseHistoryPage(body, 'proxy')
+  }
+
   /** The digest the tag points at; TAG_NOT_FOUND when there is no such tag. */
   async getTag(tag: Tag | string, signal?: AbortSignal): Promise<Digest> {
     const out = await this.http.json<{ digest: string }>('GET', urlPath`/proxy/tags/${String(tag)}`, {
@@ -152,6 +197,9 @@ export class ProxyClient {
 
   /** Removes the tag (the blob stays; garbage collection is separate); TAG_NOT_FOUND when absent. */
   async deleteTag(tag: Tag | string, signal?: AbortSignal): Promise<void> {
-    await this.http.status('DELETE', urlPath`/proxy/tags/${String(tag)}`, { signal })
+    await this.http.status('DELETE', urlPath`/proxy/tags/${String(tag)}`, {
+      signal,
+      headers: this.actorHeaders(),
+    })
   }
 }

@@ -7,7 +7,11 @@
  *   PUT    /proxy/tags/:tag/digest/:digest[?ns=]      put the tag in build-index; optional JSON
  *                                                     body {type?, desc?} (lib/core/tag-meta.ts)
  *   GET    /proxy/tags/:tag                           { tag, digest, createdAt, updatedAt, type?, desc? }
+ *   GET    /proxy/tags/:tag/history[?limit=&after=]   build-index's history of the tag
  *   DELETE /proxy/tags/:tag                           remove a tag (not the blob)
+ *
+ * Tag writes carry the caller's identity on to build-index (x-shoal-actor: the header the
+ * caller sent, else its address), so the tag history names the pusher, not this proxy.
  *   GET    /proxy/list[/:prefix][?limit=&after=]      { tags, next? }: build-index's tag list
  *
  * The proxy stores nothing: bytes go straight through to the owner origin, one upload chunk
@@ -15,7 +19,7 @@
  * port for now (the separate admin port 15005 of §3 is not split out yet).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { BuildIndexClient, listQuery } from '../../build-index/client/index.js'
+import { ACTOR_HEADER, BuildIndexClient, listQuery } from '../../build-index/client/index.js'
 import {
   Digest,
   MAX_TAG_META_BODY,
@@ -194,7 +198,8 @@ export class ProxyServer implements Service {
       const ns = nsParam ? parseNamespace(nsParam) : undefined
       // Checked here too, so a bad meta is refused before build-index is bothered.
       const meta = parseTagMetaBody(await readBody(req, MAX_TAG_META_BODY))
-      const out = await this.buildIndex.putTag(tag, digest, { ns, signal, meta })
+      const actor = callerOf(req)
+      const out = await this.buildIndex.putTag(tag, digest, { ns, signal, meta, actor })
       if (out.result !== 'unchanged')
         this.log.info({ tag: out.tag, digest: out.digest.toString(), result: out.result }, 'tag put')
       sendJson(res, 200, { tag: out.tag, digest: out.digest.toString(), result: out.result })
@@ -219,9 +224,22 @@ export class ProxyServer implements Service {
     r.get('/proxy/list/', list)
     r.get('/proxy/list/:prefix', list)
 
-    r.delete('/proxy/tags/:tag', async ({ params, res, signal }) => {
+    r.get('/proxy/tags/:tag/history', async ({ params, query, res, signal }) => {
       const tag = Tag.parse(params.tag ?? '')
-      await this.buildIndex.deleteTag(tag, signal)
+      const { after, limit } = listQuery(query)
+      if (after !== undefined && !/^[0-9]{1,15}$/.test(after))
+        throw new ShoalError('BAD_REQUEST', `invalid after "${printable(after)}": expected an entry's seq`)
+      const page = await this.buildIndex.history(tag, {
+        after: after === undefined ? undefined : Number(after),
+        limit,
+        signal,
+      })
+      sendJson(res, 200, page)
+    })
+
+    r.delete('/proxy/tags/:tag', async ({ req, params, res, signal }) => {
+      const tag = Tag.parse(params.tag ?? '')
+      await this.buildIndex.deleteTag(tag, { signal, actor: callerOf(req) })
       this.log.info({ tag: tag.toString() }, 'tag deleted')
       sendEmpty(res, 204)
     })
@@ -232,6 +250,16 @@ export async function startProxy(config: ProxyConfig, deps: ProxyDeps): Promise<
   const server = new ProxyServer(config, deps)
   await server.start()
   return server
+}
+
+/**
+ * Who a tag write is for: the x-shoal-actor the caller sent (checked again by build-index),
+ * else the caller's address. Without it build-index would record this proxy for every push.
+ */
+function callerOf(req: IncomingMessage): string {
+  const header = req.headers[ACTOR_HEADER]
+  const value = Array.isArray(header) ? header[0] : header
+  return value || req.socket.remoteAddress || 'unknown'
 }
 
 /** The declared body size; a push must say how big it is so the origin can check it. */

@@ -34,11 +34,17 @@ export class KindRegistry {
   register(def: KindDefinition): this {
     if (def.group !== '') validateName(def.group, 'group')
     if (!/^v[0-9]+((alpha|beta)[0-9]+)?$/.test(def.version))
-      throw new ShoalError('BAD_REQUEST', `kind ${def.kind}: version "${def.version}" is not like v1, v1beta1`)
+      throw new ShoalError(
+        'BAD_REQUEST',
+        `kind ${def.kind}: version "${def.version}" is not like v1, v1beta1`,
+      )
     if (!/^[A-Z][A-Za-z0-9]{0,62}$/.test(def.kind))
       throw new ShoalError('BAD_REQUEST', `kind "${def.kind}" is not a CamelCase word`)
     if (!/^[a-z][a-z0-9]{0,62}$/.test(def.plural))
-      throw new ShoalError('BAD_REQUEST', `kind ${def.kind}: plural "${def.plural}" is not lower-case letters and digits`)
+      throw new ShoalError(
+        'BAD_REQUEST',
+        `kind ${def.kind}: plural "${def.plural}" is not lower-case letters and digits`,
+      )
     const pKey = `${def.group}/${def.version}/${def.plural}`
     const kKey = `${apiVersionOf(def)}/${def.kind}`
     if (this.byPlural.has(pKey) || this.byKind.has(kKey))
@@ -65,7 +71,10 @@ export function fieldAccessor(def: KindDefinition, field: string): (obj: Resourc
   const get = BUILTIN_FIELDS[field] ?? def.selectableFields?.[field]
   if (!get) {
     const known = [...Object.keys(BUILTIN_FIELDS), ...Object.keys(def.selectableFields ?? {})]
-    throw invalid('fieldSelector', `"${field.slice(0, 80)}" is not a selectable field of ${def.kind} (${known.join(', ')})`)
+    throw invalid(
+      'fieldSelector',
+      `"${field.slice(0, 80)}" is not a selectable field of ${def.kind} (${known.join(', ')})`,
+    )
   }
   return get
 }

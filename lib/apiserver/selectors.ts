@@ -25,7 +25,8 @@ export interface FieldRequirement {
 
 export function parseLabelSelector(text: string | undefined | null): LabelRequirement[] {
   if (!text) return []
-  if (text.length > MAX_SELECTOR_CHARS) throw invalid('labelSelector', `longer than ${MAX_SELECTOR_CHARS} characters`)
+  if (text.length > MAX_SELECTOR_CHARS)
+    throw invalid('labelSelector', `longer than ${MAX_SELECTOR_CHARS} characters`)
   const reqs: LabelRequirement[] = []
   for (const part of splitTopLevel(text, 'labelSelector')) {
     const s = part.trim()
@@ -38,7 +39,8 @@ export function parseLabelSelector(text: string | undefined | null): LabelRequir
     m = /^([^\s=!(),]+)\s+(in|notin)\s*\(([^()]*)\)$/.exec(s)
     if (m) {
       const values = (m[3] as string).split(',').map((v) => v.trim())
-      if (values.length > MAX_SET_VALUES) throw invalid('labelSelector', `more than ${MAX_SET_VALUES} values in a set`)
+      if (values.length > MAX_SET_VALUES)
+        throw invalid('labelSelector', `more than ${MAX_SET_VALUES} values in a set`)
       for (const v of values) validateLabelValue(v, 'labelSelector')
       reqs.push({ key: key(m[1] as string), op: m[2] as 'in' | 'notin', values })
       continue
@@ -56,13 +58,15 @@ export function parseLabelSelector(text: string | undefined | null): LabelRequir
     }
     throw invalid('labelSelector', `cannot parse "${s.slice(0, 80)}"`)
   }
-  if (reqs.length > MAX_REQUIREMENTS) throw invalid('labelSelector', `more than ${MAX_REQUIREMENTS} requirements`)
+  if (reqs.length > MAX_REQUIREMENTS)
+    throw invalid('labelSelector', `more than ${MAX_REQUIREMENTS} requirements`)
   return reqs
 }
 
 export function parseFieldSelector(text: string | undefined | null, def: KindDefinition): FieldRequirement[] {
   if (!text) return []
-  if (text.length > MAX_SELECTOR_CHARS) throw invalid('fieldSelector', `longer than ${MAX_SELECTOR_CHARS} characters`)
+  if (text.length > MAX_SELECTOR_CHARS)
+    throw invalid('fieldSelector', `longer than ${MAX_SELECTOR_CHARS} characters`)
   const reqs: FieldRequirement[] = []
   for (const part of text.split(',')) {
     const m = /^\s*([A-Za-z0-9_.]+)\s*(==|=|!=)\s*(.*?)\s*$/.exec(part)
@@ -70,7 +74,8 @@ export function parseFieldSelector(text: string | undefined | null, def: KindDef
     fieldAccessor(def, m[1] as string)
     reqs.push({ field: m[1] as string, op: m[2] === '!=' ? '!=' : '=', value: m[3] as string })
   }
-  if (reqs.length > MAX_REQUIREMENTS) throw invalid('fieldSelector', `more than ${MAX_REQUIREMENTS} requirements`)
+  if (reqs.length > MAX_REQUIREMENTS)
+    throw invalid('fieldSelector', `more than ${MAX_REQUIREMENTS} requirements`)
   return reqs
 }
 
@@ -102,7 +107,11 @@ export function matchesLabels(labels: Record<string, string>, reqs: readonly Lab
   return true
 }
 
-export function matchesFields(obj: Resource, def: KindDefinition, reqs: readonly FieldRequirement[]): boolean {
+export function matchesFields(
+  obj: Resource,
+  def: KindDefinition,
+  reqs: readonly FieldRequirement[],
+): boolean {
   for (const r of reqs) {
     const v = fieldAccessor(def, r.field)(obj)
     if (r.op === '=' ? v !== r.value : v === r.value) return false

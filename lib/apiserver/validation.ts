@@ -55,13 +55,19 @@ export function validateQualifiedName(key: string, field: string): void {
   if (prefix !== undefined && (prefix.length > LIMITS.labelPrefixBytes || !DNS1123_SUBDOMAIN.test(prefix)))
     throw invalid(field, `prefix of "${key.slice(0, 80)}" is not a DNS-1123 subdomain`)
   if (name.length > LIMITS.labelNameBytes || !LABEL_NAME.test(name))
-    throw invalid(field, `"${key.slice(0, 80)}" is not a qualified name (alphanumerics, '-', '_', '.', at most 63)`)
+    throw invalid(
+      field,
+      `"${key.slice(0, 80)}" is not a qualified name (alphanumerics, '-', '_', '.', at most 63)`,
+    )
 }
 
 export function validateLabelValue(value: unknown, field: string): string {
   if (typeof value !== 'string') throw invalid(field, 'must be a string')
   if (value.length > LIMITS.labelValueBytes || !LABEL_VALUE.test(value))
-    throw invalid(field, `"${value.slice(0, 80)}" is not a label value (alphanumerics, '-', '_', '.', at most 63)`)
+    throw invalid(
+      field,
+      `"${value.slice(0, 80)}" is not a label value (alphanumerics, '-', '_', '.', at most 63)`,
+    )
   return value
 }
 
@@ -79,20 +85,23 @@ export function validateLabels(labels: unknown, field = 'metadata.labels'): Reco
 export function validateAnnotations(ann: unknown, field = 'metadata.annotations'): Record<string, string> {
   const map = stringMap(ann, field)
   const keys = Object.keys(map)
-  if (keys.length > LIMITS.annotationCount) throw invalid(field, `more than ${LIMITS.annotationCount} annotations`)
+  if (keys.length > LIMITS.annotationCount)
+    throw invalid(field, `more than ${LIMITS.annotationCount} annotations`)
   let bytes = 0
   for (const k of keys) {
     validateQualifiedName(k, `${field}.${k.slice(0, 80)}`)
     bytes += Buffer.byteLength(k) + Buffer.byteLength(map[k] as string)
   }
-  if (bytes > LIMITS.annotationBytes) throw invalid(field, `larger than ${LIMITS.annotationBytes} bytes in all`)
+  if (bytes > LIMITS.annotationBytes)
+    throw invalid(field, `larger than ${LIMITS.annotationBytes} bytes in all`)
   return map
 }
 
 export function validateFinalizers(list: unknown, field = 'metadata.finalizers'): string[] {
   if (list === undefined) return []
   if (!Array.isArray(list)) throw invalid(field, 'must be a list of strings')
-  if (list.length > LIMITS.finalizerCount) throw invalid(field, `more than ${LIMITS.finalizerCount} finalizers`)
+  if (list.length > LIMITS.finalizerCount)
+    throw invalid(field, `more than ${LIMITS.finalizerCount} finalizers`)
   const seen = new Set<string>()
   for (const f of list) {
     if (typeof f !== 'string') throw invalid(field, 'must be a list of strings')
@@ -117,7 +126,6 @@ function stringMap(value: unknown, field: string): Record<string, string> {
 /** The object's JSON, refused when larger than the bound (INVALID, since it is the object that is wrong). */
 export function boundedJson(obj: unknown, limit: number = LIMITS.objectBytes): string {
   const json = JSON.stringify(obj)
-  if (Buffer.byteLength(json) > limit)
-    throw invalid('(object)', `larger than ${limit} bytes as JSON`)
+  if (Buffer.byteLength(json) > limit) throw invalid('(object)', `larger than ${limit} bytes as JSON`)
   return json
 }

@@ -5,12 +5,12 @@
  * runs next to the first (another process's view).
  */
 import type { Test } from 'tap'
-import { z } from '../../lib/config/index.js'
-import { isShoalError } from '../../lib/errors/index.js'
 import { type KindDefinition, KindRegistry } from '../../lib/apiserver/registry.js'
 import { parseSelector } from '../../lib/apiserver/selectors.js'
 import type { ResourceStore } from '../../lib/apiserver/store/types.js'
 import type { Resource, ResourceInput, WatchEvent } from '../../lib/apiserver/types.js'
+import { z } from '../../lib/config/index.js'
+import { isShoalError } from '../../lib/errors/index.js'
 
 export interface ResourceStoreFactoryOptions {
   historyEvents: number
@@ -37,7 +37,12 @@ export const Widget: KindDefinition = {
 export const Gadget: KindDefinition = { ...Widget, kind: 'Gadget', plural: 'gadgets', selectableFields: {} }
 new KindRegistry().register(Widget).register(Gadget) // the definitions are valid
 
-export function widget(name: string, host = 'h1', labels: Record<string, string> = {}, extra: Partial<ResourceInput['metadata']> = {}): ResourceInput {
+export function widget(
+  name: string,
+  host = 'h1',
+  labels: Record<string, string> = {},
+  extra: Partial<ResourceInput['metadata']> = {},
+): ResourceInput {
   return { metadata: { name, labels, ...extra }, spec: { host } }
 }
 
@@ -52,7 +57,10 @@ export async function take(
   const deadline = Date.now() + (opts.ms ?? 10_000)
   while (out.length < n) {
     const left = deadline - Date.now()
-    if (left <= 0) throw new Error(`only ${out.length} of ${n} events before the deadline: ${JSON.stringify(out.map((e) => e.type))}`)
+    if (left <= 0)
+      throw new Error(
+        `only ${out.length} of ${n} events before the deadline: ${JSON.stringify(out.map((e) => e.type))}`,
+      )
     let timer: NodeJS.Timeout | undefined
     const r = await Promise.race([
       iter.next(),
@@ -100,7 +108,10 @@ export function resourceStoreContract(t: Test, name: string, make: ResourceStore
     await store.create(Widget, 'ns2', widget('a'))
     await store.create(Widget, 'ns1', widget('b'))
     const l1 = await store.list(Widget, { namespace: 'ns1' })
-    t.same(l1.items.map((o) => o.metadata.name), ['a', 'b'])
+    t.same(
+      l1.items.map((o) => o.metadata.name),
+      ['a', 'b'],
+    )
     t.equal(l1.kind, 'WidgetList')
     t.equal((await store.list(Widget)).items.length, 3, 'every namespace')
     const u = await store.update(Widget, 'ns1', { ...a, spec: { host: 'h2' } })
@@ -117,9 +128,12 @@ export function resourceStoreContract(t: Test, name: string, make: ResourceStore
     const { store } = await open(t)
     const rvs: number[] = []
     for (let i = 0; i < 5; i++) {
-      rvs.push(Number((await store.create(i % 2 ? Widget : Gadget, 'ns', widget(`o${i}`))).metadata.resourceVersion))
+      rvs.push(
+        Number((await store.create(i % 2 ? Widget : Gadget, 'ns', widget(`o${i}`))).metadata.resourceVersion),
+      )
     }
-    for (let i = 1; i < rvs.length; i++) t.equal(rvs[i], (rvs[i - 1] as number) + 1, 'one step per write, across kinds')
+    for (let i = 1; i < rvs.length; i++)
+      t.equal(rvs[i], (rvs[i - 1] as number) + 1, 'one step per write, across kinds')
     t.equal((await store.list(Widget)).metadata.resourceVersion, String(rvs[4]))
     t.equal(await store.resourceVersion(), String(rvs[4]))
   })
@@ -132,7 +146,10 @@ export function resourceStoreContract(t: Test, name: string, make: ResourceStore
       ['long name', widget('a'.repeat(254))],
       ['label key', widget('a', 'h', { 'bad key': 'v' })],
       ['label value', widget('a', 'h', { k: 'v v' })],
-      ['too many labels', widget('a', 'h', Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v'])))],
+      [
+        'too many labels',
+        widget('a', 'h', Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v']))),
+      ],
       ['spec schema', { metadata: { name: 'a' }, spec: { host: '' } }],
       ['unknown spec key', { metadata: { name: 'a' }, spec: { host: 'h', nope: 1 } }],
       ['resourceVersion on create', widget('a', 'h', {}, { resourceVersion: '5' })],
@@ -140,7 +157,8 @@ export function resourceStoreContract(t: Test, name: string, make: ResourceStore
       ['oversized', widget('a', 'h', {}, { annotations: { big: 'x'.repeat(600 * 1024) } })],
       ['wrong kind', { ...widget('a'), kind: 'Gadget' }],
     ]
-    for (const [why, input] of bad) await t.rejects(store.create(Widget, 'ns', input), { code: 'INVALID' }, why)
+    for (const [why, input] of bad)
+      await t.rejects(store.create(Widget, 'ns', input), { code: 'INVALID' }, why)
     await t.rejects(store.create(Widget, 'Bad_NS', widget('a')), { code: 'INVALID' }, 'namespace')
     t.equal((await store.list(Widget)).items.length, 0, 'nothing was written')
   })
@@ -150,8 +168,12 @@ export function resourceStoreContract(t: Test, name: string, make: ResourceStore
     const a = await store.create(Widget, 'ns', widget('a'))
     const b = await store.update(Widget, 'ns', { ...a, metadata: { ...a.metadata, labels: { v: '2' } } })
     await t.rejects(store.update(Widget, 'ns', { ...a, spec: { host: 'h9' } }), { code: 'CONFLICT' })
-    await t.rejects(store.updateStatus(Widget, 'ns', { ...a, status: { phase: 'Done' } }), { code: 'CONFLICT' })
-    await t.rejects(store.delete(Widget, 'ns', 'a', { resourceVersion: a.metadata.resourceVersion }), { code: 'CONFLICT' })
+    await t.rejects(store.updateStatus(Widget, 'ns', { ...a, status: { phase: 'Done' } }), {
+      code: 'CONFLICT',
+    })
+    await t.rejects(store.delete(Widget, 'ns', 'a', { resourceVersion: a.metadata.resourceVersion }), {
+      code: 'CONFLICT',
+    })
     await t.rejects(store.delete(Widget, 'ns', 'a', { uid: 'not-the-uid' }), { code: 'CONFLICT' })
     for (let round = 0; round < 10; round++) {
       const cur = await store.get(Widget, 'ns', 'a')
@@ -178,13 +200,23 @@ export function resourceStoreContract(t: Test, name: string, make: ResourceStore
     const { store } = await open(t)
     const a = await store.create(Widget, 'ns', { ...widget('a'), status: { phase: 'Done' } })
     t.equal(a.status, undefined, 'create does not take status')
-    const s = await store.updateStatus(Widget, 'ns', { ...a, spec: { host: 'changed' }, status: { phase: 'Running' } })
+    const s = await store.updateStatus(Widget, 'ns', {
+      ...a,
+      spec: { host: 'changed' },
+      status: { phase: 'Running' },
+    })
     t.same(s.status, { phase: 'Running' })
     t.same(s.spec, a.spec, 'a status update never changes spec')
     t.equal(s.metadata.generation, 1)
     t.ok(Number(s.metadata.resourceVersion) > Number(a.metadata.resourceVersion))
-    await t.rejects(store.updateStatus(Widget, 'ns', { ...s, status: { phase: 'Bogus' } }), { code: 'INVALID' })
-    const l = await store.update(Widget, 'ns', { ...s, metadata: { ...s.metadata, labels: { x: 'y' } }, status: { phase: 'Pending' } })
+    await t.rejects(store.updateStatus(Widget, 'ns', { ...s, status: { phase: 'Bogus' } }), {
+      code: 'INVALID',
+    })
+    const l = await store.update(Widget, 'ns', {
+      ...s,
+      metadata: { ...s.metadata, labels: { x: 'y' } },
+      status: { phase: 'Pending' },
+    })
     t.equal(l.metadata.generation, 1, 'metadata changes keep generation')
     t.same(l.status, { phase: 'Running' }, 'an update keeps status')
     const same = await store.update(Widget, 'ns', l)
@@ -197,23 +229,43 @@ export function resourceStoreContract(t: Test, name: string, make: ResourceStore
     const ps = await store.patch(Widget, 'ns', 'a', { status: { note: 'hi' } }, { status: true })
     t.same(ps.status, { phase: 'Running', note: 'hi' })
     t.equal(ps.metadata.generation, 3)
-    await t.rejects(store.patch(Widget, 'ns', 'a', { metadata: { resourceVersion: a.metadata.resourceVersion }, spec: { size: 9 } }), {
-      code: 'CONFLICT',
-    })
+    await t.rejects(
+      store.patch(Widget, 'ns', 'a', {
+        metadata: { resourceVersion: a.metadata.resourceVersion },
+        spec: { size: 9 },
+      }),
+      {
+        code: 'CONFLICT',
+      },
+    )
   })
 
   t.test(`${name}: finalizers hold a delete`, async (t) => {
     const { store } = await open(t)
-    const a = await store.create(Widget, 'ns', widget('a', 'h1', {}, { finalizers: ['test.shoal.io/cleanup', 'other'] }))
-    const w = await store.watch(Widget, { resourceVersion: a.metadata.resourceVersion, signal: watchAbort(t) })
+    const a = await store.create(
+      Widget,
+      'ns',
+      widget('a', 'h1', {}, { finalizers: ['test.shoal.io/cleanup', 'other'] }),
+    )
+    const w = await store.watch(Widget, {
+      resourceVersion: a.metadata.resourceVersion,
+      signal: watchAbort(t),
+    })
     const d = await store.delete(Widget, 'ns', 'a')
     t.equal(d.deleted, false)
     t.ok(d.object.metadata.deletionTimestamp)
     const held = await store.get(Widget, 'ns', 'a')
     t.equal(held.metadata.deletionTimestamp, d.object.metadata.deletionTimestamp, 'still there, marked')
-    t.equal((await store.delete(Widget, 'ns', 'a')).object.metadata.resourceVersion, held.metadata.resourceVersion, 'a second delete changes nothing')
+    t.equal(
+      (await store.delete(Widget, 'ns', 'a')).object.metadata.resourceVersion,
+      held.metadata.resourceVersion,
+      'a second delete changes nothing',
+    )
     await t.rejects(
-      store.update(Widget, 'ns', { ...held, metadata: { ...held.metadata, finalizers: [...held.metadata.finalizers, 'new'] } }),
+      store.update(Widget, 'ns', {
+        ...held,
+        metadata: { ...held.metadata, finalizers: [...held.metadata.finalizers, 'new'] },
+      }),
       { code: 'INVALID' },
       'no new finalizer on an object being deleted',
     )
@@ -222,7 +274,10 @@ export function resourceStoreContract(t: Test, name: string, make: ResourceStore
     await store.patch(Widget, 'ns', 'a', { metadata: { finalizers: [] } })
     await t.rejects(store.get(Widget, 'ns', 'a'), { code: 'NOT_FOUND' }, 'gone with its last finalizer')
     const ev = await take(await w, 3)
-    t.same(ev.map((e) => e.type), ['MODIFIED', 'MODIFIED', 'DELETED'])
+    t.same(
+      ev.map((e) => e.type),
+      ['MODIFIED', 'MODIFIED', 'DELETED'],
+    )
   })
 
   t.test(`${name}: watch streams every change in order, from any resourceVersion`, async (t) => {
@@ -236,15 +291,30 @@ export function resourceStoreContract(t: Test, name: string, make: ResourceStore
     const writes = Array.from({ length: 40 }, (_, i) => store.create(Widget, 'ns', widget(`n${i}`)))
     await Promise.all(writes)
     const ev = await take(await w, 43)
-    t.same(ev.slice(0, 3).map((e) => e.type), ['ADDED', 'MODIFIED', 'DELETED'])
+    t.same(
+      ev.slice(0, 3).map((e) => e.type),
+      ['ADDED', 'MODIFIED', 'DELETED'],
+    )
     t.equal(ev[1]?.object.metadata.resourceVersion, a2.metadata.resourceVersion)
     const rvs = ev.map((e) => Number(e.object.metadata.resourceVersion))
-    t.ok(rvs.every((rv, i) => i === 0 || rv > (rvs[i - 1] as number)), 'strictly increasing: no duplicates')
+    t.ok(
+      rvs.every((rv, i) => i === 0 || rv > (rvs[i - 1] as number)),
+      'strictly increasing: no duplicates',
+    )
     t.same(new Set(ev.slice(3).map((e) => e.object.metadata.name)).size, 40, 'no gaps')
     // Resuming from the middle gives exactly what followed.
     const mid = ev[20] as WatchEvent
-    const again = await take(await store.watch(Widget, { resourceVersion: mid.object.metadata.resourceVersion, signal: watchAbort(t) }), 22)
-    t.same(again.map((e) => e.object.metadata.resourceVersion), ev.slice(21).map((e) => e.object.metadata.resourceVersion))
+    const again = await take(
+      await store.watch(Widget, {
+        resourceVersion: mid.object.metadata.resourceVersion,
+        signal: watchAbort(t),
+      }),
+      22,
+    )
+    t.same(
+      again.map((e) => e.object.metadata.resourceVersion),
+      ev.slice(21).map((e) => e.object.metadata.resourceVersion),
+    )
     // Without a resourceVersion: the current objects first, then changes.
     const fresh = await store.watch(Widget, { namespace: 'ns', signal: watchAbort(t) })
     await store.create(Widget, 'ns', widget('late'))
@@ -257,11 +327,16 @@ export function resourceStoreContract(t: Test, name: string, make: ResourceStore
     const { store } = await open(t, { historyEvents: 10 })
     const first = await store.create(Widget, 'ns', widget('a'))
     for (let i = 0; i < 60; i++) await store.patch(Widget, 'ns', 'a', { spec: { size: i + 1 } })
-    await t.rejects(store.watch(Widget, { resourceVersion: first.metadata.resourceVersion }), { code: 'GONE' })
+    await t.rejects(store.watch(Widget, { resourceVersion: first.metadata.resourceVersion }), {
+      code: 'GONE',
+    })
     await t.rejects(store.watch(Widget, { resourceVersion: '0' }), { code: 'GONE' })
     await t.rejects(store.watch(Widget, { resourceVersion: 'abc' }), { code: 'INVALID' })
     const recent = await store.resourceVersion()
-    const w = await store.watch(Widget, { resourceVersion: String(Number(recent) - 5), signal: watchAbort(t) })
+    const w = await store.watch(Widget, {
+      resourceVersion: String(Number(recent) - 5),
+      signal: watchAbort(t),
+    })
     t.equal((await take(w, 5)).length, 5, 'a recent one still works')
   })
 
@@ -273,9 +348,12 @@ export function resourceStoreContract(t: Test, name: string, make: ResourceStore
     await store.create(Widget, 'ns', widget('c', 'h1', { app: 'cache', tier: 'back' }))
     await store.create(Widget, 'ns2', widget('d', 'h1'))
     const names = async (labelSelector?: string, fieldSelector?: string, ns: string | null = 'ns') =>
-      (await store.list(Widget, { namespace: ns ?? undefined, selector: parseSelector(Widget, { labelSelector, fieldSelector }) })).items.map(
-        (o) => o.metadata.name,
-      )
+      (
+        await store.list(Widget, {
+          namespace: ns ?? undefined,
+          selector: parseSelector(Widget, { labelSelector, fieldSelector }),
+        })
+      ).items.map((o) => o.metadata.name)
     t.same(await names('app=web'), ['a'])
     t.same(await names('app==web'), ['a'])
     t.same(await names('app!=web'), ['b', 'c'])
@@ -290,7 +368,11 @@ export function resourceStoreContract(t: Test, name: string, make: ResourceStore
     t.same(await names(undefined, 'metadata.namespace=ns2', null), ['d'])
     t.throws(() => parseSelector(Widget, { labelSelector: 'app in (web' }), { code: 'INVALID' })
     t.throws(() => parseSelector(Widget, { labelSelector: '==x' }), { code: 'INVALID' })
-    t.throws(() => parseSelector(Widget, { fieldSelector: 'spec.size=1' }), { code: 'INVALID' }, 'not a declared field')
+    t.throws(
+      () => parseSelector(Widget, { fieldSelector: 'spec.size=1' }),
+      { code: 'INVALID' },
+      'not a declared field',
+    )
     // Watch with selectors: leaving and entering the selection read as DELETED and ADDED.
     const w = await store.watch(Widget, {
       resourceVersion: start,
@@ -320,8 +402,15 @@ export function resourceStoreContract(t: Test, name: string, make: ResourceStore
       cont = page.metadata.continue
     } while (cont)
     t.same(seen, ['o0', 'o1', 'o2', 'o3', 'o4', 'o5', 'o6'])
-    const even = await store.list(Widget, { limit: 2, selector: parseSelector(Widget, { fieldSelector: 'spec.host=even' }) })
-    t.same(even.items.map((o) => o.metadata.name), ['o0', 'o2'], 'the limit counts matching items')
+    const even = await store.list(Widget, {
+      limit: 2,
+      selector: parseSelector(Widget, { fieldSelector: 'spec.host=even' }),
+    })
+    t.same(
+      even.items.map((o) => o.metadata.name),
+      ['o0', 'o2'],
+      'the limit counts matching items',
+    )
     await t.rejects(store.list(Widget, { continue: 'garbage!' }), { code: 'INVALID' })
   })
 
@@ -329,12 +418,14 @@ export function resourceStoreContract(t: Test, name: string, make: ResourceStore
     const { store } = await open(t)
     await store.create(Gadget, 'ns', widget('g'))
     const rv = await store.resourceVersion()
-    const w = await store.watch(Widget, { resourceVersion: '0', bookmarkIntervalMs: 50, signal: watchAbort(t) }).catch(() =>
-      store.watch(Widget, { resourceVersion: rv, bookmarkIntervalMs: 50, signal: watchAbort(t) }),
-    )
+    const w = await store
+      .watch(Widget, { resourceVersion: '0', bookmarkIntervalMs: 50, signal: watchAbort(t) })
+      .catch(() =>
+        store.watch(Widget, { resourceVersion: rv, bookmarkIntervalMs: 50, signal: watchAbort(t) }),
+      )
     const [b] = await take(w, 1, { bookmarks: true })
     t.equal(b?.type, 'BOOKMARK')
-    t.equal(b?.object.metadata.resourceVersion, rv, 'past the other kind\'s change')
+    t.equal(b?.object.metadata.resourceVersion, rv, "past the other kind's change")
   })
 
   t.test(`${name}: a restart keeps everything`, async (t) => {
@@ -350,9 +441,16 @@ export function resourceStoreContract(t: Test, name: string, make: ResourceStore
     const after = await store.list(Widget)
     t.same(after, before, 'same objects, same resourceVersion')
     const next = await store.create(Widget, 'ns', widget('c'))
-    t.equal(Number(next.metadata.resourceVersion), Number(before.metadata.resourceVersion) + 1, 'the counter goes on')
+    t.equal(
+      Number(next.metadata.resourceVersion),
+      Number(before.metadata.resourceVersion) + 1,
+      'the counter goes on',
+    )
     const ev = await take(await store.watch(Widget, { resourceVersion: mid, signal: watchAbort(t) }), 4)
-    t.same(ev.map((e) => `${e.type} ${e.object.metadata.name}`), ['ADDED b29', 'DELETED b3', 'MODIFIED a', 'ADDED c'])
+    t.same(
+      ev.map((e) => `${e.type} ${e.object.metadata.name}`),
+      ['ADDED b29', 'DELETED b3', 'MODIFIED a', 'ADDED c'],
+    )
     t.equal(ev[3]?.object.metadata.name, 'c', 'history survives the restart too')
   })
 
@@ -370,7 +468,10 @@ export function resourceStoreContract(t: Test, name: string, make: ResourceStore
     await other.patch(Widget, 'ns', 'a', { spec: { size: 1 } })
     await h.store.delete(Widget, 'ns', 'a')
     const ev = await take(w, 3)
-    t.same(ev.map((e) => e.type), ['ADDED', 'MODIFIED', 'DELETED'])
+    t.same(
+      ev.map((e) => e.type),
+      ['ADDED', 'MODIFIED', 'DELETED'],
+    )
     const cur = await h.store.create(Widget, 'ns', widget('race'))
     const r = await Promise.allSettled([
       h.store.update(Widget, 'ns', { ...cur, spec: { host: 'x' } }),

@@ -103,7 +103,10 @@ export class FileEngine implements StorageEngine {
 
   async events(after: number, limit: number): Promise<StoredEvent[]> {
     if (after < this.floor)
-      throw new ShoalError('GONE', `resourceVersion ${after} is older than the history kept (from ${this.floor}): list again`)
+      throw new ShoalError(
+        'GONE',
+        `resourceVersion ${after} is older than the history kept (from ${this.floor}): list again`,
+      )
     const idx = this.histStart + (after - this.floor)
     return this.hist.slice(idx, idx + limit)
   }
@@ -112,7 +115,13 @@ export class FileEngine implements StorageEngine {
     return this.waiters.wait(this.rv, after, ms, signal)
   }
 
-  commit(coll: string, key: string, expected: string | undefined, type: StoredEvent['type'], obj: Resource): Promise<CommitResult> {
+  commit(
+    coll: string,
+    key: string,
+    expected: string | undefined,
+    type: StoredEvent['type'],
+    obj: Resource,
+  ): Promise<CommitResult> {
     if (this.broken) return Promise.reject(this.broken)
     if (!this.wal) return Promise.reject(new ShoalError('UNAVAILABLE', 'the resource store is not open'))
     return new Promise((resolve, reject) => {
@@ -133,15 +142,28 @@ export class FileEngine implements StorageEngine {
       let rv = this.rv
       for (const p of batch) {
         const full = `${p.coll}\u0000${p.key}`
-        const cur = overlay.has(full) ? overlay.get(full) ?? undefined : this.objects.get(p.coll)?.get(p.key)
-        if (p.expected === undefined ? cur !== undefined : cur === undefined || cur.metadata.resourceVersion !== p.expected) {
-          results.push({ ok: false, reason: p.expected === undefined ? 'exists' : cur === undefined ? 'missing' : 'conflict' })
+        const cur = overlay.has(full)
+          ? (overlay.get(full) ?? undefined)
+          : this.objects.get(p.coll)?.get(p.key)
+        if (
+          p.expected === undefined
+            ? cur !== undefined
+            : cur === undefined || cur.metadata.resourceVersion !== p.expected
+        ) {
+          results.push({
+            ok: false,
+            reason: p.expected === undefined ? 'exists' : cur === undefined ? 'missing' : 'conflict',
+          })
           continue
         }
         rv++
         const obj = deepFreeze({ ...p.obj, metadata: { ...p.obj.metadata, resourceVersion: String(rv) } })
         overlay.set(full, p.type === 'DELETED' ? null : obj)
-        events.push(p.type === 'MODIFIED' && cur ? { rv, coll: p.coll, type: p.type, obj, old: cur } : { rv, coll: p.coll, type: p.type, obj })
+        events.push(
+          p.type === 'MODIFIED' && cur
+            ? { rv, coll: p.coll, type: p.type, obj, old: cur }
+            : { rv, coll: p.coll, type: p.type, obj },
+        )
         lines.push(`${JSON.stringify({ rv, c: p.coll, t: p.type, o: obj })}\n`)
         results.push({ ok: true, rv })
       }
@@ -160,11 +182,12 @@ export class FileEngine implements StorageEngine {
       }
       for (const e of events) this.apply(e)
       this.walRecords += events.length
-      batch.forEach((p, i) => p.resolve(results[i] as CommitResult))
+      for (const [i, p] of batch.entries()) p.resolve(results[i] as CommitResult)
       this.waiters.notify(this.rv)
-      if (this.walRecords >= this.compactEvery) await this.compact().catch((err) => {
-        this.broken = ioError('writing a snapshot of the resources', this.opts.dir, err)
-      })
+      if (this.walRecords >= this.compactEvery)
+        await this.compact().catch((err) => {
+          this.broken = ioError('writing a snapshot of the resources', this.opts.dir, err)
+        })
     }
   }
 
@@ -267,10 +290,19 @@ export class FileEngine implements StorageEngine {
       line++
       const rec = parseLine(l, path, line) as { rv: number; c: string; t: StoredEvent['type']; o: Resource }
       if (rec.rv <= after) continue
-      if (rec.rv !== this.rv + 1) throw ioError('reading the resource log', path, `line ${line}: resourceVersion ${rec.rv} after ${this.rv}`)
+      if (rec.rv !== this.rv + 1)
+        throw ioError(
+          'reading the resource log',
+          path,
+          `line ${line}: resourceVersion ${rec.rv} after ${this.rv}`,
+        )
       const old = this.objects.get(rec.c)?.get(`${rec.o.metadata.namespace}/${rec.o.metadata.name}`)
       const obj = deepFreeze(rec.o)
-      this.apply(rec.t === 'MODIFIED' && old ? { rv: rec.rv, coll: rec.c, type: rec.t, obj, old } : { rv: rec.rv, coll: rec.c, type: rec.t, obj })
+      this.apply(
+        rec.t === 'MODIFIED' && old
+          ? { rv: rec.rv, coll: rec.c, type: rec.t, obj, old }
+          : { rv: rec.rv, coll: rec.c, type: rec.t, obj },
+      )
       this.walRecords++
     }
   }
@@ -279,7 +311,8 @@ export class FileEngine implements StorageEngine {
     const path = join(this.opts.dir, 'LOCK')
     if (openDirs.has(this.opts.dir)) throw busy(this.opts.dir, process.pid)
     const owner = Number((await readFile(path, 'utf8').catch(() => '')).trim())
-    if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && alive(owner)) throw busy(this.opts.dir, owner)
+    if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && alive(owner))
+      throw busy(this.opts.dir, owner)
     await writeFile(path, `${process.pid}\n`)
     openDirs.add(this.opts.dir)
     this.locked = true
@@ -296,7 +329,10 @@ function alive(pid: number): boolean {
 }
 
 function busy(dir: string, pid: number): ShoalError {
-  return new ShoalError('UNAVAILABLE', `the resource store in ${dir} is open in another process (pid ${pid}) or engine`)
+  return new ShoalError(
+    'UNAVAILABLE',
+    `the resource store in ${dir} is open in another process (pid ${pid}) or engine`,
+  )
 }
 
 function parseLine(line: string, path: string, n: number): unknown {
@@ -328,4 +364,3 @@ function deepFreeze<T>(value: T): T {
   }
   return value
 }
-

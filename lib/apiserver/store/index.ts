@@ -26,7 +26,11 @@ export function createResourceStore(config: StoreConfigT): ResourceStore {
   if (config.type === 'file')
     return new EngineResourceStore(
       'resource store (file)',
-      new FileEngine({ dir: config.dir, historyEvents: config.historyEvents, compactEveryRecords: config.compactEveryRecords }),
+      new FileEngine({
+        dir: config.dir,
+        historyEvents: config.historyEvents,
+        compactEveryRecords: config.compactEveryRecords,
+      }),
     )
   return new EngineResourceStore(
     'resource store (redis)',

@@ -107,16 +107,36 @@ export class RedisEngine implements StorageEngine {
   }
 
   async read(coll: string, key: string): Promise<Resource | undefined> {
-    const [json, rv] = await this.c().apiRead(objs(coll), rvs(coll), key).catch((err) => {
-      throw redisError(err, 'resource read')
-    })
+    const [json, rv] = await this.c()
+      .apiRead(objs(coll), rvs(coll), key)
+      .catch((err) => {
+        throw redisError(err, 'resource read')
+      })
     return json ? parseObject(json, rv as string) : undefined
   }
 
-  async commit(coll: string, key: string, expected: string | undefined, type: StoredEvent['type'], obj: Resource): Promise<CommitResult> {
+  async commit(
+    coll: string,
+    key: string,
+    expected: string | undefined,
+    type: StoredEvent['type'],
+    obj: Resource,
+  ): Promise<CommitResult> {
     const json = JSON.stringify({ ...obj, metadata: { ...obj.metadata, resourceVersion: '' } })
     const [outcome, rv] = await this.c()
-      .apiCommit(objs(coll), rvs(coll), idx(coll), COUNTER, LOG, key, expected ?? '', type, json, coll, this.historyEvents)
+      .apiCommit(
+        objs(coll),
+        rvs(coll),
+        idx(coll),
+        COUNTER,
+        LOG,
+        key,
+        expected ?? '',
+        type,
+        json,
+        coll,
+        this.historyEvents,
+      )
       .catch((err) => {
         throw redisError(err, 'resource write')
       })
@@ -127,18 +147,23 @@ export class RedisEngine implements StorageEngine {
   async list(coll: string, namespace: string | undefined): Promise<{ rv: number; items: Resource[] }> {
     // Keys are `ns/name`, and namespaces never hold '/', so one namespace is the range [ns/, ns0).
     const [min, max] = namespace === undefined ? ['-', '+'] : [`[${namespace}/`, `(${namespace}0`]
-    const out = await this.c().apiList(objs(coll), rvs(coll), idx(coll), COUNTER, min, max).catch((err) => {
-      throw redisError(err, 'resource list')
-    })
+    const out = await this.c()
+      .apiList(objs(coll), rvs(coll), idx(coll), COUNTER, min, max)
+      .catch((err) => {
+        throw redisError(err, 'resource list')
+      })
     const items: Resource[] = []
-    for (let i = 1; i + 1 < out.length; i += 2) if (out[i]) items.push(parseObject(out[i] as string, out[i + 1] as string))
+    for (let i = 1; i + 1 < out.length; i += 2)
+      if (out[i]) items.push(parseObject(out[i] as string, out[i + 1] as string))
     return { rv: Number(out[0]), items }
   }
 
   async currentRv(): Promise<number> {
-    const v = await this.c().get(COUNTER).catch((err) => {
-      throw redisError(err, 'resource counter read')
-    })
+    const v = await this.c()
+      .get(COUNTER)
+      .catch((err) => {
+        throw redisError(err, 'resource counter read')
+      })
     return Number(v ?? 0)
   }
 
@@ -154,12 +179,15 @@ export class RedisEngine implements StorageEngine {
       })
     if (!res) throw new ShoalError('UNAVAILABLE', 'Redis resource history read aborted')
     for (const [err] of res) if (err) throw redisError(err, 'resource history read')
-    const first = (res[0]?.[1] as [string, string[]][])[0]
+    const first = ((res[0]?.[1] ?? []) as [string, string[]][])[0]
     const counter = Number(res[1]?.[1] ?? 0)
     const floor = first ? idRv(first[0]) - 1 : counter
     if (after < floor)
-      throw new ShoalError('GONE', `resourceVersion ${after} is older than the history kept (from ${floor}): list again`)
-    return (res[2]?.[1] as [string, string[]][]).map(([id, fields]) => toEvent(idRv(id), fields))
+      throw new ShoalError(
+        'GONE',
+        `resourceVersion ${after} is older than the history kept (from ${floor}): list again`,
+      )
+    return ((res[2]?.[1] ?? []) as [string, string[]][]).map(([id, fields]) => toEvent(idRv(id), fields))
   }
 
   waitForChange(after: number, ms: number, signal?: AbortSignal): Promise<void> {
@@ -176,9 +204,15 @@ export class RedisEngine implements StorageEngine {
     const blockMs = Math.max(10, Math.floor(this.opts.redis.commandTimeoutMs / 2))
     while (!this.closing) {
       try {
-        const res = (await (this.blocking as Redis).xread('COUNT', 100, 'BLOCK', blockMs, 'STREAMS', LOG, `${this.latest}-0`)) as
-          | [string, [string, string[]][]][]
-          | null
+        const res = (await (this.blocking as Redis).xread(
+          'COUNT',
+          100,
+          'BLOCK',
+          blockMs,
+          'STREAMS',
+          LOG,
+          `${this.latest}-0`,
+        )) as [string, [string, string[]][]][] | null
         const entries = res?.[0]?.[1] ?? []
         const last = entries[entries.length - 1]
         if (last) {
@@ -212,6 +246,7 @@ function toEvent(rv: number, fields: string[]): StoredEvent {
   for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i] as string] = fields[i + 1] as string
   const type = f.t as StoredEvent['type']
   const obj = parseObject(f.o as string, String(rv))
-  if (type === 'MODIFIED' && f.p) return { rv, coll: f.c as string, type, obj, old: JSON.parse(f.p) as Resource }
+  if (type === 'MODIFIED' && f.p)
+    return { rv, coll: f.c as string, type, obj, old: JSON.parse(f.p) as Resource }
   return { rv, coll: f.c as string, type, obj }
 }

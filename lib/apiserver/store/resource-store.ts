@@ -9,7 +9,14 @@ import { ShoalError } from '../../errors/index.js'
 import { Lifecycle } from '../../lifecycle/index.js'
 import type { KindDefinition } from '../registry.js'
 import { matches, type Selector } from '../selectors.js'
-import { apiVersionOf, collectionKey, type Resource, type ResourceInput, type ResourceList, type WatchEvent } from '../types.js'
+import {
+  apiVersionOf,
+  collectionKey,
+  type Resource,
+  type ResourceInput,
+  type ResourceList,
+  type WatchEvent,
+} from '../types.js'
 import { invalid } from '../validation.js'
 import {
   isConditional,
@@ -92,31 +99,52 @@ export class EngineResourceStore implements ResourceStore {
     return {
       apiVersion: apiVersionOf(def),
       kind: `${def.kind}List`,
-      metadata: next === undefined ? { resourceVersion: String(rv) } : { resourceVersion: String(rv), continue: next },
+      metadata:
+        next === undefined
+          ? { resourceVersion: String(rv) }
+          : { resourceVersion: String(rv), continue: next },
       items: out,
     }
   }
 
   update(def: KindDefinition, namespace: string, input: ResourceInput): Promise<Resource> {
-    return this.write(def, namespace, input?.metadata?.name, input?.metadata, (cur) => prepareUpdate(def, namespace, cur, input))
+    return this.write(def, namespace, input?.metadata?.name, input?.metadata, (cur) =>
+      prepareUpdate(def, namespace, cur, input),
+    )
   }
 
   updateStatus(def: KindDefinition, namespace: string, input: ResourceInput): Promise<Resource> {
-    return this.write(def, namespace, input?.metadata?.name, input?.metadata, (cur) => prepareStatus(def, namespace, cur, input))
+    return this.write(def, namespace, input?.metadata?.name, input?.metadata, (cur) =>
+      prepareStatus(def, namespace, cur, input),
+    )
   }
 
-  patch(def: KindDefinition, namespace: string, name: string, patch: unknown, opts: { status?: boolean } = {}): Promise<Resource> {
-    if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) throw invalid('(patch)', 'must be a JSON object')
+  patch(
+    def: KindDefinition,
+    namespace: string,
+    name: string,
+    patch: unknown,
+    opts: { status?: boolean } = {},
+  ): Promise<Resource> {
+    if (patch === null || typeof patch !== 'object' || Array.isArray(patch))
+      throw invalid('(patch)', 'must be a JSON object')
     const pre = ((patch as { metadata?: Preconditions }).metadata ?? {}) as Preconditions
     return this.write(def, namespace, name, pre, (cur) => {
       const merged = mergePatch(cur, patch) as ResourceInput
       if (merged?.metadata?.name !== name) throw invalid('metadata.name', 'a patch cannot rename the object')
       // The patch's own resourceVersion was checked by write(); the merged one is the stored one.
-      return opts.status ? prepareStatus(def, namespace, cur, merged) : prepareUpdate(def, namespace, cur, merged)
+      return opts.status
+        ? prepareStatus(def, namespace, cur, merged)
+        : prepareUpdate(def, namespace, cur, merged)
     })
   }
 
-  async delete(def: KindDefinition, namespace: string, name: string, pre: Preconditions = {}): Promise<DeleteResult> {
+  async delete(
+    def: KindDefinition,
+    namespace: string,
+    name: string,
+    pre: Preconditions = {},
+  ): Promise<DeleteResult> {
     this.ready()
     const coll = collectionKey(def)
     const key = `${namespace}/${name}`
@@ -161,12 +189,19 @@ export class EngineResourceStore implements ResourceStore {
       try {
         next = compute(cur)
       } catch (err) {
-        if (err instanceof PreconditionFailed) throw new ShoalError('CONFLICT', `${def.kind} ${key}: ${err.message}`)
+        if (err instanceof PreconditionFailed)
+          throw new ShoalError('CONFLICT', `${def.kind} ${key}: ${err.message}`)
         throw err
       }
       if (!next) return cur
       const gone = next.metadata.deletionTimestamp !== undefined && next.metadata.finalizers.length === 0
-      const r = await this.engine.commit(coll, key, cur.metadata.resourceVersion, gone ? 'DELETED' : 'MODIFIED', next)
+      const r = await this.engine.commit(
+        coll,
+        key,
+        cur.metadata.resourceVersion,
+        gone ? 'DELETED' : 'MODIFIED',
+        next,
+      )
       if (r.ok) return withRv(next, r.rv)
       if (r.reason === 'missing') throw notFound(def, namespace, name)
       if (isConditional(pre)) throw conflict(def, key)
@@ -188,14 +223,20 @@ export class EngineResourceStore implements ResourceStore {
       initial = list.items
       cursor = Number(list.metadata.resourceVersion)
     } else {
-      if (!/^[0-9]{1,15}$/.test(opts.resourceVersion)) throw invalid('resourceVersion', 'must be a decimal number')
+      if (!/^[0-9]{1,15}$/.test(opts.resourceVersion))
+        throw invalid('resourceVersion', 'must be a decimal number')
       cursor = Number(opts.resourceVersion)
       await this.engine.events(cursor, 1) // GONE now rather than after the stream has started
     }
     return this.stream(def, opts, initial, cursor)
   }
 
-  private async *stream(def: KindDefinition, opts: WatchOptions, initial: Resource[], start: number): AsyncGenerator<WatchEvent> {
+  private async *stream(
+    def: KindDefinition,
+    opts: WatchOptions,
+    initial: Resource[],
+    start: number,
+  ): AsyncGenerator<WatchEvent> {
     const coll = collectionKey(def)
     const bookmarkMs = opts.bookmarkIntervalMs ?? 0
     const signal = opts.signal
@@ -225,7 +266,12 @@ export class EngineResourceStore implements ResourceStore {
 }
 
 /** How one stored change looks to a watch with a namespace and selector (or nothing). */
-function project(e: StoredEvent, def: KindDefinition, namespace: string | undefined, sel: Selector | undefined): WatchEvent | undefined {
+function project(
+  e: StoredEvent,
+  def: KindDefinition,
+  namespace: string | undefined,
+  sel: Selector | undefined,
+): WatchEvent | undefined {
   if (namespace !== undefined && e.obj.metadata.namespace !== namespace) return undefined
   const now = matches(e.obj, def, sel)
   if (e.type !== 'MODIFIED') return now ? { type: e.type, object: e.obj } : undefined
@@ -239,7 +285,11 @@ function project(e: StoredEvent, def: KindDefinition, namespace: string | undefi
 export function bookmark(def: KindDefinition, rv: number): WatchEvent {
   return {
     type: 'BOOKMARK',
-    object: { apiVersion: apiVersionOf(def), kind: def.kind, metadata: { resourceVersion: String(rv) } } as Resource,
+    object: {
+      apiVersion: apiVersionOf(def),
+      kind: def.kind,
+      metadata: { resourceVersion: String(rv) },
+    } as Resource,
   }
 }
 
@@ -256,7 +306,10 @@ function notFound(def: KindDefinition, namespace: string, name: string): ShoalEr
 }
 
 function conflict(def: KindDefinition, key: string): ShoalError {
-  return new ShoalError('CONFLICT', `${def.kind} ${key} was changed by another writer: read it again and retry`)
+  return new ShoalError(
+    'CONFLICT',
+    `${def.kind} ${key} was changed by another writer: read it again and retry`,
+  )
 }
 
 function encodeContinue(key: string): string {

@@ -5,7 +5,13 @@
  */
 import { randomUUID } from 'node:crypto'
 import { type KindDefinition, parseWith } from '../registry.js'
-import { apiVersionOf, type ObjectMeta, type OwnerReference, type Resource, type ResourceInput } from '../types.js'
+import {
+  apiVersionOf,
+  type ObjectMeta,
+  type OwnerReference,
+  type Resource,
+  type ResourceInput,
+} from '../types.js'
 import {
   boundedJson,
   invalid,
@@ -19,7 +25,8 @@ import {
 
 /** The object's identity and body checks common to create and update. */
 function checkEnvelope(def: KindDefinition, namespace: string, input: ResourceInput): void {
-  if (input === null || typeof input !== 'object' || Array.isArray(input)) throw invalid('(object)', 'must be an object')
+  if (input === null || typeof input !== 'object' || Array.isArray(input))
+    throw invalid('(object)', 'must be an object')
   if (input.metadata === null || typeof input.metadata !== 'object') throw invalid('metadata', 'required')
   const apiVersion = apiVersionOf(def)
   if (input.apiVersion !== undefined && input.apiVersion !== apiVersion)
@@ -27,7 +34,10 @@ function checkEnvelope(def: KindDefinition, namespace: string, input: ResourceIn
   if (input.kind !== undefined && input.kind !== def.kind) throw invalid('kind', `must be ${def.kind}`)
   validateNamespace(namespace, 'namespace')
   if (input.metadata.namespace !== undefined && input.metadata.namespace !== namespace)
-    throw invalid('metadata.namespace', `"${String(input.metadata.namespace).slice(0, 80)}" is not the namespace of the request (${namespace})`)
+    throw invalid(
+      'metadata.namespace',
+      `"${String(input.metadata.namespace).slice(0, 80)}" is not the namespace of the request (${namespace})`,
+    )
   validateName(input.metadata.name)
 }
 
@@ -41,9 +51,11 @@ function ownerReferences(value: unknown): OwnerReference[] {
     if (r === null || typeof r !== 'object') throw invalid(at, 'must be an object')
     const { apiVersion, kind, name, uid, controller } = r as Record<string, unknown>
     for (const [k, v] of Object.entries({ apiVersion, kind, uid }))
-      if (typeof v !== 'string' || v === '' || v.length > 253) throw invalid(`${at}.${k}`, 'required, a string')
+      if (typeof v !== 'string' || v === '' || v.length > 253)
+        throw invalid(`${at}.${k}`, 'required, a string')
     validateName(name, `${at}.name`)
-    if (controller !== undefined && typeof controller !== 'boolean') throw invalid(`${at}.controller`, 'must be a boolean')
+    if (controller !== undefined && typeof controller !== 'boolean')
+      throw invalid(`${at}.controller`, 'must be a boolean')
     return {
       apiVersion: apiVersion as string,
       kind: kind as string,
@@ -55,7 +67,9 @@ function ownerReferences(value: unknown): OwnerReference[] {
 }
 
 /** The metadata a client may set, validated. */
-function clientMeta(input: ResourceInput): Pick<ObjectMeta, 'labels' | 'annotations' | 'finalizers' | 'ownerReferences'> {
+function clientMeta(
+  input: ResourceInput,
+): Pick<ObjectMeta, 'labels' | 'annotations' | 'finalizers' | 'ownerReferences'> {
   return {
     labels: validateLabels(input.metadata.labels),
     annotations: validateAnnotations(input.metadata.annotations),
@@ -65,7 +79,12 @@ function clientMeta(input: ResourceInput): Pick<ObjectMeta, 'labels' | 'annotati
 }
 
 /** A new object from a create request. Status is not taken: it is set through /status only. */
-export function prepareCreate(def: KindDefinition, namespace: string, input: ResourceInput, now: Date): Resource {
+export function prepareCreate(
+  def: KindDefinition,
+  namespace: string,
+  input: ResourceInput,
+  now: Date,
+): Resource {
   checkEnvelope(def, namespace, input)
   if (input.metadata.resourceVersion !== undefined && input.metadata.resourceVersion !== '')
     throw invalid('metadata.resourceVersion', 'must not be set on create')
@@ -140,10 +159,17 @@ export function prepareStatus(
 }
 
 /** CONFLICT-worthy: the client names a version or uid that is not the stored one. */
-export function stalePrecondition(current: Resource, pre: { resourceVersion?: unknown; uid?: unknown }): string | undefined {
+export function stalePrecondition(
+  current: Resource,
+  pre: { resourceVersion?: unknown; uid?: unknown },
+): string | undefined {
   if (pre.uid !== undefined && pre.uid !== '' && pre.uid !== current.metadata.uid)
     return `uid ${String(pre.uid).slice(0, 64)} is not the stored object's (${current.metadata.uid}): it was deleted and created again`
-  if (pre.resourceVersion !== undefined && pre.resourceVersion !== '' && pre.resourceVersion !== current.metadata.resourceVersion)
+  if (
+    pre.resourceVersion !== undefined &&
+    pre.resourceVersion !== '' &&
+    pre.resourceVersion !== current.metadata.resourceVersion
+  )
     return `resourceVersion ${String(pre.resourceVersion).slice(0, 32)} is not the stored one (${current.metadata.resourceVersion}): read it again and retry`
   return undefined
 }
@@ -177,9 +203,11 @@ export function mergePatch(target: unknown, patch: unknown): unknown {
 
 /** JSON with object keys sorted: equal values give equal strings (for "did it change?"). */
 export function stableJson(value: unknown): string {
-  return JSON.stringify(value, (_k, v) =>
-    v !== null && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
-      : v,
-  ) ?? 'undefined'
+  return (
+    JSON.stringify(value, (_k, v) =>
+      v !== null && typeof v === 'object' && !Array.isArray(v)
+        ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+        : v,
+    ) ?? 'undefined'
+  )
 }

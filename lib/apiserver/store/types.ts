@@ -83,9 +83,7 @@ export interface StoredEvent {
   old?: Resource
 }
 
-export type CommitResult =
-  | { ok: true; rv: number }
-  | { ok: false; reason: 'exists' | 'missing' | 'conflict' }
+export type CommitResult = { ok: true; rv: number } | { ok: false; reason: 'exists' | 'missing' | 'conflict' }
 
 /**
  * What an engine provides: atomic compare-and-set writes, one global counter, a bounded

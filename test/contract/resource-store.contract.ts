@@ -5,12 +5,12 @@
  * runs next to the first (another process's view).
  */
 import type { Test } from 'tap'
-import { type KindDefinition, KindRegistry } from '../../lib/apiserver/registry.js'
 import { parseSelector } from '../../lib/apiserver/selectors.js'
 import type { ResourceStore } from '../../lib/apiserver/store/types.js'
-import type { Resource, ResourceInput, WatchEvent } from '../../lib/apiserver/types.js'
-import { z } from '../../lib/config/index.js'
+import type { Resource, ResourceInput } from '../../lib/apiserver/types.js'
 import { isShoalError } from '../../lib/errors/index.js'
+import { Gadget, take, Widget, widget } from '../helpers/resources.js'
+import { resourceStoreWatchContract } from './resource-store-watch.contract.js'
 
 export interface ResourceStoreFactoryOptions {
   historyEvents: number
@@ -25,58 +25,6 @@ export interface ResourceStoreHandle {
 
 export type ResourceStoreFactory = (opts: ResourceStoreFactoryOptions) => Promise<ResourceStoreHandle>
 
-export const Widget: KindDefinition = {
-  group: 'test.shoal.io',
-  version: 'v1',
-  kind: 'Widget',
-  plural: 'widgets',
-  spec: z.strictObject({ host: z.string().min(1), size: z.number().int().min(0).default(0) }),
-  status: z.strictObject({ phase: z.enum(['Pending', 'Running', 'Done']), note: z.string().optional() }),
-  selectableFields: { 'spec.host': (o) => (o.spec as { host?: string }).host },
-}
-export const Gadget: KindDefinition = { ...Widget, kind: 'Gadget', plural: 'gadgets', selectableFields: {} }
-new KindRegistry().register(Widget).register(Gadget) // the definitions are valid
-
-export function widget(
-  name: string,
-  host = 'h1',
-  labels: Record<string, string> = {},
-  extra: Partial<ResourceInput['metadata']> = {},
-): ResourceInput {
-  return { metadata: { name, labels, ...extra }, spec: { host } }
-}
-
-/** Reads `n` events (BOOKMARKs skipped unless asked), failing after a deadline instead of hanging. */
-export async function take(
-  it: AsyncIterable<WatchEvent>,
-  n: number,
-  opts: { bookmarks?: boolean; ms?: number } = {},
-): Promise<WatchEvent[]> {
-  const out: WatchEvent[] = []
-  const iter = it[Symbol.asyncIterator]()
-  const deadline = Date.now() + (opts.ms ?? 10_000)
-  while (out.length < n) {
-    const left = deadline - Date.now()
-    if (left <= 0)
-      throw new Error(
-        `only ${out.length} of ${n} events before the deadline: ${JSON.stringify(out.map((e) => e.type))}`,
-      )
-    let timer: NodeJS.Timeout | undefined
-    const r = await Promise.race([
-      iter.next(),
-      new Promise<'timeout'>((res) => {
-        timer = setTimeout(() => res('timeout'), left)
-      }),
-    ])
-    clearTimeout(timer)
-    if (r === 'timeout') continue
-    if (r.done) throw new Error(`the watch ended after ${out.length} of ${n} events`)
-    if (r.value.type === 'BOOKMARK' && !opts.bookmarks) continue
-    out.push(r.value)
-  }
-  return out
-}
-
 const codeOf = (err: unknown) => (isShoalError(err) ? err.code : String(err))
 
 export function resourceStoreContract(t: Test, name: string, make: ResourceStoreFactory): void {
@@ -90,6 +38,8 @@ export function resourceStoreContract(t: Test, name: string, make: ResourceStore
     t.teardown(() => ac.abort())
     return ac.signal
   }
+
+  resourceStoreWatchContract(t, name, open, watchAbort)
 
   t.test(`${name}: create, get, list, update, delete`, async (t) => {
     const { store } = await open(t)
@@ -280,66 +230,6 @@ export function resourceStoreContract(t: Test, name: string, make: ResourceStore
     )
   })
 
-  t.test(`${name}: watch streams every change in order, from any resourceVersion`, async (t) => {
-    const { store } = await open(t)
-    const start = await store.resourceVersion()
-    const w = await store.watch(Widget, { resourceVersion: start, signal: watchAbort(t) })
-    const a = await store.create(Widget, 'ns', widget('a'))
-    await store.create(Gadget, 'ns', widget('g')) // another kind: not in this watch
-    const a2 = await store.update(Widget, 'ns', { ...a, spec: { host: 'h2' } })
-    await store.delete(Widget, 'ns', 'a')
-    const writes = Array.from({ length: 40 }, (_, i) => store.create(Widget, 'ns', widget(`n${i}`)))
-    await Promise.all(writes)
-    const ev = await take(await w, 43)
-    t.same(
-      ev.slice(0, 3).map((e) => e.type),
-      ['ADDED', 'MODIFIED', 'DELETED'],
-    )
-    t.equal(ev[1]?.object.metadata.resourceVersion, a2.metadata.resourceVersion)
-    const rvs = ev.map((e) => Number(e.object.metadata.resourceVersion))
-    t.ok(
-      rvs.every((rv, i) => i === 0 || rv > (rvs[i - 1] as number)),
-      'strictly increasing: no duplicates',
-    )
-    t.same(new Set(ev.slice(3).map((e) => e.object.metadata.name)).size, 40, 'no gaps')
-    // Resuming from the middle gives exactly what followed.
-    const mid = ev[20] as WatchEvent
-    const again = await take(
-      await store.watch(Widget, {
-        resourceVersion: mid.object.metadata.resourceVersion,
-        signal: watchAbort(t),
-      }),
-      22,
-    )
-    t.same(
-      again.map((e) => e.object.metadata.resourceVersion),
-      ev.slice(21).map((e) => e.object.metadata.resourceVersion),
-    )
-    // Without a resourceVersion: the current objects first, then changes.
-    const fresh = await store.watch(Widget, { namespace: 'ns', signal: watchAbort(t) })
-    await store.create(Widget, 'ns', widget('late'))
-    const f = await take(fresh, 41)
-    t.ok(f.slice(0, 40).every((e) => e.type === 'ADDED'))
-    t.equal(f[40]?.object.metadata.name, 'late')
-  })
-
-  t.test(`${name}: a resourceVersion older than the history answers GONE`, async (t) => {
-    const { store } = await open(t, { historyEvents: 10 })
-    const first = await store.create(Widget, 'ns', widget('a'))
-    for (let i = 0; i < 60; i++) await store.patch(Widget, 'ns', 'a', { spec: { size: i + 1 } })
-    await t.rejects(store.watch(Widget, { resourceVersion: first.metadata.resourceVersion }), {
-      code: 'GONE',
-    })
-    await t.rejects(store.watch(Widget, { resourceVersion: '0' }), { code: 'GONE' })
-    await t.rejects(store.watch(Widget, { resourceVersion: 'abc' }), { code: 'INVALID' })
-    const recent = await store.resourceVersion()
-    const w = await store.watch(Widget, {
-      resourceVersion: String(Number(recent) - 5),
-      signal: watchAbort(t),
-    })
-    t.equal((await take(w, 5)).length, 5, 'a recent one still works')
-  })
-
   t.test(`${name}: label and field selectors filter list and watch`, async (t) => {
     const { store } = await open(t)
     const start = await store.resourceVersion()
@@ -412,20 +302,6 @@ export function resourceStoreContract(t: Test, name: string, make: ResourceStore
       'the limit counts matching items',
     )
     await t.rejects(store.list(Widget, { continue: 'garbage!' }), { code: 'INVALID' })
-  })
-
-  t.test(`${name}: bookmarks carry the watch's resourceVersion`, async (t) => {
-    const { store } = await open(t)
-    await store.create(Gadget, 'ns', widget('g'))
-    const rv = await store.resourceVersion()
-    const w = await store
-      .watch(Widget, { resourceVersion: '0', bookmarkIntervalMs: 50, signal: watchAbort(t) })
-      .catch(() =>
-        store.watch(Widget, { resourceVersion: rv, bookmarkIntervalMs: 50, signal: watchAbort(t) }),
-      )
-    const [b] = await take(w, 1, { bookmarks: true })
-    t.equal(b?.type, 'BOOKMARK')
-    t.equal(b?.object.metadata.resourceVersion, rv, "past the other kind's change")
   })
 
   t.test(`${name}: a restart keeps everything`, async (t) => {

@@ -16,7 +16,7 @@ import { validateConfig } from '../../lib/config/index.js'
 import { HerdConfigSchema } from '../../lib/herd/config.js'
 import { startHerd } from '../../lib/herd/index.js'
 import { silentLogger } from '../../lib/log/index.js'
-import { take, Widget, widget } from '../contract/resource-store.contract.js'
+import { take, Widget, widget } from '../helpers/resources.js'
 
 const WRITE = 'w'.repeat(20) + '-write-token'
 const READ = 'r'.repeat(20) + '-read-token'

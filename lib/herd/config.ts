@@ -16,7 +16,7 @@ export const HerdConfigSchema = z.strictObject({
   advertiseHost: z.string().min(1).default('127.0.0.1'),
   /** Address the services listen on. */
   bindHost: z.string().min(1).default('0.0.0.0'),
-  /** Proxy port; origin peer +1, origin HTTP +2, tracker +3, build-index +4, resource API +5. 0: each binds port 0 (tests). */
+  /** Proxy port; origin peer +1, origin HTTP +2, tracker +3, build-index +4, resource API +6. 0: each binds port 0 (tests). */
   basePort: z.number().int().min(0).max(65530).default(15000),
   origin: Section,
   tracker: Section,
@@ -38,5 +38,5 @@ export const HERD_PORT_OFFSETS = {
   originHttp: 2,
   tracker: 3,
   buildIndex: 4,
-  apiserver: 5,
+  apiserver: 6,
 } as const

@@ -17,12 +17,12 @@ export const ApiServerConfigSchema = z.strictObject({
   server: z
     .strictObject({
       host: z.string().min(1).default('127.0.0.1'),
-      port: z.number().int().min(0).max(65535).default(15005),
+      port: z.number().int().min(0).max(65535).default(15006),
       idleTimeoutMs: z.number().int().min(1000).optional(),
       maxConnections: z.number().int().min(1).optional(),
       maxConnectionsPerClient: z.number().int().min(1).optional(),
     })
-    .default({ host: '127.0.0.1', port: 15005 }),
+    .default({ host: '127.0.0.1', port: 15006 }),
   store: StoreConfig,
   auth: AuthConfig,
   watch: z

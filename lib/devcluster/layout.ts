@@ -49,8 +49,8 @@ export function agentPorts(
   return { registry: first, peer: first + 1, server: first + 2 }
 }
 
-/** Ports the herd uses: base (proxy) to base + 4 (build-index). */
-const HERD_PORTS = 5
+/** Ports the herd uses: base (proxy) to base + 6 (the resource API; base + 5 is kept for the proxy's admin port). */
+const HERD_PORTS = 7
 
 export interface LayoutOptions {
   /** Origins in the ring: the herd's plus N−1 `shoal origin` processes (default 1). */

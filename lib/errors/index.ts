@@ -20,6 +20,8 @@ export const ErrorCodes = {
   TAG_NOT_FOUND: 404,
   BLOB_NOT_FOUND: 404,
   UPLOAD_NOT_FOUND: 404,
+  /** A request without the bearer token a configured token requires, or with a wrong one (the resource API). */
+  UNAUTHORIZED: 401,
   FORBIDDEN: 403,
   /** An internal origin-to-origin request named an origin that is not a member of the ring. */
   NOT_RING_MEMBER: 403,
@@ -35,6 +37,12 @@ export const ErrorCodes = {
   NOT_OWNER: 409,
   /** A GC delete refused: the blob was pushed again after its last tag was removed. */
   BLOB_RECOMMITTED: 409,
+  /** A resource update or delete whose metadata.resourceVersion is not the stored one: read again, retry. */
+  CONFLICT: 409,
+  /** A watch or list continue from a resourceVersion older than the store's history window: list again. */
+  GONE: 410,
+  /** A resource that fails validation (name, labels, sizes, its kind's spec schema). */
+  INVALID: 422,
   PAYLOAD_TOO_LARGE: 413,
   TOO_MANY_REQUESTS: 429,
   /** The disk (or quota) cannot hold the data: refused before writing, or ENOSPC/EDQUOT while writing. */

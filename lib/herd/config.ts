@@ -16,12 +16,18 @@ export const HerdConfigSchema = z.strictObject({
   advertiseHost: z.string().min(1).default('127.0.0.1'),
   /** Address the services listen on. */
   bindHost: z.string().min(1).default('0.0.0.0'),
-  /** Proxy port; origin peer +1, origin HTTP +2, tracker +3, build-index +4. 0: each binds port 0 (tests). */
+  /** Proxy port; origin peer +1, origin HTTP +2, tracker +3, build-index +4, resource API +6. 0: each binds port 0 (tests). */
   basePort: z.number().int().min(0).max(65530).default(15000),
   origin: Section,
   tracker: Section,
   buildIndex: Section,
   proxy: Section,
+  /**
+   * The resource API (lib/apiserver, docs/resource-api.md) on its own port. `enabled: false`
+   * turns it off; the rest is lib/apiserver's schema: by default the file store in
+   * <dataDir>/apiserver, `store: { type: redis, redis: {...} }` for a store several herds share.
+   */
+  apiserver: Section,
 })
 
 export type HerdConfig = z.infer<typeof HerdConfigSchema>
@@ -32,4 +38,5 @@ export const HERD_PORT_OFFSETS = {
   originHttp: 2,
   tracker: 3,
   buildIndex: 4,
+  apiserver: 6,
 } as const

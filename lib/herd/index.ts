@@ -5,6 +5,8 @@
  */
 import { createServer } from 'node:net'
 import { join, resolve } from 'node:path'
+import { KindRegistry } from '../apiserver/registry.js'
+import { ApiServer, ApiServerConfigSchema } from '../apiserver/server/index.js'
 import { BuildIndexConfigSchema } from '../build-index/config.js'
 import { BuildIndexServer } from '../build-index/server/index.js'
 import { deepMerge, validateConfig } from '../config/index.js'
@@ -28,7 +30,9 @@ import { HERD_PORT_OFFSETS, type HerdConfig } from './config.js'
 
 export interface Herd extends Service {
   /** Valid once start() resolved (startHerd resolves after it). */
-  readonly urls: { proxy: string; origin: string; tracker: string; buildIndex: string }
+  readonly urls: { proxy: string; origin: string; tracker: string; buildIndex: string; apiserver?: string }
+  /** The resource API, unless `apiserver.enabled` is false. */
+  readonly apiserver: ApiServer | undefined
   readonly originPeerPort: number
   readonly originNode: OriginNode
 }
@@ -40,7 +44,7 @@ export interface Herd extends Service {
  * takes its listeners, then the proxy. With basePort 0 every port is one the kernel picked
  * and kept, never a probed port released for a later bind.
  */
-export function createHerd(config: HerdConfig, deps: { logger: Logger }): Herd {
+export function createHerd(config: HerdConfig, deps: { logger: Logger; registry?: KindRegistry }): Herd {
   const host = config.advertiseHost
   const bind = config.bindHost
   const dataDir = resolve(config.dataDir)
@@ -69,6 +73,20 @@ export function createHerd(config: HerdConfig, deps: { logger: Logger }): Herd {
   let originNode: OriginNode | undefined
   let proxy: ProxyServer | undefined
   let stopper: Stopper | undefined
+  const { enabled: apiEnabled = true, ...apiSection } = config.apiserver as { enabled?: unknown }
+  if (typeof apiEnabled !== 'boolean')
+    throw new ShoalError('CONFIG_INVALID', 'herd config "apiserver.enabled" must be true or false')
+  const apiserver = apiEnabled
+    ? new ApiServer(
+        section(ApiServerConfigSchema, 'apiserver', apiSection, {
+          server: { host: bind, port: portOf('apiserver') },
+          ...((apiSection as { store?: unknown }).store === undefined
+            ? { store: { type: 'file', dir: join(dataDir, 'apiserver') } }
+            : {}),
+        }),
+        { logger: deps.logger, registry: deps.registry ?? new KindRegistry() },
+      )
+    : undefined
 
   const parts: Part[] = [
     originPeer,
@@ -124,6 +142,7 @@ export function createHerd(config: HerdConfig, deps: { logger: Logger }): Herd {
       )
       return proxy
     },
+    ...(apiserver ? [apiserver] : []),
   ]
 
   let wired: { urls: Herd['urls']; originPeerPort: number; originNode: OriginNode } | undefined
@@ -147,6 +166,7 @@ export function createHerd(config: HerdConfig, deps: { logger: Logger }): Herd {
           origin: `http://${addr(ports.originHttp)}`,
           tracker: `http://${addr(ports.tracker)}`,
           buildIndex: `http://${addr(ports.buildIndex)}`,
+          ...(apiserver ? { apiserver: `http://${addr(portOfUrl(apiserver.url))}` } : {}),
         },
         originPeerPort: ports.originPeer,
         originNode: originNode as OriginNode,
@@ -168,12 +188,16 @@ export function createHerd(config: HerdConfig, deps: { logger: Logger }): Herd {
     get originNode() {
       return started().originNode
     },
+    apiserver,
     start: (signal) => life.start(signal),
     stop: () => life.stop(),
   }
 }
 
-export async function startHerd(config: HerdConfig, deps: { logger: Logger }): Promise<Herd> {
+export async function startHerd(
+  config: HerdConfig,
+  deps: { logger: Logger; registry?: KindRegistry },
+): Promise<Herd> {
   const herd = createHerd(config, deps)
   await herd.start()
   return herd

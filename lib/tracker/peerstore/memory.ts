@@ -7,6 +7,7 @@
 import { ShoalError } from '../../errors/index.js'
 import {
   addressKey,
+  type Exchange,
   type PeerClass,
   type PeerRecord,
   type PeerStore,
@@ -122,6 +123,11 @@ export class MemoryPeerStore implements PeerStore {
       const oldest = first(this.all.keys()) as Entry
       this.detach(this.swarms.get(oldest.infoHash) as Swarm, oldest)
     }
+  }
+
+  async exchange(infoHash: string, peer: PeerRecord, ttlMs: number, limit: number): Promise<Exchange> {
+    await this.announce(infoHash, peer, ttlMs)
+    return { peers: await this.peers(infoHash, limit), counts: await this.counts(infoHash) }
   }
 
   async remove(infoHash: string, peerIdHex: string, ip: string): Promise<void> {

@@ -1,6 +1,6 @@
 /**
- * Where the tracker keeps who is in which swarm. In memory by default; Redis later (so several
- * trackers share one view). Every implementation must pass test/contract/peerstore.contract.ts.
+ * Where the tracker keeps who is in which swarm. In memory by default; in Redis when several
+ * trackers share one view (peerStore.type 'redis'). Every implementation must pass test/contract/peerstore.contract.ts.
  */
 
 export interface PeerRecord {
@@ -24,6 +24,11 @@ export interface SwarmCounts {
   incomplete: number
 }
 
+export interface Exchange {
+  peers: PeerRecord[]
+  counts: SwarmCounts
+}
+
 export interface PeerStoreStats {
   swarms: number
   origins: number
@@ -44,6 +49,11 @@ export interface PeerStore {
    * the old record (only one process can listen there, so the old record is stale).
    */
   announce(infoHash: string, peer: PeerRecord, ttlMs: number): Promise<void>
+  /**
+   * announce, then peers(infoHash, limit) and counts(infoHash), as one step: the tracker's
+   * announce path, one round trip for a remote store. `limit` 0 samples nothing.
+   */
+  exchange(infoHash: string, peer: PeerRecord, ttlMs: number, limit: number): Promise<Exchange>
   /**
    * Removes the peer (event=stopped) with this peer id at this ip; a record of the same peer id
    * at another ip stays. Removing an unknown peer is not an error.

@@ -145,9 +145,11 @@ export class Announcer {
       // The socket address, not the claimed `ip`: a peer cannot talk its way into the origin class.
       origin: this.origins.has(req.socketIp, req.port),
     }
-    await this.store.announce(req.infoHashHex, record, this.ttlMs)
-    // One extra: the store may return the announcing peer itself, which is filtered out.
-    let candidates = req.numwant > 0 ? await this.store.peers(req.infoHashHex, req.numwant + 1) : []
+    // One round trip: store, sample and count together. One extra peer: the sample may hold the
+    // announcing peer itself, which is filtered out.
+    const limit = req.numwant > 0 ? req.numwant + 1 : 0
+    const { peers: sampled, counts } = await this.store.exchange(req.infoHashHex, record, this.ttlMs, limit)
+    let candidates = sampled
     const down = this.originDown
     if (down) candidates = candidates.filter((p) => !(p.origin && down(p.ip, p.port)))
     const peers = orderPeers(
@@ -156,6 +158,6 @@ export class Announcer {
       req.numwant,
       this.random,
     )
-    return { peers, ...(await this.store.counts(req.infoHashHex)) }
+    return { peers, ...counts }
   }
 }

@@ -234,7 +234,7 @@ export class TrackerServer implements Service {
     await this.corrupt.start()
     const originDown = await this.originDown()
     await this.cluster?.start()
-    this.store = this.deps.peerStore ?? createPeerStore(this.config.peerStore)
+    this.store = this.deps.peerStore ?? (await createPeerStore(this.config.peerStore))
     signal?.throwIfAborted()
     const addr = await this.http.start(this.config.server.port, this.config.server.host)
     this.announcer = new Announcer(this.store, origins, this.config.peerTtlSeconds * 1000, {

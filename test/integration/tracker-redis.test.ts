@@ -158,3 +158,61 @@ t.test('10,000 peers in one swarm: bounded answers, expiring keys, cheap stats',
     t.ok(ttl > 0 && ttl <= 61_000, `${key} expires (${ttl} ms)`)
   }
 })
+
+t.test('zones over HTTP: same-zone peers first within each class, both stores', async (t) => {
+  const redis = await startTestRedis(t)
+  for (const peerStore of [
+    { type: 'memory' },
+    { type: 'redis', redis: { url: redis.url, keyPrefix: 'zones:' } },
+  ] as const) {
+    const config = validateConfig(TrackerConfigSchema, {
+      server: { host: '127.0.0.1', port: 0 },
+      peerStore,
+    })
+    const server = await startTracker(config, { logger })
+    t.teardown(() => server.stop())
+    const announce = (n: number, zone: string | undefined, left: number, numwant = 50) =>
+      new TrackerClient(server.url, zone === undefined ? {} : { zone }).announce({
+        infoHash: INFO_HASH,
+        peerId: peerIdOf(n),
+        port: 7000 + n,
+        uploaded: 0,
+        downloaded: 0,
+        left,
+        event: 'started',
+        numwant,
+      })
+    // Ports tell the zone: 71xx rack-a, 72xx rack-b, 73xx none.
+    for (let i = 0; i < 8; i++) await announce(200 + i, 'rack-b', 0)
+    for (let i = 0; i < 2; i++) await announce(100 + i, 'rack-a', 0)
+    for (let i = 0; i < 8; i++) await announce(210 + i, 'rack-b', 10)
+    for (let i = 0; i < 3; i++) await announce(110 + i, 'rack-a', 10)
+    for (let i = 0; i < 3; i++) await announce(300 + i, undefined, 10)
+    const zoneOf = (port: number) => (port < 7200 ? 'a' : port < 7300 ? 'b' : '-')
+    const got = await announce(120, 'rack-a', 10, 8)
+    t.same(
+      got.peers.map((p) => zoneOf(p.port)),
+      ['a', 'a', 'b', 'b', 'b', 'b', 'b', 'b'],
+      `${peerStore.type}: rack-a seeders first, then other seeders fill the answer`,
+    )
+    const leechers = await announce(121, 'rack-a', 10, 50)
+    const tags = leechers.peers.map(
+      (p) => `${p.port < 7110 || (p.port >= 7200 && p.port < 7210) ? 's' : 'l'}${zoneOf(p.port)}`,
+    )
+    t.same(
+      tags.slice(0, 10),
+      ['sa', 'sa', 'sb', 'sb', 'sb', 'sb', 'sb', 'sb', 'sb', 'sb'],
+      `${peerStore.type}: seeders (rack-a first) before leechers`,
+    )
+    t.same(
+      tags.slice(10, 14),
+      ['la', 'la', 'la', 'la'],
+      `${peerStore.type}: then the rack-a leechers (the previous announcer included)`,
+    )
+    t.equal(tags.length, 10 + 4 + 8 + 3)
+    const res = await fetch(
+      `${server.url}/announce?info_hash=${'%01'.repeat(20)}&peer_id=${'%02'.repeat(20)}&port=1&zone=no%20spaces`,
+    )
+    t.match(Buffer.from(await res.arrayBuffer()).toString(), /failure reason.*zone/, 'a bad zone is refused')
+  }
+})

@@ -3,10 +3,11 @@
  * sample, count) is one round trip and runs atomically, whichever tracker sends it.
  *
  * Keys (P = prefix .. 'tracker:'; one swarm per infohash IH):
- *   P s:IH:p   hash  "peerId ip" -> "<class><complete>|<port>"   the records
+ *   P s:IH:p   hash  "peerId ip" -> "<class><complete>|<port>|<zone>"   the records
  *   P s:IH:a   hash  "ip|port" -> "peerId ip"                     one record per address
  *   P s:IH:o   zset  "peerId ip" scored by announce sequence      eviction order (stalest first)
  *   P s:IH:c0..c2 zset "peerId ip" scored by expiry (ms)          one per class: sample, count, expire
+ *   P s:IH:c0..c2:z:ZONE zset  the same, for the peers of one zone (sampled first for that zone)
  *   P swarms   zset  IH scored by its latest expiry               live swarms, for stats
  *   P g0..g2   zset  "IH peerId ip" scored by expiry              every peer by class: stats, global bound
  *   P seq      counter                                            announce sequence
@@ -35,7 +36,8 @@ local function detach(ih, key)
   local v = redis.call('HGET', P, key)
   if v then
     local cls = tonumber(string.sub(v, 1, 1))
-    local port = string.sub(v, 4)
+    local port, zone = string.match(v, '^..|(%d+)|(.*)$')
+    if zone ~= '' then redis.call('ZREM', C[cls + 1] .. ':z:' .. zone, key) end
     local ip = string.sub(key, 42)
     local addr = ip .. '|' .. port
     redis.call('HDEL', P, key)
@@ -77,23 +79,34 @@ end
 
 -- Up to limit live peers, class by class, each class a random sample (ZRANDMEMBER: O(limit),
 -- never the whole swarm).
-local function sample(ih, limit, out)
+local function sample(ih, limit, zone, out)
   local P, _, _, C = skeys(ih)
   local taken = 0
-  for i = 1, 3 do
-    local want = limit - taken
-    if want <= 0 then break end
-    local got = redis.call('ZRANDMEMBER', C[i], want, 'WITHSCORES')
+  local seen = {}
+  local function take(key, want)
+    local got = redis.call('ZRANDMEMBER', key, want, 'WITHSCORES')
     for j = 1, #got, 2 do
-      if tonumber(got[j + 1]) > now then
+      if taken < limit and not seen[got[j]] and tonumber(got[j + 1]) > now then
         local v = redis.call('HGET', P, got[j])
         if v then
+          seen[got[j]] = true
           out[#out + 1] = got[j]
           out[#out + 1] = v
           taken = taken + 1
         end
       end
     end
+  end
+  for i = 1, 3 do
+    if taken >= limit then break end
+    local local_taken = 0
+    if zone ~= '' then
+      local before = taken
+      take(C[i] .. ':z:' .. zone, limit - taken)
+      local_taken = taken - before
+    end
+    -- Asking for the zone's peers again on top lets the class sample skip them and still fill up.
+    if taken < limit then take(C[i], limit - taken + local_taken) end
   end
   return out
 end
@@ -106,7 +119,7 @@ end
 
 if op == 'announce' then
   local ih, peerId, ip, port = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-  local cls, complete = tonumber(ARGV[7]), ARGV[8]
+  local cls, complete, zone = tonumber(ARGV[7]), ARGV[8], ARGV[13]
   local ttl, maxSwarm, maxAll, limit = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
   local P, A, O, C = skeys(ih)
   prune(ih)
@@ -117,10 +130,15 @@ if op == 'announce' then
   local other = redis.call('HGET', A, addr)
   if other then detach(ih, other) end
   local exp = now + ttl
-  redis.call('HSET', P, key, cls .. complete .. '|' .. port)
+  redis.call('HSET', P, key, cls .. complete .. '|' .. port .. '|' .. zone)
   redis.call('HSET', A, addr, key)
   redis.call('ZADD', O, redis.call('INCR', pre .. 'seq'), key)
   redis.call('ZADD', C[cls + 1], exp, key)
+  local Z = nil
+  if zone ~= '' then
+    Z = C[cls + 1] .. ':z:' .. zone
+    redis.call('ZADD', Z, exp, key)
+  end
   redis.call('ZADD', pre .. 'g' .. cls, exp, ih .. ' ' .. key)
   redis.call('ZADD', pre .. 'swarms', 'GT', exp, ih)
   while redis.call('ZCARD', O) > maxSwarm do
@@ -140,9 +158,10 @@ if op == 'announce' then
   end
   local ex = ttl + 1000
   for _, k in ipairs({ P, A, O, C[1], C[2], C[3] }) do extend(k, ex) end
+  if Z then extend(Z, ex) end
   local c, inc = counts(ih)
   local out = { c, inc }
-  if limit > 0 then sample(ih, limit, out) end
+  if limit > 0 then sample(ih, limit, zone, out) end
   return out
 elseif op == 'remove' then
   local ih, key = ARGV[3], ARGV[4]
@@ -151,9 +170,9 @@ elseif op == 'remove' then
   local c, inc = counts(ih)
   return { c, inc }
 elseif op == 'peers' then
-  local ih, limit = ARGV[3], tonumber(ARGV[4])
+  local ih, limit, zone = ARGV[3], tonumber(ARGV[4]), ARGV[5]
   local c, inc = counts(ih)
-  return sample(ih, limit, { c, inc })
+  return sample(ih, limit, zone, { c, inc })
 elseif op == 'counts' then
   local c, inc = counts(ARGV[3])
   return { c, inc }

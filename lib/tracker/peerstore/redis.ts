@@ -22,6 +22,7 @@ import {
   type PeerStoreStats,
   peerClass,
   type SwarmCounts,
+  ZONE,
 } from './types.js'
 
 export interface RedisPeerStoreOptions {
@@ -82,6 +83,7 @@ export class RedisPeerStore implements PeerStore {
       this.maxPerInfoHash,
       this.maxPeers,
       Math.max(0, Math.floor(limit)),
+      peer.zone ?? '',
     )
     return { counts: countsOf(reply), peers: recordsOf(reply) }
   }
@@ -92,11 +94,12 @@ export class RedisPeerStore implements PeerStore {
     await this.run('remove', 'remove', infoHash, `${peerIdHex} ${ip}`)
   }
 
-  async peers(infoHash: string, limit: number): Promise<PeerRecord[]> {
+  async peers(infoHash: string, limit: number, zone?: string): Promise<PeerRecord[]> {
     this.checkOpen()
     checkInfoHash(infoHash)
+    checkZone(zone)
     if (limit <= 0) return []
-    return recordsOf(await this.run('peers', 'peers', infoHash, Math.floor(limit)))
+    return recordsOf(await this.run('peers', 'peers', infoHash, Math.floor(limit), zone ?? ''))
   }
 
   async counts(infoHash: string): Promise<SwarmCounts> {
@@ -144,24 +147,32 @@ function checkPeer(peer: PeerRecord): void {
     throw new ShoalError('BAD_REQUEST', `peer ip "${peer.ip.slice(0, 64)}" is not an IP literal`)
   if (!Number.isInteger(peer.port) || peer.port < 1 || peer.port > 65535)
     throw new ShoalError('BAD_REQUEST', `invalid peer port ${peer.port}`)
+  checkZone(peer.zone)
+}
+
+function checkZone(zone: string | undefined): void {
+  if (zone !== undefined && !ZONE.test(zone))
+    throw new ShoalError('BAD_REQUEST', 'zone must be 1-64 letters, digits, dots, dashes or underscores')
 }
 
 function countsOf(reply: ScriptReply): SwarmCounts {
   return { complete: Number(reply[0] ?? 0), incomplete: Number(reply[1] ?? 0) }
 }
 
-/** Pairs after the two counts: "peerId ip", "<class><complete>|<port>". */
+/** Pairs after the two counts: "peerId ip", "<class><complete>|<port>|<zone>". */
 function recordsOf(reply: ScriptReply): PeerRecord[] {
   const out: PeerRecord[] = []
   for (let i = 2; i + 1 < reply.length; i += 2) {
     const key = String(reply[i])
     const value = String(reply[i + 1])
+    const [, port, zone] = value.split('|')
     out.push({
       peerId: key.slice(0, 40),
       ip: key.slice(41),
-      port: Number(value.slice(3)),
+      port: Number(port),
       complete: value[1] === '1',
       origin: value[0] === '0',
+      ...(zone ? { zone } : {}),
     })
   }
   return out

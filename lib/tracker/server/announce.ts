@@ -7,7 +7,7 @@
 import { isIP } from 'node:net'
 import { bencodeEncode } from '../../core/bencode.js'
 import { ShoalError } from '../../errors/index.js'
-import type { PeerRecord } from '../peerstore/types.js'
+import { type PeerRecord, ZONE } from '../peerstore/types.js'
 
 export const MAX_QUERY_BYTES = 4096
 const MAX_PARAMS = 64
@@ -34,6 +34,8 @@ export interface AnnounceRequest {
   ip: string
   /** The address the request came from: the only thing origin status is derived from. */
   socketIp: string
+  /** The zone the peer declared (Shoal's `zone` parameter; stock clients send none). */
+  zone: string | undefined
 }
 
 export interface ParseOptions {
@@ -66,6 +68,9 @@ export function parseAnnounce(rawQuery: string, opts: ParseOptions): AnnounceReq
   else if (eventText === 'paused') event = ''
   else reject(`event "${shorten(eventText)}" is not one of started, completed, stopped`)
 
+  const zone = text(params, 'zone')
+  if (zone !== undefined && !ZONE.test(zone))
+    reject(`zone "${shorten(zone)}" must be 1-64 letters, digits, dots, dashes or underscores`)
   const compact = flag(params, 'compact', true)
   const noPeerId = flag(params, 'no_peer_id', false)
 
@@ -91,6 +96,7 @@ export function parseAnnounce(rawQuery: string, opts: ParseOptions): AnnounceReq
     noPeerId,
     ip,
     socketIp,
+    zone,
   }
 }
 

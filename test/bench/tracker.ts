@@ -11,6 +11,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'
 import { cpus } from 'node:os'
 import { fileURLToPath } from 'node:url'
@@ -124,12 +125,26 @@ interface Figures {
   p50ms: number
   p99ms: number
   failures: number
+  /** CPU seconds the tracker process spent per second of the measured phase (1 = one core busy). */
+  trackerCores: number
+}
+
+/** utime + stime of a process, seconds (Linux /proc; 0 elsewhere). */
+function cpuSeconds(pid: number | undefined): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / 100
+  } catch {
+    return 0
+  }
 }
 
 async function load(
   store: string,
   url: string,
   opts: { peers: number; swarms: number; announces: number; clients: number },
+  pid: number | undefined,
 ): Promise<Figures> {
   const queries: string[] = []
   for (let i = 0; i < opts.peers; i++) {
@@ -168,9 +183,11 @@ async function load(
   await run(opts.peers, 0, '&event=started') // every peer in its swarm; not measured
   failures = 0
   const latencies: number[] = []
+  const cpu0 = cpuSeconds(pid)
   const t0 = process.hrtime.bigint()
   await run(opts.announces, 7, '', latencies)
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9
+  const trackerCores = (cpuSeconds(pid) - cpu0) / seconds
   for (const c of conns) c.close()
   latencies.sort((a, b) => a - b)
   const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? 0
@@ -182,6 +199,7 @@ async function load(
     p50ms: pct(0.5),
     p99ms: pct(0.99),
     failures,
+    trackerCores,
   }
 }
 
@@ -218,7 +236,7 @@ async function main(): Promise<void> {
         `${store}: tracker at ${url}, ${opts.peers} peers over ${opts.swarms} infohashes\n`,
       )
       try {
-        results.push(await load(store, url, opts))
+        results.push(await load(store, url, opts, child.pid))
       } finally {
         const exited = once(child, 'exit')
         child.kill('SIGTERM')
@@ -232,11 +250,11 @@ async function main(): Promise<void> {
     `tracker benchmark: ${opts.peers} peers, ${opts.swarms} infohashes, ${opts.announces} measured announces, ` +
       `${opts.clients} concurrent keep-alive clients, numwant 50; node ${process.version}, ${cpus().length} cores`,
   )
-  console.log('| store | announces/s | p50 ms | p99 ms | failures |')
-  console.log('|---|---|---|---|---|')
+  console.log('| store | announces/s | p50 ms | p99 ms | failures | tracker CPU (cores) |')
+  console.log('|---|---|---|---|---|---|')
   for (const r of results) {
     console.log(
-      `| ${r.store} | ${Math.round(r.perSecond)} | ${r.p50ms.toFixed(2)} | ${r.p99ms.toFixed(2)} | ${r.failures} |`,
+      `| ${r.store} | ${Math.round(r.perSecond)} | ${r.p50ms.toFixed(2)} | ${r.p99ms.toFixed(2)} | ${r.failures} | ${r.trackerCores.toFixed(2)} |`,
     )
   }
 }

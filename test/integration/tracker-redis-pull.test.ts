@@ -80,7 +80,8 @@ t.test('pulls in flight finish across a Redis restart; the swarm comes back', as
     finished++
     return pulled
   })
-  pulls.forEach((p) => p.catch(() => {}))
+  // Failures surface at Promise.all below; until then a rejection must not go unhandled.
+  for (const p of pulls) p.catch(() => {})
   const tracker = herd.urls.tracker
   await until('both agents in the swarm', 20_000, async () => {
     return (await metric(tracker, 'shoal_tracker_peers', /leecher/)) >= 2

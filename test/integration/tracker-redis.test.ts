@@ -73,6 +73,33 @@ t.test('two trackers on one Redis hand out each other’s peers', async (t) => {
   const fromA = await a.announce(3, 7003)
   t.same(fromA.peers.map((p) => p.port).sort(), [7001, 7002], 'and A knows the peer that announced to B')
 
+  // bittorrent-tracker's stock client, an independent announce implementation, joins through B
+  // and is handed out by A. No type declarations ship with it; a computed specifier keeps tsc out.
+  const spec: string = 'bittorrent-tracker/client'
+  const { default: Client } = (await import(spec)) as {
+    default: new (
+      opts: Record<string, unknown>,
+    ) => NodeJS.EventEmitter & { start(): void; destroy(cb?: () => void): void }
+  }
+  const stock = new Client({
+    infoHash: INFO_HASH.hex,
+    peerId: Buffer.from('-SR0001-stockclient0').toString('hex'),
+    announce: [`${b.server.url}/announce`],
+    port: 7777,
+  })
+  const warnings: string[] = []
+  stock.on('warning', (err: Error) => warnings.push(err.message))
+  stock.on('error', (err: Error) => warnings.push(err.message))
+  const update = new Promise((resolve) => stock.once('update', resolve))
+  stock.start()
+  await update
+  t.teardown(() => new Promise<void>((r) => stock.destroy(() => r())))
+  t.same(warnings, [], 'the stock client announced without warnings')
+  t.ok(
+    (await a.announce(5, 7005)).peers.some((p) => p.port === 7777),
+    'the stock client that announced to B is handed out by A',
+  )
+
   const other = await tracker(t, redis, 'other-cluster:')
   t.same((await other.announce(4, 7004)).peers, [], 'another key prefix is another cluster')
 })

@@ -42,7 +42,7 @@ export const PeerStoreConfig = z
       redis: RedisConfig,
       /** As for memory: the stalest announcer of a swarm is evicted beyond this. */
       maxPeersPerInfoHash: z.number().int().min(1).max(1_000_000).default(5000),
-      /** Over all swarms in this Redis (every tracker sharing it): those closest to expiry go first. */
+      /** Over all swarms in this Redis (every tracker sharing it): the stalest announcers go first. */
       maxPeers: z.number().int().min(1).max(100_000_000).default(1_000_000),
     }),
   ])

@@ -8,6 +8,8 @@ import type { PeerRecord, PeerStore } from '../../lib/tracker/peerstore/types.js
 
 export interface PeerStoreFactoryOptions {
   maxPeersPerInfoHash: number
+  /** Bound over all swarms; the store's default when absent. */
+  maxPeers?: number
 }
 
 export type PeerStoreFactory = (
@@ -189,6 +191,20 @@ export function peerStoreContract(t: Test, name: string, make: PeerStoreFactory)
     t.ok(after.includes(peerId(15)), 'a refreshed peer survives')
     t.notOk(after.includes(peerId(16)), 'the stalest one is evicted')
     t.same(await store.counts(IH), { complete: 0, incomplete: 10 })
+  })
+
+  t.test(`${name}: bounded over all swarms`, async (t) => {
+    const store = await open(t, { maxPeers: 12 })
+    // The latest swarm sorts first, so a store breaking ties by name would evict from it.
+    const swarms = ['3', '2', '1'].map((c) => c.repeat(40))
+    for (const [s, ih] of swarms.entries())
+      for (let i = 0; i < 8; i++) await store.announce(ih, peer(s * 100 + i), TTL)
+    const stats = await store.stats()
+    t.equal(stats.leechers, 12, 'never more peers than maxPeers over all swarms')
+    let listed = 0
+    for (const ih of swarms) listed += (await store.peers(ih, 100)).length
+    t.equal(listed, 12, 'and the swarms hand out no more than that')
+    t.equal((await store.peers(swarms[2] as string, 100)).length, 8, 'the latest swarm is whole')
   })
 
   t.test(`${name}: IPv6 peers round-trip`, async (t) => {

@@ -9,7 +9,8 @@
  *   P s:IH:c0..c2 zset "peerId ip" scored by expiry (ms)          one per class: sample, count, expire
  *   P s:IH:c0..c2:z:ZONE zset  the same, for the peers of one zone (sampled first for that zone)
  *   P swarms   zset  IH scored by its latest expiry               live swarms, for stats
- *   P g0..g2   zset  "IH peerId ip" scored by expiry              every peer by class: stats, global bound
+ *   P g0..g2   zset  "IH peerId ip" scored by expiry              every peer by class: stats, pruning
+ *   P order    zset  "IH peerId ip" scored by announce sequence   the global bound (stalest first)
  *   P seq      counter                                            announce sequence
  * Swarm keys carry a PEXPIRE at least as late as their latest member's expiry, so a swarm nobody
  * announces to any more disappears by itself; expired members are also pruned, a bounded batch
@@ -46,6 +47,7 @@ local function detach(ih, key)
     if redis.call('HGET', A, addr) == key then redis.call('HDEL', A, addr) end
   end
   redis.call('ZREM', O, key)
+  redis.call('ZREM', pre .. 'order', ih .. ' ' .. key)
   if redis.call('ZCARD', O) == 0 then redis.call('ZREM', pre .. 'swarms', ih) end
 end
 
@@ -65,6 +67,7 @@ local function pruneGlobal()
     for _, m in ipairs(redis.call('ZRANGEBYSCORE', g, '-inf', now, 'LIMIT', 0, PRUNE)) do
       detach(string.sub(m, 1, 40), string.sub(m, 42))
       redis.call('ZREM', g, m)
+      redis.call('ZREM', pre .. 'order', m)
     end
   end
   redis.call('ZREMRANGEBYSCORE', pre .. 'swarms', '-inf', now)
@@ -132,7 +135,9 @@ if op == 'announce' then
   local exp = now + ttl
   redis.call('HSET', P, key, cls .. complete .. '|' .. port .. '|' .. zone)
   redis.call('HSET', A, addr, key)
-  redis.call('ZADD', O, redis.call('INCR', pre .. 'seq'), key)
+  local seq = redis.call('INCR', pre .. 'seq')
+  redis.call('ZADD', O, seq, key)
+  redis.call('ZADD', pre .. 'order', seq, ih .. ' ' .. key)
   redis.call('ZADD', C[cls + 1], exp, key)
   local Z = nil
   if zone ~= '' then
@@ -144,17 +149,15 @@ if op == 'announce' then
   while redis.call('ZCARD', O) > maxSwarm do
     detach(ih, redis.call('ZRANGE', O, 0, 0)[1])
   end
-  -- The bound over all swarms: evict the peers closest to expiry, a few per announce.
+  -- The bound over all swarms: the stalest announcers go first, a few per announce.
   for _ = 1, 8 do
-    local total = redis.call('ZCARD', pre .. 'g0') + redis.call('ZCARD', pre .. 'g1') + redis.call('ZCARD', pre .. 'g2')
-    if total <= maxAll then break end
-    local best, bestScore = nil, nil
-    for c = 0, 2 do
-      local m = redis.call('ZRANGE', pre .. 'g' .. c, 0, 0, 'WITHSCORES')
-      if m[1] and (bestScore == nil or tonumber(m[2]) < bestScore) then best, bestScore = m[1], tonumber(m[2]) end
-    end
-    if not best then break end
-    detach(string.sub(best, 1, 40), string.sub(best, 42))
+    if redis.call('ZCARD', pre .. 'order') <= maxAll then break end
+    local oldest = redis.call('ZRANGE', pre .. 'order', 0, 0)[1]
+    if not oldest then break end
+    detach(string.sub(oldest, 1, 40), string.sub(oldest, 42))
+    -- Gone from the global sets even when its swarm's keys already expired.
+    redis.call('ZREM', pre .. 'order', oldest)
+    for c = 0, 2 do redis.call('ZREM', pre .. 'g' .. c, oldest) end
   end
   local ex = ttl + 1000
   for _, k in ipairs({ P, A, O, C[1], C[2], C[3] }) do extend(k, ex) end

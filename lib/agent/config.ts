@@ -23,6 +23,15 @@ export const AgentConfigSchema = z.strictObject({
    * before it writes anything.
    */
   minFreeBytes: ByteSize.default(256 * 1024 ** 2),
+  /**
+   * This host's zone (rack, site), a label sent on every announce: the tracker hands out peers of
+   * the same zone first within each class (origins still first), so less traffic crosses zones.
+   * Unset: no preference.
+   */
+  zone: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,64}$/, '1-64 letters, digits, dots, dashes or underscores')
+    .optional(),
   /** Tracker HTTP addresses (host:port or URL). */
   trackers: z.array(z.string().min(1)).min(1).default(['127.0.0.1:15003']),
   /** Build-index HTTP address, for resolving tags. */

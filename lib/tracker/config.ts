@@ -4,6 +4,7 @@
  */
 import { ListenConfig, LogConfig, z } from '../config/index.js'
 import { HealthCheckConfig } from '../origin/client/health.js'
+import { RedisConfig } from '../redis/index.js'
 
 /** `host:port` or `[v6]:port`; hosts are resolved once at start-up. */
 const HOST_PORT = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$/
@@ -23,7 +24,10 @@ export const OriginEntry = z.strictObject({
   http: HostPort,
 })
 
-/** A discriminated union so 'redis' can be added as another member later. */
+/**
+ * Where peers are kept: this process's memory (one tracker, or trackers that each own the
+ * infohashes agents rendezvous-hash to them), or Redis (several trackers share every swarm).
+ */
 export const PeerStoreConfig = z
   .discriminatedUnion('type', [
     z.strictObject({
@@ -32,6 +36,14 @@ export const PeerStoreConfig = z
       maxPeersPerInfoHash: z.number().int().min(1).max(1_000_000).default(5000),
       /** Bound over all swarms together (oldest evicted first). */
       maxPeers: z.number().int().min(1).max(10_000_000).default(200_000),
+    }),
+    z.strictObject({
+      type: z.literal('redis'),
+      redis: RedisConfig,
+      /** As for memory: the stalest announcer of a swarm is evicted beyond this. */
+      maxPeersPerInfoHash: z.number().int().min(1).max(1_000_000).default(5000),
+      /** Over all swarms in this Redis (every tracker sharing it): the stalest announcers go first. */
+      maxPeers: z.number().int().min(1).max(100_000_000).default(1_000_000),
     }),
   ])
   .prefault({ type: 'memory' })

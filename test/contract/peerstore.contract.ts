@@ -8,6 +8,8 @@ import type { PeerRecord, PeerStore } from '../../lib/tracker/peerstore/types.js
 
 export interface PeerStoreFactoryOptions {
   maxPeersPerInfoHash: number
+  /** Bound over all swarms; the store's default when absent. */
+  maxPeers?: number
 }
 
 export type PeerStoreFactory = (
@@ -191,10 +193,61 @@ export function peerStoreContract(t: Test, name: string, make: PeerStoreFactory)
     t.same(await store.counts(IH), { complete: 0, incomplete: 10 })
   })
 
+  t.test(`${name}: bounded over all swarms`, async (t) => {
+    const store = await open(t, { maxPeers: 12 })
+    // The latest swarm sorts first, so a store breaking ties by name would evict from it.
+    const swarms = ['3', '2', '1'].map((c) => c.repeat(40))
+    for (const [s, ih] of swarms.entries())
+      for (let i = 0; i < 8; i++) await store.announce(ih, peer(s * 100 + i), TTL)
+    const stats = await store.stats()
+    t.equal(stats.leechers, 12, 'never more peers than maxPeers over all swarms')
+    let listed = 0
+    for (const ih of swarms) listed += (await store.peers(ih, 100)).length
+    t.equal(listed, 12, 'and the swarms hand out no more than that')
+    t.equal((await store.peers(swarms[2] as string, 100)).length, 8, 'the latest swarm is whole')
+  })
+
   t.test(`${name}: IPv6 peers round-trip`, async (t) => {
     const store = await open(t)
     await store.announce(IH, peer(1, { ip: '2001:db8::1', port: 7000 }), TTL)
     t.same(await store.peers(IH, 10), [peer(1, { ip: '2001:db8::1', port: 7000 })])
+  })
+
+  t.test(`${name}: a zone's peers come first within each class`, async (t) => {
+    const store = await open(t)
+    for (let i = 0; i < 3; i++) await store.announce(IH, peer(100 + i, { zone: 'rack-a' }), TTL)
+    for (let i = 0; i < 20; i++) await store.announce(IH, peer(200 + i, { zone: 'rack-b' }), TTL)
+    for (let i = 0; i < 20; i++) await store.announce(IH, peer(300 + i), TTL)
+    for (let i = 0; i < 4; i++)
+      await store.announce(IH, peer(400 + i, { complete: true, zone: i < 2 ? 'rack-a' : 'rack-b' }), TTL)
+    await store.announce(IH, peer(500, { complete: true, origin: true, zone: 'rack-b' }), TTL)
+    for (let run = 0; run < 10; run++) {
+      const got = await store.peers(IH, 10, 'rack-a')
+      t.equal(got.length, 10)
+      const tags = got.map((p) => `${p.origin ? 0 : p.complete ? 1 : 2}${p.zone === 'rack-a' ? 'a' : '-'}`)
+      t.same(
+        tags.slice(0, 8),
+        ['0-', '1a', '1a', '1-', '1-', '2a', '2a', '2a'],
+        'origins first, then seeders and leechers, each class with rack-a first',
+      )
+      t.ok(
+        tags.slice(8).every((x) => x === '2-'),
+        'then leechers of other zones',
+      )
+    }
+    t.same(
+      (await store.peers(IH, 50)).find((p) => p.peerId === peerId(100)),
+      peer(100, { zone: 'rack-a' }),
+      'the zone comes back with the record',
+    )
+    const mine = await store.exchange(IH, peer(600, { zone: 'rack-a' }), TTL, 6)
+    t.same(
+      mine.peers.map((p) => p.zone === 'rack-a'),
+      [false, true, true, false, false, true],
+      'exchange samples for the announcing peer’s zone (itself included, as for peers())',
+    )
+    t.same(mine.counts, { complete: 5, incomplete: 44 })
+    await t.rejects(store.announce(IH, peer(700, { zone: 'bad zone' }), TTL), { code: 'BAD_REQUEST' })
   })
 
   t.test(`${name}: close is idempotent and later calls fail clearly`, async (t) => {

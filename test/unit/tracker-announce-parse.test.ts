@@ -174,6 +174,36 @@ t.test('ip literals to bytes', async (t) => {
   t.equal(ipToBytes('nope'), undefined)
 })
 
+t.test('compact IPv4 entries: every octet written, anything not a literal left out', async (t) => {
+  const at = (ip: string, port = 1) => ({ peerId: 'aa'.repeat(20), ip, port, complete: false, origin: false })
+  const body = bencode.decode(
+    encodeAnnounceResponse({
+      interval: 30,
+      minInterval: 10,
+      complete: 0,
+      incomplete: 0,
+      noPeerId: false,
+      compact: true,
+      peers: [
+        at('0.0.0.0', 65535),
+        at('255.255.255.255', 2),
+        at('1.2.3'),
+        at('1.2.3.4.5'),
+        at('256.1.1.1'),
+        at('1..2.3'),
+        at('1.2.3.'),
+        at('1234.1.1.1'),
+        at('10.20.30.40', 3),
+      ],
+    }),
+  ) as Record<string, unknown>
+  t.equal(
+    Buffer.from(body.peers as Uint8Array).toString('hex'),
+    '00000000ffff' + 'ffffffff0002' + '0a141e280003',
+  )
+  t.notOk(body.peers6, 'no IPv6 entries')
+})
+
 t.test('responses: compact v4/v6, non-compact, failure', async (t) => {
   const peers = [
     { peerId: 'aa'.repeat(20), ip: '192.0.2.1', port: 6881, complete: true, origin: true },

@@ -65,7 +65,11 @@ export class AgentServer implements Service {
   ) {
     this.log = deps.logger.child({ component: 'agent' })
     const registry = deps.registry ?? createRegistry('agent', { processMetrics: true })
-    this.trackers = new TrackerSet(deps.trackers ?? config.trackers, { logger: deps.logger, registry })
+    this.trackers = new TrackerSet(deps.trackers ?? config.trackers, {
+      logger: deps.logger,
+      registry,
+      ...(config.zone === undefined ? {} : { zone: config.zone }),
+    })
     this.buildIndex = deps.buildIndex ?? new BuildIndexClient(config.buildIndex)
     const dataDir = resolve(config.dataDir)
     this.store = new BlobStore(join(dataDir, 'store'), { logger: this.log })

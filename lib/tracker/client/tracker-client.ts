@@ -58,10 +58,15 @@ export class TrackerClient {
   readonly baseUrl: string
   private readonly http: HttpClient
   private readonly timeoutMs: number
+  private readonly zone: string | undefined
 
-  /** `baseUrl` is `http://host:port` or just `host:port`. */
-  constructor(baseUrl: string, opts: { timeoutMs?: number } = {}) {
+  /**
+   * `baseUrl` is `http://host:port` or just `host:port`. `zone`: this host's zone, sent on every
+   * announce (Shoal's `zone` parameter) so a Shoal tracker hands out same-zone peers first.
+   */
+  constructor(baseUrl: string, opts: { timeoutMs?: number; zone?: string } = {}) {
     this.timeoutMs = opts.timeoutMs ?? 15_000
+    this.zone = opts.zone
     this.http = new HttpClient(baseUrl, { name: 'tracker', timeoutMs: this.timeoutMs })
     this.baseUrl = this.http.baseUrl
   }
@@ -79,6 +84,7 @@ export class TrackerClient {
     if (req.event) query += `&event=${req.event}`
     if (req.numwant !== undefined) query += `&numwant=${int(req.numwant)}`
     if (req.ip) query += `&ip=${encodeURIComponent(req.ip)}`
+    if (this.zone) query += `&zone=${encodeURIComponent(this.zone)}`
     const body = await this.fetch(`/announce?${query}`, MAX_ANNOUNCE_RESPONSE_BYTES, req.signal, true)
     try {
       return parseAnnounceResponse(body)

@@ -32,6 +32,8 @@ export interface TrackerSetOptions {
   maxRetryMs?: number
   /** Clock, for tests. */
   now?: () => number
+  /** This host's zone, sent on announces by the clients built from addresses. */
+  zone?: string
 }
 
 export interface TrackerHealth {
@@ -65,7 +67,10 @@ export class TrackerSet implements PeerSource {
 
   /** `trackers`: addresses (`host:port` or URLs) or clients; duplicates (same base URL) count once. */
   constructor(trackers: ReadonlyArray<string | TrackerLike>, opts: TrackerSetOptions = {}) {
-    const clientOpts = opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs }
+    const clientOpts = {
+      ...(opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs }),
+      ...(opts.zone === undefined ? {} : { zone: opts.zone }),
+    }
     for (const t of trackers) {
       const client = typeof t === 'string' ? new TrackerClient(t, clientOpts) : t
       if (this.entries.some((e) => e.url === client.baseUrl)) continue

@@ -1,12 +1,15 @@
-/** Builds the configured peer store. Redis joins the union later. */
+/** Builds the configured peer store (connecting to Redis for 'redis'). */
 import type { z } from '../../config/index.js'
 import type { PeerStoreConfig } from '../config.js'
 import { MemoryPeerStore } from './memory.js'
+import { RedisPeerStore } from './redis.js'
 import type { PeerStore } from './types.js'
 
 export { MemoryPeerStore, type MemoryPeerStoreOptions } from './memory.js'
+export { RedisPeerStore, type RedisPeerStoreOptions } from './redis.js'
 export {
   addressKey,
+  type Exchange,
   type PeerClass,
   type PeerRecord,
   type PeerStore,
@@ -15,10 +18,16 @@ export {
   type SwarmCounts,
 } from './types.js'
 
-export function createPeerStore(config: z.infer<typeof PeerStoreConfig>): PeerStore {
+export async function createPeerStore(config: z.infer<typeof PeerStoreConfig>): Promise<PeerStore> {
   switch (config.type) {
     case 'memory':
       return new MemoryPeerStore({
+        maxPeersPerInfoHash: config.maxPeersPerInfoHash,
+        maxPeers: config.maxPeers,
+      })
+    case 'redis':
+      return RedisPeerStore.connect({
+        redis: config.redis,
         maxPeersPerInfoHash: config.maxPeersPerInfoHash,
         maxPeers: config.maxPeers,
       })

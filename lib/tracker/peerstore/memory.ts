@@ -7,12 +7,14 @@
 import { ShoalError } from '../../errors/index.js'
 import {
   addressKey,
+  type Exchange,
   type PeerClass,
   type PeerRecord,
   type PeerStore,
   type PeerStoreStats,
   peerClass,
   type SwarmCounts,
+  ZONE,
 } from './types.js'
 
 export interface MemoryPeerStoreOptions {
@@ -36,6 +38,8 @@ interface Entry {
   cls: PeerClass
   /** Position in its swarm's class array (kept in step by swap-removal). */
   idx: number
+  /** Position in its zone's class array, when the peer declared a zone. */
+  zidx: number
 }
 
 interface Swarm {
@@ -43,6 +47,8 @@ interface Swarm {
   byPeer: Map<string, Entry>
   byAddr: Map<string, Entry>
   classes: [Entry[], Entry[], Entry[]]
+  /** The same entries again by declared zone, so a zone's peers are sampled without a scan. */
+  zones: Map<string, [Entry[], Entry[], Entry[]]>
 }
 
 const HEX40 = /^[0-9a-f]{40}$/
@@ -80,9 +86,11 @@ export class MemoryPeerStore implements PeerStore {
       throw new ShoalError('BAD_REQUEST', `invalid peer port ${peer.port}`)
     }
     if (!(ttlMs > 0)) throw new ShoalError('BAD_REQUEST', 'peer ttl must be positive')
+    if (peer.zone !== undefined && !ZONE.test(peer.zone))
+      throw new ShoalError('BAD_REQUEST', 'zone must be 1-64 letters, digits, dots, dashes or underscores')
     let swarm = this.swarms.get(infoHash)
     if (!swarm) {
-      swarm = { byPeer: new Map(), byAddr: new Map(), classes: [[], [], []] }
+      swarm = { byPeer: new Map(), byAddr: new Map(), classes: [[], [], []], zones: new Map() }
       this.swarms.set(infoHash, swarm)
     }
     const addr = addressKey(peer.ip, peer.port)
@@ -100,6 +108,7 @@ export class MemoryPeerStore implements PeerStore {
       port: peer.port,
       complete: peer.complete,
       origin: peer.origin,
+      ...(peer.zone === undefined ? {} : { zone: peer.zone }),
     }
     const entry: Entry = {
       infoHash,
@@ -109,10 +118,20 @@ export class MemoryPeerStore implements PeerStore {
       expiresAt: this.now() + ttlMs,
       cls: peerClass(record),
       idx: 0,
+      zidx: 0,
     }
     const list = swarm.classes[entry.cls]
     entry.idx = list.length
     list.push(entry)
+    if (record.zone !== undefined) {
+      let zoned = swarm.zones.get(record.zone)
+      if (!zoned) {
+        zoned = [[], [], []]
+        swarm.zones.set(record.zone, zoned)
+      }
+      entry.zidx = zoned[entry.cls].length
+      zoned[entry.cls].push(entry)
+    }
     swarm.byPeer.set(key, entry)
     swarm.byAddr.set(addr, entry)
     if (!this.swarms.has(infoHash)) this.swarms.set(infoHash, swarm) // detach may have dropped an emptied swarm
@@ -124,6 +143,11 @@ export class MemoryPeerStore implements PeerStore {
     }
   }
 
+  async exchange(infoHash: string, peer: PeerRecord, ttlMs: number, limit: number): Promise<Exchange> {
+    await this.announce(infoHash, peer, ttlMs)
+    return { peers: await this.peers(infoHash, limit, peer.zone), counts: await this.counts(infoHash) }
+  }
+
   async remove(infoHash: string, peerIdHex: string, ip: string): Promise<void> {
     this.checkOpen()
     const swarm = this.swarms.get(infoHash)
@@ -131,30 +155,49 @@ export class MemoryPeerStore implements PeerStore {
     if (swarm && entry) this.detach(swarm, entry)
   }
 
-  async peers(infoHash: string, limit: number): Promise<PeerRecord[]> {
+  async peers(infoHash: string, limit: number, zone?: string): Promise<PeerRecord[]> {
     this.checkOpen()
     const swarm = this.live(infoHash)
     const out: PeerRecord[] = []
     if (!swarm || limit <= 0) return out
     const now = this.now()
-    for (const list of swarm.classes) {
-      // Partial Fisher-Yates: the first k slots become a uniform sample; order inside a class is
-      // meaningless, so shuffling the array in place costs nothing.
-      for (let i = 0; i < list.length && out.length < limit; i++) {
-        const j = i + Math.floor(this.random() * (list.length - i))
-        const picked = list[j] as Entry
-        if (j !== i) {
-          const here = list[i] as Entry
-          list[i] = picked
-          list[j] = here
-          picked.idx = i
-          here.idx = j
-        }
-        if (picked.expiresAt > now) out.push({ ...picked.record })
-      }
-      if (out.length >= limit) break
+    const zoned = zone === undefined ? undefined : swarm.zones.get(zone)
+    for (let cls = 0; cls < 3 && out.length < limit; cls++) {
+      const local = zoned?.[cls]
+      // The zone's own peers first. When they do not all fit, the class is full and the rest is
+      // not looked at; when they do, every one of them is taken and skipped below, at most
+      // local.length extra steps.
+      if (local) this.sampleInto(local, 'zidx', limit, now, out)
+      this.sampleInto(swarm.classes[cls] as Entry[], 'idx', limit, now, out, local ? zone : undefined)
     }
     return out
+  }
+
+  /**
+   * Partial Fisher-Yates: the first k slots become a uniform sample; order inside a list is
+   * meaningless, so shuffling the array in place costs nothing (positions kept in `pos`).
+   */
+  private sampleInto(
+    list: Entry[],
+    pos: 'idx' | 'zidx',
+    limit: number,
+    now: number,
+    out: PeerRecord[],
+    skipZone?: string,
+  ): void {
+    for (let i = 0; i < list.length && out.length < limit; i++) {
+      const j = i + Math.floor(this.random() * (list.length - i))
+      const picked = list[j] as Entry
+      if (j !== i) {
+        const here = list[i] as Entry
+        list[i] = picked
+        list[j] = here
+        picked[pos] = i
+        here[pos] = j
+      }
+      if (picked.expiresAt > now && (skipZone === undefined || picked.record.zone !== skipZone))
+        out.push({ ...picked.record })
+    }
   }
 
   async counts(infoHash: string): Promise<SwarmCounts> {
@@ -213,6 +256,17 @@ export class MemoryPeerStore implements PeerStore {
     if (last !== entry) {
       list[entry.idx] = last
       last.idx = entry.idx
+    }
+    const zone = entry.record.zone
+    const zoned = zone === undefined ? undefined : swarm.zones.get(zone)
+    if (zone !== undefined && zoned) {
+      const zlist = zoned[entry.cls]
+      const zlast = zlist.pop() as Entry
+      if (zlast !== entry) {
+        zlist[entry.zidx] = zlast
+        zlast.zidx = entry.zidx
+      }
+      if (zoned[0].length + zoned[1].length + zoned[2].length === 0) swarm.zones.delete(zone)
     }
     if (swarm.byPeer.get(entry.key) === entry) swarm.byPeer.delete(entry.key)
     if (swarm.byAddr.get(entry.addr) === entry) swarm.byAddr.delete(entry.addr)

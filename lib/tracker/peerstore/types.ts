@@ -1,6 +1,6 @@
 /**
- * Where the tracker keeps who is in which swarm. In memory by default; Redis later (so several
- * trackers share one view). Every implementation must pass test/contract/peerstore.contract.ts.
+ * Where the tracker keeps who is in which swarm. In memory by default; in Redis when several
+ * trackers share one view (peerStore.type 'redis'). Every implementation must pass test/contract/peerstore.contract.ts.
  */
 
 export interface PeerRecord {
@@ -16,12 +16,25 @@ export interface PeerRecord {
    * claims); stored so a store can hand origins out first without knowing the configuration.
    */
   origin: boolean
+  /**
+   * The zone (rack, site) the peer declared on its announce, when it did: handouts to a peer of
+   * a zone put that zone's peers first within each class. Letters, digits and . _ - (ZONE).
+   */
+  zone?: string
 }
+
+/** What a zone label may be: short, and free of the separators stores use. */
+export const ZONE = /^[A-Za-z0-9._-]{1,64}$/
 
 export interface SwarmCounts {
   /** Seeders, origins included. */
   complete: number
   incomplete: number
+}
+
+export interface Exchange {
+  peers: PeerRecord[]
+  counts: SwarmCounts
 }
 
 export interface PeerStoreStats {
@@ -45,6 +58,11 @@ export interface PeerStore {
    */
   announce(infoHash: string, peer: PeerRecord, ttlMs: number): Promise<void>
   /**
+   * announce, then peers(infoHash, limit, peer.zone) and counts(infoHash), as one step: the tracker's
+   * announce path, one round trip for a remote store. `limit` 0 samples nothing.
+   */
+  exchange(infoHash: string, peer: PeerRecord, ttlMs: number, limit: number): Promise<Exchange>
+  /**
    * Removes the peer (event=stopped) with this peer id at this ip; a record of the same peer id
    * at another ip stays. Removing an unknown peer is not an error.
    */
@@ -52,8 +70,9 @@ export interface PeerStore {
   /**
    * Up to `limit` live (unexpired) peers, best first: every origin, then seeders, then leechers,
    * each class a random sample when it does not fit. The caller shuffles and filters further.
+   * With `zone`, the peers of that zone come first within each class (sampled first).
    */
-  peers(infoHash: string, limit: number): Promise<PeerRecord[]>
+  peers(infoHash: string, limit: number, zone?: string): Promise<PeerRecord[]>
   /** Live seeders and leechers of a swarm. */
   counts(infoHash: string): Promise<SwarmCounts>
   /** Totals over all swarms, for the metrics page. */

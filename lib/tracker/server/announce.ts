@@ -7,7 +7,7 @@
 import { isIP } from 'node:net'
 import { bencodeEncode } from '../../core/bencode.js'
 import { ShoalError } from '../../errors/index.js'
-import type { PeerRecord } from '../peerstore/types.js'
+import { type PeerRecord, ZONE } from '../peerstore/types.js'
 
 export const MAX_QUERY_BYTES = 4096
 const MAX_PARAMS = 64
@@ -34,6 +34,8 @@ export interface AnnounceRequest {
   ip: string
   /** The address the request came from: the only thing origin status is derived from. */
   socketIp: string
+  /** The zone the peer declared (Shoal's `zone` parameter; stock clients send none). */
+  zone: string | undefined
 }
 
 export interface ParseOptions {
@@ -66,6 +68,9 @@ export function parseAnnounce(rawQuery: string, opts: ParseOptions): AnnounceReq
   else if (eventText === 'paused') event = ''
   else reject(`event "${shorten(eventText)}" is not one of started, completed, stopped`)
 
+  const zone = text(params, 'zone')
+  if (zone !== undefined && !ZONE.test(zone))
+    reject(`zone "${shorten(zone)}" must be 1-64 letters, digits, dots, dashes or underscores`)
   const compact = flag(params, 'compact', true)
   const noPeerId = flag(params, 'no_peer_id', false)
 
@@ -91,6 +96,7 @@ export function parseAnnounce(rawQuery: string, opts: ParseOptions): AnnounceReq
     noPeerId,
     ip,
     socketIp,
+    zone,
   }
 }
 
@@ -236,17 +242,24 @@ export function encodeAnnounceResponse(r: AnnounceResponse): Buffer {
     incomplete: r.incomplete,
   }
   if (r.compact) {
-    const v4: Buffer[] = []
+    // The hot path of every announce: IPv4 entries written straight into one buffer.
+    const v4 = Buffer.allocUnsafe(r.peers.length * 6)
+    let n4 = 0
     const v6: Buffer[] = []
     for (const p of r.peers) {
+      if (writeIpv4(p.ip, v4, n4)) {
+        v4.writeUInt16BE(p.port, n4 + 4)
+        n4 += 6
+        continue
+      }
       const addr = ipToBytes(p.ip)
-      if (!addr) continue
-      const entry = Buffer.alloc(addr.length + 2)
+      if (addr === undefined || addr.length !== 16) continue
+      const entry = Buffer.alloc(18)
       addr.copy(entry)
-      entry.writeUInt16BE(p.port, addr.length)
-      ;(addr.length === 4 ? v4 : v6).push(entry)
+      entry.writeUInt16BE(p.port, 16)
+      v6.push(entry)
     }
-    body.peers = Buffer.concat(v4)
+    body.peers = v4.subarray(0, n4)
     if (v6.length > 0) body.peers6 = Buffer.concat(v6)
   } else {
     body.peers = r.peers.map((p) =>
@@ -256,6 +269,27 @@ export function encodeAnnounceResponse(r: AnnounceResponse): Buffer {
     )
   }
   return bencodeEncode(body)
+}
+
+/** Writes a dotted-quad IPv4 literal's 4 bytes at `at`; false (nothing written) for anything else. */
+function writeIpv4(ip: string, out: Buffer, at: number): boolean {
+  let octet = 0
+  let digits = 0
+  let k = 0
+  for (let i = 0; i < ip.length; i++) {
+    const c = ip.charCodeAt(i)
+    if (c >= 0x30 && c <= 0x39) {
+      octet = octet * 10 + (c - 0x30)
+      if (++digits > 3 || octet > 255) return false
+    } else if (c === 0x2e && digits > 0 && k < 3) {
+      out[at + k++] = octet
+      octet = 0
+      digits = 0
+    } else return false
+  }
+  if (k !== 3 || digits === 0) return false
+  out[at + 3] = octet
+  return true
 }
 
 export function encodeFailure(reason: string): Buffer {

@@ -59,11 +59,14 @@ export interface Self {
   peerIdHex: string
   ip: string
   port: number
+  /** The announcing peer's zone: peers of the same zone go first within each class. */
+  zone?: string
 }
 
 /**
- * Orders candidates: class by class (origin, seeder, leecher), a fresh shuffle inside each, the
- * announcing peer removed by id and by ip:port, then the first `numwant`.
+ * Orders candidates: class by class (origin, seeder, leecher), inside each class the peers of
+ * the announcing peer's zone first (when it declared one), a fresh shuffle inside each group,
+ * the announcing peer removed by id and by ip:port, then the first `numwant`.
  */
 export function orderPeers(
   candidates: readonly PeerRecord[],
@@ -72,13 +75,15 @@ export function orderPeers(
   random: () => number = Math.random,
 ): PeerRecord[] {
   const selfAddr = addressKey(self.ip, self.port)
-  const classes: [PeerRecord[], PeerRecord[], PeerRecord[]] = [[], [], []]
+  // Six groups: (origin, seeder, leecher) × (same zone, other).
+  const groups: PeerRecord[][] = [[], [], [], [], [], []]
   for (const p of candidates) {
     if (p.peerId === self.peerIdHex || addressKey(p.ip, p.port) === selfAddr) continue
-    classes[peerClass(p)].push(p)
+    const near = self.zone !== undefined && p.zone === self.zone
+    groups[peerClass(p) * 2 + (near ? 0 : 1)]?.push(p)
   }
   const out: PeerRecord[] = []
-  for (const list of classes) {
+  for (const list of groups) {
     shuffle(list, random)
     for (const p of list) {
       if (out.length >= numwant) return out
@@ -106,6 +111,7 @@ export interface AnnounceInput {
   left: number | undefined
   event: AnnounceEvent
   numwant: number
+  zone?: string
 }
 
 export interface AnnounceOutcome {
@@ -144,18 +150,21 @@ export class Announcer {
       complete: req.left === 0 || req.event === 'completed',
       // The socket address, not the claimed `ip`: a peer cannot talk its way into the origin class.
       origin: this.origins.has(req.socketIp, req.port),
+      ...(req.zone === undefined ? {} : { zone: req.zone }),
     }
-    await this.store.announce(req.infoHashHex, record, this.ttlMs)
-    // One extra: the store may return the announcing peer itself, which is filtered out.
-    let candidates = req.numwant > 0 ? await this.store.peers(req.infoHashHex, req.numwant + 1) : []
+    // One round trip: store, sample and count together. One extra peer: the sample may hold the
+    // announcing peer itself, which is filtered out.
+    const limit = req.numwant > 0 ? req.numwant + 1 : 0
+    const { peers: sampled, counts } = await this.store.exchange(req.infoHashHex, record, this.ttlMs, limit)
+    let candidates = sampled
     const down = this.originDown
     if (down) candidates = candidates.filter((p) => !(p.origin && down(p.ip, p.port)))
     const peers = orderPeers(
       candidates,
-      { peerIdHex: req.peerIdHex, ip: req.ip, port: req.port },
+      { peerIdHex: req.peerIdHex, ip: req.ip, port: req.port, zone: req.zone },
       req.numwant,
       this.random,
     )
-    return { peers, ...(await this.store.counts(req.infoHashHex)) }
+    return { peers, ...counts }
   }
 }

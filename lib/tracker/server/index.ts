@@ -158,7 +158,13 @@ export class TrackerServer implements Service {
       try {
         if (!announcer) throw new ShoalError('UNAVAILABLE', 'tracker is not started')
         const outcome = await announcer.announce(parsed)
-        for (const p of outcome.peers) handedOut.inc({ class: CLASS_NAMES[peerClass(p)] })
+        // One inc per class, not per peer: label lookups were a visible share of an announce.
+        const byClass = [0, 0, 0]
+        for (const p of outcome.peers) byClass[peerClass(p)] = (byClass[peerClass(p)] ?? 0) + 1
+        for (let c = 0; c < 3; c++) {
+          const n = byClass[c]
+          if (n) handedOut.inc({ class: CLASS_NAMES[c] }, n)
+        }
         announces.inc({ result: 'ok', event })
         sendBencoded(
           res,
@@ -234,7 +240,7 @@ export class TrackerServer implements Service {
     await this.corrupt.start()
     const originDown = await this.originDown()
     await this.cluster?.start()
-    this.store = this.deps.peerStore ?? createPeerStore(this.config.peerStore)
+    this.store = this.deps.peerStore ?? (await createPeerStore(this.config.peerStore))
     signal?.throwIfAborted()
     const addr = await this.http.start(this.config.server.port, this.config.server.host)
     this.announcer = new Announcer(this.store, origins, this.config.peerTtlSeconds * 1000, {

@@ -27,6 +27,7 @@ export const TARGETS = {
   origin_egress_over_size: { op: '<=', value: 1.5 },
   cap_adherence: { op: '<=', value: 1.05 },
   single_transfer_over_raw_tcp: { op: '>=', value: 0.8 },
+  single_pull_over_agent: { op: '<=', value: 1.15 },
   agent_peak_rss_mib: { op: '<=', value: 200 },
 } as const satisfies Record<string, Target>
 
@@ -95,6 +96,7 @@ export function buildResult(p: BenchParams, r: PhaseResults, meta: RunMeta) {
   const capRate = r.swarm ? Math.max(r.swarm.maxEgressRate, r.swarm.maxIngressRate) : undefined
   const originSent = r.swarm ? (r.swarm.originSentBytes ?? r.swarm.bytesFromOrigins) : undefined
   const gbReceived = (p.agents * p.size) / 1e9
+  const uw = r.single?.userWait
   const nums = (o: Record<string, number> | null) =>
     o ? Object.fromEntries(Object.entries(o).map(([k, v]) => [k, Number.isFinite(v) ? v : null])) : null
   return {
@@ -122,6 +124,8 @@ export function buildResult(p: BenchParams, r: PhaseResults, meta: RunMeta) {
     cpu_s_per_gb: r.swarm ? r.swarm.agentCpuSeconds / gbReceived : null,
     first_piece_s: r.swarm ? nullable(percentile(done(r.swarm.firstPiece), 50)) : null,
     single_transfer_over_raw_tcp: r.single ? r.single.tcpSeconds / r.single.shoalSeconds : null,
+    single_pull_over_agent: uw ? uw.pullSeconds / uw.agentSeconds : null,
+    single_pull_over_cp: uw ? uw.pullSeconds / uw.cpSeconds : null,
     details: {
       shoal: r.swarm && {
         makespan_s: ours ?? null,
@@ -181,6 +185,15 @@ export function buildResult(p: BenchParams, r: PhaseResults, meta: RunMeta) {
         raw_tcp_mb_per_s: r.single.bytes / 1e6 / r.single.tcpSeconds,
         agent_peak_rss_mib: r.single.agentPeakRss === undefined ? null : r.single.agentPeakRss / MiB,
         agent_cpu_s: r.single.agentCpuSeconds ?? null,
+        user_wait: uw
+          ? {
+              pull_s: uw.pullSeconds,
+              agent_download_s: uw.agentSeconds,
+              cp_s: uw.cpSeconds,
+              last_step_copy_s: uw.lastStepCopySeconds,
+              last_step_stream_s: uw.lastStepStreamSeconds,
+            }
+          : null,
       },
     },
   }
@@ -214,6 +227,8 @@ export function resultTable(res: BenchResult): string {
       row('agent_peak_rss_mib', res.agent_peak_rss_mib, 0, TARGETS.agent_peak_rss_mib),
       row('cpu_s_per_gb (agents)', res.cpu_s_per_gb, 2),
       row('first_piece_s p50', res.first_piece_s, 2),
+      row('single_pull_over_agent', res.single_pull_over_agent, 2, TARGETS.single_pull_over_agent),
+      row('single_pull_over_cp', res.single_pull_over_cp, 2),
       row(
         'single_transfer_over_raw_tcp',
         res.single_transfer_over_raw_tcp,
@@ -285,6 +300,12 @@ export function resultNotes(res: BenchResult): string[] {
     out.push(
       `single ${formatBytes(d.single.size_bytes)}: Shoal ${s(d.single.shoal_s)} (${fmt(d.single.shoal_mb_per_s, 0)} MB/s), ` +
         `plain TCP file copy ${s(d.single.raw_tcp_s)} (${fmt(d.single.raw_tcp_mb_per_s, 0)} MB/s); agent peak RSS ${fmt(d.single.agent_peak_rss_mib, 0)} MiB`,
+    )
+  const uw = d.single?.user_wait
+  if (uw)
+    out.push(
+      `user wait: PullCLI ${s(uw.pull_s)} end to end, the agent's download ${s(uw.agent_download_s)}, cp ${s(uw.cp_s)}; ` +
+        `last step with the blob cached: kernel copy ${s(uw.last_step_copy_s)}, HTTP stream + hash ${s(uw.last_step_stream_s)}`,
     )
   return out
 }

@@ -4,12 +4,13 @@
  * both in the same run on the same page cache.
  */
 
-import { join } from 'node:path'
+import { basename, dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { DEFAULT_NAMESPACE } from '../../lib/core/index.js'
+import { DEFAULT_NAMESPACE, Tag } from '../../lib/core/index.js'
 import { ShoalError } from '../../lib/errors/index.js'
 import { cpuSeconds, type Proc, type ProcGroup, peakRss, ROOT } from './procs.js'
 import { pushFile, startCluster } from './shoal.js'
+import { measureUserWait, type UserWaitResult } from './user-wait.js'
 
 export interface SingleResult {
   bytes: number
@@ -18,6 +19,7 @@ export interface SingleResult {
   tcpSeconds: number
   agentPeakRss: number | undefined
   agentCpuSeconds: number | undefined
+  userWait?: UserWaitResult
 }
 
 export async function runSingle(opts: {
@@ -32,6 +34,7 @@ export async function runSingle(opts: {
   let shoalSeconds: number
   let agentPeak: number | undefined
   let agentCpu: number | undefined
+  let userWait: UserWaitResult | undefined
   try {
     const digest = await pushFile(cluster, opts.file)
     const agent = cluster.agents[0] as (typeof cluster.agents)[number]
@@ -49,6 +52,19 @@ export async function runSingle(opts: {
     agentPeak = peakRss(agent.proc.pid)
     const cpu1 = cpuSeconds(agent.proc.pid)
     agentCpu = cpu0 !== undefined && cpu1 !== undefined ? cpu1 - cpu0 : undefined
+    opts.log('single: PullCLI end to end (cold agent), cp, and the last step by copy and by stream')
+    userWait = await measureUserWait({
+      agent: agent.client,
+      agentUrl: `127.0.0.1:${agent.server}`,
+      tag: Tag.from({
+        srcHost: '127.0.0.1',
+        srcDir: dirname(opts.file),
+        fileName: basename(opts.file),
+      }).toString(),
+      digest,
+      file: opts.file,
+      dir: opts.dir,
+    })
   } finally {
     await opts.procs.stop([cluster.herd, ...cluster.agents.map((a) => a.proc)])
   }
@@ -60,7 +76,14 @@ export async function runSingle(opts: {
     opts.bytes,
     opts.dir,
   )
-  return { bytes: opts.bytes, shoalSeconds, tcpSeconds, agentPeakRss: agentPeak, agentCpuSeconds: agentCpu }
+  return {
+    bytes: opts.bytes,
+    shoalSeconds,
+    tcpSeconds,
+    agentPeakRss: agentPeak,
+    agentCpuSeconds: agentCpu,
+    ...(userWait ? { userWait } : {}),
+  }
 }
 
 /** Copies `src` to `dst` over a loopback TCP connection between two child processes. */

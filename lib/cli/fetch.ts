@@ -28,6 +28,8 @@ export interface FetchProgress {
   bytesFromAgents?: number
   /** Block bytes the agent received, verified or not (see peerBytes). */
   bytesReceived?: number
+  /** Peers the agent is connected to in this download. */
+  peers?: number
 }
 
 /**
@@ -64,8 +66,11 @@ export async function fetchBlob(
   let answer: Awaited<ReturnType<AgentClient['blob']>>
   try {
     const cached = opts.stream ? undefined : await cacheLocation(agent, ns, digest, signal)
-    stopPolling()
-    if (cached && (await viaCache(cached, tmpPath, onProgress))) return { size: cached.size, copied: true }
+    if (cached) {
+      // The agent has the whole blob: from here on progress is the copy's (or the stream's).
+      stopPolling()
+      if (await viaCache(cached, tmpPath, onProgress)) return { size: cached.size, copied: true }
+    }
     answer = await agent.blob(ns, digest, { signal })
   } finally {
     stopPolling()
@@ -176,6 +181,7 @@ function pollDownload(
         bytesFromOrigins: p.bytesFromOrigins,
         bytesFromAgents: p.bytesFromAgents,
         bytesReceived: p.bytesReceived,
+        peers: p.peers,
       })
     } catch {
       // No download yet (the agent has not started it) or a blip: the next tick asks again.

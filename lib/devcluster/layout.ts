@@ -50,7 +50,7 @@ export function agentPorts(
 }
 
 /** Ports the herd uses: base (proxy) to base + 6 (the resource API; base + 5 is kept for the proxy's admin port). */
-const HERD_PORTS = 7
+export const HERD_PORTS = 7
 
 export interface LayoutOptions {
   /** Origins in the ring: the herd's plus N−1 `shoal origin` processes (default 1). */

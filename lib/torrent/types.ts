@@ -90,6 +90,8 @@ export interface DownloadOptions {
 export interface DownloadStats {
   /** Block bytes accepted, before their piece is verified: moves within a large piece. */
   bytesReceived: number
+  /** Peers connected (handshaken) in this torrent now. */
+  readonly peers: number
   bytesFromOrigins: number
   bytesFromAgents: number
   bytesUploaded: number

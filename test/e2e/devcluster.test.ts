@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
 import { digestFile } from '../../lib/core/index.js'
+import { HERD_PORTS } from '../../lib/devcluster/layout.js'
 import { randomFile, tempDir } from '../helpers/files.js'
 
 const exec = promisify(execFile)
@@ -32,8 +33,8 @@ function portFree(port: number): Promise<boolean> {
 async function freeBases(agents: number): Promise<{ base: number; agentBase: number }> {
   for (let attempt = 0; attempt < 100; attempt++) {
     const base = 20000 + 10 * Math.floor(Math.random() * 1000)
-    const agentBase = base + 5
-    const ports = [0, 1, 2, 3, 4].map((i) => base + i)
+    const agentBase = base + HERD_PORTS
+    const ports = Array.from({ length: HERD_PORTS }, (_, i) => base + i)
     for (let n = 0; n < agents; n++) ports.push(...[0, 1, 2].map((i) => agentBase + 1000 * n + i))
     if ((await Promise.all(ports.map(portFree))).every(Boolean)) return { base, agentBase }
   }
@@ -293,7 +294,7 @@ t.test('devcluster port flags: bad choices are one line and exit 2', async (t) =
     '21003',
   ])
   t.equal(overlap.code, 2)
-  t.match(overlap.stderr, /^shoal: agent-1's ports 21003-21005 overlap the herd's 21000-21004/)
+  t.match(overlap.stderr, /^shoal: agent-1's ports 21003-21005 overlap the herd's 21000-21006/)
   const tooHigh = await cli('shoal', [
     'demo',
     '--workdir',

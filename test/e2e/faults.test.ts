@@ -160,6 +160,11 @@ t.test(
     const seen = before as DownloadProgress
     t.ok(seen.piecesDone >= seen.pieceCount / 2, `killed at ${seen.piecesDone}/${seen.pieceCount} pieces`)
     t.ok(seen.piecesDone < seen.pieceCount, 'killed before the download finished')
+    t.ok((seen.peers ?? 0) >= 1, `a download under way reports its peers (${seen.peers})`)
+    t.ok(
+      (seen.bytesReceived ?? 0) >= seen.bytesFromOrigins + seen.bytesFromAgents,
+      'bytesReceived counts blocks',
+    )
     t.ok((await stat(join(dataDir, 'resume', `${digest.hex}.json`))).isFile(), 'the download is journaled')
 
     // Same data folder: the restarted agent picks the download up by itself...

@@ -83,6 +83,12 @@ t.test('an agent that goes away in the middle of the blob is named too', async (
       res.end(JSON.stringify({ digest: digest.toString() }))
       return
     }
+    if (req.url?.endsWith('/file')) {
+      // An agent without the cache-file route: the blob is streamed.
+      res.writeHead(404, { 'content-type': 'application/json' })
+      res.end(JSON.stringify({ code: 'NOT_FOUND', message: 'no route' }))
+      return
+    }
     res.writeHead(200, { 'content-length': 1000 })
     res.write('the whole')
     setTimeout(() => req.socket.resetAndDestroy(), 20)

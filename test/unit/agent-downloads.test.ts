@@ -70,6 +70,7 @@ class FakeEngine implements SwarmEngine {
     }
     return {
       bytesReceived: n * PIECE,
+      peers: 1,
       bytesFromOrigins: n * PIECE,
       bytesFromAgents: 0,
       bytesUploaded: 0,

@@ -16,6 +16,8 @@ export interface DownloadProgress {
   size: number
   /** Block bytes received this run, verified or not: moves within a piece (up to 16 MiB). */
   bytesReceived?: number
+  /** Peers connected in this download now. */
+  peers?: number
   bytesFromOrigins: number
   bytesFromAgents: number
   bytesUploaded: number

@@ -65,6 +65,7 @@ export class ProgressTable {
 export function pickStats(s: DownloadStats, resumedPieces = 0) {
   return {
     bytesReceived: s.bytesReceived,
+    peers: s.peers,
     bytesFromOrigins: s.bytesFromOrigins,
     bytesFromAgents: s.bytesFromAgents,
     bytesUploaded: s.bytesUploaded,

@@ -77,7 +77,11 @@ export class Downloader {
       },
     })
     const now = Date.now()
+    const peerSet = this.peers
     this.stats = {
+      get peers() {
+        return peerSet.byId.size
+      },
       bytesReceived: 0,
       bytesFromOrigins: 0,
       bytesFromAgents: 0,

@@ -26,7 +26,7 @@ import type { Logger } from '../../log/index.js'
 import { type Counter, counter, type Gauge, gauge, type Registry } from '../../metrics/index.js'
 import type { OriginCluster } from '../../origin/client/index.js'
 import { KeyedMutex } from './mutex.js'
-import { readSmall } from './refs.js'
+import { parseJsonWith, readSmall } from './refs.js'
 import type { TagStore } from './tags.js'
 
 export const GC_PREFIX = 'gc/sha256/'
@@ -216,18 +216,12 @@ export class BlobGc {
   private async read(key: string, signal?: AbortSignal): Promise<GcEntry | undefined> {
     const raw = await readSmall(this.opts.backend, key, signal, 4096, 'a GC candidate')
     if (raw === undefined) return undefined
-    let parsed: unknown
-    try {
-      parsed = JSON.parse(raw.toString('utf8'))
-    } catch {
-      parsed = undefined
-    }
-    const entry = EntrySchema.safeParse(parsed)
-    if (!entry.success || !Digest.isValid(entry.data.digest)) {
+    const entry = parseJsonWith(EntrySchema, raw)
+    if (!entry || !Digest.isValid(entry.digest)) {
       // Never a reason to delete anything: logged and left for an operator.
       this.log.warn({ key }, 'GC candidate is not valid JSON; ignored (delete the object to silence this)')
       return undefined
     }
-    return entry.data
+    return entry
   }
 }

@@ -76,6 +76,18 @@ export async function writeTombstone(backend: Backend, t: Tombstone, tag: Tag, s
   await backend.put(tombstoneKey(tag), body, { size: body.length, signal })
 }
 
+/** `raw` as JSON checked by `schema`; undefined when it is not JSON or does not match. */
+export function parseJsonWith<T>(schema: z.ZodType<T>, raw: Buffer): T | undefined {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(raw.toString('utf8'))
+  } catch {
+    return undefined
+  }
+  const out = schema.safeParse(parsed)
+  return out.success ? out.data : undefined
+}
+
 /**
  * A small object's bytes, or undefined when it does not exist; BACKEND_ERROR past `limit`
  * (`what` says what the object should have been).

@@ -23,7 +23,7 @@ import { isShoalError, ShoalError } from '../../errors/index.js'
 import type { Logger } from '../../log/index.js'
 import { type Counter, counter, Gauge, type Registry } from '../../metrics/index.js'
 import { OriginCluster } from '../../origin/client/index.js'
-import { readSmall } from './refs.js'
+import { parseJsonWith, readSmall } from './refs.js'
 
 export const REPLICATION_PREFIX = 'replication/'
 const BASE_BACKOFF_MS = 1000
@@ -353,18 +353,12 @@ export class Replicator {
   private async read(key: string, signal?: AbortSignal): Promise<z.infer<typeof ItemSchema> | undefined> {
     const raw = await readSmall(this.opts.backend, key, signal, 64 << 10, 'a replication item')
     if (raw === undefined) return undefined
-    let parsed: unknown
-    try {
-      parsed = JSON.parse(raw.toString('utf8'))
-    } catch {
-      parsed = undefined
-    }
-    const item = ItemSchema.safeParse(parsed)
-    if (!item.success || !Digest.isValid(item.data.digest)) {
+    const item = parseJsonWith(ItemSchema, raw)
+    if (!item || !Digest.isValid(item.digest)) {
       this.log.error({ key }, 'unreadable replication item skipped (delete the object to silence this)')
       return undefined
     }
-    return item.data
+    return item
   }
 }
 

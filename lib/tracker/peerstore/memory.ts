@@ -7,6 +7,8 @@
 import { ShoalError } from '../../errors/index.js'
 import {
   addressKey,
+  checkInfoHash,
+  checkPeerRecord,
   type Exchange,
   type PeerClass,
   type PeerRecord,
@@ -14,7 +16,6 @@ import {
   type PeerStoreStats,
   peerClass,
   type SwarmCounts,
-  ZONE,
 } from './types.js'
 
 export interface MemoryPeerStoreOptions {
@@ -51,8 +52,6 @@ interface Swarm {
   zones: Map<string, [Entry[], Entry[], Entry[]]>
 }
 
-const HEX40 = /^[0-9a-f]{40}$/
-
 export class MemoryPeerStore implements PeerStore {
   readonly kind = 'memory'
   private readonly swarms = new Map<string, Swarm>()
@@ -80,14 +79,8 @@ export class MemoryPeerStore implements PeerStore {
   async announce(infoHash: string, peer: PeerRecord, ttlMs: number): Promise<void> {
     this.checkOpen()
     checkInfoHash(infoHash)
-    if (!HEX40.test(peer.peerId))
-      throw new ShoalError('BAD_REQUEST', 'peer id must be 40 lowercase hex characters')
-    if (!Number.isInteger(peer.port) || peer.port < 1 || peer.port > 65535) {
-      throw new ShoalError('BAD_REQUEST', `invalid peer port ${peer.port}`)
-    }
+    checkPeerRecord(peer)
     if (!(ttlMs > 0)) throw new ShoalError('BAD_REQUEST', 'peer ttl must be positive')
-    if (peer.zone !== undefined && !ZONE.test(peer.zone))
-      throw new ShoalError('BAD_REQUEST', 'zone must be 1-64 letters, digits, dots, dashes or underscores')
     let swarm = this.swarms.get(infoHash)
     if (!swarm) {
       swarm = { byPeer: new Map(), byAddr: new Map(), classes: [[], [], []], zones: new Map() }
@@ -278,11 +271,6 @@ export class MemoryPeerStore implements PeerStore {
     if (this.closed)
       throw new ShoalError('UNAVAILABLE', 'the peer store is closed (the tracker is shutting down)')
   }
-}
-
-function checkInfoHash(infoHash: string): void {
-  if (!HEX40.test(infoHash))
-    throw new ShoalError('BAD_REQUEST', 'infohash must be 40 lowercase hex characters')
 }
 
 /** A record's identity: the peer id and the ip it announced from (a space never occurs in either). */

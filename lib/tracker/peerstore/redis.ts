@@ -16,13 +16,15 @@ import { ShoalError } from '../../errors/index.js'
 import { closeRedis, connectRedis, type Redis, type RedisConfigT, redisError } from '../../redis/index.js'
 import { PEER_STORE_LUA } from './redis-script.js'
 import {
+  checkInfoHash,
+  checkPeerRecord,
+  checkZone,
   type Exchange,
   type PeerRecord,
   type PeerStore,
   type PeerStoreStats,
   peerClass,
   type SwarmCounts,
-  ZONE,
 } from './types.js'
 
 export interface RedisPeerStoreOptions {
@@ -31,7 +33,6 @@ export interface RedisPeerStoreOptions {
   maxPeers?: number
 }
 
-const HEX40 = /^[0-9a-f]{40}$/
 const COMMAND = 'shoalPeerStore'
 
 type ScriptReply = Array<number | string>
@@ -134,25 +135,11 @@ export class RedisPeerStore implements PeerStore {
   }
 }
 
-function checkInfoHash(infoHash: string): void {
-  if (!HEX40.test(infoHash))
-    throw new ShoalError('BAD_REQUEST', 'infohash must be 40 lowercase hex characters')
-}
-
 /** The script splits records on ' ' and '|': only a hex id and a real IP literal reach it. */
 function checkPeer(peer: PeerRecord): void {
-  if (!HEX40.test(peer.peerId))
-    throw new ShoalError('BAD_REQUEST', 'peer id must be 40 lowercase hex characters')
+  checkPeerRecord(peer)
   if (isIP(peer.ip) === 0)
     throw new ShoalError('BAD_REQUEST', `peer ip "${peer.ip.slice(0, 64)}" is not an IP literal`)
-  if (!Number.isInteger(peer.port) || peer.port < 1 || peer.port > 65535)
-    throw new ShoalError('BAD_REQUEST', `invalid peer port ${peer.port}`)
-  checkZone(peer.zone)
-}
-
-function checkZone(zone: string | undefined): void {
-  if (zone !== undefined && !ZONE.test(zone))
-    throw new ShoalError('BAD_REQUEST', 'zone must be 1-64 letters, digits, dots, dashes or underscores')
 }
 
 function countsOf(reply: ScriptReply): SwarmCounts {

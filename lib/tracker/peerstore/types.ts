@@ -2,6 +2,7 @@
  * Where the tracker keeps who is in which swarm. In memory by default; in Redis when several
  * trackers share one view (peerStore.type 'redis'). Every implementation must pass test/contract/peerstore.contract.ts.
  */
+import { ShoalError } from '../../errors/index.js'
 
 export interface PeerRecord {
   /** 20-byte BitTorrent peer id, as 40 lowercase hex characters. */
@@ -90,4 +91,26 @@ export function peerClass(p: Pick<PeerRecord, 'origin' | 'complete'>): PeerClass
 
 export function addressKey(ip: string, port: number): string {
   return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`
+}
+
+const HEX40 = /^[0-9a-f]{40}$/
+
+/** The checks every store makes on its arguments (hostile input never reaches storage). */
+export function checkInfoHash(infoHash: string): void {
+  if (!HEX40.test(infoHash))
+    throw new ShoalError('BAD_REQUEST', 'infohash must be 40 lowercase hex characters')
+}
+
+export function checkZone(zone: string | undefined): void {
+  if (zone !== undefined && !ZONE.test(zone))
+    throw new ShoalError('BAD_REQUEST', 'zone must be 1-64 letters, digits, dots, dashes or underscores')
+}
+
+/** Peer id (40 hex), port and zone of a record to store. */
+export function checkPeerRecord(peer: PeerRecord): void {
+  if (!HEX40.test(peer.peerId))
+    throw new ShoalError('BAD_REQUEST', 'peer id must be 40 lowercase hex characters')
+  if (!Number.isInteger(peer.port) || peer.port < 1 || peer.port > 65535)
+    throw new ShoalError('BAD_REQUEST', `invalid peer port ${peer.port}`)
+  checkZone(peer.zone)
 }

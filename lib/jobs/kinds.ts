@@ -1,0 +1,139 @@
+/**
+ * The kinds of distribution jobs on the resource API (docs/jobs.md):
+ *
+ * - `Distribution` (what an operator creates): one source (a host and path, or an existing tag)
+ *   to many targets (a host and a destination folder, optional new name). Its status is the
+ *   controller's summary: one line per target and overall conditions.
+ * - `DistributionTask` (what a host's agent executes): one push on the source host or one pull on
+ *   a target host. The herd's job controller creates them from a Distribution; the agent of
+ *   `spec.host` watches its tasks (fieldSelector `spec.host=<its host>`) and writes their status.
+ *   One object per task keeps writers apart: the controller writes specs, each agent the status
+ *   of its own tasks, so 1,000 targets never fight over one object's resourceVersion.
+ *
+ * A rerun or a cancel is a spec change of the Distribution (`spec.run`, `spec.cancelled`); the
+ * controller turns it into new or cancelled tasks. A task is re-executed when its spec changes
+ * (its `spec.attempt` is bumped), so an agent compares `metadata.generation` with the
+ * `status.observedGeneration` it wrote.
+ */
+
+import type { KindRef, Resource } from '../apiserver/types.js'
+import { z } from '../config/index.js'
+
+export const JOBS_GROUP = 'shoal.io'
+export const JOBS_VERSION = 'v1'
+/** Jobs live in one namespace unless a plan names another. */
+export const DEFAULT_JOB_NAMESPACE = 'default'
+
+export const DistributionKind: KindRef = {
+  group: JOBS_GROUP,
+  version: JOBS_VERSION,
+  kind: 'Distribution',
+  plural: 'distributions',
+}
+export const DistributionTaskKind: KindRef = {
+  group: JOBS_GROUP,
+  version: JOBS_VERSION,
+  kind: 'DistributionTask',
+  plural: 'distributiontasks',
+}
+
+/** A host as agents name themselves (agent config `hostName`, default the OS host name). */
+export const HostName = z
+  .string()
+  .regex(/^[A-Za-z0-9]([A-Za-z0-9._:-]{0,252})$/, 'a host name or address (letters, digits, . _ : -)')
+
+/** An absolute path; the agent checks it against its allowed roots before touching anything. */
+export const AbsolutePath = z
+  .string()
+  .min(1)
+  .max(4096)
+  .refine((p) => p.startsWith('/') && !p.includes('\0'), 'must be an absolute path')
+
+export const TaskPhase = z.enum(['Pending', 'Running', 'Succeeded', 'Failed'])
+export type TaskPhaseT = z.infer<typeof TaskPhase>
+
+/** The pull options of PullCLI, per job. */
+export const TransferOptions = z.strictObject({
+  resType: z.enum(['file', 'directory']).default('file'),
+  hasFlag: z.boolean().default(false),
+  isCover: z.boolean().default(true),
+  /**
+   * A task not finished this long after it was created fails (its host may be down); a rerun
+   * gives it a new deadline. Seconds; 0: no deadline.
+   */
+  timeoutSeconds: z
+    .number()
+    .int()
+    .min(0)
+    .max(7 * 86_400)
+    .default(3600),
+  /** A stall past this (no progress) fails the transfer, as PullCLI's --timeout. Seconds. */
+  stallSeconds: z.number().int().min(1).max(86_400).default(120),
+})
+
+export const DistributionSpec = z.strictObject({
+  /** Exactly one of: `{host, path}` (the host's agent pushes it first) or `{tag}`. */
+  source: z.union([
+    z.strictObject({ host: HostName, path: AbsolutePath }),
+    z.strictObject({ tag: z.string().min(1).max(4096) }),
+  ]),
+  targets: z
+    .array(
+      z.strictObject({
+        host: HostName,
+        /** The destination folder (PullCLI's --dst-path). */
+        path: AbsolutePath,
+        /** Write under this name instead of the source's (no '/'). */
+        name: z.string().min(1).max(255).optional(),
+      }),
+    )
+    .min(1)
+    .max(10_000),
+  options: TransferOptions.prefault({}),
+  /** Bumped by `shoal job rerun`; the controller re-creates the tasks `rerun` selects. */
+  run: z.number().int().min(1).default(1),
+  rerun: z.enum(['failed', 'all']).default('failed'),
+  /** Set by `shoal job cancel`: unfinished tasks fail with reason "cancelled". */
+  cancelled: z.boolean().default(false),
+})
+export type DistributionSpecT = z.infer<typeof DistributionSpec>
+
+export const TaskSpec = z.strictObject({
+  /** The Distribution this task belongs to (also its owner reference). */
+  distribution: z.string().min(1).max(253),
+  host: HostName,
+  action: z.enum(['push', 'pull']),
+  /** push: the file or folder to push. */
+  sourcePath: AbsolutePath.optional(),
+  /** pull: the tag to pull (push: the tag to push under). */
+  tag: z.string().min(1).max(4096),
+  /** pull: the destination folder and optional new name. */
+  path: AbsolutePath.optional(),
+  name: z.string().min(1).max(255).optional(),
+  options: TransferOptions.prefault({}),
+  /** Bumped by a rerun; the agent runs the task again when it changes. */
+  attempt: z.number().int().min(1).default(1),
+  cancelled: z.boolean().default(false),
+})
+export type TaskSpecT = z.infer<typeof TaskSpec>
+
+export const TaskStatus = z.strictObject({
+  phase: TaskPhase,
+  /** The task generation this status is about (an agent re-runs when generation is newer). */
+  observedGeneration: z.number().int().min(0).default(0),
+  attempts: z.number().int().min(0).default(0),
+  bytes: z.number().int().min(0).default(0),
+  seconds: z.number().min(0).default(0),
+  /** Where the bytes came from: the swarm, the CSGW fallback, or already there. */
+  source: z.enum(['swarm', 'csgw', 'local']).optional(),
+  digest: z.string().max(200).optional(),
+  /** The final path written (pull) or the tag pushed (push). */
+  path: z.string().max(4096).optional(),
+  startedAt: z.string().max(64).optional(),
+  finishedAt: z.string().max(64).optional(),
+  /** The error code and message of the last failure (ShoalError code: message). */
+  lastError: z.string().max(4096).optional(),
+})
+export type TaskStatusT = z.infer<typeof TaskStatus>
+
+export type DistributionTask = Resource<TaskSpecT, TaskStatusT>

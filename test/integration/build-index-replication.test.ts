@@ -176,6 +176,47 @@ t.test(
   },
 )
 
+t.test('a remote that hangs delays only its own queue, not the other remotes', async (t) => {
+  const dir = await tempDir(t)
+  const b = await herd(t, join(dir, 'b'))
+  // Accepts connections and never answers: every request to it waits for its client timeout.
+  const held = new Set<Socket>()
+  const stuck = createServer((s) => {
+    held.add(s)
+    s.on('error', () => {}).on('close', () => held.delete(s))
+  })
+  await new Promise<void>((r) => stuck.listen(0, '127.0.0.1', r))
+  t.teardown(() => {
+    for (const s of held) s.destroy()
+    return new Promise<void>((r) => stuck.close(() => r()))
+  })
+  const stuckAddr = `127.0.0.1:${(stuck.address() as { port: number }).port}`
+  const a = await herd(t, join(dir, 'a'), {
+    remotes: [
+      { name: 'stuck', buildIndex: stuckAddr, origins: [stuckAddr], tags: ['^repl-'] },
+      {
+        name: 'dc2',
+        buildIndex: hostPort(b.urls.buildIndex),
+        origins: [hostPort(b.urls.origin)],
+        tags: ['^repl-'],
+      },
+    ],
+  })
+  const aIndex = new BuildIndexClient(a.urls.buildIndex)
+  const bIndex = new BuildIndexClient(b.urls.buildIndex)
+  await randomFile(join(dir, 'one.bin'), 1 << 20)
+  const one = await push({ srcPath: join(dir, 'one.bin'), srcHost: 'repl', dstHost: a.urls.proxy })
+  await until('the tag on B', async () => (await bIndex.hasTag(one.tag)) || undefined)
+  const status = await aIndex.http.json<{ remotes: { name: string; queued: number; lastError?: unknown }[] }>(
+    'GET',
+    '/replication',
+  )
+  const s = status.remotes.find((r) => r.name === 'stuck')
+  t.equal(s?.queued, 1, 'the hanging remote still holds its item')
+  t.notOk(s?.lastError, "B was served while the hanging remote's first attempt was still waiting")
+  t.equal(status.remotes.find((r) => r.name === 'dc2')?.queued, 0)
+})
+
 t.test('config: remotes are strict; a bad regex or name is refused at start-up', async (t) => {
   const { BuildIndexConfigSchema } = await import('../../lib/build-index/config.js')
   const ok = validateConfig(BuildIndexConfigSchema, {

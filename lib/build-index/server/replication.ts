@@ -11,7 +11,8 @@
  * done, here in build-index's backend (`replication/<remote>/<tagKey>`, so instances sharing a
  * backend share the queue) rather than on a local disk build-index does not have. One item per
  * (remote, tag): a later put of the tag replaces a pending one (the remote gets the newest
- * digest; intermediate moves of `latest` are not replayed there). Failed attempts retry forever,
+ * digest; intermediate moves of `latest` are not replayed there). Each remote has its own worker,
+ * so a remote that is down or hangs delays only its own queue. Failed attempts retry forever,
  * 1 s doubling to maxBackoffMs with jitter; an immutable version the remote holds at other bytes
  * (TAG_CONFLICT) is dropped with an error (retrying cannot fix it). Deletes are not replicated.
  */
@@ -69,6 +70,9 @@ interface Remote {
   items: Map<string, Item>
   lastError?: { at: string; message: string }
   replicated: number
+  /** Each remote has its own worker: a remote that hangs delays only its own queue. */
+  timer?: NodeJS.Timeout
+  running?: Promise<void>
 }
 
 export interface RemoteStatus {
@@ -99,8 +103,6 @@ export class Replicator {
   private readonly remotes: Remote[]
   private readonly log: Logger
   private readonly attempts: Counter
-  private timer: NodeJS.Timeout | undefined
-  private running: Promise<void> | undefined
   private stopping = new AbortController()
   private stopped = true
 
@@ -166,21 +168,21 @@ export class Replicator {
         this.log.info({ remote: remote.config.name, queued: remote.items.size }, 'replication queue loaded')
     }
     this.stopped = false
-    this.schedule(0)
+    for (const remote of this.remotes) this.schedule(remote, 0)
   }
 
   async stop(): Promise<void> {
     this.stopped = true
-    if (this.timer) clearTimeout(this.timer)
+    for (const remote of this.remotes) if (remote.timer) clearTimeout(remote.timer)
     this.stopping.abort()
-    await this.running
+    await Promise.all(this.remotes.map((r) => r.running))
     for (const remote of this.remotes) await remote.origins.stop()
   }
 
   /** Queues `tag` → `digest` for every remote it matches; resolves once the items are durable. */
   async enqueue(tag: Tag, digest: Digest, ns: string, signal?: AbortSignal): Promise<number> {
     const name = tag.toString()
-    let queued = 0
+    const woken: Remote[] = []
     for (const remote of this.remotes) {
       if (!remote.patterns.some((p) => p.test(name))) continue
       const key = `${REPLICATION_PREFIX}${remote.config.name}/${tagKey(name)}`
@@ -194,10 +196,10 @@ export class Replicator {
       }
       await this.save(key, item, signal)
       remote.items.set(key, item)
-      queued++
+      woken.push(remote)
     }
-    if (queued > 0) this.schedule(0)
-    return queued
+    for (const remote of woken) this.schedule(remote, 0)
+    return woken.length
   }
 
   /** Per remote: queued, lag, last error (GET /replication). */
@@ -212,37 +214,35 @@ export class Replicator {
     }))
   }
 
-  private schedule(delayMs: number): void {
+  private schedule(remote: Remote, delayMs: number): void {
     if (this.stopped) return
-    if (this.timer) clearTimeout(this.timer)
-    this.timer = setTimeout(() => {
-      this.timer = undefined
-      if (this.running) return
-      this.running = this.work().finally(() => {
-        this.running = undefined
-        this.schedule(this.nextDelay())
+    if (remote.timer) clearTimeout(remote.timer)
+    remote.timer = setTimeout(() => {
+      remote.timer = undefined
+      if (remote.running) return // its finally() schedules the next round
+      remote.running = this.work(remote).finally(() => {
+        remote.running = undefined
+        this.schedule(remote, this.nextDelay(remote))
       })
     }, delayMs)
-    this.timer.unref()
+    remote.timer.unref()
   }
 
-  private nextDelay(): number {
+  private nextDelay(remote: Remote): number {
     let next = Number.POSITIVE_INFINITY
-    for (const r of this.remotes) for (const i of r.items.values()) next = Math.min(next, i.nextAt)
+    for (const i of remote.items.values()) next = Math.min(next, i.nextAt)
     // Nothing queued: enqueue() wakes the worker; a long timer only guards against a missed wake.
     return Number.isFinite(next) ? Math.max(10, next - Date.now()) : 60_000
   }
 
-  /** Every item that is due, one at a time (a remote's items in queue order). */
-  private async work(): Promise<void> {
-    for (const remote of this.remotes) {
-      const due = [...remote.items.entries()]
-        .filter(([, i]) => i.nextAt <= Date.now())
-        .sort((a, b) => a[1].queuedAt - b[1].queuedAt)
-      for (const [key, item] of due) {
-        if (this.stopping.signal.aborted) return
-        await this.attempt(remote, key, item)
-      }
+  /** The remote's due items, one at a time, in queue order. */
+  private async work(remote: Remote): Promise<void> {
+    const due = [...remote.items.entries()]
+      .filter(([, i]) => i.nextAt <= Date.now())
+      .sort((a, b) => a[1].queuedAt - b[1].queuedAt)
+    for (const [key, item] of due) {
+      if (this.stopping.signal.aborted) return
+      await this.attempt(remote, key, item)
     }
   }
 

@@ -137,3 +137,67 @@ export const TaskStatus = z.strictObject({
 export type TaskStatusT = z.infer<typeof TaskStatus>
 
 export type DistributionTask = Resource<TaskSpecT, TaskStatusT>
+
+/** One line of a Distribution's status: the push on the source host, or one target's pull. */
+export const TargetStatus = z.strictObject({
+  host: HostName,
+  /** The destination folder (target) or the pushed path (source). */
+  path: z.string().max(4096),
+  name: z.string().max(255).optional(),
+  phase: TaskPhase,
+  bytes: z.number().int().min(0).default(0),
+  seconds: z.number().min(0).default(0),
+  source: z.enum(['swarm', 'csgw', 'local']).optional(),
+  attempts: z.number().int().min(0).default(0),
+  lastError: z.string().max(4096).optional(),
+  /** The DistributionTask doing it (absent while it waits for the push). */
+  task: z.string().max(253).optional(),
+  /** The final path written (pull), as the agent reported it. */
+  written: z.string().max(4096).optional(),
+})
+export type TargetStatusT = z.infer<typeof TargetStatus>
+
+export const Condition = z.strictObject({
+  type: z.enum(['Complete', 'Failed']),
+  status: z.enum(['True', 'False']),
+  reason: z.string().max(128),
+  message: z.string().max(8192).default(''),
+  lastTransitionTime: z.string().max(64),
+})
+export type ConditionT = z.infer<typeof Condition>
+
+/** Written by the herd's job controller only. */
+export const DistributionStatus = z.strictObject({
+  /** The Distribution generation this status is about. */
+  observedGeneration: z.number().int().min(0).default(0),
+  /** The `spec.run` the controller has acted on (a rerun is done once this equals spec.run). */
+  observedRun: z.number().int().min(0).default(0),
+  phase: TaskPhase,
+  /** The tag the targets pull (the source tag, or the one the push is made under). */
+  tag: z.string().max(4096).optional(),
+  /** The push on the source host (source {host, path} only). */
+  push: TargetStatus.optional(),
+  targets: z.array(TargetStatus).max(10_000).default([]),
+  counts: z
+    .strictObject({
+      total: z.number().int().min(0),
+      pending: z.number().int().min(0),
+      running: z.number().int().min(0),
+      succeeded: z.number().int().min(0),
+      failed: z.number().int().min(0),
+    })
+    .optional(),
+  conditions: z.array(Condition).max(8).default([]),
+  startedAt: z.string().max(64).optional(),
+  finishedAt: z.string().max(64).optional(),
+})
+export type DistributionStatusT = z.infer<typeof DistributionStatus>
+
+export type Distribution = Resource<DistributionSpecT, DistributionStatusT>
+
+/** Labels and annotations the controller puts on tasks. */
+export const LABEL_DISTRIBUTION = 'shoal.io/distribution'
+/** ISO time after which an unfinished task fails (set at each (re)creation from timeoutSeconds). */
+export const ANNOTATION_DEADLINE = 'shoal.io/deadline'
+/** The Distribution `spec.run` at which the task was last (re)started. */
+export const ANNOTATION_RUN = 'shoal.io/run'

@@ -1,206 +1,145 @@
 /**
- * For tests of the agents' task worker: a resource API serving the job kinds (an in-process
- * ApiServer on a file store), reachable through a relay whose address stays the same while the
- * API behind it is stopped and started again; DistributionTask objects written as the herd's
- * job controller would; and a poll for a task's status with a deadline.
+ * A resource API with the job kinds (file store in a temp folder, real HTTP on loopback) and a
+ * job controller on it; an `agent` that writes task statuses the way a host's agent does.
  */
-import { connect, createServer, type Server, type Socket } from 'node:net'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ResourceClient } from '../../lib/apiserver/client/index.js'
 import { KindRegistry } from '../../lib/apiserver/registry.js'
 import { ApiServer, ApiServerConfigSchema } from '../../lib/apiserver/server/index.js'
-import type { Resource } from '../../lib/apiserver/types.js'
 import { validateConfig } from '../../lib/config/index.js'
+import { JobController } from '../../lib/jobs/controller.js'
 import {
-  DEFAULT_JOB_NAMESPACE,
+  type Distribution,
+  DistributionKind,
+  type DistributionSpecT,
+  type DistributionStatusT,
   type DistributionTask,
   DistributionTaskKind,
-  TaskSpec,
   type TaskSpecT,
-  TaskStatus,
   type TaskStatusT,
 } from '../../lib/jobs/kinds.js'
+import { registerJobKinds } from '../../lib/jobs/register.js'
+import type { JobTransition } from '../../lib/jobs/summary.js'
 import { silentLogger } from '../../lib/log/index.js'
 
-type Teardown = { teardown(fn: () => unknown): void }
+export const NS = 'default'
 
-/** The registry a herd with jobs serves (the task kind, spec.host selectable). */
-export function jobKinds(): KindRegistry {
-  return new KindRegistry().register({
-    ...DistributionTaskKind,
-    spec: TaskSpec,
-    status: TaskStatus,
-    selectableFields: { 'spec.host': (o: Resource) => (o.spec as { host?: string }).host },
-  })
-}
-
-/**
- * A TCP relay on a loopback port of its own to `target` (changeable): `down()` cuts every
- * connection and refuses new ones (an apiserver that is gone), `up(target)` forwards again.
- */
-export interface Relay {
-  readonly address: string
-  down(): void
-  up(target: string): void
-  close(): Promise<void>
-}
-
-export async function startRelay(t: Teardown, target: string): Promise<Relay> {
-  let to: URL | undefined = new URL(target)
-  const open = new Set<Socket>()
-  const server: Server = createServer((client) => {
-    if (!to) {
-      client.destroy()
-      return
-    }
-    const up: Socket = connect(Number(to.port), to.hostname)
-    open.add(client)
-    open.add(up)
-    const drop = () => {
-      client.destroy()
-      up.destroy()
-      open.delete(client)
-      open.delete(up)
-    }
-    client.on('error', drop).on('close', drop)
-    up.on('error', drop).on('close', drop)
-    client.pipe(up)
-    up.pipe(client)
-  })
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  const port = (server.address() as { port: number }).port
-  const relay: Relay = {
-    address: `127.0.0.1:${port}`,
-    down() {
-      to = undefined
-      for (const s of open) s.destroy()
-      open.clear()
-    },
-    up(target: string) {
-      to = new URL(target)
-    },
-    close: () =>
-      new Promise<void>((r) => {
-        relay.down()
-        server.close(() => r())
-      }),
-  }
-  t.teardown(() => relay.close())
-  return relay
-}
-
-export interface JobsApi {
-  api: ApiServer
-  /** What agents are configured with (stays the same across restart()). */
-  address: string
-  client: ResourceClient<TaskSpecT, TaskStatusT>
-  /** Stops the API (connections cut) and starts it again on the same store. */
-  restart(opts?: { downMs?: number; whileDown?: () => Promise<void> }): Promise<void>
-  stop(): Promise<void>
-  start(): Promise<void>
-}
-
-export async function startJobsApi(t: Teardown, dir: string): Promise<JobsApi> {
-  const make = () =>
-    new ApiServer(
-      validateConfig(ApiServerConfigSchema, {
-        server: { host: '127.0.0.1', port: 0 },
-        store: { type: 'file', dir: join(dir, 'apiserver') },
-        watch: { heartbeatMs: 500 },
-      }),
-      { logger: silentLogger(), registry: jobKinds() },
-    )
-  let api = make()
-  await api.start()
-  const relay = await startRelay(t, api.url)
-  const out: JobsApi = {
-    api,
-    address: relay.address,
-    client: new ResourceClient(`http://${relay.address}`, DistributionTaskKind),
-    async stop() {
-      relay.down()
-      await api.stop()
-    },
-    async start() {
-      api = make()
-      out.api = api
-      await api.start()
-      relay.up(api.url)
-    },
-    async restart(opts = {}) {
-      await out.stop()
-      await opts.whileDown?.()
-      await out.start()
-    },
-  }
-  t.teardown(() => out.api.stop())
-  return out
-}
-
-/** A DistributionTask as the controller writes it (defaults filled by the kind's schema). */
-export function taskInput(
-  name: string,
-  spec: Partial<TaskSpecT> & Pick<TaskSpecT, 'host' | 'action' | 'tag'>,
-) {
-  return {
-    metadata: { name, labels: { 'shoal.io/distribution': spec.distribution ?? 'dist' } },
-    spec: { distribution: 'dist', ...spec } as TaskSpecT,
-  }
-}
-
-export async function createTask(
-  jobs: JobsApi,
-  name: string,
-  spec: Partial<TaskSpecT> & Pick<TaskSpecT, 'host' | 'action' | 'tag'>,
-): Promise<DistributionTask> {
-  return jobs.client.create(DEFAULT_JOB_NAMESPACE, taskInput(name, spec))
-}
-
-/** Polls the task until `cond` holds of it; fails naming its last status after `ms`. */
-export async function waitTask(
-  jobs: JobsApi,
-  name: string,
-  cond: (task: DistributionTask) => boolean,
-  ms = 30_000,
-): Promise<DistributionTask> {
+export async function until<T>(
+  what: string,
+  get: () => Promise<T | undefined | false> | T | undefined | false,
+  ms = 15_000,
+): Promise<T> {
   const deadline = Date.now() + ms
-  let last: DistributionTask | undefined
+  let last: unknown
   for (;;) {
-    last = await jobs.client.get(DEFAULT_JOB_NAMESPACE, name).catch(() => last)
-    if (last && cond(last)) return last
-    if (Date.now() > deadline)
-      throw new Error(
-        `task ${name} not as expected within ${ms} ms; last status ${JSON.stringify(last?.status)}`,
-      )
-    await new Promise((r) => setTimeout(r, 50))
-  }
-}
-
-/** Final for the task's current generation: Succeeded or Failed. */
-export function finished(task: DistributionTask): boolean {
-  const st = task.status
-  return (
-    st !== undefined &&
-    (st.phase === 'Succeeded' || st.phase === 'Failed') &&
-    st.observedGeneration >= task.metadata.generation
-  )
-}
-
-/** Changes a task's spec (a cancel, a rerun) as the controller would, retrying a stale read. */
-export async function updateTaskSpec(
-  jobs: JobsApi,
-  name: string,
-  change: (spec: TaskSpecT) => TaskSpecT,
-): Promise<DistributionTask> {
-  for (;;) {
-    const cur = await jobs.client.get(DEFAULT_JOB_NAMESPACE, name)
     try {
-      return await jobs.client.update(DEFAULT_JOB_NAMESPACE, {
-        metadata: { ...cur.metadata },
-        spec: change(cur.spec),
-      })
+      const v = await get()
+      if (v !== undefined && v !== false) return v
     } catch (err) {
-      if ((err as { code?: string }).code !== 'CONFLICT') throw err
+      last = err
     }
+    if (Date.now() > deadline)
+      throw new Error(`not true within ${ms} ms: ${what}${last ? ` (${String(last)})` : ''}`)
+    await new Promise((r) => setTimeout(r, 20))
   }
+}
+
+export interface JobsRig {
+  dir: string
+  api: ApiServer
+  url: string
+  dists: ResourceClient<DistributionSpecT, DistributionStatusT>
+  tasks: ResourceClient<TaskSpecT, TaskStatusT>
+  controller: JobController
+  transitions: JobTransition[]
+  /** Stops the controller and the API, and starts both again on the same folder. */
+  restart(between?: () => Promise<void>): Promise<void>
+  startController(): Promise<JobController>
+  stopController(): Promise<void>
+  /** Writes a task's status as its agent would (observedGeneration = its generation). */
+  report(
+    name: string,
+    status: Partial<TaskStatusT> & { phase: TaskStatusT['phase'] },
+  ): Promise<DistributionTask>
+  task(name: string): Promise<DistributionTask>
+  dist(name: string): Promise<Distribution>
+}
+
+export async function startJobsRig(t: { teardown(fn: () => unknown): void }): Promise<JobsRig> {
+  const dir = await mkdtemp(join(tmpdir(), 'shoal-jobs-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const makeApi = async (port: number) => {
+    const api = new ApiServer(
+      validateConfig(ApiServerConfigSchema, {
+        server: { host: '127.0.0.1', port },
+        store: { type: 'file', dir: join(dir, 'store') },
+      }),
+      { logger: silentLogger(), registry: registerJobKinds(new KindRegistry()) },
+    )
+    await api.start()
+    return api
+  }
+  let api = await makeApi(0)
+  const port = Number(new URL(api.url).port)
+  const transitions: JobTransition[] = []
+  let controller: JobController | undefined
+  const rig: JobsRig = {
+    dir,
+    get api() {
+      return api
+    },
+    url: api.url,
+    dists: new ResourceClient(api.url, DistributionKind),
+    tasks: new ResourceClient(api.url, DistributionTaskKind),
+    get controller() {
+      return controller as JobController
+    },
+    transitions,
+    async startController() {
+      controller = new JobController({
+        url: api.url,
+        token: api.internalToken,
+        logger: silentLogger(),
+        onTransition: (x) => transitions.push(x),
+        retryMs: 100,
+      })
+      await controller.start()
+      return controller
+    },
+    async stopController() {
+      await controller?.stop()
+      controller = undefined
+    },
+    async restart(between) {
+      await rig.stopController()
+      await between?.()
+      await api.stop()
+      api = await makeApi(port)
+      await rig.startController()
+    },
+    async report(name, status) {
+      const cur = await rig.tasks.get(NS, name)
+      return rig.tasks.updateStatus(NS, {
+        metadata: { name, resourceVersion: cur.metadata.resourceVersion },
+        spec: cur.spec,
+        status: {
+          observedGeneration: cur.metadata.generation,
+          attempts: (cur.status?.attempts ?? 0) + (status.phase === 'Running' ? 1 : 0),
+          bytes: 0,
+          seconds: 0,
+          ...status,
+        },
+      })
+    },
+    task: (name) => rig.tasks.get(NS, name),
+    dist: (name) => rig.dists.get(NS, name) as Promise<Distribution>,
+  }
+  await rig.startController()
+  t.teardown(async () => {
+    await controller?.stop()
+    await api.stop()
+  })
+  return rig
 }

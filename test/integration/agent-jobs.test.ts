@@ -25,7 +25,7 @@ import {
   startJobsApi,
   updateTaskSpec,
   waitTask,
-} from '../helpers/jobs.js'
+} from '../helpers/job-tasks.js'
 import { pushBytes } from '../helpers/pull-cluster.js'
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')

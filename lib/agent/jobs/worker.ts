@@ -19,6 +19,7 @@ import { ResourceClient } from '../../apiserver/client/index.js'
 import type { WatchEvent } from '../../apiserver/types.js'
 import { ShoalError, toShoalError } from '../../errors/index.js'
 import {
+  ANNOTATION_DEADLINE,
   type DistributionTask,
   DistributionTaskKind,
   type TaskSpecT,
@@ -301,8 +302,11 @@ export class TaskWorker implements Service {
     let lastWrite = started
     sink.set({ phase: 'Running', ...base, bytes: 0, seconds: 0 })
     this.log.info({ ...this.fields(obj), attempts }, 'job task started')
-    const deadlineMs = spec.options.timeoutSeconds * 1000
-    const deadline = deadlineMs > 0 ? setTimeout(() => this.abortRun(e, 'deadline'), deadlineMs) : undefined
+    const deadlineAt = taskDeadline(obj, started)
+    const deadline =
+      deadlineAt === undefined
+        ? undefined
+        : setTimeout(() => this.abortRun(e, 'deadline'), Math.max(0, deadlineAt - Date.now()))
     let outcome: TaskOutcome | undefined
     let failure: ShoalError | undefined
     try {
@@ -383,6 +387,19 @@ export class TaskWorker implements Service {
   }
 }
 
+/**
+ * When a run is cut off: the task's deadline as the controller set it (annotation
+ * shoal.io/deadline, from its (re)creation), else options.timeoutSeconds from the run's start;
+ * undefined for timeoutSeconds 0. The controller fails a task past it anyway: a transfer that
+ * goes on would only write into a job that has moved on.
+ */
+function taskDeadline(task: DistributionTask, started: number): number | undefined {
+  const seconds = task.spec.options.timeoutSeconds
+  if (seconds === 0) return undefined
+  const at = Date.parse(task.metadata.annotations?.[ANNOTATION_DEADLINE] ?? '')
+  return Number.isFinite(at) ? at : started + seconds * 1000
+}
+
 /** The error a run ends with, in the words of why it was cut short. */
 function failureOf(err: ShoalError, reason: AbortReason | undefined, spec: TaskSpecT): ShoalError {
   if (reason === 'cancelled')
@@ -390,7 +407,7 @@ function failureOf(err: ShoalError, reason: AbortReason | undefined, spec: TaskS
   if (reason === 'deadline')
     return new ShoalError(
       'TIMEOUT',
-      `the task did not finish within options.timeoutSeconds (${spec.options.timeoutSeconds} s); nothing was left half-written`,
+      `the task did not finish by its deadline (options.timeoutSeconds ${spec.options.timeoutSeconds} s); nothing was left half-written`,
       { cause: err },
     )
   return err

@@ -42,7 +42,7 @@ export const AgentConfigSchema = z.strictObject({
    * host name.
    */
   hostName: HostName.default(() => hostname()),
-  /** Distribution jobs (lib/agent/jobs, docs/jobs.md): off unless `jobs.apiserver` is set. */
+  /** Distribution jobs (lib/agent/jobs, docs/jobs-agent.md): off unless `jobs.apiserver` is set. */
   jobs: JobsConfig,
   /** Tracker HTTP addresses (host:port or URL). */
   trackers: z.array(z.string().min(1)).min(1).default(['127.0.0.1:15003']),

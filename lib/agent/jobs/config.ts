@@ -1,5 +1,5 @@
 /**
- * The agent's part in distribution jobs (docs/jobs.md): where the resource API is, the token it
+ * The agent's part in distribution jobs (docs/jobs-agent.md): where the resource API is, the token it
  * writes task status with, and the folders tasks may touch. Without `apiserver` the agent runs
  * no task worker at all: no connection, no timer.
  */

@@ -1,4 +1,4 @@
-/** Distribution jobs on the agent's side (docs/jobs.md): the task worker and its config. */
+/** Distribution jobs on the agent's side (docs/jobs-agent.md): the task worker and its config. */
 export { JobsConfig, type JobsConfigT } from './config.js'
 export { executeTask, type TaskOutcome } from './execute.js'
 export { isInside, ROOTS_KEY, realDestination, realSource } from './roots.js'

@@ -225,7 +225,9 @@ t.test('cancel: a running pull is aborted and leaves nothing; a cancelled task n
   const { tag } = await pushBytes(w.herd, w.dir, 'big.bin', randomBytes(12 << 20))
   const dst = join(root, 'in')
   await createTask(w.jobs, 'slow', { host: 'h30', action: 'pull', tag: tag.toString(), path: dst })
-  await waitTask(w.jobs, 'slow', (o) => o.status?.phase === 'Running')
+  // Progress reaches the status while bytes move (progressSeconds 1 here).
+  const moving = await waitTask(w.jobs, 'slow', (o) => o.status?.phase === 'Running' && o.status.bytes > 0)
+  t.ok((moving.status?.bytes ?? 0) < 12 << 20, 'a progress line, before the end')
   await updateTaskSpec(w.jobs, 'slow', (s) => ({ ...s, cancelled: true }))
   const task = await waitTask(w.jobs, 'slow', finished)
   t.equal(task.status?.phase, 'Failed')

@@ -19,7 +19,6 @@ import { ResourceClient } from '../../apiserver/client/index.js'
 import type { WatchEvent } from '../../apiserver/types.js'
 import { ShoalError, toShoalError } from '../../errors/index.js'
 import {
-  ANNOTATION_DEADLINE,
   type DistributionTask,
   DistributionTaskKind,
   type TaskSpecT,
@@ -30,6 +29,7 @@ import type { Logger } from '../../log/index.js'
 import { type Counter, counter, liveGauge, type Registry } from '../../metrics/index.js'
 import type { JobsConfigT } from './config.js'
 import { executeTask, type TaskOutcome } from './execute.js'
+import { type AbortReason, failed, failureOf, isFinal, succeeded, taskDeadline } from './outcome.js'
 import { realRoots } from './roots.js'
 import { StatusSink, sleep } from './status.js'
 
@@ -41,9 +41,6 @@ export interface TaskWorkerOptions {
   logger: Logger
   registry?: Registry
 }
-
-/** Why a run was aborted from outside; decides what its end writes. */
-type AbortReason = 'cancelled' | 'superseded' | 'deleted' | 'stopping' | 'deadline'
 
 interface Run {
   uid: string
@@ -210,9 +207,7 @@ export class TaskWorker implements Service {
     }
     if (obj.metadata.deletionTimestamp) return
     if (e.done && e.done.uid === uid && e.done.generation >= generation) return
-    const st = obj.status
-    const final = st && (st.phase === 'Succeeded' || st.phase === 'Failed')
-    if (final && st.observedGeneration >= generation) return
+    if (isFinal(obj)) return
     if (obj.spec.cancelled) {
       this.finishCancelled(e, obj)
       return
@@ -345,30 +340,12 @@ export class TaskWorker implements Service {
         reason === 'cancelled' ? Math.max(generation, e.latest.metadata.generation) : generation
       e.done = { uid, generation: observed }
       if (outcome) {
-        sink.set({
-          phase: 'Succeeded',
-          ...base,
-          observedGeneration: observed,
-          bytes: outcome.bytes,
-          seconds,
-          ...(outcome.source ? { source: outcome.source } : {}),
-          digest: outcome.digest,
-          path: outcome.path,
-          finishedAt: new Date().toISOString(),
-        })
+        sink.set(succeeded(base, observed, outcome, seconds))
         this.log.info({ ...this.fields(obj), ...outcome, seconds }, 'job task succeeded')
         this.finished?.inc({ action: spec.action, outcome: 'succeeded' })
       } else {
         const f = failureOf(failure as ShoalError, reason, spec)
-        sink.set({
-          phase: 'Failed',
-          ...base,
-          observedGeneration: observed,
-          bytes,
-          seconds,
-          finishedAt: new Date().toISOString(),
-          lastError: `${f.code}: ${f.message}`.slice(0, 4096),
-        })
+        sink.set(failed(base, observed, f, bytes, seconds))
         this.log.warn(
           { ...this.fields(obj), err: f, seconds },
           reason === 'cancelled' ? 'job task cancelled' : 'job task failed',
@@ -385,30 +362,4 @@ export class TaskWorker implements Service {
       this.pump()
     }
   }
-}
-
-/**
- * When a run is cut off: the task's deadline as the controller set it (annotation
- * shoal.io/deadline, from its (re)creation), else options.timeoutSeconds from the run's start;
- * undefined for timeoutSeconds 0. The controller fails a task past it anyway: a transfer that
- * goes on would only write into a job that has moved on.
- */
-function taskDeadline(task: DistributionTask, started: number): number | undefined {
-  const seconds = task.spec.options.timeoutSeconds
-  if (seconds === 0) return undefined
-  const at = Date.parse(task.metadata.annotations?.[ANNOTATION_DEADLINE] ?? '')
-  return Number.isFinite(at) ? at : started + seconds * 1000
-}
-
-/** The error a run ends with, in the words of why it was cut short. */
-function failureOf(err: ShoalError, reason: AbortReason | undefined, spec: TaskSpecT): ShoalError {
-  if (reason === 'cancelled')
-    return new ShoalError('ABORTED', 'cancelled while running; nothing was left half-written', { cause: err })
-  if (reason === 'deadline')
-    return new ShoalError(
-      'TIMEOUT',
-      `the task did not finish by its deadline (options.timeoutSeconds ${spec.options.timeoutSeconds} s); nothing was left half-written`,
-      { cause: err },
-    )
-  return err
 }

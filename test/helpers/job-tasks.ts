@@ -34,6 +34,11 @@ export function jobKinds(): KindRegistry {
 export interface Relay {
   readonly address: string
   down(): void
+  /**
+   * The connections open now stay open but carry nothing more, either way (a peer gone without a
+   * word: a partition); new connections are forwarded as usual.
+   */
+  freeze(): void
   up(target: string): void
   close(): Promise<void>
 }
@@ -41,6 +46,7 @@ export interface Relay {
 export async function startRelay(t: Teardown, target: string): Promise<Relay> {
   let to: URL | undefined = new URL(target)
   const open = new Set<Socket>()
+  const pairs = new Set<[Socket, Socket]>()
   const server: Server = createServer((client) => {
     if (!to) {
       client.destroy()
@@ -49,7 +55,10 @@ export async function startRelay(t: Teardown, target: string): Promise<Relay> {
     const up: Socket = connect(Number(to.port), to.hostname)
     open.add(client)
     open.add(up)
+    const pair: [Socket, Socket] = [client, up]
+    pairs.add(pair)
     const drop = () => {
+      pairs.delete(pair)
       client.destroy()
       up.destroy()
       open.delete(client)
@@ -64,6 +73,15 @@ export async function startRelay(t: Teardown, target: string): Promise<Relay> {
   const port = (server.address() as { port: number }).port
   const relay: Relay = {
     address: `127.0.0.1:${port}`,
+    freeze() {
+      for (const [client, up] of pairs) {
+        client.unpipe(up)
+        up.unpipe(client)
+        client.pause()
+        up.pause()
+      }
+      pairs.clear()
+    },
     down() {
       to = undefined
       for (const s of open) s.destroy()
@@ -84,8 +102,10 @@ export async function startRelay(t: Teardown, target: string): Promise<Relay> {
 
 export interface JobsApi {
   api: ApiServer
+  relay: Relay
   /** What agents are configured with (stays the same across restart()). */
   address: string
+  /** The test's own client: straight to the API (not through the relay the agents use). */
   client: ResourceClient<TaskSpecT, TaskStatusT>
   /** Stops the API (connections cut) and starts it again on the same store. */
   restart(opts?: { downMs?: number; whileDown?: () => Promise<void> }): Promise<void>
@@ -108,8 +128,9 @@ export async function startJobsApi(t: Teardown, dir: string): Promise<JobsApi> {
   const relay = await startRelay(t, api.url)
   const out: JobsApi = {
     api,
+    relay,
     address: relay.address,
-    client: new ResourceClient(`http://${relay.address}`, DistributionTaskKind),
+    client: new ResourceClient(api.url, DistributionTaskKind),
     async stop() {
       relay.down()
       await api.stop()
@@ -118,6 +139,7 @@ export async function startJobsApi(t: Teardown, dir: string): Promise<JobsApi> {
       api = make()
       out.api = api
       await api.start()
+      out.client = new ResourceClient(api.url, DistributionTaskKind)
       relay.up(api.url)
     },
     async restart(opts = {}) {

@@ -353,6 +353,32 @@ t.test(
   },
 )
 
+t.test('a watch on a connection that went silent is resumed on a new one', async (t) => {
+  const w = await world(t)
+  const root = join(w.dir, 'root-h60')
+  await w.agent('h60', { jobs: { watchSilenceSeconds: 5 } })
+  const bytes = randomBytes(256 << 10)
+  const { tag } = await pushBytes(w.herd, w.dir, 'late.bin', bytes)
+  await createTask(w.jobs, 'first', {
+    host: 'h60',
+    action: 'pull',
+    tag: tag.toString(),
+    path: join(root, 'a'),
+  })
+  await waitTask(w.jobs, 'first', finished)
+  // The agent's connections stay open and carry nothing: only the silence tells.
+  w.jobs.relay.freeze()
+  await createTask(w.jobs, 'second', {
+    host: 'h60',
+    action: 'pull',
+    tag: tag.toString(),
+    path: join(root, 'b'),
+  })
+  const task = await waitTask(w.jobs, 'second', finished, 90_000)
+  t.equal(task.status?.phase, 'Succeeded', 'seen after the watch was resumed')
+  t.equal(sha(await readFile(join(root, 'b', tag.fileName))), sha(bytes))
+})
+
 t.test('an agent without jobs.apiserver runs no worker', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'shoal-agent-nojobs-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))

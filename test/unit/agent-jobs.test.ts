@@ -25,6 +25,7 @@ t.test('config: jobs off by default, hostName the OS host name, strict keys', as
     flag: { suffix: '.flag', content: 'empty' },
     concurrency: 2,
     progressSeconds: 5,
+    watchSilenceSeconds: 60,
   })
   t.equal(c.jobs.apiserver, undefined, 'no apiserver: no worker')
   const base = loadConfig(AgentConfigSchema, { component: 'agent', env: 'base' })

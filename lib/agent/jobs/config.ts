@@ -39,6 +39,12 @@ export const JobsConfig = z
       .prefault({}),
     /** Tasks run at once; more wait their turn (Pending). */
     concurrency: z.number().int().min(1).max(64).default(2),
+    /**
+     * A task watch that hears nothing (no event, no BOOKMARK) this long is dropped and resumed:
+     * the connection died silently. Keep it above the apiserver's watch.heartbeatMs (15 s).
+     * Seconds.
+     */
+    watchSilenceSeconds: z.number().int().min(5).max(3600).default(60),
     /** A running task's bytes are written to its status at most this often. Seconds. */
     progressSeconds: z.number().int().min(1).max(600).default(5),
   })

@@ -153,31 +153,59 @@ export class TaskWorker implements Service {
   }
 
   private async watchLoop(client: ResourceClient<TaskSpecT, TaskStatusT>): Promise<void> {
-    const signal = this.stopping.signal
+    const stop = this.stopping.signal
+    const silenceMs = this.o.jobs.watchSilenceSeconds * 1000
     let pause = 1000
-    while (!signal.aborted) {
+    let rv: string | undefined
+    while (!stop.aborted) {
+      // A watch that hears nothing (no event, no BOOKMARK) for silenceMs is on a connection that
+      // died without a word (a host gone, a partition): it is dropped and resumed from rv.
+      const silent = new AbortController()
+      let timer: NodeJS.Timeout | undefined
+      const heard = () => {
+        clearTimeout(timer)
+        timer = setTimeout(() => {
+          this.log.warn({ silenceMs }, 'no word from the apiserver on the task watch: watching again')
+          silent.abort()
+        }, silenceMs)
+      }
+      heard()
       try {
         for await (const ev of client.watch({
           fieldSelector: `spec.host=${this.o.hostName}`,
-          signal,
+          signal: AbortSignal.any([stop, silent.signal]),
           retryMs: 1000,
+          ...(rv === undefined ? {} : { resourceVersion: rv }),
           onReconnect: (err) => this.log.debug({ err }, 'task watch reconnecting'),
         })) {
+          heard()
           pause = 1000
+          rv = ev.object.metadata?.resourceVersion || rv
           this.onEvent(ev)
         }
       } catch (err) {
-        if (signal.aborted) return
+        if (stop.aborted) return
         // Refused (a wrong token, a herd without jobs): not the watch's kind of error to ride out
         // quietly; say it and try again slowly.
         this.log.error({ err: toShoalError(err) }, 'cannot watch distribution tasks; trying again')
-        await sleep(pause, signal)
+        await sleep(pause, stop)
         pause = Math.min(pause * 2, 30_000)
+      } finally {
+        clearTimeout(timer)
       }
     }
   }
 
   private onEvent(ev: WatchEvent<DistributionTask>): void {
+    try {
+      this.handle(ev)
+    } catch (err) {
+      // One odd object must not end the watch of every other task.
+      this.log.error({ err, task: ev.object?.metadata?.name }, 'cannot handle a task watch event')
+    }
+  }
+
+  private handle(ev: WatchEvent<DistributionTask>): void {
     if (ev.type === 'BOOKMARK') return
     const k = key(ev.object)
     if (ev.type === 'DELETED') {

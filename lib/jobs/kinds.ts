@@ -48,6 +48,17 @@ export const AbsolutePath = z
   .min(1)
   .max(4096)
   .refine((p) => p.startsWith('/') && !p.includes('\0'), 'must be an absolute path')
+  .refine((p) => !p.split('/').includes('..'), 'must not contain a ".." component')
+
+/** A file name to write under (PullCLI's new name): one path component. */
+export const FileName = z
+  .string()
+  .min(1)
+  .max(255)
+  .refine(
+    (n) => !/[/\\\0]/.test(n) && n !== '.' && n !== '..',
+    'must be a file name, without "/", "\\" or ".."',
+  )
 
 export const TaskPhase = z.enum(['Pending', 'Running', 'Succeeded', 'Failed'])
 export type TaskPhaseT = z.infer<typeof TaskPhase>
@@ -84,7 +95,7 @@ export const DistributionSpec = z.strictObject({
         /** The destination folder (PullCLI's --dst-path). */
         path: AbsolutePath,
         /** Write under this name instead of the source's (no '/'). */
-        name: z.string().min(1).max(255).optional(),
+        name: FileName.optional(),
       }),
     )
     .min(1)
@@ -109,7 +120,7 @@ export const TaskSpec = z.strictObject({
   tag: z.string().min(1).max(4096),
   /** pull: the destination folder and optional new name. */
   path: AbsolutePath.optional(),
-  name: z.string().min(1).max(255).optional(),
+  name: FileName.optional(),
   options: TransferOptions.prefault({}),
   /** Bumped by a rerun; the agent runs the task again when it changes. */
   attempt: z.number().int().min(1).default(1),

@@ -2,22 +2,24 @@
  * The design's §6.3 example end to end with real processes (the built `shoal herd` and four
  * `shoal agent`s): 192.168.1.1:/usr/local/data/xxx交易数据.txt to the same path on .10, .11 and
  * .12. Each agent goes by one of those host names and owns a root folder in the test's temp
- * folder standing in for its host's "/". The job is a Distribution written to the herd's resource
- * API (what `shoal job run` writes); the herd's controller makes the tasks, the agents push and
- * pull. Then .12 is stopped: its target fails at the job's deadline while the others succeed;
- * .12 comes back and a rerun of the failed target completes the job.
+ * folder standing in for its host's "/". The job is a YAML plan run by `shoal job run --wait`;
+ * the herd's controller makes the tasks, the agents push and pull; the Distribution's status is
+ * then read from the resource API. Then .12 is stopped: its target fails at the job's deadline while the others succeed;
+ * .12 comes back and a `shoal job rerun --failed --wait` completes the job.
  */
+import { execFile } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { promisify } from 'node:util'
 import t from 'tap'
 import { stringify } from 'yaml'
 import { ResourceClient } from '../../lib/apiserver/client/index.js'
 import { defaultConfigDir } from '../../lib/config/index.js'
-import { HERD_PORTS } from '../../lib/devcluster/layout.js'
+import { builtBinary, HERD_PORTS } from '../../lib/devcluster/layout.js'
 import { freePort } from '../../lib/herd/index.js'
 import {
   type Distribution,
@@ -28,6 +30,7 @@ import {
 } from '../../lib/jobs/kinds.js'
 import { type DaemonProc, startDaemonProc } from '../helpers/daemon-procs.js'
 
+const exec = promisify(execFile)
 const HOSTS = ['192.168.1.1', '192.168.1.10', '192.168.1.11', '192.168.1.12'] as const
 const FILE = 'xxx交易数据.txt'
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
@@ -48,6 +51,16 @@ async function freeBase(): Promise<number> {
     if ((await Promise.all(ports.map(portFree))).every(Boolean)) return base
   }
   throw new Error('no free base port for the herd')
+}
+
+async function shoal(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const r = await exec(process.execPath, [builtBinary('shoal'), ...args], { timeout: 120_000 })
+    return { code: 0, stdout: r.stdout, stderr: r.stderr }
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string }
+    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' }
+  }
 }
 
 async function until<T>(what: string, get: () => Promise<T | undefined>, ms: number): Promise<T> {
@@ -138,18 +151,25 @@ t.test(
         ms,
       )
 
+    const api = `127.0.0.1:${base + 6}`
+    /** The plan of the design's example, as an operator writes it (YAML). */
+    const plan = async (name: string, timeoutSeconds: number) => {
+      const file = join(dir, `${name}.yaml`)
+      await writeFile(
+        file,
+        stringify({ name, source: { host: '192.168.1.1', path: src }, targets, options: { timeoutSeconds } }),
+      )
+      return file
+    }
+    const job = (args: string[]) => shoal(['job', ...args, '--apiserver', api])
+
     // 1. Every host up: every target gets the file.
     const v1 = randomBytes(2 << 20)
     await writeFile(src, v1)
-    await dists.create(NS, {
-      metadata: { name: 'daily-1' },
-      spec: {
-        source: { host: '192.168.1.1', path: src },
-        targets,
-        options: { timeoutSeconds: 120 },
-      } as DistributionSpecT,
-    })
-    const d1 = await settled('daily-1', 120_000)
+    const run1 = await job(['run', await plan('daily-1', 120), '--wait'])
+    t.equal(run1.code, 0, `shoal job run --wait exits 0: ${run1.stderr}`)
+    for (const host of HOSTS.slice(1)) t.match(run1.stdout, host, `the table names ${host}`)
+    const d1 = await settled('daily-1', 10_000)
     t.equal(d1.status?.phase, 'Succeeded', `job 1 succeeded: ${JSON.stringify(d1.status?.conditions)}`)
     t.match(d1.status?.push, { host: '192.168.1.1', phase: 'Succeeded' })
     for (const host of HOSTS.slice(1)) {
@@ -165,15 +185,10 @@ t.test(
     await agents.get('192.168.1.12')?.stop()
     const v2 = randomBytes(2 << 20)
     await writeFile(src, v2)
-    await dists.create(NS, {
-      metadata: { name: 'daily-2' },
-      spec: {
-        source: { host: '192.168.1.1', path: src },
-        targets,
-        options: { timeoutSeconds: 15 },
-      } as DistributionSpecT,
-    })
-    const d2 = await settled('daily-2', 60_000)
+    const run2 = await job(['run', await plan('daily-2', 15), '--wait'])
+    t.not(run2.code, 0, 'shoal job run --wait exits non-zero: a target failed')
+    t.match(run2.stdout + run2.stderr, '192.168.1.12', 'and names the host')
+    const d2 = await settled('daily-2', 10_000)
     t.equal(d2.status?.phase, 'Failed', 'job 2 failed')
     for (const host of ['192.168.1.10', '192.168.1.11'])
       t.equal(sha(await readFile(fileOn(host))), sha(v2), `${host} has the new file`)
@@ -189,8 +204,9 @@ t.test(
     // 3. .12 is back: the failed target alone is run again.
     agents.set('192.168.1.12', await startAgent('192.168.1.12'))
     const before = Object.fromEntries((d2.status?.targets ?? []).map((l) => [l.host, l.attempts] as const))
-    await dists.patch(NS, 'daily-2', { spec: { run: 2, rerun: 'failed' } })
-    const d3 = await settled('daily-2', 60_000)
+    const rerun = await job(['rerun', 'daily-2', '--failed', '--wait'])
+    t.equal(rerun.code, 0, `shoal job rerun --failed --wait exits 0: ${rerun.stderr}`)
+    const d3 = await settled('daily-2', 10_000)
     t.equal(
       d3.status?.phase,
       'Succeeded',

@@ -1,7 +1,11 @@
 /** Agent configuration: one agent per host, local API on 127.0.0.1 by default. */
+
+import { hostname } from 'node:os'
 import { BandwidthConfig, ByteSize } from '../bandwidth/config.js'
 import { ListenConfig, LogConfig, z } from '../config/index.js'
+import { HostName } from '../jobs/kinds.js'
 import { TorrentTuningConfig } from '../torrent/tuning.js'
+import { JobsConfig } from './jobs/config.js'
 
 export const AgentConfigSchema = z.strictObject({
   log: LogConfig,
@@ -32,6 +36,14 @@ export const AgentConfigSchema = z.strictObject({
     .string()
     .regex(/^[A-Za-z0-9._-]{1,64}$/, '1-64 letters, digits, dots, dashes or underscores')
     .optional(),
+  /**
+   * How this host is named in distribution jobs (a job's source and target hosts, e.g. its
+   * address 192.168.1.10): the agent runs the tasks whose `spec.host` is this. Default: the OS
+   * host name.
+   */
+  hostName: HostName.default(() => hostname()),
+  /** Distribution jobs (lib/agent/jobs, docs/jobs-agent.md): off unless `jobs.apiserver` is set. */
+  jobs: JobsConfig,
   /** Tracker HTTP addresses (host:port or URL). */
   trackers: z.array(z.string().min(1)).min(1).default(['127.0.0.1:15003']),
   /** Build-index HTTP address, for resolving tags. */

@@ -10,6 +10,8 @@ export { formatBytes } from '../core/index.js'
 
 export const DEFAULT_PROXY = '127.0.0.1:15000'
 export const DEFAULT_AGENT = '127.0.0.1:16002'
+/** The herd's resource API (basePort 15000 + 6). */
+export const DEFAULT_APISERVER = '127.0.0.1:15006'
 
 /** The first non-internal IPv4 address, else the host name: the seed's "source host IP". */
 export function defaultSrcHost(): string {
@@ -68,6 +70,7 @@ export const EXIT_CODES: Partial<Record<ErrorCode, number>> = {
   IO_ERROR: 7,
   INSUFFICIENT_STORAGE: 7,
   FORBIDDEN: 8,
+  UNAUTHORIZED: 8,
   CSGW_AUTH: 8,
   CSGW_REFUSED: 8,
   TIMEOUT: 124,
@@ -86,7 +89,7 @@ export const EXIT_CODE_MEANINGS: ReadonlyArray<readonly [number, string]> = [
   [5, 'verification failed: the bytes do not match the digest or size'],
   [6, 'unavailable: a daemon, the CSGW or the storage behind them cannot serve now'],
   [7, 'local I/O: an invalid or unwritable path, a full disk'],
-  [8, 'refused: forbidden, or the CSGW refused the login or the operation'],
+  [8, 'refused: forbidden or unauthorized (a missing token), or the CSGW refused the login or the operation'],
   [124, 'timeout: --timeout seconds passed without progress'],
 ]
 
@@ -137,13 +140,14 @@ export async function runCli(program: Command, argv: string[], io: Output = stdi
     const exitCode = exitCodeFor(e.code)
     io.err(`${program.name()}: ${e.message}`)
     if (process.env.SHOAL_DEBUG && !isShoalError(err)) io.err(String((err as Error).stack))
-    if (json) printJson(io, e.code, e.message, exitCode)
+    if (json) printJson(io, e.code, e.message, exitCode, e.details?.result)
     return exitCode
   }
 }
 
-function printJson(io: Output, code: string, message: string, exitCode: number): void {
-  io.out(JSON.stringify({ error: { code, message }, exitCode }))
+/** `result`: what a command that failed still has to report (a job's per-target table). */
+function printJson(io: Output, code: string, message: string, exitCode: number, result?: unknown): void {
+  io.out(JSON.stringify({ error: { code, message }, exitCode, ...(result !== undefined ? { result } : {}) }))
 }
 
 /** `--json` before a `--` terminator: the failure answer must be JSON even for a usage error. */

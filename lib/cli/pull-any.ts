@@ -26,6 +26,8 @@ export interface PullAnyOptions {
   csgw?: string
   onProgress?: (p: FetchProgress) => void
   notice?: (line: string) => void
+  /** Aborts the pull (a cancelled job task): temp files are removed, nothing takes the final name. */
+  signal?: AbortSignal
 }
 
 export interface PulledResult {
@@ -53,12 +55,16 @@ export async function pullAny(o: PullAnyOptions): Promise<PulledResult> {
   let info: ResolvedTagInfo | undefined
   let swarmFailure: ShoalError | undefined
   try {
-    info = await withProgressTimeout(`pull of ${o.tag}`, o.timeoutSeconds, (signal) =>
-      agent.resolveInfo(o.tag, signal),
+    info = await withProgressTimeout(
+      `pull of ${o.tag}`,
+      o.timeoutSeconds,
+      (signal) => agent.resolveInfo(o.tag, signal),
+      o.signal,
     )
   } catch (err) {
     // Without the tag's type the CSGW can only stand in for a file: a CSGW holds files.
     const e = toShoalError(err)
+    if (o.signal?.aborted) throw err
     if (!o.csgw || o.resType === 'directory' || !isFallbackCode(e.code)) throw err
     swarmFailure = e
   }
@@ -80,6 +86,7 @@ export async function pullAny(o: PullAnyOptions): Promise<PulledResult> {
       flag: o.flag,
       timeoutSeconds: o.timeoutSeconds,
       onProgress: o.onProgress,
+      signal: o.signal,
     })
     return { ...r, ...(info.desc ? { desc: info.desc } : {}) }
   }
@@ -99,6 +106,7 @@ export async function pullAny(o: PullAnyOptions): Promise<PulledResult> {
     notice: o.notice,
     mode: info?.mode,
     mtimeMs: info?.mtimeMs,
+    signal: o.signal,
   })
   return { ...r, ...(info?.desc ? { desc: info.desc } : {}) }
 }

@@ -1,4 +1,4 @@
-/** The umbrella `shoal` command: herd, agent, devcluster, demo. */
+/** The umbrella `shoal` command: herd, agent, devcluster, demo, tags, job. */
 import { demo } from '../devcluster/demo.js'
 import { DEFAULT_WORKDIR, down, hints, restart, status, up } from '../devcluster/index.js'
 import { AGENT_BASE_PORT, HERD_BASE_PORT, S3_BUCKET } from '../devcluster/layout.js'
@@ -8,6 +8,7 @@ import { Command, CommanderError } from './commander.js'
 import { type Output, stdio } from './common.js'
 import { intFlag } from './daemon.js'
 import { agentCommand, herdCommand, originCommand } from './daemons.js'
+import { jobCommand } from './job-program.js'
 import { tagsCommand } from './tags-program.js'
 
 export function shoalProgram(io: Output = stdio): Command {
@@ -18,6 +19,7 @@ export function shoalProgram(io: Output = stdio): Command {
   program.addCommand(agentCommand('agent'))
   program.addCommand(originCommand('origin'))
   program.addCommand(tagsCommand(io))
+  program.addCommand(jobCommand(io))
 
   const dev = program
     .command('devcluster')

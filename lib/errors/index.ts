@@ -73,6 +73,11 @@ export const ErrorCodes = {
   TIMEOUT: 504,
   ABORTED: 499,
   ALREADY_EXISTS: 409,
+  /**
+   * `shoal job run --wait` (or `rerun --wait`): some targets of the job failed, for different
+   * reasons (when they all failed with one code, that code is raised instead). Never on the wire.
+   */
+  JOB_FAILED: 500,
   USAGE: 400,
   IO_ERROR: 500,
   TORRENT_ERROR: 500,

@@ -11,6 +11,9 @@ import { BuildIndexConfigSchema } from '../build-index/config.js'
 import { BuildIndexServer } from '../build-index/server/index.js'
 import { deepMerge, validateConfig } from '../config/index.js'
 import { ShoalError } from '../errors/index.js'
+import type { JobController, JobControllerOptions } from '../jobs/controller.js'
+import { jobControllerPart } from '../jobs/herd.js'
+import { registerJobKinds } from '../jobs/register.js'
 import {
   Lifecycle,
   type Part,
@@ -33,6 +36,8 @@ export interface Herd extends Service {
   readonly urls: { proxy: string; origin: string; tracker: string; buildIndex: string; apiserver?: string }
   /** The resource API, unless `apiserver.enabled` is false. */
   readonly apiserver: ApiServer | undefined
+  /** The job controller (lib/jobs), running with the resource API. */
+  readonly jobs: JobController | undefined
   readonly originPeerPort: number
   readonly originNode: OriginNode
 }
@@ -44,7 +49,14 @@ export interface Herd extends Service {
  * takes its listeners, then the proxy. With basePort 0 every port is one the kernel picked
  * and kept, never a probed port released for a later bind.
  */
-export function createHerd(config: HerdConfig, deps: { logger: Logger; registry?: KindRegistry }): Herd {
+export interface HerdDeps {
+  logger: Logger
+  registry?: KindRegistry
+  /** The job controller's seam for the event log (job and target transitions). */
+  jobs?: Pick<JobControllerOptions, 'onTransition'>
+}
+
+export function createHerd(config: HerdConfig, deps: HerdDeps): Herd {
   const host = config.advertiseHost
   const bind = config.bindHost
   const dataDir = resolve(config.dataDir)
@@ -84,9 +96,11 @@ export function createHerd(config: HerdConfig, deps: { logger: Logger; registry?
             ? { store: { type: 'file', dir: join(dataDir, 'apiserver') } }
             : {}),
         }),
-        { logger: deps.logger, registry: deps.registry ?? new KindRegistry() },
+        { logger: deps.logger, registry: registerJobKinds(deps.registry ?? new KindRegistry()) },
       )
     : undefined
+  // Distribution jobs (lib/jobs): the controller follows the API it is served next to.
+  const jobs = apiserver ? jobControllerPart(apiserver, { logger: deps.logger, ...deps.jobs }) : undefined
 
   const parts: Part[] = [
     originPeer,
@@ -143,6 +157,7 @@ export function createHerd(config: HerdConfig, deps: { logger: Logger; registry?
       return proxy
     },
     ...(apiserver ? [apiserver] : []),
+    ...(jobs ? [jobs.part] : []),
   ]
 
   let wired: { urls: Herd['urls']; originPeerPort: number; originNode: OriginNode } | undefined
@@ -189,15 +204,15 @@ export function createHerd(config: HerdConfig, deps: { logger: Logger; registry?
       return started().originNode
     },
     apiserver,
+    get jobs() {
+      return jobs?.controller()
+    },
     start: (signal) => life.start(signal),
     stop: () => life.stop(),
   }
 }
 
-export async function startHerd(
-  config: HerdConfig,
-  deps: { logger: Logger; registry?: KindRegistry },
-): Promise<Herd> {
+export async function startHerd(config: HerdConfig, deps: HerdDeps): Promise<Herd> {
   const herd = createHerd(config, deps)
   await herd.start()
   return herd

@@ -48,6 +48,17 @@ export const AbsolutePath = z
   .min(1)
   .max(4096)
   .refine((p) => p.startsWith('/') && !p.includes('\0'), 'must be an absolute path')
+  .refine((p) => !p.split('/').includes('..'), 'must not contain a ".." component')
+
+/** A file name to write under (PullCLI's new name): one path component. */
+export const FileName = z
+  .string()
+  .min(1)
+  .max(255)
+  .refine(
+    (n) => !/[/\\\0]/.test(n) && n !== '.' && n !== '..',
+    'must be a file name, without "/", "\\" or ".."',
+  )
 
 export const TaskPhase = z.enum(['Pending', 'Running', 'Succeeded', 'Failed'])
 export type TaskPhaseT = z.infer<typeof TaskPhase>
@@ -84,7 +95,7 @@ export const DistributionSpec = z.strictObject({
         /** The destination folder (PullCLI's --dst-path). */
         path: AbsolutePath,
         /** Write under this name instead of the source's (no '/'). */
-        name: z.string().min(1).max(255).optional(),
+        name: FileName.optional(),
       }),
     )
     .min(1)
@@ -109,7 +120,7 @@ export const TaskSpec = z.strictObject({
   tag: z.string().min(1).max(4096),
   /** pull: the destination folder and optional new name. */
   path: AbsolutePath.optional(),
-  name: z.string().min(1).max(255).optional(),
+  name: FileName.optional(),
   options: TransferOptions.prefault({}),
   /** Bumped by a rerun; the agent runs the task again when it changes. */
   attempt: z.number().int().min(1).default(1),
@@ -137,3 +148,67 @@ export const TaskStatus = z.strictObject({
 export type TaskStatusT = z.infer<typeof TaskStatus>
 
 export type DistributionTask = Resource<TaskSpecT, TaskStatusT>
+
+/** One line of a Distribution's status: the push on the source host, or one target's pull. */
+export const TargetStatus = z.strictObject({
+  host: HostName,
+  /** The destination folder (target) or the pushed path (source). */
+  path: z.string().max(4096),
+  name: z.string().max(255).optional(),
+  phase: TaskPhase,
+  bytes: z.number().int().min(0).default(0),
+  seconds: z.number().min(0).default(0),
+  source: z.enum(['swarm', 'csgw', 'local']).optional(),
+  attempts: z.number().int().min(0).default(0),
+  lastError: z.string().max(4096).optional(),
+  /** The DistributionTask doing it (absent while it waits for the push). */
+  task: z.string().max(253).optional(),
+  /** The final path written (pull), as the agent reported it. */
+  written: z.string().max(4096).optional(),
+})
+export type TargetStatusT = z.infer<typeof TargetStatus>
+
+export const Condition = z.strictObject({
+  type: z.enum(['Complete', 'Failed']),
+  status: z.enum(['True', 'False']),
+  reason: z.string().max(128),
+  message: z.string().max(8192).default(''),
+  lastTransitionTime: z.string().max(64),
+})
+export type ConditionT = z.infer<typeof Condition>
+
+/** Written by the herd's job controller only. */
+export const DistributionStatus = z.strictObject({
+  /** The Distribution generation this status is about. */
+  observedGeneration: z.number().int().min(0).default(0),
+  /** The `spec.run` the controller has acted on (a rerun is done once this equals spec.run). */
+  observedRun: z.number().int().min(0).default(0),
+  phase: TaskPhase,
+  /** The tag the targets pull (the source tag, or the one the push is made under). */
+  tag: z.string().max(4096).optional(),
+  /** The push on the source host (source {host, path} only). */
+  push: TargetStatus.optional(),
+  targets: z.array(TargetStatus).max(10_000).default([]),
+  counts: z
+    .strictObject({
+      total: z.number().int().min(0),
+      pending: z.number().int().min(0),
+      running: z.number().int().min(0),
+      succeeded: z.number().int().min(0),
+      failed: z.number().int().min(0),
+    })
+    .optional(),
+  conditions: z.array(Condition).max(8).default([]),
+  startedAt: z.string().max(64).optional(),
+  finishedAt: z.string().max(64).optional(),
+})
+export type DistributionStatusT = z.infer<typeof DistributionStatus>
+
+export type Distribution = Resource<DistributionSpecT, DistributionStatusT>
+
+/** Labels and annotations the controller puts on tasks. */
+export const LABEL_DISTRIBUTION = 'shoal.io/distribution'
+/** ISO time after which an unfinished task fails (set at each (re)creation from timeoutSeconds). */
+export const ANNOTATION_DEADLINE = 'shoal.io/deadline'
+/** The Distribution `spec.run` at which the task was last (re)started. */
+export const ANNOTATION_RUN = 'shoal.io/run'

@@ -18,6 +18,7 @@ import { TorrentEngine } from '../../torrent/index.js'
 import { type TrackerLike, TrackerSet } from '../../tracker/client/index.js'
 import type { DownloadProgress } from '../client/index.js'
 import type { AgentConfig } from '../config.js'
+import { TaskWorker } from '../jobs/worker.js'
 import { AgentCachePolicy } from './cache-policy.js'
 import { Downloads } from './downloads.js'
 import { ResumeJournal } from './journal.js'
@@ -53,6 +54,8 @@ export class AgentServer implements Service {
   private readonly downloads: Downloads
   private readonly buildIndex: BuildIndexClient
   private readonly log: Logger
+  /** Runs this host's distribution tasks; only when `jobs.apiserver` is set. */
+  readonly jobs: TaskWorker | undefined
   private readonly life = new Lifecycle('agent', {
     start: (signal) => this.doStart(signal),
     stop: () => this.shutdown(),
@@ -130,6 +133,17 @@ export class AgentServer implements Service {
     r.get('/downloads/:digest', (ctx) => this.getProgress(ctx))
     r.delete('/blobs/:digest', (ctx) => this.deleteBlob(ctx))
     registerBandwidthRoutes(r, this.bandwidth)
+    const { apiserver } = config.jobs
+    this.jobs =
+      apiserver === undefined
+        ? undefined
+        : new TaskWorker({
+            hostName: config.hostName,
+            jobs: { ...config.jobs, apiserver },
+            agentUrl: () => this.url,
+            logger: deps.logger,
+            registry,
+          })
   }
 
   get url(): string {
@@ -162,12 +176,16 @@ export class AgentServer implements Service {
     const resumed = await this.downloads.resume()
     signal?.throwIfAborted()
     await this.http.start(this.config.server.port, this.config.server.host)
+    // After the API: a pull task goes through it, as PullCLI's pulls do.
+    await this.jobs?.start(signal)
     this.ready = true
     this.log.info({ api: this.url, peerPort: this.engine.port, reseeded, resumed }, 'agent started')
   }
 
   private async shutdown(): Promise<void> {
     this.ready = false
+    // First: a running task's pull needs the API and the engine until it is aborted.
+    await this.jobs?.stop()
     await this.http.stop()
     await this.cache.stop()
     // Downloads in flight end first (journaled, so the next start resumes them), then the engine.

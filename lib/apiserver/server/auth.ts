@@ -44,9 +44,14 @@ export class TokenAuth {
   private constructor(
     private readonly tokens: Token[],
     private readonly readsNeedToken: boolean,
+    private readonly configured: number,
   ) {}
 
-  static async load(config: AuthConfigT): Promise<TokenAuth> {
+  /** `internal`: tokens held in memory by this process (name and token), write access. */
+  static async load(
+    config: AuthConfigT,
+    internal: ReadonlyArray<{ name: string; token: string }> = [],
+  ): Promise<TokenAuth> {
     const tokens: Token[] = []
     for (const t of config.tokens) {
       let text: string
@@ -67,29 +72,37 @@ export class TokenAuth {
     }
     if (config.readsNeedToken && tokens.length === 0)
       throw new ShoalError('CONFIG_INVALID', 'auth.readsNeedToken needs at least one token in auth.tokens')
-    return new TokenAuth(tokens, config.readsNeedToken)
+    const configured = tokens.length
+    for (const t of internal) tokens.push({ name: t.name, digest: digest(t.token), access: 'write' })
+    return new TokenAuth(tokens, config.readsNeedToken, configured)
   }
 
+  /** True when the operator configured tokens (internal ones do not count). */
   get enabled(): boolean {
-    return this.tokens.length > 0
+    return this.configured > 0
   }
 
-  /** The caller's name ('anonymous' when open), or UNAUTHORIZED / FORBIDDEN. */
+  /** The caller's name ('anonymous' without a token), or UNAUTHORIZED / FORBIDDEN. */
   check(req: IncomingMessage, write: boolean): string {
-    if (this.tokens.length === 0 || (!write && !this.readsNeedToken)) return this.identify(req) ?? 'anonymous'
     const who = this.find(req)
-    if (!who)
+    if (who) {
+      if (write && who.access !== 'write')
+        throw new ShoalError('FORBIDDEN', `token "${who.name}" may only read`)
+      return who.name
+    }
+    if (!write && !this.readsNeedToken) return 'anonymous'
+    if (write && this.configured === 0) {
+      const from = req.socket.remoteAddress ?? 'an unknown address'
+      if (isLoopback(from)) return 'anonymous'
       throw new ShoalError(
-        'UNAUTHORIZED',
-        'this request needs a valid "Authorization: Bearer <token>" header',
+        'FORBIDDEN',
+        `writes from ${from} are refused: no token is configured (apiserver.auth.tokens in the herd config), so only loopback clients may write; configure a token and send "Authorization: Bearer <token>"`,
       )
-    if (write && who.access !== 'write')
-      throw new ShoalError('FORBIDDEN', `token "${who.name}" may only read`)
-    return who.name
-  }
-
-  private identify(req: IncomingMessage): string | undefined {
-    return this.tokens.length > 0 ? this.find(req)?.name : undefined
+    }
+    throw new ShoalError(
+      'UNAUTHORIZED',
+      'this request needs a valid "Authorization: Bearer <token>" header (tokens: apiserver.auth.tokens in the herd config; clients: tokenFile in the client config)',
+    )
   }
 
   private find(req: IncomingMessage): Token | undefined {
@@ -103,6 +116,12 @@ export class TokenAuth {
     for (const t of this.tokens) if (timingSafeEqual(t.digest, d) && !found) found = t
     return found
   }
+}
+
+/** 127.0.0.0/8, ::1, and IPv4-mapped loopback. */
+export function isLoopback(address: string): boolean {
+  const a = address.replace(/^::ffff:/i, '')
+  return a === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(a)
 }
 
 function digest(token: string): Buffer {

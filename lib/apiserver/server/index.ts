@@ -3,6 +3,7 @@
  * serves (started and stopped with it) and the kinds registered by plugins. The herd runs one;
  * anything else can mount the routes on its own router with mountResourceApi.
  */
+import { randomBytes } from 'node:crypto'
 import { z } from '../../config/index.js'
 import { HttpServer } from '../../http/index.js'
 import { Lifecycle, type Service, type Stopper, startAll } from '../../lifecycle/index.js'
@@ -42,6 +43,11 @@ export type ApiServerConfig = z.infer<typeof ApiServerConfigSchema>
 
 export class ApiServer implements Service {
   readonly store: ResourceStore
+  /**
+   * A token for clients inside this process (the herd's job controller): it writes whether or
+   * not tokens are configured, and is logged as the actor "in-process". Never leaves memory.
+   */
+  readonly internalToken = randomBytes(32).toString('base64url')
   private readonly http: HttpServer
   private readonly life: Lifecycle
   private stopper: Stopper | undefined
@@ -64,7 +70,7 @@ export class ApiServer implements Service {
     })
     this.life = new Lifecycle('apiserver', {
       start: async (signal) => {
-        const auth = await TokenAuth.load(config.auth)
+        const auth = await TokenAuth.load(config.auth, [{ name: 'in-process', token: this.internalToken }])
         this.watchers = mountResourceApi(this.http.router, {
           store: this.store,
           registry: deps.registry,

@@ -1,0 +1,90 @@
+/**
+ * What a task's run comes to: whether a task is final for its spec, when a run is cut off, the
+ * error it ends with when it was cut short, and the final status written.
+ */
+import { ShoalError } from '../../errors/index.js'
+import {
+  ANNOTATION_DEADLINE,
+  type DistributionTask,
+  type TaskSpecT,
+  type TaskStatusT,
+} from '../../jobs/kinds.js'
+import type { TaskOutcome } from './execute.js'
+
+/** Why a run was aborted from outside; decides what its end writes. */
+export type AbortReason = 'cancelled' | 'superseded' | 'deleted' | 'stopping' | 'deadline'
+
+/** Succeeded or Failed for the task's current generation (whoever wrote it): not run again. */
+export function isFinal(task: DistributionTask): boolean {
+  const st = task.status
+  return (
+    st !== undefined &&
+    (st.phase === 'Succeeded' || st.phase === 'Failed') &&
+    st.observedGeneration >= task.metadata.generation
+  )
+}
+
+/** What every status of one run carries. */
+export interface RunBase {
+  observedGeneration: number
+  attempts: number
+  startedAt: string
+}
+
+export function succeeded(base: RunBase, observed: number, o: TaskOutcome, seconds: number): TaskStatusT {
+  return {
+    phase: 'Succeeded',
+    ...base,
+    observedGeneration: observed,
+    bytes: o.bytes,
+    seconds,
+    ...(o.source ? { source: o.source } : {}),
+    digest: o.digest,
+    path: o.path,
+    finishedAt: new Date().toISOString(),
+  }
+}
+
+export function failed(
+  base: RunBase,
+  observed: number,
+  err: ShoalError,
+  bytes: number,
+  seconds: number,
+): TaskStatusT {
+  return {
+    phase: 'Failed',
+    ...base,
+    observedGeneration: observed,
+    bytes,
+    seconds,
+    finishedAt: new Date().toISOString(),
+    lastError: `${err.code}: ${err.message}`.slice(0, 4096),
+  }
+}
+
+/**
+ * When a run is cut off: the task's deadline as the controller set it (annotation
+ * shoal.io/deadline, from its (re)creation), else options.timeoutSeconds from the run's start;
+ * undefined for timeoutSeconds 0. The controller fails a task past it anyway: a transfer that
+ * goes on would only write into a job that has moved on.
+ */
+export function taskDeadline(task: DistributionTask, started: number): number | undefined {
+  const seconds = task.spec.options.timeoutSeconds
+  if (seconds === 0) return undefined
+  const at = Date.parse(task.metadata.annotations?.[ANNOTATION_DEADLINE] ?? '')
+  return Number.isFinite(at) ? at : started + seconds * 1000
+}
+
+/** The error a run ends with, in the words of why it was cut short. */
+export function failureOf(err: ShoalError, reason: AbortReason | undefined, spec: TaskSpecT): ShoalError {
+  if (reason === 'cancelled')
+    return new ShoalError('ABORTED', 'cancelled while running; nothing was left half-written', { cause: err })
+  if (reason === 'deadline')
+    return new ShoalError(
+      'TIMEOUT',
+      `the task did not finish by its deadline (options.timeoutSeconds ${spec.options.timeoutSeconds} s); nothing was left half-written`,
+      { cause: err },
+    )
+  return err
+}

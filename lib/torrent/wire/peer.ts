@@ -161,6 +161,14 @@ export class Peer extends PeerWriter implements WireHandler {
     this.onSocketData(chunk)
   }
 
+  /**
+   * From inside PeerOwner.onPiece: keeps `block` (the reader's gather buffer, see
+   * WireReader.adoptBlock) and hands the reader `replacement` in exchange; false = copy it.
+   */
+  adoptBlock(block: Buffer, replacement: Buffer): boolean {
+    return this.reader.adoptBlock(block, replacement)
+  }
+
   get addr(): string {
     return `${this.ip}:${this.port}`
   }

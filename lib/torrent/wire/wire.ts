@@ -99,6 +99,8 @@ export class WireReader {
   private gatherLen = 0
   /** Reused for piece blocks split across chunks: grows to the largest block seen, once. */
   private scratch: Buffer | undefined
+  /** A gathered piece block is being handed over: adoptBlock() may take it. */
+  private delivering = false
   private readonly hs = Buffer.allocUnsafe(HANDSHAKE_LENGTH)
   private readonly head = Buffer.allocUnsafe(8)
 
@@ -111,6 +113,24 @@ export class WireReader {
 
   stop(): void {
     this.stopped = true
+  }
+
+  /**
+   * From inside onPiece only: the handler keeps `block`, the whole gather buffer a split piece
+   * block was assembled in, and gives `replacement` for the next split block. A piece that is
+   * one block (256 KiB pieces between Shoal peers) then takes the bytes without a copy: every
+   * received byte was copied once more, into the piece buffer, and fresh piece buffers were
+   * page-faulted in as they were filled. False (keep nothing: copy) for a block that is a view
+   * of a socket read, or of part of the gather buffer.
+   */
+  adoptBlock(block: Buffer, replacement: Buffer): boolean {
+    const s = this.scratch
+    if (s === undefined || !this.delivering || block.buffer !== s.buffer) return false
+    if (block.byteOffset !== s.byteOffset || block.length !== s.length) return false
+    this.scratch = replacement
+    // Nothing may write into the adopted memory again: the next split block gathers elsewhere.
+    this.gather = this.hs
+    return true
   }
 
   push(chunk: Buffer): void {
@@ -219,8 +239,14 @@ export class WireReader {
           const body = this.gather.subarray(0, this.gatherLen)
           const id = this.id
           this.nextMessage()
-          if (id === MSG.PIECE) this.handler.onPiece(this.pieceIndex, this.pieceOffset, body)
-          else this.handler.onMessage(id, body)
+          if (id === MSG.PIECE) {
+            this.delivering = true
+            try {
+              this.handler.onPiece(this.pieceIndex, this.pieceOffset, body)
+            } finally {
+              this.delivering = false
+            }
+          } else this.handler.onMessage(id, body)
           break
         }
       }

@@ -72,6 +72,9 @@ export interface WireHandler {
   onProtocolError(why: string): void
 }
 
+/** Below this much left of a block, the next read goes to the read buffer (readTarget). */
+const DIRECT_READ_MIN = 8 << 10
+
 const S_HANDSHAKE = 0
 const S_LENGTH = 1
 const S_ID = 2
@@ -113,6 +116,20 @@ export class WireReader {
 
   stop(): void {
     this.stopped = true
+  }
+
+  /**
+   * Where the next socket read may land: the rest of the piece block being gathered (at most
+   * `max` bytes), so the kernel writes it in place and push() copies nothing; undefined between
+   * blocks, or when so little is left that the read should rather bring the next messages too.
+   * Gathering a 256 KiB block from 64 KiB reads copied every byte once in user space; with
+   * this only the part that came in the read holding the block's header is.
+   */
+  readTarget(max: number): Buffer | undefined {
+    if (this.stopped || this.state !== S_BODY || this.id !== MSG.PIECE) return undefined
+    const left = this.gatherLen - this.have
+    if (left < DIRECT_READ_MIN) return undefined
+    return this.gather.subarray(this.have, this.have + Math.min(left, max))
   }
 
   /**
@@ -232,7 +249,12 @@ export class WireReader {
         }
         case S_BODY: {
           const take = Math.min(this.gatherLen - this.have, n - p)
-          chunk.copy(this.gather, this.have, p, p + take)
+          // A read that landed in place (readTarget) is already where it belongs.
+          const inPlace =
+            p === 0 &&
+            chunk.buffer === this.gather.buffer &&
+            chunk.byteOffset === this.gather.byteOffset + this.have
+          if (!inPlace) chunk.copy(this.gather, this.have, p, p + take)
           this.have += take
           p += take
           if (this.have < this.gatherLen) return

@@ -334,7 +334,9 @@ async function parserRun(root: string, parser: 'wire' | 'reader', blockBytes: nu
 
 function extractBaseline(rev: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'shoal-wire-baseline-'))
-  const tar = execFileSync('git', ['-C', ROOT, 'archive', rev, 'lib', 'types', 'package.json'])
+  const tar = execFileSync('git', ['-C', ROOT, 'archive', rev, 'lib', 'types', 'package.json'], {
+    maxBuffer: 1 << 30, // the tree outgrew the default 1 MiB
+  })
   execFileSync('tar', ['-x', '-C', dir], { input: tar })
   symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'))
   return dir

@@ -2,7 +2,9 @@ import { once } from 'node:events'
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
+import { BLOCK_SIZE, type WireHandler, WireReader } from '../../lib/torrent/index.js'
 import { adoptReads, READ_BUFFER, ReadSink } from '../../lib/torrent/wire/read-buffer.js'
+import { encodeHandshake, encodePieceHeader } from '../../lib/torrent/wire/wire.js'
 
 /** A loopback server whose first accepted socket is handed to the test. */
 async function pair(): Promise<{
@@ -30,6 +32,7 @@ const collect = () => {
       views.add(chunk.buffer)
       got.push(Buffer.from(chunk)) // a copy: the view is refilled by the next read
     },
+    nextRead: () => undefined,
   }
 }
 
@@ -85,5 +88,52 @@ t.test('sockets that cannot be adopted are left as they are', async (t) => {
   accepted.destroy()
   t.equal(adoptReads(accepted, sink), undefined, 'a destroyed one')
   client.destroy()
+  server.close()
+})
+
+t.test('the rest of a piece block being gathered is read in place, not copied', async (t) => {
+  const { server, client, accepted } = await pair()
+  const blocks: Buffer[] = []
+  const handler: WireHandler = {
+    onHandshake: () => {},
+    onMessage: () => {},
+    onProtocolError: (why) => t.fail(why),
+    onPiece: (_i, _o, block) => {
+      blocks.push(Buffer.from(block))
+    },
+  }
+  const reader = new WireReader(handler)
+  let reads = 0
+  let inPlace = 0
+  const sink = new ReadSink()
+  sink.target = {
+    ingest(chunk) {
+      reads++
+      // Not the read buffer: a region of the reader's gather buffer, which readTarget handed out.
+      if (chunk.length > 0 && chunk.byteLength !== chunk.buffer.byteLength) inPlace++
+      reader.push(chunk)
+    },
+    nextRead: () => reader.readTarget(READ_BUFFER),
+  }
+  const adopted = adoptReads(accepted, sink)
+  t.ok(adopted)
+  const hs = Buffer.alloc(68)
+  encodeHandshake(hs, 0, Buffer.alloc(20, 1), Buffer.alloc(20, 2))
+  const sent: Buffer[] = []
+  const wire: Buffer[] = [hs]
+  for (let i = 0; i < 3; i++) {
+    const block = Buffer.alloc(16 * BLOCK_SIZE)
+    for (let k = 0; k < block.length; k += 4) block.writeUInt32BE((i << 24) ^ k, k)
+    const head = Buffer.alloc(13)
+    encodePieceHeader(head, 0, i, 0, block.length)
+    sent.push(block)
+    wire.push(head, block)
+  }
+  client.write(Buffer.concat(wire))
+  while (blocks.length < 3) await sleep(10)
+  for (let i = 0; i < 3; i++) t.ok(blocks[i]!.equals(sent[i]!), `block ${i} arrived intact`)
+  t.ok(inPlace > 0, `reads landed in place (${inPlace} of ${reads})`)
+  client.destroy()
+  adopted!.socket.destroy()
   server.close()
 })

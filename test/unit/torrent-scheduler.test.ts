@@ -49,6 +49,7 @@ function fakePeer(addr: string, bits: Bitfield = fullPieces(), blockSize = BLOCK
     reqq: 250,
     sendRequest: (i: number, o: number, l: number) => sent.push([i, o, l]),
     sendCancel: (i: number, o: number, l: number) => cancels.push([i, o, l]),
+    adoptBlock: () => false,
     sent,
     cancels,
   } as unknown as FakePeer
@@ -111,6 +112,43 @@ t.test('blocks assemble into a piece; duplicates and bad blocks are told apart',
   scheduler.reset(index)
   t.notOk(picker.isBusy(index), 'reset makes it wanted again (failed verification)')
 })
+
+t.test(
+  'a piece of one block takes the gathered block without a copy when the peer gives it up',
+  async (t) => {
+    const { scheduler, peer } = setup(2)
+    // Blocks as large as the piece: every piece is one block.
+    const a = peer('a', fullPieces(), PIECE)
+    const given: Buffer[] = []
+    let adopt = true
+    ;(a as { adoptBlock: (b: Buffer, r: Buffer) => boolean }).adoptBlock = (_b, replacement) => {
+      given.push(replacement)
+      return adopt
+    }
+    scheduler.fill(a, 0)
+    t.same(
+      a.sent.map(([, o, l]) => [o, l]),
+      [
+        [0, PIECE],
+        [0, PIECE],
+      ],
+    )
+    const [first, second] = a.sent.map(([i]) => i)
+    const before = scheduler.active.get(first!)!.data
+    const data = Buffer.alloc(PIECE, 7)
+    const r = scheduler.onBlock(a, first!, 0, data, 1)
+    t.ok(r.kind === 'accepted' && r.piece !== undefined, 'completes the piece')
+    const p = r.kind === 'accepted' ? r.piece! : undefined
+    t.equal(p?.data, data, 'the block is the piece buffer')
+    t.equal(given[0], before, 'and the old piece buffer went to the reader in exchange')
+    adopt = false
+    const copy = Buffer.alloc(PIECE, 9)
+    const r2 = scheduler.onBlock(a, second!, 0, copy, 1)
+    const p2 = r2.kind === 'accepted' ? r2.piece! : undefined
+    t.not(p2?.data, copy, 'refused: the block is copied')
+    t.ok(p2?.data.equals(copy))
+  },
+)
 
 t.test('the short last piece uses a short last block', async (t) => {
   const { scheduler, peer } = setup(64)

@@ -115,6 +115,48 @@ t.test('wire reader: every message, across arbitrary chunk boundaries', async (t
   t.equal(split.views[0]!.buffer, stream.buffer, 'a block in the second chunk is a view of it')
 })
 
+t.test('wire reader: a gathered block can be adopted, and is never written again', async (t) => {
+  const blocks = [randomBytes(BLOCK_SIZE), randomBytes(BLOCK_SIZE), randomBytes(BLOCK_SIZE)]
+  const kept: Buffer[] = []
+  const spares = [Buffer.alloc(BLOCK_SIZE, 1), Buffer.alloc(BLOCK_SIZE, 2)]
+  let reader!: WireReader
+  let refused = 0
+  const handler: WireHandler = {
+    onHandshake: () => {},
+    onMessage: () => {},
+    onProtocolError: (why) => t.fail(why),
+    onPiece: (_index, _offset, block) => {
+      const spare = spares.shift()
+      if (spare !== undefined && reader.adoptBlock(block, spare)) kept.push(block)
+      else {
+        if (spare !== undefined) spares.unshift(spare)
+        refused++
+        kept.push(Buffer.from(block))
+      }
+    },
+  }
+  reader = new WireReader(handler)
+  const stream = Buffer.concat([handshake(), ...blocks.map((b, i) => piece(i, 0, b))])
+  // Split so that every block is gathered: chunks of 1000 bytes.
+  for (let i = 0; i < stream.length; i += 1000) reader.push(stream.subarray(i, i + 1000))
+  t.equal(kept.length, 3)
+  t.equal(refused, 1, 'the third block is copied: no spare was left to give in exchange')
+  for (let i = 0; i < 3; i++) t.ok(kept[i]!.equals(blocks[i]!), `block ${i} intact after the later ones`)
+  t.not(kept[0]!.buffer, kept[1]!.buffer, 'the second block was gathered in the replacement')
+  t.notOk(reader.adoptBlock(kept[0]!, Buffer.alloc(BLOCK_SIZE)), 'outside onPiece nothing is adopted')
+
+  // A block inside one chunk is a view of the socket read: never adopted.
+  let adopted = true
+  const whole = new WireReader({
+    ...handler,
+    onPiece: (_i, _o, block) => {
+      adopted = whole.adoptBlock(block, Buffer.alloc(BLOCK_SIZE))
+    },
+  })
+  whole.push(Buffer.concat([handshake(), piece(0, 0, blocks[0]!)]))
+  t.notOk(adopted, 'a view of a chunk is not adopted')
+})
+
 t.test('wire reader: rejects oversized and malformed frames before buffering them', async (t) => {
   const hs = handshake()
   const cases: Array<[string, Buffer]> = [

@@ -214,7 +214,7 @@ export class Downloader {
     this.fillAll()
   }
 
-  onPiece(peer: Peer, index: number, offset: number, block: Uint8Array): void {
+  onPiece(peer: Peer, index: number, offset: number, block: Buffer): void {
     const now = this.host.ctx.clock.now()
     const r = this.scheduler.onBlock(peer, index, offset, block, now)
     if (r.kind === 'invalid') {

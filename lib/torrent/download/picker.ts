@@ -158,7 +158,10 @@ export class PieceBuffer<P> {
   readonly size: number
   readonly blockSize: number
   readonly blockCount: number
-  /** Replaced once, by the buffer the hash worker hands back (the same memory). */
+  /**
+   * Replaced by the block itself when the piece is one block the wire reader gave up (accept
+   * with `own`), and by the buffer the hash worker hands back (the same memory).
+   */
   data: Buffer
   private readonly state: Uint8Array
   /** Outstanding requests per block (1 normally, more in endgame). */
@@ -258,10 +261,15 @@ export class PieceBuffer<P> {
     return block >= 0 && block < this.blockCount && this.state[block] !== BLOCK_RECEIVED
   }
 
-  /** Copies a block in; false when it was already received (a late duplicate). */
-  accept(block: number, data: Uint8Array, peer: P, cls: PeerClass): boolean {
+  /**
+   * Copies a block in; false when it was already received (a late duplicate). With `own`, the
+   * piece is this one block, `data` is exactly its size and becomes its buffer (the caller gave
+   * the old one away, so nothing may be copied into it any more).
+   */
+  accept(block: number, data: Uint8Array, peer: P, cls: PeerClass, own = false): boolean {
     if (!this.wants(block)) return false
-    this.data.set(data, block * this.blockSize)
+    if (own) this.data = data as Buffer
+    else this.data.set(data, block * this.blockSize)
     this.state[block] = BLOCK_RECEIVED
     this.pending[block] = 0
     this.requester[block] = undefined

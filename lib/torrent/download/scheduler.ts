@@ -144,7 +144,7 @@ export class Scheduler {
    * the other requests for it. A block at an offset or of a size we never ask for is a
    * protocol violation.
    */
-  onBlock(peer: Peer, index: number, offset: number, data: Uint8Array, now: number): BlockResult {
+  onBlock(peer: Peer, index: number, offset: number, data: Buffer, now: number): BlockResult {
     if (index >= this.meta.pieceCount || offset % BLOCK_SIZE !== 0) {
       return { kind: 'invalid', why: `unexpected block ${index}:${offset}` }
     }
@@ -171,7 +171,10 @@ export class Scheduler {
     if (requestedAt !== undefined) d.pipeline.onBlock(data.length, now - requestedAt, now)
     const first = piece.requesterOf(b)
     const others = piece.requests(b) > 1 || (first !== undefined && first !== peer)
-    piece.accept(b, data, peer, peer.cls)
+    // A piece of one block gathered whole by the wire reader: swap buffers instead of copying.
+    const own =
+      piece.blockCount === 1 && data.length === piece.size && peer.adoptBlock(data as Buffer, piece.data)
+    piece.accept(b, data, peer, peer.cls, own)
     if (others) this.cancelOthers(peer, piece, b, key, first)
     if (!piece.complete) return ACCEPTED
     this.detach(piece)

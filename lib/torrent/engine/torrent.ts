@@ -255,7 +255,7 @@ export class Torrent implements PeerOwner, DownloadHost, AnnounceTarget {
     this.downloader.onReject(peer, index, offset, length)
   }
 
-  onPiece(peer: Peer, index: number, offset: number, block: Uint8Array): void {
+  onPiece(peer: Peer, index: number, offset: number, block: Buffer): void {
     this.downloader.onPiece(peer, index, offset, block)
   }
 

@@ -29,6 +29,7 @@ import type { PeerDownloadView } from '../download/peer-download.js'
 import { BLOCK_SIZE, classifyPeerId, DEFAULTS, type PeerClass, validBlockSize } from '../types.js'
 import type { PeerUploadView } from '../upload/peer-upload.js'
 import { BLOCK_KEY, PeerWriter } from './peer-writer.js'
+import { READ_BUFFER } from './read-buffer.js'
 import { MSG, type WireHandler, WireReader } from './wire.js'
 
 /** What a peer reports to the torrent it is attached to. */
@@ -159,6 +160,19 @@ export class Peer extends PeerWriter implements WireHandler {
   /** Bytes read by a socket that delivers them through `onread` rather than 'data' events. */
   ingest(chunk: Buffer): void {
     this.onSocketData(chunk)
+  }
+
+  /** Where the socket's next read lands (ReadSink): the rest of a piece block being gathered. */
+  nextRead(): Buffer | undefined {
+    return this.closed ? undefined : this.reader.readTarget(READ_BUFFER)
+  }
+
+  /**
+   * From inside PeerOwner.onPiece: keeps `block` (the reader's gather buffer, see
+   * WireReader.adoptBlock) and hands the reader `replacement` in exchange; false = copy it.
+   */
+  adoptBlock(block: Buffer, replacement: Buffer): boolean {
+    return this.reader.adoptBlock(block, replacement)
   }
 
   get addr(): string {

@@ -17,19 +17,31 @@ export const READ_BUFFER = 64 << 10
 
 export interface ReadTarget {
   ingest(chunk: Buffer): void
+  /**
+   * Where the next read should land instead of the read buffer (at most READ_BUFFER bytes),
+   * or undefined. Asked after every read: the target hands out memory it will expect `ingest`
+   * to bring back filled in place (the rest of a piece block being assembled).
+   */
+  nextRead(): Buffer | undefined
 }
 
-/** Hands a socket's reads (views of its one read buffer) to whoever is set as `target`. */
+/**
+ * Hands a socket's reads to whoever is set as `target`: views of its one read buffer, or of the
+ * memory the target asked the next read to land in (Node asks `buffer()` after every read).
+ */
 export class ReadSink {
   target: ReadTarget | undefined
+  private readonly buffer = Buffer.allocUnsafe(READ_BUFFER)
   readonly onRead = (n: number, buf: Uint8Array): boolean => {
     this.target?.ingest((buf as Buffer).subarray(0, n))
     return true
   }
 
+  private readonly next = (): Buffer => this.target?.nextRead() ?? this.buffer
+
   /** The `onread` option of net.connect / new Socket. */
-  options(): { buffer: Buffer; callback: (n: number, buf: Uint8Array) => boolean } {
-    return { buffer: Buffer.allocUnsafe(READ_BUFFER), callback: this.onRead }
+  options(): { buffer: () => Buffer; callback: (n: number, buf: Uint8Array) => boolean } {
+    return { buffer: this.next, callback: this.onRead }
   }
 }
 

@@ -72,6 +72,9 @@ export interface WireHandler {
   onProtocolError(why: string): void
 }
 
+/** Below this much left of a block, the next read goes to the read buffer (readTarget). */
+const DIRECT_READ_MIN = 8 << 10
+
 const S_HANDSHAKE = 0
 const S_LENGTH = 1
 const S_ID = 2
@@ -99,6 +102,8 @@ export class WireReader {
   private gatherLen = 0
   /** Reused for piece blocks split across chunks: grows to the largest block seen, once. */
   private scratch: Buffer | undefined
+  /** A gathered piece block is being handed over: adoptBlock() may take it. */
+  private delivering = false
   private readonly hs = Buffer.allocUnsafe(HANDSHAKE_LENGTH)
   private readonly head = Buffer.allocUnsafe(8)
 
@@ -111,6 +116,38 @@ export class WireReader {
 
   stop(): void {
     this.stopped = true
+  }
+
+  /**
+   * Where the next socket read may land: the rest of the piece block being gathered (at most
+   * `max` bytes), so the kernel writes it in place and push() copies nothing; undefined between
+   * blocks, or when so little is left that the read should rather bring the next messages too.
+   * Gathering a 256 KiB block from 64 KiB reads copied every byte once in user space; with
+   * this only the part that came in the read holding the block's header is.
+   */
+  readTarget(max: number): Buffer | undefined {
+    if (this.stopped || this.state !== S_BODY || this.id !== MSG.PIECE) return undefined
+    const left = this.gatherLen - this.have
+    if (left < DIRECT_READ_MIN) return undefined
+    return this.gather.subarray(this.have, this.have + Math.min(left, max))
+  }
+
+  /**
+   * From inside onPiece only: the handler keeps `block`, the whole gather buffer a split piece
+   * block was assembled in, and gives `replacement` for the next split block. A piece that is
+   * one block (256 KiB pieces between Shoal peers) then takes the bytes without a copy: every
+   * received byte was copied once more, into the piece buffer, and fresh piece buffers were
+   * page-faulted in as they were filled. False (keep nothing: copy) for a block that is a view
+   * of a socket read, or of part of the gather buffer.
+   */
+  adoptBlock(block: Buffer, replacement: Buffer): boolean {
+    const s = this.scratch
+    if (s === undefined || !this.delivering || block.buffer !== s.buffer) return false
+    if (block.byteOffset !== s.byteOffset || block.length !== s.length) return false
+    this.scratch = replacement
+    // Nothing may write into the adopted memory again: the next split block gathers elsewhere.
+    this.gather = this.hs
+    return true
   }
 
   push(chunk: Buffer): void {
@@ -212,15 +249,26 @@ export class WireReader {
         }
         case S_BODY: {
           const take = Math.min(this.gatherLen - this.have, n - p)
-          chunk.copy(this.gather, this.have, p, p + take)
+          // A read that landed in place (readTarget) is already where it belongs.
+          const inPlace =
+            p === 0 &&
+            chunk.buffer === this.gather.buffer &&
+            chunk.byteOffset === this.gather.byteOffset + this.have
+          if (!inPlace) chunk.copy(this.gather, this.have, p, p + take)
           this.have += take
           p += take
           if (this.have < this.gatherLen) return
           const body = this.gather.subarray(0, this.gatherLen)
           const id = this.id
           this.nextMessage()
-          if (id === MSG.PIECE) this.handler.onPiece(this.pieceIndex, this.pieceOffset, body)
-          else this.handler.onMessage(id, body)
+          if (id === MSG.PIECE) {
+            this.delivering = true
+            try {
+              this.handler.onPiece(this.pieceIndex, this.pieceOffset, body)
+            } finally {
+              this.delivering = false
+            }
+          } else this.handler.onMessage(id, body)
           break
         }
       }

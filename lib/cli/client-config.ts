@@ -9,7 +9,7 @@
 import { existsSync } from 'node:fs'
 import { loadConfig, validateConfig, z } from '../config/index.js'
 import { isShoalError, ShoalError } from '../errors/index.js'
-import { DEFAULT_AGENT, DEFAULT_PROXY } from './common.js'
+import { DEFAULT_AGENT, DEFAULT_APISERVER, DEFAULT_PROXY } from './common.js'
 import type { FlagOptions } from './flag-file.js'
 
 export const DEFAULT_CLIENT_CONFIG = '/etc/shoal/client.yaml'
@@ -23,6 +23,10 @@ export const ClientConfigSchema = z.strictObject({
   agent: z.string().min(1).optional(),
   /** The CSGW address ftp[s]://host[:port]/dir: PushCLI --dst-type csgw, PullCLI's fallback. */
   csgw: z.string().min(1).optional(),
+  /** The herd's resource API (host:port, basePort + 6): `shoal events`. */
+  apiserver: z.string().min(1).optional(),
+  /** A file holding an API token (needed when the apiserver's reads need one). */
+  tokenFile: z.string().min(1).optional(),
   flag: z
     .strictObject({
       suffix: z
@@ -51,6 +55,8 @@ export interface ClientSettings {
   proxy: string
   agent: string
   csgw?: string
+  apiserver: string
+  tokenFile?: string
   flag: FlagOptions
   timeouts: { push: number; pull: number; remove: number }
   /** The file that was read, if any (shown by errors and --help). */
@@ -95,6 +101,8 @@ export function loadClientSettings(opts: LoadClientOptions = {}): ClientSettings
     proxy: env.SHOAL_PROXY || config.proxy || DEFAULT_PROXY,
     agent: env.SHOAL_AGENT || config.agent || DEFAULT_AGENT,
     csgw: env.SHOAL_CSGW || config.csgw,
+    apiserver: env.SHOAL_APISERVER || config.apiserver || DEFAULT_APISERVER,
+    tokenFile: env.SHOAL_API_TOKEN_FILE || config.tokenFile,
     flag: { suffix: config.flag.suffix, content: config.flag.content },
     timeouts: { ...config.timeouts },
     file: existsSync(file) ? file : undefined,

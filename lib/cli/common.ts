@@ -10,6 +10,8 @@ export { formatBytes } from '../core/index.js'
 
 export const DEFAULT_PROXY = '127.0.0.1:15000'
 export const DEFAULT_AGENT = '127.0.0.1:16002'
+/** The herd's resource API (basePort + 6). */
+export const DEFAULT_APISERVER = '127.0.0.1:15006'
 
 /** The first non-internal IPv4 address, else the host name: the seed's "source host IP". */
 export function defaultSrcHost(): string {

@@ -8,8 +8,13 @@ import type { RemoteEventsConfig } from './config.js'
 import { QueuedEventRecorder } from './recorder.js'
 import { RemoteEventSink, readTokenFile } from './sinks.js'
 
-export { type EventsConfig, EventsConfigSchema, type RemoteEventsConfig, RemoteEventsConfigSchema } from './config.js'
-export { recordJobTransition, type JobTransition } from './jobs.js'
+export {
+  type EventsConfig,
+  EventsConfigSchema,
+  type RemoteEventsConfig,
+  RemoteEventsConfigSchema,
+} from './config.js'
+export { type JobTransition, recordJobTransition } from './jobs.js'
 export {
   EVENTS_GROUP,
   EVENTS_NAMESPACE,

@@ -24,7 +24,11 @@ export interface JobTransition {
 }
 
 export function recordJobTransition(recorder: EventRecorder, t: JobTransition): void {
-  const phase = t.phase.toLowerCase().replace(/[^a-z0-9_-]/g, '-').slice(0, 32) || 'unknown'
+  const phase =
+    t.phase
+      .toLowerCase()
+      .replace(/[^a-z0-9_-]/g, '-')
+      .slice(0, 32) || 'unknown'
   const failed = t.error !== undefined || phase === 'failed'
   recorder.record({
     action: `${t.task ? 'task' : 'job'}.${/^[a-z]/.test(phase) ? phase : `p${phase}`}`,

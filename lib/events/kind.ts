@@ -26,7 +26,10 @@ const MAX_DETAIL_KEYS = 32
  */
 export const EventAction = z
   .string()
-  .regex(/^[a-z][a-z0-9_-]{0,31}(\.[a-z][a-z0-9_-]{0,31}){0,3}$/, 'lower-case words joined by dots, e.g. tag.move')
+  .regex(
+    /^[a-z][a-z0-9_-]{0,31}(\.[a-z][a-z0-9_-]{0,31}){0,3}$/,
+    'lower-case words joined by dots, e.g. tag.move',
+  )
 
 const Details = z
   .record(z.string().max(64), z.unknown())
@@ -106,5 +109,8 @@ export function timeOfName(name: string): number {
 
 /** The name prefix of every event at or after `ms` (names compare as strings). */
 export function namePrefixAt(ms: number): string {
-  return new Date(ms).toISOString().replace(/[^0-9]/g, '').slice(0, 17)
+  return new Date(ms)
+    .toISOString()
+    .replace(/[^0-9]/g, '')
+    .slice(0, 17)
 }

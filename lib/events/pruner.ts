@@ -85,8 +85,7 @@ export class EventPruner implements Service {
         ),
       )
     }
-    if (deleted > 0)
-      this.log.info({ deleted, kept: names.length - cut }, 'event log pruned (retention)')
+    if (deleted > 0) this.log.info({ deleted, kept: names.length - cut }, 'event log pruned (retention)')
     return deleted
   }
 }

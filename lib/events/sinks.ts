@@ -27,10 +27,7 @@ export class RemoteEventSink implements EventSink {
   private readonly client: ResourceClient<EventSpecT>
   private readonly namespace: string
 
-  constructor(
-    apiserver: string,
-    opts: { token?: string; timeoutMs?: number; namespace?: string } = {},
-  ) {
+  constructor(apiserver: string, opts: { token?: string; timeoutMs?: number; namespace?: string } = {}) {
     this.describe = `the apiserver at ${apiserver}`
     this.client = new ResourceClient<EventSpecT>(apiserver, EventKind, {
       token: opts.token,
@@ -50,7 +47,10 @@ export async function readTokenFile(file: string): Promise<string> {
   try {
     text = (await readFile(file, 'utf8')).trim()
   } catch (err) {
-    throw new ShoalError('CONFIG_INVALID', `cannot read the API token file ${file}: ${(err as Error).message}`)
+    throw new ShoalError(
+      'CONFIG_INVALID',
+      `cannot read the API token file ${file}: ${(err as Error).message}`,
+    )
   }
   if (text.length === 0) throw new ShoalError('CONFIG_INVALID', `the API token file ${file} is empty`)
   return text

@@ -12,6 +12,16 @@ import { BuildIndexServer } from '../build-index/server/index.js'
 import { deepMerge, validateConfig } from '../config/index.js'
 import { ShoalError } from '../errors/index.js'
 import {
+  EventKind,
+  EventPruner,
+  type EventRecorder,
+  EventsConfigSchema,
+  forService,
+  LogEventRecorder,
+  QueuedEventRecorder,
+  StoreEventSink,
+} from '../events/index.js'
+import {
   Lifecycle,
   type Part,
   ReservedListener,
@@ -20,6 +30,7 @@ import {
   startAll,
 } from '../lifecycle/index.js'
 import type { Logger } from '../log/index.js'
+import { createRegistry } from '../metrics/index.js'
 import { OriginConfigSchema } from '../origin/config.js'
 import { OriginNode } from '../origin/node.js'
 import { ProxyConfigSchema } from '../proxy/config.js'
@@ -35,6 +46,12 @@ export interface Herd extends Service {
   readonly apiserver: ApiServer | undefined
   readonly originPeerPort: number
   readonly originNode: OriginNode
+  /**
+   * The event log's recorder (docs/events.md): writes into the apiserver's store, or only logs
+   * when the API or `events.enabled` is off. The job controller records its transitions here
+   * (lib/events recordJobTransition).
+   */
+  readonly events: EventRecorder
 }
 
 /**
@@ -76,6 +93,14 @@ export function createHerd(config: HerdConfig, deps: { logger: Logger; registry?
   const { enabled: apiEnabled = true, ...apiSection } = config.apiserver as { enabled?: unknown }
   if (typeof apiEnabled !== 'boolean')
     throw new ShoalError('CONFIG_INVALID', 'herd config "apiserver.enabled" must be true or false')
+  const eventsConfig = section(EventsConfigSchema, 'events', config.events, {})
+  const registry = deps.registry ?? new KindRegistry()
+  const storeEvents = apiEnabled && eventsConfig.enabled
+  if (
+    storeEvents &&
+    !registry.kinds().some((k) => k.group === EventKind.group && k.plural === EventKind.plural)
+  )
+    registry.register(EventKind)
   const apiserver = apiEnabled
     ? new ApiServer(
         section(ApiServerConfigSchema, 'apiserver', apiSection, {
@@ -84,11 +109,32 @@ export function createHerd(config: HerdConfig, deps: { logger: Logger; registry?
             ? { store: { type: 'file', dir: join(dataDir, 'apiserver') } }
             : {}),
         }),
-        { logger: deps.logger, registry: deps.registry ?? new KindRegistry() },
+        { logger: deps.logger, registry },
       )
     : undefined
+  // The proxy's registry is made here so its /metrics also shows the event log's counters.
+  const proxyRegistry = createRegistry('proxy', { processMetrics: true })
+  const recorder =
+    storeEvents && apiserver
+      ? new QueuedEventRecorder(new StoreEventSink(apiserver.store), {
+          logger: deps.logger,
+          service: 'herd',
+          registry: proxyRegistry,
+          maxQueued: eventsConfig.queue.maxQueued,
+          flushMs: eventsConfig.queue.flushMs,
+        })
+      : new LogEventRecorder({ logger: deps.logger, service: 'herd' })
+  const pruner =
+    storeEvents && apiserver
+      ? new EventPruner(apiserver.store, eventsConfig.retention, { logger: deps.logger })
+      : undefined
 
+  // The API first and the recorder next: they stop last, so the other parts' last events are
+  // still written when they stop.
   const parts: Part[] = [
+    ...(apiserver ? [apiserver] : []),
+    ...(recorder instanceof QueuedEventRecorder ? [recorder] : []),
+    ...(pruner ? [pruner] : []),
     originPeer,
     originHttp,
     () => {
@@ -110,7 +156,7 @@ export function createHerd(config: HerdConfig, deps: { logger: Logger; registry?
           origins: [originAddr()],
           ...tagStorage,
         }),
-        { logger: deps.logger },
+        { logger: deps.logger, events: forService(recorder, 'build-index') },
       )
       return buildIndex
     },
@@ -138,11 +184,10 @@ export function createHerd(config: HerdConfig, deps: { logger: Logger; registry?
           origins: [originAddr()],
           buildIndex: addr(portOfUrl(buildIndex?.url)),
         }),
-        { logger: deps.logger },
+        { logger: deps.logger, registry: proxyRegistry, events: forService(recorder, 'proxy') },
       )
       return proxy
     },
-    ...(apiserver ? [apiserver] : []),
   ]
 
   let wired: { urls: Herd['urls']; originPeerPort: number; originNode: OriginNode } | undefined
@@ -189,6 +234,7 @@ export function createHerd(config: HerdConfig, deps: { logger: Logger; registry?
       return started().originNode
     },
     apiserver,
+    events: recorder,
     start: (signal) => life.start(signal),
     stop: () => life.stop(),
   }

@@ -228,13 +228,12 @@ export class QueuedEventRecorder implements EventRecorder, Service {
       }
       const batch = this.queue.slice(0, this.maxInFlight)
       const results = await Promise.allSettled(batch.map((e) => this.writeOne(e)))
-      const written = new Set(batch.filter((_, i) => results[i]?.status === 'fulfilled'))
-      if (written.size > 0) {
-        for (let i = this.queue.length - 1; i >= 0; i--)
-          if (written.has(this.queue[i] as Queued)) this.queue.splice(i, 1)
-        this.counts.written += written.size
-        this.results?.inc({ result: 'written' }, written.size)
-      }
+      const done = new Set(batch.filter((_, i) => results[i]?.status === 'fulfilled'))
+      for (let i = this.queue.length - 1; i >= 0 && done.size > 0; i--)
+        if (done.has(this.queue[i] as Queued)) this.queue.splice(i, 1)
+      const written = results.filter((r) => r.status === 'fulfilled' && r.value).length
+      this.counts.written += written
+      if (written > 0) this.results?.inc({ result: 'written' }, written)
       const failure = results.find((r) => r.status === 'rejected')
       if (!failure) {
         if (this.failing) this.log.info({ sink: this.sink.describe }, 'event log writes work again')
@@ -253,12 +252,20 @@ export class QueuedEventRecorder implements EventRecorder, Service {
     }
   }
 
-  private async writeOne(e: Queued): Promise<void> {
+  /** True: written; false: refused for good (dropped); a throw: try again later. */
+  private async writeOne(e: Queued): Promise<boolean> {
     try {
       await this.sink.write(e.name, e.spec)
+      return true
     } catch (err) {
       // Written before, the answer lost: the name is the event's identity.
-      if (isShoalError(err, 'ALREADY_EXISTS')) return
+      if (isShoalError(err, 'ALREADY_EXISTS')) return true
+      // Refused as such: trying again cannot help, and it must not hold up the queue behind it.
+      if (isShoalError(err, 'INVALID') || isShoalError(err, 'BAD_REQUEST') || isShoalError(err, 'PAYLOAD_TOO_LARGE')) {
+        this.log.warn({ err, event: e.spec }, 'the event log refused an event; dropped')
+        this.dropped(1, 'refused by the event log')
+        return false
+      }
       throw err
     }
   }

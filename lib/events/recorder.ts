@@ -261,7 +261,11 @@ export class QueuedEventRecorder implements EventRecorder, Service {
       // Written before, the answer lost: the name is the event's identity.
       if (isShoalError(err, 'ALREADY_EXISTS')) return true
       // Refused as such: trying again cannot help, and it must not hold up the queue behind it.
-      if (isShoalError(err, 'INVALID') || isShoalError(err, 'BAD_REQUEST') || isShoalError(err, 'PAYLOAD_TOO_LARGE')) {
+      if (
+        isShoalError(err, 'INVALID') ||
+        isShoalError(err, 'BAD_REQUEST') ||
+        isShoalError(err, 'PAYLOAD_TOO_LARGE')
+      ) {
         this.log.warn({ err, event: e.spec }, 'the event log refused an event; dropped')
         this.dropped(1, 'refused by the event log')
         return false

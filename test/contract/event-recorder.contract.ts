@@ -8,7 +8,12 @@
  * take it away and bring it back on the same data (a restart).
  */
 import type { Test } from 'tap'
-import { type EventResource, type EventSink, QueuedEventRecorder, type RecorderOptions } from '../../lib/events/index.js'
+import {
+  type EventResource,
+  type EventSink,
+  QueuedEventRecorder,
+  type RecorderOptions,
+} from '../../lib/events/index.js'
 import { silentLogger } from '../../lib/log/index.js'
 
 export interface EventLogHandle {
@@ -56,7 +61,13 @@ export function eventRecorderContract(t: Test, name: string, make: () => Promise
       [...Array(20).keys()],
       'list order is record order (names sort by time)',
     )
-    t.match(items[0]?.spec, { action: 'push', subject: 'sha256:0', actor: 'alice', host: 'host-a', outcome: 'ok' })
+    t.match(items[0]?.spec, {
+      action: 'push',
+      subject: 'sha256:0',
+      actor: 'alice',
+      host: 'host-a',
+      outcome: 'ok',
+    })
     t.match(items[20]?.spec, {
       action: 'tag.put',
       tag: 'x:1',
@@ -77,36 +88,42 @@ export function eventRecorderContract(t: Test, name: string, make: () => Promise
     t.equal(recorder.counts.dropped, 1)
   })
 
-  t.test(`${name}: a log that is down never blocks record(); the queue is bounded and drops counted`, async (t) => {
-    const { log, recorder } = await setup(t, { maxQueued: 5 })
-    await log.down()
-    for (let i = 0; i < 12; i++) {
-      const r: unknown = recorder.record({ action: 'push', subject: `d${i}` })
-      t.equal(r, undefined, 'record returns nothing to wait for')
-    }
-    t.equal(recorder.counts.dropped, 7, 'beyond 5 queued, dropped')
-    t.equal(recorder.queued, 5)
-    await log.up()
-    await until('the queued events written', async () => (await log.list()).length === 5)
-    t.same(
-      (await log.list()).map((e) => e.spec.subject),
-      ['d0', 'd1', 'd2', 'd3', 'd4'],
-    )
-    t.equal(recorder.counts.written, 5)
-  })
+  t.test(
+    `${name}: a log that is down never blocks record(); the queue is bounded and drops counted`,
+    async (t) => {
+      const { log, recorder } = await setup(t, { maxQueued: 5 })
+      await log.down()
+      for (let i = 0; i < 12; i++) {
+        const r: unknown = recorder.record({ action: 'push', subject: `d${i}` })
+        t.equal(r, undefined, 'record returns nothing to wait for')
+      }
+      t.equal(recorder.counts.dropped, 7, 'beyond 5 queued, dropped')
+      t.equal(recorder.queued, 5)
+      await log.up()
+      await until('the queued events written', async () => (await log.list()).length === 5)
+      t.same(
+        (await log.list()).map((e) => e.spec.subject),
+        ['d0', 'd1', 'd2', 'd3', 'd4'],
+      )
+      t.equal(recorder.counts.written, 5)
+    },
+  )
 
-  t.test(`${name}: stop() flushes what is queued; what cannot be written is dropped and counted`, async (t) => {
-    const { log, recorder } = await setup(t)
-    for (let i = 0; i < 10; i++) recorder.record({ action: 'gc', subject: `g${i}` })
-    await recorder.stop()
-    t.equal((await log.list()).length, 10, 'all written before stop resolved')
-    recorder.record({ action: 'gc', subject: 'late' })
-    t.equal(recorder.counts.dropped, 1, 'after stop: dropped')
+  t.test(
+    `${name}: stop() flushes what is queued; what cannot be written is dropped and counted`,
+    async (t) => {
+      const { log, recorder } = await setup(t)
+      for (let i = 0; i < 10; i++) recorder.record({ action: 'gc', subject: `g${i}` })
+      await recorder.stop()
+      t.equal((await log.list()).length, 10, 'all written before stop resolved')
+      recorder.record({ action: 'gc', subject: 'late' })
+      t.equal(recorder.counts.dropped, 1, 'after stop: dropped')
 
-    const other = await setup(t, { flushMs: 50 })
-    await other.log.down()
-    for (let i = 0; i < 3; i++) other.recorder.record({ action: 'gc', subject: `h${i}` })
-    await other.recorder.stop()
-    t.equal(other.recorder.counts.dropped, 3)
-  })
+      const other = await setup(t, { flushMs: 50 })
+      await other.log.down()
+      for (let i = 0; i < 3; i++) other.recorder.record({ action: 'gc', subject: `h${i}` })
+      await other.recorder.stop()
+      t.equal(other.recorder.counts.dropped, 3)
+    },
+  )
 }

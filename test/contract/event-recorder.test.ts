@@ -22,7 +22,8 @@ const list = async (store: ResourceStore) =>
 
 eventRecorderContract(t, 'in-process store', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'shoal-ev-'))
-  const make = () => createResourceStore({ type: 'file', dir, historyEvents: 1000, compactEveryRecords: 1000 })
+  const make = () =>
+    createResourceStore({ type: 'file', dir, historyEvents: 1000, compactEveryRecords: 1000 })
   let store = make()
   await store.start()
   // The herd's store restarting: a new store on the same folder, not started until up().

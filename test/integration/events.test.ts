@@ -258,3 +258,29 @@ t.test('a recorder whose apiserver is down drops (counted) and never holds up a 
   t.equal(recorder.counts.written, 0)
   t.match(await registry.metrics(), /shoal_events_total\{result="dropped",component="proxy"\} 1/)
 })
+
+t.test('a GC decision is an event: the blob of a removed tag deleted', async (t) => {
+  const dir = await tempDir(t)
+  const herd = await startHerd(
+    herdConfig(dir, { buildIndex: { gc: { graceMs: 0, sweepIntervalMs: 50 } } }),
+    { logger },
+  )
+  t.teardown(() => herd.stop())
+  const proxy = new ProxyClient(herd.urls.proxy, { actor: 'bob@ops' })
+  const d = blob('collected')
+  await push(proxy, d)
+  await proxy.putTag('g-/tmp-c.bin:latest', d.digest)
+  await proxy.deleteTag('g-/tmp-c.bin:latest')
+  await until('a gc event', async () => (await events(herd)).some((e) => e.action === 'gc'))
+  const gc = (await events(herd)).find((e) => e.action === 'gc')
+  t.match(gc, {
+    subject: d.digest.toString(),
+    digest: d.digest.toString(),
+    outcome: 'ok',
+    actor: 'build-index',
+    details: { ns: 'default', decision: 'deleted' },
+  })
+  const listed = await shoalEvents(herd, ['--action', 'gc'])
+  t.equal(await listed.done, 0)
+  t.match(listed.out, [/gc .*ok .*sha256:[0-9a-f]{64} {2}by build-index on .*decision=deleted/])
+})

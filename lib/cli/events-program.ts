@@ -88,7 +88,7 @@ export function eventsCommand(io: Output = stdio, deps: EventsDeps = {}, name = 
     .option('--job <name>', 'only events of this Distribution job')
     .option(
       '--action <action>',
-      'only this action (push, tag.put, tag.move, tag.delete, remove, gc, job.*, task.*)',
+      'only this action (push, tag.put, tag.move, tag.delete, remove, gc, job.<phase>, task.<phase>), or a family: tag.*, job.*',
     )
     .option('--outcome <outcome>', 'only ok or failed events', (v) => {
       if (v !== 'ok' && v !== 'failed') throw usage(`invalid --outcome ${v}: ok or failed`)
@@ -160,10 +160,12 @@ export function eventsCommand(io: Output = stdio, deps: EventsDeps = {}, name = 
  * on the client (for --since, and for values the selector syntax cannot carry).
  */
 function filterOf(f: EventsFlags): { selector: string | undefined; matches: (s: EventSpecT) => boolean } {
+  // `job.*`: every action under `job.` (matched here; the selector knows only equality).
+  const family = f.action?.endsWith('.*') ? f.action.slice(0, -1) : undefined
   const eq: [keyof EventSpecT, string | undefined][] = [
     ['tag', f.tag],
     ['job', f.job],
-    ['action', f.action],
+    ['action', family ? undefined : f.action],
     ['outcome', f.outcome],
   ]
   const selector = eq
@@ -174,6 +176,7 @@ function filterOf(f: EventsFlags): { selector: string | undefined; matches: (s: 
     selector: selector || undefined,
     matches: (s) =>
       eq.every(([k, v]) => v === undefined || s[k] === v) &&
+      (family === undefined || s.action.startsWith(family)) &&
       (f.since === undefined || Date.parse(s.time) >= f.since),
   }
 }

@@ -18,6 +18,7 @@ import { Digest } from '../../lib/core/index.js'
 import {
   createRemoteRecorder,
   EVENTS_NAMESPACE,
+  type EventInput,
   EventKind,
   type EventResource,
   type EventSpecT,
@@ -151,6 +152,9 @@ t.test(
     const failed = await shoalEvents(herd, ['--outcome', 'failed', '--action', 'tag.put', '--json'])
     t.equal(await failed.done, 0)
     t.equal(failed.out.length, 1)
+    const tagFamily = await shoalEvents(herd, ['--action', 'tag.*', '--outcome', 'ok'])
+    t.equal(await tagFamily.done, 0)
+    t.equal(tagFamily.out.length, 3, '--action tag.*: put, move, delete')
     const recent = await shoalEvents(herd, ['--since', '1h', '--action', 'push'])
     t.equal(await recent.done, 0)
     t.equal(recent.out.length, 3)
@@ -261,10 +265,9 @@ t.test('a recorder whose apiserver is down drops (counted) and never holds up a 
 
 t.test('a GC decision is an event: the blob of a removed tag deleted', async (t) => {
   const dir = await tempDir(t)
-  const herd = await startHerd(
-    herdConfig(dir, { buildIndex: { gc: { graceMs: 0, sweepIntervalMs: 50 } } }),
-    { logger },
-  )
+  const herd = await startHerd(herdConfig(dir, { buildIndex: { gc: { graceMs: 0, sweepIntervalMs: 50 } } }), {
+    logger,
+  })
   t.teardown(() => herd.stop())
   const proxy = new ProxyClient(herd.urls.proxy, { actor: 'bob@ops' })
   const d = blob('collected')
@@ -283,4 +286,33 @@ t.test('a GC decision is an event: the blob of a removed tag deleted', async (t)
   const listed = await shoalEvents(herd, ['--action', 'gc'])
   t.equal(await listed.done, 0)
   t.match(listed.out, [/gc .*ok .*sha256:[0-9a-f]{64} {2}by build-index on .*decision=deleted/])
+})
+
+t.test('a remove or tag put build-index never answered is recorded by the proxy', async (t) => {
+  const dir = await tempDir(t)
+  const herd = await startHerd(herdConfig(dir, { apiserver: { enabled: false } }), { logger })
+  t.teardown(() => herd.stop())
+  const got: EventInput[] = []
+  const deadBuildIndex = new URL(herd.urls.buildIndex).host
+  const proxyServer = await startProxy(
+    validateConfig(ProxyConfigSchema, {
+      server: { host: '127.0.0.1', port: 0 },
+      origins: [new URL(herd.urls.origin).host],
+      buildIndex: deadBuildIndex,
+    }),
+    { logger, events: { record: (e) => got.push(e) } },
+  )
+  t.teardown(() => proxyServer.stop())
+  await herd.stop() // build-index (and everything else) gone
+  const proxy = new ProxyClient(proxyServer.url, { actor: 'carol@ops' })
+  await t.rejects(proxy.deleteTag('r-/d-f.csv:latest'), { code: 'UNAVAILABLE' })
+  await t.rejects(proxy.putTag('r-/d-f.csv:latest', blob('x').digest), { code: 'UNAVAILABLE' })
+  t.match(got, [
+    { action: 'remove', subject: 'r-/d-f.csv:latest', tag: 'r-/d-f.csv:latest', actor: 'carol@ops' },
+    { action: 'tag.put', subject: 'r-/d-f.csv:latest', digest: blob('x').digest.toString() },
+  ])
+  t.match(
+    got.map((e) => (e.error as { code?: string }).code),
+    ['UNAVAILABLE', 'UNAVAILABLE'],
+  )
 })

@@ -5,8 +5,8 @@
 import type { Logger } from '../log/index.js'
 import type { Registry } from '../metrics/index.js'
 import type { RemoteEventsConfig } from './config.js'
-import { QueuedEventRecorder } from './recorder.js'
-import { RemoteEventSink, readTokenFile } from './sinks.js'
+import { type EventRecorder, LogEventRecorder, QueuedEventRecorder } from './recorder.js'
+import { RemoteEventSink } from './sinks.js'
 
 export {
   type EventsConfig,
@@ -41,15 +41,29 @@ export {
 } from './recorder.js'
 export { RemoteEventSink, readTokenFile, StoreEventSink } from './sinks.js'
 
-/** A recorder posting to a remote apiserver (token read from its file now); start() it. */
-export async function createRemoteRecorder(
+/** A recorder posting to a remote apiserver; its start() reads the token file (CONFIG_INVALID when it cannot). */
+export function createRemoteRecorder(
   config: RemoteEventsConfig,
   deps: { logger: Logger; service?: string; host?: string; registry?: Registry },
-): Promise<QueuedEventRecorder> {
-  const token = config.tokenFile ? await readTokenFile(config.tokenFile) : undefined
-  const url = /^https?:\/\//.test(config.apiserver) ? config.apiserver : `http://${config.apiserver}`
-  return new QueuedEventRecorder(new RemoteEventSink(url, { token, timeoutMs: config.timeoutMs }), {
-    ...deps,
-    maxQueued: config.maxQueued,
+): QueuedEventRecorder {
+  const sink = new RemoteEventSink(config.apiserver, {
+    tokenFile: config.tokenFile,
+    timeoutMs: config.timeoutMs,
   })
+  return new QueuedEventRecorder(sink, { ...deps, maxQueued: config.maxQueued })
+}
+
+/**
+ * The recorder of a daemon (proxy, build-index): the one it is given (the herd's), else one
+ * posting to the apiserver of its `events:` config (started and stopped with the daemon: the
+ * `owned` part), else log-only.
+ */
+export function daemonEvents(
+  config: RemoteEventsConfig | undefined,
+  deps: { logger: Logger; service: string; registry?: Registry; events?: EventRecorder },
+): { events: EventRecorder; owned: QueuedEventRecorder | undefined } {
+  if (deps.events) return { events: deps.events, owned: undefined }
+  if (!config) return { events: new LogEventRecorder(deps), owned: undefined }
+  const owned = createRemoteRecorder(config, deps)
+  return { events: owned, owned }
 }

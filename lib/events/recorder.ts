@@ -45,6 +45,8 @@ export interface EventRecorder {
 /** Where a queued recorder writes one event (a store in-process, or an apiserver over HTTP). */
 export interface EventSink {
   readonly describe: string
+  /** Called by the recorder's start (e.g. to read a token file); a throw fails the start. */
+  open?(): Promise<void>
   write(name: string, spec: EventSpecT): Promise<void>
 }
 
@@ -149,6 +151,7 @@ export class QueuedEventRecorder implements EventRecorder, Service {
   readonly counts = { written: 0, dropped: 0 }
   private readonly life = new Lifecycle('event recorder', {
     start: async () => {
+      await this.sink.open?.()
       this.loop = this.run()
     },
     stop: () => this.shutdown(),

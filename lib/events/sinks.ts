@@ -24,19 +24,36 @@ export class StoreEventSink implements EventSink {
 
 export class RemoteEventSink implements EventSink {
   readonly describe: string
-  private readonly client: ResourceClient<EventSpecT>
+  private client: ResourceClient<EventSpecT> | undefined
   private readonly namespace: string
 
-  constructor(apiserver: string, opts: { token?: string; timeoutMs?: number; namespace?: string } = {}) {
+  /** With `tokenFile`, the token is read by open() (the recorder's start): a bad file fails the start. */
+  constructor(
+    private readonly apiserver: string,
+    private readonly opts: {
+      token?: string
+      tokenFile?: string
+      timeoutMs?: number
+      namespace?: string
+    } = {},
+  ) {
     this.describe = `the apiserver at ${apiserver}`
-    this.client = new ResourceClient<EventSpecT>(apiserver, EventKind, {
-      token: opts.token,
-      timeoutMs: opts.timeoutMs ?? 5000,
-    })
     this.namespace = opts.namespace ?? EVENTS_NAMESPACE
+    if (!opts.tokenFile) this.client = this.clientWith(opts.token)
+  }
+
+  private clientWith(token: string | undefined): ResourceClient<EventSpecT> {
+    const url = /^https?:\/\//.test(this.apiserver) ? this.apiserver : `http://${this.apiserver}`
+    return new ResourceClient<EventSpecT>(url, EventKind, { token, timeoutMs: this.opts.timeoutMs ?? 5000 })
+  }
+
+  async open(): Promise<void> {
+    if (this.opts.tokenFile) this.client = this.clientWith(await readTokenFile(this.opts.tokenFile))
   }
 
   async write(name: string, spec: EventSpecT): Promise<void> {
+    if (!this.client)
+      throw new ShoalError('UNAVAILABLE', 'the event sink is not open yet (its token is read at start)')
     await this.client.create(this.namespace, { metadata: { name }, spec })
   }
 }

@@ -54,7 +54,11 @@ export function eventRecorderContract(t: Test, name: string, make: () => Promise
     for (let i = 0; i < 20; i++)
       recorder.record({ action: 'push', subject: `sha256:${i}`, actor: 'alice', details: { i } })
     recorder.record({ action: 'tag.put', subject: 'x:1', tag: 'x:1', error: new Error('boom') })
-    await until('21 events stored', async () => (await log.list()).length === 21)
+    // Over HTTP the store holds an event before its answer is back: wait for both.
+    await until(
+      '21 events stored and counted',
+      async () => (await log.list()).length === 21 && recorder.counts.written === 21,
+    )
     const items = await log.list()
     t.same(
       items.slice(0, 20).map((e) => e.spec.details.i),
@@ -83,7 +87,7 @@ export function eventRecorderContract(t: Test, name: string, make: () => Promise
     const { log, recorder } = await setup(t)
     recorder.record({ action: 'Not An Action', subject: 's' })
     recorder.record({ action: 'remove', subject: 'x:1' })
-    await until('the good event stored', async () => (await log.list()).length === 1)
+    await until('the good event stored', async () => (await log.list()).length === 1 && recorder.queued === 0)
     t.equal((await log.list())[0]?.spec.action, 'remove')
     t.equal(recorder.counts.dropped, 1)
   })
@@ -100,7 +104,10 @@ export function eventRecorderContract(t: Test, name: string, make: () => Promise
       t.equal(recorder.counts.dropped, 7, 'beyond 5 queued, dropped')
       t.equal(recorder.queued, 5)
       await log.up()
-      await until('the queued events written', async () => (await log.list()).length === 5)
+      await until(
+        'the queued events written',
+        async () => (await log.list()).length === 5 && recorder.counts.written === 5,
+      )
       t.same(
         (await log.list()).map((e) => e.spec.subject),
         ['d0', 'd1', 'd2', 'd3', 'd4'],

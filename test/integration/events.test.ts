@@ -4,7 +4,7 @@
  * and filters them and --follow keeps following across a herd restart; retention prunes; a
  * recorder whose apiserver is down drops (counted) and never holds up a push.
  */
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
@@ -16,7 +16,6 @@ import { type EventsDeps, eventsCommand } from '../../lib/cli/events-program.js'
 import { validateConfig } from '../../lib/config/index.js'
 import { Digest } from '../../lib/core/index.js'
 import {
-  createRemoteRecorder,
   EVENTS_NAMESPACE,
   type EventInput,
   EventKind,
@@ -26,7 +25,6 @@ import {
 import { HerdConfigSchema } from '../../lib/herd/config.js'
 import { type Herd, startHerd } from '../../lib/herd/index.js'
 import { silentLogger } from '../../lib/log/index.js'
-import { createRegistry } from '../../lib/metrics/index.js'
 import { ProxyClient } from '../../lib/proxy/client/index.js'
 import { ProxyConfigSchema } from '../../lib/proxy/config.js'
 import { startProxy } from '../../lib/proxy/server/index.js'
@@ -223,44 +221,82 @@ t.test('retention: the herd prunes beyond maxEvents', async (t) => {
   )
 })
 
+/** An apiserver with the Event kind and a write token, on loopback; `url` stays valid after stop(). */
+async function eventApi(t: Test, dir: string) {
+  await writeFile(join(dir, 'api.token'), TOKEN, { mode: 0o600 })
+  const api = new ApiServer(
+    validateConfig(ApiServerConfigSchema, {
+      server: { host: '127.0.0.1', port: 0 },
+      store: { type: 'file', dir: join(dir, 'api') },
+      auth: { tokens: [{ name: 'daemons', file: join(dir, 'api.token') }] },
+    }),
+    { logger, registry: new KindRegistry().register(EventKind) },
+  )
+  await api.start()
+  t.teardown(() => api.stop())
+  return { api, url: api.url, tokenFile: join(dir, 'api.token') }
+}
+
+const TOKEN = 'daemon-token-0123456789'
+
+t.test('a standalone proxy with events: {apiserver} writes its events there, with its token', async (t) => {
+  const dir = await tempDir(t)
+  const herd = await startHerd(herdConfig(dir, { apiserver: { enabled: false } }), { logger })
+  t.teardown(() => herd.stop())
+  const { api, url, tokenFile } = await eventApi(t, dir)
+  const proxyConfig = (events: Record<string, unknown>) =>
+    validateConfig(ProxyConfigSchema, {
+      server: { host: '127.0.0.1', port: 0 },
+      origins: [new URL(herd.urls.origin).host],
+      buildIndex: herd.urls.buildIndex,
+      events,
+    })
+  const proxyServer = await startProxy(proxyConfig({ apiserver: new URL(url).host, tokenFile }), { logger })
+  t.teardown(() => proxyServer.stop())
+  const d = blob('standalone')
+  await push(new ProxyClient(proxyServer.url, { actor: 'dave@ops' }), d)
+  await until('the push event in the remote log', async () => {
+    const list = await api.store.list(EventKind, { namespace: EVENTS_NAMESPACE })
+    return list.items.length === 1
+  })
+  const [ev] = (await api.store.list(EventKind, { namespace: EVENTS_NAMESPACE })).items as EventResource[]
+  t.match(ev?.spec, { action: 'push', actor: 'dave@ops', digest: d.digest.toString(), outcome: 'ok' })
+
+  await t.rejects(
+    startProxy(proxyConfig({ apiserver: url, tokenFile: join(dir, 'missing.token') }), { logger }),
+    { code: 'CONFIG_INVALID' },
+    'a token file that cannot be read fails the start',
+  )
+})
+
 t.test('a recorder whose apiserver is down drops (counted) and never holds up a push', async (t) => {
   const dir = await tempDir(t)
   const herd = await startHerd(herdConfig(dir, { apiserver: { enabled: false } }), { logger })
   t.teardown(() => herd.stop())
   // An apiserver that was there and is gone: its address refuses connections.
-  const gone = new ApiServer(
-    validateConfig(ApiServerConfigSchema, {
-      server: { host: '127.0.0.1', port: 0 },
-      store: { type: 'file', dir: join(dir, 'gone') },
-    }),
-    { logger, registry: new KindRegistry().register(EventKind) },
-  )
-  await gone.start()
-  const goneUrl = gone.url
-  await gone.stop()
-
-  const registry = createRegistry('proxy')
-  const recorder = await createRemoteRecorder(
-    { apiserver: goneUrl, maxQueued: 2, timeoutMs: 1000 },
-    { logger, service: 'proxy', registry },
-  )
-  await recorder.start()
-  t.teardown(() => recorder.stop())
+  const { api, url, tokenFile } = await eventApi(t, dir)
+  await api.stop()
   const proxyServer = await startProxy(
     validateConfig(ProxyConfigSchema, {
       server: { host: '127.0.0.1', port: 0 },
       origins: [new URL(herd.urls.origin).host],
       buildIndex: herd.urls.buildIndex,
+      events: { apiserver: url, tokenFile, maxQueued: 2, timeoutMs: 1000 },
     }),
-    { logger, registry, events: recorder },
+    { logger },
   )
   t.teardown(() => proxyServer.stop())
   const proxy = new ProxyClient(proxyServer.url)
   for (let i = 0; i < 3; i++)
     t.same((await push(proxy, blob(`unlogged ${i}`))).existed, false, `push ${i} done`)
-  t.equal(recorder.counts.dropped, 1, 'two queued, the third dropped')
-  t.equal(recorder.counts.written, 0)
-  t.match(await registry.metrics(), /shoal_events_total\{result="dropped",component="proxy"\} 1/)
+  const metrics = await proxyServer.registry.metrics()
+  t.match(
+    metrics,
+    /shoal_events_total\{result="dropped",component="proxy"\} 1/,
+    'two queued, the third dropped',
+  )
+  t.match(metrics, /shoal_events_queued\{component="proxy"\} 2/)
+  t.notMatch(metrics, /result="written"/)
 })
 
 t.test('a GC decision is an event: the blob of a removed tag deleted', async (t) => {

@@ -29,7 +29,7 @@ import {
   tagMetaOf,
 } from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
-import { type EventRecorder, LogEventRecorder } from '../../events/index.js'
+import { daemonEvents, type EventRecorder, type QueuedEventRecorder } from '../../events/index.js'
 import { HttpServer, type RouteContext, readBody, sendEmpty, sendJson } from '../../http/index.js'
 import { Lifecycle, type Service } from '../../lifecycle/index.js'
 import type { Logger } from '../../log/index.js'
@@ -97,6 +97,7 @@ export class BuildIndexServer implements Service {
   /** Deletes blobs no tag refers to after the grace period (undefined: gc.enabled is false). */
   readonly gc: BlobGc | undefined
   private readonly events: EventRecorder
+  private readonly ownEvents: QueuedEventRecorder | undefined
 
   constructor(
     readonly config: BuildIndexConfig,
@@ -105,7 +106,9 @@ export class BuildIndexServer implements Service {
     this.log = deps.logger.child({ component: 'build-index' })
     this.registry = deps.registry ?? createRegistry('build-index', { processMetrics: true })
     this.backend = deps.backend ?? createBackend(config.backend)
-    this.events = deps.events ?? new LogEventRecorder({ logger: deps.logger, service: 'build-index' })
+    const ev = daemonEvents(config.events, { ...deps, service: 'build-index', registry: this.registry })
+    this.events = ev.events
+    this.ownEvents = ev.owned
     this.origins = new OriginCluster(config.origins, deps.originClientFor, {
       health: config.originHealth,
       logger: this.log,
@@ -175,6 +178,7 @@ export class BuildIndexServer implements Service {
   private async doStart(signal: AbortSignal | undefined): Promise<void> {
     // A backend that can be misconfigured remotely (S3) is checked before anything listens.
     await this.backend.check?.(signal)
+    await this.ownEvents?.start()
     if (this.config.redis) {
       this.redis = await connectRedis(this.config.redis, 'shoal-build-index')
       this.log.info({ redis: redactedRedisUrl(this.config.redis.url) }, 'tag writes locked through Redis')
@@ -209,6 +213,7 @@ export class BuildIndexServer implements Service {
     await this.indexing
     if (this.redis) await closeRedis(this.redis)
     this.redis = undefined
+    await this.ownEvents?.stop()
   }
 
   /**

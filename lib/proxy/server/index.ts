@@ -30,7 +30,7 @@ import {
   tagMetaOf,
 } from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
-import { type EventRecorder, LogEventRecorder } from '../../events/index.js'
+import { daemonEvents, type EventRecorder, type QueuedEventRecorder } from '../../events/index.js'
 import {
   HttpServer,
   type RouteContext,
@@ -61,17 +61,21 @@ export class ProxyServer implements Service {
   private readonly log: Logger
   private readonly life = new Lifecycle('proxy', {
     start: async () => {
+      await this.ownEvents?.start()
       await this.origins.start()
       await this.http.start(this.config.server.port, this.config.server.host)
     },
     stop: async () => {
       await this.http.stop()
       await this.origins.stop()
+      await this.ownEvents?.stop()
     },
   })
   private readonly origins: OriginCluster
   private readonly buildIndex: BuildIndexClient
   private readonly events: EventRecorder
+  /** The recorder of `config.events` (started and stopped with the proxy), if it has one. */
+  private readonly ownEvents: QueuedEventRecorder | undefined
   private readonly pushes: Counter
   private readonly pushedBytes: Counter
   /** Pushes being uploaded to an origin, by `ns/hex`: later pushes of the same blob wait for them. */
@@ -89,7 +93,9 @@ export class ProxyServer implements Service {
       registry: this.registry,
     })
     this.buildIndex = deps.buildIndex ?? new BuildIndexClient(config.buildIndex)
-    this.events = deps.events ?? new LogEventRecorder({ logger: deps.logger, service: 'proxy' })
+    const ev = daemonEvents(config.events, { ...deps, service: 'proxy', registry: this.registry })
+    this.events = ev.events
+    this.ownEvents = ev.owned
     this.pushes = counter(this.registry, 'shoal_proxy_blob_pushes_total', 'Blob pushes by result', ['result'])
     this.pushedBytes = counter(this.registry, 'shoal_proxy_pushed_bytes_total', 'Bytes streamed to origins')
     this.http = new HttpServer({

@@ -222,10 +222,14 @@ export class QueuedEventRecorder implements EventRecorder, Service {
     while (!signal.aborted) {
       if (this.queue.length === 0) {
         this.endBurst()
+        // The listener is removed again: this wait happens once per idle spell, for days.
+        let onAbort: (() => void) | undefined
         await new Promise<void>((r) => {
           this.wake = r
-          signal.addEventListener('abort', () => r(), { once: true })
+          onAbort = () => r()
+          signal.addEventListener('abort', onAbort, { once: true })
         })
+        if (onAbort) signal.removeEventListener('abort', onAbort)
         this.wake = undefined
         continue
       }

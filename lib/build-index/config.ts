@@ -2,9 +2,11 @@
  * Build-index configuration (docs/architecture.md §3: port 15004). Every key has a default, so `{}`
  * is a valid config; unknown keys are errors at start-up.
  */
+
 import { BackendConfig } from '../backend/index.js'
 import { ListenConfig, LogConfig, z } from '../config/index.js'
 import { DEFAULT_NAMESPACE, NAMESPACE_RE } from '../core/index.js'
+import { RemoteEventsConfigSchema } from '../events/config.js'
 import { HealthCheckConfig } from '../origin/client/health.js'
 import { RedisConfig } from '../redis/index.js'
 import { RemoteConfig } from './server/replication.js'
@@ -101,6 +103,8 @@ export const BuildIndexConfigSchema = z.strictObject({
       maxLimit: z.number().int().min(1).max(10000).default(1000),
     })
     .prefault({}),
+  /** Write events to a herd's apiserver (docs/events.md); without it they are only logged. Ignored in a herd. */
+  events: RemoteEventsConfigSchema.optional(),
 })
 
 export type BuildIndexConfig = z.infer<typeof BuildIndexConfigSchema>

@@ -24,7 +24,7 @@ export const ClientConfigSchema = z.strictObject({
   agent: z.string().min(1).optional(),
   /** The CSGW address ftp[s]://host[:port]/dir: PushCLI --dst-type csgw, PullCLI's fallback. */
   csgw: z.string().min(1).optional(),
-  /** The herd's resource API `shoal job` talks to (host:port; the herd's basePort + 6). */
+  /** The herd's resource API `shoal job` and `shoal events` talk to (host:port; the herd's basePort + 6). */
   apiserver: z.string().min(1).optional(),
   /** A file holding the resource API token (apiserver.auth.tokens on the herd); never the token itself. */
   tokenFile: z.string().min(1).optional(),

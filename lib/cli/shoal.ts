@@ -8,6 +8,7 @@ import { Command, CommanderError } from './commander.js'
 import { type Output, stdio } from './common.js'
 import { intFlag } from './daemon.js'
 import { agentCommand, herdCommand, originCommand } from './daemons.js'
+import { eventsCommand } from './events-program.js'
 import { jobCommand } from './job-program.js'
 import { tagsCommand } from './tags-program.js'
 
@@ -20,6 +21,7 @@ export function shoalProgram(io: Output = stdio): Command {
   program.addCommand(originCommand('origin'))
   program.addCommand(tagsCommand(io))
   program.addCommand(jobCommand(io))
+  program.addCommand(eventsCommand(io))
 
   const dev = program
     .command('devcluster')

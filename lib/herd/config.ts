@@ -28,6 +28,11 @@ export const HerdConfigSchema = z.strictObject({
    * <dataDir>/apiserver, `store: { type: redis, redis: {...} }` for a store several herds share.
    */
   apiserver: Section,
+  /**
+   * The event log (lib/events, docs/events.md), kept in the resource API's store: retention
+   * (maxEvents, maxAgeSeconds) and the recorder's queue. Only logged when the API is off.
+   */
+  events: Section,
 })
 
 export type HerdConfig = z.infer<typeof HerdConfigSchema>

@@ -11,7 +11,19 @@ import { BuildIndexConfigSchema } from '../build-index/config.js'
 import { BuildIndexServer } from '../build-index/server/index.js'
 import { deepMerge, validateConfig } from '../config/index.js'
 import { ShoalError } from '../errors/index.js'
+import {
+  EventKind,
+  EventPruner,
+  type EventRecorder,
+  EventsConfigSchema,
+  forService,
+  LogEventRecorder,
+  QueuedEventRecorder,
+  recordJobTransition,
+  StoreEventSink,
+} from '../events/index.js'
 import type { JobController, JobControllerOptions } from '../jobs/controller.js'
+import { jobEvent } from '../jobs/events.js'
 import { jobControllerPart } from '../jobs/herd.js'
 import { registerJobKinds } from '../jobs/register.js'
 import {
@@ -23,6 +35,7 @@ import {
   startAll,
 } from '../lifecycle/index.js'
 import type { Logger } from '../log/index.js'
+import { createRegistry } from '../metrics/index.js'
 import { OriginConfigSchema } from '../origin/config.js'
 import { OriginNode } from '../origin/node.js'
 import { ProxyConfigSchema } from '../proxy/config.js'
@@ -40,6 +53,12 @@ export interface Herd extends Service {
   readonly jobs: JobController | undefined
   readonly originPeerPort: number
   readonly originNode: OriginNode
+  /**
+   * The event log's recorder (docs/events.md): writes into the apiserver's store, or only logs
+   * when the API or `events.enabled` is off. The job controller records its transitions here
+   * (lib/events recordJobTransition).
+   */
+  readonly events: EventRecorder
 }
 
 /**
@@ -88,6 +107,14 @@ export function createHerd(config: HerdConfig, deps: HerdDeps): Herd {
   const { enabled: apiEnabled = true, ...apiSection } = config.apiserver as { enabled?: unknown }
   if (typeof apiEnabled !== 'boolean')
     throw new ShoalError('CONFIG_INVALID', 'herd config "apiserver.enabled" must be true or false')
+  const eventsConfig = section(EventsConfigSchema, 'events', config.events, {})
+  const registry = deps.registry ?? new KindRegistry()
+  const storeEvents = apiEnabled && eventsConfig.enabled
+  if (
+    storeEvents &&
+    !registry.kinds().some((k) => k.group === EventKind.group && k.plural === EventKind.plural)
+  )
+    registry.register(EventKind)
   const apiserver = apiEnabled
     ? new ApiServer(
         section(ApiServerConfigSchema, 'apiserver', apiSection, {
@@ -96,13 +123,44 @@ export function createHerd(config: HerdConfig, deps: HerdDeps): Herd {
             ? { store: { type: 'file', dir: join(dataDir, 'apiserver') } }
             : {}),
         }),
-        { logger: deps.logger, registry: registerJobKinds(deps.registry ?? new KindRegistry()) },
+        { logger: deps.logger, registry: registerJobKinds(registry) },
       )
     : undefined
-  // Distribution jobs (lib/jobs): the controller follows the API it is served next to.
-  const jobs = apiserver ? jobControllerPart(apiserver, { logger: deps.logger, ...deps.jobs }) : undefined
+  // The proxy's registry is made here so its /metrics also shows the event log's counters.
+  const proxyRegistry = createRegistry('proxy', { processMetrics: true })
+  const recorder =
+    storeEvents && apiserver
+      ? new QueuedEventRecorder(new StoreEventSink(apiserver.store), {
+          logger: deps.logger,
+          service: 'herd',
+          registry: proxyRegistry,
+          maxQueued: eventsConfig.queue.maxQueued,
+          flushMs: eventsConfig.queue.flushMs,
+        })
+      : new LogEventRecorder({ logger: deps.logger, service: 'herd' })
+  const pruner =
+    storeEvents && apiserver
+      ? new EventPruner(apiserver.store, eventsConfig.retention, { logger: deps.logger })
+      : undefined
+  // Distribution jobs (lib/jobs): the controller follows the API it is served next to; its
+  // transitions go to the event log as job.* and task.* events.
+  const jobs = apiserver
+    ? jobControllerPart(apiserver, {
+        logger: deps.logger,
+        ...deps.jobs,
+        onTransition: (t) => {
+          deps.jobs?.onTransition?.(t)
+          recordJobTransition(recorder, jobEvent(t))
+        },
+      })
+    : undefined
 
+  // The API first and the recorder next: they stop last, so the other parts' last events are
+  // still written when they stop.
   const parts: Part[] = [
+    ...(apiserver ? [apiserver] : []),
+    ...(recorder instanceof QueuedEventRecorder ? [recorder] : []),
+    ...(pruner ? [pruner] : []),
     originPeer,
     originHttp,
     () => {
@@ -124,7 +182,7 @@ export function createHerd(config: HerdConfig, deps: HerdDeps): Herd {
           origins: [originAddr()],
           ...tagStorage,
         }),
-        { logger: deps.logger },
+        { logger: deps.logger, events: forService(recorder, 'build-index') },
       )
       return buildIndex
     },
@@ -152,11 +210,10 @@ export function createHerd(config: HerdConfig, deps: HerdDeps): Herd {
           origins: [originAddr()],
           buildIndex: addr(portOfUrl(buildIndex?.url)),
         }),
-        { logger: deps.logger },
+        { logger: deps.logger, registry: proxyRegistry, events: forService(recorder, 'proxy') },
       )
       return proxy
     },
-    ...(apiserver ? [apiserver] : []),
     ...(jobs ? [jobs.part] : []),
   ]
 
@@ -207,6 +264,7 @@ export function createHerd(config: HerdConfig, deps: HerdDeps): Herd {
     get jobs() {
       return jobs?.controller()
     },
+    events: recorder,
     start: (signal) => life.start(signal),
     stop: () => life.stop(),
   }

@@ -6,6 +6,7 @@
  * /metrics are served on the push port.
  */
 import { ListenConfig, LogConfig, z } from '../config/index.js'
+import { RemoteEventsConfigSchema } from '../events/config.js'
 import { HealthCheckConfig } from '../origin/client/health.js'
 
 /** The origin's default uploadChunkLimit (lib/origin/config.ts), the largest chunk it accepts. */
@@ -35,6 +36,8 @@ export const ProxyConfigSchema = z.strictObject({
     .min(64 << 10)
     .max(MAX_UPLOAD_CHUNK_SIZE)
     .default(16 << 20),
+  /** Write events to a herd's apiserver (docs/events.md); without it they are only logged. Ignored in a herd. */
+  events: RemoteEventsConfigSchema.optional(),
 })
 
 export type ProxyConfig = z.infer<typeof ProxyConfigSchema>

@@ -6,7 +6,7 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
 import { loadClientSettings } from '../../lib/cli/client-config.js'
-import { DEFAULT_AGENT, DEFAULT_PROXY } from '../../lib/cli/common.js'
+import { DEFAULT_AGENT, DEFAULT_APISERVER, DEFAULT_PROXY } from '../../lib/cli/common.js'
 import { tempDir } from '../helpers/files.js'
 
 t.test('no file, no environment: the built-in defaults', async (t) => {
@@ -16,6 +16,8 @@ t.test('no file, no environment: the built-in defaults', async (t) => {
     proxy: DEFAULT_PROXY,
     agent: DEFAULT_AGENT,
     csgw: undefined,
+    apiserver: DEFAULT_APISERVER,
+    tokenFile: undefined,
     flag: { suffix: '.flag', content: 'empty' },
     timeouts: { push: 30, pull: 10, remove: 30 },
     file: undefined,
@@ -40,6 +42,8 @@ t.test('the default file, then the environment over it', async (t) => {
     proxy: 'proxy.file:15000',
     agent: 'agent.file:16002',
     csgw: 'ftp://csgw.file/in',
+    apiserver: DEFAULT_APISERVER,
+    tokenFile: undefined,
     flag: { suffix: '.done', content: 'digest' },
     timeouts: { push: 600, pull: 0, remove: 30 },
     file,

@@ -17,11 +17,13 @@
  * asks this build-index again whether tags refer to the digest, under its "being deleted" mark
  * (HEAD answers 404, so no tag put can slip in between), before it deletes anything.
  */
+
 import type { Backend } from '../../backend/types.js'
 import { type Clock, Repeat, systemClock } from '../../bandwidth/clock.js'
 import { z } from '../../config/index.js'
 import { Digest } from '../../core/index.js'
 import { isShoalError } from '../../errors/index.js'
+import type { EventRecorder } from '../../events/index.js'
 import type { Logger } from '../../log/index.js'
 import { type Counter, counter, type Gauge, gauge, type Registry } from '../../metrics/index.js'
 import type { OriginCluster } from '../../origin/client/index.js'
@@ -48,6 +50,8 @@ export interface BlobGcOptions {
   now?: () => number
   /** Runs the sweeps (default: the system clock; its timers do not hold the process). */
   clock?: Clock
+  /** The event log: one `gc` event per decision or failure (docs/events.md). */
+  events?: EventRecorder
 }
 
 export class BlobGc {
@@ -168,6 +172,12 @@ export class BlobGc {
             { digest: entry.digest, ns: entry.ns, removedAt: new Date(entry.removedAt).toISOString() },
             why[decision],
           )
+          this.opts.events?.record({
+            action: 'gc',
+            subject: entry.digest,
+            digest: entry.digest,
+            details: { ns: entry.ns, decision, removedAt: new Date(entry.removedAt).toISOString() },
+          })
         } catch (err) {
           if (this.stopping.signal.aborted) return
           this.failures?.inc()
@@ -175,6 +185,13 @@ export class BlobGc {
             { err, digest: entry.digest, ns: entry.ns },
             'GC cannot decide or finish deleting a blob; it stays a candidate and is tried again at the next sweep',
           )
+          this.opts.events?.record({
+            action: 'gc',
+            subject: entry.digest,
+            digest: entry.digest,
+            error: err,
+            details: { ns: entry.ns },
+          })
         }
       })
     }

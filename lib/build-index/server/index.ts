@@ -29,6 +29,7 @@ import {
   tagMetaOf,
 } from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
+import { daemonEvents, type EventRecorder, type QueuedEventRecorder } from '../../events/index.js'
 import { HttpServer, type RouteContext, readBody, sendEmpty, sendJson } from '../../http/index.js'
 import { Lifecycle, type Service } from '../../lifecycle/index.js'
 import type { Logger } from '../../log/index.js'
@@ -40,6 +41,7 @@ import { type BlobCheck, OriginBlobCheck } from './blob-check.js'
 import { BlobGc } from './gc.js'
 import { ACTOR_HEADER, actorOf, TagHistory } from './history.js'
 import { Replicator } from './replication.js'
+import { recordTagDelete, recordTagPut } from './tag-events.js'
 import { RedisTagLock } from './tag-lock.js'
 import { TAG_PREFIX, TagStore } from './tags.js'
 
@@ -70,6 +72,8 @@ export interface BuildIndexDeps {
   originClientFor?: OriginClientFactory
   /** Replaces the whole "does the origin cluster hold this blob" check (tests). */
   blobCheck?: BlobCheck
+  /** The event log (docs/events.md); default: events are only logged. */
+  events?: EventRecorder
 }
 
 export class BuildIndexServer implements Service {
@@ -92,6 +96,8 @@ export class BuildIndexServer implements Service {
   readonly replicator: Replicator | undefined
   /** Deletes blobs no tag refers to after the grace period (undefined: gc.enabled is false). */
   readonly gc: BlobGc | undefined
+  private readonly events: EventRecorder
+  private readonly ownEvents: QueuedEventRecorder | undefined
 
   constructor(
     readonly config: BuildIndexConfig,
@@ -100,6 +106,9 @@ export class BuildIndexServer implements Service {
     this.log = deps.logger.child({ component: 'build-index' })
     this.registry = deps.registry ?? createRegistry('build-index', { processMetrics: true })
     this.backend = deps.backend ?? createBackend(config.backend)
+    const ev = daemonEvents(config.events, { ...deps, service: 'build-index', registry: this.registry })
+    this.events = ev.events
+    this.ownEvents = ev.owned
     this.origins = new OriginCluster(config.origins, deps.originClientFor, {
       health: config.originHealth,
       logger: this.log,
@@ -134,6 +143,7 @@ export class BuildIndexServer implements Service {
         registry: this.registry,
         graceMs: config.gc.graceMs,
         sweepIntervalMs: config.gc.sweepIntervalMs,
+        events: this.events,
       })
     }
     this.http = new HttpServer({
@@ -168,6 +178,7 @@ export class BuildIndexServer implements Service {
   private async doStart(signal: AbortSignal | undefined): Promise<void> {
     // A backend that can be misconfigured remotely (S3) is checked before anything listens.
     await this.backend.check?.(signal)
+    await this.ownEvents?.start()
     if (this.config.redis) {
       this.redis = await connectRedis(this.config.redis, 'shoal-build-index')
       this.log.info({ redis: redactedRedisUrl(this.config.redis.url) }, 'tag writes locked through Redis')
@@ -202,6 +213,7 @@ export class BuildIndexServer implements Service {
     await this.indexing
     if (this.redis) await closeRedis(this.redis)
     this.redis = undefined
+    await this.ownEvents?.stop()
   }
 
   /**
@@ -254,7 +266,13 @@ export class BuildIndexServer implements Service {
       const ns = namespace(query, this.config.namespace)
       const actor = actorOf(req.headers[ACTOR_HEADER], req.socket.remoteAddress)
       const meta = parseTagMetaBody(await readBody(req, MAX_TAG_META_BODY))
-      const { record, result, previous } = await this.tags.put(tag, digest, { ns, signal, meta, actor })
+      const write = { tag, digest, ns, actor }
+      const done = await this.tags.put(tag, digest, { ns, signal, meta, actor }).catch((error) => {
+        recordTagPut(this.events, write, { error })
+        throw error
+      })
+      recordTagPut(this.events, write, done)
+      const { record, result, previous } = done
       // `latest` moved: the previous digest may have lost its last tag (the sweep checks).
       if (previous) await this.gcCandidate(Digest.parse(previous), ns)
       if (result !== 'unchanged') await this.replicate(tag, digest, ns)
@@ -280,7 +298,11 @@ export class BuildIndexServer implements Service {
       const before = await this.tags.find(tag, signal)
       if (before && this.gc)
         await this.gc.removed(Digest.parse(before.digest), before.ns ?? this.config.namespace, signal)
-      const removed = await this.tags.delete(tag, { purge, signal, actor })
+      const removed = await this.tags.delete(tag, { purge, signal, actor }).catch((error) => {
+        recordTagDelete(this.events, { tag, actor, purge }, { error })
+        throw error
+      })
+      recordTagDelete(this.events, { tag, actor, purge }, { removed })
       if (removed && removed.digest !== before?.digest)
         await this.gcCandidate(Digest.parse(removed.digest), removed.ns ?? this.config.namespace)
       sendEmpty(res, 204)

@@ -103,7 +103,12 @@ export class ProxyClient {
           signal,
           // Uploads of large blobs take a while before the proxy answers (it answers after the commit).
           timeoutMs: 0,
-          headers: { 'content-length': String(size), 'content-type': 'application/octet-stream' },
+          // The actor too: the proxy's push event names the pusher (docs/events.md).
+          headers: {
+            'content-length': String(size),
+            'content-type': 'application/octet-stream',
+            ...this.actorHeaders(),
+          },
         },
       )
       return { existed: out.existed, size: out.size }

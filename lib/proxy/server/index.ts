@@ -30,6 +30,7 @@ import {
   tagMetaOf,
 } from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
+import { daemonEvents, type EventRecorder, type QueuedEventRecorder } from '../../events/index.js'
 import {
   HttpServer,
   type RouteContext,
@@ -50,6 +51,8 @@ export interface ProxyDeps {
   /** Builds the clients of the origins, configured and owners (default: new OriginClient). */
   originClientFor?: OriginClientFactory
   buildIndex?: BuildIndexClient
+  /** The event log (docs/events.md); default: events are only logged. */
+  events?: EventRecorder
 }
 
 export class ProxyServer implements Service {
@@ -58,16 +61,21 @@ export class ProxyServer implements Service {
   private readonly log: Logger
   private readonly life = new Lifecycle('proxy', {
     start: async () => {
+      await this.ownEvents?.start()
       await this.origins.start()
       await this.http.start(this.config.server.port, this.config.server.host)
     },
     stop: async () => {
       await this.http.stop()
       await this.origins.stop()
+      await this.ownEvents?.stop()
     },
   })
   private readonly origins: OriginCluster
   private readonly buildIndex: BuildIndexClient
+  private readonly events: EventRecorder
+  /** The recorder of `config.events` (started and stopped with the proxy), if it has one. */
+  private readonly ownEvents: QueuedEventRecorder | undefined
   private readonly pushes: Counter
   private readonly pushedBytes: Counter
   /** Pushes being uploaded to an origin, by `ns/hex`: later pushes of the same blob wait for them. */
@@ -85,6 +93,9 @@ export class ProxyServer implements Service {
       registry: this.registry,
     })
     this.buildIndex = deps.buildIndex ?? new BuildIndexClient(config.buildIndex)
+    const ev = daemonEvents(config.events, { ...deps, service: 'proxy', registry: this.registry })
+    this.events = ev.events
+    this.ownEvents = ev.owned
     this.pushes = counter(this.registry, 'shoal_proxy_blob_pushes_total', 'Blob pushes by result', ['result'])
     this.pushedBytes = counter(this.registry, 'shoal_proxy_pushed_bytes_total', 'Bytes streamed to origins')
     this.http = new HttpServer({
@@ -122,6 +133,17 @@ export class ProxyServer implements Service {
     return this.http.url
   }
 
+  /**
+   * Tag writes are recorded by build-index, which knows the old digest; the proxy records only
+   * the ones that never got an answer from it (unreachable, timed out): nobody else saw them.
+   */
+  private unrecorded(err: unknown, action: string, tag: string, actor: string, digest?: string): never {
+    const code = (err as { code?: string })?.code
+    if (code === 'UNAVAILABLE' || code === 'TIMEOUT' || code === 'UPSTREAM_ERROR')
+      this.events.record({ action, subject: tag, tag, digest, actor, error: err })
+    throw err
+  }
+
   private routes(): void {
     const r = this.http.router
     r.head('/proxy/namespace/:ns/blobs/:digest', async ({ params, res, signal }) => {
@@ -154,6 +176,12 @@ export class ProxyServer implements Service {
       // An owner that is down or fails before the upload starts is passed for the next one; once
       // the body is being read it cannot be sent again.
       let bodyRead = false
+      const pushEvent = {
+        action: 'push',
+        subject: digest.toString(),
+        digest: digest.toString(),
+        actor: callerOf(req),
+      }
       try {
         upload = this.origins.withOwner(
           digest,
@@ -175,11 +203,13 @@ export class ProxyServer implements Service {
         if (existed) {
           this.pushes.inc({ result: 'existed' })
           this.log.info({ ns, digest: digest.toString(), size }, 'push skipped: blob already stored')
+          this.events.record({ ...pushEvent, details: { ns, size, result: 'existed' } })
           answerUnread(req, res, 200, { digest: digest.toString(), size, existed: true })
           return
         }
       } catch (err) {
         this.pushes.inc({ result: 'failed' })
+        this.events.record({ ...pushEvent, error: err, details: { ns, size } })
         throw err
       } finally {
         if (this.uploading.get(key) === upload) this.uploading.delete(key)
@@ -188,6 +218,10 @@ export class ProxyServer implements Service {
       this.pushedBytes.inc(size)
       const ms = Date.now() - started
       this.log.info({ ns, digest: digest.toString(), size, ms, origin: owner?.baseUrl }, 'blob pushed')
+      this.events.record({
+        ...pushEvent,
+        details: { ns, size, ms, result: 'stored', origin: owner?.baseUrl },
+      })
       sendJson(res, 201, { digest: digest.toString(), size, existed: false })
     })
 
@@ -199,7 +233,9 @@ export class ProxyServer implements Service {
       // Checked here too, so a bad meta is refused before build-index is bothered.
       const meta = parseTagMetaBody(await readBody(req, MAX_TAG_META_BODY))
       const actor = callerOf(req)
-      const out = await this.buildIndex.putTag(tag, digest, { ns, signal, meta, actor })
+      const out = await this.buildIndex
+        .putTag(tag, digest, { ns, signal, meta, actor })
+        .catch((err) => this.unrecorded(err, 'tag.put', tag.toString(), actor, digest.toString()))
       if (out.result !== 'unchanged')
         this.log.info({ tag: out.tag, digest: out.digest.toString(), result: out.result }, 'tag put')
       sendJson(res, 200, { tag: out.tag, digest: out.digest.toString(), result: out.result })
@@ -239,7 +275,10 @@ export class ProxyServer implements Service {
 
     r.delete('/proxy/tags/:tag', async ({ req, params, res, signal }) => {
       const tag = Tag.parse(params.tag ?? '')
-      await this.buildIndex.deleteTag(tag, { signal, actor: callerOf(req) })
+      const actor = callerOf(req)
+      await this.buildIndex
+        .deleteTag(tag, { signal, actor })
+        .catch((err) => this.unrecorded(err, 'remove', tag.toString(), actor))
       this.log.info({ tag: tag.toString() }, 'tag deleted')
       sendEmpty(res, 204)
     })

@@ -186,6 +186,8 @@ export class JobController implements Service {
 
   /** Wake `key` in `ms` (one timer per Distribution: the earliest wins). */
   private later(key: string, ms: number): void {
+    // A reconcile still in flight when stop() cleared the timers must not leave a new one.
+    if (!this.abort || this.abort.signal.aborted) return
     const old = this.timers.get(key)
     if (old) clearTimeout(old)
     const timer = setTimeout(
@@ -195,6 +197,7 @@ export class JobController implements Service {
       },
       Math.max(0, Math.min(ms, 2 ** 31 - 1)),
     )
+    timer.unref() // deadlines never keep a process alive on their own
     this.timers.set(key, timer)
   }
 

@@ -43,6 +43,10 @@ export interface JobControllerOptions {
   concurrency?: number
   /** Pause before a reconcile that failed is tried again (ms). */
   retryMs?: number
+  /** A Distribution's summary is written at most this often while its phase stays (ms). */
+  statusIntervalMs?: number
+  /** A task change is acted on this long after it arrives, with the others of that window (ms). */
+  batchMs?: number
 }
 
 const MAX_PASSES = 8
@@ -52,7 +56,8 @@ export class JobController implements Service {
   private readonly tasks: ResourceClient<TaskSpecT, TaskStatusT>
   private readonly cache = new ResourceCache()
   private readonly queue = new Set<string>()
-  private readonly timers = new Map<string, NodeJS.Timeout>()
+  private readonly timers = new Map<string, { timer: NodeJS.Timeout; at: number }>()
+  private readonly lastStatusWrite = new Map<string, number>()
   private readonly life: Lifecycle
   private readonly now: () => Date
   private abort: AbortController | undefined
@@ -103,7 +108,8 @@ export class JobController implements Service {
         })) {
           if (ev.type === 'BOOKMARK') continue
           const key = ev.type === 'DELETED' ? this.cache.deleteTask(ev.object) : this.cache.putTask(ev.object)
-          if (key) this.enqueue(key)
+          // Many agents report at once: their reports are taken together, batchMs after the first.
+          if (key) this.later(key, this.opts.batchMs ?? 50)
         }
       }),
       this.watchLoop('distributions', signal, async () => {
@@ -130,7 +136,7 @@ export class JobController implements Service {
   private async end(): Promise<void> {
     this.abort?.abort()
     this.wake?.()
-    for (const t of this.timers.values()) clearTimeout(t)
+    for (const t of this.timers.values()) clearTimeout(t.timer)
     this.timers.clear()
     await Promise.allSettled(this.loops)
     this.loops = []
@@ -185,17 +191,21 @@ export class JobController implements Service {
   }
 
   /** Wake `key` in `ms` (one timer per Distribution: the earliest wins). */
+  /** Wake `key` in `ms`, unless a wake-up is due sooner already (one timer per Distribution). */
   private later(key: string, ms: number): void {
+    // A reconcile still in flight when stop() cleared the timers must not leave a new one.
+    if (!this.abort || this.abort.signal.aborted) return
+    const delay = Math.max(0, Math.min(ms, 2 ** 31 - 1))
+    const at = Date.now() + delay
     const old = this.timers.get(key)
-    if (old) clearTimeout(old)
-    const timer = setTimeout(
-      () => {
-        this.timers.delete(key)
-        this.enqueue(key)
-      },
-      Math.max(0, Math.min(ms, 2 ** 31 - 1)),
-    )
-    this.timers.set(key, timer)
+    if (old && old.at <= at) return
+    if (old) clearTimeout(old.timer)
+    const timer = setTimeout(() => {
+      this.timers.delete(key)
+      this.enqueue(key)
+    }, delay)
+    timer.unref() // deadlines never keep a process alive on their own
+    this.timers.set(key, { timer, at })
   }
 
   private async reconcile(key: string): Promise<void> {
@@ -208,21 +218,28 @@ export class JobController implements Service {
         await this.execute(plan.actions)
         continue
       }
-      if (!d) return
-      const status = summarise(d, tasks, this.now())
-      if (stable(status) !== stable(d.status)) {
-        const written = await this.dists.updateStatus(d.metadata.namespace, {
-          metadata: { name: d.metadata.name, uid: d.metadata.uid },
-          spec: d.spec,
-          status,
-        })
-        this.cache.putDistribution(written)
-        for (const t of transitions(d, d.status, status)) this.transition(t)
+      if (!d) {
+        this.lastStatusWrite.delete(key)
+        return
       }
-      const old = this.timers.get(key)
-      if (old) clearTimeout(old)
-      this.timers.delete(key)
       if (plan.nextDeadline !== undefined) this.later(key, plan.nextDeadline - this.now().getTime() + 5)
+      const status = summarise(d, tasks, this.now())
+      if (stable(status) === stable(d.status)) return
+      // Reports of many targets arrive together: their summary (one object of up to the whole
+      // target list) is written at most every statusIntervalMs, except when the job's phase changes.
+      const wait = (this.opts.statusIntervalMs ?? 250) - (Date.now() - (this.lastStatusWrite.get(key) ?? 0))
+      if (wait > 0 && status.phase === d.status?.phase) {
+        this.later(key, wait)
+        return
+      }
+      const written = await this.dists.updateStatus(d.metadata.namespace, {
+        metadata: { name: d.metadata.name, uid: d.metadata.uid },
+        spec: d.spec,
+        status,
+      })
+      this.lastStatusWrite.set(key, Date.now())
+      this.cache.putDistribution(written)
+      for (const t of transitions(d, d.status, status)) this.transition(t)
       return
     }
     this.later(key, 100)

@@ -85,7 +85,7 @@ export function summarise(d: Distribution, tasks: DistributionTask[], now: Date)
   const counts = { total: targets.length, pending: 0, running: 0, succeeded: 0, failed: 0 }
   for (const l of targets) counts[key(l.phase)]++
   const all = push ? [push, ...targets] : targets
-  const done = counts.succeeded + counts.failed === counts.total && (!push || push.phase !== 'Running')
+  const done = counts.succeeded + counts.failed === counts.total && push?.phase !== 'Running'
   const phase: TaskPhaseT =
     counts.succeeded === counts.total
       ? 'Succeeded'

@@ -120,21 +120,34 @@ export async function startJobsRig(t: { teardown(fn: () => unknown): void }): Pr
       await rig.startController()
     },
     async report(name, status) {
-      const cur = await rig.tasks.get(NS, name)
-      return rig.tasks.updateStatus(NS, {
-        metadata: { name, resourceVersion: cur.metadata.resourceVersion },
-        spec: cur.spec,
-        status: {
-          observedGeneration: cur.metadata.generation,
-          attempts: (cur.status?.attempts ?? 0) + (status.phase === 'Running' ? 1 : 0),
-          bytes: 0,
-          seconds: 0,
-          ...status,
-        },
-      })
+      // As an agent does: a write that lost a race with the controller is read again and retried.
+      for (let i = 0; ; i++) {
+        try {
+          return await writeReport(name, status)
+        } catch (err) {
+          if ((err as { code?: string }).code !== 'CONFLICT' || i >= 20) throw err
+        }
+      }
     },
     task: (name) => rig.tasks.get(NS, name),
     dist: (name) => rig.dists.get(NS, name) as Promise<Distribution>,
+  }
+  const writeReport = async (
+    name: string,
+    status: Partial<TaskStatusT> & { phase: TaskStatusT['phase'] },
+  ) => {
+    const cur = await rig.tasks.get(NS, name)
+    return rig.tasks.updateStatus(NS, {
+      metadata: { name, resourceVersion: cur.metadata.resourceVersion },
+      spec: cur.spec,
+      status: {
+        observedGeneration: cur.metadata.generation,
+        attempts: (cur.status?.attempts ?? 0) + (status.phase === 'Running' ? 1 : 0),
+        bytes: 0,
+        seconds: 0,
+        ...status,
+      },
+    })
   }
   await rig.startController()
   t.teardown(async () => {

@@ -86,6 +86,10 @@ t.test('run --wait: 0 when every target succeeded, with the table', async (t) =>
   await writeFile(plan, PLAN)
   const r = await run(rig, ['run', plan, '--wait'])
   t.equal(r.code, 0, r.err)
+  t.match(
+    r.err,
+    /note: no agent on 192\.168\.1\.10, 192\.168\.1\.11, 192\.168\.1\.12, 192\.168\.1\.1 has answered a job yet/,
+  )
   t.match(r.outLines[0], /^job trade: Succeeded \(3 of 3 targets succeeded, 0 failed/)
   t.match(r.out, /push\s+192\.168\.1\.1\s+\/usr\/local\/data\/xxx交易数据\.txt\s+Succeeded\s+1\.3/)
   for (const h of ['10', '11', '12'])
@@ -96,6 +100,7 @@ t.test('run --wait: 0 when every target succeeded, with the table', async (t) =>
 
   const again = await run(rig, ['run', plan])
   t.match(again, { code: 4, err: /job trade exists already/ })
+  t.notMatch(again.err, /no agent on/, 'hosts that answered are not noted')
   const got = await run(rig, ['get', 'trade', '--json'])
   t.match(JSON.parse(got.out), { name: 'trade', phase: 'Succeeded', counts: { succeeded: 3 } })
   const list = await run(rig, ['list'])

@@ -33,6 +33,8 @@ t.test('the default file, then the environment over it', async (t) => {
       'proxy: proxy.file:15000',
       'agent: agent.file:16002',
       'csgw: ftp://csgw.file/in',
+      'apiserver: herd.file:15006',
+      'tokenFile: /etc/shoal/api.token',
       'flag: { suffix: .done, content: digest }',
       'timeouts: { push: 600, pull: 0 }',
     ].join('\n'),
@@ -42,15 +44,31 @@ t.test('the default file, then the environment over it', async (t) => {
     proxy: 'proxy.file:15000',
     agent: 'agent.file:16002',
     csgw: 'ftp://csgw.file/in',
-    apiserver: DEFAULT_APISERVER,
-    tokenFile: undefined,
+    apiserver: 'herd.file:15006',
+    tokenFile: '/etc/shoal/api.token',
     flag: { suffix: '.done', content: 'digest' },
     timeouts: { push: 600, pull: 0, remove: 30 },
     file,
   })
-  const env = { SHOAL_PROXY: 'proxy.env:1', SHOAL_AGENT: 'agent.env:2', SHOAL_CSGW: 'ftp://csgw.env/x' }
+  const env = {
+    SHOAL_PROXY: 'proxy.env:1',
+    SHOAL_AGENT: 'agent.env:2',
+    SHOAL_CSGW: 'ftp://csgw.env/x',
+    SHOAL_APISERVER: 'herd.env:3',
+    SHOAL_TOKEN_FILE: '/run/token',
+  }
   const fromEnv = loadClientSettings({ env, defaultFile: file })
-  t.match(fromEnv, { proxy: 'proxy.env:1', agent: 'agent.env:2', csgw: 'ftp://csgw.env/x' }, 'env > file')
+  t.match(
+    fromEnv,
+    {
+      proxy: 'proxy.env:1',
+      agent: 'agent.env:2',
+      csgw: 'ftp://csgw.env/x',
+      apiserver: 'herd.env:3',
+      tokenFile: '/run/token',
+    },
+    'env > file',
+  )
   t.same(fromEnv.flag, { suffix: '.done', content: 'digest' }, 'what env does not set stays from the file')
   t.equal(
     loadClientSettings({ env: { SHOAL_PROXY: '' }, defaultFile: file }).proxy,

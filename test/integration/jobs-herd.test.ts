@@ -12,6 +12,7 @@ import { KindRegistry } from '../../lib/apiserver/registry.js'
 import { isLoopback } from '../../lib/apiserver/server/auth.js'
 import { ApiServer, ApiServerConfigSchema } from '../../lib/apiserver/server/index.js'
 import { validateConfig } from '../../lib/config/index.js'
+import { EVENTS_NAMESPACE, EventKind, type EventSpecT } from '../../lib/events/kind.js'
 import { HerdConfigSchema } from '../../lib/herd/config.js'
 import { startHerd } from '../../lib/herd/index.js'
 import { loopbackUrl } from '../../lib/jobs/herd.js'
@@ -75,6 +76,14 @@ t.test('the herd runs the job controller; a restart converges', async (t) => {
     seen.some((x) => x.subject === 'push' && x.to === 'Succeeded'),
   )
   t.pass('the transition seam is called')
+  // ...and the herd records the same transitions in its event log (shoal events --job h1).
+  const events = new ResourceClient<EventSpecT>(url2, EventKind)
+  const ev = await until('the push success in the event log', async () => {
+    const list = await events.list(EVENTS_NAMESPACE, { fieldSelector: 'spec.job=h1' })
+    return list.items.find((e) => e.spec.action === 'task.succeeded')
+  })
+  t.equal(ev.spec.outcome, 'ok')
+  t.equal(ev.spec.subject, 'h1-push', 'the event names the task')
 })
 
 /** A non-loopback IPv4 address of this machine, if it has one. */

@@ -17,6 +17,19 @@ export const DEFAULT_CLIENT_CONFIG = '/etc/shoal/client.yaml'
 
 const seconds = z.number().min(0)
 
+/** Flag files: FILE<suffix> beside the file, holding nothing, its digest or a JSON summary. */
+export const FlagConfigSchema = z
+  .strictObject({
+    suffix: z
+      .string()
+      .min(1)
+      .max(64)
+      .regex(/^[^/\\\0]+$/, 'a suffix for a file name, without "/"')
+      .default('.flag'),
+    content: z.enum(['empty', 'digest', 'json']).default('empty'),
+  })
+  .prefault({})
+
 export const ClientConfigSchema = z.strictObject({
   /** The proxy PushCLI and RemoveCLI talk to (host:port). */
   proxy: z.string().min(1).optional(),
@@ -28,17 +41,7 @@ export const ClientConfigSchema = z.strictObject({
   apiserver: z.string().min(1).optional(),
   /** A file holding the resource API token (apiserver.auth.tokens on the herd); never the token itself. */
   tokenFile: z.string().min(1).optional(),
-  flag: z
-    .strictObject({
-      suffix: z
-        .string()
-        .min(1)
-        .max(64)
-        .regex(/^[^/\\\0]+$/, 'a suffix for a file name, without "/"')
-        .default('.flag'),
-      content: z.enum(['empty', 'digest', 'json']).default('empty'),
-    })
-    .prefault({}),
+  flag: FlagConfigSchema,
   /** Default `--timeout` of each client, seconds without progress (0 = none). */
   timeouts: z
     .strictObject({

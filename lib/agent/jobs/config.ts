@@ -3,6 +3,8 @@
  * writes task status with, and the folders tasks may touch. Without `apiserver` the agent runs
  * no task worker at all: no connection, no timer.
  */
+
+import { FlagConfigSchema } from '../../cli/client-config.js'
 import { z } from '../../config/index.js'
 import { AbsolutePath } from '../../jobs/kinds.js'
 
@@ -26,17 +28,7 @@ export const JobsConfig = z
     /** A CSGW, ftp[s]://host[:port]/dir, a pull falls back to when the swarm cannot serve (PullCLI's --csgw). */
     csgw: z.string().min(1).optional(),
     /** The flag file a pull with `hasFlag` writes beside the file, as PullCLI's `flag` settings. */
-    flag: z
-      .strictObject({
-        suffix: z
-          .string()
-          .min(1)
-          .max(64)
-          .regex(/^[^/\\\0]+$/, 'a suffix for a file name, without "/"')
-          .default('.flag'),
-        content: z.enum(['empty', 'digest', 'json']).default('empty'),
-      })
-      .prefault({}),
+    flag: FlagConfigSchema,
     /** Tasks run at once; more wait their turn (Pending). */
     concurrency: z.number().int().min(1).max(64).default(2),
     /**

@@ -177,9 +177,6 @@ t.test(
         pull(join(root, 'link', 'sub')),
         /^FORBIDDEN: .*link\/sub \(resolves to .*outside\/sub\).*jobs\.roots/,
       ],
-      ['dotdot', pull(`${root}/../elsewhere2`), /^INVALID_PATH: .*"\.\." components/],
-      ['slash-name', pull(join(root, 'n'), { name: 'a/b' }), /^INVALID_PATH: invalid spec\.name "a\/b"/],
-      ['dotdot-name', pull(join(root, 'n'), { name: '..' }), /^INVALID_PATH: invalid spec\.name/],
       [
         'link-target',
         pull(join(root, 'd')),
@@ -201,6 +198,19 @@ t.test(
         /^FORBIDDEN: .*this agent has no jobs\.roots/,
       ],
     ]
+    // ".." in a path and a path as a name are refused by the API itself (the kinds' schema), so
+    // no agent ever sees them; the agent's own checks of the same are unit-tested.
+    const refused: [string, Record<string, unknown>][] = [
+      ['dotdot', pull(`${root}/../elsewhere2`)],
+      ['slash-name', pull(join(root, 'n'), { name: 'a/b' })],
+      ['dotdot-name', pull(join(root, 'n'), { name: '..' })],
+    ]
+    for (const [name, spec] of refused)
+      await t.rejects(
+        createTask(w.jobs, name, spec as never),
+        { code: 'INVALID' },
+        `${name}: refused by the API`,
+      )
     for (const [name, spec] of cases) await createTask(w.jobs, name, spec)
     for (const [name, , reason] of cases) {
       const task = await waitTask(w.jobs, name, finished)

@@ -151,12 +151,14 @@ t.test(
     )
     // A tracker address nothing listens on, which rendezvous hashing ranks above the herd's
     // tracker for both this blob's infohash (announces) and its digest (metainfo). Port 1 on
-    // a loopback alias: no test can listen there (a free port found by probing could be taken
-    // by a test running in parallel), and 253 aliases leave a miss at odds of (3/4)^253.
+    // a loopback alias (all of 127/8 is loopback): no test can listen there (a free port found
+    // by probing could be taken by a test running in parallel). When the live tracker's weight
+    // happens to be in the top 0.1 % for a key, a few hundred aliases are not enough (this
+    // failed once in CI); 65,000 make a miss need it in the top 0.0005 % for both.
     const live = probe.herd.urls.tracker
     let dead = ''
-    for (let i = 2; i < 255 && !dead; i++) {
-      const candidate = `http://127.0.0.${i}:1`
+    for (let i = 2; i < 65_000 && !dead; i++) {
+      const candidate = `http://127.0.${i >> 8}.${i & 255}:1`
       const first = (key: Buffer) => rendezvousOrder([candidate, live], key, (u) => u)[0]
       if (
         first(meta.infoHash.toBuffer()) === candidate &&

@@ -13,6 +13,9 @@ import { builtBinary } from '../../lib/devcluster/layout.js'
 export interface DaemonProc {
   name: string
   log: string
+  child: ChildProcess
+  /** Resolves once the process is gone. */
+  exited: Promise<void>
   readonly alive: boolean
   /** SIGTERM, then SIGKILL after `graceMs`; resolves once the process is gone. */
   stop(graceMs?: number): Promise<void>
@@ -45,6 +48,8 @@ export async function startDaemonProc(
   const proc: DaemonProc = {
     name,
     log,
+    child,
+    exited,
     get alive() {
       return alive
     },

@@ -1,29 +1,21 @@
 /**
  * Origins as separate processes (the built `shoal origin`, dist/cmd/shoal.js), for fault tests
  * that must SIGKILL one: each gets a config file written from an object, its own log file, and
- * is awaited until /readiness answers 200. Every process still running when the test ends is
- * stopped (SIGTERM, SIGKILL after a grace period) by its pid.
+ * is awaited until /readiness answers 200 (via test/helpers/daemon-procs.ts). Every process still
+ * running when the test ends is stopped (SIGTERM, SIGKILL after a grace period) by its pid.
  */
-import { type ChildProcess, spawn } from 'node:child_process'
-import { closeSync, openSync } from 'node:fs'
-import { readFile, writeFile } from 'node:fs/promises'
+import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { stringify } from 'yaml'
-import { builtBinary } from '../../lib/devcluster/layout.js'
 import { freePort } from '../../lib/herd/index.js'
+import { type DaemonProc, startDaemonProc } from './daemon-procs.js'
 
-export interface OriginProc {
-  name: string
+export interface OriginProc extends Omit<DaemonProc, 'stop'> {
   /** host:port of its HTTP API, as the ring names it. */
   http: string
   /** host:port of its BitTorrent listener. */
   peer: string
-  log: string
-  child: ChildProcess
-  /** Resolves once the process is gone. */
-  exited: Promise<void>
-  readonly alive: boolean
 }
 
 /**
@@ -72,54 +64,18 @@ export async function startOriginProc(
       { aliasDuplicateObjects: false },
     ),
   )
-  const log = join(dir, `${name}.log`)
-  const fd = openSync(log, 'a')
-  let child: ChildProcess
-  try {
-    child = spawn(process.execPath, [builtBinary('shoal'), 'origin', '--config', file], {
-      stdio: ['ignore', fd, fd],
-      env: process.env,
-    })
-  } finally {
-    closeSync(fd)
-  }
-  let alive = true
-  const exited = new Promise<void>((res) => child.once('exit', () => res()))
-  exited.then(() => {
-    alive = false
-  })
-  const proc: OriginProc = {
+  const proc = await startDaemonProc(
+    t,
+    dir,
     name,
-    http: addr.http,
-    peer: addr.peer,
-    log,
-    child,
-    exited,
-    get alive() {
-      return alive
-    },
-  }
-  t.teardown(async () => {
-    if (!alive) return
-    child.kill('SIGTERM')
-    await Promise.race([exited, sleep(10_000)])
-    if (alive) child.kill('SIGKILL')
-    await exited
-  })
-  const deadline = Date.now() + readyMs
-  for (;;) {
-    if (!alive) {
-      const tail = (await readFile(log, 'utf8').catch(() => '')).trim().split('\n').slice(-3).join(' | ')
-      throw new Error(`${name} exited during start-up: ${tail}`)
-    }
-    const ok = await fetch(`http://${addr.http}/readiness`).then(
-      (r) => r.status === 200,
-      () => false,
-    )
-    if (ok) return proc
-    if (Date.now() > deadline) throw new Error(`${name} was not ready within ${readyMs} ms; see ${log}`)
-    await sleep(100)
-  }
+    ['origin', '--config', file],
+    `http://${addr.http}`,
+    readyMs,
+  )
+  return Object.defineProperties(
+    { name, http: addr.http, peer: addr.peer, log: proc.log, child: proc.child, exited: proc.exited },
+    { alive: { get: () => proc.alive, enumerable: true } },
+  ) as OriginProc
 }
 
 /** Polls `check` until it returns true; throws naming `what` after `ms`. */

@@ -1,7 +1,7 @@
 /**
  * A herd (tracker, origin, build-index, proxy in one process) on loopback with any free ports
  * and short announce intervals, stopped when the test ends. `origin` adds origin settings
- * (e.g. caps); `peerTtlSeconds` how long the tracker keeps a peer that stopped announcing;
+ * (e.g. caps), `buildIndex` build-index settings; `peerTtlSeconds` how long the tracker keeps a peer that stopped announcing;
  * `server` HTTP limits for every service.
  */
 import { join } from 'node:path'
@@ -24,6 +24,8 @@ export async function startTestHerd(
     logger?: Logger
     /** HTTP limits (the `server` section) of every service, e.g. a short idleTimeoutMs. */
     server?: Record<string, unknown>
+    /** Build-index settings, e.g. replication `remotes`. */
+    buildIndex?: Record<string, unknown>
   } = {},
 ): Promise<Herd> {
   const server = opts.server ? { server: opts.server } : {}
@@ -35,7 +37,7 @@ export async function startTestHerd(
       log: { level: 'silent' },
       tracker: { announceInterval: 2, minInterval: 1, peerTtlSeconds: opts.peerTtlSeconds ?? 10, ...server },
       origin: { ...opts.origin, ...server },
-      buildIndex: server,
+      buildIndex: { ...opts.buildIndex, ...server },
       proxy: server,
     }),
     { logger: opts.logger ?? silentLogger() },

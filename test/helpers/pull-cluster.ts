@@ -19,8 +19,9 @@ type Teardown = { teardown(fn: () => unknown): void }
 export async function startHerdAndAgent(
   t: Teardown,
   dir: string,
+  herdOpts: Parameters<typeof startTestHerd>[2] = {},
 ): Promise<{ herd: Herd; agent: AgentServer }> {
-  const herd = await startTestHerd(t, dir)
+  const herd = await startTestHerd(t, dir, herdOpts)
   const agent = new AgentServer(
     validateConfig(AgentConfigSchema, {
       server: { port: 0 },

@@ -4,6 +4,7 @@
  * anything else can mount the routes on its own router with mountResourceApi.
  */
 import { randomBytes } from 'node:crypto'
+import { AuthConfig, TokenAuth } from '../../auth/index.js'
 import { z } from '../../config/index.js'
 import { HttpServer } from '../../http/index.js'
 import { Lifecycle, type Service, type Stopper, startAll } from '../../lifecycle/index.js'
@@ -11,7 +12,6 @@ import type { Logger } from '../../log/index.js'
 import type { KindRegistry } from '../registry.js'
 import { createResourceStore, StoreConfig } from '../store/index.js'
 import type { ResourceStore } from '../store/types.js'
-import { AuthConfig, TokenAuth } from './auth.js'
 import { mountResourceApi } from './routes.js'
 
 export const ApiServerConfigSchema = z.strictObject({
@@ -70,7 +70,16 @@ export class ApiServer implements Service {
     })
     this.life = new Lifecycle('apiserver', {
       start: async (signal) => {
-        const auth = await TokenAuth.load(config.auth, [{ name: 'in-process', token: this.internalToken }])
+        const auth = await TokenAuth.load(config.auth, {
+          internal: [{ name: 'in-process', token: this.internalToken }],
+          configKey: 'apiserver.auth.tokens in the herd config',
+          onReload: (name, file) => deps.logger.info({ token: name, file }, 'token file read again'),
+          onReloadError: (name, file, reason) =>
+            deps.logger.error(
+              { token: name, file, reason },
+              'token file changed but cannot be used; the old token stays',
+            ),
+        })
         this.watchers = mountResourceApi(this.http.router, {
           store: this.store,
           registry: deps.registry,
@@ -81,7 +90,7 @@ export class ApiServer implements Service {
           start: () => this.http.start(config.server.port, config.server.host).then(() => undefined),
           stop: () => this.http.stop(),
         }
-        this.stopper = await startAll([this.store, http], signal)
+        this.stopper = await startAll([auth, this.store, http], signal)
       },
       stop: async () => {
         await this.stopper?.stop()
@@ -106,5 +115,5 @@ export class ApiServer implements Service {
   }
 }
 
-export { AuthConfig, TokenAuth } from './auth.js'
+export { AuthConfig, TokenAuth } from '../../auth/index.js'
 export { mountResourceApi } from './routes.js'

@@ -7,6 +7,7 @@
  *   /apis                                                           GET the registered kinds
  */
 import type { IncomingMessage } from 'node:http'
+import type { TokenAuth } from '../../auth/index.js'
 import { ShoalError } from '../../errors/index.js'
 import { type RouteContext, type Router, readBody, sendJson } from '../../http/index.js'
 import type { KindDefinition, KindRegistry } from '../registry.js'
@@ -14,7 +15,6 @@ import { parseSelector } from '../selectors.js'
 import type { ResourceStore } from '../store/types.js'
 import { apiVersionOf, type ResourceInput } from '../types.js'
 import { LIMITS, validateNamespace } from '../validation.js'
-import type { TokenAuth } from './auth.js'
 import { streamWatch, type WatchLimits } from './watch.js'
 
 export interface ResourceApiDeps {

@@ -22,7 +22,8 @@ function header(name, size, mode, type) {
   if (Buffer.byteLength(name) > 100) {
     // ustar splits a long name at a '/' into prefix (≤ 155) and name (≤ 100).
     const cut = name.lastIndexOf('/', 155)
-    if (cut <= 0 || Buffer.byteLength(name.slice(cut + 1)) > 100) throw new Error(`name too long for ustar: ${name}`)
+    if (cut <= 0 || Buffer.byteLength(name.slice(cut + 1)) > 100)
+      throw new Error(`name too long for ustar: ${name}`)
     prefix = name.slice(0, cut)
     base = name.slice(cut + 1)
   }
@@ -48,7 +49,9 @@ function header(name, size, mode, type) {
 /** The files under `dir`, relative, '/'-separated, sorted; folders listed before their contents. */
 async function walk(dir, root = dir) {
   const out = []
-  for (const entry of (await readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+  for (const entry of (await readdir(dir, { withFileTypes: true })).sort((a, b) =>
+    a.name < b.name ? -1 : 1,
+  )) {
     const path = join(dir, entry.name)
     const rel = relative(root, path).split('\\').join('/')
     if (entry.isDirectory()) out.push({ rel: `${rel}/`, path, dir: true }, ...(await walk(path, root)))

@@ -69,7 +69,10 @@ export function parseGenesis(bytes) {
     const key = normalizeAddress(address)
     balances.set(key, (balances.get(key) ?? 0n) + parseWei(account?.balance, `alloc.${address}`))
   }
-  if (doc.extraData !== undefined && (typeof doc.extraData !== 'string' || !/^0x[0-9a-fA-F]*$/.test(doc.extraData)))
+  if (
+    doc.extraData !== undefined &&
+    (typeof doc.extraData !== 'string' || !/^0x[0-9a-fA-F]*$/.test(doc.extraData))
+  )
     throw new ChainError('BAD_GENESIS', 'extraData must be a 0x-hex string')
   const hash = createHash('sha256').update(bytes).digest('hex')
   return { chainId, balances, hash, extraData: doc.extraData ?? '0x' }
@@ -108,7 +111,10 @@ export function verifyBlock(chainId, parent, block) {
   if (number !== parent.number + 1)
     throw new ChainError('BAD_BLOCK', `block ${number} does not follow block ${parent.number}`)
   if (parentHash !== parent.hash)
-    throw new ChainError('FORK', `block ${number}'s parent ${String(parentHash).slice(0, 12)} is not our block ${parent.number}`)
+    throw new ChainError(
+      'FORK',
+      `block ${number}'s parent ${String(parentHash).slice(0, 12)} is not our block ${parent.number}`,
+    )
   if (!Number.isSafeInteger(timestamp) || timestamp < parent.timestamp)
     throw new ChainError('BAD_BLOCK', `block ${number} has a bad timestamp`)
   if (!isNodeId(producer)) throw new ChainError('BAD_BLOCK', `block ${number} names no valid producer`)
@@ -123,7 +129,8 @@ export function verifyBlock(chainId, parent, block) {
  * whitelisted but not dialled. The first entry is the producer (raft id 1, the genesis node).
  */
 export function parseStaticNodes(bytes) {
-  if (bytes.length > MAX_GENESIS_BYTES) throw new ChainError('BAD_STATIC_NODES', 'static-nodes file too large')
+  if (bytes.length > MAX_GENESIS_BYTES)
+    throw new ChainError('BAD_STATIC_NODES', 'static-nodes file too large')
   let list
   try {
     list = JSON.parse(bytes.toString('utf8'))
@@ -134,10 +141,17 @@ export function parseStaticNodes(bytes) {
     throw new ChainError('BAD_STATIC_NODES', 'static-nodes must be an array of at most 1000 enode URLs')
   const nodes = []
   for (const entry of list) {
-    const m = typeof entry === 'string' ? /^enode:\/\/([^@]+)@([0-9A-Za-z.-]{1,253}|\[[0-9a-fA-F:]+\]):([0-9]{1,5})$/.exec(entry) : null
+    const m =
+      typeof entry === 'string'
+        ? /^enode:\/\/([^@]+)@([0-9A-Za-z.-]{1,253}|\[[0-9a-fA-F:]+\]):([0-9]{1,5})$/.exec(entry)
+        : null
     if (!m || !isNodeId(m[1]) || Number(m[3]) > 65535)
-      throw new ChainError('BAD_STATIC_NODES', `not an enode URL (enode://<node id>@<host>:<port>): ${String(entry).slice(0, 80)}`)
-    if (nodes.some((n) => n.id === m[1])) throw new ChainError('BAD_STATIC_NODES', `node ${m[1]} is listed twice`)
+      throw new ChainError(
+        'BAD_STATIC_NODES',
+        `not an enode URL (enode://<node id>@<host>:<port>): ${String(entry).slice(0, 80)}`,
+      )
+    if (nodes.some((n) => n.id === m[1]))
+      throw new ChainError('BAD_STATIC_NODES', `node ${m[1]} is listed twice`)
     nodes.push({ id: m[1], host: m[2], port: Number(m[3]), url: entry })
   }
   return nodes

@@ -30,7 +30,16 @@ const MAX_BLOCKS_PER_ANSWER = 256
 const PEER_TIMEOUT_MS = 3000
 
 function parseArgs(argv) {
-  const known = ['node-id', 'genesis', 'static-nodes', 'host', 'port', 'port-file', 'data-dir', 'block-interval-ms']
+  const known = [
+    'node-id',
+    'genesis',
+    'static-nodes',
+    'host',
+    'port',
+    'port-file',
+    'data-dir',
+    'block-interval-ms',
+  ]
   const out = { host: '127.0.0.1', port: '0', 'block-interval-ms': '1000' }
   for (let i = 0; i < argv.length; i += 2) {
     const key = argv[i]?.replace(/^--/, '')
@@ -85,7 +94,9 @@ const chainFile = opts['data-dir'] ? join(opts['data-dir'], 'chain.jsonl') : und
 async function loadChain() {
   if (!chainFile) return
   await mkdir(opts['data-dir'], { recursive: true })
-  const text = await readFile(chainFile, 'utf8').catch((err) => (err.code === 'ENOENT' ? '' : Promise.reject(err)))
+  const text = await readFile(chainFile, 'utf8').catch((err) =>
+    err.code === 'ENOENT' ? '' : Promise.reject(err),
+  )
   let kept = 0
   for (const line of text.split('\n')) {
     if (line === '') continue
@@ -97,7 +108,13 @@ async function loadChain() {
     }
   }
   // Rewrite what was kept, so appending after a torn line stays parseable.
-  await writeFile(chainFile, chain.slice(1).map((b) => `${JSON.stringify(b)}\n`).join(''))
+  await writeFile(
+    chainFile,
+    chain
+      .slice(1)
+      .map((b) => `${JSON.stringify(b)}\n`)
+      .join(''),
+  )
   return kept
 }
 
@@ -125,7 +142,8 @@ async function fetchBounded(url) {
   let size = 0
   for await (const chunk of res.body ?? []) {
     size += chunk.length
-    if (size > MAX_ANSWER_BYTES) throw new ChainError('TOO_LARGE', `answer larger than ${MAX_ANSWER_BYTES} bytes`)
+    if (size > MAX_ANSWER_BYTES)
+      throw new ChainError('TOO_LARGE', `answer larger than ${MAX_ANSWER_BYTES} bytes`)
     chunks.push(chunk)
   }
   const text = Buffer.concat(chunks).toString('utf8')
@@ -211,7 +229,9 @@ function handle(req, res) {
   let m = /^\/blocks\/([0-9]{1,15})$/.exec(path)
   if (m) {
     const block = chain[Number(m[1])]
-    return block ? send(res, 200, block) : send(res, 404, { error: `no block ${m[1]} yet (height ${head().number})` })
+    return block
+      ? send(res, 200, block)
+      : send(res, 404, { error: `no block ${m[1]} yet (height ${head().number})` })
   }
   m = /^\/balances\/([^/]{1,64})$/.exec(path)
   if (m) {
@@ -240,11 +260,16 @@ function handle(req, res) {
 function serveBlocks(req, url, res) {
   const peer = req.headers['x-onex-node-id']
   if (typeof peer !== 'string' || !whitelisted(peer) || peer === nodeId)
-    return send(res, 403, { error: `node ${String(peer).slice(0, 63)} is not in this node's static-nodes whitelist` })
+    return send(res, 403, {
+      error: `node ${String(peer).slice(0, 63)} is not in this node's static-nodes whitelist`,
+    })
   if (req.headers['x-onex-genesis'] !== genesis.hash)
     return send(res, 409, { error: 'another genesis: not the same chain' })
   const from = Number(url.searchParams.get('from') ?? '1')
-  const limit = Math.min(Number(url.searchParams.get('limit') ?? MAX_BLOCKS_PER_ANSWER), MAX_BLOCKS_PER_ANSWER)
+  const limit = Math.min(
+    Number(url.searchParams.get('limit') ?? MAX_BLOCKS_PER_ANSWER),
+    MAX_BLOCKS_PER_ANSWER,
+  )
   if (!Number.isSafeInteger(from) || from < 1 || !Number.isSafeInteger(limit) || limit < 1)
     return send(res, 400, { error: 'from ≥ 1 and limit ≥ 1 are integers' })
   return send(res, 200, { nodeId, height: head().number, blocks: chain.slice(from, from + limit) })
@@ -252,13 +277,16 @@ function serveBlocks(req, url, res) {
 
 await loadChain()
 await readStaticNodes()
-const server = createServer({ requestTimeout: 10_000, headersTimeout: 5_000, maxHeaderSize: 8192 }, (req, res) => {
-  try {
-    handle(req, res)
-  } catch (err) {
-    send(res, 500, { error: String(err?.message ?? err) })
-  }
-})
+const server = createServer(
+  { requestTimeout: 10_000, headersTimeout: 5_000, maxHeaderSize: 8192 },
+  (req, res) => {
+    try {
+      handle(req, res)
+    } catch (err) {
+      send(res, 500, { error: String(err?.message ?? err) })
+    }
+  },
+)
 server.keepAliveTimeout = 5000
 await new Promise((resolve, reject) => {
   server.once('error', reject)
@@ -271,7 +299,9 @@ if (opts['port-file']) {
   await writeFile(tmp, JSON.stringify({ host: opts.host, port, pid: process.pid, nodeId }))
   await rename(tmp, opts['port-file'])
 }
-process.stdout.write(`onex-node ${nodeId}: listening on http://${opts.host}:${port}, chain ${genesis.chainId}\n`)
+process.stdout.write(
+  `onex-node ${nodeId}: listening on http://${opts.host}:${port}, chain ${genesis.chainId}\n`,
+)
 
 const timers = [
   setInterval(produce, opts.interval),

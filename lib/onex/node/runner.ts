@@ -176,6 +176,8 @@ export class NodeRunner implements Service {
     const child = spawn(file, args, {
       cwd: image.dir,
       stdio: ['ignore', logFd, logFd],
+      // Its own process group: a stop reaches whatever the node started too.
+      detached: true,
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
     })
     let exitInfo: string | undefined
@@ -197,7 +199,7 @@ export class NodeRunner implements Service {
       await this.#awaitPortFile(run, portFile, () => exitInfo)
     } catch (err) {
       if (this.#run === run) this.#run = undefined
-      child.kill('SIGKILL')
+      signalGroup(child, 'SIGKILL')
       await exited
       throw err
     }
@@ -267,7 +269,7 @@ export class NodeRunner implements Service {
       this.#setHealth('False', 'HealthCheckFailed', message)
       if (this.#failedChecks >= this.#config.livenessFailures) {
         this.#log.warn({ failures: this.#failedChecks }, 'node unhealthy: killing it')
-        run.child.kill('SIGKILL')
+        signalGroup(run.child, 'SIGKILL')
       }
     } finally {
       this.#checking = false
@@ -324,12 +326,12 @@ export class NodeRunner implements Service {
     clearTimeout(this.#restartTimer)
     const run = this.#run
     if (run) {
-      run.child.kill('SIGTERM')
+      signalGroup(run.child, 'SIGTERM')
       const graceMs = this.assignment.podDeletionTimeoutSeconds * 1000
       const inTime = await Promise.race([run.exited.then(() => true), delay(graceMs).then(() => false)])
       if (!inTime) {
         this.#log.warn({ graceMs }, 'node process ignored SIGTERM: SIGKILL')
-        run.child.kill('SIGKILL')
+        signalGroup(run.child, 'SIGKILL')
         await run.exited
       }
     }
@@ -345,7 +347,7 @@ export class NodeRunner implements Service {
     clearTimeout(this.#restartTimer)
     const run = this.#run
     if (run) {
-      run.child.kill('SIGKILL')
+      signalGroup(run.child, 'SIGKILL')
       await run.exited
     }
     await this.#logFile?.close()
@@ -372,6 +374,17 @@ export class NodeRunner implements Service {
     } catch (err) {
       this.#log.warn({ err }, 'the status reporter threw')
     }
+  }
+}
+
+/** Signals the node's whole process group (it was spawned detached), or the process alone. */
+function signalGroup(child: ChildProcess, sig: NodeJS.Signals): void {
+  // Once it has exited its pid (and group id) may be another's: signal nothing then.
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return
+  try {
+    process.kill(-child.pid, sig)
+  } catch {
+    child.kill(sig)
   }
 }
 

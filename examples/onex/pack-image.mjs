@@ -6,7 +6,7 @@
  * gives the same bytes and the same digest. Prints `sha256:<hex>  <path>`.
  *
  *   node examples/onex/pack-image.mjs [--src examples/onex/node] [--out onex-node-image.tar]
- *   shoal push onex-node-image.tar onex/node:v1     # then distribute it by tag / digest
+ *   PushCLI push --src-path onex-node-image.tar --version v1   # then distribute it by tag / digest
  */
 import { createHash } from 'node:crypto'
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises'

@@ -7,6 +7,8 @@
  */
 import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import t from 'tap'
 import {
@@ -138,4 +140,34 @@ t.test('the image packer is deterministic', async (t) => {
   t.equal(a.bytes.length % 512, 0, 'whole tar blocks')
   const names = a.bytes.subarray(0, 100).toString('utf8').replace(/\0.*$/s, '')
   t.equal(names, 'chain.mjs', 'entries sorted by name')
+})
+
+t.test('a follower refuses blocks that do not verify, even from its whitelisted producer', async (t) => {
+  const dir = await tempDir(t)
+  const genesis = join(dir, 'genesis.json')
+  await writeGenesis(genesis, 10)
+  const genesisHash = createHash('sha256')
+    .update(await readFile(genesis))
+    .digest('hex')
+  // A "producer" that answers with a block whose hash does not match its contents.
+  const forged = { number: 1, parentHash: genesisHash, timestamp: 1, producer: 'liar', hash: 'f'.repeat(64) }
+  const liar = createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' })
+    res.end(JSON.stringify({ nodeId: 'liar', height: 1, blocks: [forged] }))
+  })
+  await new Promise<void>((resolve) => liar.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => liar.close())
+  const sn = join(dir, 'static-nodes.json')
+  await writeStaticNodes(sn, [
+    { id: 'liar', port: (liar.address() as AddressInfo).port },
+    { id: 'follower', port: 0 },
+  ])
+  const follower = await startNodeProgram(t, { dir, id: 'follower', genesis, staticNodes: sn })
+  const state = await until('the follower rejects the forged block', async () => {
+    const list = (await getJson<{ peers: PeerState[] }>(`${follower.url}/peers`)).body.peers
+    const p = list.find((x) => x.id === 'liar')
+    return p?.state === 'rejected' ? p : undefined
+  })
+  t.match(state.error, /hash does not match/)
+  t.equal(await height(follower), 0, 'the forged block was not taken')
 })

@@ -28,6 +28,7 @@ import {
 } from './assignment.js'
 import { type NodeRunnerConfig, NodeRunnerConfigSchema, type NodeRunnerConfigT } from './config.js'
 import { type PreparedImage, prepareImage, pullVerified, renderCommand, verifyFileDigest } from './image.js'
+import { condition, parsePortFile, signalGroup } from './process.js'
 
 export interface NodeRunnerDeps {
   config: NodeRunnerConfig
@@ -375,39 +376,4 @@ export class NodeRunner implements Service {
       this.#log.warn({ err }, 'the status reporter threw')
     }
   }
-}
-
-/** Signals the node's whole process group (it was spawned detached), or the process alone. */
-function signalGroup(child: ChildProcess, sig: NodeJS.Signals): void {
-  // Once it has exited its pid (and group id) may be another's: signal nothing then.
-  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return
-  try {
-    process.kill(-child.pid, sig)
-  } catch {
-    child.kill(sig)
-  }
-}
-
-function condition(status: MinerCondition['status'], reason: string, message?: string): MinerCondition {
-  return {
-    type: 'PodHealthy',
-    status,
-    reason,
-    ...(message === undefined ? {} : { message }),
-    lastTransitionTime: new Date().toISOString(),
-  }
-}
-
-function parsePortFile(text: string, pid: number | undefined): number {
-  let doc: { port?: unknown; pid?: unknown }
-  try {
-    doc = JSON.parse(text)
-  } catch {
-    throw new ShoalError('UPSTREAM_ERROR', 'the node wrote a port file that is not JSON')
-  }
-  if (!Number.isInteger(doc.port) || (doc.port as number) < 1 || (doc.port as number) > 65535)
-    throw new ShoalError('UPSTREAM_ERROR', 'the node wrote a port file without a valid port')
-  if (doc.pid !== undefined && doc.pid !== pid)
-    throw new ShoalError('UPSTREAM_ERROR', `the port file is another process's (pid ${String(doc.pid)})`)
-  return doc.port as number
 }

@@ -1,7 +1,7 @@
 /**
  * The OneX node runner with real processes: the example image and a genesis supplied by digest,
  * the node started from its manifest (port 0, read from its port file), PodHealthy from its
- * /health, restarts per restartPolicy after a kill, a hung node killed by the liveness check,
+ * /health, three Miners wired together through updateStaticNodes agreeing on the chain, restarts per restartPolicy after a kill, a hung node killed by the liveness check,
  * stop by SIGTERM (and SIGKILL after podDeletionTimeout for a node that ignores it), and images
  * that are refused before anything runs.
  */
@@ -152,6 +152,35 @@ t.test('runs the example image: Running, addresses, PodHealthy, balances; stop e
     conditions: [{ type: 'PodHealthy', status: 'False', reason: 'Stopped' }],
   })
   t.notOk(m.status.podRef, 'no podRef after stop')
+})
+
+t.test('three Miners on one image: peers wired with updateStaticNodes, the same block hashes', async (t) => {
+  const r = await rig(t)
+  const names = ['m1', 'm2', 'm3']
+  const initial = names.map((n) => `enode://${n}@127.0.0.1:0`)
+  const miners = names.map((name) => runner(t, r, { name, staticNodes: initial }).runner)
+  for (const m of miners) await m.start()
+  // The ports are the kernel's: the whitelist gets them from the reported Enode addresses.
+  const enodes = miners.map((m) => m.status.addresses.find((a) => a.type === 'Enode')?.address as string)
+  t.match(enodes, [/^enode:\/\/m1@/, /^enode:\/\/m2@/, /^enode:\/\/m3@/])
+  for (const m of miners) await m.updateStaticNodes(enodes)
+  const urls = miners.map((m) => httpAddress(m.status) as string)
+  await until('all three at height 5', async () => {
+    for (const url of urls)
+      if ((await getJson<{ number: number }>(`${url}/blocks/latest`)).body.number < 5) return false
+    return true
+  })
+  for (let n = 1; n <= 5; n++) {
+    const blocks = await Promise.all(
+      urls.map(async (u) => (await getJson<{ hash: string }>(`${u}/blocks/${n}`)).body),
+    )
+    t.equal(new Set(blocks.map((b) => b.hash)).size, 1, `block ${n}: one hash`)
+  }
+  await t.rejects(
+    (miners[0] as NodeRunner).updateStaticNodes(['enode://m1@127.0.0.1:0', 'http://not-an-enode']),
+    { code: 'CONFIG_INVALID' },
+    'a list with something that is not an enode URL is refused',
+  )
 })
 
 t.test(

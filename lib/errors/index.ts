@@ -16,6 +16,8 @@ export const ErrorCodes = {
   BAD_METAINFO: 400,
   /** A directory manifest (the blob a directory tag points at) that is not valid or names an unsafe path. */
   BAD_MANIFEST: 400,
+  /** A OneX node image tarball that is not a valid image: broken tar, an unsafe entry, a missing or invalid manifest.json. */
+  BAD_IMAGE: 400,
   NOT_FOUND: 404,
   TAG_NOT_FOUND: 404,
   BLOB_NOT_FOUND: 404,

@@ -1,6 +1,7 @@
 /** Agent configuration: one agent per host, local API on 127.0.0.1 by default. */
 
 import { hostname } from 'node:os'
+import { AuthConfig } from '../auth/index.js'
 import { BandwidthConfig, ByteSize } from '../bandwidth/config.js'
 import { ListenConfig, LogConfig, z } from '../config/index.js'
 import { HostName } from '../jobs/kinds.js'
@@ -11,6 +12,12 @@ export const AgentConfigSchema = z.strictObject({
   log: LogConfig,
   /** The local HTTP API PullCLI talks to. Bound to loopback unless you mean to share it. */
   server: ListenConfig(16002, '127.0.0.1'),
+  /**
+   * Bearer tokens for the API (lib/auth). On loopback (the default) none are needed: local
+   * users read, and without tokens only local clients write anyway. Bound elsewhere, the agent
+   * does not start without tokens, and every request from another host needs one.
+   */
+  auth: AuthConfig,
   /**
    * The BitTorrent peer port other agents connect to, and the engine's tuning (every key of
    * TorrentTuningConfig, optional: an absent key takes the engine's default).

@@ -51,6 +51,11 @@ export interface TokenAuthOptions {
   onReloadError?: (name: string, file: string, reason: string) => void
   /** A token file was read again after a change. */
   onReload?: (name: string, file: string) => void
+  /**
+   * Reads from addresses other than loopback need a token too (the agent's API bound beyond
+   * loopback: local users read freely, the network does not).
+   */
+  remoteReadsNeedToken?: boolean
 }
 
 interface Token {
@@ -141,9 +146,11 @@ export class TokenAuth implements Service {
         throw new ShoalError('FORBIDDEN', `token "${who.name}" may only read`)
       return who.name
     }
-    if (!write && !this.config.readsNeedToken) return 'anonymous'
+    const remote = req.socket.remoteAddress ?? ''
+    if (!write && !this.config.readsNeedToken && !(this.opts.remoteReadsNeedToken && !isLoopback(remote)))
+      return 'anonymous'
     if (write && !this.enabled) {
-      const from = req.socket.remoteAddress ?? 'an unknown address'
+      const from = remote || 'an unknown address'
       if (isLoopback(from)) return 'anonymous'
       throw new ShoalError(
         'FORBIDDEN',

@@ -22,6 +22,8 @@ export interface HttpClientOptions {
   /** Default per-request timeout for headers, ms. */
   timeoutMs?: number
   dispatcher?: Dispatcher
+  /** Sent with every request (e.g. an Authorization header); a request's own headers win. */
+  headers?: Record<string, string>
 }
 
 export interface RequestOptions {
@@ -53,12 +55,14 @@ export class HttpClient {
   readonly name: string
   private readonly timeoutMs: number
   private readonly dispatcher: Dispatcher
+  private readonly headers: Record<string, string> | undefined
 
   constructor(baseUrl: string, opts: HttpClientOptions) {
     this.baseUrl = normaliseBase(baseUrl)
     this.name = opts.name
     this.timeoutMs = opts.timeoutMs ?? 30_000
     this.dispatcher = opts.dispatcher ?? sharedAgent
+    this.headers = opts.headers
   }
 
   /** Sends a request; the caller must consume or dump `body` of the returned response. */
@@ -69,7 +73,7 @@ export class HttpClient {
       res = await request(url, {
         method: method as Dispatcher.HttpMethod,
         body: (opts.body ?? null) as Dispatcher.DispatchOptions['body'],
-        headers: opts.headers,
+        headers: this.headers ? { ...this.headers, ...opts.headers } : opts.headers,
         signal: opts.signal,
         dispatcher: this.dispatcher,
         headersTimeout: opts.timeoutMs ?? this.timeoutMs,

@@ -41,8 +41,13 @@ export interface ResolvedTagInfo {
 export class AgentClient {
   readonly http: HttpClient
 
-  constructor(baseUrl: string, opts: { timeoutMs?: number } = {}) {
-    this.http = new HttpClient(baseUrl, { name: 'agent', timeoutMs: opts.timeoutMs ?? 30_000 })
+  /** `token`: sent as "Authorization: Bearer" (an agent whose API is bound beyond loopback needs one). */
+  constructor(baseUrl: string, opts: { timeoutMs?: number; token?: string } = {}) {
+    this.http = new HttpClient(baseUrl, {
+      name: 'agent',
+      timeoutMs: opts.timeoutMs ?? 30_000,
+      ...(opts.token === undefined ? {} : { headers: { authorization: `Bearer ${opts.token}` } }),
+    })
   }
 
   async resolve(tag: Tag, signal?: AbortSignal): Promise<Digest> {

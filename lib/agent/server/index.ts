@@ -4,6 +4,7 @@
  */
 import { join, resolve } from 'node:path'
 import { pipeline } from 'node:stream/promises'
+import { guarded, isLoopback, TokenAuth } from '../../auth/index.js'
 import type { Clock } from '../../bandwidth/clock.js'
 import { HostBandwidth, registerBandwidthRoutes } from '../../bandwidth/index.js'
 import { BuildIndexClient, listQuery } from '../../build-index/client/index.js'
@@ -61,6 +62,7 @@ export class AgentServer implements Service {
     stop: () => this.shutdown(),
   })
   private ready = false
+  private auth: TokenAuth | undefined
 
   constructor(
     readonly config: AgentConfig,
@@ -122,7 +124,8 @@ export class AgentServer implements Service {
         if (!this.ready) throw new ShoalError('UNAVAILABLE', 'starting')
       },
     })
-    const r = this.http.router
+    // Every route of the API checks the caller's token first (lib/auth; loaded at start).
+    const r = guarded(this.http.router, () => this.auth)
     r.get('/tags/:tag', (ctx) => this.resolveTag(ctx))
     const list = (ctx: RouteContext) => this.listTags(ctx)
     r.get('/list', list)
@@ -165,6 +168,7 @@ export class AgentServer implements Service {
   }
 
   private async doStart(signal: AbortSignal | undefined): Promise<void> {
+    this.auth = await loadAgentAuth(this.config, this.log)
     await this.store.init()
     await this.journal.init()
     await this.tagCache.init()
@@ -175,6 +179,7 @@ export class AgentServer implements Service {
     // Before the API serves: a pull for a blob being resumed joins that download.
     const resumed = await this.downloads.resume()
     signal?.throwIfAborted()
+    await this.auth.start()
     await this.http.start(this.config.server.port, this.config.server.host)
     // After the API: a pull task goes through it, as PullCLI's pulls do.
     await this.jobs?.start(signal)
@@ -187,6 +192,7 @@ export class AgentServer implements Service {
     // First: a running task's pull needs the API and the engine until it is aborted.
     await this.jobs?.stop()
     await this.http.stop()
+    await this.auth?.stop()
     await this.cache.stop()
     // Downloads in flight end first (journaled, so the next start resumes them), then the engine.
     await this.downloads.stop()
@@ -359,4 +365,25 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   const agent = new AgentServer(config, deps)
   await agent.start()
   return agent
+}
+
+/**
+ * The API's tokens. Beyond loopback they are required (start fails naming the keys) and reads
+ * from other hosts need one too: a pull hands out whole blobs and names paths of this host.
+ */
+async function loadAgentAuth(config: AgentConfig, log: Logger): Promise<TokenAuth> {
+  const { host } = config.server
+  const local = host === 'localhost' || isLoopback(host)
+  if (!local && config.auth.tokens.length === 0)
+    throw new ShoalError(
+      'CONFIG_INVALID',
+      `the agent API is bound to ${host}, beyond loopback, but no token is configured: set auth.tokens in the agent config (token files), or bind server.host to 127.0.0.1`,
+    )
+  return TokenAuth.load(config.auth, {
+    configKey: 'auth.tokens in the agent config',
+    remoteReadsNeedToken: !local,
+    onReload: (name, file) => log.info({ token: name, file }, 'token file read again'),
+    onReloadError: (name, file, reason) =>
+      log.error({ token: name, file, reason }, 'token file changed but cannot be used; the old token stays'),
+  })
 }

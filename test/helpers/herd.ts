@@ -24,6 +24,8 @@ export async function startTestHerd(
     logger?: Logger
     /** HTTP limits (the `server` section) of every service, e.g. a short idleTimeoutMs. */
     server?: Record<string, unknown>
+    /** More of the proxy's config (e.g. rateLimits). */
+    proxy?: Record<string, unknown>
   } = {},
 ): Promise<Herd> {
   const server = opts.server ? { server: opts.server } : {}
@@ -36,7 +38,7 @@ export async function startTestHerd(
       tracker: { announceInterval: 2, minInterval: 1, peerTtlSeconds: opts.peerTtlSeconds ?? 10, ...server },
       origin: { ...opts.origin, ...server },
       buildIndex: server,
-      proxy: server,
+      proxy: { ...opts.proxy, ...server },
     }),
     { logger: opts.logger ?? silentLogger() },
   )

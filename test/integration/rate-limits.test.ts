@@ -3,12 +3,13 @@
  * client gets 429 TOO_MANY_REQUESTS with Retry-After naming the config key, before anything is
  * done for it; once its bucket refills it is served again (polled with a generous deadline).
  */
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
+import { pushDirectory } from '../../lib/cli/dir-push.js'
 import { validateConfig } from '../../lib/config/index.js'
-import { Digest } from '../../lib/core/index.js'
+import { Digest, Tag } from '../../lib/core/index.js'
 import { HttpClient } from '../../lib/http/index.js'
 import { silentLogger } from '../../lib/log/index.js'
 import { OriginConfigSchema } from '../../lib/origin/config.js'
@@ -18,6 +19,8 @@ import { startProxy } from '../../lib/proxy/server/index.js'
 import { encodeBytes } from '../../lib/tracker/client/tracker-client.js'
 import { TrackerConfigSchema } from '../../lib/tracker/config.js'
 import { startTracker } from '../../lib/tracker/server/index.js'
+import { tempDir } from '../helpers/files.js'
+import { startTestHerd } from '../helpers/herd.js'
 
 const logger = silentLogger()
 const listen = { host: '127.0.0.1', port: 0 }
@@ -115,4 +118,21 @@ t.test('proxy: blob pushes past rateLimits.push, refused before the body is read
     'rateLimits.push',
     sender(proxy.url, 'PUT', `/proxy/namespace/ns/blobs/${digest}`, body),
   )
+})
+
+t.test("a directory push waits out the proxy's 429s and completes", async (t) => {
+  const base = await tempDir(t)
+  // One push a second after the first: most of this push's PUTs are refused at least once.
+  const herd = await startTestHerd(t, base, { proxy: { rateLimits: { push: { perSecond: 1, burst: 1 } } } })
+  const src = join(base, 'src', 'tree')
+  await mkdir(src, { recursive: true })
+  for (let i = 0; i < 4; i++) await writeFile(join(src, `f${i}.txt`), `distinct content ${i}\n`)
+  const pushed = await pushDirectory({
+    srcPath: src,
+    tag: Tag.from({ srcHost: 'h', srcDir: join(base, 'src'), fileName: 'tree', version: 'v1' }),
+    dstHost: herd.urls.proxy,
+    concurrency: 4,
+  })
+  t.equal(pushed.files, 4)
+  t.equal(pushed.newFiles, 4, 'every content uploaded, none refused for good')
 })

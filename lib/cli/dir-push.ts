@@ -65,6 +65,14 @@ const IN_PROGRESS_RETRIES = 20
 /** Attempts of one blob push whose connection was refused or reset. */
 const TRANSPORT_RETRIES = 3
 const RETRY_WAIT_MS = 250
+/** A push refused with 429 (the proxy's rate limit) is sent again after Retry-After, this often. */
+const RATE_LIMIT_RETRIES = 60
+
+/** The wait a 429 asks for (details.retryAfterSeconds, lib/http/rate-limit.ts), 1 to 60 s. */
+function retryAfterMs(err: unknown): number {
+  const s = (err as { details?: { retryAfterSeconds?: unknown } }).details?.retryAfterSeconds
+  return typeof s === 'number' && Number.isFinite(s) ? Math.min(60, Math.max(1, s)) * 1000 : 1000
+}
 
 export async function pushDirectory(opts: DirPushOptions): Promise<DirPushResult> {
   const started = Date.now()
@@ -171,11 +179,15 @@ async function pushOne(
       // client is uploading the same content right now (it dedupes once that commits), or when a
       // kept-alive connection was closed under it: one lost connection must not fail a push of
       // 10,000 files.
+      // Over the proxy's per-client push rate (rateLimits.push): wait as long as it says.
+      const limited = isShoalError(err, 'TOO_MANY_REQUESTS') && attempt < RATE_LIMIT_RETRIES
       const again =
+        limited ||
         (isShoalError(err, 'UPLOAD_IN_PROGRESS') && attempt < IN_PROGRESS_RETRIES) ||
         (isShoalError(err, 'UNAVAILABLE') && attempt < TRANSPORT_RETRIES)
       if (!again || signal.aborted) throw err
-      await new Promise((r) => setTimeout(r, RETRY_WAIT_MS * Math.min(attempt, 4)))
+      const wait = limited ? retryAfterMs(err) : RETRY_WAIT_MS * Math.min(attempt, 4)
+      await new Promise((r) => setTimeout(r, wait))
       signal.throwIfAborted()
     }
   }

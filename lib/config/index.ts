@@ -185,6 +185,43 @@ export const ListenConfig = (defaultPort: number, defaultHost = '0.0.0.0') =>
       maxConnections: z.number().int().min(1).max(1_000_000).default(10_000),
       /** Open connections at most from one client address. */
       maxConnectionsPerClient: z.number().int().min(1).max(1_000_000).default(512),
+      /**
+       * A request's headers must be complete this long after its first byte (ms), however
+       * slowly they trickle in (a slowloris client); past it 408 and close.
+       */
+      headersTimeoutMs: z.number().int().min(100).max(600_000).default(30_000),
+      /** Request line and headers at most (bytes); past it 431 and close. */
+      maxHeaderBytes: z
+        .number()
+        .int()
+        .min(1024)
+        .max(1 << 20)
+        .default(16 << 10),
+      /**
+       * A request body the server is waiting for must bring at least this many bytes a second,
+       * averaged over bodyRateWindowMs (a client trickling a byte now and then keeps the idle
+       * timeout from firing); slower: 408 and close. 0 turns the check off.
+       */
+      minBodyBytesPerSec: z
+        .number()
+        .int()
+        .min(0)
+        .max(1 << 30)
+        .default(256),
+      /** The window minBodyBytesPerSec is averaged over (ms). */
+      bodyRateWindowMs: z.number().int().min(100).max(3_600_000).default(30_000),
+    })
+    .prefault({})
+
+/**
+ * A per-client-address token bucket (lib/http/rate-limit.ts): `perSecond` sustained, `burst`
+ * at once; 0 per second turns it off. Defaults are per route family, sized for a fleet.
+ */
+export const RateLimitConfig = (perSecond: number, burst: number) =>
+  z
+    .strictObject({
+      perSecond: z.number().min(0).max(1_000_000).default(perSecond),
+      burst: z.number().int().min(1).max(10_000_000).default(burst),
     })
     .prefault({})
 

@@ -16,6 +16,7 @@ import { listenError } from '../lifecycle/index.js'
 import type { Logger } from '../log/index.js'
 import type { Registry } from '../metrics/index.js'
 import { sendError, sendJson } from './body.js'
+import { ClientErrorAnswers, type InFlight, SlowBodySweep } from './limits.js'
 import { Router } from './router.js'
 
 export interface HttpServerOptions {
@@ -45,12 +46,26 @@ export interface HttpLimits {
   maxConnections: number
   /** Open connections at most from one client address. */
   maxConnectionsPerClient: number
+  /** A request's headers must be complete this long after its first byte (slowloris). */
+  headersTimeoutMs: number
+  /** Request line and headers at most, in bytes (431 past it). */
+  maxHeaderBytes: number
+  /**
+   * A body the server waits on must average at least this many bytes a second over each
+   * bodyRateWindowMs (a trickle keeps the idle timeout from firing); 0 turns the check off.
+   */
+  minBodyBytesPerSec: number
+  bodyRateWindowMs: number
 }
 
 export const DEFAULT_HTTP_LIMITS: HttpLimits = {
   idleTimeoutMs: 60_000,
   maxConnections: 10_000,
   maxConnectionsPerClient: 512,
+  headersTimeoutMs: 30_000,
+  maxHeaderBytes: 16 << 10,
+  minBodyBytesPerSec: 256,
+  bodyRateWindowMs: 30_000,
 }
 
 /**
@@ -61,12 +76,6 @@ export const DEFAULT_HTTP_LIMITS: HttpLimits = {
 const LINGER_MS = 2_000
 /** At most one "connection refused" warning per this many ms, so a flood cannot flood the log. */
 const REFUSAL_LOG_INTERVAL_MS = 10_000
-
-/** The request a connection is serving, for the idle policy. */
-interface InFlight {
-  req: IncomingMessage
-  res: ServerResponse
-}
 
 export class HttpServer {
   readonly router = new Router()
@@ -81,10 +90,14 @@ export class HttpServer {
   private readonly inFlight = new WeakMap<Socket, InFlight>()
   private refusedSinceLog = 0
   private lastRefusalLog = 0
+  private readonly slowBodies: SlowBodySweep
+  private readonly clientErrors: ClientErrorAnswers
 
   constructor(private readonly opts: HttpServerOptions) {
     this.log = opts.logger.child({ component: `${opts.name}-http` })
     this.limits = { ...DEFAULT_HTTP_LIMITS, ...definedOnly(opts.limits ?? {}) }
+    this.clientErrors = new ClientErrorAnswers(this.limits)
+    this.slowBodies = new SlowBodySweep(this.limits, this.log, (socket) => this.inFlight.get(socket))
     this.router.get('/health', ({ res }) => sendJson(res, 200, { status: 'ok', component: opts.name }))
     this.router.get('/readiness', async ({ res }) => {
       try {
@@ -109,8 +122,17 @@ export class HttpServer {
    */
   async start(port: number | NetServer, host = '127.0.0.1'): Promise<AddressInfo> {
     if (this.starting) return this.starting
+    const limits = this.limits
     const server = createServer(
-      { requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 5_000 },
+      {
+        requestTimeout: 0,
+        headersTimeout: limits.headersTimeoutMs,
+        maxHeaderSize: limits.maxHeaderBytes,
+        keepAliveTimeout: 5_000,
+        // Node checks the headers timeout on this period: a fraction of it, so a slowloris
+        // client is cut near its deadline rather than up to 30 s late.
+        connectionsCheckingInterval: Math.min(30_000, Math.max(50, Math.floor(limits.headersTimeoutMs / 4))),
+      },
       (req, res) => {
         this.handle(req, res).catch((err) => this.log.error({ err }, 'request handling failed'))
       },
@@ -120,14 +142,19 @@ export class HttpServer {
     server.timeout = this.limits.idleTimeoutMs
     server.on('timeout', (socket: Socket) => this.onIdle(socket))
     server.on('connection', (socket: Socket) => this.admit(socket))
-    server.on('clientError', (err, socket) => {
-      this.log.debug({ err: err.message }, 'client error')
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n')
-      else socket.destroy()
+    server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      this.log.debug({ err: err.message, code: err.code }, 'client error')
+      if (!socket.writable) {
+        socket.destroy()
+        return
+      }
+      socket.end(this.clientErrors.for(err))
     })
+    this.slowBodies.start()
     this.server = server
     this.starting = new Promise<AddressInfo>((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException) => {
+        this.slowBodies.stop()
         this.starting = undefined
         this.server = undefined
         reject(listenError(this.opts.name, host, typeof port === 'number' ? port : 0, err))
@@ -166,6 +193,7 @@ export class HttpServer {
     if (!server) return
     this.server = undefined
     this.starting = undefined
+    this.slowBodies.stop()
     for (const c of this.controllers) c.abort()
     await new Promise<void>((resolve) => {
       server.close(() => resolve())
@@ -188,7 +216,9 @@ export class HttpServer {
     }
     this.connectionCount++
     this.perClient.set(client, fromClient + 1)
+    this.slowBodies.watch(socket)
     socket.once('close', () => {
+      this.slowBodies.forget(socket)
       this.connectionCount--
       const n = (this.perClient.get(client) ?? 1) - 1
       if (n <= 0) this.perClient.delete(client)

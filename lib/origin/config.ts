@@ -2,7 +2,7 @@
 import { BackendConfig } from '../backend/index.js'
 import { NamespaceBackendsConfig } from '../backend/router.js'
 import { BandwidthConfig } from '../bandwidth/config.js'
-import { ListenConfig, LogConfig, z } from '../config/index.js'
+import { ListenConfig, LogConfig, RateLimitConfig, z } from '../config/index.js'
 import { TorrentTuningConfig } from '../torrent/tuning.js'
 import { HealthCheckConfig } from './client/health.js'
 import { DnsMembersConfig } from './server/members.js'
@@ -78,6 +78,11 @@ export const OriginConfigSchema = z.strictObject({
    * its file is deleted (checked on each request and every ttl/4, at most hourly), seconds.
    */
   uploadTtlSeconds: z.number().int().positive().default(3_600),
+  /**
+   * Per-client-address rate limits (docs/security.md). push: upload starts (POST …/uploads),
+   * not chunks; a proxy is one client and carries every push through it, hence the high default.
+   */
+  rateLimits: z.strictObject({ push: RateLimitConfig(500, 5000) }).prefault({}),
   /** Open uploads over all clients; a POST over it is 429 TOO_MANY_REQUESTS. */
   maxOpenUploads: z.number().int().positive().default(256),
   /** Open uploads per client address (a proxy is one client); a POST over it is 429. */

@@ -5,7 +5,7 @@
  * The admin/metrics port 15005 of §3 is not a separate listener yet: /health, /readiness and
  * /metrics are served on the push port.
  */
-import { ListenConfig, LogConfig, z } from '../config/index.js'
+import { ListenConfig, LogConfig, RateLimitConfig, z } from '../config/index.js'
 import { RemoteEventsConfigSchema } from '../events/config.js'
 import { HealthCheckConfig } from '../origin/client/health.js'
 
@@ -15,6 +15,11 @@ export const MAX_UPLOAD_CHUNK_SIZE = 64 << 20
 export const ProxyConfigSchema = z.strictObject({
   log: LogConfig,
   server: ListenConfig(15000),
+  /**
+   * Per-client-address rate limits (docs/security.md). push: blob PUTs; past it 429
+   * TOO_MANY_REQUESTS with Retry-After. A directory push sends one PUT per distinct content.
+   */
+  rateLimits: z.strictObject({ push: RateLimitConfig(200, 2000) }).prefault({}),
   /** Origin HTTP servers (host:port). The first that answers tells which origin owns a digest. */
   origins: z.array(z.string().min(1)).min(1).default(['127.0.0.1:15002']),
   /**

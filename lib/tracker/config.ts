@@ -2,7 +2,7 @@
  * Tracker configuration. Every field has a default, so `{}` is a valid config; unknown keys are
  * errors (strict objects), so a misspelt key stops the daemon instead of being ignored.
  */
-import { ListenConfig, LogConfig, z } from '../config/index.js'
+import { ListenConfig, LogConfig, RateLimitConfig, z } from '../config/index.js'
 import { HealthCheckConfig } from '../origin/client/health.js'
 import { RedisConfig } from '../redis/index.js'
 
@@ -52,6 +52,12 @@ export const TrackerConfigSchema = z
   .strictObject({
     log: LogConfig,
     server: ListenConfig(15003),
+    /**
+     * Per-client-address rate limits (docs/security.md). announce: an agent announces each of
+     * its torrents every announceInterval; past it 429 TOO_MANY_REQUESTS with Retry-After (an
+     * agent then tries its next tracker).
+     */
+    rateLimits: z.strictObject({ announce: RateLimitConfig(200, 2000) }).prefault({}),
     /** Seconds between regular announces, told to every client. */
     announceInterval: z.number().int().min(1).max(3600).default(30),
     /** Clients must not announce more often than this (seconds). */

@@ -29,6 +29,8 @@ const HERE = fileURLToPath(import.meta.url)
 async function serve(peerStore: unknown): Promise<void> {
   const config = validateConfig(TrackerConfigSchema, {
     server: { host: '127.0.0.1', port: 0 },
+    // Every simulated agent is 127.0.0.1: one rate-limit bucket for all of them.
+    rateLimits: { announce: { perSecond: 0 } },
     peerStore,
     peerTtlSeconds: 600,
     announceInterval: 60,

@@ -26,6 +26,8 @@ export async function startTestHerd(
     server?: Record<string, unknown>
     /** Build-index settings, e.g. replication `remotes`. */
     buildIndex?: Record<string, unknown>
+    /** More of the proxy's config (e.g. rateLimits). */
+    proxy?: Record<string, unknown>
   } = {},
 ): Promise<Herd> {
   const server = opts.server ? { server: opts.server } : {}
@@ -38,7 +40,7 @@ export async function startTestHerd(
       tracker: { announceInterval: 2, minInterval: 1, peerTtlSeconds: opts.peerTtlSeconds ?? 10, ...server },
       origin: { ...opts.origin, ...server },
       buildIndex: { ...opts.buildIndex, ...server },
-      proxy: server,
+      proxy: { ...opts.proxy, ...server },
     }),
     { logger: opts.logger ?? silentLogger() },
   )

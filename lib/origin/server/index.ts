@@ -13,7 +13,7 @@ import type { Backend } from '../../backend/index.js'
 import { NamespaceBackends } from '../../backend/router.js'
 import { type HostBandwidth, registerBandwidthRoutes } from '../../bandwidth/index.js'
 import { ShoalError } from '../../errors/index.js'
-import { HttpServer } from '../../http/index.js'
+import { HttpServer, RateLimiter } from '../../http/index.js'
 import { Lifecycle, type Service } from '../../lifecycle/index.js'
 import type { Logger } from '../../log/index.js'
 import { createRegistry, type Registry } from '../../metrics/index.js'
@@ -209,6 +209,7 @@ export class OriginServer implements Service {
       uploadChunkLimit: config.uploadChunkLimit,
       reading: (digest) => this.service.cache.reading(digest),
       replication: this.replication,
+      pushLimit: new RateLimiter('push', config.rateLimits.push, 'rateLimits.push'),
     })
     if (deps.bandwidth) registerBandwidthRoutes(this.http.router, deps.bandwidth)
   }

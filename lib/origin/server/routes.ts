@@ -7,7 +7,16 @@ import { pipeline } from 'node:stream/promises'
 import { z } from '../../config/index.js'
 import { Digest } from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
-import { parseJson, type Router, readBody, sendEmpty, sendJson, urlPath } from '../../http/index.js'
+import {
+  parseJson,
+  type RateLimiter,
+  type Router,
+  rateLimited,
+  readBody,
+  sendEmpty,
+  sendJson,
+  urlPath,
+} from '../../http/index.js'
 import type { BlobStore } from '../../store/index.js'
 import { parsePushedWithin } from './gc.js'
 import { checkNamespace } from './keys.js'
@@ -24,6 +33,8 @@ export interface RouteDeps {
   reading: (digest: Digest) => () => void
   /** Copies committed blobs to the other owners; answers POST /blobs/:digest/replicate. */
   replication: Replication
+  /** Per-client limit on upload starts (config rateLimits.push). */
+  pushLimit: RateLimiter
 }
 
 const BLOB = '/namespace/:ns/blobs/:digest'
@@ -41,12 +52,15 @@ export function registerRoutes(router: Router, deps: RouteDeps): void {
     digest: Digest.parse(params.digest as string),
   })
 
-  router.post(`${BLOB}/uploads`, async ({ req, res, params, signal }) => {
-    const { ns, digest } = target(params)
-    const uid = await service.uploads.start(ns, digest, clientOf(req), signal)
-    res.setHeader('location', urlPath`/namespace/${ns}/blobs/${digest}/uploads/${uid}`)
-    sendJson(res, 202, { uid })
-  })
+  router.post(
+    `${BLOB}/uploads`,
+    rateLimited(deps.pushLimit, async ({ req, res, params, signal }) => {
+      const { ns, digest } = target(params)
+      const uid = await service.uploads.start(ns, digest, clientOf(req), signal)
+      res.setHeader('location', urlPath`/namespace/${ns}/blobs/${digest}/uploads/${uid}`)
+      sendJson(res, 202, { uid })
+    }),
+  )
 
   router.patch(`${BLOB}/uploads/:uid`, async ({ req, res, params, signal }) => {
     const { digest } = target(params)

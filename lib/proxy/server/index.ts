@@ -33,6 +33,7 @@ import { ShoalError } from '../../errors/index.js'
 import { daemonEvents, type EventRecorder, type QueuedEventRecorder } from '../../events/index.js'
 import {
   HttpServer,
+  RateLimiter,
   type RouteContext,
   readBody,
   sendEmpty,
@@ -157,7 +158,9 @@ export class ProxyServer implements Service {
       sendEmpty(res, 200, { 'content-length': stat.size })
     })
 
+    const pushLimit = new RateLimiter('push', this.config.rateLimits.push, 'rateLimits.push')
     r.put('/proxy/namespace/:ns/blobs/:digest', async ({ req, res, params, signal }) => {
+      pushLimit.check(req, res)
       const ns = parseNamespace(params.ns ?? '')
       const digest = Digest.parse(params.digest ?? '')
       const size = contentLength(req)

@@ -8,7 +8,7 @@
 import type { ServerResponse } from 'node:http'
 import { Digest, parseNamespace } from '../../core/index.js'
 import { ShoalError, toShoalError } from '../../errors/index.js'
-import { HttpServer } from '../../http/index.js'
+import { HttpServer, RateLimiter } from '../../http/index.js'
 import { Lifecycle, type Service } from '../../lifecycle/index.js'
 import type { Logger } from '../../log/index.js'
 import { counter, createRegistry, Gauge, type Registry } from '../../metrics/index.js'
@@ -135,7 +135,10 @@ export class TrackerServer implements Service {
     })
     this.corrupt.register(this.http.router)
 
+    const announceLimit = new RateLimiter('announce', config.rateLimits.announce, 'rateLimits.announce')
     this.http.router.get('/announce', async ({ req, res }) => {
+      // Refused as a Shoal JSON 429 with Retry-After (a non-200 answer: the agent tries its next tracker).
+      announceLimit.check(req, res)
       const rawUrl = req.url ?? ''
       const q = rawUrl.indexOf('?')
       let parsed: ReturnType<typeof parseAnnounce>

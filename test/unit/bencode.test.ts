@@ -1,0 +1,66 @@
+/**
+ * Regressions found by test/fuzz/fuzz-protocol.test.ts: the bencode package's decoder accepted
+ * what is not bencode and overflowed the stack on deep nesting. Each input here is the shrunk
+ * counterexample (or its family); every refusal is a ShoalError naming the offset.
+ */
+import t from 'tap'
+import { bencodeDecode, bencodeEncode, MAX_BENCODE_DEPTH } from '../../lib/core/bencode.js'
+import { isShoalError } from '../../lib/errors/index.js'
+
+const refused = (s: string | Buffer) => {
+  try {
+    bencodeDecode(Buffer.isBuffer(s) ? s : Buffer.from(s, 'latin1'))
+    return 'accepted'
+  } catch (err) {
+    return isShoalError(err, 'BAD_REQUEST') ? (err as Error).message : `threw ${(err as Error).name}`
+  }
+}
+
+t.test('malformed bencode the package accepted is refused with BAD_REQUEST', async (t) => {
+  const cases: Record<string, RegExp> = {
+    '5:ab': /a string of 5 bytes, only 2 left/,
+    'i1.5e': /does not end with "e"/,
+    ie: /digits expected/,
+    'i-0e': /"-0"/,
+    i01e: /leading zero/,
+    '01:a': /leading zero/,
+    '0:x': /1 bytes after the value/,
+    i99999999999999999e: /longer than 16 digits/,
+    i9007199254740993e: /too large/,
+    'd1:a0:1:a0:e': /appears twice/,
+    'd1:a0:': /not closed/,
+    l: /ends where a value should start/,
+    '-1:': /cannot start a value/,
+    '': /ends where a value should start/,
+  }
+  for (const [input, why] of Object.entries(cases)) t.match(refused(input), why, JSON.stringify(input))
+})
+
+t.test('deep nesting is refused at the limit, never a stack overflow', async (t) => {
+  for (const n of [MAX_BENCODE_DEPTH + 1, 100_000, 1_000_000]) {
+    t.match(refused('l'.repeat(n) + 'e'.repeat(n)), /nested deeper than 64/, `l × ${n}`)
+    t.match(refused('d1:a'.repeat(n) + 'e'.repeat(n)), /nested deeper than 64/, `d × ${n}`)
+  }
+  const ok = 'l'.repeat(MAX_BENCODE_DEPTH) + 'e'.repeat(MAX_BENCODE_DEPTH)
+  t.equal(refused(ok), 'accepted', 'the limit itself is accepted')
+})
+
+t.test('valid bencode decodes as before: copies, own keys, hex for binary keys', async (t) => {
+  const input = Buffer.from('d9:__proto__i1e1:al3:abci-7ee1:di0ee')
+  const v = bencodeDecode(input) as Record<string, unknown>
+  t.ok(Object.hasOwn(v, '__proto__'), '__proto__ is an own key, not the prototype')
+  t.equal(Object.getPrototypeOf(v), Object.prototype)
+  t.same(v.a, [new Uint8Array(Buffer.from('abc')), -7])
+  t.equal(v.d, 0)
+  const s = (v.a as Uint8Array[])[0]!
+  input.fill(0)
+  t.equal(Buffer.from(s).toString(), 'abc', 'byte strings are copies, not views of the input')
+  const bin = bencodeDecode(
+    Buffer.concat([Buffer.from('d2:'), Buffer.from([0xff, 0xfe]), Buffer.from('i1ee')]),
+  )
+  t.same(bin, { fffe: 1 }, 'a key that is not UTF-8 comes back as hex (as the package did)')
+  t.same(bencodeDecode(bencodeEncode({ b: [1, 2], a: Buffer.from('x') })), {
+    a: new Uint8Array([120]),
+    b: [1, 2],
+  })
+})

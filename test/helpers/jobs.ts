@@ -23,28 +23,11 @@ import {
 import { registerJobKinds } from '../../lib/jobs/register.js'
 import type { JobTransition } from '../../lib/jobs/summary.js'
 import { silentLogger } from '../../lib/log/index.js'
+import { until } from './until.js'
 
 export const NS = 'default'
 
-export async function until<T>(
-  what: string,
-  get: () => Promise<T | undefined | false> | T | undefined | false,
-  ms = 15_000,
-): Promise<T> {
-  const deadline = Date.now() + ms
-  let last: unknown
-  for (;;) {
-    try {
-      const v = await get()
-      if (v !== undefined && v !== false) return v
-    } catch (err) {
-      last = err
-    }
-    if (Date.now() > deadline)
-      throw new Error(`not true within ${ms} ms: ${what}${last ? ` (${String(last)})` : ''}`)
-    await new Promise((r) => setTimeout(r, 20))
-  }
-}
+export { until }
 
 export interface JobsRig {
   dir: string

@@ -5,11 +5,12 @@
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile, rename, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
+import { tempDir as filesTempDir } from './files.js'
+import { until } from './until.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '../..')
 export const NODE_PROGRAM = join(root, 'examples/onex/node/node.mjs')
@@ -19,31 +20,11 @@ export const HUNDRED_ETH = '100000000000000000000'
 type Teardown = { teardown(fn: () => unknown): void }
 
 /** A fresh folder, removed when the test ends. */
-export async function tempDir(t: Teardown): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'onex-node-'))
-  t.teardown(() => rm(dir, { recursive: true, force: true }))
-  return dir
+export function tempDir(t: Teardown): Promise<string> {
+  return filesTempDir(t, 'onex-node-')
 }
 
-export async function until<T>(
-  what: string,
-  get: () => Promise<T | undefined | false> | T | undefined | false,
-  ms = 15_000,
-): Promise<T> {
-  const deadline = Date.now() + ms
-  let last: unknown
-  for (;;) {
-    try {
-      const v = await get()
-      if (v !== undefined && v !== false) return v
-    } catch (err) {
-      last = err
-    }
-    if (Date.now() > deadline)
-      throw new Error(`not true within ${ms} ms: ${what}${last ? ` (${String(last)})` : ''}`)
-    await new Promise((r) => setTimeout(r, 25))
-  }
-}
+export { until }
 
 /** Accounts 0x…01 … 0x…0n, each 100 ETH, in GoQuorum's genesis format (raft: difficulty 0). */
 export function genesisDoc(accounts = 10, chainId = 1337): { doc: object; addresses: string[] } {

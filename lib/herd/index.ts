@@ -249,6 +249,7 @@ export function createHerd(config: HerdConfig, deps: HerdDeps): Herd {
         originHttp: originHttp.port,
         tracker: portOfUrl(tracker?.url),
         buildIndex: portOfUrl(buildIndex?.url),
+        ...(apiserver ? { apiserver: portOfUrl(apiserver.url) } : {}),
       }
       wired = {
         urls: {

@@ -158,6 +158,10 @@ t.test('a Chain: accounts, genesis pushed through Shoal, image digest, the genes
     t.ok(alloc[address.slice(2)], 'the genesis credits it')
   }
   t.same(chain.status?.accounts, keys.map(([a]) => a).sort())
+
+  // The plugin counts its passes on the daemon's registry (the proxy's /metrics in a herd).
+  const metrics = await new HttpClient(herd.urls.proxy, { name: 'proxy' }).request('GET', '/metrics')
+  t.match(await metrics.body.text(), /shoal_onex_reconcile_passes_total\{[^}]*\} [1-9]/)
 })
 
 t.test('MinerSets: scheduling, /scale, delete policies, protection and cascade', async (t) => {

@@ -11,6 +11,7 @@ import { BuildIndexClient } from '../../build-index/client/index.js'
 import { isShoalError, toShoalError } from '../../errors/index.js'
 import { Lifecycle, type Service } from '../../lifecycle/index.js'
 import type { Logger } from '../../log/index.js'
+import { type Counter, counter, type Registry } from '../../metrics/index.js'
 import { ProxyClient } from '../../proxy/client/index.js'
 import {
   CHAIN_NAMESPACE,
@@ -40,6 +41,8 @@ export interface OnexControllerOptions {
   logger: Logger
   proxyUrl: string
   buildIndexUrl: string
+  /** The daemon's registry: passes and failed reconciles are counted there. */
+  metrics?: Registry
   now?: () => Date
 }
 
@@ -55,11 +58,26 @@ export class OnexController implements Service {
   private timer: NodeJS.Timeout | undefined
   /** Passes done (tests, logs). */
   passes = 0
+  private readonly passCount: Counter | undefined
+  private readonly failures: Counter | undefined
 
   constructor(private readonly opts: OnexControllerOptions) {
     this.proxy = new ProxyClient(opts.proxyUrl, { timeoutMs: 30_000, actor: 'onex-controller' })
     this.buildIndex = new BuildIndexClient(opts.buildIndexUrl, { timeoutMs: 30_000 })
     this.now = opts.now ?? (() => new Date())
+    if (opts.metrics) {
+      this.passCount = counter(
+        opts.metrics,
+        'shoal_onex_reconcile_passes_total',
+        'OneX reconcile passes over every object',
+      )
+      this.failures = counter(
+        opts.metrics,
+        'shoal_onex_reconcile_failures_total',
+        'OneX reconciles that failed and were tried again, by kind',
+        ['kind'],
+      )
+    }
     this.life = new Lifecycle('onex controller', { start: () => this.begin(), stop: () => this.end() })
   }
 
@@ -121,12 +139,14 @@ export class OnexController implements Service {
         await this.pass()
       } catch (err) {
         const e = toShoalError(err)
+        if (e.code !== 'CONFLICT') this.failures?.inc({ kind: 'pass' })
         if (e.code !== 'CONFLICT' && e.code !== 'NOT_FOUND')
           this.opts.logger.warn({ err: e.message, code: e.code }, 'onex reconcile failed; again')
         this.dirty = true
         await pause(e.code === 'CONFLICT' ? 20 : 500, signal)
       }
       this.passes++
+      this.passCount?.inc()
     }
   }
 
@@ -246,6 +266,7 @@ export class OnexController implements Service {
       this.dirty = true
       return
     }
+    this.failures?.inc({ kind })
     this.opts.logger.warn({ kind, name, err: toShoalError(err).message }, 'onex reconcile failed')
     this.dirty = true
   }

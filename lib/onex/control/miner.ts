@@ -41,7 +41,8 @@ export function planMiner(miner: Miner, w: MinerWorld): MinerStep {
   }
   if (!miner.metadata.finalizers.includes(FINALIZER_MINER)) return { type: 'addFinalizer' }
 
-  let next: MinerStatusT = { ...status, observedGeneration: miner.metadata.generation }
+  // observedGeneration is the node half's: it is the one acting on the spec.
+  let next: MinerStatusT = { ...status }
   const chainStatus = w.chain?.status
   if (chainStatus?.imageDigest && chainStatus.genesisDigest)
     next.artifacts = {

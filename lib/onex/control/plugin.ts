@@ -28,6 +28,7 @@ export const onexControlPlugin: ShoalPlugin<OnexControlConfig> = {
           logger: ctx.logger,
           proxyUrl: s.proxyUrl,
           buildIndexUrl: s.buildIndexUrl,
+          metrics: ctx.metrics,
         })
       },
     ]

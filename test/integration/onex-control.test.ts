@@ -179,7 +179,9 @@ t.test('MinerSets: scheduling, /scale, delete policies, protection and cascade',
   const three = await until('3 Miners and the genesis Miner bound', async () => {
     const ms = await setMiners(c, 'web')
     const genesis = await c.miners.get(CHAIN_NAMESPACE, 'beta').catch(() => undefined)
-    return ms.length === 3 && ms.every((m) => m.spec.hostName) && genesis?.spec.hostName ? ms : undefined
+    // Bound is two writes (spec.hostName, then the status): wait for both.
+    const bound = (m: Miner | undefined) => Boolean(m?.spec.hostName && m.status?.phase === 'Provisioning')
+    return ms.length === 3 && ms.every(bound) && bound(genesis as Miner | undefined) ? ms : undefined
   })
   // With the chain's genesis Miner that makes 4 Miners on 3 Hosts: spread, 2 on one at most.
   const all = [...three, await c.miners.get(CHAIN_NAMESPACE, 'beta')]
@@ -304,7 +306,7 @@ t.test('deleting a Chain waits until its Miners have stopped', async (t) => {
   await addHosts(c, 1)
   const bound = await until('genesis Miner bound', async () => {
     const m = await c.miners.get(CHAIN_NAMESPACE, 'delta').catch(() => undefined)
-    return m?.spec.hostName ? m : undefined
+    return m?.spec.hostName && m.status?.phase === 'Provisioning' ? m : undefined
   })
   t.ok(bound.status?.artifacts?.genesisDigest, 'the Miner carries the artifacts the node half pulls')
   // The node half's report: a running process.

@@ -5,7 +5,7 @@
  * documents with `---`); `scale` writes a MinerSet's /scale subresource; `delete` answers whether
  * the object is gone or held by finalizers.
  */
-import { readFile } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { parseAllDocuments } from 'yaml'
 import { ResourceClient } from '../apiserver/client/index.js'
 import type { KindRef, Resource, ResourceInput } from '../apiserver/types.js'
@@ -238,10 +238,11 @@ export function onexCommand(io: Output = stdio, deps: OnexDeps = {}, name = 'one
 type Doc = ResourceInput & { apiVersion?: string; kind?: string }
 
 async function readObjects(file: string): Promise<Doc[]> {
-  const text = await readFile(file, 'utf8').catch((e) =>
-    Promise.reject(usage(`cannot read ${file}: ${toShoalError(e).message}`)),
-  )
-  if (Buffer.byteLength(text) > MAX_FILE_BYTES) throw usage(`${file} is larger than ${MAX_FILE_BYTES} bytes`)
+  const cannot = (e: unknown) => Promise.reject(usage(`cannot read ${file}: ${toShoalError(e).message}`))
+  // Refused before reading: a manifest is small, a wrong path may name a huge file.
+  const st = await stat(file).catch(cannot)
+  if (st.size > MAX_FILE_BYTES) throw usage(`${file} is larger than ${MAX_FILE_BYTES} bytes`)
+  const text = await readFile(file, 'utf8').catch(cannot)
   const out: Doc[] = []
   for (const d of parseAllDocuments(text)) {
     if ('errors' in d && d.errors.length > 0) throw usage(`${file}: ${d.errors[0]?.message.split('\n')[0]}`)

@@ -67,6 +67,9 @@ export class PluginHost {
   /** Before the resource API: import, validate, register kinds. */
   readonly setupPart: Service = {
     start: async () => {
+      // A daemon started again (stop, start) sets its plugins up afresh.
+      this.parts = []
+      this.loaded.length = 0
       for (const [name, slice] of Object.entries(this.config)) {
         const plugin = await this.loader(name)()
         const config = validateConfig(plugin.configSchema, slice, `plugins.${name}`)

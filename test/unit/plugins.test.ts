@@ -20,13 +20,15 @@ function rig(config: Record<string, Record<string, unknown>>) {
     configSchema: z.strictObject({ level: z.number().default(1) }),
     setup(ctx) {
       log.push(`setup ${name} level=${ctx.config.level}`)
-      ctx.registry.register({
-        group: `${name}.io`,
-        version: 'v1',
-        kind: 'Thing',
-        plural: 'things',
-        spec: z.unknown(),
-      })
+      // As real plugins do: a registry kept across a restart has the kind already.
+      if (!ctx.registry.kinds().some((k) => k.group === `${name}.io`))
+        ctx.registry.register({
+          group: `${name}.io`,
+          version: 'v1',
+          kind: 'Thing',
+          plural: 'things',
+          spec: z.unknown(),
+        })
       return [
         {
           start: async () => void log.push(`start ${name}`),
@@ -101,4 +103,19 @@ t.test('the built-in catalog has the onex control half for the herd only', async
   t.equal(onex?.name, 'onex')
   t.ok(onex?.configSchema.safeParse({}).success, 'an empty slice is a working config')
   t.notOk(onex?.configSchema.safeParse({ bogus: 1 }).success, 'strict')
+})
+
+t.test('a daemon started again sets its plugins up afresh (no parts twice)', async (t) => {
+  const { host, log } = rig({ one: {} })
+  for (let i = 0; i < 2; i++) {
+    await host.setupPart.start()
+    const run = typeof host.runPart === 'function' ? await host.runPart() : host.runPart
+    await run.start()
+    await run.stop()
+  }
+  t.same(
+    log.filter((l) => l.startsWith('start')),
+    ['start one', 'start one'],
+  )
+  t.same(host.loaded, ['one'])
 })

@@ -159,6 +159,24 @@ t.test('a Chain: accounts, genesis pushed through Shoal, image digest, the genes
   }
   t.same(chain.status?.accounts, keys.map(([a]) => a).sort())
 
+  // The whitelist follows the Miners' reported enodes.
+  const enode = `enode://${'ab'.repeat(64)}@127.0.0.1:30303`
+  await c.miners.patch(
+    CHAIN_NAMESPACE,
+    'alpha',
+    { status: { addresses: [{ type: 'Enode', address: enode }] } },
+    { status: true },
+  )
+  await until('whitelisted', async () =>
+    (await c.chains.get(CHAIN_NAMESPACE, 'alpha')).status?.staticNodes?.includes(enode),
+  )
+  await c.miners.patch(CHAIN_NAMESPACE, 'alpha', { status: { addresses: [] } }, { status: true })
+  await until(
+    'no longer whitelisted',
+    async () => (await c.chains.get(CHAIN_NAMESPACE, 'alpha')).status?.staticNodes?.length === 0,
+  )
+  t.pass('static nodes follow the Miners')
+
   // The plugin counts its passes on the daemon's registry (the proxy's /metrics in a herd).
   const metrics = await new HttpClient(herd.urls.proxy, { name: 'proxy' }).request('GET', '/metrics')
   t.match(await metrics.body.text(), /shoal_onex_reconcile_passes_total\{[^}]*\} [1-9]/)

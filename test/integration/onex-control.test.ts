@@ -372,3 +372,29 @@ t.test('deleting a Chain waits until its Miners have stopped', async (t) => {
   )
   t.pass('finalizers cleared in order')
 })
+
+t.test('a MinerSet whose Miners the API refuses says so, and blocks no other set', async (t) => {
+  const herd = await onexHerd(t)
+  const c = clients(herd)
+  await pushImage(herd)
+  await createChain(c, 'eps')
+  await addHosts(c, 1)
+  // A label value the API refuses (spaces): the set's schema takes it, the Miner's create does not.
+  const bad = { metadata: { labels: { tier: 'not a label value' } }, spec: { chainName: 'eps' } }
+  await c.sets.create(NS, {
+    metadata: { name: 'bad' },
+    spec: { replicas: 1, template: bad } as unknown as MinerSetSpecT,
+  })
+  await c.sets.create(NS, {
+    metadata: { name: 'good' },
+    spec: { replicas: 2, template: { metadata: {}, spec: { chainName: 'eps' } } } as unknown as MinerSetSpecT,
+  })
+  const failed = await until('failure recorded', async () => {
+    const s = await c.sets.get(NS, 'bad')
+    return s.status?.failureReason ? s.status : undefined
+  })
+  t.equal(failed.failureReason, 'INVALID')
+  t.match(failed.failureMessage, /label/)
+  await until('the other set has its Miners', async () => (await setMiners(c, 'good')).length === 2)
+  t.equal((await setMiners(c, 'bad')).length, 0)
+})

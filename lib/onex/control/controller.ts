@@ -26,7 +26,7 @@ import {
 import { ignoreNotFound, reconcileChain } from './chain.js'
 import type { OnexControlConfig } from './config.js'
 import { planMiner } from './miner.js'
-import { planMinerSet } from './minerset.js'
+import { type MinerSetPlan, planMinerSet } from './minerset.js'
 import {
   ChainDefinition,
   HostDefinition,
@@ -185,82 +185,117 @@ export class OnexController implements Service {
       }).catch((err) => this.failed('Chain', chain.metadata.name, err))
 
     for (const set of sets) {
-      const plan = planMinerSet(
-        set,
-        miners.filter((m) => m.metadata.namespace === set.metadata.namespace),
-        now,
-      )
-      const ns = set.metadata.namespace
-      for (const m of plan.adopt)
-        await store.update(MinerDefinition, ns, {
-          ...m,
-          metadata: {
-            ...m.metadata,
-            ownerReferences: [
-              ...m.metadata.ownerReferences,
-              {
-                apiVersion: set.apiVersion,
-                kind: set.kind,
-                name: set.metadata.name,
-                uid: set.metadata.uid,
-                controller: true,
-              },
-            ],
-          },
-        })
-      for (const input of plan.create) await store.create(MinerDefinition, ns, input)
-      for (const m of plan.remove)
-        await store.delete(MinerDefinition, ns, m.metadata.name).catch(ignoreNotFound)
-      if (plan.create.length || plan.remove.length)
-        logger.info(
-          {
-            minerset: `${ns}/${set.metadata.name}`,
-            created: plan.create.length,
-            deleted: plan.remove.map((m) => m.metadata.name),
-          },
-          'minerset resized',
-        )
-      if (JSON.stringify(plan.status) !== JSON.stringify(set.status ?? {}))
-        await store.updateStatus(MinerSetDefinition, ns, { ...set, status: plan.status })
+      const own = miners.filter((m) => m.metadata.namespace === set.metadata.namespace)
+      await this.applyMinerSet(set, planMinerSet(set, own, now)).catch((err) => this.minerSetFailed(set, err))
     }
 
     const bound = [...miners]
-    for (const miner of miners) {
-      const chain = chains.find((c) => c.metadata.name === miner.spec.chainName)
-      const step = planMiner(miner, {
-        chain,
-        hosts,
-        miners: bound,
-        types: config.minerTypes,
-        hostStaleSeconds: config.hostStaleSeconds,
-        now,
-      })
-      const ns = miner.metadata.namespace
-      const meta = miner.metadata
-      if (step.type === 'addFinalizer')
-        await store.update(MinerDefinition, ns, {
-          ...miner,
-          metadata: { ...meta, finalizers: [...meta.finalizers, FINALIZER_MINER] },
-        })
-      else if (step.type === 'releaseFinalizer') {
-        await store.update(MinerDefinition, ns, {
-          ...miner,
-          metadata: { ...meta, finalizers: meta.finalizers.filter((f) => f !== FINALIZER_MINER) },
-        })
-        logger.info({ miner: `${ns}/${meta.name}`, reason: step.reason }, 'miner released')
-      } else if (step.type === 'bind') {
-        const updated = (await store.update(MinerDefinition, ns, {
-          ...miner,
-          spec: { ...miner.spec, hostName: step.hostName },
-        })) as Miner
-        await store.updateStatus(MinerDefinition, ns, { ...updated, status: step.status })
-        // The next Miner of this pass sees this one's place taken.
-        bound[bound.indexOf(miner)] = updated
-      } else if (step.type === 'status')
-        await store.updateStatus(MinerDefinition, ns, { ...miner, status: step.status })
-    }
+    for (const miner of miners)
+      await this.applyMiner(miner, chains, hosts, bound, now).catch((err) =>
+        this.failed('Miner', miner.metadata.name, err),
+      )
   }
 
+  private async applyMinerSet(set: MinerSet, plan: MinerSetPlan): Promise<void> {
+    const { store, logger } = this.opts
+    const ns = set.metadata.namespace
+    for (const m of plan.adopt)
+      await store.update(MinerDefinition, ns, {
+        ...m,
+        metadata: {
+          ...m.metadata,
+          ownerReferences: [
+            ...m.metadata.ownerReferences,
+            {
+              apiVersion: set.apiVersion,
+              kind: set.kind,
+              name: set.metadata.name,
+              uid: set.metadata.uid,
+              controller: true,
+            },
+          ],
+        },
+      })
+    for (const input of plan.create) await store.create(MinerDefinition, ns, input)
+    for (const m of plan.remove)
+      await store.delete(MinerDefinition, ns, m.metadata.name).catch(ignoreNotFound)
+    if (plan.create.length || plan.remove.length)
+      logger.info(
+        {
+          minerset: `${ns}/${set.metadata.name}`,
+          created: plan.create.length,
+          deleted: plan.remove.map((m) => m.metadata.name),
+        },
+        'minerset resized',
+      )
+    // A set that works again loses the failure an earlier pass recorded.
+    const { failureReason: _r, failureMessage: _m, ...status } = plan.status
+    if (JSON.stringify(status) !== JSON.stringify(set.status ?? {}))
+      await store.updateStatus(MinerSetDefinition, ns, { ...set, status })
+  }
+
+  /** A set whose Miners cannot be written (e.g. a template the API refuses) says so in its status. */
+  private async minerSetFailed(set: MinerSet, err: unknown): Promise<void> {
+    this.failed('MinerSet', set.metadata.name, err)
+    const e = toShoalError(err)
+    if (e.code === 'CONFLICT') return
+    const status = {
+      ...(set.status ?? {}),
+      failureReason: e.code,
+      failureMessage: e.message.slice(0, 1024),
+    } as MinerSet['status']
+    if (JSON.stringify(status) === JSON.stringify(set.status ?? {})) return
+    await this.opts.store
+      .updateStatus(MinerSetDefinition, set.metadata.namespace, { ...set, status })
+      .catch(() => undefined) // the next pass tries again
+  }
+
+  private async applyMiner(
+    miner: Miner,
+    chains: Chain[],
+    hosts: Host[],
+    bound: Miner[],
+    now: Date,
+  ): Promise<void> {
+    const { store, config, logger } = this.opts
+    const chain = chains.find((c) => c.metadata.name === miner.spec.chainName)
+    const step = planMiner(miner, {
+      chain,
+      hosts,
+      miners: bound,
+      types: config.minerTypes,
+      hostStaleSeconds: config.hostStaleSeconds,
+      now,
+    })
+    const ns = miner.metadata.namespace
+    const meta = miner.metadata
+    if (step.type === 'addFinalizer')
+      await store.update(MinerDefinition, ns, {
+        ...miner,
+        metadata: { ...meta, finalizers: [...meta.finalizers, FINALIZER_MINER] },
+      })
+    else if (step.type === 'releaseFinalizer') {
+      await store.update(MinerDefinition, ns, {
+        ...miner,
+        metadata: { ...meta, finalizers: meta.finalizers.filter((f) => f !== FINALIZER_MINER) },
+      })
+      logger.info({ miner: `${ns}/${meta.name}`, reason: step.reason }, 'miner released')
+    } else if (step.type === 'bind') {
+      const updated = (await store.update(MinerDefinition, ns, {
+        ...miner,
+        spec: { ...miner.spec, hostName: step.hostName },
+      })) as Miner
+      await store.updateStatus(MinerDefinition, ns, { ...updated, status: step.status })
+      // The next Miner of this pass sees this one's place taken.
+      bound[bound.indexOf(miner)] = updated
+    } else if (step.type === 'status')
+      await store.updateStatus(MinerDefinition, ns, { ...miner, status: step.status })
+  }
+
+  /**
+   * A lost race is tried again at once; anything else waits for the resync timer, so one
+   * object that keeps failing neither spins the loop nor blocks the others.
+   */
   private failed(kind: string, name: string, err: unknown): void {
     if (isShoalError(err, 'CONFLICT')) {
       this.dirty = true
@@ -268,8 +303,8 @@ export class OnexController implements Service {
     }
     this.failures?.inc({ kind })
     this.opts.logger.warn({ kind, name, err: toShoalError(err).message }, 'onex reconcile failed')
-    this.dirty = true
   }
+
 }
 
 function pause(ms: number, signal: AbortSignal): Promise<void> {

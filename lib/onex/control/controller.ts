@@ -304,7 +304,6 @@ export class OnexController implements Service {
     this.failures?.inc({ kind })
     this.opts.logger.warn({ kind, name, err: toShoalError(err).message }, 'onex reconcile failed')
   }
-
 }
 
 function pause(ms: number, signal: AbortSignal): Promise<void> {

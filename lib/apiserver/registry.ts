@@ -19,6 +19,22 @@ export interface KindDefinition extends KindRef {
    * a string from the object (undefined: the field is absent and matches only `!=`).
    */
   selectableFields?: Record<string, (obj: Resource) => string | undefined>
+  /**
+   * Asked before a delete through the API (not an in-process store delete): throws to refuse it
+   * (e.g. FORBIDDEN for OneX's deletion-protection annotation), with the stored object.
+   */
+  admitDelete?: (obj: Resource) => void
+  /**
+   * A `/scale` subresource (as a CRD declares one): where the desired and current replica counts
+   * live (dotted paths) and the label selector the status reports. GET answers a Scale object;
+   * PUT or PATCH of `spec.replicas` writes the desired count into the spec.
+   */
+  scale?: {
+    specReplicasPath: string
+    statusReplicasPath: string
+    /** The selector of the counted objects as a labelSelector string, read from the object. */
+    selector: (obj: Resource) => string
+  }
 }
 
 /** The fields every kind can be selected on. */

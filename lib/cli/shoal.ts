@@ -1,4 +1,4 @@
-/** The umbrella `shoal` command: herd, agent, devcluster, demo, tags, job. */
+/** The umbrella `shoal` command: herd, agent, devcluster, demo, tags, job, events, onex. */
 import { demo } from '../devcluster/demo.js'
 import { DEFAULT_WORKDIR, down, hints, restart, status, up } from '../devcluster/index.js'
 import { AGENT_BASE_PORT, HERD_BASE_PORT, S3_BUCKET } from '../devcluster/layout.js'
@@ -10,6 +10,7 @@ import { intFlag } from './daemon.js'
 import { agentCommand, herdCommand, originCommand } from './daemons.js'
 import { eventsCommand } from './events-program.js'
 import { jobCommand } from './job-program.js'
+import { onexCommand } from './onex-program.js'
 import { tagsCommand } from './tags-program.js'
 
 export function shoalProgram(io: Output = stdio): Command {
@@ -22,6 +23,7 @@ export function shoalProgram(io: Output = stdio): Command {
   program.addCommand(tagsCommand(io))
   program.addCommand(jobCommand(io))
   program.addCommand(eventsCommand(io))
+  program.addCommand(onexCommand(io))
 
   const dev = program
     .command('devcluster')

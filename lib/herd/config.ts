@@ -5,6 +5,7 @@
  * override anything else, and is validated by that service's own strict schema.
  */
 import { LogConfig, z } from '../config/index.js'
+import { PluginsConfig } from '../plugins/index.js'
 
 const Section = z.record(z.string(), z.unknown()).default({})
 
@@ -33,6 +34,8 @@ export const HerdConfigSchema = z.strictObject({
    * (maxEvents, maxAgeSeconds) and the recorder's queue. Only logged when the API is off.
    */
   events: Section,
+  /** Plugins to load (docs/plugins.md): name → that plugin's own strict config, e.g. `onex: {}`. */
+  plugins: PluginsConfig,
 })
 
 export type HerdConfig = z.infer<typeof HerdConfigSchema>

@@ -24,7 +24,7 @@ import {
 } from '../events/index.js'
 import type { JobController, JobControllerOptions } from '../jobs/controller.js'
 import { jobEvent } from '../jobs/events.js'
-import { jobControllerPart } from '../jobs/herd.js'
+import { jobControllerPart, loopbackUrl } from '../jobs/herd.js'
 import { registerJobKinds } from '../jobs/register.js'
 import {
   Lifecycle,
@@ -38,6 +38,7 @@ import type { Logger } from '../log/index.js'
 import { createRegistry } from '../metrics/index.js'
 import { OriginConfigSchema } from '../origin/config.js'
 import { OriginNode } from '../origin/node.js'
+import { PluginHost } from '../plugins/index.js'
 import { ProxyConfigSchema } from '../proxy/config.js'
 import { ProxyServer } from '../proxy/server/index.js'
 import { TrackerConfigSchema } from '../tracker/config.js'
@@ -155,9 +156,25 @@ export function createHerd(config: HerdConfig, deps: HerdDeps): Herd {
       })
     : undefined
 
+  // Plugins (lib/plugins): kinds registered before the API serves, parts started last.
+  const plugins = new PluginHost(config.plugins, {
+    daemon: 'herd',
+    logger: deps.logger,
+    metrics: proxyRegistry,
+    registry,
+    services: () => ({
+      router: apiserver?.router,
+      store: apiserver?.store,
+      api: apiserver ? { url: loopbackUrl(apiserver.url), token: apiserver.internalToken } : undefined,
+      proxyUrl: proxy ? `http://${addr(portOfUrl(proxy.url))}` : undefined,
+      buildIndexUrl: buildIndex ? `http://${addr(portOfUrl(buildIndex.url))}` : undefined,
+    }),
+  })
+
   // The API first and the recorder next: they stop last, so the other parts' last events are
   // still written when they stop.
   const parts: Part[] = [
+    ...(plugins.empty ? [] : [plugins.setupPart]),
     ...(apiserver ? [apiserver] : []),
     ...(recorder instanceof QueuedEventRecorder ? [recorder] : []),
     ...(pruner ? [pruner] : []),
@@ -215,6 +232,7 @@ export function createHerd(config: HerdConfig, deps: HerdDeps): Herd {
       return proxy
     },
     ...(jobs ? [jobs.part] : []),
+    ...(plugins.empty ? [] : [plugins.runPart]),
   ]
 
   let wired: { urls: Herd['urls']; originPeerPort: number; originNode: OriginNode } | undefined
@@ -231,6 +249,7 @@ export function createHerd(config: HerdConfig, deps: HerdDeps): Herd {
         originHttp: originHttp.port,
         tracker: portOfUrl(tracker?.url),
         buildIndex: portOfUrl(buildIndex?.url),
+        ...(apiserver ? { apiserver: portOfUrl(apiserver.url) } : {}),
       }
       wired = {
         urls: {

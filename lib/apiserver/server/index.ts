@@ -102,6 +102,11 @@ export class ApiServer implements Service {
     return this.http.url
   }
 
+  /** The API's HTTP router: plugins mount their own routes here (lib/plugins). */
+  get router(): HttpServer['router'] {
+    return this.http.router
+  }
+
   get activeWatchers(): number {
     return this.watchers?.activeWatchers() ?? 0
   }

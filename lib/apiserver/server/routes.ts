@@ -3,6 +3,7 @@
  *   /apis/<group>/<version>/namespaces/<ns>/<plural>               GET list|watch, POST create
  *   /apis/<group>/<version>/namespaces/<ns>/<plural>/<name>        GET, PUT, PATCH, DELETE
  *   /apis/<group>/<version>/namespaces/<ns>/<plural>/<name>/status GET, PUT, PATCH
+ *   /apis/<group>/<version>/namespaces/<ns>/<plural>/<name>/scale  GET, PUT, PATCH (kinds with `scale`)
  *   /apis/<group>/<version>/<plural>                                GET list|watch across namespaces
  *   /apis                                                           GET the registered kinds
  */
@@ -13,7 +14,7 @@ import { type RouteContext, type Router, readBody, sendJson } from '../../http/i
 import type { KindDefinition, KindRegistry } from '../registry.js'
 import { parseSelector } from '../selectors.js'
 import type { ResourceStore } from '../store/types.js'
-import { apiVersionOf, type ResourceInput } from '../types.js'
+import { apiVersionOf, type Resource, type ResourceInput } from '../types.js'
 import { LIMITS, validateNamespace } from '../validation.js'
 import { streamWatch, type WatchLimits } from './watch.js'
 
@@ -176,20 +177,100 @@ export function mountResourceApi(router: Router, deps: ResourceApiDeps): { activ
   router.delete(`${base}/:name`, async (ctx) => {
     const def = kind(ctx)
     writer(ctx, def, 'delete')
+    const ns = ctx.params.ns as string
+    const name = ctx.params.name as string
     const opts =
       ctx.req.headers['content-length'] && ctx.req.headers['content-length'] !== '0'
         ? await body(ctx.req)
         : {}
+    if (def.admitDelete) def.admitDelete(await store.get(def, ns, name))
     const pre =
       (opts as { preconditions?: { resourceVersion?: string; uid?: string } } | null)?.preconditions ?? {}
-    const r = await store.delete(def, ctx.params.ns as string, ctx.params.name as string, {
+    const r = await store.delete(def, ns, name, {
       resourceVersion: typeof pre.resourceVersion === 'string' ? pre.resourceVersion : undefined,
       uid: typeof pre.uid === 'string' ? pre.uid : undefined,
     })
     // 202: accepted, finalizers still hold it; 200: gone.
     sendJson(ctx.res, r.deleted ? 200 : 202, r.object)
   })
+  mountScale(router, base, kind, writer, body, store, auth)
   return { activeWatchers: () => watchers }
+}
+
+/**
+ * The `/scale` subresource of kinds that declare one: a Scale object (autoscaling/v1 shape) read
+ * from the object; a write of `spec.replicas` (PUT of a Scale, or a merge patch) patches the
+ * kind's replica field and nothing else.
+ */
+function mountScale(
+  router: Router,
+  base: string,
+  kind: (ctx: RouteContext) => KindDefinition,
+  writer: (ctx: RouteContext, def: KindDefinition, verb: string) => void,
+  body: (req: IncomingMessage) => Promise<unknown>,
+  store: ResourceStore,
+  auth: TokenAuth,
+): void {
+  const scaled = (ctx: RouteContext) => {
+    const def = kind(ctx)
+    if (!def.scale) throw new ShoalError('NOT_FOUND', `${def.plural} have no scale subresource`)
+    return { def, scale: def.scale }
+  }
+  const answer = (obj: Resource, scale: NonNullable<KindDefinition['scale']>) => ({
+    apiVersion: 'autoscaling/v1',
+    kind: 'Scale',
+    metadata: {
+      name: obj.metadata.name,
+      namespace: obj.metadata.namespace,
+      uid: obj.metadata.uid,
+      resourceVersion: obj.metadata.resourceVersion,
+    },
+    spec: { replicas: Number(readPath(obj, scale.specReplicasPath) ?? 0) },
+    status: { replicas: Number(readPath(obj, scale.statusReplicasPath) ?? 0), selector: scale.selector(obj) },
+  })
+  router.get(`${base}/:name/scale`, async (ctx) => {
+    const { def, scale } = scaled(ctx)
+    auth.check(ctx.req, false)
+    sendJson(
+      ctx.res,
+      200,
+      answer(await store.get(def, ctx.params.ns as string, ctx.params.name as string), scale),
+    )
+  })
+  const write = async (ctx: RouteContext) => {
+    const { def, scale } = scaled(ctx)
+    writer(ctx, def, 'scale')
+    const input = (await body(ctx.req)) as { spec?: { replicas?: unknown } } | null
+    const replicas = input?.spec?.replicas
+    if (typeof replicas !== 'number' || !Number.isSafeInteger(replicas) || replicas < 0)
+      throw new ShoalError('INVALID', 'spec.replicas: must be a whole number ≥ 0')
+    const obj = await store.patch(
+      def,
+      ctx.params.ns as string,
+      ctx.params.name as string,
+      nestedPatch(scale.specReplicasPath, replicas),
+    )
+    sendJson(ctx.res, 200, answer(obj, scale))
+  }
+  router.put(`${base}/:name/scale`, write)
+  router.patch(`${base}/:name/scale`, write)
+}
+
+function readPath(obj: unknown, path: string): unknown {
+  let at: unknown = obj
+  for (const key of path.split('.')) {
+    if (at === null || typeof at !== 'object') return undefined
+    at = (at as Record<string, unknown>)[key]
+  }
+  return at
+}
+
+/** `{ spec: { replicas: 3 } }` from `spec.replicas` and 3: a merge patch of one field. */
+function nestedPatch(path: string, value: unknown): unknown {
+  return path
+    .split('.')
+    .reverse()
+    .reduce<unknown>((inner, key) => ({ [key]: inner }), value)
 }
 
 function intParam(q: URLSearchParams, name: string, max: number): number {

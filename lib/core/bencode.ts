@@ -3,14 +3,21 @@
  * Encoding is the bencode package's. Decoding is ours: the package's decoder accepts what is
  * not bencode (a string shorter than its declared length, `i1.5e`, `ie`, bytes after the value)
  * and recurses once per nesting level, so `lllll…` from a peer or a tracker overflowed the
- * stack (found by test/fuzz/fuzz-bencode.test.ts). This one is strict, iterative in depth
- * terms (bounded by MAX_BENCODE_DEPTH) and throws only ShoalError.
+ * stack (found by test/fuzz/fuzz-protocol.test.ts). This one is strict, recursive only to
+ * MAX_BENCODE_DEPTH, decodes at most `maxValues` values (a megabyte of `0:0:0:…` would
+ * otherwise cost seconds and a hundred times its size in heap), and throws only ShoalError.
  */
+import { isUtf8 } from 'node:buffer'
 import bencode from 'bencode'
 import { ShoalError } from '../errors/index.js'
 
 /** Nesting deeper than any metainfo, tracker answer or handshake Shoal reads. */
 export const MAX_BENCODE_DEPTH = 64
+/**
+ * Values in one document by default: a single-file metainfo holds about 20, a tracker's
+ * non-compact answer 3 per peer (at most a few hundred peers); far above both.
+ */
+export const MAX_BENCODE_VALUES = 20_000
 
 export function bencodeEncode(value: unknown): Buffer {
   return Buffer.from(bencode.encode(value))
@@ -23,8 +30,8 @@ export function bencodeEncode(value: unknown): Buffer {
  * own properties (a `__proto__` key stays a key). Throws BAD_REQUEST naming the first problem
  * and its offset; callers wrap it in their own code (BAD_METAINFO, UPSTREAM_ERROR...).
  */
-export function bencodeDecode(data: Uint8Array): unknown {
-  const d = new Decoder(data)
+export function bencodeDecode(data: Uint8Array, opts: { maxValues?: number } = {}): unknown {
+  const d = new Decoder(data, opts.maxValues ?? MAX_BENCODE_VALUES)
   const value = d.value(0)
   if (d.at !== data.length) d.fail(`${data.length - d.at} bytes after the value`)
   return value
@@ -43,7 +50,14 @@ const MAX_DIGITS = 16
 
 class Decoder {
   at = 0
-  constructor(private readonly data: Uint8Array) {}
+  private readonly view: Buffer
+
+  constructor(
+    private readonly data: Uint8Array,
+    private budget: number,
+  ) {
+    this.view = Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+  }
 
   fail(why: string): never {
     throw new ShoalError('BAD_REQUEST', `invalid bencode at byte ${this.at}: ${why}`)
@@ -52,6 +66,7 @@ class Decoder {
   value(depth: number): unknown {
     const c = this.data[this.at]
     if (c === undefined) this.fail('the data ends where a value should start')
+    if (--this.budget < 0) this.fail('more values than one document may hold')
     if (c === I) return this.integer()
     if (c >= ZERO && c <= NINE) return this.bytes()
     if (c !== L && c !== D) this.fail(`byte 0x${c.toString(16)} cannot start a value`)
@@ -66,9 +81,9 @@ class Decoder {
     const dict: Record<string, unknown> = {}
     while (this.data[this.at] !== E) {
       if (this.data[this.at] === undefined) this.fail('a dictionary is not closed')
-      const raw = this.bytes()
-      let key = Buffer.from(raw).toString('utf8')
-      if (key.includes('\uFFFD')) key = Buffer.from(raw).toString('hex')
+      const [start, end] = this.span()
+      const raw = this.view.subarray(start, end)
+      const key = isUtf8(raw) ? raw.toString('utf8') : raw.toString('hex')
       if (Object.hasOwn(dict, key)) this.fail(`key "${key.slice(0, 40)}" appears twice`)
       Object.defineProperty(dict, key, {
         value: this.value(depth + 1),
@@ -86,40 +101,50 @@ class Decoder {
     this.at++ // 'i'
     const start = this.at
     if (this.data[this.at] === MINUS) this.at++
-    const digits = this.digits()
+    const from = this.at
+    const n = this.digits()
     if (this.data[this.at] !== E) this.fail('an integer does not end with "e"')
     const negative = this.data[start] === MINUS
-    if (digits.length > 1 && digits[0] === '0') this.fail('an integer has a leading zero')
-    if (negative && digits === '0') this.fail('an integer is "-0"')
+    if (this.at - from > 1 && this.data[from] === ZERO) this.fail('an integer has a leading zero')
+    if (negative && n === 0) this.fail('an integer is "-0"')
     this.at++
-    const n = Number(digits)
-    if (!Number.isSafeInteger(n)) this.fail(`integer ${digits.slice(0, 20)} is too large`)
+    if (!Number.isSafeInteger(n))
+      this.fail(`integer ${this.view.toString('latin1', from, this.at - 1)} is too large`)
     return negative ? -n : n
   }
 
-  /** `<length>:<bytes>` with exactly `length` bytes present. */
+  /** `<length>:<bytes>` with exactly `length` bytes present, as a copy. */
   private bytes(): Uint8Array {
-    const digits = this.digits()
-    if (digits.length > 1 && digits[0] === '0') this.fail('a string length has a leading zero')
-    if (this.data[this.at] !== COLON) this.fail('a string length is not followed by ":"')
-    this.at++
-    const length = Number(digits)
-    if (length > this.data.length - this.at)
-      this.fail(`a string of ${length} bytes, only ${this.data.length - this.at} left`)
-    const out = new Uint8Array(this.data.subarray(this.at, this.at + length))
-    this.at += length
-    return out
+    const [start, end] = this.span()
+    return new Uint8Array(this.data.subarray(start, end))
   }
 
-  private digits(): string {
+  /** Reads `<length>:` and skips the bytes; returns where they are. */
+  private span(): [number, number] {
+    const from = this.at
+    const length = this.digits()
+    if (this.at - from > 1 && this.data[from] === ZERO) this.fail('a string length has a leading zero')
+    if (this.data[this.at] !== COLON) this.fail('a string length is not followed by ":"')
+    this.at++
+    if (length > this.data.length - this.at)
+      this.fail(`a string of ${length} bytes, only ${this.data.length - this.at} left`)
     const start = this.at
+    this.at += length
+    return [start, this.at]
+  }
+
+  /** The decimal digits at `at` as a number (at most MAX_DIGITS of them). */
+  private digits(): number {
+    const start = this.at
+    let n = 0
     while (this.at < this.data.length) {
-      const c = this.data[this.at]!
+      const c = this.data[this.at] as number
       if (c < ZERO || c > NINE) break
       if (this.at - start >= MAX_DIGITS) this.fail(`a number longer than ${MAX_DIGITS} digits`)
+      n = n * 10 + (c - ZERO)
       this.at++
     }
     if (this.at === start) this.fail('digits expected')
-    return Buffer.from(this.data.subarray(start, this.at)).toString('latin1')
+    return n
   }
 }

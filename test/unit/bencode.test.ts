@@ -64,3 +64,28 @@ t.test('valid bencode decodes as before: copies, own keys, hex for binary keys',
     b: [1, 2],
   })
 })
+
+t.test('a document of many tiny values is refused past the value budget, quickly', async (t) => {
+  const many = Buffer.from(`l${'0:'.repeat(500_000)}e`)
+  const started = performance.now()
+  t.throws(() => bencodeDecode(many), {
+    code: 'BAD_REQUEST',
+    message: /more values than one document may hold/,
+  })
+  t.comment(`refused in ${(performance.now() - started).toFixed(1)} ms`)
+  t.equal(
+    (bencodeDecode(Buffer.from(`l${'0:'.repeat(100)}e`)) as unknown[]).length,
+    100,
+    'a list of 100 empty strings is fine',
+  )
+  t.throws(() => bencodeDecode(Buffer.from('l0:0:0:e'), { maxValues: 3 }), { code: 'BAD_REQUEST' })
+  t.same(bencodeDecode(Buffer.from('d3:key5:valuee')), { key: new Uint8Array(Buffer.from('value')) })
+  t.same(
+    Object.keys(bencodeDecode(Buffer.from('d1:\xff1:ae', 'latin1')) as object),
+    ['ff'],
+    'a non-UTF-8 key as hex',
+  )
+  t.equal(bencodeDecode(Buffer.from('i9007199254740991e')), Number.MAX_SAFE_INTEGER)
+  t.throws(() => bencodeDecode(Buffer.from('i9007199254740993e')), { code: 'BAD_REQUEST' })
+  t.throws(() => bencodeDecode(Buffer.from('i007e')), { code: 'BAD_REQUEST' })
+})

@@ -340,6 +340,7 @@ export class TaskWorker implements Service {
         roots: this.roots,
         ...(this.o.jobs.csgw ? { csgw: this.o.jobs.csgw } : {}),
         flag: this.o.jobs.flag,
+        bandwidthClasses: this.o.jobs.bandwidthClasses,
         signal: run.abort.signal,
         onBytes: (b) => {
           bytes = b

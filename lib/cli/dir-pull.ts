@@ -15,7 +15,7 @@ import { basename, join } from 'node:path'
 import { AgentClient } from '../agent/client/index.js'
 import { DEFAULT_NAMESPACE, Digest, printable, type Tag } from '../core/index.js'
 import { errnoCode, ShoalError } from '../errors/index.js'
-import { chooseTarget, prepareDir, tempBeside } from './destination.js'
+import { chooseTarget, prepareDir, refuseIfAborted, tempBeside } from './destination.js'
 import { localError, placeTree, removeTree } from './dir-place.js'
 import type { DirProgress } from './dir-push.js'
 import { type FetchProgress, fetchBlob, peerBytes } from './fetch.js'
@@ -116,6 +116,7 @@ export async function pullDirectory(opts: DirPullOptions): Promise<DirPullResult
         counts = await materialise(manifest, tmp, { agent, ns, localRoot, signal, progress, opts })
         // A consumer waiting for the flag must not take the previous version's flag for this one.
         if (opts.hasFlag) await removeStaleFlag(target, opts.flag?.suffix)
+        await refuseIfAborted(signal, tmp, target)
         await placeTree(tmp, target, isCover)
       } catch (err) {
         await removeTree(tmp).catch(() => {})

@@ -217,6 +217,6 @@ async function fromSwarm(
     },
   })
   progress.touch()
-  await finishFile(tmpPath, target, { ...place, mode: opts.mode, mtimeMs: opts.mtimeMs })
+  await finishFile(tmpPath, target, { ...place, mode: opts.mode, mtimeMs: opts.mtimeMs, signal })
   return { digest, size, source: 'swarm' }
 }

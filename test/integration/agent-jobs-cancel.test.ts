@@ -24,60 +24,65 @@ import { pushBytes, startHerdAndAgent } from '../helpers/pull-cluster.js'
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
 
-t.test('a cancel during the final copy, before the rename: ABORTED, nothing under the final name', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'shoal-cancel-copy-'))
-  t.teardown(() => rm(dir, { recursive: true, force: true }))
-  const { herd, agent } = await startHerdAndAgent(t, dir)
-  const { tag } = await pushBytes(herd, dir, 'data.bin', randomBytes(4 << 20))
-  const dst = join(dir, 'dst')
+t.test(
+  'a cancel during the final copy, before the rename: ABORTED, nothing under the final name',
+  async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'shoal-cancel-copy-'))
+    t.teardown(() => rm(dir, { recursive: true, force: true }))
+    const { herd, agent } = await startHerdAndAgent(t, dir)
+    const { tag } = await pushBytes(herd, dir, 'data.bin', randomBytes(4 << 20))
+    const dst = join(dir, 'dst')
 
-  // The agent fetches the blob first (swarm phase), then the pull copies it: cancel on the copy.
-  const ac = new AbortController()
-  let copying = 0
-  await t.rejects(
-    pull({
-      tag,
-      dstPath: dst,
-      dstHost: agent.url,
-      timeoutSeconds: 30,
-      signal: ac.signal,
-      onProgress: (p) => {
-        if (p.phase === 'copy' && copying++ === 0) ac.abort(new ShoalError('ABORTED', 'cancelled by the test'))
-      },
-    }),
-    { code: 'ABORTED' },
-  )
-  t.ok(copying > 0, 'the cancel came during the copy')
-  t.same(await readdir(dst), [], 'no file under the final name, no temp file')
+    // The agent fetches the blob first (swarm phase), then the pull copies it: cancel on the copy.
+    const ac = new AbortController()
+    let copying = 0
+    await t.rejects(
+      pull({
+        tag,
+        dstPath: dst,
+        dstHost: agent.url,
+        timeoutSeconds: 30,
+        signal: ac.signal,
+        onProgress: (p) => {
+          if (p.phase === 'copy' && copying++ === 0)
+            ac.abort(new ShoalError('ABORTED', 'cancelled by the test'))
+        },
+      }),
+      { code: 'ABORTED' },
+    )
+    t.ok(copying > 0, 'the cancel came during the copy')
+    t.same(await readdir(dst), [], 'no file under the final name, no temp file')
 
-  // A folder: the cancel arrives once every file is in the temp tree, before the tree's rename.
-  const src = join(dir, 'daily')
-  await mkdir(src)
-  for (const n of ['a.bin', 'b.bin']) await writeFile(join(src, n), randomBytes(256 << 10))
-  const dirTag = Tag.from({ srcHost: '10.0.0.1', srcDir: dir, fileName: 'daily', version: 'v1' })
-  await pushDirectory({ srcPath: src, tag: dirTag, dstHost: herd.urls.proxy })
-  const dirDst = join(dir, 'dirs')
-  const ac2 = new AbortController()
-  await t.rejects(
-    pullAny({
-      tag: dirTag,
-      dstPath: dirDst,
-      dstHost: agent.url,
-      timeoutSeconds: 30,
-      isCover: true,
-      hasFlag: false,
-      flag: { suffix: '.flag', content: 'empty' },
-      signal: ac2.signal,
-      onProgress: (p) => {
-        const d = p as { filesDone?: number; files?: number }
-        if (d.files !== undefined && d.filesDone === d.files) ac2.abort(new ShoalError('ABORTED', 'cancelled'))
-      },
-    }),
-    { code: 'ABORTED' },
-  )
-  t.ok(ac2.signal.aborted, 'the cancel came after every file was fetched')
-  t.same(await readdir(dirDst), [], 'no folder under the final name, no temp tree')
-})
+    // A folder: the cancel arrives once every file is in the temp tree, before the tree's rename.
+    const src = join(dir, 'daily')
+    await mkdir(src)
+    for (const n of ['a.bin', 'b.bin']) await writeFile(join(src, n), randomBytes(256 << 10))
+    const dirTag = Tag.from({ srcHost: '10.0.0.1', srcDir: dir, fileName: 'daily', version: 'v1' })
+    await pushDirectory({ srcPath: src, tag: dirTag, dstHost: herd.urls.proxy })
+    const dirDst = join(dir, 'dirs')
+    const ac2 = new AbortController()
+    await t.rejects(
+      pullAny({
+        tag: dirTag,
+        dstPath: dirDst,
+        dstHost: agent.url,
+        timeoutSeconds: 30,
+        isCover: true,
+        hasFlag: false,
+        flag: { suffix: '.flag', content: 'empty' },
+        signal: ac2.signal,
+        onProgress: (p) => {
+          const d = p as { filesDone?: number; files?: number }
+          if (d.files !== undefined && d.filesDone === d.files)
+            ac2.abort(new ShoalError('ABORTED', 'cancelled'))
+        },
+      }),
+      { code: 'ABORTED' },
+    )
+    t.ok(ac2.signal.aborted, 'the cancel came after every file was fetched')
+    t.same(await readdir(dirDst), [], 'no folder under the final name, no temp tree')
+  },
+)
 
 t.test('a cancel that reaches the agent after its pull succeeded: the task stays Succeeded', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'shoal-cancel-after-'))

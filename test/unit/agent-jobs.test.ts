@@ -23,6 +23,7 @@ t.test('config: jobs off by default, hostName the OS host name, strict keys', as
     roots: [],
     proxy: '127.0.0.1:15000',
     flag: { suffix: '.flag', content: 'empty' },
+    bandwidthClasses: {},
     concurrency: 2,
     progressSeconds: 5,
     watchSilenceSeconds: 60,
@@ -37,8 +38,10 @@ t.test('config: jobs off by default, hostName the OS host name, strict keys', as
       tokenFile: '/etc/shoal/a.token',
       roots: ['/usr/local/data'],
       concurrency: 4,
+      bandwidthClasses: { bulk: '20MiB', urgent: 0 },
     },
   })
+  t.same(on.jobs.bandwidthClasses, { bulk: 20 << 20, urgent: 0 }, 'class rates in bandwidth units')
   t.equal(on.hostName, '192.168.1.10')
   t.match(on.jobs, { apiserver: '10.0.0.5:15006', roots: ['/usr/local/data'], concurrency: 4 })
   for (const [bad, why] of [
@@ -46,6 +49,8 @@ t.test('config: jobs off by default, hostName the OS host name, strict keys', as
     [{ jobs: { roots: ['data'] } }, /absolute path/],
     [{ jobs: { concurrency: 0 } }, /concurrency/],
     [{ hostName: 'a b' }, /hostName/],
+    [{ jobs: { bandwidthClasses: { bulk: '8Mb' } } }, /jobs\.bandwidthClasses\.bulk/],
+    [{ jobs: { bandwidthClasses: { 'a/b': 0 } } }, /jobs\.bandwidthClasses\.a\/b": Invalid key/],
   ] as const)
     t.throws(() => validateConfig(AgentConfigSchema, bad), { code: 'CONFIG_INVALID', message: why })
 })

@@ -10,6 +10,7 @@ export {
   parseByteSize,
 } from './config.js'
 export type { EgressFlow, IngressFlow } from './flow.js'
+export { PauseGate } from './gate.js'
 export {
   type BandwidthRates,
   type BandwidthSnapshot,

@@ -222,6 +222,7 @@ export async function csgwFetchInto(opts: CsgwFetchOptions): Promise<CsgwFetched
           mode: opts.mode,
           mtimeMs: opts.mtimeMs,
           beforePlace: opts.beforePlace,
+          signal,
         })
         return { url, size: r.size, digest: `sha256:${r.sha256}`, resumes: r.resumes, source: 'csgw' }
       } finally {

@@ -9,7 +9,7 @@ import { createReadStream } from 'node:fs'
 import { chmod, link, lstat, mkdir, open, rename, rm, stat, unlink, utimes } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { Digest, printable } from '../core/index.js'
-import { errnoCode, ShoalError } from '../errors/index.js'
+import { errnoCode, isShoalError, ShoalError } from '../errors/index.js'
 
 export interface CoverRule {
   /** Replace an existing entry (default true). */
@@ -190,8 +190,12 @@ export interface FileMeta {
 export async function finishFile(
   tmpPath: string,
   target: string,
-  /** beforePlace: runs once the file is ready, just before it takes the final name (a stale flag's removal). */
-  opts: FileMeta & { isCover: boolean; beforePlace?: () => Promise<void> },
+  /**
+   * beforePlace: runs once the file is ready, just before it takes the final name (a stale
+   * flag's removal). signal: a cancel that arrives before the rename removes the temp file and
+   * throws ABORTED, so nothing takes the final name; one after it finds the file placed.
+   */
+  opts: FileMeta & { isCover: boolean; beforePlace?: () => Promise<void>; signal?: AbortSignal },
 ): Promise<void> {
   try {
     if (opts.mode !== undefined) await chmod(tmpPath, opts.mode & 0o7777)
@@ -210,8 +214,33 @@ export async function finishFile(
     )
   }
   await opts.beforePlace?.()
+  // The last moment a cancel can still stop the pull (the copy and fsync before it do not look).
+  await refuseIfAborted(opts.signal, tmpPath, target)
   await place(tmpPath, target, opts.isCover)
   await syncDir(dirname(target))
+}
+
+/**
+ * Before a file or tree takes its final name: when `signal` was aborted, removes `tmp` and
+ * throws ABORTED, so nothing of a cancelled pull is left under `target`.
+ */
+export async function refuseIfAborted(
+  signal: AbortSignal | undefined,
+  tmp: string,
+  target: string,
+): Promise<void> {
+  if (!signal?.aborted) return
+  await rm(tmp, { recursive: true, force: true })
+  const reason = signal.reason
+  throw isShoalError(reason)
+    ? reason
+    : new ShoalError(
+        'ABORTED',
+        `aborted before ${printable(target)} took its final name; nothing was written there`,
+        {
+          cause: reason,
+        },
+      )
 }
 
 /** fsync of a folder: makes the entries created or renamed in it durable. */

@@ -15,7 +15,7 @@ import { basename, join } from 'node:path'
 import { AgentClient } from '../agent/client/index.js'
 import { DEFAULT_NAMESPACE, Digest, printable, type Tag } from '../core/index.js'
 import { errnoCode, ShoalError } from '../errors/index.js'
-import { chooseTarget, prepareDir, tempBeside } from './destination.js'
+import { chooseTarget, prepareDir, refuseIfAborted, tempBeside } from './destination.js'
 import { localError, placeTree, removeTree } from './dir-place.js'
 import type { DirProgress } from './dir-push.js'
 import { type FetchProgress, fetchBlob, peerBytes } from './fetch.js'
@@ -54,6 +54,8 @@ export interface DirPullOptions {
   /** Files fetched at once (default 8). */
   concurrency?: number
   onProgress?: (p: DirProgress) => void
+  /** Caps the agent's download of each blob from peers, bytes/s (a job's bandwidth class; 0 = none). */
+  ingressBytesPerSec?: number
   signal?: AbortSignal
 }
 
@@ -101,7 +103,10 @@ export async function pullDirectory(opts: DirPullOptions): Promise<DirPullResult
       setMaxListeners(0, signal)
       // No deadline of the client's own: a blob's answer comes once the agent has all of it,
       // which for a large file takes as long as it takes; the watchdog is the deadline.
-      const agent = new AgentClient(opts.dstHost, { timeoutMs: 0 })
+      const agent = new AgentClient(opts.dstHost, {
+        timeoutMs: 0,
+        ingressBytesPerSec: opts.ingressBytesPerSec,
+      })
       const ns = opts.namespace ?? DEFAULT_NAMESPACE
       const manifest = await fetchManifest(agent, ns, opts.manifestDigest, dir, name, signal, progress)
       const tmp = tempBeside(dir, basename(target))
@@ -111,6 +116,7 @@ export async function pullDirectory(opts: DirPullOptions): Promise<DirPullResult
         counts = await materialise(manifest, tmp, { agent, ns, localRoot, signal, progress, opts })
         // A consumer waiting for the flag must not take the previous version's flag for this one.
         if (opts.hasFlag) await removeStaleFlag(target, opts.flag?.suffix)
+        await refuseIfAborted(signal, tmp, target)
         await placeTree(tmp, target, isCover)
       } catch (err) {
         await removeTree(tmp).catch(() => {})

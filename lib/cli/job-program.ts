@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises'
 import { ResourceClient } from '../apiserver/client/index.js'
 import { isShoalError, ShoalError } from '../errors/index.js'
 import {
+  BandwidthClassName,
   DEFAULT_JOB_NAMESPACE,
   type Distribution,
   DistributionKind,
@@ -73,6 +74,7 @@ interface RunFlags extends CommonFlags {
   resType?: 'file' | 'directory'
   hasFlag?: boolean
   isCover?: boolean
+  bandwidthClass?: string
   wait?: boolean
 }
 
@@ -104,6 +106,10 @@ export function jobCommand(io: Output = stdio, deps: ClientDeps = {}, name = 'jo
     .option('--res-type <type>', 'flags form: file or directory', oneOf('file', 'directory'))
     .option('--has-flag <bool>', 'flags form: write a flag file next to each copy (true|false)', parseBool)
     .option('--is-cover <bool>', 'flags form: overwrite an existing file (true|false)', parseBool)
+    .option(
+      '--bandwidth-class <name>',
+      "the targets' agents cap their downloads to this class of their jobs.bandwidthClasses (overrides the plan's)",
+    )
     .option('--wait', 'wait until every target is done; print the table; exit non-zero unless all succeeded')
   common(run)
     .addHelpText(
@@ -222,7 +228,15 @@ async function readPlan(planFile: string | undefined, f: RunFlags): Promise<Plan
       if (isShoalError(err)) throw err
       throw usage(`cannot read plan ${planFile}: ${(err as Error).message}`)
     }
-    return parsePlan(text, planFile)
+    const plan = parsePlan(text, planFile)
+    if (f.bandwidthClass === undefined) return plan
+    const bandwidthClass = BandwidthClassName.safeParse(f.bandwidthClass)
+    if (!bandwidthClass.success)
+      throw usage(`--bandwidth-class ${f.bandwidthClass}: ${bandwidthClass.error.issues[0]?.message}`)
+    return {
+      ...plan,
+      spec: { ...plan.spec, options: { ...plan.spec.options, bandwidthClass: bandwidthClass.data } },
+    }
   }
   if (!flagsForm)
     throw usage('give a PLAN file, or --src HOST:/path (or --tag TAG) and at least one --to HOST:/dir')
@@ -234,6 +248,7 @@ async function readPlan(planFile: string | undefined, f: RunFlags): Promise<Plan
     ...(f.resType !== undefined ? { resType: f.resType } : {}),
     ...(f.hasFlag !== undefined ? { hasFlag: f.hasFlag } : {}),
     ...(f.isCover !== undefined ? { isCover: f.isCover } : {}),
+    ...(f.bandwidthClass !== undefined ? { bandwidthClass: f.bandwidthClass } : {}),
   }
   return planFrom(
     {

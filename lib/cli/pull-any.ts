@@ -26,6 +26,8 @@ export interface PullAnyOptions {
   csgw?: string
   onProgress?: (p: FetchProgress) => void
   notice?: (line: string) => void
+  /** Caps the agent's downloads of the blobs from peers, bytes/s (a job's bandwidth class; 0 = none). */
+  ingressBytesPerSec?: number
   /** Aborts the pull (a cancelled job task): temp files are removed, nothing takes the final name. */
   signal?: AbortSignal
 }
@@ -86,6 +88,7 @@ export async function pullAny(o: PullAnyOptions): Promise<PulledResult> {
       flag: o.flag,
       timeoutSeconds: o.timeoutSeconds,
       onProgress: o.onProgress,
+      ingressBytesPerSec: o.ingressBytesPerSec,
       signal: o.signal,
     })
     return { ...r, ...(info.desc ? { desc: info.desc } : {}) }
@@ -106,6 +109,7 @@ export async function pullAny(o: PullAnyOptions): Promise<PulledResult> {
     notice: o.notice,
     mode: info?.mode,
     mtimeMs: info?.mtimeMs,
+    ingressBytesPerSec: o.ingressBytesPerSec,
     signal: o.signal,
   })
   return { ...r, ...(info?.desc ? { desc: info.desc } : {}) }

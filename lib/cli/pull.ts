@@ -56,6 +56,8 @@ export interface PullOptions {
   /** Permission bits and mtime to give the file (from the tag's metadata). */
   mode?: number
   mtimeMs?: number
+  /** Caps the agent's download of the blob from peers, bytes/s (a job's bandwidth class; 0 = none). */
+  ingressBytesPerSec?: number
   signal?: AbortSignal
 }
 
@@ -189,7 +191,7 @@ async function fromSwarm(
 ): Promise<{ digest: Digest; size: number; source: PullSource }> {
   // No deadline of the client's own: the watchdog is the deadline, and the blob's answer comes
   // only once the agent has the whole blob (which may take far longer than any fixed bound).
-  const agent = new AgentClient(opts.dstHost, { timeoutMs: 0 })
+  const agent = new AgentClient(opts.dstHost, { timeoutMs: 0, ingressBytesPerSec: opts.ingressBytesPerSec })
   const digest = learnt.digest ?? (await agent.resolve(tag, signal))
   learnt.digest = digest
   progress.touch()
@@ -215,6 +217,6 @@ async function fromSwarm(
     },
   })
   progress.touch()
-  await finishFile(tmpPath, target, { ...place, mode: opts.mode, mtimeMs: opts.mtimeMs })
+  await finishFile(tmpPath, target, { ...place, mode: opts.mode, mtimeMs: opts.mtimeMs, signal })
   return { digest, size, source: 'swarm' }
 }

@@ -51,6 +51,10 @@ export function shoalProgram(io: Output = stdio): Command {
       '--s3',
       `also run an S3-compatible server (s3rver, a development dependency) on --base-port − 1000 (14000), bucket ${S3_BUCKET}, as every origin's backend; objects under WORKDIR/s3`,
     )
+    .option(
+      '--no-jobs',
+      "agents take no distribution jobs (by default each is named agent-N for jobs, watches the herd's resource API and may write under WORKDIR/roots/agent-N)",
+    )
     .option('--workdir <dir>', 'data and logs folder', DEFAULT_WORKDIR)
   portFlags(upCmd).action(async (f) =>
     usage(io, async () => {
@@ -62,6 +66,7 @@ export function shoalProgram(io: Output = stdio): Command {
         origins: f.origins,
         replicas: f.replicas,
         s3: f.s3 === true,
+        jobs: f.jobs !== false,
       })
       for (const p of state.processes)
         io.out(`${p.name.padEnd(9)} pid ${String(p.pid).padEnd(8)} ${p.readyUrl}  log ${p.log}`)

@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { stringify as stringifyYaml } from 'yaml'
 import { isShoalError, ShoalError } from '../errors/index.js'
 import { HttpClient } from '../http/index.js'
-import { builtBinary, clusterLayout, type ProcessSpec, S3_BUCKET } from './layout.js'
+import { agentJobsRoot, builtBinary, clusterLayout, type ProcessSpec, S3_BUCKET } from './layout.js'
 import { checkS3rverInstalled } from './s3.js'
 
 export const DEFAULT_WORKDIR = '.shoal/devcluster'
@@ -36,6 +36,8 @@ export interface ClusterState {
   workdir: string
   startedAt: string
   processes: StateEntry[]
+  /** The agents take distribution jobs (hostName agent-N, roots WORKDIR/roots/agent-N). */
+  jobs?: boolean
 }
 
 export interface ProcessStatus extends StateEntry {
@@ -62,6 +64,8 @@ export async function up(
     replicas?: number
     /** An S3-compatible server as a process of its own, every origin's backend. */
     s3?: boolean
+    /** Agents take distribution jobs (default true; see LayoutOptions.jobs). */
+    jobs?: boolean
   } = {},
 ): Promise<ClusterState> {
   const workdir = resolve(opts.workdir ?? DEFAULT_WORKDIR)
@@ -76,6 +80,7 @@ export async function up(
     origins: opts.origins,
     replicas: opts.replicas,
     s3: opts.s3,
+    jobs: opts.jobs,
   })
   // Before anything starts: a production install has no s3rver.
   if (layout.s3) checkS3rverInstalled()
@@ -88,7 +93,10 @@ export async function up(
     )
   }
   const entry = builtBinary('shoal')
-  const state: ClusterState = { workdir, startedAt: new Date().toISOString(), processes: [] }
+  const jobs = opts.jobs !== false
+  // Each agent's jobs root exists from the start: a job can write there at once.
+  if (jobs) for (const a of layout.agents) await mkdir(agentJobsRoot(workdir, a.name), { recursive: true })
+  const state: ClusterState = { workdir, startedAt: new Date().toISOString(), processes: [], jobs }
   const timeout = opts.readyTimeoutMs ?? 30_000
   try {
     // In order, each awaited: S3 before the origins check their backend at start, the herd
@@ -201,6 +209,15 @@ export function hints(state: ClusterState): string[] {
     lines.push(
       `pull:    PullCLI pull --tag TAG --dst-path DIR --dst-host 127.0.0.1:${first.ports.server}` +
         (others.length > 0 ? `  (or ${others.join(', ')})` : ''),
+    )
+  }
+  if (state.jobs && agents.length > 1 && herd) {
+    // The first agent's root holds the source; the others receive it into theirs.
+    const root = (name: string) => agentJobsRoot(state.workdir, name)
+    const api = herd.ports.proxy === 15000 ? '' : ` --apiserver 127.0.0.1:${(herd.ports.proxy ?? 0) + 6}`
+    const to = agents.slice(1).map((a) => ` --to ${a.name}:${root(a.name)}`)
+    lines.push(
+      `job:     shoal job run --src ${first?.name}:${join(root(first?.name ?? ''), 'FILE')}${to.join('')}${api} --wait  (put FILE in ${root(first?.name ?? '')} first)`,
     )
   }
   const origins = state.processes.filter((p) => p.name.startsWith('origin-'))

@@ -61,6 +61,16 @@ export interface LayoutOptions {
   replicas?: number
   /** Folder of the package's config tree, which generated config files extend. */
   configDir?: string
+  /**
+   * Agents take distribution jobs (default true): each gets a config file naming it
+   * `agent-N` (its jobs hostName), the herd's resource API and its own root folder.
+   */
+  jobs?: boolean
+}
+
+/** The folder agent `name`'s jobs may write into and read from: WORKDIR/roots/NAME. */
+export function agentJobsRoot(workdir: string, name: string): string {
+  return join(workdir, 'roots', name)
 }
 
 /** devcluster-generated config files: path → the YAML document's object. */
@@ -176,10 +186,25 @@ export function clusterLayout(
   const agentList: ProcessSpec[] = []
   for (let i = 1; i <= agents; i++) {
     const p = agentPorts(i, agentBase)
+    const name = `agent-${i}`
+    const jobsConfig: string[] = []
+    if (opts.jobs !== false) {
+      configs[configFile(name)] = {
+        extends: join(opts.configDir ?? defaultConfigDir(), 'agent', 'development.yaml'),
+        hostName: name,
+        jobs: {
+          apiserver: `127.0.0.1:${herdBase + 6}`,
+          roots: [agentJobsRoot(workdir, name)],
+          proxy: `127.0.0.1:${herdBase}`,
+        },
+      }
+      jobsConfig.push('--config', configFile(name))
+    }
     agentList.push({
-      name: `agent-${i}`,
+      name,
       args: [
         'agent',
+        ...jobsConfig,
         '--port',
         String(p.server),
         '--peer-port',

@@ -22,9 +22,9 @@ import {
   recordJobTransition,
   StoreEventSink,
 } from '../events/index.js'
-import type { JobController, JobControllerOptions } from '../jobs/controller.js'
+import type { JobController } from '../jobs/controller.js'
 import { jobEvent } from '../jobs/events.js'
-import { jobControllerPart, loopbackUrl } from '../jobs/herd.js'
+import { type JobsPartOptions, jobControllerPart, loopbackUrl } from '../jobs/herd.js'
 import { registerJobKinds } from '../jobs/register.js'
 import {
   Lifecycle,
@@ -73,7 +73,7 @@ export interface HerdDeps {
   logger: Logger
   registry?: KindRegistry
   /** The job controller's seam for the event log (job and target transitions). */
-  jobs?: Pick<JobControllerOptions, 'onTransition'>
+  jobs?: JobsPartOptions
 }
 
 export function createHerd(config: HerdConfig, deps: HerdDeps): Herd {

@@ -60,6 +60,11 @@ export const FileName = z
     'must be a file name, without "/", "\\" or ".."',
   )
 
+/** A bandwidth class name, as agents configure them (`jobs.bandwidthClasses`). */
+export const BandwidthClassName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'a class name (letters, digits, . _ -; at most 63)')
+
 export const TaskPhase = z.enum(['Pending', 'Running', 'Succeeded', 'Failed'])
 export type TaskPhaseT = z.infer<typeof TaskPhase>
 
@@ -80,6 +85,12 @@ export const TransferOptions = z.strictObject({
     .default(3600),
   /** A stall past this (no progress) fails the transfer, as PullCLI's --timeout. Seconds. */
   stallSeconds: z.number().int().min(1).max(86_400).default(120),
+  /**
+   * Each target's agent caps its download of the job's bytes from peers to the rate it
+   * configures for this class (`jobs.bandwidthClasses`); a target whose agent does not know the
+   * class fails, naming the classes it has. Absent: the agents' host caps only. Pushes ignore it.
+   */
+  bandwidthClass: BandwidthClassName.optional(),
 })
 
 export const DistributionSpec = z.strictObject({

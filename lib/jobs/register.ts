@@ -5,6 +5,7 @@
  */
 import type { KindDefinition, KindRegistry } from '../apiserver/registry.js'
 import type { Resource } from '../apiserver/types.js'
+import { registerLeaseKind } from '../lease/kind.js'
 import {
   type Distribution,
   DistributionKind,
@@ -41,11 +42,14 @@ export const DistributionTaskDefinition: KindDefinition = {
   },
 }
 
-/** Registers both kinds unless the registry has them already (a caller's own registry). */
+/**
+ * Registers both kinds, and the Lease the job controller is elected on, unless the registry
+ * has them already (a caller's own registry).
+ */
 export function registerJobKinds(registry: KindRegistry): KindRegistry {
   const has = (plural: string) =>
     registry.kinds().some((k) => k.group === DistributionKind.group && k.plural === plural)
   if (!has(DistributionKind.plural)) registry.register(DistributionDefinition)
   if (!has(DistributionTaskKind.plural)) registry.register(DistributionTaskDefinition)
-  return registry
+  return registerLeaseKind(registry)
 }

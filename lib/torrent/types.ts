@@ -85,6 +85,12 @@ export interface DownloadOptions {
   signal?: AbortSignal
   /** Called (synchronously, from the engine) after a peer was banned for a bad piece. */
   onBadPiece?: (bad: BadPiece) => void
+  /**
+   * Caps what this torrent reads from peers, bytes/s, under the host's cap (a job's bandwidth
+   * class); 0 = unlimited, absent = unchanged. Concurrent calls share one torrent: the last
+   * one sets it (TorrentEngine.setIngressCap changes it later).
+   */
+  ingressBytesPerSec?: number
 }
 
 export interface DownloadStats {
@@ -99,6 +105,8 @@ export interface DownloadStats {
   piecesFromAgents: number
   startedAt: number
   finishedAt?: number
+  /** The torrent's own ingress cap (a job's bandwidth class), bytes/s; absent: never capped. */
+  ingressCapBytesPerSec?: number
 }
 
 /** Largest wire message we accept: a 1 MiB block plus the piece header, with slack. */

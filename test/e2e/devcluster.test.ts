@@ -132,6 +132,31 @@ t.test('devcluster up → push → pull on two agents → remove → down', asyn
     'one clear line, no stack',
   )
 
+  // A distribution job, as the hint says: agent-1's root to agent-2's, through the herd's jobs.
+  t.match(started.stdout, /job: +shoal job run --src agent-1:\S+ --to agent-2:\S+ --apiserver /)
+  const root = (n: number) => join(workdir, 'roots', `agent-${n}`)
+  await mkdir(join(root(1), 'data'))
+  const jobSrc = join(root(1), 'data', '交易数据.txt')
+  await randomFile(jobSrc, 1 << 20)
+  const job = await cli('shoal', [
+    'job',
+    'run',
+    '--src',
+    `agent-1:${jobSrc}`,
+    '--to',
+    `agent-2:${join(root(2), 'in')}`,
+    '--apiserver',
+    `127.0.0.1:${BASE + 6}`,
+    '--timeout-seconds',
+    '60',
+    '--wait',
+  ])
+  t.equal(job.code, 0, `job run: ${job.stdout}${job.stderr}`)
+  t.ok(
+    (await digestFile(join(root(2), 'in', '交易数据.txt'))).digest.equals((await digestFile(jobSrc)).digest),
+    "the job's copy on agent-2 verified",
+  )
+
   const removed = await cli('RemoveCLI', ['remove', '--tag', tag, '--dst-host', PROXY])
   t.equal(removed.code, 0, `remove: ${removed.stderr}`)
   t.match(removed.stdout, `removed ${tag}`)

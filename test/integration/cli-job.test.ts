@@ -171,3 +171,41 @@ t.test('cancel: unfinished targets fail "cancelled"; a rerun --failed --all is a
   r = await run(rig, ['get', 'nope'])
   t.equal(r.code, 3)
 })
+
+t.test('--bandwidth-class reaches every task, in both forms; a bad name is a usage error', async (t) => {
+  const rig = await startJobsRig(t)
+  const plan = join(rig.dir, 'plan.yaml')
+  await writeFile(plan, PLAN)
+  let r = await run(rig, ['run', plan, '--bandwidth-class', 'bulk'])
+  t.equal(r.code, 0, r.err)
+  t.equal((await rig.dist('trade')).spec.options.bandwidthClass, 'bulk', 'overrides the plan')
+  r = await run(rig, [
+    'run',
+    '--name',
+    'flags',
+    '--tag',
+    'h-/d-f.txt:v1',
+    '--to',
+    'x:/d',
+    '--bandwidth-class',
+    'urgent',
+  ])
+  t.equal(r.code, 0, r.err)
+  t.equal((await rig.dist('flags')).spec.options.bandwidthClass, 'urgent', 'the flags form')
+  const task = await until('the pull task', () => rig.task('flags-t0').catch(() => undefined))
+  t.equal(task.spec.options.bandwidthClass, 'urgent', 'and the task carries it to the agent')
+  r = await run(rig, ['run', plan, '--name', 'bad', '--bandwidth-class', 'no/slash'])
+  t.match(r, { code: 2, err: /--bandwidth-class no\/slash: a class name/ })
+  r = await run(rig, [
+    'run',
+    '--name',
+    'bad2',
+    '--tag',
+    'h-/d-f.txt:v1',
+    '--to',
+    'x:/d',
+    '--bandwidth-class',
+    '../x',
+  ])
+  t.match(r, { code: 2, err: /options\.bandwidthClass: a class name/ })
+})

@@ -3,6 +3,7 @@
  * real folders, and the status sink's retries (a fake resource client: 409s, an apiserver that
  * is down, a newer status replacing one being retried, a task re-created under the same name).
  */
+import { createHash } from 'node:crypto'
 import { mkdir, mkdtemp, rm, symlink } from 'node:fs/promises'
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -10,8 +11,10 @@ import t from 'tap'
 import { AgentConfigSchema } from '../../lib/agent/config.js'
 import { isInside, realDestination, realSource } from '../../lib/agent/jobs/roots.js'
 import { StatusSink } from '../../lib/agent/jobs/status.js'
+import { IngressCaps, parseIngressCap } from '../../lib/agent/server/ingress-caps.js'
 import type { ResourceClient } from '../../lib/apiserver/client/index.js'
 import { loadConfig, validateConfig } from '../../lib/config/index.js'
+import { Digest, InfoHash } from '../../lib/core/index.js'
 import { ShoalError } from '../../lib/errors/index.js'
 import type { DistributionTask, TaskSpecT, TaskStatusT } from '../../lib/jobs/kinds.js'
 import { silentLogger } from '../../lib/log/index.js'
@@ -23,6 +26,7 @@ t.test('config: jobs off by default, hostName the OS host name, strict keys', as
     roots: [],
     proxy: '127.0.0.1:15000',
     flag: { suffix: '.flag', content: 'empty' },
+    bandwidthClasses: {},
     concurrency: 2,
     progressSeconds: 5,
     watchSilenceSeconds: 60,
@@ -37,8 +41,10 @@ t.test('config: jobs off by default, hostName the OS host name, strict keys', as
       tokenFile: '/etc/shoal/a.token',
       roots: ['/usr/local/data'],
       concurrency: 4,
+      bandwidthClasses: { bulk: '20MiB', urgent: 0 },
     },
   })
+  t.same(on.jobs.bandwidthClasses, { bulk: 20 << 20, urgent: 0 }, 'class rates in bandwidth units')
   t.equal(on.hostName, '192.168.1.10')
   t.match(on.jobs, { apiserver: '10.0.0.5:15006', roots: ['/usr/local/data'], concurrency: 4 })
   for (const [bad, why] of [
@@ -46,6 +52,8 @@ t.test('config: jobs off by default, hostName the OS host name, strict keys', as
     [{ jobs: { roots: ['data'] } }, /absolute path/],
     [{ jobs: { concurrency: 0 } }, /concurrency/],
     [{ hostName: 'a b' }, /hostName/],
+    [{ jobs: { bandwidthClasses: { bulk: '8Mb' } } }, /jobs\.bandwidthClasses\.bulk/],
+    [{ jobs: { bandwidthClasses: { 'a/b': 0 } } }, /jobs\.bandwidthClasses\.a\/b": Invalid key/],
   ] as const)
     t.throws(() => validateConfig(AgentConfigSchema, bad), { code: 'CONFIG_INVALID', message: why })
 })
@@ -167,3 +175,29 @@ t.test('status sink: a task gone or re-created is not written; a stop ends the r
   await c.flushed()
   t.same(down.written, [], 'given up at the stop')
 })
+
+t.test(
+  'ingress caps of one shared download: the most generous asked for wins, only ever raised',
+  async (t) => {
+    const applied: number[] = []
+    const caps = new IngressCaps((_ih, rate) => applied.push(rate))
+    const d = Digest.fromHash(createHash('sha256').update('x'))
+    const ih = InfoHash.fromBytes(Buffer.alloc(20, 1))
+    caps.ask(d, 1000, true)
+    t.equal(caps.started(d, ih), 1000, 'the first request sets the start cap')
+    caps.ask(d, 500, false)
+    t.same(applied, [], 'a lower cap joining is not applied')
+    caps.ask(d, 4000, false)
+    caps.ask(d, undefined, false)
+    t.same(applied, [4000, 0], 'a higher one raises it; an uncapped request lifts it')
+    caps.ask(d, 10, false)
+    t.same(applied, [4000, 0], 'and it stays lifted')
+    caps.finished(d)
+    caps.ask(d, undefined, true)
+    t.equal(caps.started(d, ih), undefined, 'a new download asked without a cap has none')
+    t.equal(parseIngressCap(undefined), undefined)
+    t.equal(parseIngressCap('2097152'), 2097152)
+    for (const bad of ['', ' 1', '1.5', '0x10', '20MiB', ['1', '2']])
+      t.throws(() => parseIngressCap(bad), { code: 'BAD_REQUEST' }, `${JSON.stringify(bad)} refused`)
+  },
+)

@@ -8,7 +8,7 @@ import { once } from 'node:events'
 import { createConnection, createServer, type Server, type Socket } from 'node:net'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import t from 'tap'
-import { HostBandwidth } from '../../lib/bandwidth/index.js'
+import { HostBandwidth, PauseGate } from '../../lib/bandwidth/index.js'
 
 const MiB = 1024 * 1024
 const CAP = 4 * MiB
@@ -118,4 +118,20 @@ t.test('egress and ingress caps hold real sockets to 4 MiB/s within 5 %', async 
     `egress was the bottleneck (${bw.egress.throttledSeconds.toFixed(2)} s)`,
   )
   t.ok(bw.ingress.throttledSeconds > 1.5, `ingress too (${bw.ingress.throttledSeconds.toFixed(2)} s)`)
+})
+
+t.test('PauseGate: the source reads only while no limiter holds it paused', async (t) => {
+  const calls: string[] = []
+  const gate = new PauseGate({ pause: () => calls.push('pause'), resume: () => calls.push('resume') })
+  const host = gate.handle()
+  const job = gate.handle()
+  host.pause()
+  job.pause()
+  host.pause() // repeated: still one hold
+  host.resume()
+  t.same(calls, ['pause'], 'one limiter resuming does not let the other one’s unpaid bytes in')
+  job.resume()
+  t.same(calls, ['pause', 'resume'], 'resumed once neither holds it')
+  job.resume()
+  t.same(calls, ['pause', 'resume'], 'a resume without a pause changes nothing')
 })

@@ -6,9 +6,10 @@
 import t from 'tap'
 import { clusterLayout, originPorts } from '../../lib/devcluster/layout.js'
 
-t.test('one origin, no S3: the packaged config alone, as before', async (t) => {
-  const l = clusterLayout('/w', 2)
+t.test('one origin, no S3, no jobs: the packaged config alone, as before', async (t) => {
+  const l = clusterLayout('/w', 2, 15000, 16000, { jobs: false })
   t.same(l.configs, {})
+  t.notOk(l.agents[0]?.args.includes('--config'))
   t.equal(l.s3, undefined)
   t.same(l.origins, [])
   t.notOk(l.herd.args.includes('--config'))
@@ -82,3 +83,17 @@ t.test('bad choices are refused naming the clash', async (t) => {
     message: /agent-1's ports 13998-14000 overlap the S3 server's 14000-14000/,
   })
 })
+
+t.test(
+  "jobs (the default): each agent named agent-N, on the herd's resource API, with its own root",
+  async (t) => {
+    const l = clusterLayout('/w', 2, 17000, 18000, { configDir: '/pkg/config' })
+    t.same(l.agents[1]?.args.slice(0, 3), ['agent', '--config', '/w/config/agent-2.yaml'])
+    t.same(l.configs['/w/config/agent-2.yaml'], {
+      extends: '/pkg/config/agent/development.yaml',
+      hostName: 'agent-2',
+      jobs: { apiserver: '127.0.0.1:17006', roots: ['/w/roots/agent-2'], proxy: '127.0.0.1:17000' },
+    })
+    t.notOk(l.herd.args.includes('--config'), 'the herd runs its resource API and job controller by default')
+  },
+)

@@ -4,6 +4,7 @@ import { answeredMeta, pageQuery } from '../../build-index/client/index.js'
 import { Digest, type Tag, type TagType } from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
 import { HttpClient, urlPath } from '../../http/index.js'
+import { INGRESS_CAP_HEADER } from '../server/ingress-caps.js'
 
 export interface DownloadProgress {
   digest: string
@@ -24,6 +25,8 @@ export interface DownloadProgress {
   startedAt?: number
   finishedAt?: number
   error?: string
+  /** The download's own cap on reads from peers, bytes/s, when a client asked for one (0 = none). */
+  ingressCapBytesPerSec?: number
 }
 
 /** A tag as the agent resolved it. */
@@ -40,14 +43,25 @@ export interface ResolvedTagInfo {
 
 export class AgentClient {
   readonly http: HttpClient
+  /** Sent with blob requests: the agent caps the blob's download from peers to it (bytes/s). */
+  private readonly capHeaders: Record<string, string> | undefined
 
-  /** `token`: sent as "Authorization: Bearer" (an agent whose API is bound beyond loopback needs one). */
-  constructor(baseUrl: string, opts: { timeoutMs?: number; token?: string } = {}) {
+  /**
+   * `ingressBytesPerSec`: the cap (0 = unlimited) on the agent's download of every blob asked
+   * for through this client, on top of the agent's own caps (a job's bandwidth class).
+   * `token`: sent as "Authorization: Bearer" (an agent whose API is bound beyond loopback needs one).
+   */
+  constructor(
+    baseUrl: string,
+    opts: { timeoutMs?: number; ingressBytesPerSec?: number; token?: string } = {},
+  ) {
     this.http = new HttpClient(baseUrl, {
       name: 'agent',
       timeoutMs: opts.timeoutMs ?? 30_000,
       ...(opts.token === undefined ? {} : { headers: { authorization: `Bearer ${opts.token}` } }),
     })
+    const cap = opts.ingressBytesPerSec
+    this.capHeaders = cap === undefined ? undefined : { [INGRESS_CAP_HEADER]: String(cap) }
   }
 
   async resolve(tag: Tag, signal?: AbortSignal): Promise<Digest> {
@@ -103,7 +117,10 @@ export class AgentClient {
     digest: Digest,
     opts: { signal?: AbortSignal; timeoutMs?: number } = {},
   ): Promise<{ size: number; body: Readable }> {
-    const res = await this.http.request('GET', urlPath`/namespace/${ns}/blobs/${digest}`, opts)
+    const res = await this.http.request('GET', urlPath`/namespace/${ns}/blobs/${digest}`, {
+      ...opts,
+      headers: this.capHeaders,
+    })
     return { size: Number(res.headers['content-length'] ?? -1), body: res.body }
   }
 
@@ -119,7 +136,7 @@ export class AgentClient {
     const body = await this.http.json<{ size?: unknown; path?: unknown }>(
       'GET',
       urlPath`/namespace/${ns}/blobs/${digest}/file`,
-      opts,
+      { ...opts, headers: this.capHeaders },
     )
     if (typeof body.path !== 'string' || !body.path.startsWith('/') || !Number.isSafeInteger(body.size))
       throw new ShoalError(

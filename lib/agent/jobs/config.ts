@@ -4,9 +4,10 @@
  * no task worker at all: no connection, no timer.
  */
 
+import { ByteSize } from '../../bandwidth/config.js'
 import { FlagConfigSchema } from '../../cli/client-config.js'
 import { z } from '../../config/index.js'
-import { AbsolutePath } from '../../jobs/kinds.js'
+import { AbsolutePath, BandwidthClassName } from '../../jobs/kinds.js'
 
 export const JobsConfig = z
   .strictObject({
@@ -29,6 +30,13 @@ export const JobsConfig = z
     csgw: z.string().min(1).optional(),
     /** The flag file a pull with `hasFlag` writes beside the file, as PullCLI's `flag` settings. */
     flag: FlagConfigSchema,
+    /**
+     * Named ingress caps a job picks with `options.bandwidthClass` (e.g. `{ bulk: "20MiB",
+     * urgent: 0 }`): a pull of that class downloads from peers at most this fast, bytes/s in the
+     * units of the `bandwidth` section; 0 = unlimited. The host's `bandwidth.ingressBytesPerSec`
+     * still applies on top. A job naming a class not listed here fails on this host.
+     */
+    bandwidthClasses: z.record(BandwidthClassName, ByteSize).default({}),
     /** Tasks run at once; more wait their turn (Pending). */
     concurrency: z.number().int().min(1).max(64).default(2),
     /**

@@ -28,6 +28,8 @@ export interface ExecuteContext {
   roots: readonly string[]
   csgw?: string
   flag: FlagOptions
+  /** jobs.bandwidthClasses: class name → bytes/s (0 = unlimited). */
+  bandwidthClasses: Readonly<Record<string, number>>
   signal: AbortSignal
   /** Bytes moved so far (cheap: called per chunk). */
   onBytes: (bytes: number) => void
@@ -66,6 +68,7 @@ async function executePull(spec: TaskSpecT, ctx: ExecuteContext): Promise<TaskOu
   const tag = parseTag(spec.tag)
   checkName(tag.fileName, "tag's file name")
   if (spec.name !== undefined) checkName(spec.name, 'spec.name')
+  const ingressBytesPerSec = classRate(spec.options.bandwidthClass, ctx.bandwidthClasses, ctx.hostName)
   const dir = await realDestination(spec.path, ctx.roots, 'destination folder')
   await refuseLinkOutside(join(dir, tag.fileName), ctx.roots, 'destination')
   if (spec.name !== undefined) await refuseLinkOutside(join(dir, spec.name), ctx.roots, 'destination')
@@ -81,6 +84,7 @@ async function executePull(spec: TaskSpecT, ctx: ExecuteContext): Promise<TaskOu
     resType: spec.options.resType,
     csgw: ctx.csgw,
     onProgress: (p) => ctx.onBytes(p.bytes),
+    ingressBytesPerSec,
     signal: ctx.signal,
   })
   return {
@@ -90,6 +94,27 @@ async function executePull(spec: TaskSpecT, ctx: ExecuteContext): Promise<TaskOu
     path: r.path,
     source: r.source,
   }
+}
+
+/**
+ * The cap of a job's bandwidth class on this agent (undefined: the job names none). An unknown
+ * class fails the task before anything is touched, naming the classes this agent has.
+ */
+export function classRate(
+  name: string | undefined,
+  classes: Readonly<Record<string, number>>,
+  hostName: string,
+): number | undefined {
+  if (name === undefined) return undefined
+  const rate = Object.hasOwn(classes, name) ? classes[name] : undefined
+  if (rate !== undefined) return rate
+  const known = Object.keys(classes)
+  throw new ShoalError(
+    'INVALID',
+    `bandwidth class ${printable(name)} is not configured on agent ${hostName} (jobs.bandwidthClasses: ${
+      known.length === 0 ? 'none' : known.join(', ')
+    }); nothing was written`,
+  )
 }
 
 async function executePush(spec: TaskSpecT, ctx: ExecuteContext): Promise<TaskOutcome> {

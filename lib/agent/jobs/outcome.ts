@@ -88,3 +88,54 @@ export function failureOf(err: ShoalError, reason: AbortReason | undefined, spec
     )
   return err
 }
+
+/** A run this process finished: the task's uid, the generation and attempt it is final for. */
+export interface DoneRun {
+  uid: string
+  generation: number
+  attempt: number
+  /** The Succeeded status it wrote (a cancel arriving later does not undo a placed file). */
+  status?: TaskStatusT
+}
+
+/**
+ * The status to write when a cancel arrives after this process's run of the same work (same
+ * uid, same attempt) succeeded: Succeeded again, for the cancel's generation. Undefined when
+ * the cancel is not about a success of ours.
+ */
+export function succeededBeforeCancel(
+  done: DoneRun | undefined,
+  task: DistributionTask,
+): TaskStatusT | undefined {
+  if (!task.spec.cancelled || done?.uid !== task.metadata.uid || done.attempt !== task.spec.attempt) return
+  if (done.status?.phase !== 'Succeeded') return
+  return { ...done.status, observedGeneration: task.metadata.generation }
+}
+
+/** A cancelled task that never ran here: Failed, keeping what an earlier run reported. */
+export function cancelledBeforeRun(st: TaskStatusT | undefined, generation: number): TaskStatusT {
+  return {
+    phase: 'Failed',
+    observedGeneration: generation,
+    attempts: st?.attempts ?? 0,
+    bytes: st?.bytes ?? 0,
+    seconds: st?.seconds ?? 0,
+    ...(st?.startedAt ? { startedAt: st.startedAt } : {}),
+    finishedAt: new Date().toISOString(),
+    lastError: 'ABORTED: the task was cancelled before it ran',
+  }
+}
+
+/** What every log line about a task carries. */
+export function taskFields(obj: DistributionTask) {
+  const s = obj.spec
+  return {
+    task: `${obj.metadata.namespace}/${obj.metadata.name}`,
+    distribution: s.distribution,
+    action: s.action,
+    tag: s.tag,
+    path: s.action === 'pull' ? s.path : s.sourcePath,
+    generation: obj.metadata.generation,
+    attempt: s.attempt,
+  }
+}

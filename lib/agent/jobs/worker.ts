@@ -29,7 +29,18 @@ import type { Logger } from '../../log/index.js'
 import { type Counter, counter, liveGauge, type Registry } from '../../metrics/index.js'
 import type { JobsConfigT } from './config.js'
 import { executeTask, type TaskOutcome } from './execute.js'
-import { type AbortReason, failed, failureOf, isFinal, succeeded, taskDeadline } from './outcome.js'
+import {
+  type AbortReason,
+  cancelledBeforeRun,
+  type DoneRun,
+  failed,
+  failureOf,
+  isFinal,
+  succeeded,
+  succeededBeforeCancel,
+  taskDeadline,
+  taskFields,
+} from './outcome.js'
 import { realRoots } from './roots.js'
 import { StatusSink, sleep } from './status.js'
 
@@ -54,7 +65,7 @@ interface Entry {
   run?: Run
   queued: boolean
   /** The generation (of this uid) this process last finished: not run again for it. */
-  done?: { uid: string; generation: number }
+  done?: DoneRun
   sink?: StatusSink
 }
 
@@ -235,6 +246,7 @@ export class TaskWorker implements Service {
     }
     if (obj.metadata.deletionTimestamp) return
     if (e.done && e.done.uid === uid && e.done.generation >= generation) return
+    if (this.cancelledAfterSuccess(e, obj)) return
     if (isFinal(obj)) return
     if (obj.spec.cancelled) {
       this.finishCancelled(e, obj)
@@ -271,22 +283,25 @@ export class TaskWorker implements Service {
     return e.sink
   }
 
+  /**
+   * A cancel that reached us after our run of the same work placed its file: the task stays
+   * Succeeded (for the cancel's generation), over the controller's "cancelled". True if so.
+   */
+  private cancelledAfterSuccess(e: Entry, obj: DistributionTask): boolean {
+    const status = succeededBeforeCancel(e.done, obj)
+    if (!e.done || !status) return false
+    e.done = { ...e.done, generation: obj.metadata.generation }
+    this.sinkOf(e, obj).set(status)
+    this.log.info(taskFields(obj), 'job task cancelled after it succeeded: it stays Succeeded')
+    return true
+  }
+
   /** A cancelled task that never ran here (or whose run ended before the cancel arrived). */
   private finishCancelled(e: Entry, obj: DistributionTask): void {
     const { uid, generation } = obj.metadata
-    e.done = { uid, generation }
-    const st = obj.status
-    this.sinkOf(e, obj).set({
-      phase: 'Failed',
-      observedGeneration: generation,
-      attempts: st?.attempts ?? 0,
-      bytes: st?.bytes ?? 0,
-      seconds: st?.seconds ?? 0,
-      ...(st?.startedAt ? { startedAt: st.startedAt } : {}),
-      finishedAt: new Date().toISOString(),
-      lastError: 'ABORTED: the task was cancelled before it ran',
-    })
-    this.log.info(this.fields(obj), 'job task cancelled before it ran')
+    e.done = { uid, generation, attempt: obj.spec.attempt }
+    this.sinkOf(e, obj).set(cancelledBeforeRun(obj.status, generation))
+    this.log.info(taskFields(obj), 'job task cancelled before it ran')
     this.finished?.inc({ action: obj.spec.action, outcome: 'cancelled' })
   }
 
@@ -294,19 +309,6 @@ export class TaskWorker implements Service {
     if (!e.run || e.run.abort.signal.aborted) return
     e.run.reason = reason
     e.run.abort.abort(new ShoalError('ABORTED', `task ${reason}`))
-  }
-
-  private fields(obj: DistributionTask) {
-    const s = obj.spec
-    return {
-      task: key(obj),
-      distribution: s.distribution,
-      action: s.action,
-      tag: s.tag,
-      path: s.action === 'pull' ? s.path : s.sourcePath,
-      generation: obj.metadata.generation,
-      attempt: s.attempt,
-    }
   }
 
   private async run(k: string, e: Entry): Promise<void> {
@@ -324,7 +326,7 @@ export class TaskWorker implements Service {
     let bytes = 0
     let lastWrite = started
     sink.set({ phase: 'Running', ...base, bytes: 0, seconds: 0 })
-    this.log.info({ ...this.fields(obj), attempts }, 'job task started')
+    this.log.info({ ...taskFields(obj), attempts }, 'job task started')
     const deadlineAt = taskDeadline(obj, started)
     const deadline =
       deadlineAt === undefined
@@ -340,6 +342,7 @@ export class TaskWorker implements Service {
         roots: this.roots,
         ...(this.o.jobs.csgw ? { csgw: this.o.jobs.csgw } : {}),
         flag: this.o.jobs.flag,
+        bandwidthClasses: this.o.jobs.bandwidthClasses,
         signal: run.abort.signal,
         onBytes: (b) => {
           bytes = b
@@ -361,21 +364,23 @@ export class TaskWorker implements Service {
     // Cut short by a stop, a newer spec or a delete: no result to report; the next start (or the
     // newer spec) runs it again.
     if (failure && (reason === 'stopping' || reason === 'superseded' || reason === 'deleted')) {
-      this.log.info({ ...this.fields(obj), reason }, 'job task interrupted')
+      this.log.info({ ...taskFields(obj), reason }, 'job task interrupted')
     } else {
       // A finished run is final for the generation it ran, or for the cancel that cut it short.
       const observed =
         reason === 'cancelled' ? Math.max(generation, e.latest.metadata.generation) : generation
-      e.done = { uid, generation: observed }
+      e.done = { uid, generation: observed, attempt: spec.attempt }
       if (outcome) {
-        sink.set(succeeded(base, observed, outcome, seconds))
-        this.log.info({ ...this.fields(obj), ...outcome, seconds }, 'job task succeeded')
+        // Placed before any cancel could stop it: the truth is Succeeded, cancel or not.
+        e.done.status = succeeded(base, observed, outcome, seconds)
+        sink.set(e.done.status)
+        this.log.info({ ...taskFields(obj), ...outcome, seconds }, 'job task succeeded')
         this.finished?.inc({ action: spec.action, outcome: 'succeeded' })
       } else {
         const f = failureOf(failure as ShoalError, reason, spec)
         sink.set(failed(base, observed, f, bytes, seconds))
         this.log.warn(
-          { ...this.fields(obj), err: f, seconds },
+          { ...taskFields(obj), err: f, seconds },
           reason === 'cancelled' ? 'job task cancelled' : 'job task failed',
         )
         this.finished?.inc({ action: spec.action, outcome: reason === 'cancelled' ? 'cancelled' : 'failed' })

@@ -22,6 +22,7 @@ import type { DownloadStats, TorrentEngine } from '../../torrent/index.js'
 import type { TrackerSet } from '../../tracker/client/index.js'
 import type { DownloadProgress } from '../client/index.js'
 import { CorruptPieces, type CorruptReportSink } from './corruption.js'
+import { IngressCaps } from './ingress-caps.js'
 import type { ResumeJournal } from './journal.js'
 import { fetchMetaInfo } from './metainfo.js'
 import { ProgressTable, pickStats } from './progress.js'
@@ -29,7 +30,8 @@ import { DiskSpace } from './space.js'
 import { StallWatchdog } from './stall.js'
 
 /** What Downloads needs of the engine and the trackers (narrow, so tests can stand in). */
-export type SwarmEngine = Pick<TorrentEngine, 'download' | 'seed' | 'remove' | 'stats'>
+export type SwarmEngine = Pick<TorrentEngine, 'download' | 'seed' | 'remove' | 'stats'> &
+  Partial<Pick<TorrentEngine, 'setIngressCap'>>
 /** Metainfo, and (when it can) where bad pieces from origins are reported: the TrackerSet. */
 export type MetaInfoSource = Pick<TrackerSet, 'metainfo'> & Partial<CorruptReportSink>
 
@@ -67,6 +69,8 @@ export class Downloads {
   private readonly cancels = new Map<string, AbortController>()
   private readonly space: DiskSpace
   private readonly onCached: ((digest: Digest, size: number) => void) | undefined
+  /** Per-download ingress caps clients asked for (a job's bandwidth class). */
+  private readonly caps: IngressCaps
 
   constructor(opts: DownloadsOptions) {
     this.store = opts.store
@@ -78,12 +82,18 @@ export class Downloads {
     this.space = new DiskSpace(opts.store, opts.minFreeBytes ?? 0)
     this.onCached = opts.onCached
     this.progress = new ProgressTable((infoHash) => this.engine.stats(infoHash))
+    this.caps = new IngressCaps((infoHash, rate) => this.engine.setIngressCap?.(infoHash, rate))
   }
 
-  /** Resolves once the blob is verified in the local cache. */
-  async ensure(ns: string, digest: Digest, signal?: AbortSignal): Promise<void> {
+  /**
+   * Resolves once the blob is verified in the local cache. `ingressBytesPerSec`: this request's
+   * cap on the download's reads from peers (see IngressCaps for requests that share one).
+   */
+  async ensure(ns: string, digest: Digest, signal?: AbortSignal, ingressBytesPerSec?: number): Promise<void> {
     if (await this.store.stat(digest)) return
-    const pending = this.inflight.get(digest.hex) ?? this.start(ns, digest)
+    const running = this.inflight.get(digest.hex)
+    this.caps.ask(digest, ingressBytesPerSec, running === undefined)
+    const pending = running ?? this.start(ns, digest)
     if (!signal) return pending
     // The caller may give up (client went away); the shared download carries on for others.
     await Promise.race([
@@ -228,7 +238,10 @@ export class Downloads {
   }
 
   private start(ns: string, digest: Digest, known?: MetaInfo): Promise<void> {
-    const pending = this.download(ns, digest, known).finally(() => this.inflight.delete(digest.hex))
+    const pending = this.download(ns, digest, known).finally(() => {
+      this.inflight.delete(digest.hex)
+      this.caps.finished(digest)
+    })
     this.inflight.set(digest.hex, pending)
     return pending
   }
@@ -271,9 +284,16 @@ export class Downloads {
         known ? 'download resumed after a restart' : 'download started',
       )
       watchdog.watch(() => this.engine.stats(meta.infoHash))
+      const ingressBytesPerSec = this.caps.started(digest, meta.infoHash)
+      // Kept on the entry after the download ends: what the API shows it was held to.
+      if (ingressBytesPerSec !== undefined) entry.ingressCapBytesPerSec = ingressBytesPerSec
       let stats: DownloadStats
       try {
-        stats = await this.engine.download(meta, file, { signal, onBadPiece: corrupt.onBadPiece })
+        stats = await this.engine.download(meta, file, {
+          signal,
+          onBadPiece: corrupt.onBadPiece,
+          ingressBytesPerSec,
+        })
         // Whole-blob check before the blob becomes visible; the engine keeps serving pieces meanwhile.
         await file.finish(digest)
         finished = true

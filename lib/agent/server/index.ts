@@ -22,6 +22,7 @@ import type { AgentConfig } from '../config.js'
 import { TaskWorker } from '../jobs/worker.js'
 import { AgentCachePolicy } from './cache-policy.js'
 import { Downloads } from './downloads.js'
+import { INGRESS_CAP_HEADER, parseIngressCap } from './ingress-caps.js'
 import { ResumeJournal } from './journal.js'
 import { TagCache } from './tag-cache.js'
 
@@ -275,11 +276,13 @@ export class AgentServer implements Service {
    * The blob in the cache (downloaded through the swarm first when missing), held against
    * eviction until the returned function is called.
    */
-  private async holdBlob(params: RouteContext['params'], signal: AbortSignal): Promise<[Digest, () => void]> {
+  private async holdBlob({ req, params, signal }: RouteContext): Promise<[Digest, () => void]> {
     const digest = Digest.parse(params.digest as string)
     const ns = parseNamespace(params.ns || DEFAULT_NAMESPACE)
+    // A job's bandwidth class: this download's own cap on reads from peers.
+    const cap = parseIngressCap(req.headers[INGRESS_CAP_HEADER])
     for (;;) {
-      await this.downloads.ensure(ns, digest, signal)
+      await this.downloads.ensure(ns, digest, signal, cap)
       // A reader from here on: no sweep removes the blob until it is released. An eviction
       // already under way either gives up (the blob stays) or finishes (get it again).
       const done = this.cache.reading(digest)
@@ -288,8 +291,9 @@ export class AgentServer implements Service {
     }
   }
 
-  private async getBlob({ res, params, signal }: RouteContext): Promise<void> {
-    const [digest, done] = await this.holdBlob(params, signal)
+  private async getBlob(ctx: RouteContext): Promise<void> {
+    const { res } = ctx
+    const [digest, done] = await this.holdBlob(ctx)
     try {
       const stat = await this.store.stat(digest)
       if (!stat) throw new ShoalError('BLOB_NOT_FOUND', `blob not found: ${digest}`)
@@ -314,8 +318,9 @@ export class AgentServer implements Service {
    * client that cannot open it (another user, another mount namespace, evicted meanwhile) falls
    * back to GET /namespace/:ns/blobs/:digest.
    */
-  private async getBlobFile({ res, params, signal }: RouteContext): Promise<void> {
-    const [digest, done] = await this.holdBlob(params, signal)
+  private async getBlobFile(ctx: RouteContext): Promise<void> {
+    const { res } = ctx
+    const [digest, done] = await this.holdBlob(ctx)
     try {
       const stat = await this.store.stat(digest)
       if (!stat) throw new ShoalError('BLOB_NOT_FOUND', `blob not found: ${digest}`)

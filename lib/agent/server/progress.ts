@@ -69,6 +69,7 @@ export function pickStats(s: DownloadStats, resumedPieces = 0) {
     bytesFromOrigins: s.bytesFromOrigins,
     bytesFromAgents: s.bytesFromAgents,
     bytesUploaded: s.bytesUploaded,
+    ...(s.ingressCapBytesPerSec === undefined ? {} : { ingressCapBytesPerSec: s.ingressCapBytesPerSec }),
     piecesDone: resumedPieces + s.piecesFromOrigins + s.piecesFromAgents,
   }
 }

@@ -86,7 +86,15 @@ export class TorrentEngine implements Service {
       return Promise.reject(err)
     }
     if (opts.onBadPiece) torrent.onBadPiece = opts.onBadPiece
+    if (opts.ingressBytesPerSec !== undefined) torrent.setIngressCap(opts.ingressBytesPerSec)
     return torrent.wait(opts.signal)
+  }
+
+  /** Changes one torrent's own ingress cap (0 = unlimited); false when it is not open. */
+  setIngressCap(infoHash: InfoHash, bytesPerSec: number): boolean {
+    const torrent = this.#core.torrent(infoHash)
+    torrent?.setIngressCap(bytesPerSec)
+    return torrent !== undefined
   }
 
   remove(infoHash: InfoHash): void {

@@ -7,6 +7,7 @@
  * each side is that side's record (peer.down: Downloader, peer.up: Uploader), created when a
  * peer attaches; Torrent only reads them.
  */
+import { Limiter } from '../../bandwidth/index.js'
 import type { MetaInfo } from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
 import type { Logger } from '../../log/index.js'
@@ -47,6 +48,8 @@ export class Torrent implements PeerOwner, DownloadHost, AnnounceTarget {
   onBadPiece: ((bad: BadPiece) => void) | undefined = undefined
   private state: TorrentState
   private tickTimer: unknown
+  /** This download's own ingress cap (setIngressCap), under the host's; none until asked for. */
+  private ingressCap: Limiter | undefined = undefined
 
   constructor(meta: MetaInfo, storage: TorrentStorage, ctx: EngineContext) {
     if (storage.pieceCount !== meta.pieceCount) {
@@ -129,7 +132,25 @@ export class Torrent implements PeerOwner, DownloadHost, AnnounceTarget {
   }
 
   snapshot(): DownloadStats {
-    return { ...this.downloader.stats, bytesUploaded: this.uploader.bytesUploaded }
+    const stats = { ...this.downloader.stats, bytesUploaded: this.uploader.bytesUploaded }
+    return this.ingressCap === undefined ? stats : { ...stats, ingressCapBytesPerSec: this.ingressCap.rate }
+  }
+
+  /**
+   * Caps what this torrent reads from its peers, on top of the host's ingress cap (0 =
+   * unlimited). The limiter is made on first use only, so torrents never capped pay nothing;
+   * connections already open join it at once.
+   */
+  setIngressCap(bytesPerSec: number): void {
+    if (this.state === 'removed') return
+    if (this.ingressCap !== undefined) {
+      this.ingressCap.setRate(bytesPerSec)
+      return
+    }
+    if (bytesPerSec === 0) return
+    const cap = new Limiter({ direction: 'ingress', bytesPerSec, clock: this.ctx.clock, logger: this.log })
+    this.ingressCap = cap
+    for (const peer of this.peers.all()) peer.useIngressCap(cap, this.infoHashHex)
   }
 
   /** Closes everything; resolves when the 'stopped' announce went out (or gave up). */
@@ -139,6 +160,7 @@ export class Torrent implements PeerOwner, DownloadHost, AnnounceTarget {
     if (this.tickTimer !== undefined) this.ctx.clock.clearTimer(this.tickTimer)
     this.tickTimer = undefined
     for (const peer of this.peers.all()) peer.close(reason)
+    this.ingressCap?.close()
     this.waiters.rejectAll(new ShoalError('ABORTED', `torrent ${reason}`))
     return this.announcer.stop()
   }
@@ -190,6 +212,7 @@ export class Torrent implements PeerOwner, DownloadHost, AnnounceTarget {
     peer.attach(this, this.log)
     const bw = this.ctx.bandwidth
     if (bw !== undefined) peer.useBandwidth(bw, this.infoHashHex)
+    if (this.ingressCap !== undefined) peer.useIngressCap(this.ingressCap, this.infoHashHex)
     // BEP 10 first (a Shoal peer learns the block size before it can request), then what we
     // have: BEP 6 have-all / have-none where they apply, else a bitfield (none when empty).
     peer.sendExtendedHandshake(this.ctx.port)

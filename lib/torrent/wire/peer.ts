@@ -21,6 +21,8 @@ import {
   type EgressFlow,
   type HostBandwidth,
   type IngressFlow,
+  type Limiter,
+  PauseGate,
   systemClock,
 } from '../../bandwidth/index.js'
 import { bencodeDecode } from '../../core/bencode.js'
@@ -121,6 +123,10 @@ export class Peer extends PeerWriter implements WireHandler {
   bwOut: EgressFlow | undefined = undefined
   /** Reads are counted here; the limiter pauses the socket while they are over the cap. */
   bwIn: IngressFlow | undefined = undefined
+  /** The download's own ingress cap (Torrent.setIngressCap), on top of the host's. */
+  bwCap: IngressFlow | undefined = undefined
+  /** Lets both ingress flows pause the socket: it reads only while neither holds it. */
+  private bwGate: PauseGate | undefined = undefined
 
   // Housekeeping.
   lastRecvAt: number
@@ -201,7 +207,18 @@ export class Peer extends PeerWriter implements WireHandler {
     if (this.closed || this.bwOut !== undefined) return
     this.bwOut = bw.egress.flow(group)
     // Not watched: sockets read through `onread` emit no 'data'; onSocketData counts every read.
-    this.bwIn = bw.ingress.register(this.socket, group, { watch: false })
+    this.bwIn = bw.ingress.register(this.gate().handle(), group, { watch: false })
+  }
+
+  /** Puts the connection under its download's own ingress cap too (a job's bandwidth class). */
+  useIngressCap(limiter: Limiter, group: string): void {
+    if (this.closed || this.bwCap !== undefined) return
+    this.bwCap = limiter.register(this.gate().handle(), group, { watch: false })
+  }
+
+  private gate(): PauseGate {
+    this.bwGate ??= new PauseGate(this.socket)
+    return this.bwGate
   }
 
   override close(reason: string): void {
@@ -216,6 +233,7 @@ export class Peer extends PeerWriter implements WireHandler {
     // Leaves the limiters: a serve() waiting for egress wakes up and sees the peer closed.
     this.bwOut?.close()
     this.bwIn?.close()
+    this.bwCap?.close()
     this.onDrain()
     this.log.debug({ peer: this.addr, peerId: this.idHex || undefined, reason }, 'peer disconnected')
     try {
@@ -244,6 +262,8 @@ export class Peer extends PeerWriter implements WireHandler {
     }
     const bwIn = this.bwIn
     if (bwIn !== undefined) bwIn.received(chunk.length)
+    const bwCap = this.bwCap
+    if (bwCap !== undefined) bwCap.received(chunk.length)
   }
 
   onProtocolError(why: string): void {

@@ -69,6 +69,8 @@ export function pickStats(s: DownloadStats, resumedPieces = 0) {
     bytesFromOrigins: s.bytesFromOrigins,
     bytesFromAgents: s.bytesFromAgents,
     bytesUploaded: s.bytesUploaded,
+    bytesByZone: s.bytesByZone,
+    bytesCrossZone: s.bytesCrossZone,
     piecesDone: resumedPieces + s.piecesFromOrigins + s.piecesFromAgents,
   }
 }

@@ -52,6 +52,14 @@ interface Run {
   cross: Record<string, number>
   byZone: Record<string, Record<string, number>>
   received: Record<string, number>
+  /** The agent's shoal_torrent_bytes_received_by_locality_total{locality="other"}. */
+  metric: Record<string, number>
+}
+
+async function crossMetric(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text()
+  const m = /^shoal_torrent_bytes_received_by_locality_total\{[^}]*locality="other"[^}]*\} (\S+)$/m.exec(text)
+  return Number(m?.[1] ?? Number.NaN)
 }
 
 /**
@@ -87,8 +95,9 @@ async function distribute(t: Test, herd: Herd, dir: string, locality: boolean): 
   statuses.set('b1', await pull(dir, b1, digest))
   const last = await Promise.all(rest.map((h) => pull(dir, h, digest)))
   for (const [i, h] of rest.entries()) statuses.set(h.name, last[i] as DownloadProgress)
-  const run: Run = { cross: {}, byZone: {}, received: {} }
+  const run: Run = { cross: {}, byZone: {}, received: {}, metric: {} }
   for (const h of hosts) {
+    run.metric[h.name] = await crossMetric(h.agent.url)
     const s = statuses.get(h.name) as DownloadProgress
     run.cross[h.name] = s.bytesCrossZone ?? Number.NaN
     run.byZone[h.name] = s.bytesByZone ?? {}
@@ -129,6 +138,7 @@ t.test('bytes crossing zones: bounded with locality, compared with none', async 
       const own = h.startsWith('a') ? 'a' : 'b'
       const other = own === 'a' ? 'b' : 'a'
       t.equal(run.cross[h], byZone[other] ?? 0, `${h}: bytesCrossZone is what came from zone ${other}`)
+      t.equal(run.metric[h], run.cross[h], `${h}: the metric of bytes from another zone says the same`)
       t.ok((run.received[h] ?? 0) >= SIZE, `${h}: received at least the blob (${run.received[h]} bytes)`)
     }
   }

@@ -6,6 +6,7 @@
  * ones are summed when someone reads the figures (the agent's status, a few times a second at
  * most).
  */
+import { Counter, type Registry } from '../../metrics/index.js'
 import { NO_ZONE } from '../types.js'
 import type { Peer } from '../wire/peer.js'
 
@@ -42,5 +43,52 @@ export class ZoneBytes {
     let n = this.doneZoned - (this.done.get(own) ?? 0)
     for (const p of live) if (p.zone !== undefined && p.zone !== own) n += p.downloaded
     return n
+  }
+}
+
+/** Where a sender is, seen from us: its declared zone is ours, another one, or none. */
+type Locality = 'same' | 'other' | 'none'
+
+function locality(zone: string | undefined, own: string | undefined): Locality {
+  if (zone === undefined || own === undefined) return 'none'
+  return zone === own ? 'same' : 'other'
+}
+
+/**
+ * The engine-wide counter `shoal_torrent_bytes_received_by_locality_total{locality}`: piece
+ * bytes received from peers of our zone, of another zone, or of none (or when we have none).
+ * By locality rather than by zone name: a zone is what a peer says, and a label per claimed
+ * name would let one peer grow the metric without bound. Read at scrape time from the
+ * connections' counts, like bytesByZone: nothing per block.
+ */
+export class ZoneCounter {
+  private readonly done: Record<Locality, number> = { same: 0, other: 0, none: 0 }
+
+  constructor(
+    registry: Registry,
+    private readonly own: string | undefined,
+    live: () => Iterable<Sender>,
+  ) {
+    const name = 'shoal_torrent_bytes_received_by_locality_total'
+    // A second engine on the same registry (tests) takes the metric over, as liveGauge does.
+    if (registry.getSingleMetric(name)) registry.removeSingleMetric(name)
+    const done = this.done
+    new Counter({
+      name,
+      help: "Piece bytes received, by the sender's declared zone: ours (same), another (other), none",
+      labelNames: ['locality'],
+      registers: [registry],
+      collect() {
+        const now = { ...done }
+        for (const p of live()) now[locality(p.zone, own)] += p.downloaded
+        this.reset()
+        for (const l of ['same', 'other', 'none'] as const) this.inc({ locality: l }, now[l])
+      },
+    })
+  }
+
+  /** A connection closed: its bytes stay counted. */
+  closed(peer: Sender): void {
+    this.done[locality(peer.zone, this.own)] += peer.downloaded
   }
 }

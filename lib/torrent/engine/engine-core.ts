@@ -12,6 +12,7 @@ import type { InfoHash, MetaInfo } from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
 import type { Logger } from '../../log/index.js'
 import { Registry } from '../../metrics/index.js'
+import { ZoneCounter } from '../download/zone-bytes.js'
 import { BLOCK_SIZE, type EngineOptions, type PeerSource, type TorrentStorage, ZONE_LABEL } from '../types.js'
 import { BlockPool } from '../upload/block-pool.js'
 import { MseResponder } from '../wire/mse.js'
@@ -41,6 +42,7 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
   readonly bandwidth: HostBandwidth | undefined
   readonly clock: Clock
   readonly zone: string | undefined
+  private readonly zoneBytes: ZoneCounter
   private readonly selfHosts: Set<string>
   private readonly torrents = new Map<string, Torrent>()
   private readonly connections = new Set<Peer>()
@@ -102,7 +104,9 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
     this.zone = opts.zone
     this.options = resolveOptions(opts)
     this.peerId = Buffer.concat([Buffer.from(PEER_ID_PREFIX[opts.role], 'latin1'), randomBytes(12)])
-    this.metrics = createMetrics(opts.registry ?? new Registry())
+    const registry = opts.registry ?? new Registry()
+    this.metrics = createMetrics(registry)
+    this.zoneBytes = new ZoneCounter(registry, this.zone, () => this.connections)
     this.blocks = new BlockPool(this.options.blockSize, MAX_POOLED_BLOCKS)
     this.selfHosts = localAddresses([listenHost, opts.announceHost])
   }
@@ -241,6 +245,7 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
   }
 
   onClose(peer: Peer): void {
+    if (this.connections.has(peer)) this.zoneBytes.closed(peer)
     if (this.connections.delete(peer) && peer.direction === 'in') this.releaseIn(peer.ip, !peer.handshaken)
     const torrent = this.dialTargets.get(peer)
     if (torrent) {

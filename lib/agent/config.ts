@@ -37,7 +37,8 @@ export const AgentConfigSchema = z.strictObject({
   /**
    * This host's zone (rack, site), a label sent on every announce: the tracker hands out peers of
    * the same zone first within each class (origins still first), so less traffic crosses zones.
-   * Unset: no preference.
+   * Also declared to peers (BEP 10 handshake), which count the bytes they receive by zone
+   * (`bytesByZone`, `bytesCrossZone` in GET /downloads/:digest). Unset: no preference.
    */
   zone: z
     .string()

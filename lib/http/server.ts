@@ -16,6 +16,7 @@ import { listenError } from '../lifecycle/index.js'
 import type { Logger } from '../log/index.js'
 import type { Registry } from '../metrics/index.js'
 import { sendError, sendJson } from './body.js'
+import { type Controllers, LazyContext } from './context.js'
 import { ClientErrorAnswers, type InFlight, SlowBodySweep } from './limits.js'
 import { Router } from './router.js'
 
@@ -83,6 +84,13 @@ export class HttpServer {
   private server: Server | undefined
   private starting: Promise<AddressInfo> | undefined
   private readonly controllers = new Set<AbortController>()
+  private readonly tracking: Controllers = {
+    track: (c) => {
+      if (this.server === undefined) c.abort()
+      else this.controllers.add(c)
+    },
+    untrack: (c) => this.controllers.delete(c),
+  }
   private readonly limits: HttpLimits
   /** Open connections per client address. */
   private readonly perClient = new Map<string, number>()
@@ -308,31 +316,26 @@ export class HttpServer {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = process.hrtime.bigint()
-    const controller = new AbortController()
-    this.controllers.add(controller)
-    const onClose = () => {
-      if (!res.writableFinished) controller.abort()
-    }
-    res.on('close', onClose)
     // The socket is captured now: once the response is done Node detaches it from req and res.
     const socket = req.socket
     this.inFlight.set(socket, { req, res })
     // Node clears a kept-alive socket's timeout when the next request arrives; re-arm it.
     socket.setTimeout(this.limits.idleTimeoutMs)
+    const method = req.method ?? 'GET'
+    const rawUrl = req.url ?? '/'
+    const q = rawUrl.indexOf('?')
+    const ctx = new LazyContext(req, res, this.log, q < 0 ? '' : rawUrl.slice(q + 1), this.tracking)
     res.once('finish', () => {
       if (!req.complete) this.closeUnread(socket, req)
     })
     res.once('close', () => {
       if (this.inFlight.get(socket)?.res === res) this.inFlight.delete(socket)
+      ctx.closed()
     })
-    const method = req.method ?? 'GET'
-    const rawUrl = req.url ?? '/'
     try {
-      const q = rawUrl.indexOf('?')
-      const path = q < 0 ? rawUrl : rawUrl.slice(0, q)
-      const query = new URLSearchParams(q < 0 ? '' : rawUrl.slice(q + 1))
-      const { handler, params } = this.router.match(method, path)
-      await handler({ req, res, params, query, signal: controller.signal, log: this.log })
+      const { handler, params } = this.router.match(method, q < 0 ? rawUrl : rawUrl.slice(0, q))
+      ctx.params = params
+      await handler(ctx)
     } catch (err) {
       const e = toShoalError(err)
       if (e.status >= 500 && !isShoalError(err))
@@ -343,10 +346,14 @@ export class HttpServer {
       if (!req.complete && !res.headersSent) res.setHeader('connection', 'close')
       if (!res.destroyed) sendError(res, e)
     } finally {
-      this.controllers.delete(controller)
-      res.off('close', onClose)
-      const ms = Number(process.hrtime.bigint() - started) / 1e6
-      if (!rawUrl.startsWith('/health') && !rawUrl.startsWith('/metrics')) {
+      ctx.release()
+      // Built only when someone reads it: the fields cost a visible share of a tracker announce.
+      if (
+        this.log.isLevelEnabled('debug') &&
+        !rawUrl.startsWith('/health') &&
+        !rawUrl.startsWith('/metrics')
+      ) {
+        const ms = Number(process.hrtime.bigint() - started) / 1e6
         this.log.debug(
           { method, url: rawUrl.slice(0, 300), status: res.statusCode, ms: Math.round(ms) },
           'request',

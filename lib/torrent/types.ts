@@ -46,6 +46,12 @@ export interface EngineOptions extends EngineTuning {
   port: number
   /** Address we are reachable at, if it differs from host (only used to recognise ourselves). */
   announceHost?: string
+  /**
+   * This host's zone (rack, site), told to every peer in our BEP 10 handshake so that each side
+   * can count the bytes it receives by the sender's zone (DownloadStats.bytesByZone). A label
+   * only: it changes nothing in how peers are chosen (the tracker's handout does that).
+   */
+  zone?: string
   peerSource: PeerSource
   logger: Logger
   /** prom-client registry for counters (bytes sent/received, bad pieces, bans) */
@@ -107,7 +113,20 @@ export interface DownloadStats {
   finishedAt?: number
   /** The torrent's own ingress cap (a job's bandwidth class), bytes/s; absent: never capped. */
   ingressCapBytesPerSec?: number
+  /**
+   * Piece block bytes received, by the zone each sending peer declared in its BEP 10 handshake
+   * (NO_ZONE for a peer that declared none: stock clients, hosts without a zone). Computed when
+   * read, from per-connection counts: nothing is added per block.
+   */
+  readonly bytesByZone: Record<string, number>
+  /** The part of bytesByZone from peers that declared a zone other than ours (0 without a zone of our own). */
+  readonly bytesCrossZone: number
 }
+
+/** bytesByZone's key for peers that declared no zone (not a valid zone label, so never a clash). */
+export const NO_ZONE = '(none)'
+/** What a zone label may be (as the tracker's `zone` parameter): short, plain characters. */
+export const ZONE_LABEL = /^[A-Za-z0-9._-]{1,64}$/
 
 /** Largest wire message we accept: a 1 MiB block plus the piece header, with slack. */
 export const MAX_MESSAGE_LENGTH = (1 << 20) + 13

@@ -3,53 +3,25 @@
  * racing on the same tags through real HTTP: exactly one outcome per immutable version, and
  * no lost update for latest (its history is one unbroken chain of moves).
  */
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { FsBackend } from '../../lib/backend/fs.js'
 import { BuildIndexClient } from '../../lib/build-index/client/index.js'
 import { BuildIndexConfigSchema } from '../../lib/build-index/config.js'
-import { startBuildIndex } from '../../lib/build-index/server/index.js'
 import { validateConfig } from '../../lib/config/index.js'
 import { Digest } from '../../lib/core/index.js'
 import { isShoalError } from '../../lib/errors/index.js'
-import { HttpServer, sendEmpty, sendJson } from '../../lib/http/index.js'
-import { silentLogger } from '../../lib/log/index.js'
+import { testBuildIndex } from '../helpers/build-index.js'
 import { startTestRedis } from '../helpers/redis.js'
 
-const logger = silentLogger()
 const d = (n: number) => Digest.fromHex(n.toString(16).padStart(64, '0'))
 
-/** An origin that holds every digest; its HEAD answers on the next tick, so puts overlap. */
-async function fakeOrigin(t: Test): Promise<string> {
-  const server = new HttpServer({ name: 'fake-origin', logger })
-  const addr = await server.start(0, '127.0.0.1')
-  const self = `127.0.0.1:${addr.port}`
-  server.router.get('/blobs/:digest/locations', ({ res }) => sendJson(res, 200, { locations: [self] }))
-  server.router.head('/namespace/:ns/blobs/:digest', ({ res }) =>
-    sendEmpty(res, 200, { 'content-length': 1 }),
-  )
-  t.teardown(() => server.stop())
-  return self
-}
-
 async function twoInstances(t: Test) {
-  const root = await mkdtemp(join(tmpdir(), 'shoal-bi2-'))
-  t.teardown(() => rm(root, { recursive: true, force: true }))
   const redis = await startTestRedis(t)
-  const origin = await fakeOrigin(t)
-  const config = validateConfig(BuildIndexConfigSchema, {
-    server: { host: '127.0.0.1', port: 0 },
-    origins: [origin],
-    redis: { url: redis.url },
-    history: { maxEntries: 1000 },
-    gc: { enabled: false },
-  })
-  const servers = await Promise.all(
-    [1, 2].map(() => startBuildIndex(config, { logger, backend: new FsBackend(join(root, 'backend')) })),
+  const bi = await testBuildIndex(
+    t,
+    { redis: { url: redis.url }, history: { maxEntries: 1000 }, gc: { enabled: false } },
+    'shoal-bi2-',
   )
-  for (const s of servers) t.teardown(() => s.stop())
+  const servers = await Promise.all([bi.start(), bi.start()])
   return servers.map((s) => new BuildIndexClient(s.url)) as [BuildIndexClient, BuildIndexClient]
 }
 

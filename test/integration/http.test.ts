@@ -105,3 +105,63 @@ t.test('start and stop are idempotent; the client names an unreachable service',
     message: `cannot reach the idem at ${new URL(url).host} (ECONNREFUSED: nothing listens there); is it running?`,
   })
 })
+
+t.test('the abort signal: a client that goes away or a server that stops aborts the handler', async (t) => {
+  const s = new HttpServer({ name: 'test', logger: silentLogger() })
+  const started = new Set<string>()
+  const aborted = new Set<string>()
+  const until = async (what: string, ok: () => boolean) => {
+    const deadline = Date.now() + 10_000
+    while (!ok()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+      await sleep(10)
+    }
+  }
+  const waitForAbort = (signal: AbortSignal, what: string) =>
+    new Promise<void>((resolve) => {
+      if (signal.aborted) resolve()
+      signal.addEventListener('abort', () => resolve(), { once: true })
+    }).then(() => {
+      aborted.add(what)
+    })
+  // Reads the signal only after the client is gone: it must come back already aborted.
+  s.router.get('/late', async (ctx) => {
+    const closed = new Promise<void>((resolve) => ctx.req.socket.once('close', () => resolve()))
+    started.add('late')
+    await closed
+    await waitForAbort(ctx.signal, 'late')
+  })
+  s.router.get('/early', async ({ signal }) => {
+    started.add('early')
+    await waitForAbort(signal, 'early')
+  })
+  s.router.get('/hold', async ({ signal }) => {
+    started.add('hold')
+    await waitForAbort(signal, 'hold')
+  })
+  s.router.get('/q', ({ res, query }) => sendJson(res, 200, { a: query.get('a'), all: query.getAll('b') }))
+  await s.start(0, '127.0.0.1')
+  t.teardown(() => s.stop())
+  const client = new HttpClient(s.url, { name: 'test' })
+  t.same(await client.json('GET', '/q?a=x%20y&b=1&b=2'), { a: 'x y', all: ['1', '2'] }, 'query parsed on use')
+
+  const { port } = new URL(s.url)
+  for (const path of ['early', 'late']) {
+    const sock = connect(Number(port), '127.0.0.1')
+    sock.on('error', () => {})
+    sock.write(`GET /${path} HTTP/1.1\r\nhost: x\r\n\r\n`)
+    await until(`${path} to start`, () => started.has(path))
+    sock.destroy()
+    await until(`${path} to be aborted`, () => aborted.has(path))
+  }
+  t.same([...aborted].sort(), ['early', 'late'], 'both handlers were told the client went away')
+
+  const sock = connect(Number(port), '127.0.0.1')
+  sock.on('error', () => {})
+  sock.write('GET /hold HTTP/1.1\r\nhost: x\r\n\r\n')
+  await until('hold to start', () => started.has('hold'))
+  await s.stop()
+  await until('hold to be aborted', () => aborted.has('hold'))
+  t.ok(aborted.has('hold'), 'stop() aborts a handler that holds the signal')
+  sock.destroy()
+})

@@ -2,51 +2,28 @@
  * Tag history against a real build-index server (real HTTP, a real fs backend), through a real
  * proxy, and through `shoal tags history`.
  */
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { FsBackend } from '../../lib/backend/fs.js'
 import { BuildIndexClient } from '../../lib/build-index/client/index.js'
-import { BuildIndexConfigSchema } from '../../lib/build-index/config.js'
-import { startBuildIndex } from '../../lib/build-index/server/index.js'
 import type { Output } from '../../lib/cli/common.js'
 import type { ClientDeps } from '../../lib/cli/output.js'
 import { tagsCommand } from '../../lib/cli/tags-program.js'
 import { validateConfig } from '../../lib/config/index.js'
 import { Digest } from '../../lib/core/index.js'
-import { HttpClient, HttpServer, sendEmpty, sendJson } from '../../lib/http/index.js'
+import { HttpClient } from '../../lib/http/index.js'
 import { silentLogger } from '../../lib/log/index.js'
 import { ProxyClient } from '../../lib/proxy/client/index.js'
 import { ProxyConfigSchema } from '../../lib/proxy/config.js'
 import { startProxy } from '../../lib/proxy/server/index.js'
+import { testBuildIndex } from '../helpers/build-index.js'
 import { cliRunner } from '../helpers/cli-run.js'
 
 const logger = silentLogger()
 const d = (n: number) => Digest.fromHex(n.toString(16).padStart(64, '0'))
 const listen = { host: '127.0.0.1', port: 0 }
 
-/** An origin that holds every digest (HEAD 200) and owns all of them. */
-async function fakeOrigin(t: Test): Promise<string> {
-  const server = new HttpServer({ name: 'fake-origin', logger })
-  const addr = await server.start(0, '127.0.0.1')
-  const self = `127.0.0.1:${addr.port}`
-  server.router.get('/blobs/:digest/locations', ({ res }) => sendJson(res, 200, { locations: [self] }))
-  server.router.head('/namespace/:ns/blobs/:digest', ({ res }) =>
-    sendEmpty(res, 200, { 'content-length': 1 }),
-  )
-  t.teardown(() => server.stop())
-  return self
-}
-
 async function setup(t: Test, extra: Record<string, unknown> = {}) {
-  const root = await mkdtemp(join(tmpdir(), 'shoal-history-'))
-  t.teardown(() => rm(root, { recursive: true, force: true }))
-  const origin = await fakeOrigin(t)
-  const config = validateConfig(BuildIndexConfigSchema, { server: listen, origins: [origin], ...extra })
-  const start = () => startBuildIndex(config, { logger, backend: new FsBackend(join(root, 'backend')) })
+  const { root, origin, start } = await testBuildIndex(t, extra, 'shoal-history-')
   const server = await start()
-  t.teardown(() => server.stop())
   return { root, origin, server, start, client: new BuildIndexClient(server.url) }
 }
 

@@ -219,6 +219,42 @@ t.test('BEP 10: requests use the smaller offer from a Shoal peer, 16 KiB from an
   }
 })
 
+t.test("BEP 10: a zone is declared to peers; received bytes are counted by the sender's zone", async (t) => {
+  const { meta, data } = await makeTorrent(t, 512 * KiB, 256 * KiB)
+  const origin = await startEngine(t, 'origin', nobody, { zone: 'rack-1' })
+  origin.seed(meta, MemoryStorage.complete(meta, data))
+  const declared = await (await rawPeer(t, origin.port, meta.infoHash.toBuffer(), { ext: { m: {} } })).ext
+  t.same(Buffer.from(declared.shoal_zone as Uint8Array).toString(), 'rack-1', 'the zone is in its handshake')
+  const quiet = await startEngine(t, 'origin', nobody)
+  quiet.seed(meta, MemoryStorage.complete(meta, data))
+  const none = await (await rawPeer(t, quiet.port, meta.infoHash.toBuffer(), { ext: { m: {} } })).ext
+  t.notOk('shoal_zone' in none, 'no zone, no key')
+
+  // What the leecher (zone a) makes of each seeder's declaration; garbage is no zone at all.
+  const cases: Array<[string, unknown, string, number]> = [
+    ['the same zone', 'a', 'a', 0],
+    ['another zone', 'b-2', 'b-2', meta.length],
+    ['a label with a space', 'no spaces', '(none)', 0],
+    ['a label too long', 'x'.repeat(65), '(none)', 0],
+    ['a number', 7, '(none)', 0],
+    ['a dictionary', { a: 1 }, '(none)', 0],
+  ]
+  for (const [name, zone, key, cross] of cases) {
+    const leecher = await startEngine(t, 'agent', nobody, { zone: 'a' })
+    const done = leecher.download(meta, new MemoryStorage(meta))
+    const seeder = await rawPeer(t, leecher.port, meta.infoHash.toBuffer(), {
+      ext: { m: {}, shoal_zone: zone },
+      onMessage: serveFrom(data, meta.pieceLength),
+    })
+    t.ok(await seeder.replied, `${name}: connected`)
+    seeder.send(msg(MSG.HAVE_ALL), msg(MSG.UNCHOKE))
+    const stats = await done
+    t.same(stats.bytesByZone, { [key]: meta.length }, `${name}: every byte under ${key}`)
+    t.equal(stats.bytesCrossZone, cross, `${name}: ${cross} bytes crossed zones`)
+    await leecher.stop()
+  }
+})
+
 t.test('BEP 10: the serving side accepts the negotiated size from that peer only', async (t) => {
   const { meta, data } = await makeTorrent(t, 512 * KiB, 256 * KiB)
   const why = closeReasons()

@@ -14,6 +14,7 @@ import { TrackerConfigSchema } from '../../lib/tracker/config.js'
 import { RedisPeerStore } from '../../lib/tracker/peerstore/redis.js'
 import { startTracker } from '../../lib/tracker/server/index.js'
 import { startTestRedis, type TestRedis } from '../helpers/redis.js'
+import { startTestTracker } from '../helpers/tracker.js'
 
 const logger = silentLogger()
 const INFO_HASH = InfoHash.fromBytes(Buffer.from('0123456789abcdef0123456789abcdef01234567', 'hex'))
@@ -21,27 +22,17 @@ const INTERVAL_S = 5
 const peerIdOf = (n: number) => Buffer.from(`-SR0001-${String(n).padStart(12, '0')}`)
 
 async function tracker(t: Test, redis: TestRedis, keyPrefix: string) {
-  const config = validateConfig(TrackerConfigSchema, {
-    server: { host: '127.0.0.1', port: 0 },
-    announceInterval: INTERVAL_S,
-    minInterval: 1,
-    peerTtlSeconds: 3 * INTERVAL_S,
-    peerStore: { type: 'redis', redis: { url: redis.url, keyPrefix, commandTimeoutMs: 1000 } },
+  const { tracker: server, announce } = await startTestTracker(t, {
+    infoHash: INFO_HASH,
+    peerIdPrefix: '-SR0001-',
+    settings: {
+      announceInterval: INTERVAL_S,
+      minInterval: 1,
+      peerTtlSeconds: 3 * INTERVAL_S,
+      peerStore: { type: 'redis', redis: { url: redis.url, keyPrefix, commandTimeoutMs: 1000 } },
+    },
   })
-  const server = await startTracker(config, { logger })
-  t.teardown(() => server.stop())
-  const client = new TrackerClient(server.url, { timeoutMs: 5000 })
-  const announce = (n: number, port: number, left = 100) =>
-    client.announce({
-      infoHash: INFO_HASH,
-      peerId: peerIdOf(n),
-      port,
-      uploaded: 0,
-      downloaded: 0,
-      left,
-      event: 'started',
-    })
-  return { server, announce }
+  return { server, announce: (n: number, port: number, left = 100) => announce(n, port, left) }
 }
 
 async function until<T>(what: string, deadlineMs: number, attempt: () => Promise<T | undefined>): Promise<T> {

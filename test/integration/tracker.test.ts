@@ -4,21 +4,20 @@ import { connect } from 'node:net'
 import { join } from 'node:path'
 import bencode from 'bencode'
 import t, { type Test } from 'tap'
-import { validateConfig } from '../../lib/config/index.js'
 import { Digest, digestFile, InfoHash, MetaInfo } from '../../lib/core/index.js'
 import { HttpClient, HttpServer, sendJson } from '../../lib/http/index.js'
 import { silentLogger } from '../../lib/log/index.js'
 import { encodeBytes, TrackerClient } from '../../lib/tracker/client/index.js'
-import { TrackerConfigSchema } from '../../lib/tracker/config.js'
-import { startTracker } from '../../lib/tracker/server/index.js'
 import { randomFile, tempDir } from '../helpers/files.js'
+import { peerIdOf as peerIdFor, startTestTracker } from '../helpers/tracker.js'
 
 const logger = silentLogger()
 // Bytes above 0x7f and '+', '%', '&' in the infohash exercise the byte-wise query encoding.
 const INFO_HASH = InfoHash.fromBytes(Buffer.from('2b2526ff80c3287a2f3f23fe017f30a0b0c0d0e0', 'hex'))
 const ORIGIN_PEER_PORT = 15991
 
-const peerIdOf = (n: number) => Buffer.from(`-SA0001-${String(n).padStart(12, '0')}`)
+const PEER_PREFIX = '-SA0001-'
+const peerIdOf = (n: number) => peerIdFor(PEER_PREFIX, n)
 
 /**
  * A fake origin that serves one .torrent and counts requests; 404 for anything else. It names
@@ -63,33 +62,17 @@ async function deadPort(): Promise<number> {
 async function setup(t: Test, over: Record<string, unknown> = {}) {
   const dir = await tempDir(t)
   const origin = await fakeOrigin(t, dir)
-  const config = validateConfig(TrackerConfigSchema, {
-    server: { host: '127.0.0.1', port: 0 },
-    announceInterval: 10,
-    minInterval: 5,
-    peerTtlSeconds: 30,
-    origins: [{ peer: `127.0.0.1:${ORIGIN_PEER_PORT}`, http: origin.http }],
-    ...over,
+  const { tracker, client, announce, config } = await startTestTracker(t, {
+    infoHash: INFO_HASH,
+    peerIdPrefix: PEER_PREFIX,
+    settings: {
+      announceInterval: 10,
+      minInterval: 5,
+      peerTtlSeconds: 30,
+      origins: [{ peer: `127.0.0.1:${ORIGIN_PEER_PORT}`, http: origin.http }],
+      ...over,
+    },
   })
-  const tracker = await startTracker(config, { logger })
-  t.teardown(() => tracker.stop())
-  const client = new TrackerClient(tracker.url, { timeoutMs: 5000 })
-  const announce = (
-    n: number,
-    port: number,
-    left: number,
-    extra: { event?: 'started' | 'completed' | 'stopped'; numwant?: number } = {},
-  ) =>
-    client.announce({
-      infoHash: INFO_HASH,
-      peerId: peerIdOf(n),
-      port,
-      uploaded: 0,
-      downloaded: 0,
-      left,
-      event: 'started',
-      ...extra,
-    })
   const raw = async (query: string) => {
     const res = await fetch(`${tracker.url}/announce?${query}`)
     return {

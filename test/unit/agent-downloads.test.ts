@@ -77,6 +77,8 @@ class FakeEngine implements SwarmEngine {
       piecesFromOrigins: n,
       piecesFromAgents: 0,
       startedAt: Date.now(),
+      bytesByZone: {},
+      bytesCrossZone: 0,
     }
   }
   seed(): void {}

@@ -22,6 +22,13 @@ export interface DownloadProgress {
   bytesFromOrigins: number
   bytesFromAgents: number
   bytesUploaded: number
+  /**
+   * Piece bytes received this run by the zone the sending peer declared ('(none)': no zone),
+   * counted on the wire (a block later found in a bad piece included).
+   */
+  bytesByZone?: Record<string, number>
+  /** Of those, bytes from peers in a zone other than this agent's (0 when it has no zone). */
+  bytesCrossZone?: number
   startedAt?: number
   finishedAt?: number
   error?: string

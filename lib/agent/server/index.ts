@@ -89,6 +89,7 @@ export class AgentServer implements Service {
     this.engine = new TorrentEngine({
       ...config.peer, // listen address and the engine's tuning
       role: 'agent',
+      ...(config.zone === undefined ? {} : { zone: config.zone }),
       peerSource: this.trackers,
       logger: deps.logger,
       registry,

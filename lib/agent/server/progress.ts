@@ -70,6 +70,8 @@ export function pickStats(s: DownloadStats, resumedPieces = 0) {
     bytesFromAgents: s.bytesFromAgents,
     bytesUploaded: s.bytesUploaded,
     ...(s.ingressCapBytesPerSec === undefined ? {} : { ingressCapBytesPerSec: s.ingressCapBytesPerSec }),
+    bytesByZone: s.bytesByZone,
+    bytesCrossZone: s.bytesCrossZone,
     piecesDone: resumedPieces + s.piecesFromOrigins + s.piecesFromAgents,
   }
 }

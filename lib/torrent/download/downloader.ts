@@ -20,6 +20,7 @@ import { type Verdict, verifyPiece } from './hasher.js'
 import { ownDownload, PeerDownload } from './peer-download.js'
 import { type PieceBuffer, PiecePicker } from './picker.js'
 import { Scheduler } from './scheduler.js'
+import { ZoneBytes } from './zone-bytes.js'
 
 /** What the download side shares with, and reports to, the torrent that owns it. */
 export interface DownloadHost {
@@ -52,6 +53,8 @@ export class Downloader {
   private readonly metrics: EngineMetrics
   private readonly picker: PiecePicker
   private readonly scheduler: Scheduler
+  /** Bytes received from peers that have closed, by zone; live peers are added when read. */
+  private readonly zones = new ZoneBytes()
   /** Bans an origin earned for bad pieces in this torrent, by address: each doubles the next. */
   private originBans: Map<string, number> | undefined
 
@@ -78,9 +81,17 @@ export class Downloader {
     })
     const now = Date.now()
     const peerSet = this.peers
+    const zones = this.zones
+    const ownZone = host.ctx.zone
     this.stats = {
       get peers() {
         return peerSet.byId.size
+      },
+      get bytesByZone() {
+        return zones.byZone(peerSet.values())
+      },
+      get bytesCrossZone() {
+        return ownZone === undefined ? 0 : zones.crossZone(peerSet.values(), ownZone)
       },
       bytesReceived: 0,
       bytesFromOrigins: 0,
@@ -115,6 +126,7 @@ export class Downloader {
 
   /** A peer went away: its pieces no longer count as available, its requests go to others. */
   onPeerClosed(peer: Peer): void {
+    this.zones.closed(peer)
     const d = ownDownload(peer)
     if (d.bits !== undefined) this.picker.peerLost(d.bits)
     d.bits = undefined

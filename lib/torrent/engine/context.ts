@@ -39,6 +39,8 @@ export interface EngineMetrics {
 export interface EngineContext {
   readonly peerId: Buffer
   readonly port: number
+  /** This host's zone (EngineOptions.zone), sent in our BEP 10 handshake. */
+  readonly zone: string | undefined
   readonly logger: Logger
   readonly options: ResolvedOptions
   readonly metrics: EngineMetrics

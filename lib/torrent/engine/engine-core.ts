@@ -12,7 +12,8 @@ import type { InfoHash, MetaInfo } from '../../core/index.js'
 import { ShoalError } from '../../errors/index.js'
 import type { Logger } from '../../log/index.js'
 import { Registry } from '../../metrics/index.js'
-import { BLOCK_SIZE, type EngineOptions, type PeerSource, type TorrentStorage } from '../types.js'
+import { ZoneCounter } from '../download/zone-bytes.js'
+import { BLOCK_SIZE, type EngineOptions, type PeerSource, type TorrentStorage, ZONE_LABEL } from '../types.js'
 import { BlockPool } from '../upload/block-pool.js'
 import { MseResponder } from '../wire/mse.js'
 import { Peer, type PeerHandshakeHandler } from '../wire/peer.js'
@@ -40,6 +41,8 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
   readonly peerSource: PeerSource
   readonly bandwidth: HostBandwidth | undefined
   readonly clock: Clock
+  readonly zone: string | undefined
+  private readonly zoneBytes: ZoneCounter
   private readonly selfHosts: Set<string>
   private readonly torrents = new Map<string, Torrent>()
   private readonly connections = new Set<Peer>()
@@ -96,9 +99,14 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
     this.peerSource = opts.peerSource
     this.bandwidth = opts.bandwidth
     this.clock = opts.clock ?? systemClock
+    if (opts.zone !== undefined && !ZONE_LABEL.test(opts.zone))
+      throw new ShoalError('CONFIG_INVALID', 'zone must be 1-64 letters, digits, dots, dashes or underscores')
+    this.zone = opts.zone
     this.options = resolveOptions(opts)
     this.peerId = Buffer.concat([Buffer.from(PEER_ID_PREFIX[opts.role], 'latin1'), randomBytes(12)])
-    this.metrics = createMetrics(opts.registry ?? new Registry())
+    const registry = opts.registry ?? new Registry()
+    this.metrics = createMetrics(registry)
+    this.zoneBytes = new ZoneCounter(registry, this.zone, () => this.connections)
     this.blocks = new BlockPool(this.options.blockSize, MAX_POOLED_BLOCKS)
     this.selfHosts = localAddresses([listenHost, opts.announceHost])
   }
@@ -237,6 +245,7 @@ export class EngineCore implements EngineContext, PeerHandshakeHandler {
   }
 
   onClose(peer: Peer): void {
+    if (this.connections.has(peer)) this.zoneBytes.closed(peer)
     if (this.connections.delete(peer) && peer.direction === 'in') this.releaseIn(peer.ip, !peer.handshaken)
     const torrent = this.dialTargets.get(peer)
     if (torrent) {

@@ -215,7 +215,7 @@ export class Torrent implements PeerOwner, DownloadHost, AnnounceTarget {
     if (this.ingressCap !== undefined) peer.useIngressCap(this.ingressCap, this.infoHashHex)
     // BEP 10 first (a Shoal peer learns the block size before it can request), then what we
     // have: BEP 6 have-all / have-none where they apply, else a bitfield (none when empty).
-    peer.sendExtendedHandshake(this.ctx.port)
+    peer.sendExtendedHandshake(this.ctx.port, this.ctx.zone)
     const have = this.downloader.have
     if (have.complete && peer.fast) peer.sendBare(MSG.HAVE_ALL)
     else if (have.empty) {

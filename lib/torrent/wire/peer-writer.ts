@@ -32,6 +32,8 @@ const OUT_CAPACITY = 16 << 10
 export const HAVE_DELAY_MS = 100
 /** Our BEP 10 handshake key for the block size offer; only Shoal peers send it. */
 export const BLOCK_KEY = 'shoal_block'
+/** Our BEP 10 handshake key for the sender's zone (EngineOptions.zone), when it has one. */
+export const ZONE_KEY = 'shoal_zone'
 
 export abstract class PeerWriter {
   readonly socket: Socket
@@ -98,8 +100,11 @@ export abstract class PeerWriter {
     this.outEnd += encodeHandshake(this.out, at, infoHash, ourPeerId)
   }
 
-  /** BEP 10: our queue depth, listen port and (for Shoal peers) the block size we offer. */
-  sendExtendedHandshake(listenPort: number): void {
+  /**
+   * BEP 10: our queue depth, listen port and (for Shoal peers) the block size we offer, and
+   * our zone when we have one.
+   */
+  sendExtendedHandshake(listenPort: number, zone?: string): void {
     if (!this.extended) return
     const payload = bencodeEncode({
       m: {},
@@ -107,6 +112,7 @@ export abstract class PeerWriter {
       reqq: DEFAULTS.maxPeerRequests,
       v: 'Shoal 0.2',
       [BLOCK_KEY]: this.offeredBlock,
+      ...(zone === undefined ? {} : { [ZONE_KEY]: zone }),
     })
     const at = this.reserve(6 + payload.length)
     this.outEnd += encodeWithPayload(this.out, at, MSG.EXTENDED, payload, 0)

@@ -28,9 +28,9 @@ import {
 import { bencodeDecode } from '../../core/bencode.js'
 import type { Logger } from '../../log/index.js'
 import type { PeerDownloadView } from '../download/peer-download.js'
-import { BLOCK_SIZE, classifyPeerId, DEFAULTS, type PeerClass, validBlockSize } from '../types.js'
+import { BLOCK_SIZE, classifyPeerId, DEFAULTS, type PeerClass, validBlockSize, ZONE_LABEL } from '../types.js'
 import type { PeerUploadView } from '../upload/peer-upload.js'
-import { BLOCK_KEY, PeerWriter } from './peer-writer.js'
+import { BLOCK_KEY, PeerWriter, ZONE_KEY } from './peer-writer.js'
 import { READ_BUFFER } from './read-buffer.js'
 import { MSG, type WireHandler, WireReader } from './wire.js'
 
@@ -106,6 +106,8 @@ export class Peer extends PeerWriter implements WireHandler {
   reqq: number = DEFAULTS.defaultPeerReqq
   /** The peer's listen port from its BEP 10 handshake (0 if unknown). */
   listenPort = 0
+  /** The zone the peer declared in its BEP 10 handshake (ZONE_KEY); undefined if none. */
+  zone: string | undefined = undefined
 
   /**
    * The download side's record of the peer (download/peer-download.ts): set once by Downloader.attach
@@ -360,6 +362,11 @@ export class Peer extends PeerWriter implements WireHandler {
     if (Number.isInteger(h.reqq) && (h.reqq as number) > 0) this.reqq = Math.min(h.reqq as number, 2000)
     if (Number.isInteger(h.p) && (h.p as number) > 0 && (h.p as number) < 65536)
       this.listenPort = h.p as number
+    const zone = h[ZONE_KEY]
+    if (zone instanceof Uint8Array && zone.length <= 64) {
+      const label = Buffer.from(zone).toString('latin1')
+      if (ZONE_LABEL.test(label)) this.zone = label
+    }
     const offer = h[BLOCK_KEY]
     if (Number.isInteger(offer) && validBlockSize(offer as number)) {
       this.shoal = true

@@ -77,6 +77,10 @@ export class MemoryPeerStore implements PeerStore {
   }
 
   async announce(infoHash: string, peer: PeerRecord, ttlMs: number): Promise<void> {
+    this.store(infoHash, peer, ttlMs)
+  }
+
+  private store(infoHash: string, peer: PeerRecord, ttlMs: number): void {
     this.checkOpen()
     checkInfoHash(infoHash)
     checkPeerRecord(peer)
@@ -92,6 +96,7 @@ export class MemoryPeerStore implements PeerStore {
     // so it can neither overwrite nor, with event=stopped, remove the genuine one.
     const key = peerKey(peer.peerId, peer.ip)
     const previous = swarm.byPeer.get(key)
+    if (previous && this.refresh(swarm, previous, peer, addr, ttlMs)) return
     if (previous) this.detach(swarm, previous)
     const sameAddr = swarm.byAddr.get(addr)
     if (sameAddr) this.detach(swarm, sameAddr)
@@ -136,9 +141,27 @@ export class MemoryPeerStore implements PeerStore {
     }
   }
 
+  /**
+   * A regular re-announce (same peer, address, class and zone, the common case by far) only
+   * moves the entry to the fresh end with a new expiry: no arrays touched, nothing allocated.
+   */
+  private refresh(swarm: Swarm, entry: Entry, peer: PeerRecord, addr: string, ttlMs: number): boolean {
+    const r = entry.record
+    if (entry.addr !== addr || r.zone !== peer.zone || entry.cls !== peerClass(peer)) return false
+    if (r.complete !== peer.complete || r.origin !== peer.origin) return false
+    entry.expiresAt = this.now() + ttlMs
+    // Insertion order is announce order (the stale end is swept first): move it to the end.
+    swarm.byPeer.delete(entry.key)
+    swarm.byPeer.set(entry.key, entry)
+    this.all.delete(entry)
+    this.all.set(entry, true)
+    return true
+  }
+
+  // One synchronous step: each await of the separate calls cost a turn of the microtask queue.
   async exchange(infoHash: string, peer: PeerRecord, ttlMs: number, limit: number): Promise<Exchange> {
-    await this.announce(infoHash, peer, ttlMs)
-    return { peers: await this.peers(infoHash, limit, peer.zone), counts: await this.counts(infoHash) }
+    this.store(infoHash, peer, ttlMs)
+    return { peers: this.sample(infoHash, limit, peer.zone), counts: this.count(infoHash) }
   }
 
   async remove(infoHash: string, peerIdHex: string, ip: string): Promise<void> {
@@ -149,6 +172,10 @@ export class MemoryPeerStore implements PeerStore {
   }
 
   async peers(infoHash: string, limit: number, zone?: string): Promise<PeerRecord[]> {
+    return this.sample(infoHash, limit, zone)
+  }
+
+  private sample(infoHash: string, limit: number, zone: string | undefined): PeerRecord[] {
     this.checkOpen()
     const swarm = this.live(infoHash)
     const out: PeerRecord[] = []
@@ -194,6 +221,10 @@ export class MemoryPeerStore implements PeerStore {
   }
 
   async counts(infoHash: string): Promise<SwarmCounts> {
+    return this.count(infoHash)
+  }
+
+  private count(infoHash: string): SwarmCounts {
     this.checkOpen()
     const swarm = this.live(infoHash)
     if (!swarm) return { complete: 0, incomplete: 0 }

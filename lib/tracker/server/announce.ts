@@ -101,28 +101,65 @@ export function parseAnnounce(rawQuery: string, opts: ParseOptions): AnnounceReq
 }
 
 /**
- * Splits a query into name → raw bytes. '+' is a space (form encoding); '%XX' is one byte; any
- * other character must be a single byte. Repeated names are refused (an ambiguous announce).
+ * Splits a query into name → raw (still percent-encoded) value, checking every value's encoding
+ * on the way: '+' is a space (form encoding), '%XX' is one byte, any other character must be a
+ * single byte. Values are decoded only when read (decodeText, decodeBytes): most are plain
+ * digits, and an announce is the tracker's hot path. Repeated names are refused (an ambiguous
+ * announce).
  */
-export function decodeQuery(raw: string): Map<string, Buffer> {
+export function decodeQuery(raw: string): Map<string, string> {
   if (raw.length > MAX_QUERY_BYTES)
     reject(`announce query is ${raw.length} bytes; the limit is ${MAX_QUERY_BYTES}`)
-  const out = new Map<string, Buffer>()
+  const out = new Map<string, string>()
   if (raw === '') return out
-  const parts = raw.split('&')
-  if (parts.length > MAX_PARAMS) reject(`announce query has more than ${MAX_PARAMS} parameters`)
-  for (const part of parts) {
-    if (part === '') continue
-    const eq = part.indexOf('=')
-    const name = percentDecode(eq < 0 ? part : part.slice(0, eq)).toString('latin1')
-    const value = percentDecode(eq < 0 ? '' : part.slice(eq + 1))
-    if (out.has(name)) reject(`parameter "${shorten(name)}" is given more than once`)
-    out.set(name, value)
+  let parts = 1
+  for (let i = raw.indexOf('&'); i >= 0; i = raw.indexOf('&', i + 1)) parts++
+  if (parts > MAX_PARAMS) reject(`announce query has more than ${MAX_PARAMS} parameters`)
+  let start = 0
+  while (start <= raw.length) {
+    let end = raw.indexOf('&', start)
+    if (end < 0) end = raw.length
+    if (end > start) {
+      const eq = raw.indexOf('=', start)
+      const nameEnd = eq < 0 || eq > end ? end : eq
+      const name = decodeText(raw.slice(start, nameEnd))
+      const value = nameEnd === end ? '' : raw.slice(nameEnd + 1, end)
+      checkEncoding(value)
+      if (out.has(name)) reject(`parameter "${shorten(name)}" is given more than once`)
+      out.set(name, value)
+    }
+    start = end + 1
   }
   return out
 }
 
-function percentDecode(s: string): Buffer {
+/** Rejects what decodeText would: a malformed escape or a character that is not one byte. */
+function checkEncoding(s: string): void {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    if (c === 0x25) {
+      if (hexValue(s.charCodeAt(i + 1)) < 0 || hexValue(s.charCodeAt(i + 2)) < 0)
+        reject('malformed percent-encoding in the announce query')
+      i += 2
+    } else if (c > 0xff) {
+      reject('announce query contains a non-byte character; percent-encode binary values')
+    }
+  }
+}
+
+/** A raw value's bytes as a latin1 string; the value itself when nothing in it is encoded. */
+export function decodeText(s: string): string {
+  let i = 0
+  while (i < s.length) {
+    const c = s.charCodeAt(i)
+    if (c === 0x25 || c === 0x2b || c > 0xff) break
+    i++
+  }
+  return i === s.length ? s : decodeBytes(s).toString('latin1')
+}
+
+/** A raw value's bytes. */
+export function decodeBytes(s: string): Buffer {
   const bytes = Buffer.allocUnsafe(s.length)
   let n = 0
   for (let i = 0; i < s.length; i++) {
@@ -151,16 +188,18 @@ function hexValue(c: number): number {
   return -1
 }
 
-function exactBytes(params: Map<string, Buffer>, name: string): Buffer {
-  const value = params.get(name)
-  if (value === undefined) reject(`${name} is missing`)
+function exactBytes(params: Map<string, string>, name: string): Buffer {
+  const raw = params.get(name)
+  if (raw === undefined) reject(`${name} is missing`)
+  const value = decodeBytes(raw)
   if (value.length !== 20)
     reject(`${name} must be exactly 20 bytes (got ${value.length}); percent-encode each raw byte`)
-  return Buffer.from(value)
+  return value
 }
 
-function text(params: Map<string, Buffer>, name: string): string | undefined {
-  return params.get(name)?.toString('latin1')
+function text(params: Map<string, string>, name: string): string | undefined {
+  const raw = params.get(name)
+  return raw === undefined ? undefined : decodeText(raw)
 }
 
 function integer(name: string, value: string): number {
@@ -170,12 +209,12 @@ function integer(name: string, value: string): number {
   return n
 }
 
-function optionalInteger(params: Map<string, Buffer>, name: string): number | undefined {
+function optionalInteger(params: Map<string, string>, name: string): number | undefined {
   const value = text(params, name)
   return value === undefined ? undefined : integer(name, value)
 }
 
-function flag(params: Map<string, Buffer>, name: string, dflt: boolean): boolean {
+function flag(params: Map<string, string>, name: string, dflt: boolean): boolean {
   const value = text(params, name)
   if (value === undefined || value === '') return dflt
   if (value === '1') return true
@@ -233,42 +272,61 @@ export interface AnnounceResponse {
   noPeerId: boolean
 }
 
-/** The bencoded answer; compact → 6-byte IPv4 entries in `peers`, 18-byte IPv6 ones in `peers6`. */
+/**
+ * The bencoded answer; compact → 6-byte IPv4 entries in `peers`, 18-byte IPv6 ones in `peers6`.
+ * The compact answer, the hot path of every announce, is written straight into one buffer (keys
+ * in bencode's sorted order) rather than through the general encoder.
+ */
 export function encodeAnnounceResponse(r: AnnounceResponse): Buffer {
-  const body: Record<string, unknown> = {
-    interval: r.interval,
-    'min interval': r.minInterval,
-    complete: r.complete,
-    incomplete: r.incomplete,
+  if (!r.compact) {
+    return bencodeEncode({
+      interval: r.interval,
+      'min interval': r.minInterval,
+      complete: r.complete,
+      incomplete: r.incomplete,
+      peers: r.peers.map((p) =>
+        r.noPeerId
+          ? { ip: p.ip, port: p.port }
+          : { 'peer id': Buffer.from(p.peerId, 'hex'), ip: p.ip, port: p.port },
+      ),
+    })
   }
-  if (r.compact) {
-    // The hot path of every announce: IPv4 entries written straight into one buffer.
-    const v4 = Buffer.allocUnsafe(r.peers.length * 6)
-    let n4 = 0
-    const v6: Buffer[] = []
-    for (const p of r.peers) {
-      if (writeIpv4(p.ip, v4, n4)) {
-        v4.writeUInt16BE(p.port, n4 + 4)
-        n4 += 6
-        continue
-      }
-      const addr = ipToBytes(p.ip)
-      if (addr === undefined || addr.length !== 16) continue
-      const entry = Buffer.alloc(18)
-      addr.copy(entry)
-      entry.writeUInt16BE(p.port, 16)
-      v6.push(entry)
+  const v4 = Buffer.allocUnsafe(r.peers.length * 6)
+  let n4 = 0
+  let v6: Buffer[] | undefined
+  for (const p of r.peers) {
+    if (writeIpv4(p.ip, v4, n4)) {
+      v4.writeUInt16BE(p.port, n4 + 4)
+      n4 += 6
+      continue
     }
-    body.peers = v4.subarray(0, n4)
-    if (v6.length > 0) body.peers6 = Buffer.concat(v6)
-  } else {
-    body.peers = r.peers.map((p) =>
-      r.noPeerId
-        ? { ip: p.ip, port: p.port }
-        : { 'peer id': Buffer.from(p.peerId, 'hex'), ip: p.ip, port: p.port },
-    )
+    const addr = ipToBytes(p.ip)
+    if (addr === undefined || addr.length !== 16) continue
+    const entry = Buffer.alloc(18)
+    addr.copy(entry)
+    entry.writeUInt16BE(p.port, 16)
+    v6 ??= []
+    v6.push(entry)
   }
-  return bencodeEncode(body)
+  const head =
+    `d8:completei${int(r.complete)}e10:incompletei${int(r.incomplete)}e` +
+    `8:intervali${int(r.interval)}e12:min intervali${int(r.minInterval)}e5:peers${n4}:`
+  const n6 = v6 === undefined ? 0 : v6.length * 18
+  const mid = n6 > 0 ? `6:peers6${n6}:` : ''
+  const out = Buffer.allocUnsafe(head.length + n4 + mid.length + n6 + 1)
+  let at = out.write(head, 0, 'latin1')
+  at += v4.copy(out, at, 0, n4)
+  if (v6 !== undefined && n6 > 0) {
+    at += out.write(mid, at, 'latin1')
+    for (const e of v6) at += e.copy(out, at)
+  }
+  out[at] = 0x65 // 'e'
+  return out
+}
+
+/** A bencode integer's digits: whole numbers only (the counts and intervals always are). */
+function int(n: number): string {
+  return String(Math.trunc(n))
 }
 
 /** Writes a dotted-quad IPv4 literal's 4 bytes at `at`; false (nothing written) for anything else. */

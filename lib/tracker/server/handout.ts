@@ -74,16 +74,26 @@ export function orderPeers(
   numwant: number,
   random: () => number = Math.random,
 ): PeerRecord[] {
-  const selfAddr = addressKey(self.ip, self.port)
-  // Six groups: (origin, seeder, leecher) × (same zone, other).
-  const groups: PeerRecord[][] = [[], [], [], [], [], []]
+  // Six groups: (origin, seeder, leecher) × (same zone, other); created when first needed.
+  const groups: Array<PeerRecord[] | undefined> = [
+    undefined,
+    undefined,
+    undefined,
+    undefined,
+    undefined,
+    undefined,
+  ]
   for (const p of candidates) {
-    if (p.peerId === self.peerIdHex || addressKey(p.ip, p.port) === selfAddr) continue
+    if (p.peerId === self.peerIdHex || (p.port === self.port && p.ip === self.ip)) continue
     const near = self.zone !== undefined && p.zone === self.zone
-    groups[peerClass(p) * 2 + (near ? 0 : 1)]?.push(p)
+    const g = peerClass(p) * 2 + (near ? 0 : 1)
+    const list = groups[g]
+    if (list === undefined) groups[g] = [p]
+    else list.push(p)
   }
   const out: PeerRecord[] = []
   for (const list of groups) {
+    if (list === undefined) continue
     shuffle(list, random)
     for (const p of list) {
       if (out.length >= numwant) return out

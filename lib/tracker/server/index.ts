@@ -16,7 +16,7 @@ import { OriginClient, type OriginClientFactory, OriginCluster } from '../../ori
 import type { TrackerConfig } from '../config.js'
 import { createPeerStore } from '../peerstore/index.js'
 import { type PeerStore, peerClass } from '../peerstore/types.js'
-import { encodeAnnounceResponse, encodeFailure, parseAnnounce } from './announce.js'
+import { type AnnounceEvent, encodeAnnounceResponse, encodeFailure, parseAnnounce } from './announce.js'
 import { CorruptReports } from './corrupt.js'
 import { Announcer, OriginSet } from './handout.js'
 import { MetainfoService } from './metainfo.js'
@@ -51,6 +51,8 @@ export interface TrackerDeps {
   random?: () => number
 }
 
+/** A counter with its labels bound once (prom-client's labels()). */
+type CounterChild = { inc(n?: number): void }
 const CLASS_NAMES = ['origin', 'seeder', 'leecher'] as const
 
 export class TrackerServer implements Service {
@@ -86,6 +88,17 @@ export class TrackerServer implements Service {
       'Peers handed out, by class',
       ['class'],
     )
+    const [toOrigin, toSeeder, toLeecher] = CLASS_NAMES.map((c) => handedOut.labels({ class: c })) as [
+      CounterChild,
+      CounterChild,
+      CounterChild,
+    ]
+    const okBy: Record<AnnounceEvent, CounterChild> = {
+      '': announces.labels({ result: 'ok', event: 'none' }),
+      started: announces.labels({ result: 'ok', event: 'started' }),
+      completed: announces.labels({ result: 'ok', event: 'completed' }),
+      stopped: announces.labels({ result: 'ok', event: 'stopped' }),
+    }
     const metainfoRequests = counter(
       this.registry,
       'shoal_tracker_metainfo_requests_total',
@@ -161,14 +174,20 @@ export class TrackerServer implements Service {
       try {
         if (!announcer) throw new ShoalError('UNAVAILABLE', 'tracker is not started')
         const outcome = await announcer.announce(parsed)
-        // One inc per class, not per peer: label lookups were a visible share of an announce.
-        const byClass = [0, 0, 0]
-        for (const p of outcome.peers) byClass[peerClass(p)] = (byClass[peerClass(p)] ?? 0) + 1
-        for (let c = 0; c < 3; c++) {
-          const n = byClass[c]
-          if (n) handedOut.inc({ class: CLASS_NAMES[c] }, n)
+        // One inc per class, not per peer, on children bound once: label lookups were a
+        // visible share of an announce.
+        let origins = 0
+        let seeders = 0
+        for (const p of outcome.peers) {
+          const c = peerClass(p)
+          if (c === 0) origins++
+          else if (c === 1) seeders++
         }
-        announces.inc({ result: 'ok', event })
+        const leechers = outcome.peers.length - origins - seeders
+        if (origins) toOrigin.inc(origins)
+        if (seeders) toSeeder.inc(seeders)
+        if (leechers) toLeecher.inc(leechers)
+        okBy[parsed.event].inc()
         sendBencoded(
           res,
           encodeAnnounceResponse({

@@ -11,7 +11,7 @@ export {
   readLimited,
   urlPath,
 } from './client.js'
-export { MAX_TRACKED_CLIENTS, type RateLimit, RateLimiter, rateLimited } from './rate-limit.js'
+export { clientKey, MAX_TRACKED_CLIENTS, type RateLimit, RateLimiter, rateLimited } from './rate-limit.js'
 export { MAX_PATH_BYTES, Router } from './router.js'
 export {
   DEFAULT_HTTP_LIMITS,

@@ -19,6 +19,35 @@ export interface RateLimit {
   burst: number
 }
 
+/**
+ * The client an address counts as, for every per-client limit: IPv4-mapped IPv6 as its IPv4,
+ * every loopback address (127/8, ::1) as one client, and IPv6 by its /64 (one host usually has
+ * the whole /64; keyed by full address, one client could take 2^64 buckets and connection
+ * slots). Without it, a client escapes its limit by cycling its source address.
+ */
+export function clientKey(address: string | undefined): string {
+  if (!address) return '?'
+  const a = address.startsWith('::ffff:') ? address.slice(7) : address
+  if (a === '::1' || a.startsWith('127.')) return 'loopback'
+  if (!a.includes(':')) return a
+  return `${ipv6Prefix64(a)}::/64`
+}
+
+/** The first four hextets of an IPv6 address, written out (`fe80:0:0:0`). */
+function ipv6Prefix64(a: string): string {
+  const [head = '', tail] = a.split('::')
+  const left = head ? head.split(':') : []
+  const right = tail === undefined ? [] : tail ? tail.split(':') : []
+  const groups =
+    tail === undefined
+      ? left
+      : [...left, ...Array(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right]
+  return groups
+    .slice(0, 4)
+    .map((g) => (g === '' ? '0' : g.toLowerCase().replace(/^0+(?=.)/, '')))
+    .join(':')
+}
+
 /** Client addresses tracked at most; past it full buckets, then the oldest, are dropped. */
 export const MAX_TRACKED_CLIENTS = 100_000
 
@@ -38,7 +67,8 @@ export class RateLimiter {
     readonly limit: RateLimit,
     /** The config key the operator changes, named in the refusal. */
     readonly key: string,
-    private readonly now: () => number = Date.now,
+    /** A monotonic clock (ms): the wall clock can step back and starve every bucket. */
+    private readonly now: () => number = () => performance.now(),
     private readonly maxClients = MAX_TRACKED_CLIENTS,
   ) {
     this.perMs = limit.perSecond / 1000
@@ -73,7 +103,7 @@ export class RateLimiter {
    * token left; otherwise takes one.
    */
   check(req: IncomingMessage, res: ServerResponse): void {
-    const client = req.socket.remoteAddress ?? '?'
+    const client = clientKey(req.socket.remoteAddress)
     const waitMs = this.take(client)
     if (waitMs === 0) return
     const retryAfter = Math.max(1, Math.ceil(waitMs / 1000))

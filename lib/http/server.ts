@@ -18,6 +18,7 @@ import type { Registry } from '../metrics/index.js'
 import { sendError, sendJson } from './body.js'
 import { type Controllers, LazyContext } from './context.js'
 import { ClientErrorAnswers, type InFlight, SlowBodySweep } from './limits.js'
+import { clientKey } from './rate-limit.js'
 import { Router } from './router.js'
 
 export interface HttpServerOptions {
@@ -212,7 +213,7 @@ export class HttpServer {
 
   /** Counts the connection in, or closes it when the server or its client is over its limit. */
   private admit(socket: Socket): void {
-    const client = socket.remoteAddress ?? '?'
+    const client = clientKey(socket.remoteAddress)
     const fromClient = this.perClient.get(client) ?? 0
     if (
       this.connectionCount >= this.limits.maxConnections ||

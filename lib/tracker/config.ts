@@ -57,7 +57,7 @@ export const TrackerConfigSchema = z
      * its torrents every announceInterval; past it 429 TOO_MANY_REQUESTS with Retry-After (an
      * agent then tries its next tracker).
      */
-    rateLimits: z.strictObject({ announce: RateLimitConfig(200, 2000) }).prefault({}),
+    rateLimits: z.strictObject({ announce: RateLimitConfig(500, 10_000) }).prefault({}),
     /** Seconds between regular announces, told to every client. */
     announceInterval: z.number().int().min(1).max(3600).default(30),
     /** Clients must not announce more often than this (seconds). */

@@ -3,14 +3,16 @@
  * client gets 429 TOO_MANY_REQUESTS with Retry-After naming the config key, before anything is
  * done for it; once its bucket refills it is served again (polled with a generous deadline).
  */
+
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { get as httpGet } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { pushDirectory } from '../../lib/cli/dir-push.js'
 import { validateConfig } from '../../lib/config/index.js'
 import { Digest, Tag } from '../../lib/core/index.js'
-import { HttpClient } from '../../lib/http/index.js'
+import { clientKey, HttpClient } from '../../lib/http/index.js'
 import { silentLogger } from '../../lib/log/index.js'
 import { OriginConfigSchema } from '../../lib/origin/config.js'
 import { OriginServer } from '../../lib/origin/server/index.js'
@@ -135,4 +137,60 @@ t.test("a directory push waits out the proxy's 429s and completes", async (t) =>
   })
   t.equal(pushed.files, 4)
   t.equal(pushed.newFiles, 4, 'every content uploaded, none refused for good')
+})
+
+/** GET `path` from the source address `localAddress`: its status. */
+function getFrom(base: string, path: string, localAddress: string): Promise<number> {
+  const { hostname, port } = new URL(base)
+  return new Promise((resolve, reject) => {
+    const req = httpGet({ host: hostname, port, path, localAddress, agent: false }, (res) => {
+      res.resume()
+      res.once('end', () => resolve(res.statusCode ?? 0))
+    })
+    req.once('error', reject)
+  })
+}
+
+t.test(
+  'tracker: the configured origins are never limited; other loopback addresses share one bucket',
+  async (t) => {
+    const tracker = await startTracker(
+      validateConfig(TrackerConfigSchema, {
+        server: listen,
+        rateLimits: { announce: limit },
+        origins: [{ peer: '127.0.0.2:15001', http: '127.0.0.2:15002' }],
+      }),
+      { logger },
+    )
+    t.teardown(() => tracker.stop())
+    const q = `info_hash=${encodeBytes(Buffer.alloc(20, 1))}&peer_id=${encodeBytes(Buffer.alloc(20, 3))}&port=15001&left=0&compact=1`
+    const fromOrigin: number[] = []
+    for (let i = 0; i < 3 * limit.burst; i++)
+      fromOrigin.push(await getFrom(tracker.url, `/announce?${q}`, '127.0.0.2'))
+    t.same(
+      new Set(fromOrigin),
+      new Set([200]),
+      `${fromOrigin.length} announces from the origin's address, all answered`,
+    )
+    const others: number[] = []
+    for (const a of ['127.0.0.3', '127.0.0.4', '127.0.0.5', '127.0.0.6'])
+      others.push(await getFrom(tracker.url, `/announce?${q}`, a))
+    t.equal(
+      others.filter((s) => s === 429).length,
+      others.length - limit.burst,
+      'other loopback addresses: one client, one burst',
+    )
+  },
+)
+
+t.test('clientKey: what one client is', async (t) => {
+  t.equal(clientKey('10.1.2.3'), '10.1.2.3')
+  t.equal(clientKey('::ffff:10.1.2.3'), '10.1.2.3', 'IPv4-mapped IPv6 as its IPv4')
+  for (const a of ['127.0.0.1', '127.9.8.7', '::1', '::ffff:127.0.0.1']) t.equal(clientKey(a), 'loopback', a)
+  t.equal(clientKey('2001:db8:1:2:a:b:c:d'), '2001:db8:1:2::/64')
+  t.equal(clientKey('2001:db8:1:2::99'), '2001:db8:1:2::/64', 'the same /64, compressed')
+  t.equal(clientKey('2001:0db8:0:0002::1'), '2001:db8:0:2::/64', 'leading zeros dropped')
+  t.equal(clientKey('2001:db8::1'), '2001:db8:0:0::/64', ':: inside the prefix')
+  t.not(clientKey('2001:db8:1:3::1'), clientKey('2001:db8:1:2::1'), 'another /64 is another client')
+  t.equal(clientKey(undefined), '?')
 })

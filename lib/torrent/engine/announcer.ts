@@ -129,9 +129,18 @@ export class Announcer {
       // Keep 'started'/'completed' so the tracker eventually hears them.
       if (event !== undefined && this.pendingEvent === undefined) this.pendingEvent = event
       delay = Math.min(60_000, 1000 * 2 ** Math.min(this.failures, 6))
+      // A tracker's rate limit says when to come back (Retry-After); a host seeding thousands of
+      // blobs meets it after a restart, so it is expected, not worth a warning per torrent.
+      const limited = (err as { code?: unknown }).code === 'TOO_MANY_REQUESTS'
+      const retryAfter = Number(
+        (err as { details?: { retryAfterSeconds?: unknown } }).details?.retryAfterSeconds,
+      )
+      if (Number.isFinite(retryAfter) && retryAfter > 0)
+        delay = Math.max(delay, Math.min(retryAfter, 300) * 1000)
       const log = this.opts.logger
       const fields = { err, infoHash: this.target.infoHash.hex, failures: this.failures, retryMs: delay }
-      if (isAbortError(err)) log.debug(fields, 'announce aborted')
+      if (isAbortError(err) || limited)
+        log.debug(fields, limited ? 'announce rate limited' : 'announce aborted')
       else log.warn(fields, 'announce failed; will retry')
     } finally {
       if (this.inFlight === ac) this.inFlight = undefined

@@ -13,13 +13,25 @@ import { type AnnounceEvent, normaliseIp } from './announce.js'
 /** The configured origin peer addresses, as ip:port keys. */
 export class OriginSet {
   private readonly keys: Set<string>
+  private readonly ips: Set<string>
 
   constructor(addresses: Iterable<{ ip: string; port: number }> = []) {
     this.keys = new Set()
+    this.ips = new Set()
     for (const a of addresses) {
       const ip = normaliseIp(a.ip)
-      if (ip) this.keys.add(addressKey(ip, a.port))
+      if (ip) {
+        this.keys.add(addressKey(ip, a.port))
+        this.ips.add(ip)
+      }
     }
+  }
+
+  /** Whether an origin announces from this address (any port): its announces are not rate limited. */
+  hasIp(ip: string | undefined): boolean {
+    if (!ip || this.ips.size === 0) return false
+    const n = normaliseIp(ip)
+    return n !== undefined && this.ips.has(n)
   }
 
   /**

@@ -64,6 +64,7 @@ export class TrackerServer implements Service {
   private readonly cluster: OriginCluster | undefined
   private store: PeerStore | undefined
   private announcer: Announcer | undefined
+  private origins: OriginSet | undefined
   private readonly life = new Lifecycle('tracker', {
     start: (signal) => this.doStart(signal),
     stop: () => this.shutdown(),
@@ -151,7 +152,8 @@ export class TrackerServer implements Service {
     const announceLimit = new RateLimiter('announce', config.rateLimits.announce, 'rateLimits.announce')
     this.http.router.get('/announce', async ({ req, res }) => {
       // Refused as a Shoal JSON 429 with Retry-After (a non-200 answer: the agent tries its next tracker).
-      announceLimit.check(req, res)
+      // Origins seed every blob they hold, one announce per blob per interval: never limited.
+      if (!this.origins?.hasIp(req.socket.remoteAddress)) announceLimit.check(req, res)
       const rawUrl = req.url ?? ''
       const q = rawUrl.indexOf('?')
       let parsed: ReturnType<typeof parseAnnounce>
@@ -259,6 +261,7 @@ export class TrackerServer implements Service {
       this.config.origins.map((o) => o.peer),
       this.log,
     )
+    this.origins = origins
     await this.corrupt.start()
     const originDown = await this.originDown()
     await this.cluster?.start()

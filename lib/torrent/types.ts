@@ -128,6 +128,9 @@ export const NO_ZONE = '(none)'
 /** What a zone label may be (as the tracker's `zone` parameter): short, plain characters. */
 export const ZONE_LABEL = /^[A-Za-z0-9._-]{1,64}$/
 
+/** Largest BEP 10 handshake decoded, bytes (real ones are a few hundred). */
+export const MAX_EXTENDED_HANDSHAKE = 64 * 1024
+
 /** Largest wire message we accept: a 1 MiB block plus the piece header, with slack. */
 export const MAX_MESSAGE_LENGTH = (1 << 20) + 13
 

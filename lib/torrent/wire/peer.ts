@@ -25,12 +25,12 @@ import {
   PauseGate,
   systemClock,
 } from '../../bandwidth/index.js'
-import { bencodeDecode } from '../../core/bencode.js'
 import type { Logger } from '../../log/index.js'
 import type { PeerDownloadView } from '../download/peer-download.js'
-import { BLOCK_SIZE, classifyPeerId, DEFAULTS, type PeerClass, validBlockSize, ZONE_LABEL } from '../types.js'
+import { BLOCK_SIZE, classifyPeerId, DEFAULTS, type PeerClass } from '../types.js'
 import type { PeerUploadView } from '../upload/peer-upload.js'
-import { BLOCK_KEY, PeerWriter, ZONE_KEY } from './peer-writer.js'
+import { readExtendedHandshake } from './extended-handshake.js'
+import { PeerWriter } from './peer-writer.js'
 import { READ_BUFFER } from './read-buffer.js'
 import { MSG, type WireHandler, WireReader } from './wire.js'
 
@@ -351,26 +351,13 @@ export class Peer extends PeerWriter implements WireHandler {
    * is ignored rather than fatal: it is optional information.
    */
   private onExtendedHandshake(payload: Buffer): void {
-    let d: unknown
-    try {
-      d = bencodeDecode(payload)
-    } catch {
-      return
-    }
-    if (typeof d !== 'object' || d === null || d instanceof Uint8Array || Array.isArray(d)) return
-    const h = d as Record<string, unknown>
-    if (Number.isInteger(h.reqq) && (h.reqq as number) > 0) this.reqq = Math.min(h.reqq as number, 2000)
-    if (Number.isInteger(h.p) && (h.p as number) > 0 && (h.p as number) < 65536)
-      this.listenPort = h.p as number
-    const zone = h[ZONE_KEY]
-    if (zone instanceof Uint8Array && zone.length <= 64) {
-      const label = Buffer.from(zone).toString('latin1')
-      if (ZONE_LABEL.test(label)) this.zone = label
-    }
-    const offer = h[BLOCK_KEY]
-    if (Number.isInteger(offer) && validBlockSize(offer as number)) {
+    const h = readExtendedHandshake(payload)
+    if (h.reqq !== undefined) this.reqq = h.reqq
+    if (h.listenPort !== undefined) this.listenPort = h.listenPort
+    if (h.zone !== undefined) this.zone = h.zone
+    if (h.blockOffer !== undefined) {
       this.shoal = true
-      this.blockSize = Math.min(offer as number, this.offeredBlock)
+      this.blockSize = Math.min(h.blockOffer, this.offeredBlock)
     }
   }
 

@@ -239,24 +239,21 @@ export class Swarm implements Net {
         numwant: host.origin ? 0 : this.p.numwant,
       })
       ev.after(this.latencyMs, () => {
-        if (!host.origin)
-          this.onPeers(
-            host,
-            res.peers.map((r) => r.ip),
-          )
+        if (host.origin) return
+        this.onPeers(
+          host,
+          res.peers.map((r) => r.ip),
+        )
+        // The engine's announcer: the next one at the tracker's interval (at least 5 s), or in
+        // 3 s when the torrent is downloading with fewer than 8 peers (dials in flight do not
+        // count) right after this answer. A later announce ('completed') replaces the schedule.
+        const regular = Math.max(MIN_ANNOUNCE_MS, this.p.announceIntervalS * 1000)
+        const hungry = !host.complete && host.ends.size < HUNGRY_PEERS
+        ev.after(hungry ? HUNGRY_ANNOUNCE_MS : regular, () => {
+          if (this.announceGen[host.id - 1] === gen) this.announce(host, undefined)
+        })
       })
     })
-    if (host.origin) return
-    // The next regular announce (the engine's announcer: the tracker's interval, sooner while hungry).
-    const regular = Math.max(MIN_ANNOUNCE_MS, this.p.announceIntervalS * 1000)
-    const next = () => {
-      if (this.announceGen[host.id - 1] !== gen) return
-      const hungry = !host.complete && host.ends.size < HUNGRY_PEERS
-      if (hungry || ev.now - at >= regular) this.announce(host, undefined)
-      else ev.after(Math.min(HUNGRY_ANNOUNCE_MS, regular - (ev.now - at)), next)
-    }
-    const at = ev.now
-    ev.after(HUNGRY_ANNOUNCE_MS, next)
   }
 
   /** PeerSet.toDial: announced peers not connected or being dialled, within the connection limit. */

@@ -256,8 +256,12 @@ export class Swarm implements Net {
     })
   }
 
-  /** PeerSet.toDial: announced peers not connected or being dialled, within the connection limit. */
+  /**
+   * Torrent.onPeers and PeerSet.toDial: a downloading host dials announced peers it is not
+   * connected to or dialling, within the connection limit; seeds wait to be dialled.
+   */
   private onPeers(host: SimHost, ips: string[]): void {
+    if (host.complete) return
     for (const ip of ips) {
       if (host.ends.size + host.dialing.size >= host.spec.maxConnections) return
       const target = this.byIp.get(ip)

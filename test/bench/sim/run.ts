@@ -64,6 +64,7 @@ export function row(r: SimResult): string {
     `${(p.agentCap / 1e6).toFixed(1)} MB/s`,
     p.numwant,
     p.maxConnections,
+    p.uploadSlots,
     p.originUploadSlots,
     f2(m.p50),
     f2(m.p99),
@@ -78,7 +79,7 @@ export function row(r: SimResult): string {
 }
 
 export const HEADER =
-  'N | S | B | numwant | conns | origin slots | p50 | p99 | max (÷ S/B) | floor | origin copies | announces | peak/s | mean/s | wall'
+  'N | S | B | numwant | conns | slots | origin slots | p50 | p99 | max (÷ S/B) | floor | origin copies | announces | peak/s | mean/s | wall'
 
 async function main(): Promise<void> {
   const options: Record<string, { type: 'string' }> = { json: { type: 'string' } }

@@ -13,6 +13,8 @@ import { BLOCK_SIZE, type PeerClass } from '../types.js'
 import { Bitfield } from '../wire/bitfield.js'
 
 const BLOCK_FREE = 0
+/** The buffer of every piece kept without its bytes. */
+const NO_PAYLOAD = Buffer.alloc(0)
 const BLOCK_REQUESTED = 1
 const BLOCK_RECEIVED = 2
 
@@ -175,13 +177,21 @@ export class PieceBuffer<P> {
   originBytes = 0
   agentBytes = 0
 
+  /**
+   * Without `payload` the piece keeps no bytes: blocks are accounted for but not copied, and
+   * `data` stays empty (the swarm simulator, test/bench/sim, models thousands of hosts).
+   */
+  private readonly payload: boolean
+
   /** `data`, when given, is a recycled buffer of exactly `size` bytes (every block overwrites it). */
-  constructor(index: number, size: number, blockSize: number = BLOCK_SIZE, data?: Buffer) {
+  constructor(index: number, size: number, blockSize: number = BLOCK_SIZE, data?: Buffer, payload = true) {
     this.index = index
     this.size = size
     this.blockSize = blockSize
     this.blockCount = Math.ceil(size / blockSize)
-    this.data = data !== undefined && data.length === size ? data : Buffer.allocUnsafe(size)
+    this.payload = payload
+    if (!payload) this.data = NO_PAYLOAD
+    else this.data = data !== undefined && data.length === size ? data : Buffer.allocUnsafe(size)
     this.state = new Uint8Array(this.blockCount)
     this.pending = new Uint8Array(this.blockCount)
     this.requester = new Array<P | undefined>(this.blockCount)
@@ -269,7 +279,7 @@ export class PieceBuffer<P> {
   accept(block: number, data: Uint8Array, peer: P, cls: PeerClass, own = false): boolean {
     if (!this.wants(block)) return false
     if (own) this.data = data as Buffer
-    else this.data.set(data, block * this.blockSize)
+    else if (this.payload) this.data.set(data, block * this.blockSize)
     this.state[block] = BLOCK_RECEIVED
     this.pending[block] = 0
     this.requester[block] = undefined

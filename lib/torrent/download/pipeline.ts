@@ -13,6 +13,8 @@
  * window closes the depth is `initialBytes` worth, which is also where it restarts if the peer
  * went quiet. Everything is numbers on the peer: nothing is allocated per block.
  */
+import { DEFAULTS } from '../types.js'
+
 export interface PipelineOptions {
   minDepth: number
   maxDepth: number
@@ -22,6 +24,15 @@ export interface PipelineOptions {
   initialBytes: number
   /** Queueing we allow at the sender on top of the round trip. */
   queueMs: number
+}
+
+/** The engine's pipeline (the Scheduler's default). */
+export const DEFAULT_PIPELINE: PipelineOptions = {
+  minDepth: DEFAULTS.pipelineMinDepth,
+  maxDepth: DEFAULTS.pipelineDepth,
+  maxBytes: DEFAULTS.pipelineMaxBytes,
+  initialBytes: DEFAULTS.pipelineInitialBytes,
+  queueMs: DEFAULTS.pipelineQueueMs,
 }
 
 const WINDOW_MS = 100

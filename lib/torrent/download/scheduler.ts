@@ -19,7 +19,7 @@ import { BLOCK_SIZE, DEFAULTS, MAX_BLOCK_SIZE } from '../types.js'
 import type { Peer } from '../wire/peer.js'
 import { ownDownload } from './peer-download.js'
 import { PieceBuffer, type PiecePicker } from './picker.js'
-import type { PipelineOptions } from './pipeline.js'
+import { DEFAULT_PIPELINE, type PipelineOptions } from './pipeline.js'
 
 export type BlockResult =
   /** Requested from this peer but not needed any more (a duplicate, or its piece completed). */
@@ -43,14 +43,8 @@ export interface SchedulerOptions {
   maxActiveBytes?: number
   /** Extra requests for one block in endgame. */
   endgameDuplicates?: number
-}
-
-export const DEFAULT_PIPELINE: PipelineOptions = {
-  minDepth: DEFAULTS.pipelineMinDepth,
-  maxDepth: DEFAULTS.pipelineDepth,
-  maxBytes: DEFAULTS.pipelineMaxBytes,
-  initialBytes: DEFAULTS.pipelineInitialBytes,
-  queueMs: DEFAULTS.pipelineQueueMs,
+  /** false: pieces keep no bytes (PieceBuffer's payload; the swarm simulator). Default true. */
+  payload?: boolean
 }
 
 export class Scheduler {
@@ -64,6 +58,7 @@ export class Scheduler {
   private readonly fixedDepth: number
   private readonly pipe: PipelineOptions
   private readonly maxRequestsPerBlock: number
+  private readonly payload: boolean
   /** Peers holding endgame duplicates: a block arriving from one cancels it at the others. */
   private readonly dupHolders = new Set<Peer>()
   /**
@@ -79,6 +74,7 @@ export class Scheduler {
     this.pipe = opts.pipeline ?? DEFAULT_PIPELINE
     this.maxActiveBytes = opts.maxActiveBytes ?? DEFAULTS.maxActiveBytes
     this.maxRequestsPerBlock = 1 + (opts.endgameDuplicates ?? DEFAULTS.endgameDuplicates)
+    this.payload = opts.payload ?? true
     this.unitsPerPiece = Math.ceil(meta.pieceLength / BLOCK_SIZE)
   }
 
@@ -373,7 +369,7 @@ export class Scheduler {
     if (index >= 0) {
       const size = this.meta.pieceSize(index)
       const reuse = size === this.meta.pieceLength ? this.spare.pop() : undefined
-      const piece = new PieceBuffer<Peer>(index, size, peer.blockSize, reuse)
+      const piece = new PieceBuffer<Peer>(index, size, peer.blockSize, reuse, this.payload)
       this.picker.setBusy(index, true)
       this.active.set(index, piece)
       this.activeBytes += piece.size

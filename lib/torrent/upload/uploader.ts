@@ -116,6 +116,14 @@ export class Uploader {
   }
 
   onRequest(peer: Peer, index: number, offset: number, length: number): void {
+    if (this.queueRequest(peer, index, offset, length) && !ownUpload(peer).serving) void this.serve(peer)
+  }
+
+  /**
+   * onRequest's decision, free of storage and sockets (test/bench/sim drives it): rejects the
+   * request, closes the peer, or queues it (true).
+   */
+  queueRequest(peer: Peer, index: number, offset: number, length: number): boolean {
     const up = ownUpload(peer)
     up.lastRequestAt = peer.lastRecvAt // the read that carried it
     const meta = this.o.meta
@@ -126,27 +134,27 @@ export class Uploader {
       offset + length > meta.pieceSize(index)
     ) {
       peer.close(`invalid request ${index}:${offset}+${length}`)
-      return
+      return false
     }
     // Choked (BEP 6: reject it), or a piece we do not have (a peer that asks anyway is broken).
     if (peer.amChoking || !this.o.have.has(index)) {
       if (!peer.fast) {
         if (!peer.amChoking) peer.close(`request for missing piece ${index}`)
-        return
+        return false
       }
       peer.sendReject(index, offset, length)
-      return
+      return false
     }
     const once = this.o.serveOnce
     if (once !== undefined && !once.admit(peer, index, this.o.clock.now())) {
       peer.sendReject(index, offset, length)
-      return
+      return false
     }
     if (!up.requests.push(index, offset, length)) {
       peer.close('request flood')
-      return
+      return false
     }
-    if (!up.serving) void this.serve(peer)
+    return true
   }
 
   /** BEP 6: a cancelled request that was still queued is answered with a reject. */

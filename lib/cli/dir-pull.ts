@@ -56,6 +56,8 @@ export interface DirPullOptions {
   onProgress?: (p: DirProgress) => void
   /** Caps the agent's download of each blob from peers, bytes/s (a job's bandwidth class; 0 = none). */
   ingressBytesPerSec?: number
+  /** Sent to the agent as a bearer token (an agent bound beyond loopback asks for one). */
+  agentToken?: string
   signal?: AbortSignal
 }
 
@@ -106,6 +108,7 @@ export async function pullDirectory(opts: DirPullOptions): Promise<DirPullResult
       const agent = new AgentClient(opts.dstHost, {
         timeoutMs: 0,
         ingressBytesPerSec: opts.ingressBytesPerSec,
+        token: opts.agentToken,
       })
       const ns = opts.namespace ?? DEFAULT_NAMESPACE
       const manifest = await fetchManifest(agent, ns, opts.manifestDigest, dir, name, signal, progress)

@@ -28,6 +28,8 @@ export interface PullAnyOptions {
   notice?: (line: string) => void
   /** Caps the agent's downloads of the blobs from peers, bytes/s (a job's bandwidth class; 0 = none). */
   ingressBytesPerSec?: number
+  /** Sent to the agent as a bearer token (an agent bound beyond loopback asks for one). */
+  agentToken?: string
   /** Aborts the pull (a cancelled job task): temp files are removed, nothing takes the final name. */
   signal?: AbortSignal
 }
@@ -53,7 +55,7 @@ export async function pullAny(o: PullAnyOptions): Promise<PulledResult> {
   const dir = await prepareDir(o.dstPath)
   await chooseTarget(dir, o.tag.fileName, { isCover: o.isCover, newName: o.newName })
   // The watchdog is the deadline (--timeout 0: none), not a fixed one of the client's.
-  const agent = new AgentClient(o.dstHost, { timeoutMs: 0 })
+  const agent = new AgentClient(o.dstHost, { timeoutMs: 0, token: o.agentToken })
   let info: ResolvedTagInfo | undefined
   let swarmFailure: ShoalError | undefined
   try {
@@ -89,6 +91,7 @@ export async function pullAny(o: PullAnyOptions): Promise<PulledResult> {
       timeoutSeconds: o.timeoutSeconds,
       onProgress: o.onProgress,
       ingressBytesPerSec: o.ingressBytesPerSec,
+      agentToken: o.agentToken,
       signal: o.signal,
     })
     return { ...r, ...(info.desc ? { desc: info.desc } : {}) }
@@ -110,6 +113,7 @@ export async function pullAny(o: PullAnyOptions): Promise<PulledResult> {
     mode: info?.mode,
     mtimeMs: info?.mtimeMs,
     ingressBytesPerSec: o.ingressBytesPerSec,
+    agentToken: o.agentToken,
     signal: o.signal,
   })
   return { ...r, ...(info?.desc ? { desc: info.desc } : {}) }

@@ -2,6 +2,8 @@
 import { AgentClient } from '../agent/client/index.js'
 import { Tag } from '../core/index.js'
 import { isCsgwAddress } from '../csgw/index.js'
+import { toShoalError } from '../errors/index.js'
+import { readTokenFile } from '../events/sinks.js'
 import { Command } from './commander.js'
 import {
   exitCodesHelp,
@@ -138,6 +140,9 @@ export function pullProgram(io: Output = stdio, deps: ClientDeps = {}): Command 
       if (f.tag !== undefined && name !== undefined)
         throw usage(`both --tag and NAME (${name}) given: pass one`)
       const dstHost = f.dstHost ?? settings.agent
+      const agentToken = settings.tokenFile
+        ? await readTokenFile(settings.tokenFile).catch((e) => Promise.reject(usage(toShoalError(e).message)))
+        : undefined
       let tag: Tag
       if (f.tag !== undefined) {
         tag = Tag.parse(f.tag)
@@ -148,7 +153,9 @@ export function pullProgram(io: Output = stdio, deps: ClientDeps = {}): Command 
             srcHost: f.srcHost,
             srcDir: f.srcDir,
             version: f.version,
-            lister: deps.agentLister?.(dstHost) ?? clientLister(new AgentClient(dstHost, { timeoutMs: 0 })),
+            lister:
+              deps.agentLister?.(dstHost) ??
+              clientLister(new AgentClient(dstHost, { timeoutMs: 0, token: agentToken })),
             signal,
             onPage: progress.touch,
           }),
@@ -168,6 +175,7 @@ export function pullProgram(io: Output = stdio, deps: ClientDeps = {}): Command 
         csgw: settings.csgw,
         onProgress: reporter.progress,
         notice: (line: string) => reporter.note(line),
+        agentToken,
       })
       const json: Record<string, unknown> = {
         tag: String(r.tag),

@@ -58,6 +58,8 @@ export interface PullOptions {
   mtimeMs?: number
   /** Caps the agent's download of the blob from peers, bytes/s (a job's bandwidth class; 0 = none). */
   ingressBytesPerSec?: number
+  /** Sent to the agent as a bearer token (an agent bound beyond loopback asks for one). */
+  agentToken?: string
   signal?: AbortSignal
 }
 
@@ -191,7 +193,11 @@ async function fromSwarm(
 ): Promise<{ digest: Digest; size: number; source: PullSource }> {
   // No deadline of the client's own: the watchdog is the deadline, and the blob's answer comes
   // only once the agent has the whole blob (which may take far longer than any fixed bound).
-  const agent = new AgentClient(opts.dstHost, { timeoutMs: 0, ingressBytesPerSec: opts.ingressBytesPerSec })
+  const agent = new AgentClient(opts.dstHost, {
+    timeoutMs: 0,
+    ingressBytesPerSec: opts.ingressBytesPerSec,
+    token: opts.agentToken,
+  })
   const digest = learnt.digest ?? (await agent.resolve(tag, signal))
   learnt.digest = digest
   progress.touch()

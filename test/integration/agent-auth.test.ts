@@ -3,18 +3,21 @@
  * agent refuses to start without tokens, and requests from other hosts need one, reads too,
  * while /health stays open for probes. Clients send theirs with AgentClient's `token`.
  */
-import { writeFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import { networkInterfaces } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { AgentClient } from '../../lib/agent/client/index.js'
 import { AgentConfigSchema } from '../../lib/agent/config.js'
 import { AgentServer } from '../../lib/agent/server/index.js'
+import { pullProgram } from '../../lib/cli/programs.js'
 import { validateConfig } from '../../lib/config/index.js'
 import { silentLogger } from '../../lib/log/index.js'
 import { startTestAgent } from '../helpers/agent.js'
+import { cliRunner } from '../helpers/cli-run.js'
 import { tempDir } from '../helpers/files.js'
-import { deadAddress } from '../helpers/pull-cluster.js'
+import { startTestHerd } from '../helpers/herd.js'
+import { deadAddress, pushBytes } from '../helpers/pull-cluster.js'
 
 const TOKEN = 'agent-token-0123456789abcdef'
 
@@ -93,3 +96,42 @@ t.test('on loopback (the default) without tokens: reads and writes from local cl
   t.ok(await client.http.json('GET', '/bandwidth'))
   t.ok(await client.http.json('PUT', '/bandwidth', { json: { egressBytesPerSec: 0 } }))
 })
+
+t.test(
+  'PullCLI sends the client config token to an agent bound beyond loopback',
+  { skip: ext === undefined && 'this machine has no non-loopback IPv4 address' },
+  async (t) => {
+    const dir = await tempDir(t, 'shoal-agent-auth-')
+    await writeFile(join(dir, 'ops.token'), TOKEN)
+    const herd = await startTestHerd(t, dir)
+    const agent = await startTestAgent(t, {
+      herd,
+      dataDir: join(dir, 'a'),
+      settings: {
+        server: { host: '0.0.0.0', port: 0 },
+        auth: { tokens: [{ name: 'ops', file: join(dir, 'ops.token') }] },
+      },
+    })
+    const { tag } = await pushBytes(herd, dir, 'prices.csv', Buffer.from('symbol,price\nABC,1\n'))
+    const agentAddress = `${ext}:${new URL(agent.url).port}`
+    const run = cliRunner(dir)
+    const without = await run(pullProgram, [
+      'pull',
+      '--tag',
+      tag.toString(),
+      '--dst-path',
+      join(dir, 'no'),
+      '--dst-host',
+      agentAddress,
+    ])
+    t.equal(without.code, 8, 'without a token: refused (exit 8)')
+    t.match(without.err, /Authorization: Bearer/)
+    const withToken = await run(
+      pullProgram,
+      ['pull', '--tag', tag.toString(), '--dst-path', join(dir, 'yes'), '--dst-host', agentAddress],
+      { env: { SHOAL_TOKEN_FILE: join(dir, 'ops.token') } },
+    )
+    t.equal(withToken.code, 0, `with SHOAL_TOKEN_FILE: pulled (${withToken.err.trim()})`)
+    t.equal(await readFile(join(dir, 'yes', 'prices.csv'), 'utf8'), 'symbol,price\nABC,1\n')
+  },
+)

@@ -15,6 +15,10 @@ import { startHerd } from '../../lib/herd/index.js'
 import { silentLogger } from '../../lib/log/index.js'
 import { OriginClient } from '../../lib/origin/client/index.js'
 import { randomFile, tempDir } from '../helpers/files.js'
+import { until as untilIn } from '../helpers/until.js'
+
+/** As test/helpers/until.ts, with 30 s: replication retries back off for seconds. */
+const until = <T>(what: string, get: () => Promise<T | undefined | false>) => untilIn(what, get, 30_000)
 
 const logger = silentLogger()
 
@@ -70,17 +74,6 @@ async function herd(t: Test, dir: string, buildIndex: Record<string, unknown> = 
   )
   t.teardown(() => h.stop())
   return h
-}
-
-/** Polls `check` until it returns a value, or fails the test after `ms`. */
-async function until<T>(what: string, check: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
-  const deadline = Date.now() + ms
-  for (;;) {
-    const value = await check().catch(() => undefined)
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
 }
 
 t.test(
@@ -207,14 +200,16 @@ t.test('a remote that hangs delays only its own queue, not the other remotes', a
   await randomFile(join(dir, 'one.bin'), 1 << 20)
   const one = await push({ srcPath: join(dir, 'one.bin'), srcHost: 'repl', dstHost: a.urls.proxy })
   await until('the tag on B', async () => (await bIndex.hasTag(one.tag)) || undefined)
-  const status = await aIndex.http.json<{ remotes: { name: string; queued: number; lastError?: unknown }[] }>(
-    'GET',
-    '/replication',
-  )
+  type Status = { remotes: { name: string; queued: number; lastError?: unknown }[] }
+  // B holds the tag a moment before A takes the item off dc2's queue: wait for that too.
+  const status = await until('dc2 drained on A', async () => {
+    const st = await aIndex.http.json<Status>('GET', '/replication')
+    return st.remotes.find((r) => r.name === 'dc2')?.queued === 0 ? st : undefined
+  })
   const s = status.remotes.find((r) => r.name === 'stuck')
   t.equal(s?.queued, 1, 'the hanging remote still holds its item')
   t.notOk(s?.lastError, "B was served while the hanging remote's first attempt was still waiting")
-  t.equal(status.remotes.find((r) => r.name === 'dc2')?.queued, 0)
+  t.equal(status.remotes.find((r) => r.name === 'dc2')?.queued, 0, 'dc2 drained')
 })
 
 t.test('config: remotes are strict; a bad regex or name is refused at start-up', async (t) => {

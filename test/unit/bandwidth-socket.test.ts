@@ -106,12 +106,18 @@ t.test('egress and ingress caps hold real sockets to 4 MiB/s within 5 %', async 
   const what = (x: number) => `${(x / MiB).toFixed(3)} MiB/s over ${elapsed.toFixed(2)} s (cap 4)`
   t.ok(e / CAP < 1.05, `egress ${what(e)}: not over`)
   t.ok(i / CAP < 1.05, `ingress ${what(i)}: not over`)
-  if (stallMs < (BURST / CAP) * 1000) {
+  // The lower bounds hold only while this process gets the CPU: one stall longer than the bucket
+  // loses tokens, and so do many shorter ones when the machine is overloaded (p99 of the loop's
+  // delay). Ingress also waits on the kernel to deliver after each resume, hence its lower bound.
+  const p99Ms = stalls.percentile(99) / 1e6
+  if (stallMs < (BURST / CAP) * 1000 && p99Ms < 20) {
     t.ok(e / CAP > 0.95, 'egress reaches the cap')
-    t.ok(i / CAP > 0.95, 'ingress reaches the cap')
+    t.ok(i / CAP > 0.9, 'ingress reaches the cap')
   } else {
     // Tokens are only spent while the process runs: a stall longer than the bucket loses them.
-    t.comment(`event loop stalled ${stallMs.toFixed(0)} ms (machine overloaded): lower bound not checked`)
+    t.comment(
+      `event loop stalled up to ${stallMs.toFixed(0)} ms, p99 ${p99Ms.toFixed(0)} ms (machine overloaded): lower bound not checked`,
+    )
   }
   t.ok(
     bw.egress.throttledSeconds > 1.5,

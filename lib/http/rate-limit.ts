@@ -21,15 +21,15 @@ export interface RateLimit {
 
 /**
  * The client an address counts as, for every per-client limit: IPv4-mapped IPv6 as its IPv4,
- * every loopback address (127/8, ::1) as one client, and IPv6 by its /64 (one host usually has
- * the whole /64; keyed by full address, one client could take 2^64 buckets and connection
- * slots). Without it, a client escapes its limit by cycling its source address.
+ * and IPv6 by its /64 (one host usually holds the whole /64; keyed by full address, one remote
+ * client could take 2^64 buckets and connection slots by cycling its source address). ::1 is
+ * one client; each 127/8 address stays its own, as each IPv4 address does: only a process on
+ * this host can use them, and single-machine clusters give their agents distinct ones.
  */
 export function clientKey(address: string | undefined): string {
   if (!address) return '?'
   const a = address.startsWith('::ffff:') ? address.slice(7) : address
-  if (a === '::1' || a.startsWith('127.')) return 'loopback'
-  if (!a.includes(':')) return a
+  if (!a.includes(':') || a === '::1') return a
   return `${ipv6Prefix64(a)}::/64`
 }
 

@@ -151,42 +151,36 @@ function getFrom(base: string, path: string, localAddress: string): Promise<numb
   })
 }
 
-t.test(
-  'tracker: the configured origins are never limited; other loopback addresses share one bucket',
-  async (t) => {
-    const tracker = await startTracker(
-      validateConfig(TrackerConfigSchema, {
-        server: listen,
-        rateLimits: { announce: limit },
-        origins: [{ peer: '127.0.0.2:15001', http: '127.0.0.2:15002' }],
-      }),
-      { logger },
-    )
-    t.teardown(() => tracker.stop())
-    const q = `info_hash=${encodeBytes(Buffer.alloc(20, 1))}&peer_id=${encodeBytes(Buffer.alloc(20, 3))}&port=15001&left=0&compact=1`
-    const fromOrigin: number[] = []
-    for (let i = 0; i < 3 * limit.burst; i++)
-      fromOrigin.push(await getFrom(tracker.url, `/announce?${q}`, '127.0.0.2'))
-    t.same(
-      new Set(fromOrigin),
-      new Set([200]),
-      `${fromOrigin.length} announces from the origin's address, all answered`,
-    )
-    const others: number[] = []
-    for (const a of ['127.0.0.3', '127.0.0.4', '127.0.0.5', '127.0.0.6'])
-      others.push(await getFrom(tracker.url, `/announce?${q}`, a))
-    t.equal(
-      others.filter((s) => s === 429).length,
-      others.length - limit.burst,
-      'other loopback addresses: one client, one burst',
-    )
-  },
-)
+t.test('tracker: the configured origins are never limited; other addresses are', async (t) => {
+  const tracker = await startTracker(
+    validateConfig(TrackerConfigSchema, {
+      server: listen,
+      rateLimits: { announce: limit },
+      origins: [{ peer: '127.0.0.2:15001', http: '127.0.0.2:15002' }],
+    }),
+    { logger },
+  )
+  t.teardown(() => tracker.stop())
+  const q = `info_hash=${encodeBytes(Buffer.alloc(20, 1))}&peer_id=${encodeBytes(Buffer.alloc(20, 3))}&port=15001&left=0&compact=1`
+  const fromOrigin: number[] = []
+  for (let i = 0; i < 3 * limit.burst; i++)
+    fromOrigin.push(await getFrom(tracker.url, `/announce?${q}`, '127.0.0.2'))
+  t.same(
+    new Set(fromOrigin),
+    new Set([200]),
+    `${fromOrigin.length} announces from the origin's address, all answered`,
+  )
+  const other: number[] = []
+  for (let i = 0; i < limit.burst + 2; i++)
+    other.push(await getFrom(tracker.url, `/announce?${q}`, '127.0.0.3'))
+  t.equal(other.filter((s) => s === 429).length, 2, 'another address: limited past its burst')
+})
 
 t.test('clientKey: what one client is', async (t) => {
   t.equal(clientKey('10.1.2.3'), '10.1.2.3')
   t.equal(clientKey('::ffff:10.1.2.3'), '10.1.2.3', 'IPv4-mapped IPv6 as its IPv4')
-  for (const a of ['127.0.0.1', '127.9.8.7', '::1', '::ffff:127.0.0.1']) t.equal(clientKey(a), 'loopback', a)
+  t.equal(clientKey('::ffff:127.0.0.1'), '127.0.0.1')
+  t.equal(clientKey('::1'), '::1', 'IPv6 loopback is one client')
   t.equal(clientKey('2001:db8:1:2:a:b:c:d'), '2001:db8:1:2::/64')
   t.equal(clientKey('2001:db8:1:2::99'), '2001:db8:1:2::/64', 'the same /64, compressed')
   t.equal(clientKey('2001:0db8:0:0002::1'), '2001:db8:0:2::/64', 'leading zeros dropped')

@@ -231,6 +231,17 @@ export function oneOf<T extends string>(...choices: T[]): (value: string) => T {
 export const parseBool = (value: string): boolean => oneOf('true', 'false')(value) === 'true'
 
 /** A USAGE error: one line, exit 2. */
+/** --apiserver and (with `tokenFile`) --token-file, as every command of the resource API takes them. */
+export function apiServerOptions(cmd: Command, opts: { tokenFile: boolean }): Command {
+  cmd.option(
+    '--apiserver <host:port>',
+    "the herd's resource API (default: $SHOAL_APISERVER, the config's apiserver, 127.0.0.1:15006)",
+  )
+  if (opts.tokenFile)
+    cmd.option('--token-file <file>', "an API token (default: $SHOAL_TOKEN_FILE, the config's tokenFile)")
+  return cmd
+}
+
 export function usage(message: string): ShoalError {
   return new ShoalError('USAGE', message)
 }

@@ -9,7 +9,7 @@ import { toShoalError } from '../errors/index.js'
 import { EVENTS_NAMESPACE, EventKind, type EventResource, type EventSpecT } from '../events/index.js'
 import { readTokenFile } from '../events/sinks.js'
 import { Command } from './commander.js'
-import { type Output, parseSeconds, stdio, usage } from './common.js'
+import { apiServerOptions, type Output, parseSeconds, stdio, usage } from './common.js'
 import type { ClientDeps } from './output.js'
 import { startClient } from './output.js'
 
@@ -77,7 +77,7 @@ export function formatEvent(spec: EventSpecT): string {
 }
 
 export function eventsCommand(io: Output = stdio, deps: EventsDeps = {}, name = 'events'): Command {
-  return new Command(name)
+  return apiServerOptions(new Command(name), { tokenFile: true })
     .description(
       'The event log: pushes, tag puts/moves/deletes, removes, GC, job and task transitions, and their failures, oldest first.',
     )
@@ -97,11 +97,6 @@ export function eventsCommand(io: Output = stdio, deps: EventsDeps = {}, name = 
     .option('--limit <n>', 'print at most the newest N of the past events', parseLimit, 1000)
     .option('--follow', 'after the past events, print new ones as they come (until interrupted)')
     .option('--json', 'one JSON object per event and line: {name, time, action, ...}')
-    .option(
-      '--apiserver <host:port>',
-      "the herd's resource API (default: $SHOAL_APISERVER, the config's apiserver, 127.0.0.1:15006)",
-    )
-    .option('--token-file <file>', "an API token (default: $SHOAL_TOKEN_FILE, the config's tokenFile)")
     .option(
       '--timeout <seconds>',
       'fail after this many seconds without an answer to the list (0 = none)',

@@ -19,7 +19,7 @@ import {
 import { generatedName, hostPath, MAX_PLAN_BYTES, type Plan, parsePlan, planFrom } from '../jobs/plan.js'
 import type { ClientSettings } from './client-config.js'
 import { Command } from './commander.js'
-import { exitCodesHelp, type Output, oneOf, parseBool, stdio, usage } from './common.js'
+import { apiServerOptions, exitCodesHelp, type Output, oneOf, parseBool, stdio, usage } from './common.js'
 import { intFlag } from './daemon.js'
 import { isFinished, jobFailure, jobResult, jobTable, listLines } from './job-output.js'
 import { addClientOptions, type ClientDeps, type Reporter, startClient } from './output.js'
@@ -56,12 +56,11 @@ async function connect(
 
 function common(cmd: Command): Command {
   return addClientOptions(
-    cmd
-      .option(
-        '--apiserver <host:port>',
-        "the herd's resource API (default: $SHOAL_APISERVER, the config's apiserver, 127.0.0.1:15006)",
-      )
-      .option('--namespace <ns>', 'the namespace of the job', DEFAULT_JOB_NAMESPACE),
+    apiServerOptions(cmd, { tokenFile: false }).option(
+      '--namespace <ns>',
+      'the namespace of the job',
+      DEFAULT_JOB_NAMESPACE,
+    ),
   )
 }
 

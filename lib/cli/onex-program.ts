@@ -22,7 +22,7 @@ import {
   ONEX_API_VERSION,
 } from '../onex/kinds.js'
 import { Command } from './commander.js'
-import { type Output, parseSeconds, stdio, usage } from './common.js'
+import { apiServerOptions, type Output, parseSeconds, stdio, usage } from './common.js'
 import { formatObjects, type OutputFormat, table } from './onex-output.js'
 import { type ClientDeps, startClient } from './output.js'
 
@@ -67,16 +67,11 @@ interface ApiFlags {
 }
 
 function apiOptions(cmd: Command): Command {
-  return cmd
+  return apiServerOptions(cmd, { tokenFile: true })
     .option(
       '-n, --namespace <ns>',
       'namespace (default: kube-system for chains and hosts, default for the rest)',
     )
-    .option(
-      '--apiserver <host:port>',
-      "the herd's resource API (default: $SHOAL_APISERVER, the config's apiserver, 127.0.0.1:15006)",
-    )
-    .option('--token-file <file>', "an API token (default: $SHOAL_TOKEN_FILE, the config's tokenFile)")
     .option(
       '--timeout <seconds>',
       'fail after this many seconds without an answer (0 = none)',

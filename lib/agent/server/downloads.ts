@@ -14,7 +14,7 @@
  * clean, and a restart finds nothing to resurrect; resume() also deletes partial downloads that
  * have no journal entry (left by an agent that died between the two).
  */
-import { type Digest, formatBytes, type InfoHash, MetaInfo } from '../../core/index.js'
+import { type Digest, type InfoHash, MetaInfo } from '../../core/index.js'
 import { ShoalError, toShoalError } from '../../errors/index.js'
 import type { Logger } from '../../log/index.js'
 import type { BlobStore } from '../../store/index.js'
@@ -24,10 +24,12 @@ import type { DownloadProgress } from '../client/index.js'
 import { CorruptPieces, type CorruptReportSink } from './corruption.js'
 import { IngressCaps } from './ingress-caps.js'
 import type { ResumeJournal } from './journal.js'
-import { fetchMetaInfo } from './metainfo.js'
+import { fetchMetaInfo, layoutOf } from './metainfo.js'
 import { ProgressTable, pickStats } from './progress.js'
-import { DiskSpace } from './space.js'
+import { DiskSpace, withReleased } from './space.js'
 import { StallWatchdog } from './stall.js'
+
+export { layoutOf } from './metainfo.js'
 
 /** What Downloads needs of the engine and the trackers (narrow, so tests can stand in). */
 export type SwarmEngine = Pick<TorrentEngine, 'download' | 'seed' | 'remove' | 'stats'> &
@@ -347,12 +349,7 @@ export class Downloads {
         // Ended for good (a client saw the error): a restart must not pick it up again, and
         // its space goes back to the disk.
         const released = await this.forget(digest, finished)
-        if (released > 0 && e.code === 'INSUFFICIENT_STORAGE')
-          e = new ShoalError(
-            e.code,
-            `${e.message} (the partial download was deleted: ${formatBytes(released)} released)`,
-            { cause: e.cause, details: { ...e.details, releasedBytes: released } },
-          )
+        e = withReleased(e, released)
         this.log.warn(
           { digest: digest.toString(), code: e.code, err: e.message, releasedBytes: released },
           'download failed',
@@ -397,8 +394,4 @@ export class Downloads {
       return false
     }
   }
-}
-
-export function layoutOf(meta: MetaInfo): { length: number; pieceLength: number; pieceCount: number } {
-  return { length: meta.length, pieceLength: meta.pieceLength, pieceCount: meta.pieceCount }
 }

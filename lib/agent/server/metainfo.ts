@@ -37,3 +37,8 @@ export async function fetchMetaInfo(
     delay = Math.min(delay * 2, 5_000)
   }
 }
+
+/** The piece layout the store opens a download or a seed with. */
+export function layoutOf(meta: MetaInfo): { length: number; pieceLength: number; pieceCount: number } {
+  return { length: meta.length, pieceLength: meta.pieceLength, pieceCount: meta.pieceCount }
+}

@@ -77,3 +77,16 @@ export class DiskSpace {
     this.outstanding.set(digest.hex, () => needed)
   }
 }
+
+/** A disk-full failure that freed its partial download says how much it gave back. */
+export function withReleased(e: ShoalError, released: number): ShoalError {
+  if (released <= 0 || e.code !== 'INSUFFICIENT_STORAGE') return e
+  return new ShoalError(
+    e.code,
+    `${e.message} (the partial download was deleted: ${formatBytes(released)} released)`,
+    {
+      cause: e.cause,
+      details: { ...e.details, releasedBytes: released },
+    },
+  )
+}

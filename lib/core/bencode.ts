@@ -31,9 +31,27 @@ export function bencodeEncode(value: unknown): Buffer {
  * and its offset; callers wrap it in their own code (BAD_METAINFO, UPSTREAM_ERROR...).
  */
 export function bencodeDecode(data: Uint8Array, opts: { maxValues?: number } = {}): unknown {
+  return decodeWhole(new Decoder(data, opts.maxValues ?? MAX_BENCODE_VALUES))
+}
+
+/**
+ * bencodeDecode, plus where each value of the top-level dictionary lies in `data` (key →
+ * [start, end)). A metainfo's infohash is the SHA-1 of the info dictionary's bytes as sent:
+ * re-encoding the decoded value would change them when the sender's keys are not sorted or not
+ * UTF-8, and the hash would no longer name the torrent its peers know.
+ */
+export function bencodeDecodeWithSpans(
+  data: Uint8Array,
+  opts: { maxValues?: number } = {},
+): { value: unknown; spans: Map<string, [number, number]> } {
   const d = new Decoder(data, opts.maxValues ?? MAX_BENCODE_VALUES)
+  d.spans = new Map()
+  return { value: decodeWhole(d), spans: d.spans }
+}
+
+function decodeWhole(d: Decoder): unknown {
   const value = d.value(0)
-  if (d.at !== data.length) d.fail(`${data.length - d.at} bytes after the value`)
+  if (d.at !== d.length) d.fail(`${d.length - d.at} bytes after the value`)
   return value
 }
 
@@ -50,6 +68,8 @@ const MAX_DIGITS = 16
 
 class Decoder {
   at = 0
+  /** When set, the top-level dictionary's value spans are recorded here. */
+  spans: Map<string, [number, number]> | undefined
   private readonly view: Buffer
 
   constructor(
@@ -57,6 +77,10 @@ class Decoder {
     private budget: number,
   ) {
     this.view = Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+  }
+
+  get length(): number {
+    return this.data.length
   }
 
   fail(why: string): never {
@@ -85,8 +109,11 @@ class Decoder {
       const raw = this.view.subarray(start, end)
       const key = isUtf8(raw) ? raw.toString('utf8') : raw.toString('hex')
       if (Object.hasOwn(dict, key)) this.fail(`key "${key.slice(0, 40)}" appears twice`)
+      const valueStart = this.at
+      const value = this.value(depth + 1)
+      if (depth === 0) this.spans?.set(key, [valueStart, this.at])
       Object.defineProperty(dict, key, {
-        value: this.value(depth + 1),
+        value,
         enumerable: true,
         writable: true,
         configurable: true,

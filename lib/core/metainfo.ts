@@ -7,7 +7,7 @@
 
 import createTorrent from 'create-torrent'
 import { ShoalError } from '../errors/index.js'
-import { bencodeDecode, bencodeEncode } from './bencode.js'
+import { bencodeDecodeWithSpans } from './bencode.js'
 import { InfoHash } from './infohash.js'
 
 export const MAX_METAINFO_BYTES = 16 << 20
@@ -77,8 +77,9 @@ export class MetaInfo implements MetaInfoFields {
     if (data.length > MAX_METAINFO_BYTES)
       bad(`metainfo is ${data.length} bytes; the limit is ${MAX_METAINFO_BYTES}`)
     let decoded: unknown
+    let spans: Map<string, [number, number]>
     try {
-      decoded = bencodeDecode(data)
+      ;({ value: decoded, spans } = bencodeDecodeWithSpans(data))
     } catch (err) {
       throw new ShoalError('BAD_METAINFO', 'metainfo is not valid bencode', { cause: err })
     }
@@ -109,9 +110,10 @@ export class MetaInfo implements MetaInfoFields {
     if (!(name instanceof Uint8Array)) bad('info.name is missing')
     const announce =
       decoded.announce instanceof Uint8Array ? Buffer.from(decoded.announce).toString('utf8') : ''
-    const infoBytes = bencodeEncode(info)
+    // The info dictionary's bytes as sent (see bencodeDecodeWithSpans), not a re-encoding.
+    const [infoStart, infoEnd] = spans.get('info') as [number, number]
     return new MetaInfo({
-      infoHash: InfoHash.fromInfoBytes(infoBytes),
+      infoHash: InfoHash.fromInfoBytes(data.subarray(infoStart, infoEnd)),
       name: Buffer.from(name).toString('utf8'),
       length,
       pieceLength,

@@ -3,8 +3,16 @@
  * what is not bencode and overflowed the stack on deep nesting. Each input here is the shrunk
  * counterexample (or its family); every refusal is a ShoalError naming the offset.
  */
+
+import { createHash } from 'node:crypto'
 import t from 'tap'
-import { bencodeDecode, bencodeEncode, MAX_BENCODE_DEPTH } from '../../lib/core/bencode.js'
+import {
+  bencodeDecode,
+  bencodeDecodeWithSpans,
+  bencodeEncode,
+  MAX_BENCODE_DEPTH,
+} from '../../lib/core/bencode.js'
+import { MetaInfo } from '../../lib/core/index.js'
 import { isShoalError } from '../../lib/errors/index.js'
 
 const refused = (s: string | Buffer) => {
@@ -88,4 +96,32 @@ t.test('a document of many tiny values is refused past the value budget, quickly
   t.equal(bencodeDecode(Buffer.from('i9007199254740991e')), Number.MAX_SAFE_INTEGER)
   t.throws(() => bencodeDecode(Buffer.from('i9007199254740993e')), { code: 'BAD_REQUEST' })
   t.throws(() => bencodeDecode(Buffer.from('i007e')), { code: 'BAD_REQUEST' })
+})
+
+t.test('the infohash is the SHA-1 of the info bytes as sent, not of a re-encoding', async (t) => {
+  // A stock client hashes the info dictionary exactly as it appears in the .torrent. One whose
+  // keys are out of order (BEP 3 asks for sorted keys; some writers do not sort) re-encodes to
+  // different bytes, so hashing a re-encoding would name another torrent than its peers know.
+  const pieces = Buffer.alloc(20, 7)
+  const info = Buffer.concat([
+    Buffer.from('d6:lengthi5e4:name1:x6:pieces20:'),
+    pieces,
+    Buffer.from('12:piece lengthi16384ee'),
+  ])
+  const torrent = Buffer.concat([Buffer.from('d4:info'), info, Buffer.from('e')])
+  const meta = MetaInfo.parse(torrent)
+  t.equal(meta.infoHash.hex, createHash('sha1').update(info).digest('hex'), 'hash of the raw slice')
+  const sorted = bencodeEncode(bencodeDecode(info))
+  t.not(Buffer.compare(sorted, info), 0, 'this info dictionary re-encodes to other bytes')
+
+  const { value, spans } = bencodeDecodeWithSpans(Buffer.from('d1:ai1e1:bli2eee'))
+  t.same(value, { a: 1, b: [2] })
+  t.same(
+    [...spans],
+    [
+      ['a', [4, 7]],
+      ['b', [10, 15]],
+    ],
+    'top-level value spans, [start, end)',
+  )
 })

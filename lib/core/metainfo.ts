@@ -76,13 +76,13 @@ export class MetaInfo implements MetaInfoFields {
   static parse(data: Uint8Array): MetaInfo {
     if (data.length > MAX_METAINFO_BYTES)
       bad(`metainfo is ${data.length} bytes; the limit is ${MAX_METAINFO_BYTES}`)
-    let decoded: unknown
-    let spans: Map<string, [number, number]>
+    let parsed: ReturnType<typeof bencodeDecodeWithSpans>
     try {
-      ;({ value: decoded, spans } = bencodeDecodeWithSpans(data))
+      parsed = bencodeDecodeWithSpans(data)
     } catch (err) {
       throw new ShoalError('BAD_METAINFO', 'metainfo is not valid bencode', { cause: err })
     }
+    const { value: decoded, spans } = parsed
     if (!isDict(decoded)) bad('metainfo is not a dictionary')
     const info = decoded.info
     if (!isDict(info)) bad('metainfo has no info dictionary')
